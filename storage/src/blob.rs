@@ -1,0 +1,170 @@
+//! The blob store: files (case files, imports, later recording segments) by key.
+//!
+//! One interface, [`BlobStore`]; the local-directory implementation [`LocalBlobStore`] is the
+//! default. Keys are relative paths of `[A-Za-z0-9._-]` segments separated by `/`; anything else
+//! (absolute paths, `..`) is rejected so a key can never escape the store's root. Writes go to a
+//! temporary file and are renamed into place, so a reader never sees half a blob.
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use crate::error::{StorageError, StorageResult};
+
+/// Metadata of a stored blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobInfo {
+    /// The key it is stored under.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Lowercase hex SHA-256 of the content.
+    pub sha256: String,
+    /// Lowercase hex SM3 of the content.
+    pub sm3: String,
+}
+
+/// Storage of immutable files by key.
+#[async_trait]
+pub trait BlobStore: Send + Sync + std::fmt::Debug {
+    /// Store `data` under `key`, replacing any blob with that key; returns its digests.
+    async fn put(&self, key: &str, data: &[u8]) -> StorageResult<BlobInfo>;
+    /// Read a whole blob.
+    async fn get(&self, key: &str) -> StorageResult<Vec<u8>>;
+    /// Delete a blob; deleting a missing blob is not an error.
+    async fn delete(&self, key: &str) -> StorageResult<()>;
+    /// Whether a blob exists.
+    async fn exists(&self, key: &str) -> StorageResult<bool>;
+}
+
+/// Digests of `data`: (SHA-256 hex, SM3 hex).
+pub fn digests(data: &[u8]) -> (String, String) {
+    let sha = hex::encode(Sha256::digest(data));
+    let sm3 = hex::encode(sm3::Sm3::digest(data));
+    (sha, sm3)
+}
+
+/// Blobs as files under a root directory.
+#[derive(Debug, Clone)]
+pub struct LocalBlobStore {
+    root: PathBuf,
+}
+
+impl LocalBlobStore {
+    /// A store rooted at `root` (created on first write).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path_of(&self, key: &str) -> StorageResult<PathBuf> {
+        validate_key(key)?;
+        Ok(self.root.join(key))
+    }
+}
+
+/// Check a blob key: non-empty `/`-separated segments of `[A-Za-z0-9._-]`, no `.`/`..` segments.
+pub fn validate_key(key: &str) -> StorageResult<()> {
+    let ok = !key.is_empty()
+        && key.len() <= 512
+        && key.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(StorageError::invalid("key", format!("invalid blob key {key:?}")))
+    }
+}
+
+#[async_trait]
+impl BlobStore for LocalBlobStore {
+    async fn put(&self, key: &str, data: &[u8]) -> StorageResult<BlobInfo> {
+        let path = self.path_of(key)?;
+        let dir = path.parent().expect("a key has a parent under root");
+        tokio::fs::create_dir_all(dir).await?;
+        let tmp = dir.join(format!(".{}.tmp", crate::new_id()));
+        let mut f = tokio::fs::File::create(&tmp).await?;
+        f.write_all(data).await?;
+        f.sync_all().await?;
+        drop(f);
+        if let Err(e) = tokio::fs::rename(&tmp, &path).await {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(e.into());
+        }
+        let (sha256, sm3) = digests(data);
+        Ok(BlobInfo {
+            key: key.to_string(),
+            size: data.len() as u64,
+            sha256,
+            sm3,
+        })
+    }
+
+    async fn get(&self, key: &str) -> StorageResult<Vec<u8>> {
+        let path = self.path_of(key)?;
+        match tokio::fs::read(&path).await {
+            Ok(d) => Ok(d),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StorageError::NotFound("blob")),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn delete(&self, key: &str) -> StorageResult<()> {
+        let path = self.path_of(key)?;
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn exists(&self, key: &str) -> StorageResult<bool> {
+        let path = self.path_of(key)?;
+        Ok(tokio::fs::try_exists(&path).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_cannot_escape_the_root() {
+        for bad in ["", "/etc/passwd", "a/../b", "a//b", "./a", "a/b\\c", "名字"] {
+            assert!(validate_key(bad).is_err(), "{bad}");
+        }
+        validate_key("case-files/2026/abc.pdf").unwrap();
+    }
+
+    #[tokio::test]
+    async fn put_get_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalBlobStore::new(dir.path());
+        let info = store.put("a/b.txt", b"abc").await.unwrap();
+        assert_eq!(
+            info.sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            info.sm3,
+            "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0"
+        );
+        assert_eq!(store.get("a/b.txt").await.unwrap(), b"abc");
+        assert!(store.exists("a/b.txt").await.unwrap());
+        store.delete("a/b.txt").await.unwrap();
+        assert!(!store.exists("a/b.txt").await.unwrap());
+        assert!(matches!(store.get("a/b.txt").await, Err(StorageError::NotFound(_))));
+    }
+}

@@ -1,0 +1,166 @@
+//! The database handle: one of two engines behind one type.
+//!
+//! Repositories are written once: the [`with_pool!`] macro expands a body for each engine's pool,
+//! and every query uses the `$1` placeholder style that both SQLite and PostgreSQL accept. Column
+//! types are chosen so the same Rust types decode on both (TEXT ids, BIGINT milliseconds,
+//! BOOLEAN, DOUBLE PRECISION).
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::error::StorageResult;
+
+/// The engine behind a [`Db`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// Embedded SQLite (default).
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+#[derive(Clone)]
+pub(crate) enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// A connection pool to one of the two engines. Cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    pub(crate) pool: Pool,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("engine", &self.engine()).finish()
+    }
+}
+
+/// Expand `$body` once per engine with `$pool` bound to that engine's pool.
+macro_rules! with_pool {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match &$db.pool {
+            $crate::db::Pool::Sqlite($pool) => $body,
+            $crate::db::Pool::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use with_pool;
+
+impl Db {
+    /// Connect to `url` (`sqlite://PATH`, `sqlite::memory:` or `postgres://…`) with at most
+    /// `max_connections` connections. SQLite files are created if missing and run in WAL mode.
+    /// Migrations are not applied; call [`Db::migrate`].
+    pub async fn connect(url: &str, max_connections: u32) -> StorageResult<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let opts = PgConnectOptions::from_str(url)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(max_connections.max(1))
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(opts)
+                .await?;
+            Ok(Db { pool: Pool::Postgres(pool) })
+        } else {
+            let opts = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(max_connections.max(1))
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(opts)
+                .await?;
+            Ok(Db { pool: Pool::Sqlite(pool) })
+        }
+    }
+
+    /// The SQLite URL of the default database file under `data_dir`.
+    pub fn sqlite_url_in(data_dir: &Path) -> String {
+        format!("sqlite://{}", data_dir.join("shouhu.db").display())
+    }
+
+    /// Which engine this is.
+    pub fn engine(&self) -> Engine {
+        match self.pool {
+            Pool::Sqlite(_) => Engine::Sqlite,
+            Pool::Postgres(_) => Engine::Postgres,
+        }
+    }
+
+    /// Apply the engine's pending migrations (idempotent: applied ones are skipped, and a changed
+    /// applied migration is an error, since migrations are append-only).
+    pub async fn migrate(&self) -> StorageResult<()> {
+        match &self.pool {
+            Pool::Sqlite(p) => sqlx::migrate!("./migrations/sqlite").run(p).await?,
+            Pool::Postgres(p) => sqlx::migrate!("./migrations/postgres").run(p).await?,
+        }
+        crate::inspection_items::seed_builtin(self).await?;
+        Ok(())
+    }
+
+    /// Check the database answers (for `/healthz`).
+    pub async fn ping(&self) -> StorageResult<()> {
+        with_pool!(self, p => { sqlx::query("SELECT 1").execute(p).await?; });
+        Ok(())
+    }
+
+    /// Close all connections.
+    pub async fn close(&self) {
+        with_pool!(self, p => p.close().await)
+    }
+}
+
+/// A value bound to a dynamically built query.
+#[derive(Debug, Clone)]
+pub(crate) enum Arg {
+    /// Text (or NULL).
+    S(Option<String>),
+    /// Integer (or NULL).
+    I(Option<i64>),
+}
+
+/// Builds SQL with numbered `$n` placeholders and the matching argument list.
+#[derive(Debug, Default)]
+pub(crate) struct SqlBuilder {
+    pub(crate) args: Vec<Arg>,
+}
+
+impl SqlBuilder {
+    /// Add an argument; returns its placeholder.
+    pub(crate) fn arg(&mut self, a: Arg) -> String {
+        self.args.push(a);
+        format!("${}", self.args.len())
+    }
+
+    /// Add a text argument.
+    pub(crate) fn s(&mut self, v: impl Into<String>) -> String {
+        self.arg(Arg::S(Some(v.into())))
+    }
+
+    /// Add an integer argument.
+    pub(crate) fn i(&mut self, v: i64) -> String {
+        self.arg(Arg::I(Some(v)))
+    }
+}
+
+/// Bind every [`Arg`] of a builder to a query of either engine.
+macro_rules! bind_args {
+    ($q:expr, $args:expr) => {{
+        let mut q = $q;
+        for a in $args.iter() {
+            q = match a {
+                $crate::db::Arg::S(s) => q.bind(s.clone()),
+                $crate::db::Arg::I(i) => q.bind(*i),
+            };
+        }
+        q
+    }};
+}
+pub(crate) use bind_args;

@@ -1,0 +1,135 @@
+// Formatting helpers: all API times are RFC 3339 UTC, shown in Asia/Shanghai.
+
+export const TZ = 'Asia/Shanghai';
+
+const dateTimeFmt = new Intl.DateTimeFormat('zh-CN', {
+  timeZone: TZ,
+  year: 'numeric',
+  month: '2-digit',
+  day: '2-digit',
+  hour: '2-digit',
+  minute: '2-digit',
+  second: '2-digit',
+  hourCycle: 'h23',
+});
+
+const dateFmt = new Intl.DateTimeFormat('zh-CN', {
+  timeZone: TZ,
+  year: 'numeric',
+  month: '2-digit',
+  day: '2-digit',
+});
+
+function parts(fmt: Intl.DateTimeFormat, d: Date): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const p of fmt.formatToParts(d)) out[p.type] = p.value;
+  return out;
+}
+
+/** "2024-05-01 16:00:00" in Asia/Shanghai, or "—" for empty / invalid input. */
+export function fmtDateTime(s: string | null | undefined): string {
+  if (!s) return '—';
+  const d = new Date(s);
+  if (Number.isNaN(d.getTime())) return s;
+  const p = parts(dateTimeFmt, d);
+  return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}:${p.second}`;
+}
+
+/** "2024-05-01" in Asia/Shanghai. Plain dates ("2024-05-01") are shown as they are. */
+export function fmtDate(s: string | null | undefined): string {
+  if (!s) return '—';
+  if (/^\d{4}-\d{2}-\d{2}$/.test(s)) return s;
+  const d = new Date(s);
+  if (Number.isNaN(d.getTime())) return s;
+  const p = parts(dateFmt, d);
+  return `${p.year}-${p.month}-${p.day}`;
+}
+
+/**
+ * Convert the value of an <input type="datetime-local"> (wall time, meant as Asia/Shanghai,
+ * which has had no DST since 1991) into an RFC 3339 UTC string.
+ */
+export function shanghaiLocalToUtc(local: string): string {
+  const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2}))?$/.exec(local);
+  if (!m) return '';
+  const ms = Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4] - 8, +m[5], m[6] ? +m[6] : 0);
+  return new Date(ms).toISOString().replace('.000Z', 'Z');
+}
+
+/** Inverse of shanghaiLocalToUtc, for prefilling datetime-local inputs. */
+export function utcToShanghaiLocal(utc: string): string {
+  const d = new Date(utc);
+  if (Number.isNaN(d.getTime())) return '';
+  const p = parts(dateTimeFmt, d);
+  return `${p.year}-${p.month}-${p.day}T${p.hour}:${p.minute}`;
+}
+
+export function isFuture(s: string | null | undefined): boolean {
+  if (!s) return false;
+  const t = new Date(s).getTime();
+  return !Number.isNaN(t) && t > Date.now();
+}
+
+export const ROLE_NAMES: Record<string, string> = {
+  admin: '系统管理员',
+  corps_leader: '总队领导',
+  operator: '调度员',
+  reviewer: '审查员',
+  brigade_head: '区大队负责人',
+  squad_leader: '区执法组负责人',
+  statistician: '区数据统计人员',
+  clerk: '区工单维护人员',
+  officer: '执法人员',
+  soe_user: '国有集团用户',
+};
+
+export const ORG_KIND_NAMES: Record<string, string> = {
+  corps: '执法总队',
+  brigade: '区执法大队',
+  squad: '执法组',
+  town: '街镇',
+  soe_group: '国有集团',
+};
+
+export const ENTERPRISE_STATUS: Record<string, string> = {
+  operating: '在营',
+  suspended: '停产停业',
+  closed: '关闭',
+};
+
+export const OFFICER_STATUS: Record<string, string> = {
+  active: '在岗',
+  inactive: '离岗',
+};
+
+export const ACCOUNT_STATUS: Record<string, string> = {
+  active: '正常',
+  disabled: '已停用',
+};
+
+export const APPLICATION_STATUS: Record<string, string> = {
+  pending: '待审核',
+  approved: '已通过',
+  rejected: '已驳回',
+};
+
+export const AUDIT_OUTCOME: Record<string, string> = {
+  success: '成功',
+  failure: '失败',
+  denied: '拒绝',
+};
+
+/** Fallback supervised sectors (GLOSSARY); replaced by /reference/sectors when it loads. */
+export const DEFAULT_SECTORS: { code: string; name: string }[] = [
+  { code: '01', name: '煤矿' },
+  { code: '02', name: '非煤' },
+  { code: '03', name: '危险化学品' },
+  { code: '04', name: '烟花爆竹' },
+  { code: '05', name: '工贸' },
+  { code: '06', name: '其他' },
+];
+
+export function label(map: Record<string, string>, code: string | null | undefined): string {
+  if (code === null || code === undefined || code === '') return '—';
+  return map[code] ?? code;
+}

@@ -1,0 +1,215 @@
+// Entry point: session probe, route guards, hash routing.
+
+import './styles.css';
+import { ApiError, api, setAuthHandlers } from './api';
+import { h, mount } from './dom';
+import { buildShell, forbidden, type Shell } from './layout';
+import { homePath, navOf } from './nav';
+import { currentLocation, hrefFor, match, navigate, type Cleanup, type Route } from './router';
+import { clearCaches, loadRoles, session } from './session';
+import type { Account } from './types';
+import { renderLogin } from './pages/login';
+import { renderChangePassword } from './pages/change-password';
+import { renderEnterpriseList } from './pages/enterprises';
+import { renderEnterpriseDetail } from './pages/enterprise-detail';
+import { renderOfficerList, renderOfficerDetail } from './pages/officers';
+import { renderInspectionItems } from './pages/inspection-items';
+import { renderOrgUnits } from './pages/org-units';
+import { renderAccounts } from './pages/accounts';
+import { renderApplications } from './pages/applications';
+import { renderAudit } from './pages/audit';
+
+const app = document.getElementById('app')!;
+
+const routes: Route[] = [
+  { pattern: '/enterprises', render: renderEnterpriseList },
+  { pattern: '/enterprises/new', render: (o, c) => renderEnterpriseDetail(o, { ...c, params: {} }) },
+  { pattern: '/enterprises/:id', render: renderEnterpriseDetail },
+  { pattern: '/officers', render: renderOfficerList },
+  { pattern: '/officers/new', render: (o, c) => renderOfficerDetail(o, { ...c, params: {} }) },
+  { pattern: '/officers/:id', render: renderOfficerDetail },
+  { pattern: '/inspection-items', render: renderInspectionItems },
+  { pattern: '/org-units', render: renderOrgUnits },
+  { pattern: '/accounts', render: renderAccounts },
+  { pattern: '/applications', render: renderApplications },
+  { pattern: '/audit', render: renderAudit },
+  { pattern: '/change-password', render: (o) => renderChangePassword(o, { forced: false, onDone: afterPasswordChange }) },
+];
+
+let shell: Shell | null = null;
+let cleanup: Cleanup | null = null;
+let renderSeq = 0;
+/** A notice shown once on the login page ("登录已失效" etc.). */
+let loginNotice = '';
+
+function runCleanup(): void {
+  const c = cleanup;
+  cleanup = null;
+  try {
+    c?.();
+  } catch {
+    /* ignore */
+  }
+  for (const d of Array.from(document.querySelectorAll('dialog'))) d.remove();
+}
+
+function setAccount(acc: Account | null): void {
+  const changedUser = session.account?.id !== acc?.id;
+  session.account = acc;
+  if (changedUser) {
+    clearCaches();
+    shell = null;
+  }
+  if (acc) void loadRoles().catch(() => undefined);
+}
+
+function goLogin(notice = ''): void {
+  const { path, query } = currentLocation();
+  loginNotice = notice;
+  setAccount(null);
+  const next = path === '/login' ? (query.get('next') ?? '') : hrefFor(path, query).slice(1);
+  navigate('/login', next && next !== '/' ? { next } : undefined);
+}
+
+async function logout(): Promise<void> {
+  try {
+    await api('/auth/logout', { method: 'POST', noAuthRedirect: true });
+  } catch {
+    /* the session may already be gone */
+  }
+  loginNotice = '';
+  setAccount(null);
+  navigate('/login');
+}
+
+async function afterPasswordChange(): Promise<void> {
+  try {
+    const me = await api<Account>('/auth/me', { noAuthRedirect: true });
+    setAccount(me);
+    if (me.must_change_password) {
+      navigate('/change-password');
+      return;
+    }
+    navigate(homePath(me.role));
+  } catch {
+    goLogin('密码已修改，请使用新密码重新登录。');
+  }
+}
+
+setAuthHandlers(
+  () => {
+    if (currentLocation().path !== '/login') goLogin(session.account ? '登录已失效，请重新登录。' : '');
+  },
+  () => {
+    if (session.account) session.account.must_change_password = true;
+    navigate('/change-password');
+  },
+);
+
+async function render(): Promise<void> {
+  const seq = ++renderSeq;
+  const { path, query } = currentLocation();
+  const acc = session.account;
+
+  if (path === '/login') {
+    if (acc && !acc.must_change_password) {
+      const next = query.get('next');
+      if (next && next.startsWith('/') && !next.startsWith('/login')) window.location.hash = `#${next}`;
+      else navigate(homePath(acc.role));
+      return;
+    }
+    runCleanup();
+    shell = null;
+    const notice = loginNotice;
+    loginNotice = '';
+    renderLogin(app, {
+      notice,
+      onLoggedIn: (a) => {
+        setAccount(a);
+        if (a.must_change_password) {
+          navigate('/change-password');
+          return;
+        }
+        const next = query.get('next');
+        if (next && next.startsWith('/') && !next.startsWith('/login')) window.location.hash = `#${next}`;
+        else navigate(homePath(a.role));
+      },
+    });
+    return;
+  }
+
+  if (!acc) {
+    goLogin();
+    return;
+  }
+
+  if (acc.must_change_password) {
+    if (path !== '/change-password') {
+      navigate('/change-password');
+      return;
+    }
+    runCleanup();
+    shell = null;
+    renderChangePassword(app, { forced: true, onDone: afterPasswordChange, onLogout: logout });
+    return;
+  }
+
+  if (path === '/' || path === '') {
+    navigate(homePath(acc.role));
+    return;
+  }
+
+  if (!shell || shell.accountId !== acc.id || !shell.root.isConnected) {
+    shell = buildShell(() => void logout());
+    mount(app, shell.root);
+  }
+  runCleanup();
+  shell.setActive(path);
+  const outlet = shell.outlet;
+  outlet.replaceChildren();
+  outlet.scrollTop = 0;
+
+  const nav = navOf(path);
+  if (nav && !nav.roles.includes(acc.role)) {
+    forbidden(outlet);
+    return;
+  }
+  for (const r of routes) {
+    const params = match(r.pattern, path);
+    if (!params) continue;
+    try {
+      const c = await r.render(outlet, { path, params, query });
+      if (seq === renderSeq && typeof c === 'function') cleanup = c;
+      else if (typeof c === 'function') c();
+    } catch (e) {
+      if (seq !== renderSeq) return;
+      mount(outlet, h('div', { class: 'state error', role: 'alert' }, `页面加载失败：${e instanceof Error ? e.message : String(e)}`));
+    }
+    return;
+  }
+  mount(
+    outlet,
+    h('div', { class: 'state error', testid: 'not-found' }, '页面不存在。', h('a', { href: `#${homePath(acc.role)}` }, '返回首页')),
+  );
+}
+
+async function boot(): Promise<void> {
+  try {
+    const me = await api<Account>('/auth/me', { noAuthRedirect: true });
+    setAccount(me);
+  } catch (e) {
+    setAccount(null);
+    if (e instanceof ApiError && e.status === 403 && e.code === 'password_change_required') {
+      // The session exists but the password must be changed first; /auth/me refused to say who we are.
+      loginNotice = '请先修改密码后再使用系统。';
+    } else if (e instanceof ApiError && e.status !== 401 && e.status !== 0) {
+      loginNotice = `无法获取登录状态：${e.message}`;
+    } else if (e instanceof ApiError && e.status === 0) {
+      loginNotice = e.message;
+    }
+  }
+  window.addEventListener('hashchange', () => void render());
+  await render();
+}
+
+void boot();

@@ -1,0 +1,256 @@
+// 企业档案 — list with search, filters, sort, paging, import and export.
+
+import { download, get } from '../api';
+import { h, mount, select } from '../dom';
+import { ENTERPRISE_STATUS, fmtDateTime, label } from '../format';
+import { pageHeader, setTitle } from '../layout';
+import { navigate, type RouteContext } from '../router';
+import { loadIndustryCodes, loadSectors, orgUnitsOrEmpty, sectorName } from '../session';
+import type { CodeName, Enterprise, OrgUnit, Page } from '../types';
+import { importer } from '../ui/importer';
+import { pager } from '../ui/pager';
+import { badge, dataTable, errorBox, loadingBox } from '../ui/table';
+import { toast } from '../ui/toast';
+import { errMsg, filter, filterBar, latest, optionsOf, readState, writeState } from './list-util';
+
+const DEFAULTS = { q: '', district_id: '', town_id: '', sector: '', status: '', key_unit_year: '', sort: '-updated_at' };
+
+export const ENTERPRISE_FIELD_LABELS: Record<string, string> = {
+  name: '企业名称',
+  uscc: '统一社会信用代码',
+  district_id: '所属区',
+  district: '所属区',
+  town_id: '所属街镇',
+  town: '所属街镇',
+  soe_group_id: '所属国有集团',
+  address: '地址',
+  lon: '经度',
+  lat: '纬度',
+  legal_representative: '法定代表人',
+  principal_name: '主要负责人',
+  principal_phone: '主要负责人电话',
+  ownership_type: '国民经济类型',
+  industry_code: '国民经济行业',
+  sector: '监管行业',
+  key_unit_years: '重点单位年度',
+  status: '经营状态',
+  tags: '标签',
+};
+
+export async function renderEnterpriseList(outlet: HTMLElement, ctx: RouteContext): Promise<void> {
+  setTitle('企业档案');
+  const state = readState(ctx.query, DEFAULTS);
+  const run = latest();
+
+  const [units, sectors, industryList] = await Promise.all([orgUnitsOrEmpty(), loadSectors(), loadIndustryCodes()]);
+  const industries = new Map(industryList.map((i: CodeName) => [i.code, i.name]));
+  const brigades = units.filter((u) => u.kind === 'brigade');
+  const towns = units.filter((u) => u.kind === 'town');
+
+  const search = h('input', {
+    type: 'search',
+    placeholder: '名称 / 统一社会信用代码 / 地址',
+    value: state.q,
+    testid: 'search-input',
+    class: 'search',
+    'aria-label': '搜索企业',
+    maxlength: 100,
+  });
+  const district = select(
+    [{ value: '', label: '全部' }, ...brigades.map((b) => ({ value: b.id, label: b.name }))],
+    { testid: 'filter-district' },
+    state.district_id,
+  );
+  const town = select([], { testid: 'filter-town' });
+  const fillTowns = () => {
+    const list = towns.filter((t: OrgUnit) => !district.value || t.parent_id === district.value);
+    town.replaceChildren(h('option', { value: '' }, '全部'), ...list.map((t) => h('option', { value: t.id }, t.name)));
+    town.value = list.some((t) => t.id === state.town_id) ? state.town_id : '';
+  };
+  fillTowns();
+  const sector = select([{ value: '', label: '全部' }, ...sectors.map((s) => ({ value: s.code, label: s.name }))], { testid: 'filter-sector' }, state.sector);
+  const status = select(optionsOf(ENTERPRISE_STATUS), { testid: 'filter-status' }, state.status);
+  const keyYear = h('input', {
+    type: 'number',
+    min: 2000,
+    max: 2100,
+    placeholder: '如 2025',
+    value: state.key_unit_year,
+    testid: 'filter-key-year',
+    class: 'year',
+  });
+
+  const bar = filterBar(
+    h(
+      'div',
+      { class: 'search-group' },
+      search,
+      h('button', { type: 'submit', class: 'btn primary', testid: 'search-submit' }, '查询'),
+      h('button', { type: 'button', class: 'btn', testid: 'search-reset', onclick: () => reset() }, '重置'),
+    ),
+    filter('所属区', district),
+    filter('街镇', town),
+    filter('监管行业', sector),
+    filter('状态', status),
+    filter('重点单位年度', keyYear),
+  );
+
+  const readFilters = () => {
+    state.q = search.value.trim();
+    state.district_id = district.value;
+    state.town_id = town.value;
+    state.sector = sector.value;
+    state.status = status.value;
+    const y = keyYear.value.trim();
+    state.key_unit_year = /^\d{4}$/.test(y) ? y : '';
+  };
+  const apply = () => {
+    readFilters();
+    state.page = '1';
+    void load();
+  };
+  const reset = () => {
+    search.value = '';
+    district.value = '';
+    fillTowns();
+    town.value = '';
+    sector.value = '';
+    status.value = '';
+    keyYear.value = '';
+    state.sort = DEFAULTS.sort;
+    apply();
+  };
+  bar.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    apply();
+  });
+  district.addEventListener('change', () => {
+    fillTowns();
+    apply();
+  });
+  for (const el of [town, sector, status]) el.addEventListener('change', apply);
+  keyYear.addEventListener('change', apply);
+
+  const listBox = h('div', { class: 'list-box' });
+  const imp = importer({
+    endpoint: '/enterprises/import',
+    what: '企业',
+    fieldLabels: ENTERPRISE_FIELD_LABELS,
+    onImported: () => void load(),
+  });
+  const exportBtn = h('button', { type: 'button', class: 'btn', testid: 'export-button' }, '导出Excel');
+  exportBtn.addEventListener('click', async () => {
+    exportBtn.setAttribute('disabled', '');
+    exportBtn.textContent = '正在导出…';
+    try {
+      readFilters();
+      const { page: _p, page_size: _s, ...filters } = state;
+      void _p;
+      void _s;
+      await download('/enterprises/export.xlsx', filters, `企业档案_${new Date().toISOString().slice(0, 10)}.xlsx`);
+    } catch (e) {
+      toast(`导出失败：${errMsg(e)}`, 'error', 6000);
+    } finally {
+      exportBtn.removeAttribute('disabled');
+      exportBtn.textContent = '导出Excel';
+    }
+  });
+
+  mount(
+    outlet,
+    pageHeader(
+      '企业档案',
+      h('a', { class: 'btn primary', href: '#/enterprises/new', testid: 'enterprise-new' }, '新增'),
+      imp.button,
+      exportBtn,
+    ),
+    bar,
+    imp.report,
+    listBox,
+  );
+
+  async function load(): Promise<void> {
+    writeState(state, DEFAULTS);
+    listBox.classList.add('loading-overlay');
+    if (!listBox.firstChild) mount(listBox, loadingBox());
+    const r = await run(get<Page<Enterprise>>('/enterprises', state));
+    if (r.stale) return;
+    listBox.classList.remove('loading-overlay');
+    if (r.error !== undefined) {
+      mount(listBox, errorBox(`加载企业列表失败：${errMsg(r.error)}`, () => void load()));
+      return;
+    }
+    const pg = r.value!;
+    // The requested page may be past the end after filtering or deletion.
+    const pages = Math.max(1, Math.ceil(pg.total / Number(state.page_size)));
+    if (pg.items.length === 0 && Number(state.page) > pages) {
+      state.page = String(pages);
+      void load();
+      return;
+    }
+    mount(
+      listBox,
+      dataTable<Enterprise>({
+        testid: 'enterprise-table',
+        rowTestid: 'enterprise-row',
+        rowId: (e) => e.id,
+        rows: pg.items,
+        sort: state.sort,
+        onSort: (s) => {
+          state.sort = s;
+          state.page = '1';
+          void load();
+        },
+        onRowClick: (e) => navigate(`/enterprises/${encodeURIComponent(e.id)}`),
+        empty: state.q || state.district_id || state.town_id || state.sector || state.status || state.key_unit_year ? '没有符合条件的企业' : '暂无企业档案，可点击“新增”或“导入”添加',
+        columns: [
+          {
+            title: '名称',
+            sort: 'name',
+            className: 'ellipsis wide',
+            tooltip: (e) => e.name,
+            render: (e) => h('a', { href: `#/enterprises/${encodeURIComponent(e.id)}`, class: 'row-link', testid: 'enterprise-name' }, e.name),
+          },
+          { title: '统一社会信用代码', sort: 'uscc', className: 'mono', width: '170px', render: (e) => e.uscc },
+          { title: '所属区', sort: 'district', className: 'ellipsis', width: '110px', render: (e) => e.district_name ?? '—' },
+          { title: '街镇', className: 'ellipsis', width: '100px', render: (e) => e.town_name ?? '—' },
+          {
+            title: '行业',
+            sort: 'industry_code',
+            className: 'ellipsis',
+            width: '120px',
+            tooltip: (e) => (e.industry_code ? `${e.industry_code} ${industries.get(e.industry_code) ?? ''}` : ''),
+            render: (e) => (e.industry_code ? `${e.industry_code}${industries.has(e.industry_code) ? ' ' + industries.get(e.industry_code) : ''}` : '—'),
+          },
+          { title: '监管行业', sort: 'sector', width: '90px', render: (e) => sectorName(sectors, e.sector) },
+          { title: '地址', className: 'ellipsis wide', tooltip: (e) => e.address ?? '', render: (e) => e.address ?? '—' },
+          {
+            title: '状态',
+            width: '76px',
+            render: (e) => badge(label(ENTERPRISE_STATUS, e.status), e.status === 'operating' ? 'ok' : e.status === 'suspended' ? 'warn' : 'muted'),
+          },
+          {
+            title: '重点单位',
+            width: '90px',
+            className: 'ellipsis',
+            tooltip: (e) => e.key_unit_years.join('、'),
+            render: (e) => (e.key_unit_years.length ? e.key_unit_years.join('、') : '—'),
+          },
+          { title: '更新时间', sort: 'updated_at', width: '140px', className: 'nowrap', render: (e) => fmtDateTime(e.updated_at) },
+        ],
+      }),
+      pager({
+        page: pg.page || Number(state.page),
+        pageSize: pg.page_size || Number(state.page_size),
+        total: pg.total,
+        onChange: (p, s) => {
+          state.page = String(p);
+          state.page_size = String(s);
+          void load();
+        },
+      }),
+    );
+  }
+
+  await load();
+}

@@ -1,0 +1,168 @@
+// Shapes of the /api/v1 JSON contract used by the office pages.
+
+export interface Page<T> {
+  items: T[];
+  total: number;
+  page: number;
+  page_size: number;
+}
+
+export type RoleCode =
+  | 'admin'
+  | 'corps_leader'
+  | 'operator'
+  | 'reviewer'
+  | 'brigade_head'
+  | 'squad_leader'
+  | 'statistician'
+  | 'clerk'
+  | 'officer'
+  | 'soe_user';
+
+export interface Account {
+  id: string;
+  username: string;
+  display_name: string;
+  role: RoleCode | string;
+  org_unit_id: string;
+  org_unit_name: string;
+  status: 'active' | 'disabled';
+  must_change_password: boolean;
+  locked_until: string | null;
+  last_login_at: string | null;
+  created_at: string;
+}
+
+export interface LoginResponse {
+  token: string;
+  account: Account;
+}
+
+export type OrgKind = 'corps' | 'brigade' | 'squad' | 'town' | 'soe_group';
+
+export interface OrgUnit {
+  id: string;
+  parent_id: string | null;
+  kind: OrgKind;
+  name: string;
+  code: string;
+}
+
+export interface Role {
+  code: string;
+  name: string;
+}
+
+export interface CodeName {
+  code: string;
+  name: string;
+}
+
+export interface Application {
+  id: string;
+  username: string;
+  display_name: string;
+  role: string;
+  org_unit_id: string;
+  org_unit_name: string;
+  reason: string;
+  status: 'pending' | 'approved' | 'rejected';
+  applicant_username: string;
+  decided_by_username: string | null;
+  decision_reason: string | null;
+  created_at: string;
+  decided_at: string | null;
+}
+
+export interface ApproveResponse {
+  application: Application;
+  account: Account;
+  temporary_password: string;
+}
+
+export interface AuditEntry {
+  id: string;
+  at: string;
+  username: string | null;
+  action: string;
+  target_kind: string | null;
+  target_id: string | null;
+  ip: string | null;
+  outcome: string;
+  details: unknown;
+}
+
+export type EnterpriseStatus = 'operating' | 'suspended' | 'closed';
+
+export interface Enterprise {
+  id: string;
+  name: string;
+  uscc: string;
+  district_id: string | null;
+  district_name: string | null;
+  town_id: string | null;
+  town_name: string | null;
+  soe_group_id: string | null;
+  soe_group_name: string | null;
+  address: string | null;
+  lon: number | null;
+  lat: number | null;
+  legal_representative: string | null;
+  principal_name: string | null;
+  principal_phone: string | null;
+  ownership_type: string | null;
+  industry_code: string | null;
+  sector: string | null;
+  key_unit_years: number[];
+  status: EnterpriseStatus;
+  tags: string[];
+  created_at: string;
+  updated_at: string;
+  version: number;
+}
+
+export type EnterpriseInput = Omit<
+  Enterprise,
+  'id' | 'district_name' | 'town_name' | 'soe_group_name' | 'created_at' | 'updated_at' | 'version'
+> & { version?: number };
+
+export interface Officer {
+  id: string;
+  name: string;
+  certificate_no: string;
+  org_unit_id: string;
+  org_unit_name: string;
+  phone: string | null;
+  account_id: string | null;
+  status: 'active' | 'inactive';
+  created_at: string;
+  updated_at: string;
+  version: number;
+}
+
+export interface InspectionItem {
+  id: string;
+  code: string;
+  sector: string;
+  category: string;
+  title: string;
+  legal_basis: string;
+  source: string | null;
+  effective_date: string | null;
+  active: boolean;
+  version: number;
+  updated_at: string;
+}
+
+export interface ItemHistory {
+  version: number;
+  snapshot: unknown;
+  changed_by: string;
+  changed_at: string;
+}
+
+export interface ImportRowError {
+  row: number;
+  field: string;
+  message: string;
+}

@@ -1,0 +1,306 @@
+// Form builder with client-side validation and server error display.
+
+import { ApiError } from '../api';
+import { h, type Child } from '../dom';
+
+export type FieldType =
+  | 'text'
+  | 'password'
+  | 'number'
+  | 'select'
+  | 'textarea'
+  | 'checkbox'
+  | 'date'
+  | 'datetime-local'
+  | 'tel';
+
+export interface FieldSpec {
+  name: string;
+  label: string;
+  type?: FieldType;
+  options?: { value: string; label: string }[];
+  /** Suggestions for a text input (<datalist>). */
+  suggestions?: { value: string; label?: string }[];
+  required?: boolean;
+  placeholder?: string;
+  hint?: string;
+  value?: string | number | boolean | null;
+  readonly?: boolean;
+  autocomplete?: string;
+  testid?: string;
+  /** Grid columns taken (forms use a 3-column grid; 3 = full width). */
+  span?: 1 | 2 | 3;
+  maxlength?: number;
+  step?: string;
+  /** Returns an error message, or null when valid. Runs after the `required` check. */
+  validate?: (value: string, values: Record<string, string>) => string | null;
+  /** Normalise the value on blur (e.g. uppercase). */
+  normalize?: (value: string) => string;
+  onChange?: (value: string, form: Form) => void;
+}
+
+type Control = HTMLInputElement | HTMLSelectElement | HTMLTextAreaElement;
+
+let uid = 0;
+
+export class Form {
+  readonly el: HTMLFormElement;
+  readonly errorBox: HTMLDivElement;
+  readonly submitButton: HTMLButtonElement;
+  private readonly controls = new Map<string, Control>();
+  private readonly errors = new Map<string, HTMLElement>();
+  private readonly specs = new Map<string, FieldSpec>();
+  private readonly fieldWrappers = new Map<string, HTMLElement>();
+  private submitHandler: ((values: Record<string, string>) => Promise<void> | void) | null = null;
+
+  constructor(
+    fields: FieldSpec[],
+    opts: {
+      submitLabel?: string;
+      submitTestid?: string;
+      errorTestid?: string;
+      columns?: 1 | 2 | 3;
+      extraButtons?: Child[];
+      testid?: string;
+    } = {},
+  ) {
+    this.errorBox = h('div', { class: 'form-error', role: 'alert', testid: opts.errorTestid ?? 'form-error', hidden: true });
+    this.submitButton = h('button', { type: 'submit', class: 'btn primary', testid: opts.submitTestid }, opts.submitLabel ?? '保存');
+    const grid = h('div', { class: `form-grid cols-${opts.columns ?? 3}` });
+    for (const f of fields) grid.appendChild(this.field(f));
+    this.el = h(
+      'form',
+      { class: 'form', novalidate: true, testid: opts.testid },
+      this.errorBox,
+      grid,
+      h('div', { class: 'form-actions' }, this.submitButton, opts.extraButtons ?? []),
+    );
+    this.el.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      void this.submit();
+    });
+  }
+
+  private field(f: FieldSpec): HTMLElement {
+    const id = `f${++uid}-${f.name}`;
+    const type = f.type ?? 'text';
+    let control: Control;
+    let datalist: HTMLDataListElement | null = null;
+    const common = {
+      id,
+      name: f.name,
+      testid: f.testid,
+      readonly: f.readonly,
+      disabled: f.readonly && (type === 'select' || type === 'checkbox'),
+      placeholder: f.placeholder,
+      autocomplete: f.autocomplete,
+      maxlength: f.maxlength,
+      'aria-required': f.required ? 'true' : undefined,
+    };
+    if (type === 'select') {
+      const sel = h('select', common);
+      for (const o of f.options ?? []) sel.appendChild(h('option', { value: o.value }, o.label));
+      sel.value = f.value === null || f.value === undefined ? '' : String(f.value);
+      control = sel;
+    } else if (type === 'textarea') {
+      control = h('textarea', { ...common, rows: 3 });
+      control.value = f.value === null || f.value === undefined ? '' : String(f.value);
+    } else if (type === 'checkbox') {
+      control = h('input', { ...common, type: 'checkbox' });
+      control.checked = Boolean(f.value);
+    } else {
+      const input = h('input', { ...common, type, step: f.step });
+      input.value = f.value === null || f.value === undefined ? '' : String(f.value);
+      if (f.suggestions && f.suggestions.length) {
+        const listId = `${id}-list`;
+        input.setAttribute('list', listId);
+        datalist = h('datalist', { id: listId });
+        for (const s of f.suggestions) datalist.appendChild(h('option', { value: s.value }, s.label ?? ''));
+      }
+      control = input;
+    }
+    this.controls.set(f.name, control);
+    this.specs.set(f.name, f);
+    const err = h('div', { class: 'field-error', id: `${id}-err` });
+    this.errors.set(f.name, err);
+    control.setAttribute('aria-describedby', `${id}-err`);
+
+    control.addEventListener('blur', () => {
+      if (f.normalize && !(control instanceof HTMLSelectElement)) control.value = f.normalize(control.value);
+      if (err.textContent) this.validateField(f.name);
+    });
+    control.addEventListener('change', () => {
+      if (err.textContent) this.validateField(f.name);
+      f.onChange?.(this.value(f.name), this);
+    });
+
+    let wrapper: HTMLElement;
+    if (type === 'checkbox') {
+      wrapper = h(
+        'div',
+        { class: `field span-${f.span ?? 1} field-checkbox` },
+        h('label', { for: id }, control, ' ', f.label),
+        f.hint ? h('div', { class: 'field-hint' }, f.hint) : null,
+        err,
+      );
+    } else {
+      wrapper = h(
+        'div',
+        { class: `field span-${f.span ?? 1}` },
+        h('label', { for: id, class: f.required ? 'required' : undefined }, f.label),
+        control,
+        datalist,
+        f.hint ? h('div', { class: 'field-hint' }, f.hint) : null,
+        err,
+      );
+    }
+    this.fieldWrappers.set(f.name, wrapper);
+    return wrapper;
+  }
+
+  control(name: string): Control {
+    const c = this.controls.get(name);
+    if (!c) throw new Error(`no field ${name}`);
+    return c;
+  }
+
+  value(name: string): string {
+    const c = this.control(name);
+    if (c instanceof HTMLInputElement && c.type === 'checkbox') return c.checked ? 'true' : '';
+    return c.value;
+  }
+
+  checked(name: string): boolean {
+    const c = this.control(name);
+    return c instanceof HTMLInputElement && c.checked;
+  }
+
+  setValue(name: string, v: string | boolean): void {
+    const c = this.control(name);
+    if (c instanceof HTMLInputElement && c.type === 'checkbox') c.checked = Boolean(v);
+    else c.value = String(v);
+  }
+
+  /** Replace the options of a select field, keeping the value when still present. */
+  setOptions(name: string, options: { value: string; label: string }[]): void {
+    const c = this.control(name);
+    if (!(c instanceof HTMLSelectElement)) return;
+    const prev = c.value;
+    c.replaceChildren(...options.map((o) => h('option', { value: o.value }, o.label)));
+    c.value = options.some((o) => o.value === prev) ? prev : (options[0]?.value ?? '');
+  }
+
+  setHidden(name: string, hidden: boolean): void {
+    const w = this.fieldWrappers.get(name);
+    if (w) w.hidden = hidden;
+  }
+
+  values(): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const name of this.controls.keys()) out[name] = this.value(name);
+    return out;
+  }
+
+  setFieldError(name: string, msg: string | null): void {
+    const err = this.errors.get(name);
+    const c = this.controls.get(name);
+    if (!err || !c) return;
+    err.textContent = msg ?? '';
+    c.classList.toggle('invalid', Boolean(msg));
+    c.setAttribute('aria-invalid', msg ? 'true' : 'false');
+  }
+
+  private validateField(name: string): boolean {
+    const spec = this.specs.get(name);
+    const w = this.fieldWrappers.get(name);
+    if (!spec || (w && w.hidden)) {
+      this.setFieldError(name, null);
+      return true;
+    }
+    const v = this.value(name);
+    let msg: string | null = null;
+    if (spec.required && v.trim() === '') msg = spec.type === 'select' ? `请选择${spec.label}` : `请填写${spec.label}`;
+    else if (spec.validate) msg = spec.validate(v, this.values());
+    this.setFieldError(name, msg);
+    return msg === null;
+  }
+
+  /** Validate all fields; focuses the first invalid one. */
+  validate(): boolean {
+    let first: Control | null = null;
+    for (const name of this.controls.keys()) {
+      const spec = this.specs.get(name);
+      const c = this.control(name);
+      if (spec?.normalize && !(c instanceof HTMLSelectElement)) c.value = spec.normalize(c.value);
+      if (!this.validateField(name) && !first) first = c;
+    }
+    if (first) {
+      this.showError('请先更正表单中标红的内容');
+      first.focus();
+      return false;
+    }
+    this.clearError();
+    return true;
+  }
+
+  showError(msg: string): void {
+    this.errorBox.textContent = msg;
+    this.errorBox.hidden = false;
+  }
+
+  clearError(): void {
+    this.errorBox.textContent = '';
+    this.errorBox.hidden = true;
+  }
+
+  /** Show an API error next to the form; maps `errors: [{field, message}]` onto fields when present. */
+  showServerError(e: unknown): void {
+    if (e instanceof ApiError) {
+      this.showError(e.message);
+      const list = e.body.errors;
+      if (Array.isArray(list)) {
+        for (const item of list) {
+          if (item && typeof item === 'object') {
+            const { field, message } = item as { field?: unknown; message?: unknown };
+            if (typeof field === 'string' && typeof message === 'string' && this.controls.has(field)) {
+              this.setFieldError(field, message);
+            }
+          }
+        }
+      }
+    } else {
+      this.showError(e instanceof Error ? e.message : String(e));
+    }
+  }
+
+  onSubmit(handler: (values: Record<string, string>) => Promise<void> | void): this {
+    this.submitHandler = handler;
+    return this;
+  }
+
+  async submit(): Promise<void> {
+    if (!this.submitHandler || this.submitButton.disabled) return;
+    if (!this.validate()) return;
+    this.submitButton.disabled = true;
+    this.el.classList.add('busy');
+    try {
+      await this.submitHandler(this.values());
+    } catch (e) {
+      this.showServerError(e);
+    } finally {
+      this.submitButton.disabled = false;
+      this.el.classList.remove('busy');
+    }
+  }
+}
+
+/** Trimmed string or null. */
+export function orNull(s: string | undefined): string | null {
+  const t = (s ?? '').trim();
+  return t === '' ? null : t;
+}
+
+export function numOrNull(s: string | undefined): number | null {
+  const t = (s ?? '').trim();
+  return t === '' ? null : Number(t);
+}

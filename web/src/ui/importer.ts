@@ -1,0 +1,96 @@
+// Import (CSV / Excel upload) button + report panel, shared by the registry pages.
+
+import { ApiError, api, importContentType } from '../api';
+import { h, mount } from '../dom';
+import type { ImportRowError } from '../types';
+import { dataTable } from './table';
+
+const MAX_BYTES = 20 * 1024 * 1024;
+
+/**
+ * Returns the toolbar button and the report panel. Upload goes to POST `endpoint` with the raw
+ * file as the body; 200 {imported} or 422 {errors: [{row, field, message}]}.
+ */
+export function importer(o: { endpoint: string; what: string; fieldLabels?: Record<string, string>; onImported: () => void }): {
+  button: HTMLElement;
+  report: HTMLElement;
+} {
+  const report = h('div', { class: 'import-report', testid: 'import-report', hidden: true });
+  const input = h('input', {
+    type: 'file',
+    accept: '.csv,.xlsx,text/csv,application/vnd.openxmlformats-officedocument.spreadsheetml.sheet',
+    class: 'visually-hidden',
+    testid: 'import-file',
+    'aria-label': `导入${o.what}文件`,
+  });
+  const button = h(
+    'button',
+    { type: 'button', class: 'btn', testid: 'import-button', title: '支持 CSV（UTF-8）或 Excel（.xlsx）文件', onclick: () => input.click() },
+    '导入',
+  );
+
+  const show = (kind: 'ok' | 'error' | 'info', ...children: (Node | string)[]) => {
+    report.hidden = false;
+    report.className = `import-report ${kind}`;
+    mount(
+      report,
+      h(
+        'div',
+        { class: 'import-report-head' },
+        h('div', null, children.slice(0, 1)),
+        h('button', { type: 'button', class: 'icon-btn', 'aria-label': '关闭', onclick: () => (report.hidden = true) }, '×'),
+      ),
+      children.slice(1),
+    );
+  };
+
+  input.addEventListener('change', async () => {
+    const file = input.files?.[0];
+    input.value = '';
+    if (!file) return;
+    const type = importContentType(file);
+    if (!type) {
+      show('error', `不支持的文件类型：${file.name}。请选择 .csv 或 .xlsx 文件。`);
+      return;
+    }
+    if (file.size === 0) {
+      show('error', `文件为空：${file.name}`);
+      return;
+    }
+    if (file.size > MAX_BYTES) {
+      show('error', `文件过大（${(file.size / 1048576).toFixed(1)} MB），请拆分后导入（上限 20 MB）。`);
+      return;
+    }
+    button.setAttribute('disabled', '');
+    show('info', `正在导入 ${file.name} …`);
+    try {
+      const res = await api<{ imported: number }>(o.endpoint, { method: 'POST', body: file, contentType: type });
+      show('ok', `已导入 ${res?.imported ?? 0} 条${o.what}（${file.name}）`);
+      o.onImported();
+    } catch (e) {
+      if (e instanceof ApiError && Array.isArray(e.body.errors)) {
+        const errors = e.body.errors as ImportRowError[];
+        show(
+          'error',
+          `导入被拒绝：${e.message}（${file.name}，共 ${errors.length} 处错误，未导入任何数据）`,
+          dataTable<ImportRowError>({
+            testid: 'import-errors',
+            rowTestid: 'import-error-row',
+            columns: [
+              { title: '行号', width: '70px', render: (r) => String(r.row) },
+              { title: '字段', width: '180px', render: (r) => o.fieldLabels?.[r.field] ?? r.field ?? '—' },
+              { title: '错误说明', render: (r) => r.message },
+            ],
+            rows: errors,
+          }),
+        );
+      } else {
+        show('error', `导入失败：${e instanceof Error ? e.message : String(e)}`);
+      }
+    } finally {
+      button.removeAttribute('disabled');
+    }
+  });
+
+  return { button: h('span', { class: 'import-wrap' }, button, input), report };
+}
