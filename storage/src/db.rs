@@ -164,3 +164,10 @@ macro_rules! bind_args {
     }};
 }
 pub(crate) use bind_args;
+
+impl Db {
+    /// Run one statement without parameters (administrative SQL such as `CREATE DATABASE`).
+    pub async fn execute_raw(&self, sql: &str) -> StorageResult<u64> {
+        with_pool!(self, p => Ok(sqlx::raw_sql(sql).execute(p).await?.rows_affected()))
+    }
+}
