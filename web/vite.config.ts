@@ -102,6 +102,9 @@ function apiDocs(): Plugin {
   };
 }
 
+// `npm run dev` proxies /api to the shouhu server; SHOUHU_API overrides the default address.
+const apiTarget = process.env.SHOUHU_API ?? 'http://127.0.0.1:8080';
+
 export default defineConfig({
   base: '/',
   plugins: [apiDocs()],
@@ -115,12 +118,12 @@ export default defineConfig({
     host: '127.0.0.1',
     port: 5173,
     proxy: {
-      '/api': { target: 'http://127.0.0.1:8080', changeOrigin: false, ws: true },
+      '/api': { target: apiTarget, changeOrigin: false, ws: true },
     },
   },
   preview: {
     proxy: {
-      '/api': { target: 'http://127.0.0.1:8080', changeOrigin: false, ws: true },
+      '/api': { target: apiTarget, changeOrigin: false, ws: true },
     },
   },
 });

@@ -1,1 +1,27 @@
-//! placeholder
+//! The Shouhu HTTP API and the `shouhu` binary's building blocks.
+//!
+//! * [`config`] — the configuration tree (defaults → TOML → `SHOUHU__…` environment).
+//! * [`server`] — state, router, listeners, graceful shutdown.
+//! * [`routes`] — one file per resource under `/api/v1`, with the OpenAPI document.
+//! * [`auth`] — sessions, roles, passwords, signed media tokens.
+//! * [`error`] — the one error → HTTP mapping.
+//! * [`demo`] — seed data for `shouhu demo` and the benchmarks.
+//!
+//! No SQL lives here: every query goes through `shouhu-storage` repositories.
+
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod bench;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod demo;
+pub mod dto;
+pub mod error;
+pub mod extract;
+pub mod routes;
+pub mod server;
+pub mod state;
+pub mod tabular;
+pub mod telemetry;

@@ -1,1 +1,7 @@
-fn main() {}
+//! The `shouhu` binary.
+
+#![forbid(unsafe_code)]
+
+fn main() -> std::process::ExitCode {
+    shouhu_api::cli::main()
+}

@@ -47,7 +47,7 @@ impl FieldError {
 }
 
 /// Dossier fields as entered (create, update, import row).
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnterpriseInput {
     /// Name.
@@ -372,7 +372,8 @@ pub struct EnterpriseFilter {
     pub key_unit_year: Option<i32>,
     /// Exact USCC.
     pub uscc: Option<String>,
-    /// Sort key: `name`, `-name`, `uscc`, `-uscc`, `updated_at`, `-updated_at`.
+    /// Sort key: `name`, `uscc`, `updated_at`, `district`, `industry_code`, `sector`, each with a
+    /// leading `-` for descending.
     pub sort: Option<String>,
 }
 
@@ -601,6 +602,12 @@ impl EnterpriseRepo<'_> {
             "updated_at" => "e.updated_at_ms, e.id",
             "-updated_at" => "e.updated_at_ms DESC, e.id",
             "name" => "e.name, e.id",
+            "district" => "d.code, e.name, e.id",
+            "-district" => "d.code DESC, e.name, e.id",
+            "industry_code" => "e.industry_code, e.name, e.id",
+            "-industry_code" => "e.industry_code DESC, e.name, e.id",
+            "sector" => "e.sector, e.name, e.id",
+            "-sector" => "e.sector DESC, e.name, e.id",
             other => return Err(StorageError::invalid("sort", format!("unknown sort key {other:?}"))),
         };
         let count_sql = format!("SELECT COUNT(*) FROM enterprises e WHERE {where_sql}");

@@ -15,7 +15,7 @@ use crate::{search, Db, Page, PageRequest, StorageError, StorageResult};
 pub const BUILTIN_JSON: &str = include_str!("../seed/inspection_items.json");
 
 /// Item fields as entered.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ItemInput {
     /// Unique code.

@@ -10,7 +10,7 @@ use crate::org_units::Scope;
 use crate::{search, Db, Page, PageRequest, StorageError, StorageResult};
 
 /// Officer fields as entered.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OfficerInput {
     /// Name.

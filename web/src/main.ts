@@ -8,6 +8,7 @@ import { homePath, navOf } from './nav';
 import { currentLocation, hrefFor, match, navigate, type Cleanup, type Route } from './router';
 import { clearCaches, loadRoles, session } from './session';
 import type { Account } from './types';
+import { clearToasts } from './ui/toast';
 import { renderLogin } from './pages/login';
 import { renderChangePassword } from './pages/change-password';
 import { renderEnterpriseList } from './pages/enterprises';
@@ -58,9 +59,10 @@ function setAccount(acc: Account | null): void {
   session.account = acc;
   if (changedUser) {
     clearCaches();
+    clearToasts();
     shell = null;
   }
-  if (acc) void loadRoles().catch(() => undefined);
+  if (acc && !acc.must_change_password) void loadRoles().catch(() => undefined);
 }
 
 function goLogin(notice = ''): void {
@@ -102,7 +104,7 @@ setAuthHandlers(
   },
   () => {
     if (session.account) session.account.must_change_password = true;
-    navigate('/change-password');
+    if (currentLocation().path !== '/change-password') navigate('/change-password');
   },
 );
 

@@ -49,7 +49,7 @@ export async function renderEnterpriseList(outlet: HTMLElement, ctx: RouteContex
 
   const search = h('input', {
     type: 'search',
-    placeholder: '名称 / 统一社会信用代码 / 地址',
+    placeholder: '名称、信用代码或地址',
     value: state.q,
     testid: 'search-input',
     class: 'search',
@@ -74,7 +74,7 @@ export async function renderEnterpriseList(outlet: HTMLElement, ctx: RouteContex
     type: 'number',
     min: 2000,
     max: 2100,
-    placeholder: '如 2025',
+    placeholder: '年度 如2025',
     value: state.key_unit_year,
     testid: 'filter-key-year',
     class: 'year',
@@ -92,7 +92,7 @@ export async function renderEnterpriseList(outlet: HTMLElement, ctx: RouteContex
     filter('街镇', town),
     filter('监管行业', sector),
     filter('状态', status),
-    filter('重点单位年度', keyYear),
+    filter('重点单位', keyYear),
   );
 
   const readFilters = () => {
@@ -205,38 +205,46 @@ export async function renderEnterpriseList(outlet: HTMLElement, ctx: RouteContex
         empty: state.q || state.district_id || state.town_id || state.sector || state.status || state.key_unit_year ? '没有符合条件的企业' : '暂无企业档案，可点击“新增”或“导入”添加',
         columns: [
           {
-            title: '名称',
+            title: '名称 / 地址',
             sort: 'name',
-            className: 'ellipsis wide',
-            tooltip: (e) => e.name,
-            render: (e) => h('a', { href: `#/enterprises/${encodeURIComponent(e.id)}`, class: 'row-link', testid: 'enterprise-name' }, e.name),
+            className: 'two-line',
+            tooltip: (e) => `${e.name}\n${e.address ?? ''}`,
+            render: (e) => [
+              h('a', { href: `#/enterprises/${encodeURIComponent(e.id)}`, class: 'row-link line1', testid: 'enterprise-name' }, e.name),
+              h('div', { class: 'line2' }, e.address ?? '—'),
+            ],
           },
-          { title: '统一社会信用代码', sort: 'uscc', className: 'mono', width: '170px', render: (e) => e.uscc },
-          { title: '所属区', sort: 'district', className: 'ellipsis', width: '110px', render: (e) => e.district_name ?? '—' },
-          { title: '街镇', className: 'ellipsis', width: '100px', render: (e) => e.town_name ?? '—' },
+          { title: '统一社会信用代码', sort: 'uscc', className: 'mono nowrap', width: '150px', render: (e) => e.uscc },
+          {
+            title: '所属区 / 街镇',
+            sort: 'district',
+            className: 'two-line',
+            width: '120px',
+            tooltip: (e) => `${e.district_name ?? ''} ${e.town_name ?? ''}`,
+            render: (e) => [h('div', { class: 'line1' }, e.district_name ?? '—'), h('div', { class: 'line2' }, e.town_name ?? '—')],
+          },
           {
             title: '行业',
             sort: 'industry_code',
             className: 'ellipsis',
-            width: '120px',
+            width: '96px',
             tooltip: (e) => (e.industry_code ? `${e.industry_code} ${industries.get(e.industry_code) ?? ''}` : ''),
             render: (e) => (e.industry_code ? `${e.industry_code}${industries.has(e.industry_code) ? ' ' + industries.get(e.industry_code) : ''}` : '—'),
           },
-          { title: '监管行业', sort: 'sector', width: '90px', render: (e) => sectorName(sectors, e.sector) },
-          { title: '地址', className: 'ellipsis wide', tooltip: (e) => e.address ?? '', render: (e) => e.address ?? '—' },
+          { title: '监管行业', sort: 'sector', className: 'ellipsis', width: '92px', render: (e) => sectorName(sectors, e.sector) },
           {
             title: '状态',
-            width: '76px',
+            width: '72px',
             render: (e) => badge(label(ENTERPRISE_STATUS, e.status), e.status === 'operating' ? 'ok' : e.status === 'suspended' ? 'warn' : 'muted'),
           },
           {
             title: '重点单位',
-            width: '90px',
+            width: '80px',
             className: 'ellipsis',
             tooltip: (e) => e.key_unit_years.join('、'),
             render: (e) => (e.key_unit_years.length ? e.key_unit_years.join('、') : '—'),
           },
-          { title: '更新时间', sort: 'updated_at', width: '140px', className: 'nowrap', render: (e) => fmtDateTime(e.updated_at) },
+          { title: '更新时间', sort: 'updated_at', width: '136px', className: 'nowrap', render: (e) => fmtDateTime(e.updated_at) },
         ],
       }),
       pager({

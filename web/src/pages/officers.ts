@@ -218,7 +218,7 @@ export async function renderOfficerDetail(outlet: HTMLElement, ctx: RouteContext
         maxlength: 40,
         testid: 'officer-cert',
         normalize: (v) => v.trim().toUpperCase(),
-        validate: (v) => (/^[0-9A-Za-z-]{4,40}$/.test(v.trim()) ? null : '执法证号为 4–40 位字母、数字或 -'),
+        validate: (v) => (/^\S{4,40}$/.test(v.trim()) ? null : '执法证号为 4–40 位，不含空格'),
       },
       {
         name: 'org_unit_id',

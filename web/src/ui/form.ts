@@ -42,6 +42,7 @@ export interface FieldSpec {
 type Control = HTMLInputElement | HTMLSelectElement | HTMLTextAreaElement;
 
 let uid = 0;
+const SUMMARY = '请先更正表单中标红的内容';
 
 export class Form {
   readonly el: HTMLFormElement;
@@ -125,12 +126,23 @@ export class Form {
     this.errors.set(f.name, err);
     control.setAttribute('aria-describedby', `${id}-err`);
 
+    // Re-check a field that shows an error while the user corrects it (on input, so the message
+    // is gone before the next click and the layout does not shift under the pointer).
+    const recheck = () => {
+      if (!err.textContent) return;
+      this.validateField(f.name);
+      this.maybeClearSummary();
+    };
+    control.addEventListener('input', recheck);
     control.addEventListener('blur', () => {
-      if (f.normalize && !(control instanceof HTMLSelectElement)) control.value = f.normalize(control.value);
-      if (err.textContent) this.validateField(f.name);
+      if (f.normalize && !(control instanceof HTMLSelectElement) && control.type !== 'checkbox') {
+        const n = f.normalize(control.value);
+        if (n !== control.value) control.value = n;
+      }
+      recheck();
     });
     control.addEventListener('change', () => {
-      if (err.textContent) this.validateField(f.name);
+      recheck();
       f.onChange?.(this.value(f.name), this);
     });
 
@@ -235,12 +247,19 @@ export class Form {
       if (!this.validateField(name) && !first) first = c;
     }
     if (first) {
-      this.showError('请先更正表单中标红的内容');
+      this.showError(SUMMARY);
       first.focus();
       return false;
     }
     this.clearError();
     return true;
+  }
+
+  /** Hide the "please correct" summary once no field shows an error any more. */
+  private maybeClearSummary(): void {
+    if (this.errorBox.textContent !== SUMMARY) return;
+    for (const e of this.errors.values()) if (e.textContent) return;
+    this.clearError();
   }
 
   showError(msg: string): void {

@@ -4,12 +4,20 @@ import { h } from '../dom';
 
 export const PAGE_SIZES = [10, 20, 50, 100];
 
-export function pager(o: {
+export function pager(opts: {
   page: number;
   pageSize: number;
   total: number;
   onChange: (page: number, pageSize: number) => void;
 }): HTMLElement {
+  // Back to the top of the content area when the page changes.
+  const o = {
+    ...opts,
+    onChange: (p: number, s: number) => {
+      document.getElementById('content')?.scrollTo({ top: 0 });
+      opts.onChange(p, s);
+    },
+  };
   const pages = Math.max(1, Math.ceil(o.total / o.pageSize));
   const jump = h('input', {
     type: 'number',

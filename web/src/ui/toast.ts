@@ -13,3 +13,7 @@ export function toast(message: string, kind: 'ok' | 'error' | 'info' = 'ok', ms 
   host.appendChild(t);
   setTimeout(() => t.remove(), ms);
 }
+
+export function clearToasts(): void {
+  host?.replaceChildren();
+}

@@ -1,0 +1,94 @@
+//! Roles and what they may do. Roles grant actions; the org unit of the account bounds the data
+//! (see [`crate::auth::Caller::scope`]).
+
+use serde::Serialize;
+
+/// A permission checked by handlers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Perm {
+    /// Read the registries (enterprises, officers, items) in scope.
+    RegistryRead,
+    /// Create, edit, import enterprises.
+    EnterpriseWrite,
+    /// Create, edit, import officers.
+    OfficerWrite,
+    /// Edit the inspection item list.
+    ItemWrite,
+    /// Export registries to Excel.
+    RegistryExport,
+    /// Create and rename org units.
+    OrgWrite,
+    /// Create, unlock, reset, disable accounts.
+    AccountManage,
+    /// File account applications for one's unit.
+    ApplicationFile,
+    /// Approve or reject account applications.
+    ApplicationDecide,
+    /// Read the audit log.
+    AuditRead,
+}
+
+/// Role codes with their Chinese names.
+pub const ROLES: &[(&str, &str)] = &[
+    ("admin", "系统管理员"),
+    ("corps_leader", "总队领导"),
+    ("operator", "指挥调度员"),
+    ("reviewer", "视频审核员"),
+    ("brigade_head", "区大队负责人"),
+    ("squad_leader", "区执法组负责人"),
+    ("statistician", "区数据统计人员"),
+    ("clerk", "区工单维护人员"),
+    ("officer", "执法人员"),
+    ("soe_user", "国有集团用户"),
+];
+
+/// Whether `code` is a role.
+pub fn is_role(code: &str) -> bool {
+    ROLES.iter().any(|(c, _)| *c == code)
+}
+
+/// A role as listed by the API.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RoleInfo {
+    /// Code.
+    pub code: &'static str,
+    /// Chinese name.
+    pub name: &'static str,
+}
+
+/// Whether `role` grants `perm`.
+pub fn grants(role: &str, perm: Perm) -> bool {
+    use Perm::*;
+    match perm {
+        RegistryRead => is_role(role),
+        EnterpriseWrite => matches!(role, "admin" | "corps_leader" | "brigade_head" | "squad_leader"),
+        OfficerWrite => matches!(role, "admin" | "corps_leader" | "brigade_head"),
+        ItemWrite => matches!(role, "admin" | "corps_leader"),
+        RegistryExport => matches!(role, "admin" | "corps_leader" | "brigade_head" | "squad_leader" | "statistician"),
+        OrgWrite => role == "admin",
+        AccountManage => role == "admin",
+        ApplicationFile => matches!(role, "admin" | "brigade_head"),
+        ApplicationDecide => matches!(role, "admin" | "corps_leader"),
+        AuditRead => role == "admin",
+    }
+}
+
+/// Roles a district may apply for (command-centre and corps roles are the corps's own).
+pub fn applicable_by_district(role: &str) -> bool {
+    matches!(role, "brigade_head" | "squad_leader" | "statistician" | "clerk" | "officer" | "soe_user")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_role_reads_and_only_admin_audits() {
+        for (r, _) in ROLES {
+            assert!(grants(r, Perm::RegistryRead));
+            assert_eq!(grants(r, Perm::AuditRead), *r == "admin");
+        }
+        assert!(!grants("nobody", Perm::RegistryRead));
+        assert!(!grants("officer", Perm::EnterpriseWrite));
+    }
+}

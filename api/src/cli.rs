@@ -1,0 +1,205 @@
+//! The command line: `serve`, `demo`, `migrate`, `admin create-user`, `config example|show`,
+//! `bench`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use shouhu_storage::org_units::{NewOrgUnit, OrgKind};
+use shouhu_storage::Db;
+
+use crate::config::Config;
+
+/// Shouhu (守护): command-and-dispatch and enforcement system.
+#[derive(Debug, Parser)]
+#[command(name = "shouhu", version, about)]
+pub struct Cli {
+    /// Configuration file (TOML). Environment variables SHOUHU__SECTION__KEY override it.
+    #[arg(long, short, global = true, env = "SHOUHU_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve,
+    /// Seed a fresh SQLite database with demo data and run the server on 127.0.0.1.
+    Demo(DemoArgs),
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Administrative tasks on the database (works while the server runs).
+    Admin {
+        /// The task.
+        #[command(subcommand)]
+        task: AdminTask,
+    },
+    /// Configuration helpers.
+    Config {
+        /// The helper.
+        #[command(subcommand)]
+        task: ConfigTask,
+    },
+    /// Run the foundation benchmark (see docs/benchmarks.md).
+    Bench(crate::bench::BenchArgs),
+}
+
+/// `demo` options.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Number of enterprises to seed.
+    #[arg(long, default_value_t = 400)]
+    pub enterprises: usize,
+    /// Seed only, do not serve.
+    #[arg(long)]
+    pub seed_only: bool,
+}
+
+/// `admin` tasks.
+#[derive(Debug, Subcommand)]
+pub enum AdminTask {
+    /// Create an account (forced password change at first login unless --no-force-change).
+    CreateUser {
+        /// Login name.
+        #[arg(long)]
+        username: String,
+        /// Initial password (≥ 8 characters of 3 classes).
+        #[arg(long)]
+        password: String,
+        /// Role code: admin, corps_leader, operator, reviewer, brigade_head, squad_leader,
+        /// statistician, clerk, officer, soe_user.
+        #[arg(long)]
+        role: String,
+        /// Org unit id or code (default: the corps; created if the tree is empty).
+        #[arg(long)]
+        org_unit: Option<String>,
+        /// Display name (default: the username).
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Do not force a password change at first login.
+        #[arg(long)]
+        no_force_change: bool,
+    },
+}
+
+/// `config` tasks.
+#[derive(Debug, Subcommand)]
+pub enum ConfigTask {
+    /// Print the example configuration (every key with its default).
+    Example,
+    /// Print the configuration in effect (secrets redacted).
+    Show,
+}
+
+/// Entry point.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Config { task: ConfigTask::Example } = cli.command {
+        print!("{}", crate::config::EXAMPLE_TOML);
+        return ExitCode::SUCCESS;
+    }
+    crate::telemetry::init_logging();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let cfg = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Serve => serve(cfg).await,
+        Command::Demo(args) => crate::demo::run(cfg, args).await,
+        Command::Migrate => {
+            let db = Db::connect(&cfg.database_url(), 2).await?;
+            db.migrate().await?;
+            println!("migrations applied to {:?}", db.engine());
+            Ok(())
+        }
+        Command::Admin { task } => admin(cfg, task).await,
+        Command::Config { task: ConfigTask::Show } => {
+            println!("{cfg:#?}");
+            Ok(())
+        }
+        Command::Config { task: ConfigTask::Example } => unreachable!("handled before logging starts"),
+        Command::Bench(args) => crate::bench::run(cfg, args).await,
+    }
+}
+
+/// Bind the configured listeners and serve until SIGINT/SIGTERM.
+pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let http = tokio::net::TcpListener::bind(cfg.http.listen).await.map_err(|e| anyhow::anyhow!("cannot listen on http.listen {}: {e}", cfg.http.listen))?;
+    let metrics = if cfg.metrics.enabled {
+        Some(tokio::net::TcpListener::bind(cfg.metrics.listen).await.map_err(|e| anyhow::anyhow!("cannot listen on metrics.listen {}: {e}", cfg.metrics.listen))?)
+    } else {
+        None
+    };
+    let state = crate::server::build_default_state(cfg).await?;
+    crate::server::serve(state, http, metrics, crate::server::shutdown_signal()).await
+}
+
+/// The root org unit, created (as the city corps) when the tree is empty.
+pub async fn ensure_root(db: &Db) -> anyhow::Result<shouhu_storage::org_units::OrgUnit> {
+    if let Some(root) = db.org_units().list().await?.into_iter().find(|u| u.parent_id.is_none()) {
+        return Ok(root);
+    }
+    let audit = shouhu_storage::audit::AuditEntry::new(&cli_actor(), "org_unit.create", crate::clock::Clock::now_ms(&crate::clock::SystemClock));
+    Ok(db
+        .org_units()
+        .create(&NewOrgUnit { parent_id: None, kind: OrgKind::Corps, name: "市应急管理局执法总队".into(), code: "corps".into() }, &audit)
+        .await?)
+}
+
+fn cli_actor() -> shouhu_storage::audit::Actor {
+    shouhu_storage::audit::Actor { account_id: None, username: Some("cli".into()), ip: None }
+}
+
+async fn admin(cfg: Config, task: AdminTask) -> anyhow::Result<()> {
+    let AdminTask::CreateUser { username, password, role, org_unit, display_name, no_force_change } = task;
+    if !crate::auth::roles::is_role(&role) {
+        anyhow::bail!("unknown role {role:?}; one of: {}", crate::auth::roles::ROLES.iter().map(|r| r.0).collect::<Vec<_>>().join(", "));
+    }
+    crate::auth::password::check_policy(&password, &username).map_err(|m| anyhow::anyhow!("password {m}"))?;
+    std::fs::create_dir_all(&cfg.server.data_dir)?;
+    let db = Db::connect(&cfg.database_url(), 2).await?;
+    db.migrate().await?;
+    let unit = match org_unit {
+        None => ensure_root(&db).await?,
+        Some(u) => match db.org_units().get(&u).await {
+            Ok(unit) => unit,
+            Err(_) => db.org_units().by_code(&u).await?.ok_or_else(|| anyhow::anyhow!("no org unit with id or code {u:?}"))?,
+        },
+    };
+    let hash = crate::auth::password::hash(&cfg.auth, &password).await?;
+    let audit = shouhu_storage::audit::AuditEntry::new(&cli_actor(), "account.create", crate::clock::Clock::now_ms(&crate::clock::SystemClock));
+    let acc = db
+        .accounts()
+        .create(
+            &shouhu_storage::accounts::NewAccount {
+                display_name: display_name.unwrap_or_else(|| username.clone()),
+                username,
+                password_hash: hash,
+                role,
+                org_unit_id: unit.id.clone(),
+                must_change_password: !no_force_change,
+            },
+            &audit,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("created account {} ({}) in {} [{}]", acc.username, acc.role, unit.name, acc.id);
+    Ok(())
+}

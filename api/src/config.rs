@@ -1,0 +1,270 @@
+//! The configuration tree: defaults → TOML file → environment (`SHOUHU__SECTION__KEY`).
+//!
+//! Every struct denies unknown fields, so a typo in the file or in an environment variable is an
+//! error at start, not a silently ignored setting. Secrets are redacted in `Debug`. The example
+//! file `deploy/shouhu.example.toml` documents every key with its default; `shouhu config example`
+//! prints it, and a test checks it parses into this tree.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// The example configuration shipped in `deploy/`.
+pub const EXAMPLE_TOML: &str = include_str!("../../deploy/shouhu.example.toml");
+
+/// A secret string: never printed by `Debug`.
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("\"\"")
+        } else {
+            f.write_str("\"<redacted>\"")
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Process-wide settings.
+    pub server: ServerConfig,
+    /// The database.
+    pub database: DatabaseConfig,
+    /// The HTTP(S) listener.
+    pub http: HttpConfig,
+    /// The Prometheus metrics listener.
+    pub metrics: MetricsConfig,
+    /// Login, sessions and lockout.
+    pub auth: AuthConfig,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Directory for the SQLite database, blobs and generated keys. Default `data`.
+    pub data_dir: PathBuf,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { data_dir: PathBuf::from("data") }
+    }
+}
+
+/// `[database]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` or `postgres://…`; empty means `sqlite://<data_dir>/shouhu.db`.
+    pub url: Secret,
+    /// Pool size. Default 16.
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self { url: Secret::default(), max_connections: 16 }
+    }
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Listen address. Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// PEM certificate chain; with `tls_key`, serve HTTPS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key.
+    pub tls_key: Option<PathBuf>,
+    /// Directory of the built web UI (`web/dist`). Default `web/dist`.
+    pub web_dir: PathBuf,
+    /// Largest JSON body, bytes. Default 1 MiB.
+    pub max_body_bytes: usize,
+    /// Largest upload (imports, files), bytes. Default 32 MiB.
+    pub max_upload_bytes: usize,
+    /// Mark the session cookie `Secure` even without TLS here (behind a TLS proxy). Default false.
+    pub secure_cookies: bool,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".parse().expect("valid"),
+            tls_cert: None,
+            tls_key: None,
+            web_dir: PathBuf::from("web/dist"),
+            max_body_bytes: 1 << 20,
+            max_upload_bytes: 32 << 20,
+            secure_cookies: false,
+        }
+    }
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` on its own listener. Default true.
+    pub enabled: bool,
+    /// Listen address. Default `127.0.0.1:9464`.
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self { enabled: true, listen: "127.0.0.1:9464".parse().expect("valid") }
+    }
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Failed logins before the account locks. Default 5.
+    pub max_failures: u32,
+    /// Lock duration, minutes. Default 15.
+    pub lockout_minutes: u64,
+    /// Idle timeout, minutes. Default 30.
+    pub idle_timeout_minutes: u64,
+    /// Per-role idle timeout overrides, minutes (0 = never).
+    pub role_idle_timeout_minutes: BTreeMap<String, u64>,
+    /// Roles whose wall-screen sessions never time out for idleness. Default `["operator"]`.
+    pub wall_screen_roles: Vec<String>,
+    /// argon2id memory cost, KiB. Default 19456 (OWASP minimum).
+    pub argon2_memory_kib: u32,
+    /// argon2id iterations. Default 2.
+    pub argon2_iterations: u32,
+    /// argon2id parallelism. Default 1.
+    pub argon2_parallelism: u32,
+    /// Key for signed media URLs (hex, 32 bytes); empty = generated once into the data directory.
+    pub media_token_key: Secret,
+    /// Lifetime of a signed media token, seconds. Default 300.
+    pub media_token_ttl_secs: u64,
+    /// How long a node trusts its cached view of a session, seconds. Default 5.
+    pub session_cache_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            max_failures: 5,
+            lockout_minutes: 15,
+            idle_timeout_minutes: 30,
+            role_idle_timeout_minutes: BTreeMap::new(),
+            wall_screen_roles: vec!["operator".into()],
+            argon2_memory_kib: 19_456,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            media_token_key: Secret::default(),
+            media_token_ttl_secs: 300,
+            session_cache_secs: 5,
+        }
+    }
+}
+
+impl Config {
+    /// Load: defaults, then `file` (if given; it must exist), then `SHOUHU__…` variables.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        Self::load_with_env(file, Env::prefixed("SHOUHU__").split("__"))
+    }
+
+    fn load_with_env(file: Option<&Path>, env: Env) -> anyhow::Result<Self> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(f) = file {
+            if !f.exists() {
+                anyhow::bail!("config file {} does not exist", f.display());
+            }
+            fig = fig.merge(Toml::file(f));
+        }
+        let cfg: Config = fig.merge(env).extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Cross-field checks.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.http.tls_cert.is_some() != self.http.tls_key.is_some() {
+            anyhow::bail!("http.tls_cert and http.tls_key go together");
+        }
+        if self.auth.max_failures == 0 {
+            anyhow::bail!("auth.max_failures must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The database URL in effect.
+    pub fn database_url(&self) -> String {
+        if self.database.url.0.is_empty() {
+            shouhu_storage::Db::sqlite_url_in(&self.server.data_dir)
+        } else {
+            self.database.url.0.clone()
+        }
+    }
+
+    /// Idle timeout of a session of `role` (None = never).
+    pub fn idle_timeout_ms(&self, role: &str, wall_screen: bool) -> Option<i64> {
+        if wall_screen && self.auth.wall_screen_roles.iter().any(|r| r == role) {
+            return None;
+        }
+        let minutes = self.auth.role_idle_timeout_minutes.get(role).copied().unwrap_or(self.auth.idle_timeout_minutes);
+        (minutes > 0).then_some(minutes as i64 * 60_000)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_file_is_the_default_tree() {
+        let fig = Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(EXAMPLE_TOML));
+        let cfg: Config = fig.extract().expect("example parses");
+        assert_eq!(cfg.http.listen, Config::default().http.listen);
+        assert_eq!(cfg.auth.max_failures, 5);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let fig = Figment::from(Serialized::defaults(Config::default())).merge(Toml::string("[http]\nlisten_addr = \"x\"\n"));
+        let err = fig.extract::<Config>().unwrap_err().to_string();
+        assert!(err.contains("listen_addr"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SHOUHU__HTTP__LISTEN", "127.0.0.1:0");
+            jail.set_env("SHOUHU__AUTH__LOCKOUT_MINUTES", "30");
+            let cfg = Config::load(None).expect("loads");
+            assert_eq!(cfg.http.listen.port(), 0);
+            assert_eq!(cfg.auth.lockout_minutes, 30);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let mut c = Config::default();
+        c.database.url = Secret("postgres://u:pw@h/db".into());
+        assert!(!format!("{c:?}").contains("pw@"));
+    }
+
+    #[test]
+    fn wall_screen_operators_never_idle_out() {
+        let c = Config::default();
+        assert_eq!(c.idle_timeout_ms("operator", true), None);
+        assert_eq!(c.idle_timeout_ms("operator", false), Some(30 * 60_000));
+        assert_eq!(c.idle_timeout_ms("admin", true), Some(30 * 60_000));
+    }
+}

@@ -1,0 +1,60 @@
+//! The HTTP routes, one resource per file, gathered into one router with its OpenAPI document.
+
+pub mod accounts;
+pub mod applications;
+pub mod audit;
+pub mod auth;
+pub mod enterprises;
+pub mod health;
+pub mod items;
+pub mod officers;
+pub mod org_units;
+pub mod reference;
+
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::state::AppState;
+
+/// The OpenAPI document's frame; paths come from the routers.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Shouhu API", description = "Command-and-dispatch and enforcement API of Shouhu (守护). Errors are `{code, message}` JSON with the HTTP status; authenticate with the bearer token from `POST /api/v1/auth/login` or its session cookie."),
+    tags(
+        (name = "auth", description = "Login, sessions, passwords"),
+        (name = "accounts", description = "Accounts, roles and account applications"),
+        (name = "org", description = "Org units"),
+        (name = "audit", description = "Audit log"),
+        (name = "enterprises", description = "Enterprise registry"),
+        (name = "officers", description = "Officer registry"),
+        (name = "inspection-items", description = "Inspection item list"),
+        (name = "reference", description = "Code lists"),
+    ),
+    components(schemas(crate::error::ErrorBody, crate::error::RowError))
+)]
+pub struct ApiDoc;
+
+/// The `/api/v1` router and the OpenAPI document.
+pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let json_limit = DefaultBodyLimit::max(state.cfg.http.max_body_bytes);
+    let upload_limit = DefaultBodyLimit::max(state.cfg.http.max_upload_bytes);
+    let uploads = OpenApiRouter::new().merge(enterprises::upload_router()).merge(officers::upload_router()).layer(upload_limit);
+    let rest = OpenApiRouter::new()
+        .nest("/auth", auth::router())
+        .merge(accounts::router())
+        .merge(applications::router())
+        .merge(org_units::router())
+        .merge(audit::router())
+        .merge(enterprises::router())
+        .merge(officers::router())
+        .merge(items::router())
+        .merge(reference::router())
+        .layer(json_limit);
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest("/api/v1", uploads.merge(rest))
+        .split_for_parts();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    (router, doc)
+}

@@ -1,0 +1,219 @@
+//! Wiring: state from configuration, the router with its layers, and the listeners.
+//!
+//! [`serve`] takes bound listeners and a shutdown future (tests bind `127.0.0.1:0`); it serves
+//! HTTP or HTTPS (rustls, when `http.tls_cert`/`tls_key` are set) and the Prometheus metrics
+//! listener, and drains in-flight requests on shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use shouhu_storage::blob::LocalBlobStore;
+use shouhu_storage::Db;
+use tokio::net::TcpListener;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::services::{ServeDir, ServeFile};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::auth::SessionCache;
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::state::AppState;
+
+/// Connect the database, apply migrations, open the blob store and load the media-token key.
+pub async fn build_state(cfg: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
+    std::fs::create_dir_all(&cfg.server.data_dir)
+        .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", cfg.server.data_dir.display()))?;
+    let db = Db::connect(&cfg.database_url(), cfg.database.max_connections).await?;
+    db.migrate().await?;
+    let media_key = media_key(&cfg)?;
+    let blobs = Arc::new(LocalBlobStore::new(cfg.server.data_dir.join("blobs")));
+    Ok(AppState {
+        db,
+        cfg: Arc::new(cfg),
+        clock,
+        sessions: Arc::new(SessionCache::default()),
+        blobs,
+        media_key: Arc::new(media_key),
+        tls: false,
+    })
+}
+
+/// State with the system clock.
+pub async fn build_default_state(cfg: Config) -> anyhow::Result<AppState> {
+    build_state(cfg, Arc::new(SystemClock)).await
+}
+
+fn media_key(cfg: &Config) -> anyhow::Result<[u8; 32]> {
+    let hex_key = if cfg.auth.media_token_key.0.is_empty() {
+        let path = cfg.server.data_dir.join("media-token.key");
+        match std::fs::read_to_string(&path) {
+            Ok(s) => s.trim().to_string(),
+            Err(_) => {
+                use rand::RngCore;
+                let mut k = [0u8; 32];
+                rand::rngs::OsRng.fill_bytes(&mut k);
+                let s = hex::encode(k);
+                std::fs::write(&path, &s).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+                s
+            }
+        }
+    } else {
+        cfg.auth.media_token_key.0.clone()
+    };
+    let bytes = hex::decode(&hex_key).map_err(|_| anyhow::anyhow!("auth.media_token_key must be 64 hex characters"))?;
+    bytes.try_into().map_err(|_| anyhow::anyhow!("auth.media_token_key must be 64 hex characters"))
+}
+
+/// The whole application router.
+pub fn router(state: AppState) -> Router {
+    let (api, doc) = crate::routes::api(&state);
+    let doc_json = Arc::new(doc.to_pretty_json().expect("OpenAPI serialises"));
+    let web_dir = state.cfg.http.web_dir.clone();
+    let index = web_dir.join("index.html");
+    let web = ServeDir::new(&web_dir).append_index_html_on_directories(true).fallback(ServeFile::new(&index));
+    let api = api
+        .route("/api/v1/openapi.json", get(move || {
+            let d = doc_json.clone();
+            async move { ([(header::CONTENT_TYPE, "application/json")], d.as_str().to_owned()) }
+        }))
+        .route("/api/docs", get(|| async { axum::response::Redirect::permanent("/api-docs/") }))
+        .route("/healthz", get(crate::routes::health::healthz))
+        .fallback_service(web_or_404(web, web_dir.exists()))
+        .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(middleware::from_fn(no_store_api))
+        .layer(middleware::from_fn(http_metrics))
+        .with_state(state);
+    api.layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let rid = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("http", http.method = %req.method(), http.path = %req.uri().path(), request.id = %rid)
+        }))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+fn web_or_404(web: ServeDir<ServeFile>, built: bool) -> Router {
+    if built {
+        Router::new().fallback_service(web)
+    } else {
+        Router::new().fallback(|req: Request| async move {
+            if req.uri().path().starts_with("/api/") {
+                crate::error::ApiError::not_found("route").into_response()
+            } else {
+                (StatusCode::NOT_FOUND, "the web UI is not built: run `make web`").into_response()
+            }
+        })
+    }
+}
+
+async fn no_store_api(req: Request, next: Next) -> Response {
+    let api = req.uri().path().starts_with("/api/");
+    let mut resp = next.run(req).await;
+    if api {
+        resp.headers_mut().entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+        if resp.status() == StatusCode::NOT_FOUND && resp.headers().get(header::CONTENT_TYPE).is_none_or(|c| c != "application/json") {
+            return crate::error::ApiError::not_found("route").into_response();
+        }
+        if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
+            return crate::error::ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route").into_response();
+        }
+    }
+    resp
+}
+
+async fn http_metrics(req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status).increment(1);
+    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route).record(start.elapsed().as_secs_f64());
+    resp
+}
+
+async fn metrics_page(State(handle): State<metrics_exporter_prometheus::PrometheusHandle>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render())
+}
+
+/// Serve until `shutdown` resolves, then drain for up to 10 s.
+pub async fn serve(
+    mut state: AppState,
+    http: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+    if let Some(ml) = metrics_listener {
+        let handle = crate::telemetry::prometheus();
+        let app = Router::new().route("/metrics", get(metrics_page)).with_state(handle);
+        let rx = stop_rx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(ml, app).with_graceful_shutdown(wait(rx)).await {
+                tracing::error!(error = %e, "metrics listener failed");
+            }
+        });
+    }
+    let tls = match (&state.cfg.http.tls_cert, &state.cfg.http.tls_key) {
+        (Some(c), Some(k)) => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            Some(axum_server::tls_rustls::RustlsConfig::from_pem_file(c, k).await.map_err(|e| anyhow::anyhow!("TLS certificate or key: {e}"))?)
+        }
+        _ => None,
+    };
+    state.tls = tls.is_some();
+    let addr = http.local_addr()?;
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    match tls {
+        None => {
+            tracing::info!(listen = %addr, "HTTP listening");
+            axum::serve(http, app).with_graceful_shutdown(wait(stop_rx)).await?;
+        }
+        Some(cfg) => {
+            tracing::info!(listen = %addr, "HTTPS listening");
+            let handle = axum_server::Handle::new();
+            let h = handle.clone();
+            let rx = stop_rx.clone();
+            tokio::spawn(async move {
+                wait(rx).await;
+                h.graceful_shutdown(Some(Duration::from_secs(10)));
+            });
+            axum_server::from_tcp_rustls(http.into_std()?, cfg).handle(handle).serve(app).await?;
+        }
+    }
+    tracing::info!("server stopped");
+    Ok(())
+}
+
+/// Resolve on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutdown requested");
+}

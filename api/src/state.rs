@@ -1,0 +1,36 @@
+//! The shared state of every handler.
+
+use std::sync::Arc;
+
+use shouhu_storage::blob::BlobStore;
+use shouhu_storage::Db;
+
+use crate::auth::SessionCache;
+use crate::clock::Clock;
+use crate::config::Config;
+
+/// Everything a handler needs. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The database.
+    pub db: Db,
+    /// The configuration.
+    pub cfg: Arc<Config>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// Session cache of this node.
+    pub sessions: Arc<SessionCache>,
+    /// The blob store.
+    pub blobs: Arc<dyn BlobStore>,
+    /// Key of signed media tokens.
+    pub media_key: Arc<[u8; 32]>,
+    /// Whether the HTTP listener speaks TLS (cookies get `Secure`).
+    pub tls: bool,
+}
+
+impl AppState {
+    /// Now, ms.
+    pub fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+}
