@@ -97,12 +97,18 @@ pub enum ConfigTask {
 /// Entry point.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Config { task: ConfigTask::Example } = cli.command {
+    if let Command::Config {
+        task: ConfigTask::Example,
+    } = cli.command
+    {
         print!("{}", crate::config::EXAMPLE_TOML);
         return ExitCode::SUCCESS;
     }
     crate::telemetry::init_logging();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -130,20 +136,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin { task } => admin(cfg, task).await,
-        Command::Config { task: ConfigTask::Show } => {
+        Command::Config {
+            task: ConfigTask::Show,
+        } => {
             println!("{cfg:#?}");
             Ok(())
         }
-        Command::Config { task: ConfigTask::Example } => unreachable!("handled before logging starts"),
+        Command::Config {
+            task: ConfigTask::Example,
+        } => unreachable!("handled before logging starts"),
         Command::Bench(args) => crate::bench::run(cfg, args).await,
     }
 }
 
 /// Bind the configured listeners and serve until SIGINT/SIGTERM.
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
-    let http = tokio::net::TcpListener::bind(cfg.http.listen).await.map_err(|e| anyhow::anyhow!("cannot listen on http.listen {}: {e}", cfg.http.listen))?;
+    let http = tokio::net::TcpListener::bind(cfg.http.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on http.listen {}: {e}", cfg.http.listen))?;
     let metrics = if cfg.metrics.enabled {
-        Some(tokio::net::TcpListener::bind(cfg.metrics.listen).await.map_err(|e| anyhow::anyhow!("cannot listen on metrics.listen {}: {e}", cfg.metrics.listen))?)
+        Some(
+            tokio::net::TcpListener::bind(cfg.metrics.listen)
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot listen on metrics.listen {}: {e}",
+                        cfg.metrics.listen
+                    )
+                })?,
+        )
     } else {
         None
     };
@@ -153,26 +174,63 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
 
 /// The root org unit, created (as the city corps) when the tree is empty.
 pub async fn ensure_root(db: &Db) -> anyhow::Result<shouhu_storage::org_units::OrgUnit> {
-    if let Some(root) = db.org_units().list().await?.into_iter().find(|u| u.parent_id.is_none()) {
+    if let Some(root) = db
+        .org_units()
+        .list()
+        .await?
+        .into_iter()
+        .find(|u| u.parent_id.is_none())
+    {
         return Ok(root);
     }
-    let audit = shouhu_storage::audit::AuditEntry::new(&cli_actor(), "org_unit.create", crate::clock::Clock::now_ms(&crate::clock::SystemClock));
+    let audit = shouhu_storage::audit::AuditEntry::new(
+        &cli_actor(),
+        "org_unit.create",
+        crate::clock::Clock::now_ms(&crate::clock::SystemClock),
+    );
     Ok(db
         .org_units()
-        .create(&NewOrgUnit { parent_id: None, kind: OrgKind::Corps, name: "市应急管理局执法总队".into(), code: "corps".into() }, &audit)
+        .create(
+            &NewOrgUnit {
+                parent_id: None,
+                kind: OrgKind::Corps,
+                name: "市应急管理局执法总队".into(),
+                code: "corps".into(),
+            },
+            &audit,
+        )
         .await?)
 }
 
 fn cli_actor() -> shouhu_storage::audit::Actor {
-    shouhu_storage::audit::Actor { account_id: None, username: Some("cli".into()), ip: None }
+    shouhu_storage::audit::Actor {
+        account_id: None,
+        username: Some("cli".into()),
+        ip: None,
+    }
 }
 
 async fn admin(cfg: Config, task: AdminTask) -> anyhow::Result<()> {
-    let AdminTask::CreateUser { username, password, role, org_unit, display_name, no_force_change } = task;
+    let AdminTask::CreateUser {
+        username,
+        password,
+        role,
+        org_unit,
+        display_name,
+        no_force_change,
+    } = task;
     if !crate::auth::roles::is_role(&role) {
-        anyhow::bail!("unknown role {role:?}; one of: {}", crate::auth::roles::ROLES.iter().map(|r| r.0).collect::<Vec<_>>().join(", "));
+        anyhow::bail!(
+            "unknown role {role:?}; one of: {}",
+            crate::auth::roles::ROLES
+                .iter()
+                .map(|r| r.0)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
-    crate::auth::password::check_policy(&password, &username).map_err(|m| anyhow::anyhow!("password {m}"))?;
+    crate::auth::password::check_policy(&password, &username)
+        .map_err(|m| anyhow::anyhow!("password {m}"))?;
     std::fs::create_dir_all(&cfg.server.data_dir)?;
     let db = Db::connect(&cfg.database_url(), 2).await?;
     db.migrate().await?;
@@ -180,11 +238,19 @@ async fn admin(cfg: Config, task: AdminTask) -> anyhow::Result<()> {
         None => ensure_root(&db).await?,
         Some(u) => match db.org_units().get(&u).await {
             Ok(unit) => unit,
-            Err(_) => db.org_units().by_code(&u).await?.ok_or_else(|| anyhow::anyhow!("no org unit with id or code {u:?}"))?,
+            Err(_) => db
+                .org_units()
+                .by_code(&u)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no org unit with id or code {u:?}"))?,
         },
     };
     let hash = crate::auth::password::hash(&cfg.auth, &password).await?;
-    let audit = shouhu_storage::audit::AuditEntry::new(&cli_actor(), "account.create", crate::clock::Clock::now_ms(&crate::clock::SystemClock));
+    let audit = shouhu_storage::audit::AuditEntry::new(
+        &cli_actor(),
+        "account.create",
+        crate::clock::Clock::now_ms(&crate::clock::SystemClock),
+    );
     let acc = db
         .accounts()
         .create(
@@ -200,6 +266,9 @@ async fn admin(cfg: Config, task: AdminTask) -> anyhow::Result<()> {
         )
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    println!("created account {} ({}) in {} [{}]", acc.username, acc.role, unit.name, acc.id);
+    println!(
+        "created account {} ({}) in {} [{}]",
+        acc.username, acc.role, unit.name, acc.id
+    );
     Ok(())
 }

@@ -64,7 +64,10 @@ pub fn parse_time(s: &str) -> Option<i64> {
     let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
     let local = d.and_hms_opt(0, 0, 0)?;
     use chrono::TimeZone;
-    chrono_tz::Asia::Shanghai.from_local_datetime(&local).single().map(|t| t.timestamp_millis())
+    chrono_tz::Asia::Shanghai
+        .from_local_datetime(&local)
+        .single()
+        .map(|t| t.timestamp_millis())
 }
 
 #[cfg(test)]
@@ -76,7 +79,10 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(parse_time("2026-01-01T00:00:00Z"), Some(1_767_225_600_000));
         // Midnight in Shanghai is 16:00 UTC the day before.
-        assert_eq!(parse_time("2026-01-01"), Some(1_767_225_600_000 - 8 * 3_600_000));
+        assert_eq!(
+            parse_time("2026-01-01"),
+            Some(1_767_225_600_000 - 8 * 3_600_000)
+        );
         assert_eq!(parse_time("yesterday"), None);
     }
 }

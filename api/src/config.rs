@@ -57,7 +57,9 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { data_dir: PathBuf::from("data") }
+        Self {
+            data_dir: PathBuf::from("data"),
+        }
     }
 }
 
@@ -73,7 +75,10 @@ pub struct DatabaseConfig {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self { url: Secret::default(), max_connections: 16 }
+        Self {
+            url: Secret::default(),
+            max_connections: 16,
+        }
     }
 }
 
@@ -123,7 +128,10 @@ pub struct MetricsConfig {
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        Self { enabled: true, listen: "127.0.0.1:9464".parse().expect("valid") }
+        Self {
+            enabled: true,
+            listen: "127.0.0.1:9464".parse().expect("valid"),
+        }
     }
 }
 
@@ -187,7 +195,10 @@ impl Config {
             }
             fig = fig.merge(Toml::file(f));
         }
-        let cfg: Config = fig.merge(env).extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        let cfg: Config = fig
+            .merge(env)
+            .extract()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -217,7 +228,12 @@ impl Config {
         if wall_screen && self.auth.wall_screen_roles.iter().any(|r| r == role) {
             return None;
         }
-        let minutes = self.auth.role_idle_timeout_minutes.get(role).copied().unwrap_or(self.auth.idle_timeout_minutes);
+        let minutes = self
+            .auth
+            .role_idle_timeout_minutes
+            .get(role)
+            .copied()
+            .unwrap_or(self.auth.idle_timeout_minutes);
         (minutes > 0).then_some(minutes as i64 * 60_000)
     }
 }
@@ -228,7 +244,8 @@ mod tests {
 
     #[test]
     fn example_file_is_the_default_tree() {
-        let fig = Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(EXAMPLE_TOML));
+        let fig = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(EXAMPLE_TOML));
         let cfg: Config = fig.extract().expect("example parses");
         assert_eq!(cfg.http.listen, Config::default().http.listen);
         assert_eq!(cfg.auth.max_failures, 5);
@@ -236,7 +253,8 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_rejected() {
-        let fig = Figment::from(Serialized::defaults(Config::default())).merge(Toml::string("[http]\nlisten_addr = \"x\"\n"));
+        let fig = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string("[http]\nlisten_addr = \"x\"\n"));
         let err = fig.extract::<Config>().unwrap_err().to_string();
         assert!(err.contains("listen_addr"), "{err}");
     }

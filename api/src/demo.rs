@@ -86,7 +86,11 @@ pub struct DemoOrg {
 }
 
 fn actor() -> Actor {
-    Actor { account_id: None, username: Some("demo".into()), ip: None }
+    Actor {
+        account_id: None,
+        username: Some("demo".into()),
+        ip: None,
+    }
 }
 
 fn audit(action: &str) -> AuditEntry {
@@ -97,24 +101,79 @@ fn audit(action: &str) -> AuditEntry {
 pub async fn seed_org(db: &Db) -> anyhow::Result<DemoOrg> {
     let sh: Shanghai = serde_json::from_str(SHANGHAI_JSON)?;
     let o = db.org_units();
-    let corps = o.create(&NewOrgUnit { parent_id: None, kind: OrgKind::Corps, name: sh.city.name.clone(), code: sh.city.code.clone() }, &audit("org_unit.create")).await?;
+    let corps = o
+        .create(
+            &NewOrgUnit {
+                parent_id: None,
+                kind: OrgKind::Corps,
+                name: sh.city.name.clone(),
+                code: sh.city.code.clone(),
+            },
+            &audit("org_unit.create"),
+        )
+        .await?;
     let mut districts = Vec::new();
     for d in &sh.districts {
-        let b = o.create(&NewOrgUnit { parent_id: Some(corps.id.clone()), kind: OrgKind::Brigade, name: d.brigade.clone(), code: d.code.clone() }, &audit("org_unit.create")).await?;
+        let b = o
+            .create(
+                &NewOrgUnit {
+                    parent_id: Some(corps.id.clone()),
+                    kind: OrgKind::Brigade,
+                    name: d.brigade.clone(),
+                    code: d.code.clone(),
+                },
+                &audit("org_unit.create"),
+            )
+            .await?;
         let mut towns = Vec::new();
         for (i, t) in d.towns.iter().enumerate() {
-            towns.push(o.create(&NewOrgUnit { parent_id: Some(b.id.clone()), kind: OrgKind::Town, name: t.clone(), code: format!("{}{:03}", d.code, i + 1) }, &audit("org_unit.create")).await?);
+            towns.push(
+                o.create(
+                    &NewOrgUnit {
+                        parent_id: Some(b.id.clone()),
+                        kind: OrgKind::Town,
+                        name: t.clone(),
+                        code: format!("{}{:03}", d.code, i + 1),
+                    },
+                    &audit("org_unit.create"),
+                )
+                .await?,
+            );
         }
         for (i, s) in ["第一执法中队", "第二执法中队"].iter().enumerate() {
-            o.create(&NewOrgUnit { parent_id: Some(b.id.clone()), kind: OrgKind::Squad, name: format!("{}{}", d.name, s), code: format!("{}-S{}", d.code, i + 1) }, &audit("org_unit.create")).await?;
+            o.create(
+                &NewOrgUnit {
+                    parent_id: Some(b.id.clone()),
+                    kind: OrgKind::Squad,
+                    name: format!("{}{}", d.name, s),
+                    code: format!("{}-S{}", d.code, i + 1),
+                },
+                &audit("org_unit.create"),
+            )
+            .await?;
         }
         districts.push((b, towns, d.center, d.safe_radius_m));
     }
     let mut soe_groups = Vec::new();
     for s in &sh.soe_groups {
-        soe_groups.push(o.create(&NewOrgUnit { parent_id: Some(corps.id.clone()), kind: OrgKind::SoeGroup, name: s.name.clone(), code: s.code.clone() }, &audit("org_unit.create")).await?);
+        soe_groups.push(
+            o.create(
+                &NewOrgUnit {
+                    parent_id: Some(corps.id.clone()),
+                    kind: OrgKind::SoeGroup,
+                    name: s.name.clone(),
+                    code: s.code.clone(),
+                },
+                &audit("org_unit.create"),
+            )
+            .await?,
+        );
     }
-    Ok(DemoOrg { corps, districts, soe_groups })
+    Ok(DemoOrg {
+        corps,
+        districts,
+        soe_groups,
+    })
 }
 
 /// A valid USCC for an enterprise registered in `division` (6-digit code).
@@ -136,7 +195,10 @@ pub fn point_in_disc(rng: &mut impl Rng, center: [f64; 2], radius_m: f64) -> (f6
     let th = rng.gen::<f64>() * std::f64::consts::TAU;
     let dlat = r * th.cos() / 111_320.0;
     let dlon = r * th.sin() / (111_320.0 * center[1].to_radians().cos());
-    (((center[0] + dlon) * 1e6).round() / 1e6, ((center[1] + dlat) * 1e6).round() / 1e6)
+    (
+        ((center[0] + dlon) * 1e6).round() / 1e6,
+        ((center[1] + dlat) * 1e6).round() / 1e6,
+    )
 }
 
 /// Generate `n` enterprises spread over the districts (deterministic for a seed).
@@ -148,9 +210,13 @@ pub fn enterprises(org: &DemoOrg, n: usize, seed: u64) -> Vec<EnterpriseInput> {
     let mut out = Vec::with_capacity(n);
     let year = 2026;
     while out.len() < n {
-        let (brigade, towns, center, radius) = &org.districts[rng.gen_range(0..org.districts.len())];
+        let (brigade, towns, center, radius) =
+            &org.districts[rng.gen_range(0..org.districts.len())];
         let district_short = brigade.name.split("区").next().unwrap_or("").to_string();
-        let prefix = names.enterprise_prefixes.choose(&mut rng).expect("prefixes");
+        let prefix = names
+            .enterprise_prefixes
+            .choose(&mut rng)
+            .expect("prefixes");
         let kind = names.enterprise_kinds.choose(&mut rng).expect("kinds");
         let mut name = format!("上海{prefix}{}", kind.suffix);
         if used_names.contains(&name) {
@@ -161,7 +227,12 @@ pub fn enterprises(org: &DemoOrg, n: usize, seed: u64) -> Vec<EnterpriseInput> {
             name = format!("上海{prefix}{extra}{}", kind.suffix);
         }
         if used_names.contains(&name) {
-            name = format!("上海{prefix}{}{}号{}", district_short, out.len(), kind.suffix);
+            name = format!(
+                "上海{prefix}{}{}号{}",
+                district_short,
+                out.len(),
+                kind.suffix
+            );
         }
         let code = random_uscc(&mut rng, &brigade.code);
         if !used_codes.insert(code.clone()) {
@@ -169,7 +240,13 @@ pub fn enterprises(org: &DemoOrg, n: usize, seed: u64) -> Vec<EnterpriseInput> {
         }
         used_names.insert(name.clone());
         let (lon, lat) = point_in_disc(&mut rng, *center, *radius);
-        let person = |rng: &mut StdRng| format!("{}{}", names.surnames.choose(rng).expect("s"), names.given_names.choose(rng).expect("g"));
+        let person = |rng: &mut StdRng| {
+            format!(
+                "{}{}",
+                names.surnames.choose(rng).expect("s"),
+                names.given_names.choose(rng).expect("g")
+            )
+        };
         let street = names.streets.choose(&mut rng).expect("streets");
         let key = rng.gen_bool(0.25);
         let mut years = Vec::new();
@@ -180,7 +257,8 @@ pub fn enterprises(org: &DemoOrg, n: usize, seed: u64) -> Vec<EnterpriseInput> {
             }
         }
         let mut tags = Vec::new();
-        if kind.suffix.contains("粉") || kind.industry_code.starts_with("C33") && rng.gen_bool(0.3) {
+        if kind.suffix.contains("粉") || kind.industry_code.starts_with("C33") && rng.gen_bool(0.3)
+        {
             tags.push("粉尘涉爆".to_string());
         }
         if rng.gen_bool(0.15) {
@@ -191,18 +269,42 @@ pub fn enterprises(org: &DemoOrg, n: usize, seed: u64) -> Vec<EnterpriseInput> {
             uscc: code,
             district_id: brigade.id.clone(),
             town_id: towns.choose(&mut rng).map(|t| t.id.clone()),
-            soe_group_id: if rng.gen_bool(0.06) { org.soe_groups.choose(&mut rng).map(|s| s.id.clone()) } else { None },
-            address: format!("上海市{}{}{}号", brigade.name.split("应急").next().unwrap_or(""), street, rng.gen_range(1..2000)),
+            soe_group_id: if rng.gen_bool(0.06) {
+                org.soe_groups.choose(&mut rng).map(|s| s.id.clone())
+            } else {
+                None
+            },
+            address: format!(
+                "上海市{}{}{}号",
+                brigade.name.split("应急").next().unwrap_or(""),
+                street,
+                rng.gen_range(1..2000)
+            ),
             lon: Some(lon),
             lat: Some(lat),
             legal_representative: person(&mut rng),
             principal_name: person(&mut rng),
-            principal_phone: format!("1{}{:09}", [3, 5, 8, 9][rng.gen_range(0..4)], rng.gen_range(0..1_000_000_000u64)),
-            ownership_type: OWNERSHIP_TYPES[[2, 3, 3, 3, 4, 0, 7, 6][rng.gen_range(0..8)]].to_string(),
+            principal_phone: format!(
+                "1{}{:09}",
+                [3, 5, 8, 9][rng.gen_range(0..4)],
+                rng.gen_range(0..1_000_000_000u64)
+            ),
+            ownership_type: OWNERSHIP_TYPES[[2, 3, 3, 3, 4, 0, 7, 6][rng.gen_range(0..8)]]
+                .to_string(),
             industry_code: kind.industry_code.clone(),
             sector: kind.sector.clone(),
             key_unit_years: years,
-            status: ["operating", "operating", "operating", "operating", "operating", "operating", "suspended", "closed"][rng.gen_range(0..8)].to_string(),
+            status: [
+                "operating",
+                "operating",
+                "operating",
+                "operating",
+                "operating",
+                "operating",
+                "suspended",
+                "closed",
+            ][rng.gen_range(0..8)]
+            .to_string(),
             tags,
         };
         e.normalize();
@@ -215,7 +317,9 @@ pub fn enterprises(org: &DemoOrg, n: usize, seed: u64) -> Vec<EnterpriseInput> {
 /// Insert enterprises in batches of 1,000 (one transaction each).
 pub async fn insert_enterprises(db: &Db, list: &[EnterpriseInput]) -> anyhow::Result<()> {
     for chunk in list.chunks(1000) {
-        db.enterprises().insert_many(chunk, &audit("enterprise.import"), "enterprise.import").await?;
+        db.enterprises()
+            .insert_many(chunk, &audit("enterprise.import"), "enterprise.import")
+            .await?;
     }
     Ok(())
 }
@@ -228,7 +332,11 @@ pub fn officers(org: &DemoOrg, per_district: usize, seed: u64) -> Vec<OfficerInp
     for (b, _, _, _) in &org.districts {
         for i in 0..per_district {
             out.push(OfficerInput {
-                name: format!("{}{}", names.surnames.choose(&mut rng).expect("s"), names.given_names.choose(&mut rng).expect("g")),
+                name: format!(
+                    "{}{}",
+                    names.surnames.choose(&mut rng).expect("s"),
+                    names.given_names.choose(&mut rng).expect("g")
+                ),
                 certificate_no: format!("SH{}-{:04}", b.code, i + 1),
                 org_unit_id: b.id.clone(),
                 phone: format!("139{:08}", rng.gen_range(0..100_000_000u64)),
@@ -252,13 +360,28 @@ pub struct DemoLogin {
 }
 
 /// Seed everything; returns the logins (all with [`DEMO_PASSWORD`]).
-pub async fn seed(db: &Db, cfg: &Config, n_enterprises: usize) -> anyhow::Result<(DemoOrg, Vec<DemoLogin>)> {
+pub async fn seed(
+    db: &Db,
+    cfg: &Config,
+    n_enterprises: usize,
+) -> anyhow::Result<(DemoOrg, Vec<DemoLogin>)> {
     let org = seed_org(db).await?;
     insert_enterprises(db, &enterprises(&org, n_enterprises, 2026)).await?;
-    db.officers().insert_many(&officers(&org, 8, 2026), &audit("officer.import"), "officer.import").await?;
+    db.officers()
+        .insert_many(
+            &officers(&org, 8, 2026),
+            &audit("officer.import"),
+            "officer.import",
+        )
+        .await?;
     let hash = crate::auth::password::hash(&cfg.auth, DEMO_PASSWORD).await?;
     let huangpu = &org.districts[0].0;
-    let pudong = org.districts.iter().find(|d| d.0.code == "310115").map(|d| &d.0).unwrap_or(huangpu);
+    let pudong = org
+        .districts
+        .iter()
+        .find(|d| d.0.code == "310115")
+        .map(|d| &d.0)
+        .unwrap_or(huangpu);
     let plan: Vec<(&str, &str, &str, &OrgUnit)> = vec![
         ("admin", "系统管理员", "admin", &org.corps),
         ("leader", "总队领导", "corps_leader", &org.corps),
@@ -270,7 +393,12 @@ pub async fn seed(db: &Db, cfg: &Config, n_enterprises: usize) -> anyhow::Result
         ("hp_clerk", "黄浦区工单维护员", "clerk", huangpu),
         ("hp_officer", "黄浦区执法人员", "officer", huangpu),
         ("pd_head", "浦东新区大队负责人", "brigade_head", pudong),
-        ("soe_user", "国有集团安全管理员", "soe_user", &org.soe_groups[0]),
+        (
+            "soe_user",
+            "国有集团安全管理员",
+            "soe_user",
+            &org.soe_groups[0],
+        ),
     ];
     let mut logins = Vec::new();
     let mut head_id = None;
@@ -278,14 +406,25 @@ pub async fn seed(db: &Db, cfg: &Config, n_enterprises: usize) -> anyhow::Result
         let acc = db
             .accounts()
             .create(
-                &NewAccount { username: u.into(), display_name: name.into(), password_hash: hash.clone(), role: role.into(), org_unit_id: unit.id.clone(), must_change_password: false },
+                &NewAccount {
+                    username: u.into(),
+                    display_name: name.into(),
+                    password_hash: hash.clone(),
+                    role: role.into(),
+                    org_unit_id: unit.id.clone(),
+                    must_change_password: false,
+                },
                 &audit("account.create"),
             )
             .await?;
         if u == "hp_head" {
             head_id = Some(acc.id.clone());
         }
-        logins.push(DemoLogin { username: u.into(), role: role.into(), org_unit: unit.name.clone() });
+        logins.push(DemoLogin {
+            username: u.into(),
+            role: role.into(),
+            org_unit: unit.name.clone(),
+        });
     }
     if let Some(applicant) = head_id {
         db.accounts()
@@ -309,7 +448,8 @@ pub async fn seed(db: &Db, cfg: &Config, n_enterprises: usize) -> anyhow::Result
 pub async fn run(mut cfg: Config, args: DemoArgs) -> anyhow::Result<()> {
     let dir = cfg.server.data_dir.join("demo");
     if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(|e| anyhow::anyhow!("cannot clear {}: {e}", dir.display()))?;
+        std::fs::remove_dir_all(&dir)
+            .map_err(|e| anyhow::anyhow!("cannot clear {}: {e}", dir.display()))?;
     }
     std::fs::create_dir_all(&dir)?;
     cfg.server.data_dir = dir.clone();
@@ -317,12 +457,22 @@ pub async fn run(mut cfg: Config, args: DemoArgs) -> anyhow::Result<()> {
     let state = crate::server::build_state(cfg.clone(), Arc::new(SystemClock)).await?;
     let started = std::time::Instant::now();
     let (_, logins) = seed(&state.db, &cfg, args.enterprises).await?;
-    tracing::info!(enterprises = args.enterprises, elapsed_ms = started.elapsed().as_millis() as u64, "demo data seeded");
+    tracing::info!(
+        enterprises = args.enterprises,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "demo data seeded"
+    );
     if args.seed_only {
         return Ok(());
     }
-    let http = tokio::net::TcpListener::bind(cfg.http.listen).await.map_err(|e| anyhow::anyhow!("cannot listen on http.listen {}: {e}", cfg.http.listen))?;
-    let metrics = if cfg.metrics.enabled { tokio::net::TcpListener::bind(cfg.metrics.listen).await.ok() } else { None };
+    let http = tokio::net::TcpListener::bind(cfg.http.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on http.listen {}: {e}", cfg.http.listen))?;
+    let metrics = if cfg.metrics.enabled {
+        tokio::net::TcpListener::bind(cfg.metrics.listen).await.ok()
+    } else {
+        None
+    };
     let addr = http.local_addr()?;
     println!();
     println!("  守护 Shouhu demo is running: http://{addr}/");

@@ -23,7 +23,12 @@ pub struct Page<T> {
 impl<T> Page<T> {
     /// Map a storage page.
     pub fn from<S>(p: shouhu_storage::Page<S>, f: impl Fn(S) -> T) -> Self {
-        Page { items: p.items.into_iter().map(f).collect(), total: p.total, page: p.page, page_size: p.page_size }
+        Page {
+            items: p.items.into_iter().map(f).collect(),
+            total: p.total,
+            page: p.page,
+            page_size: p.page_size,
+        }
     }
 }
 
@@ -114,7 +119,13 @@ pub struct OrgUnitDto {
 
 impl From<org_units::OrgUnit> for OrgUnitDto {
     fn from(o: org_units::OrgUnit) -> Self {
-        Self { id: o.id, parent_id: o.parent_id, kind: o.kind, name: o.name, code: o.code }
+        Self {
+            id: o.id,
+            parent_id: o.parent_id,
+            kind: o.kind,
+            name: o.name,
+            code: o.code,
+        }
     }
 }
 

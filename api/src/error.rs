@@ -37,7 +37,11 @@ pub struct RowError {
 
 impl From<FieldError> for RowError {
     fn from(e: FieldError) -> Self {
-        RowError { row: None, field: e.field, message: e.message }
+        RowError {
+            row: None,
+            field: e.field,
+            message: e.message,
+        }
     }
 }
 
@@ -58,7 +62,13 @@ pub type ApiResult<T> = Result<T, ApiError>;
 impl ApiError {
     /// A new error.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), errors: Vec::new(), extra: Default::default() }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            errors: Vec::new(),
+            extra: Default::default(),
+        }
     }
 
     /// 400 bad request.
@@ -78,7 +88,11 @@ impl ApiError {
 
     /// 404.
     pub fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
     }
 
     /// 422 with field problems.
@@ -91,7 +105,14 @@ impl ApiError {
             })
             .collect::<Vec<_>>()
             .join("; ");
-        Self { errors, ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", message) }
+        Self {
+            errors,
+            ..Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                message,
+            )
+        }
     }
 
     /// Add an extra member to the body.
@@ -103,7 +124,11 @@ impl ApiError {
     /// 500, logging the cause.
     pub fn internal(e: impl std::fmt::Display) -> Self {
         tracing::error!(error = %e, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal server error; see the server log")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal server error; see the server log",
+        )
     }
 }
 
@@ -112,15 +137,33 @@ impl From<StorageError> for ApiError {
         match e {
             StorageError::NotFound(what) => ApiError::not_found(what),
             StorageError::Duplicate { field } => {
-                let mut err = ApiError::new(StatusCode::CONFLICT, "duplicate", format!("{field}: already exists"));
-                err.errors.push(RowError { row: None, field, message: "already exists".into() });
+                let mut err = ApiError::new(
+                    StatusCode::CONFLICT,
+                    "duplicate",
+                    format!("{field}: already exists"),
+                );
+                err.errors.push(RowError {
+                    row: None,
+                    field,
+                    message: "already exists".into(),
+                });
                 err
             }
-            StorageError::VersionConflict => ApiError::new(StatusCode::CONFLICT, "version_conflict", e.to_string()),
-            StorageError::Invalid { field, message } => ApiError::validation(vec![RowError { row: None, field, message }]),
+            StorageError::VersionConflict => {
+                ApiError::new(StatusCode::CONFLICT, "version_conflict", e.to_string())
+            }
+            StorageError::Invalid { field, message } => ApiError::validation(vec![RowError {
+                row: None,
+                field,
+                message,
+            }]),
             other => {
                 tracing::error!(error = ?other, "storage error");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal server error; see the server log")
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal server error; see the server log",
+                )
             }
         }
     }
@@ -129,14 +172,22 @@ impl From<StorageError> for ApiError {
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> Self {
         tracing::error!(error = ?e, "internal error");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal server error; see the server log")
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal server error; see the server log",
+        )
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {
-            tracing::warn!(code = self.code, status = self.status.as_u16(), "request failed");
+            tracing::warn!(
+                code = self.code,
+                status = self.status.as_u16(),
+                "request failed"
+            );
         } else {
             tracing::debug!(code = self.code, status = self.status.as_u16(), message = %self.message, "request rejected");
         }
@@ -144,7 +195,10 @@ impl IntoResponse for ApiError {
         body.insert("code".into(), self.code.into());
         body.insert("message".into(), self.message.into());
         if !self.errors.is_empty() {
-            body.insert("errors".into(), serde_json::to_value(&self.errors).unwrap_or_default());
+            body.insert(
+                "errors".into(),
+                serde_json::to_value(&self.errors).unwrap_or_default(),
+            );
         }
         body.extend(self.extra);
         (self.status, axum::Json(serde_json::Value::Object(body))).into_response()

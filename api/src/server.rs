@@ -30,8 +30,12 @@ use crate::state::AppState;
 
 /// Connect the database, apply migrations, open the blob store and load the media-token key.
 pub async fn build_state(cfg: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
-    std::fs::create_dir_all(&cfg.server.data_dir)
-        .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", cfg.server.data_dir.display()))?;
+    std::fs::create_dir_all(&cfg.server.data_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot create data directory {}: {e}",
+            cfg.server.data_dir.display()
+        )
+    })?;
     let db = Db::connect(&cfg.database_url(), cfg.database.max_connections).await?;
     db.migrate().await?;
     let media_key = media_key(&cfg)?;
@@ -62,15 +66,19 @@ fn media_key(cfg: &Config) -> anyhow::Result<[u8; 32]> {
                 let mut k = [0u8; 32];
                 rand::rngs::OsRng.fill_bytes(&mut k);
                 let s = hex::encode(k);
-                std::fs::write(&path, &s).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+                std::fs::write(&path, &s)
+                    .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
                 s
             }
         }
     } else {
         cfg.auth.media_token_key.0.clone()
     };
-    let bytes = hex::decode(&hex_key).map_err(|_| anyhow::anyhow!("auth.media_token_key must be 64 hex characters"))?;
-    bytes.try_into().map_err(|_| anyhow::anyhow!("auth.media_token_key must be 64 hex characters"))
+    let bytes = hex::decode(&hex_key)
+        .map_err(|_| anyhow::anyhow!("auth.media_token_key must be 64 hex characters"))?;
+    bytes
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("auth.media_token_key must be 64 hex characters"))
 }
 
 /// The whole application router.
@@ -79,17 +87,40 @@ pub fn router(state: AppState) -> Router {
     let doc_json = Arc::new(doc.to_pretty_json().expect("OpenAPI serialises"));
     let web_dir = state.cfg.http.web_dir.clone();
     let index = web_dir.join("index.html");
-    let web = ServeDir::new(&web_dir).append_index_html_on_directories(true).fallback(ServeFile::new(&index));
+    let web = ServeDir::new(&web_dir)
+        .append_index_html_on_directories(true)
+        .fallback(ServeFile::new(&index));
     let api = api
-        .route("/api/v1/openapi.json", get(move || {
-            let d = doc_json.clone();
-            async move { ([(header::CONTENT_TYPE, "application/json")], d.as_str().to_owned()) }
-        }))
-        .route("/api/docs", get(|| async { axum::response::Redirect::permanent("/api-docs/") }))
+        .route(
+            "/api/v1/openapi.json",
+            get(move || {
+                let d = doc_json.clone();
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "application/json")],
+                        d.as_str().to_owned(),
+                    )
+                }
+            }),
+        )
+        .route(
+            "/api/docs",
+            get(|| async { axum::response::Redirect::permanent("/api-docs/") }),
+        )
         .route("/healthz", get(crate::routes::health::healthz))
+        .route(
+            "/api/{*rest}",
+            axum::routing::any(|| async { crate::error::ApiError::not_found("route") }),
+        )
         .fallback_service(web_or_404(web, web_dir.exists()))
-        .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
-        .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
         .layer(middleware::from_fn(no_store_api))
         .layer(middleware::from_fn(http_metrics))
         .with_state(state);
@@ -109,7 +140,11 @@ fn web_or_404(web: ServeDir<ServeFile>, built: bool) -> Router {
             if req.uri().path().starts_with("/api/") {
                 crate::error::ApiError::not_found("route").into_response()
             } else {
-                (StatusCode::NOT_FOUND, "the web UI is not built: run `make web`").into_response()
+                (
+                    StatusCode::NOT_FOUND,
+                    "the web UI is not built: run `make web`",
+                )
+                    .into_response()
             }
         })
     }
@@ -119,30 +154,52 @@ async fn no_store_api(req: Request, next: Next) -> Response {
     let api = req.uri().path().starts_with("/api/");
     let mut resp = next.run(req).await;
     if api {
-        resp.headers_mut().entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
-        if resp.status() == StatusCode::NOT_FOUND && resp.headers().get(header::CONTENT_TYPE).is_none_or(|c| c != "application/json") {
+        resp.headers_mut()
+            .entry(header::CACHE_CONTROL)
+            .or_insert(HeaderValue::from_static("no-store"));
+        if resp.status() == StatusCode::NOT_FOUND
+            && resp
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .is_none_or(|c| c != "application/json")
+        {
             return crate::error::ApiError::not_found("route").into_response();
         }
         if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
-            return crate::error::ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route").into_response();
+            return crate::error::ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this route",
+            )
+            .into_response();
         }
     }
     resp
 }
 
 async fn http_metrics(req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
     let start = Instant::now();
     let resp = next.run(req).await;
     let status = resp.status().as_u16().to_string();
     metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status).increment(1);
-    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route).record(start.elapsed().as_secs_f64());
+    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
+        .record(start.elapsed().as_secs_f64());
     resp
 }
 
-async fn metrics_page(State(handle): State<metrics_exporter_prometheus::PrometheusHandle>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render())
+async fn metrics_page(
+    State(handle): State<metrics_exporter_prometheus::PrometheusHandle>,
+) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        handle.render(),
+    )
 }
 
 /// Serve until `shutdown` resolves, then drain for up to 10 s.
@@ -162,7 +219,9 @@ pub async fn serve(
     };
     if let Some(ml) = metrics_listener {
         let handle = crate::telemetry::prometheus();
-        let app = Router::new().route("/metrics", get(metrics_page)).with_state(handle);
+        let app = Router::new()
+            .route("/metrics", get(metrics_page))
+            .with_state(handle);
         let rx = stop_rx.clone();
         tokio::spawn(async move {
             if let Err(e) = axum::serve(ml, app).with_graceful_shutdown(wait(rx)).await {
@@ -173,7 +232,11 @@ pub async fn serve(
     let tls = match (&state.cfg.http.tls_cert, &state.cfg.http.tls_key) {
         (Some(c), Some(k)) => {
             let _ = rustls::crypto::ring::default_provider().install_default();
-            Some(axum_server::tls_rustls::RustlsConfig::from_pem_file(c, k).await.map_err(|e| anyhow::anyhow!("TLS certificate or key: {e}"))?)
+            Some(
+                axum_server::tls_rustls::RustlsConfig::from_pem_file(c, k)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("TLS certificate or key: {e}"))?,
+            )
         }
         _ => None,
     };
@@ -183,7 +246,9 @@ pub async fn serve(
     match tls {
         None => {
             tracing::info!(listen = %addr, "HTTP listening");
-            axum::serve(http, app).with_graceful_shutdown(wait(stop_rx)).await?;
+            axum::serve(http, app)
+                .with_graceful_shutdown(wait(stop_rx))
+                .await?;
         }
         Some(cfg) => {
             tracing::info!(listen = %addr, "HTTPS listening");
@@ -194,7 +259,10 @@ pub async fn serve(
                 wait(rx).await;
                 h.graceful_shutdown(Some(Duration::from_secs(10)));
             });
-            axum_server::from_tcp_rustls(http.into_std()?, cfg).handle(handle).serve(app).await?;
+            axum_server::from_tcp_rustls(http.into_std()?, cfg)
+                .handle(handle)
+                .serve(app)
+                .await?;
         }
     }
     tracing::info!("server stopped");
@@ -208,7 +276,8 @@ pub async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

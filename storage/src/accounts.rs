@@ -153,7 +153,8 @@ const SELECT: &str = "SELECT a.id, a.username, a.display_name, a.password_hash, 
     a.last_login_at_ms, a.password_changed_at_ms, a.created_at_ms, a.updated_at_ms \
     FROM accounts a JOIN org_units o ON o.id = a.org_unit_id";
 
-const APP_SELECT: &str = "SELECT p.id, p.username, p.display_name, p.role, p.org_unit_id, o.name AS org_unit_name, \
+const APP_SELECT: &str =
+    "SELECT p.id, p.username, p.display_name, p.role, p.org_unit_id, o.name AS org_unit_name, \
     p.reason, p.status, ap.username AS applicant_username, dc.username AS decided_by_username, \
     p.decision_reason, p.account_id, p.created_at_ms, p.decided_at_ms \
     FROM account_applications p JOIN org_units o ON o.id = p.org_unit_id \
@@ -161,7 +162,8 @@ const APP_SELECT: &str = "SELECT p.id, p.username, p.display_name, p.role, p.org
 
 fn validate_username(u: &str) -> StorageResult<()> {
     let ok = (3..=64).contains(&u.chars().count())
-        && u.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '@'));
+        && u.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '@'));
     if ok {
         Ok(())
     } else {
@@ -180,9 +182,12 @@ impl AccountRepo<'_> {
             return Err(StorageError::invalid("display_name", "must not be empty"));
         }
         let id = crate::new_id();
-        let audit = audit.clone().target("account", &id).details(serde_json::json!({
-            "username": new.username, "role": new.role, "org_unit_id": new.org_unit_id,
-        }));
+        let audit = audit
+            .clone()
+            .target("account", &id)
+            .details(serde_json::json!({
+                "username": new.username, "role": new.role, "org_unit_id": new.org_unit_id,
+            }));
         let now = audit.at_ms;
         with_pool!(self.db, p => {
             let mut tx = p.begin().await?;
@@ -212,12 +217,20 @@ impl AccountRepo<'_> {
     }
 
     /// List accounts in `scope`.
-    pub async fn list(&self, scope: &Scope, f: &AccountFilter, page: PageRequest) -> StorageResult<Page<Account>> {
+    pub async fn list(
+        &self,
+        scope: &Scope,
+        f: &AccountFilter,
+        page: PageRequest,
+    ) -> StorageResult<Page<Account>> {
         let scope_id = match scope {
             Scope::All => None,
             Scope::Subtree(id) => Some(id.as_str()),
         };
-        let q = f.q.as_ref().filter(|s| !s.is_empty()).map(|s| crate::search::like_pattern(&s.to_lowercase()));
+        let q =
+            f.q.as_ref()
+                .filter(|s| !s.is_empty())
+                .map(|s| crate::search::like_pattern(&s.to_lowercase()));
         let where_sql = "WHERE ($1 IS NULL OR a.org_unit_id IN (SELECT descendant_id FROM org_unit_closure WHERE ancestor_id = $1)) \
             AND ($2 IS NULL OR lower(a.username) LIKE $2 ESCAPE '\\' OR lower(a.display_name) LIKE $2 ESCAPE '\\') \
             AND ($3 IS NULL OR a.role = $3) \
@@ -238,7 +251,13 @@ impl AccountRepo<'_> {
 
     /// Count a failed login; lock the account until `lock_until_ms` when the count reaches
     /// `max_failures` (the counter then starts again). Atomic.
-    pub async fn record_failure(&self, id: &str, max_failures: i64, lock_until_ms: i64, audit: &AuditEntry) -> StorageResult<FailureState> {
+    pub async fn record_failure(
+        &self,
+        id: &str,
+        max_failures: i64,
+        lock_until_ms: i64,
+        audit: &AuditEntry,
+    ) -> StorageResult<FailureState> {
         with_pool!(self.db, p => {
             let mut tx = p.begin().await?;
             let row: (i64, Option<i64>) = sqlx::query_as(
@@ -266,7 +285,13 @@ impl AccountRepo<'_> {
     }
 
     /// Set a new password hash (clears the forced-change flag unless `must_change` is set).
-    pub async fn set_password(&self, id: &str, hash: &str, must_change: bool, audit: &AuditEntry) -> StorageResult<()> {
+    pub async fn set_password(
+        &self,
+        id: &str,
+        hash: &str,
+        must_change: bool,
+        audit: &AuditEntry,
+    ) -> StorageResult<()> {
         let audit = audit.clone().target("account", id);
         let now = audit.at_ms;
         with_pool!(self.db, p => {
@@ -286,7 +311,12 @@ impl AccountRepo<'_> {
     }
 
     /// Disable or enable an account.
-    pub async fn set_status(&self, id: &str, active: bool, audit: &AuditEntry) -> StorageResult<Account> {
+    pub async fn set_status(
+        &self,
+        id: &str,
+        active: bool,
+        audit: &AuditEntry,
+    ) -> StorageResult<Account> {
         let sql = if active {
             "UPDATE accounts SET status = 'active', updated_at_ms = $2 WHERE id = $1"
         } else {
@@ -295,7 +325,12 @@ impl AccountRepo<'_> {
         self.update_simple(id, sql, audit).await
     }
 
-    async fn update_simple(&self, id: &str, sql: &str, audit: &AuditEntry) -> StorageResult<Account> {
+    async fn update_simple(
+        &self,
+        id: &str,
+        sql: &str,
+        audit: &AuditEntry,
+    ) -> StorageResult<Account> {
         let audit = audit.clone().target("account", id);
         with_pool!(self.db, p => {
             let mut tx = p.begin().await?;
@@ -308,10 +343,16 @@ impl AccountRepo<'_> {
     }
 
     /// File an application.
-    pub async fn apply(&self, new: &NewApplication, audit: &AuditEntry) -> StorageResult<Application> {
+    pub async fn apply(
+        &self,
+        new: &NewApplication,
+        audit: &AuditEntry,
+    ) -> StorageResult<Application> {
         validate_username(&new.username)?;
         if self.by_username(&new.username).await?.is_some() {
-            return Err(StorageError::Duplicate { field: "username".into() });
+            return Err(StorageError::Duplicate {
+                field: "username".into(),
+            });
         }
         if new.reason.trim().is_empty() {
             return Err(StorageError::invalid("reason", "must not be empty"));
@@ -340,12 +381,21 @@ impl AccountRepo<'_> {
     }
 
     /// Applications in `scope`, newest first.
-    pub async fn applications(&self, scope: &Scope, status: Option<&str>, page: PageRequest) -> StorageResult<Page<Application>> {
-        let scope_id = match scope { Scope::All => None, Scope::Subtree(id) => Some(id.as_str()) };
+    pub async fn applications(
+        &self,
+        scope: &Scope,
+        status: Option<&str>,
+        page: PageRequest,
+    ) -> StorageResult<Page<Application>> {
+        let scope_id = match scope {
+            Scope::All => None,
+            Scope::Subtree(id) => Some(id.as_str()),
+        };
         let where_sql = "WHERE ($1 IS NULL OR p.org_unit_id IN (SELECT descendant_id FROM org_unit_closure WHERE ancestor_id = $1)) \
                          AND ($2 IS NULL OR p.status = $2)";
         let count_sql = format!("SELECT COUNT(*) FROM account_applications p {where_sql}");
-        let list_sql = format!("{APP_SELECT} {where_sql} ORDER BY p.created_at_ms DESC LIMIT $3 OFFSET $4");
+        let list_sql =
+            format!("{APP_SELECT} {where_sql} ORDER BY p.created_at_ms DESC LIMIT $3 OFFSET $4");
         with_pool!(self.db, p => {
             let total: i64 = sqlx::query_scalar(&count_sql).bind(scope_id).bind(status).fetch_one(p).await?;
             let items = sqlx::query_as::<_, Application>(&list_sql).bind(scope_id).bind(status)
@@ -356,43 +406,67 @@ impl AccountRepo<'_> {
 
     /// Approve a pending application: create its account (with `password_hash`, forced change)
     /// and mark the application approved, in one transaction.
-    pub async fn approve(&self, app_id: &str, decider_id: &str, password_hash: &str, audit: &AuditEntry) -> StorageResult<(Application, Account)> {
+    pub async fn approve(
+        &self,
+        app_id: &str,
+        decider_id: &str,
+        password_hash: &str,
+        audit: &AuditEntry,
+    ) -> StorageResult<(Application, Account)> {
         let app = self.application(app_id).await?;
         if app.status != "pending" {
-            return Err(StorageError::invalid("status", format!("the application is already {}", app.status)));
+            return Err(StorageError::invalid(
+                "status",
+                format!("the application is already {}", app.status),
+            ));
         }
         let account_id = crate::new_id();
         let now = audit.at_ms;
-        let audit_app = audit.clone().target("account_application", app_id).details(serde_json::json!({"account_id": account_id}));
+        let audit_app = audit
+            .clone()
+            .target("account_application", app_id)
+            .details(serde_json::json!({"account_id": account_id}));
         let audit_acc = AuditEntry::new(&audit.actor, "account.create", now).target("account", &account_id)
             .details(serde_json::json!({"username": app.username, "role": app.role, "org_unit_id": app.org_unit_id, "application_id": app_id}));
         with_pool!(self.db, p => {
             let mut tx = p.begin().await?;
-            let n = sqlx::query("UPDATE account_applications SET status = 'approved', decided_by_id = $2, decided_at_ms = $3, account_id = $4 \
-                                 WHERE id = $1 AND status = 'pending'")
-                .bind(app_id).bind(decider_id).bind(now).bind(&account_id).execute(&mut *tx).await?.rows_affected();
-            if n == 0 {
-                return Err(StorageError::VersionConflict);
-            }
             sqlx::query("INSERT INTO accounts (id, username, display_name, password_hash, role, org_unit_id, status, \
                          must_change_password, failed_attempts, password_changed_at_ms, created_at_ms, updated_at_ms) \
                          VALUES ($1, $2, $3, $4, $5, $6, 'active', TRUE, 0, $7, $7, $7)")
                 .bind(&account_id).bind(&app.username).bind(&app.display_name).bind(password_hash)
                 .bind(&app.role).bind(&app.org_unit_id).bind(now)
                 .execute(&mut *tx).await?;
+            let n = sqlx::query("UPDATE account_applications SET status = 'approved', decided_by_id = $2, decided_at_ms = $3, account_id = $4 \
+                                 WHERE id = $1 AND status = 'pending'")
+                .bind(app_id).bind(decider_id).bind(now).bind(&account_id).execute(&mut *tx).await?.rows_affected();
+            if n == 0 {
+                return Err(StorageError::VersionConflict);
+            }
             insert_audit!(&mut *tx, &audit_app)?;
             insert_audit!(&mut *tx, &audit_acc)?;
             tx.commit().await?;
         });
-        Ok((self.application(app_id).await?, self.get(&account_id).await?))
+        Ok((
+            self.application(app_id).await?,
+            self.get(&account_id).await?,
+        ))
     }
 
     /// Reject a pending application.
-    pub async fn reject(&self, app_id: &str, decider_id: &str, reason: &str, audit: &AuditEntry) -> StorageResult<Application> {
+    pub async fn reject(
+        &self,
+        app_id: &str,
+        decider_id: &str,
+        reason: &str,
+        audit: &AuditEntry,
+    ) -> StorageResult<Application> {
         if reason.trim().is_empty() {
             return Err(StorageError::invalid("reason", "must not be empty"));
         }
-        let audit = audit.clone().target("account_application", app_id).details(serde_json::json!({"reason": reason}));
+        let audit = audit
+            .clone()
+            .target("account_application", app_id)
+            .details(serde_json::json!({"reason": reason}));
         with_pool!(self.db, p => {
             let mut tx = p.begin().await?;
             let n = sqlx::query("UPDATE account_applications SET status = 'rejected', decided_by_id = $2, decided_at_ms = $3, decision_reason = $4 \

@@ -185,7 +185,11 @@ impl AuditRepo<'_> {
     }
 
     /// Query newest first.
-    pub async fn query(&self, f: &AuditFilter, page: PageRequest) -> StorageResult<Page<AuditRecord>> {
+    pub async fn query(
+        &self,
+        f: &AuditFilter,
+        page: PageRequest,
+    ) -> StorageResult<Page<AuditRecord>> {
         let action_like = f.action.as_ref().map(|a| {
             if a.ends_with('.') {
                 format!("{}%", a.replace('%', ""))

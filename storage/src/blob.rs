@@ -84,7 +84,10 @@ pub fn validate_key(key: &str) -> StorageResult<()> {
     if ok {
         Ok(())
     } else {
-        Err(StorageError::invalid("key", format!("invalid blob key {key:?}")))
+        Err(StorageError::invalid(
+            "key",
+            format!("invalid blob key {key:?}"),
+        ))
     }
 }
 
@@ -116,7 +119,9 @@ impl BlobStore for LocalBlobStore {
         let path = self.path_of(key)?;
         match tokio::fs::read(&path).await {
             Ok(d) => Ok(d),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StorageError::NotFound("blob")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(StorageError::NotFound("blob"))
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -165,6 +170,9 @@ mod tests {
         assert!(store.exists("a/b.txt").await.unwrap());
         store.delete("a/b.txt").await.unwrap();
         assert!(!store.exists("a/b.txt").await.unwrap());
-        assert!(matches!(store.get("a/b.txt").await, Err(StorageError::NotFound(_))));
+        assert!(matches!(
+            store.get("a/b.txt").await,
+            Err(StorageError::NotFound(_))
+        ));
     }
 }

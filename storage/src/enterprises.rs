@@ -25,7 +25,16 @@ pub const SECTORS: &[(&str, &str)] = &[
 
 /// Ownership types (国民经济类型).
 pub const OWNERSHIP_TYPES: &[&str] = &[
-    "国有集体", "联营", "私营", "有限责任", "股份有限", "股份合作", "港澳台", "外商投资", "分公司", "其他",
+    "国有集体",
+    "联营",
+    "私营",
+    "有限责任",
+    "股份有限",
+    "股份合作",
+    "港澳台",
+    "外商投资",
+    "分公司",
+    "其他",
 ];
 
 /// Enterprise statuses.
@@ -42,7 +51,10 @@ pub struct FieldError {
 
 impl FieldError {
     fn new(field: &str, message: impl Into<String>) -> Self {
-        Self { field: field.to_string(), message: message.into() }
+        Self {
+            field: field.to_string(),
+            message: message.into(),
+        }
     }
 }
 
@@ -113,16 +125,24 @@ pub fn valid_industry_code(code: &str) -> bool {
 
 fn valid_phone(p: &str) -> bool {
     let digits = p.chars().filter(char::is_ascii_digit).count();
-    (7..=20).contains(&digits) && p.chars().all(|c| c.is_ascii_digit() || matches!(c, '-' | '+' | ' ' | '(' | ')'))
+    (7..=20).contains(&digits)
+        && p.chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '-' | '+' | ' ' | '(' | ')'))
 }
 
 impl EnterpriseInput {
     /// Trim text fields and uppercase the USCC and industry code.
     pub fn normalize(&mut self) {
         for s in [
-            &mut self.name, &mut self.address, &mut self.legal_representative,
-            &mut self.principal_name, &mut self.principal_phone, &mut self.ownership_type,
-            &mut self.sector, &mut self.status, &mut self.district_id,
+            &mut self.name,
+            &mut self.address,
+            &mut self.legal_representative,
+            &mut self.principal_name,
+            &mut self.principal_phone,
+            &mut self.ownership_type,
+            &mut self.sector,
+            &mut self.status,
+            &mut self.district_id,
         ] {
             *s = s.trim().to_string();
         }
@@ -133,7 +153,12 @@ impl EnterpriseInput {
                 *o = None;
             }
         }
-        self.tags = self.tags.iter().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect();
+        self.tags = self
+            .tags
+            .iter()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect();
         self.tags.dedup();
         self.key_unit_years.sort_unstable();
         self.key_unit_years.dedup();
@@ -149,7 +174,10 @@ impl EnterpriseInput {
             errs.push(FieldError::new("name", "at most 200 characters"));
         }
         if let Err(e) = uscc::validate(&self.uscc) {
-            errs.push(FieldError::new("uscc", format!("invalid unified social credit code: {e}")));
+            errs.push(FieldError::new(
+                "uscc",
+                format!("invalid unified social credit code: {e}"),
+            ));
         }
         if self.district_id.is_empty() {
             errs.push(FieldError::new("district_id", "must not be empty"));
@@ -167,29 +195,52 @@ impl EnterpriseInput {
                 }
             }
             (None, None) => {}
-            (None, Some(_)) => errs.push(FieldError::new("lon", "longitude and latitude go together")),
-            (Some(_), None) => errs.push(FieldError::new("lat", "longitude and latitude go together")),
+            (None, Some(_)) => {
+                errs.push(FieldError::new("lon", "longitude and latitude go together"))
+            }
+            (Some(_), None) => {
+                errs.push(FieldError::new("lat", "longitude and latitude go together"))
+            }
         }
         if !self.principal_phone.is_empty() && !valid_phone(&self.principal_phone) {
             errs.push(FieldError::new("principal_phone", "not a phone number"));
         }
         if !OWNERSHIP_TYPES.contains(&self.ownership_type.as_str()) {
-            errs.push(FieldError::new("ownership_type", format!("must be one of {}", OWNERSHIP_TYPES.join("、"))));
+            errs.push(FieldError::new(
+                "ownership_type",
+                format!("must be one of {}", OWNERSHIP_TYPES.join("、")),
+            ));
         }
         if !valid_industry_code(&self.industry_code) {
-            errs.push(FieldError::new("industry_code", "must be a GB/T 4754-2017 code such as C3311"));
+            errs.push(FieldError::new(
+                "industry_code",
+                "must be a GB/T 4754-2017 code such as C3311",
+            ));
         }
         if !SECTORS.iter().any(|(c, _)| *c == self.sector) {
             errs.push(FieldError::new("sector", "must be one of 01–06"));
         }
         if !STATUSES.contains(&self.status.as_str()) {
-            errs.push(FieldError::new("status", "must be operating, suspended or closed"));
+            errs.push(FieldError::new(
+                "status",
+                "must be operating, suspended or closed",
+            ));
         }
-        if self.key_unit_years.iter().any(|y| !(2000..=2100).contains(y)) {
-            errs.push(FieldError::new("key_unit_years", "years must be between 2000 and 2100"));
+        if self
+            .key_unit_years
+            .iter()
+            .any(|y| !(2000..=2100).contains(y))
+        {
+            errs.push(FieldError::new(
+                "key_unit_years",
+                "years must be between 2000 and 2100",
+            ));
         }
         if self.tags.len() > 50 || self.tags.iter().any(|t| t.chars().count() > 40) {
-            errs.push(FieldError::new("tags", "at most 50 tags of at most 40 characters"));
+            errs.push(FieldError::new(
+                "tags",
+                "at most 50 tags of at most 40 characters",
+            ));
         }
         errs
     }
@@ -205,7 +256,9 @@ impl EnterpriseInput {
         }
         if let Some(t) = &self.town_id {
             match units.get(t) {
-                Some(u) if u.kind == "town" && u.parent_id.as_deref() == Some(self.district_id.as_str()) => {}
+                Some(u)
+                    if u.kind == "town"
+                        && u.parent_id.as_deref() == Some(self.district_id.as_str()) => {}
                 Some(_) => errs.push(FieldError::new("town_id", "is not a town of the district")),
                 None => errs.push(FieldError::new("town_id", "no such org unit")),
             }
@@ -221,17 +274,26 @@ impl EnterpriseInput {
     }
 
     fn search_text(&self) -> String {
-        [&self.name, &self.uscc, &self.address, &self.legal_representative, &self.principal_name]
-            .iter()
-            .map(|s| search::normalize(s))
-            .collect::<Vec<_>>()
-            .join("\u{1f}")
+        [
+            &self.name,
+            &self.uscc,
+            &self.address,
+            &self.legal_representative,
+            &self.principal_name,
+        ]
+        .iter()
+        .map(|s| search::normalize(s))
+        .collect::<Vec<_>>()
+        .join("\u{1f}")
     }
 
     fn grams(&self) -> std::collections::BTreeSet<String> {
         search::index_grams([
-            self.name.as_str(), self.uscc.as_str(), self.address.as_str(),
-            self.legal_representative.as_str(), self.principal_name.as_str(),
+            self.name.as_str(),
+            self.uscc.as_str(),
+            self.address.as_str(),
+            self.legal_representative.as_str(),
+            self.principal_name.as_str(),
         ])
     }
 }
@@ -422,7 +484,14 @@ pub(crate) fn scope_condition(scope: &Scope, b: &mut SqlBuilder) -> String {
 
 impl EnterpriseRepo<'_> {
     async fn org_map(&self) -> StorageResult<HashMap<String, OrgUnit>> {
-        Ok(self.db.org_units().list().await?.into_iter().map(|u| (u.id.clone(), u)).collect())
+        Ok(self
+            .db
+            .org_units()
+            .list()
+            .await?
+            .into_iter()
+            .map(|u| (u.id.clone(), u))
+            .collect())
     }
 
     /// Validate an input fully (fields and references); `Err` lists every problem.
@@ -433,14 +502,25 @@ impl EnterpriseRepo<'_> {
     }
 
     /// Create one enterprise (the input must be normalised and valid).
-    pub async fn create(&self, input: &EnterpriseInput, audit: &AuditEntry) -> StorageResult<Enterprise> {
-        let ids = self.insert_many(std::slice::from_ref(input), audit, "enterprise.create").await?;
+    pub async fn create(
+        &self,
+        input: &EnterpriseInput,
+        audit: &AuditEntry,
+    ) -> StorageResult<Enterprise> {
+        let ids = self
+            .insert_many(std::slice::from_ref(input), audit, "enterprise.create")
+            .await?;
         self.get(&Scope::All, &ids[0]).await
     }
 
     /// Insert many enterprises in one transaction (all or nothing); one audit row per enterprise
     /// with `action`. Returns the new ids in input order.
-    pub async fn insert_many(&self, inputs: &[EnterpriseInput], audit: &AuditEntry, action: &str) -> StorageResult<Vec<String>> {
+    pub async fn insert_many(
+        &self,
+        inputs: &[EnterpriseInput],
+        audit: &AuditEntry,
+        action: &str,
+    ) -> StorageResult<Vec<String>> {
         let now = audit.at_ms;
         let mut ids = Vec::with_capacity(inputs.len());
         with_pool!(self.db, p => {
@@ -478,10 +558,20 @@ impl EnterpriseRepo<'_> {
     }
 
     /// Replace the dossier of `id` if its version is still `version`.
-    pub async fn update(&self, scope: &Scope, id: &str, version: i64, input: &EnterpriseInput, audit: &AuditEntry) -> StorageResult<Enterprise> {
+    pub async fn update(
+        &self,
+        scope: &Scope,
+        id: &str,
+        version: i64,
+        input: &EnterpriseInput,
+        audit: &AuditEntry,
+    ) -> StorageResult<Enterprise> {
         let before = self.get(scope, id).await?;
         let now = audit.at_ms;
-        let audit = audit.clone().target("enterprise", id).details(diff(&before, input));
+        let audit = audit
+            .clone()
+            .target("enterprise", id)
+            .details(diff(&before, input));
         with_pool!(self.db, p => {
             let mut tx = p.begin().await?;
             let n = sqlx::query("UPDATE enterprises SET name = $3, uscc = $4, district_id = $5, town_id = $6, soe_group_id = $7, \
@@ -516,7 +606,10 @@ impl EnterpriseRepo<'_> {
     /// Delete an enterprise in `scope`.
     pub async fn delete(&self, scope: &Scope, id: &str, audit: &AuditEntry) -> StorageResult<()> {
         let before = self.get(scope, id).await?;
-        let audit = audit.clone().target("enterprise", id).details(serde_json::json!({"name": before.name, "uscc": before.uscc}));
+        let audit = audit
+            .clone()
+            .target("enterprise", id)
+            .details(serde_json::json!({"name": before.name, "uscc": before.uscc}));
         with_pool!(self.db, p => {
             let mut tx = p.begin().await?;
             sqlx::query("DELETE FROM enterprise_grams WHERE enterprise_id = $1").bind(id).execute(&mut *tx).await?;
@@ -534,7 +627,10 @@ impl EnterpriseRepo<'_> {
         let mut b = SqlBuilder::default();
         let idp = b.s(id);
         let cond = scope_condition(scope, &mut b);
-        let sql = format!("{} WHERE e.id = {idp} AND {cond}", select_sql(self.db.engine()));
+        let sql = format!(
+            "{} WHERE e.id = {idp} AND {cond}",
+            select_sql(self.db.engine())
+        );
         with_pool!(self.db, p => {
             let row: Option<Row> = bind_args!(sqlx::query_as::<_, Row>(&sql), b.args).fetch_optional(p).await?;
             row.map(Row::into_enterprise).ok_or(StorageError::NotFound("enterprise"))
@@ -555,7 +651,10 @@ impl EnterpriseRepo<'_> {
         for chunk in codes.chunks(500) {
             let mut b = SqlBuilder::default();
             let ph: Vec<String> = chunk.iter().map(|c| b.s(c.clone())).collect();
-            let sql = format!("SELECT uscc FROM enterprises WHERE uscc IN ({})", ph.join(", "));
+            let sql = format!(
+                "SELECT uscc FROM enterprises WHERE uscc IN ({})",
+                ph.join(", ")
+            );
             with_pool!(self.db, p => {
                 let rows: Vec<String> = bind_args!(sqlx::query_scalar(&sql), b.args).fetch_all(p).await?;
                 found.extend(rows);
@@ -565,19 +664,36 @@ impl EnterpriseRepo<'_> {
     }
 
     /// Search and list in `scope`.
-    pub async fn list(&self, scope: &Scope, f: &EnterpriseFilter, page: PageRequest) -> StorageResult<Page<Enterprise>> {
+    pub async fn list(
+        &self,
+        scope: &Scope,
+        f: &EnterpriseFilter,
+        page: PageRequest,
+    ) -> StorageResult<Page<Enterprise>> {
         let mut b = SqlBuilder::default();
         let mut conds = vec![scope_condition(scope, &mut b)];
-        if let Some(q) = f.q.as_deref().map(search::normalize).filter(|q| !q.is_empty()) {
+        if let Some(q) =
+            f.q.as_deref()
+                .map(search::normalize)
+                .filter(|q| !q.is_empty())
+        {
             let grams = search::query_grams(&q);
             if !grams.is_empty() {
                 let parts: Vec<String> = grams
                     .iter()
-                    .map(|g| format!("SELECT enterprise_id FROM enterprise_grams WHERE gram = {}", b.s(g.clone())))
+                    .map(|g| {
+                        format!(
+                            "SELECT enterprise_id FROM enterprise_grams WHERE gram = {}",
+                            b.s(g.clone())
+                        )
+                    })
                     .collect();
                 conds.push(format!("e.id IN ({})", parts.join(" INTERSECT ")));
             }
-            conds.push(format!("e.search_text LIKE {} ESCAPE '\\'", b.s(search::like_pattern(&q))));
+            conds.push(format!(
+                "e.search_text LIKE {} ESCAPE '\\'",
+                b.s(search::like_pattern(&q))
+            ));
         }
         for (col, v) in [
             ("e.district_id", &f.district_id),
@@ -592,7 +708,10 @@ impl EnterpriseRepo<'_> {
             }
         }
         if let Some(y) = f.key_unit_year {
-            conds.push(format!("e.id IN (SELECT enterprise_id FROM enterprise_key_units WHERE year = {})", b.i(i64::from(y))));
+            conds.push(format!(
+                "e.id IN (SELECT enterprise_id FROM enterprise_key_units WHERE year = {})",
+                b.i(i64::from(y))
+            ));
         }
         let where_sql = conds.join(" AND ");
         let order = match f.sort.as_deref().unwrap_or("name") {
@@ -608,13 +727,23 @@ impl EnterpriseRepo<'_> {
             "-industry_code" => "e.industry_code DESC, e.name, e.id",
             "sector" => "e.sector, e.name, e.id",
             "-sector" => "e.sector DESC, e.name, e.id",
-            other => return Err(StorageError::invalid("sort", format!("unknown sort key {other:?}"))),
+            other => {
+                return Err(StorageError::invalid(
+                    "sort",
+                    format!("unknown sort key {other:?}"),
+                ))
+            }
         };
         let count_sql = format!("SELECT COUNT(*) FROM enterprises e WHERE {where_sql}");
-        let mut lb = SqlBuilder { args: b.args.clone() };
+        let mut lb = SqlBuilder {
+            args: b.args.clone(),
+        };
         let lim = lb.i(page.page_size);
         let off = lb.i(page.offset());
-        let list_sql = format!("{} WHERE {where_sql} ORDER BY {order} LIMIT {lim} OFFSET {off}", select_sql(self.db.engine()));
+        let list_sql = format!(
+            "{} WHERE {where_sql} ORDER BY {order} LIMIT {lim} OFFSET {off}",
+            select_sql(self.db.engine())
+        );
         with_pool!(self.db, p => {
             let total: i64 = bind_args!(sqlx::query_scalar(&count_sql), b.args).fetch_one(p).await?;
             let rows: Vec<Row> = bind_args!(sqlx::query_as::<_, Row>(&list_sql), lb.args).fetch_all(p).await?;

@@ -87,7 +87,10 @@ fn unique_field(message: &str, constraint: Option<&str>) -> String {
 }
 
 fn constraint_field(c: &str) -> &str {
-    let c = c.strip_suffix("_key").or_else(|| c.strip_suffix("_fkey")).unwrap_or(c);
+    let c = c
+        .strip_suffix("_key")
+        .or_else(|| c.strip_suffix("_fkey"))
+        .unwrap_or(c);
     for table in [
         "accounts_",
         "enterprises_",
@@ -110,7 +113,10 @@ mod tests {
 
     #[test]
     fn names_unique_fields_of_both_engines() {
-        assert_eq!(unique_field("UNIQUE constraint failed: enterprises.uscc", None), "uscc");
+        assert_eq!(
+            unique_field("UNIQUE constraint failed: enterprises.uscc", None),
+            "uscc"
+        );
         assert_eq!(
             unique_field("duplicate key value", Some("accounts_username_key")),
             "username"

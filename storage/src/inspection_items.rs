@@ -48,7 +48,10 @@ impl ItemInput {
         let mut req = |field: &str, v: &str, max: usize| {
             let n = v.trim().chars().count();
             if n == 0 || n > max {
-                e.push(FieldError { field: field.into(), message: format!("1–{max} characters") });
+                e.push(FieldError {
+                    field: field.into(),
+                    message: format!("1–{max} characters"),
+                });
             }
         };
         req("code", &self.code, 32);
@@ -56,14 +59,28 @@ impl ItemInput {
         req("title", &self.title, 1000);
         req("legal_basis", &self.legal_basis, 500);
         req("source", &self.source, 200);
-        if !(self.sector == "*" || crate::enterprises::SECTORS.iter().any(|(c, _)| *c == self.sector)) {
-            e.push(FieldError { field: "sector".into(), message: "must be 01–06 or *".into() });
+        if !(self.sector == "*"
+            || crate::enterprises::SECTORS
+                .iter()
+                .any(|(c, _)| *c == self.sector))
+        {
+            e.push(FieldError {
+                field: "sector".into(),
+                message: "must be 01–06 or *".into(),
+            });
         }
         let d = self.effective_date.as_bytes();
-        let date_ok = d.len() == 10 && d[4] == b'-' && d[7] == b'-'
-            && d.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+        let date_ok = d.len() == 10
+            && d[4] == b'-'
+            && d[7] == b'-'
+            && d.iter()
+                .enumerate()
+                .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
         if !date_ok {
-            e.push(FieldError { field: "effective_date".into(), message: "must be YYYY-MM-DD".into() });
+            e.push(FieldError {
+                field: "effective_date".into(),
+                message: "must be YYYY-MM-DD".into(),
+            });
         }
         e
     }
@@ -130,7 +147,10 @@ const COLS: &str = "id, code, sector, category, title, legal_basis, source, effe
 pub(crate) async fn seed_builtin(db: &Db) -> StorageResult<()> {
     let items: Vec<ItemInput> = serde_json::from_str(BUILTIN_JSON)
         .map_err(|e| StorageError::Corrupt(format!("built-in inspection items: {e}")))?;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
     with_pool!(db, p => {
         let mut tx = p.begin().await?;
         for i in &items {
@@ -148,7 +168,10 @@ impl ItemRepo<'_> {
     /// Create an item.
     pub async fn create(&self, i: &ItemInput, audit: &AuditEntry) -> StorageResult<Item> {
         let id = crate::new_id();
-        let audit = audit.clone().target("inspection_item", &id).details(serde_json::to_value(i).unwrap_or_default());
+        let audit = audit
+            .clone()
+            .target("inspection_item", &id)
+            .details(serde_json::to_value(i).unwrap_or_default());
         with_pool!(self.db, p => {
             let mut tx = p.begin().await?;
             sqlx::query("INSERT INTO inspection_items (id, code, sector, category, title, legal_basis, source, effective_date, active, builtin, version, updated_at_ms) \
@@ -162,10 +185,19 @@ impl ItemRepo<'_> {
     }
 
     /// Replace an item's wording if still at `version`; the old state goes to the history.
-    pub async fn update(&self, id: &str, version: i64, i: &ItemInput, audit: &AuditEntry) -> StorageResult<Item> {
+    pub async fn update(
+        &self,
+        id: &str,
+        version: i64,
+        i: &ItemInput,
+        audit: &AuditEntry,
+    ) -> StorageResult<Item> {
         let before = self.get(id).await?;
         let snapshot = serde_json::to_string(&before).expect("item serialises");
-        let audit = audit.clone().target("inspection_item", id).details(serde_json::json!({"from_version": before.version}));
+        let audit = audit
+            .clone()
+            .target("inspection_item", id)
+            .details(serde_json::json!({"from_version": before.version}));
         with_pool!(self.db, p => {
             let mut tx = p.begin().await?;
             let n = sqlx::query("UPDATE inspection_items SET code = $3, sector = $4, category = $5, title = $6, legal_basis = $7, source = $8, \
@@ -199,7 +231,13 @@ impl ItemRepo<'_> {
     }
 
     /// List by code.
-    pub async fn list(&self, q: Option<&str>, sector: Option<&str>, active: Option<bool>, page: PageRequest) -> StorageResult<Page<Item>> {
+    pub async fn list(
+        &self,
+        q: Option<&str>,
+        sector: Option<&str>,
+        active: Option<bool>,
+        page: PageRequest,
+    ) -> StorageResult<Page<Item>> {
         let mut b = SqlBuilder::default();
         let mut conds = vec!["1 = 1".to_string()];
         if let Some(q) = q.map(search::normalize).filter(|q| !q.is_empty()) {
@@ -210,14 +248,22 @@ impl ItemRepo<'_> {
             conds.push(format!("(sector = {} OR sector = '*')", b.s(s)));
         }
         if let Some(a) = active {
-            conds.push(if a { "active = TRUE".into() } else { "active = FALSE".into() });
+            conds.push(if a {
+                "active = TRUE".into()
+            } else {
+                "active = FALSE".into()
+            });
         }
         let w = conds.join(" AND ");
         let count_sql = format!("SELECT COUNT(*) FROM inspection_items WHERE {w}");
-        let mut lb = SqlBuilder { args: b.args.clone() };
+        let mut lb = SqlBuilder {
+            args: b.args.clone(),
+        };
         let lim = lb.i(page.page_size);
         let off = lb.i(page.offset());
-        let list_sql = format!("SELECT {COLS} FROM inspection_items WHERE {w} ORDER BY code LIMIT {lim} OFFSET {off}");
+        let list_sql = format!(
+            "SELECT {COLS} FROM inspection_items WHERE {w} ORDER BY code LIMIT {lim} OFFSET {off}"
+        );
         with_pool!(self.db, p => {
             let total: i64 = bind_args!(sqlx::query_scalar(&count_sql), b.args).fetch_one(p).await?;
             let items = bind_args!(sqlx::query_as::<_, Item>(&list_sql), lb.args).fetch_all(p).await?;

@@ -42,7 +42,12 @@ impl OfficerInput {
         self.org_unit_id = self.org_unit_id.trim().to_string();
         self.phone = self.phone.trim().to_string();
         self.status = self.status.trim().to_string();
-        if self.account_id.as_deref().map(str::trim).is_some_and(str::is_empty) {
+        if self
+            .account_id
+            .as_deref()
+            .map(str::trim)
+            .is_some_and(str::is_empty)
+        {
             self.account_id = None;
         }
     }
@@ -52,21 +57,45 @@ impl OfficerInput {
         let mut e = Vec::new();
         let n = self.name.chars().count();
         if n == 0 || n > 50 {
-            e.push(FieldError { field: "name".into(), message: "1–50 characters".into() });
+            e.push(FieldError {
+                field: "name".into(),
+                message: "1–50 characters".into(),
+            });
         }
         let c = &self.certificate_no;
-        if c.is_empty() || c.len() > 32 || !c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-') {
-            e.push(FieldError { field: "certificate_no".into(), message: "1–32 letters, digits or '-'".into() });
+        if c.is_empty()
+            || c.len() > 32
+            || !c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-')
+        {
+            e.push(FieldError {
+                field: "certificate_no".into(),
+                message: "1–32 letters, digits or '-'".into(),
+            });
         }
         if self.org_unit_id.is_empty() {
-            e.push(FieldError { field: "org_unit_id".into(), message: "must not be empty".into() });
+            e.push(FieldError {
+                field: "org_unit_id".into(),
+                message: "must not be empty".into(),
+            });
         }
         let digits = self.phone.chars().filter(char::is_ascii_digit).count();
-        if !self.phone.is_empty() && (!(7..=20).contains(&digits) || !self.phone.chars().all(|ch| ch.is_ascii_digit() || "-+ ()".contains(ch))) {
-            e.push(FieldError { field: "phone".into(), message: "not a phone number".into() });
+        if !self.phone.is_empty()
+            && (!(7..=20).contains(&digits)
+                || !self
+                    .phone
+                    .chars()
+                    .all(|ch| ch.is_ascii_digit() || "-+ ()".contains(ch)))
+        {
+            e.push(FieldError {
+                field: "phone".into(),
+                message: "not a phone number".into(),
+            });
         }
         if !matches!(self.status.as_str(), "active" | "inactive") {
-            e.push(FieldError { field: "status".into(), message: "must be active or inactive".into() });
+            e.push(FieldError {
+                field: "status".into(),
+                message: "must be active or inactive".into(),
+            });
         }
         e
     }
@@ -129,13 +158,21 @@ const SELECT: &str = "SELECT f.id, f.name, f.certificate_no, f.org_unit_id, o.na
 fn scope_cond(scope: &Scope, b: &mut SqlBuilder) -> String {
     match scope {
         Scope::All => "1 = 1".into(),
-        Scope::Subtree(r) => format!("f.org_unit_id IN (SELECT descendant_id FROM org_unit_closure WHERE ancestor_id = {})", b.s(r.clone())),
+        Scope::Subtree(r) => format!(
+            "f.org_unit_id IN (SELECT descendant_id FROM org_unit_closure WHERE ancestor_id = {})",
+            b.s(r.clone())
+        ),
     }
 }
 
 impl OfficerRepo<'_> {
     /// Insert officers in one transaction (all or nothing).
-    pub async fn insert_many(&self, inputs: &[OfficerInput], audit: &AuditEntry, action: &str) -> StorageResult<Vec<String>> {
+    pub async fn insert_many(
+        &self,
+        inputs: &[OfficerInput],
+        audit: &AuditEntry,
+        action: &str,
+    ) -> StorageResult<Vec<String>> {
         let mut ids = Vec::new();
         with_pool!(self.db, p => {
             let mut tx = p.begin().await?;
@@ -156,9 +193,19 @@ impl OfficerRepo<'_> {
     }
 
     /// Update an officer if still at `version`.
-    pub async fn update(&self, scope: &Scope, id: &str, version: i64, i: &OfficerInput, audit: &AuditEntry) -> StorageResult<Officer> {
+    pub async fn update(
+        &self,
+        scope: &Scope,
+        id: &str,
+        version: i64,
+        i: &OfficerInput,
+        audit: &AuditEntry,
+    ) -> StorageResult<Officer> {
         self.get(scope, id).await?;
-        let audit = audit.clone().target("officer", id).details(serde_json::to_value(i).unwrap_or_default());
+        let audit = audit
+            .clone()
+            .target("officer", id)
+            .details(serde_json::to_value(i).unwrap_or_default());
         with_pool!(self.db, p => {
             let mut tx = p.begin().await?;
             let n = sqlx::query("UPDATE officers SET name = $3, certificate_no = $4, org_unit_id = $5, phone = $6, account_id = $7, status = $8, \
@@ -175,7 +222,10 @@ impl OfficerRepo<'_> {
     /// Delete an officer.
     pub async fn delete(&self, scope: &Scope, id: &str, audit: &AuditEntry) -> StorageResult<()> {
         let o = self.get(scope, id).await?;
-        let audit = audit.clone().target("officer", id).details(serde_json::json!({"name": o.name, "certificate_no": o.certificate_no}));
+        let audit = audit
+            .clone()
+            .target("officer", id)
+            .details(serde_json::json!({"name": o.name, "certificate_no": o.certificate_no}));
         with_pool!(self.db, p => {
             let mut tx = p.begin().await?;
             sqlx::query("DELETE FROM officers WHERE id = $1").bind(id).execute(&mut *tx).await?;
@@ -201,7 +251,10 @@ impl OfficerRepo<'_> {
         for chunk in codes.chunks(500) {
             let mut b = SqlBuilder::default();
             let ph: Vec<String> = chunk.iter().map(|c| b.s(c.clone())).collect();
-            let sql = format!("SELECT certificate_no FROM officers WHERE certificate_no IN ({})", ph.join(", "));
+            let sql = format!(
+                "SELECT certificate_no FROM officers WHERE certificate_no IN ({})",
+                ph.join(", ")
+            );
             with_pool!(self.db, p => {
                 let rows: Vec<String> = bind_args!(sqlx::query_scalar(&sql), b.args).fetch_all(p).await?;
                 found.extend(rows);
@@ -211,10 +264,19 @@ impl OfficerRepo<'_> {
     }
 
     /// List in `scope`, by name.
-    pub async fn list(&self, scope: &Scope, f: &OfficerFilter, page: PageRequest) -> StorageResult<Page<Officer>> {
+    pub async fn list(
+        &self,
+        scope: &Scope,
+        f: &OfficerFilter,
+        page: PageRequest,
+    ) -> StorageResult<Page<Officer>> {
         let mut b = SqlBuilder::default();
         let mut conds = vec![scope_cond(scope, &mut b)];
-        if let Some(q) = f.q.as_deref().map(search::normalize).filter(|q| !q.is_empty()) {
+        if let Some(q) =
+            f.q.as_deref()
+                .map(search::normalize)
+                .filter(|q| !q.is_empty())
+        {
             let pat = b.s(search::like_pattern(&q));
             conds.push(format!("(lower(f.name) LIKE {pat} ESCAPE '\\' OR lower(f.certificate_no) LIKE {pat} ESCAPE '\\' OR f.phone LIKE {pat} ESCAPE '\\')"));
         }
@@ -226,7 +288,9 @@ impl OfficerRepo<'_> {
         }
         let w = conds.join(" AND ");
         let count_sql = format!("SELECT COUNT(*) FROM officers f WHERE {w}");
-        let mut lb = SqlBuilder { args: b.args.clone() };
+        let mut lb = SqlBuilder {
+            args: b.args.clone(),
+        };
         let lim = lb.i(page.page_size);
         let off = lb.i(page.offset());
         let list_sql = format!("{SELECT} WHERE {w} ORDER BY f.name, f.id LIMIT {lim} OFFSET {off}");

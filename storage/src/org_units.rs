@@ -131,13 +131,19 @@ impl OrgUnitRepo<'_> {
             Some(pid) => Some(self.get(pid).await?),
             None => None,
         };
-        if !new.kind.allowed_parent(parent.as_ref().map(|p| p.org_kind())) {
+        if !new
+            .kind
+            .allowed_parent(parent.as_ref().map(|p| p.org_kind()))
+        {
             return Err(StorageError::invalid(
                 "parent_id",
                 format!(
                     "a {} cannot be placed under {}",
                     new.kind.as_str(),
-                    parent.as_ref().map(|p| p.kind.as_str()).unwrap_or("nothing")
+                    parent
+                        .as_ref()
+                        .map(|p| p.kind.as_str())
+                        .unwrap_or("nothing")
                 ),
             ));
         }
@@ -177,11 +183,20 @@ impl OrgUnitRepo<'_> {
     }
 
     /// Rename a unit (name and code); the tree shape does not change.
-    pub async fn rename(&self, id: &str, name: &str, code: &str, audit: &AuditEntry) -> StorageResult<OrgUnit> {
+    pub async fn rename(
+        &self,
+        id: &str,
+        name: &str,
+        code: &str,
+        audit: &AuditEntry,
+    ) -> StorageResult<OrgUnit> {
         if name.trim().is_empty() {
             return Err(StorageError::invalid("name", "must not be empty"));
         }
-        let audit = audit.clone().target("org_unit", id).details(serde_json::json!({"name": name, "code": code}));
+        let audit = audit
+            .clone()
+            .target("org_unit", id)
+            .details(serde_json::json!({"name": name, "code": code}));
         with_pool!(self.db, p => {
             let mut tx = p.begin().await?;
             let n = sqlx::query("UPDATE org_units SET name = $1, code = $2 WHERE id = $3")
@@ -234,7 +249,11 @@ impl OrgUnitRepo<'_> {
     }
 
     /// The nearest ancestor (or self) of `id` of the given kind.
-    pub async fn ancestor_of_kind(&self, id: &str, kind: OrgKind) -> StorageResult<Option<OrgUnit>> {
+    pub async fn ancestor_of_kind(
+        &self,
+        id: &str,
+        kind: OrgKind,
+    ) -> StorageResult<Option<OrgUnit>> {
         let sql = "SELECT o.id, o.parent_id, o.kind, o.name, o.code, o.created_at_ms FROM org_unit_closure c \
                    JOIN org_units o ON o.id = c.ancestor_id WHERE c.descendant_id = $1 AND o.kind = $2 ORDER BY c.depth LIMIT 1";
         with_pool!(self.db, p => Ok(sqlx::query_as::<_, OrgUnit>(sql).bind(id).bind(kind.as_str()).fetch_optional(p).await?))

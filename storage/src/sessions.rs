@@ -107,7 +107,12 @@ impl SessionRepo<'_> {
     }
 
     /// End one session with a reason, auditing it. Ending an ended session changes nothing.
-    pub async fn end(&self, token_hash: &str, reason: &str, audit: &AuditEntry) -> StorageResult<bool> {
+    pub async fn end(
+        &self,
+        token_hash: &str,
+        reason: &str,
+        audit: &AuditEntry,
+    ) -> StorageResult<bool> {
         with_pool!(self.db, p => {
             let mut tx = p.begin().await?;
             let n = sqlx::query("UPDATE sessions SET ended_at_ms = $2, end_reason = $3 WHERE token_hash = $1 AND ended_at_ms IS NULL")
@@ -121,7 +126,12 @@ impl SessionRepo<'_> {
     }
 
     /// End every live session of an account (password reset, disable). Returns the ended hashes.
-    pub async fn end_all(&self, account_id: &str, reason: &str, now_ms: i64) -> StorageResult<Vec<String>> {
+    pub async fn end_all(
+        &self,
+        account_id: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> StorageResult<Vec<String>> {
         with_pool!(self.db, p => {
             Ok(sqlx::query_scalar("UPDATE sessions SET ended_at_ms = $2, end_reason = $3 WHERE account_id = $1 AND ended_at_ms IS NULL RETURNING token_hash")
                 .bind(account_id).bind(now_ms).bind(reason).fetch_all(p).await?)

@@ -4,7 +4,9 @@
 
 /// The USCC alphabet; a character's value is its index.
 pub const ALPHABET: &[u8; 31] = b"0123456789ABCDEFGHJKLMNPQRTUWXY";
-const WEIGHTS: [u32; 17] = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28];
+const WEIGHTS: [u32; 17] = [
+    1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28,
+];
 
 /// Why a string is not a valid USCC.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -75,7 +77,11 @@ mod tests {
     #[test]
     fn accepts_published_codes() {
         // Codes printed on public business licences.
-        for c in ["91310000132200821H", "91110000100010433L", "91440300708461136T"] {
+        for c in [
+            "91310000132200821H",
+            "91110000100010433L",
+            "91440300708461136T",
+        ] {
             assert_eq!(validate(c), Ok(()), "{c}");
         }
     }
@@ -89,9 +95,15 @@ mod tests {
         ));
         assert!(matches!(
             validate("91310000132200821A"),
-            Err(UsccError::CheckDigit { expected: 'H', got: 'A' })
+            Err(UsccError::CheckDigit {
+                expected: 'H',
+                got: 'A'
+            })
         ));
-        assert!(matches!(validate("91310000132200821\u{4e2d}"), Err(UsccError::Character { .. })));
+        assert!(matches!(
+            validate("91310000132200821\u{4e2d}"),
+            Err(UsccError::Character { .. })
+        ));
     }
 
     #[test]

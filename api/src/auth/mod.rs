@@ -79,11 +79,18 @@ impl SessionCache {
 
     /// Forget every session of an account.
     pub fn forget_account(&self, account_id: &str) {
-        self.map.lock().expect("session cache lock").retain(|_, c| c.account.id != account_id);
+        self.map
+            .lock()
+            .expect("session cache lock")
+            .retain(|_, c| c.account.id != account_id);
     }
 
     fn get(&self, hash: &str) -> Option<Cached> {
-        self.map.lock().expect("session cache lock").get(hash).cloned()
+        self.map
+            .lock()
+            .expect("session cache lock")
+            .get(hash)
+            .cloned()
     }
 
     fn put(&self, hash: String, c: Cached) {
@@ -113,7 +120,11 @@ pub struct Caller {
 impl Caller {
     /// The audit actor.
     pub fn actor(&self) -> Actor {
-        Actor { account_id: Some(self.account.id.clone()), username: Some(self.account.username.clone()), ip: self.ip.clone() }
+        Actor {
+            account_id: Some(self.account.id.clone()),
+            username: Some(self.account.username.clone()),
+            ip: self.ip.clone(),
+        }
     }
 
     /// An audit entry for `action` by this caller at `now_ms`.
@@ -126,7 +137,10 @@ impl Caller {
         if roles::grants(&self.account.role, perm) {
             Ok(())
         } else {
-            Err(ApiError::forbidden(format!("role {} may not do this", self.account.role)))
+            Err(ApiError::forbidden(format!(
+                "role {} may not do this",
+                self.account.role
+            )))
         }
     }
 
@@ -139,18 +153,32 @@ impl Caller {
 /// The scope of an account: all data at the root (corps) unit, the subtree elsewhere.
 pub async fn scope_of(state: &AppState, account: &Account) -> Result<Scope, ApiError> {
     let unit = state.db.org_units().get(&account.org_unit_id).await?;
-    Ok(if unit.parent_id.is_none() { Scope::All } else { Scope::Subtree(unit.id) })
+    Ok(if unit.parent_id.is_none() {
+        Scope::All
+    } else {
+        Scope::Subtree(unit.id)
+    })
 }
 
 /// The client address of a request.
 pub fn client_ip(parts: &Parts) -> Option<String> {
-    parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ci| ci.0.ip().to_string())
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ci| ci.0.ip().to_string())
 }
 
 /// The session token of a request: bearer header first, then the cookie.
 pub fn request_token(parts: &Parts) -> Option<String> {
-    if let Some(v) = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        if let Some(t) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
+    if let Some(v) = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        if let Some(t) = v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+        {
             return Some(t.trim().to_string());
         }
     }
@@ -184,12 +212,23 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiErro
         prev => {
             let session = match state.db.sessions().get(&hash).await {
                 Ok(s) => s,
-                Err(StorageError::NotFound(_)) => return Err(ApiError::unauthenticated("invalid session token")),
+                Err(StorageError::NotFound(_)) => {
+                    return Err(ApiError::unauthenticated("invalid session token"))
+                }
                 Err(e) => return Err(e.into()),
             };
             let account = state.db.accounts().get(&session.account_id).await?;
-            let last_seen = prev.map(|p| p.last_seen_ms).unwrap_or(0).max(session.last_seen_at_ms);
-            Cached { persisted_seen_ms: session.last_seen_at_ms, last_seen_ms: last_seen, session, account, loaded_at_ms: now }
+            let last_seen = prev
+                .map(|p| p.last_seen_ms)
+                .unwrap_or(0)
+                .max(session.last_seen_at_ms);
+            Cached {
+                persisted_seen_ms: session.last_seen_at_ms,
+                last_seen_ms: last_seen,
+                session,
+                account,
+                loaded_at_ms: now,
+            }
         }
     };
     if let Some(reason) = &entry.session.end_reason {
@@ -199,25 +238,43 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiErro
             "idle" => "this session ended after being idle",
             _ => "this session has ended",
         };
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "session_ended", msg).with("reason", reason.clone().into()));
+        return Err(
+            ApiError::new(StatusCode::UNAUTHORIZED, "session_ended", msg)
+                .with("reason", reason.clone().into()),
+        );
     }
     if entry.account.status != "active" {
         state.sessions.forget([&hash]);
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "account_disabled", "the account is disabled"));
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "account_disabled",
+            "the account is disabled",
+        ));
     }
-    if let Some(idle_ms) = state.cfg.idle_timeout_ms(&entry.account.role, entry.session.wall_screen) {
+    if let Some(idle_ms) = state
+        .cfg
+        .idle_timeout_ms(&entry.account.role, entry.session.wall_screen)
+    {
         if now - entry.last_seen_ms > idle_ms {
             state.sessions.forget([&hash]);
             let audit = AuditEntry::new(
-                &Actor { account_id: Some(entry.account.id.clone()), username: Some(entry.account.username.clone()), ip: ip.clone() },
+                &Actor {
+                    account_id: Some(entry.account.id.clone()),
+                    username: Some(entry.account.username.clone()),
+                    ip: ip.clone(),
+                },
                 "auth.session_expired",
                 now,
             )
             .target("account", &entry.account.id)
             .details(serde_json::json!({"idle_ms": now - entry.last_seen_ms}));
             state.db.sessions().end(&hash, "idle", &audit).await?;
-            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "session_ended", "this session ended after being idle")
-                .with("reason", "idle".into()));
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "session_ended",
+                "this session ended after being idle",
+            )
+            .with("reason", "idle".into()));
         }
     }
     entry.last_seen_ms = now;
@@ -226,7 +283,13 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiErro
         state.db.sessions().touch(&hash, now).await?;
     }
     let scope = scope_of(state, &entry.account).await?;
-    let caller = Caller { account: entry.account.clone(), session_hash: Some(hash.clone()), wall_screen: entry.session.wall_screen, ip, scope };
+    let caller = Caller {
+        account: entry.account.clone(),
+        session_hash: Some(hash.clone()),
+        wall_screen: entry.session.wall_screen,
+        ip,
+        scope,
+    };
     state.sessions.put(hash, entry);
     Ok(caller)
 }
@@ -235,10 +298,17 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiErro
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let c = authenticate(parts, state).await?;
         if c.account.must_change_password {
-            return Err(ApiError::new(StatusCode::FORBIDDEN, "password_change_required", "change the password before anything else"));
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "password_change_required",
+                "change the password before anything else",
+            ));
         }
         Ok(c)
     }
@@ -252,7 +322,10 @@ pub struct AnyCaller(pub Caller);
 impl FromRequestParts<AppState> for AnyCaller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         Ok(AnyCaller(authenticate(parts, state).await?))
     }
 }
@@ -265,7 +338,11 @@ pub fn sign_media_token(key: &[u8], account_id: &str, path_prefix: &str, exp_ms:
     let mut mac = HmacSha256::new_from_slice(key).expect("any key length");
     mac.update(payload.as_bytes());
     let sig = mac.finalize().into_bytes();
-    format!("{}.{}", URL_SAFE_NO_PAD.encode(payload), URL_SAFE_NO_PAD.encode(sig))
+    format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(payload),
+        URL_SAFE_NO_PAD.encode(sig)
+    )
 }
 
 /// Check a media token for `path` at `now_ms`; returns the account id.
@@ -285,19 +362,42 @@ pub fn verify_media_token(key: &[u8], token: &str, path: &str, now_ms: i64) -> O
     Some(v.get("a")?.as_str()?.to_string())
 }
 
-async fn media_token_caller(parts: &Parts, state: &AppState, ip: Option<String>) -> Result<Option<Caller>, ApiError> {
-    let Some(q) = parts.uri.query() else { return Ok(None) };
-    let Some(token) = q.split('&').find_map(|kv| kv.strip_prefix("media_token=")) else { return Ok(None) };
+async fn media_token_caller(
+    parts: &Parts,
+    state: &AppState,
+    ip: Option<String>,
+) -> Result<Option<Caller>, ApiError> {
+    let Some(q) = parts.uri.query() else {
+        return Ok(None);
+    };
+    let Some(token) = q.split('&').find_map(|kv| kv.strip_prefix("media_token=")) else {
+        return Ok(None);
+    };
     let token = percent_decode(token);
-    let Some(account_id) = verify_media_token(&state.media_key[..], &token, parts.uri.path(), state.clock.now_ms()) else {
+    let Some(account_id) = verify_media_token(
+        &state.media_key[..],
+        &token,
+        parts.uri.path(),
+        state.clock.now_ms(),
+    ) else {
         return Err(ApiError::unauthenticated("invalid or expired media token"));
     };
     let account = state.db.accounts().get(&account_id).await?;
     if account.status != "active" {
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "account_disabled", "the account is disabled"));
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "account_disabled",
+            "the account is disabled",
+        ));
     }
     let scope = scope_of(state, &account).await?;
-    Ok(Some(Caller { account, session_hash: None, wall_screen: false, ip, scope }))
+    Ok(Some(Caller {
+        account,
+        session_hash: None,
+        wall_screen: false,
+        ip,
+        scope,
+    }))
 }
 
 fn percent_decode(s: &str) -> String {
@@ -319,8 +419,17 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// Audit a denied action (used where a role or scope check refuses a request).
-pub async fn audit_denied(state: &AppState, caller: &Caller, action: &str, target_kind: &str, target_id: &str) {
-    let entry = caller.audit(action, state.clock.now_ms()).target(target_kind, target_id).outcome(Outcome::Denied);
+pub async fn audit_denied(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    target_kind: &str,
+    target_id: &str,
+) {
+    let entry = caller
+        .audit(action, state.clock.now_ms())
+        .target(target_kind, target_id)
+        .outcome(Outcome::Denied);
     if let Err(e) = state.db.audit().record(&entry).await {
         tracing::error!(error = %e, "could not write audit row");
     }
@@ -334,13 +443,28 @@ mod tests {
     fn media_tokens_are_bound_to_path_and_time() {
         let key = [7u8; 32];
         let t = sign_media_token(&key, "acc1", "/api/v1/streams/1/", 1_000);
-        assert_eq!(verify_media_token(&key, &t, "/api/v1/streams/1/snapshot.jpg", 999).as_deref(), Some("acc1"));
-        assert_eq!(verify_media_token(&key, &t, "/api/v1/streams/2/snapshot.jpg", 999), None);
-        assert_eq!(verify_media_token(&key, &t, "/api/v1/streams/1/x", 1_001), None);
-        assert_eq!(verify_media_token(&[8u8; 32], &t, "/api/v1/streams/1/x", 999), None);
+        assert_eq!(
+            verify_media_token(&key, &t, "/api/v1/streams/1/snapshot.jpg", 999).as_deref(),
+            Some("acc1")
+        );
+        assert_eq!(
+            verify_media_token(&key, &t, "/api/v1/streams/2/snapshot.jpg", 999),
+            None
+        );
+        assert_eq!(
+            verify_media_token(&key, &t, "/api/v1/streams/1/x", 1_001),
+            None
+        );
+        assert_eq!(
+            verify_media_token(&[8u8; 32], &t, "/api/v1/streams/1/x", 999),
+            None
+        );
         let mut forged = t.clone();
         forged.replace_range(0..2, "ab");
-        assert_eq!(verify_media_token(&key, &forged, "/api/v1/streams/1/x", 999), None);
+        assert_eq!(
+            verify_media_token(&key, &forged, "/api/v1/streams/1/x", 999),
+            None
+        );
     }
 
     #[test]

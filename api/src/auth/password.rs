@@ -10,8 +10,13 @@ use crate::config::AuthConfig;
 
 /// The argon2id instance for the configured cost.
 fn hasher(cfg: &AuthConfig) -> anyhow::Result<Argon2<'static>> {
-    let params = Params::new(cfg.argon2_memory_kib, cfg.argon2_iterations, cfg.argon2_parallelism, None)
-        .map_err(|e| anyhow::anyhow!("invalid argon2 parameters: {e}"))?;
+    let params = Params::new(
+        cfg.argon2_memory_kib,
+        cfg.argon2_iterations,
+        cfg.argon2_parallelism,
+        None,
+    )
+    .map_err(|e| anyhow::anyhow!("invalid argon2 parameters: {e}"))?;
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
@@ -64,9 +69,12 @@ pub fn check_policy(password: &str, username: &str) -> Result<(), String> {
     .filter(|b| **b)
     .count();
     if classes < 3 {
-        return Err("must contain at least 3 of: lowercase letters, uppercase letters, digits, symbols".into());
+        return Err(
+            "must contain at least 3 of: lowercase letters, uppercase letters, digits, symbols"
+                .into(),
+        );
     }
-    if !username.is_empty() && password.to_lowercase().contains(&username.to_lowercase()) {
+    if username.chars().count() >= 3 && password.to_lowercase().contains(&username.to_lowercase()) {
         return Err("must not contain the username".into());
     }
     Ok(())
@@ -88,7 +96,11 @@ mod tests {
 
     #[tokio::test]
     async fn hash_and_verify() {
-        let cfg = AuthConfig { argon2_memory_kib: 1024, argon2_iterations: 1, ..Default::default() };
+        let cfg = AuthConfig {
+            argon2_memory_kib: 1024,
+            argon2_iterations: 1,
+            ..Default::default()
+        };
         let h = hash(&cfg, "Secret123!").await.unwrap();
         assert!(h.starts_with("$argon2id$"));
         assert!(verify(&h, "Secret123!").await);

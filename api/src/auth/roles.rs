@@ -61,10 +61,16 @@ pub fn grants(role: &str, perm: Perm) -> bool {
     use Perm::*;
     match perm {
         RegistryRead => is_role(role),
-        EnterpriseWrite => matches!(role, "admin" | "corps_leader" | "brigade_head" | "squad_leader"),
+        EnterpriseWrite => matches!(
+            role,
+            "admin" | "corps_leader" | "brigade_head" | "squad_leader"
+        ),
         OfficerWrite => matches!(role, "admin" | "corps_leader" | "brigade_head"),
         ItemWrite => matches!(role, "admin" | "corps_leader"),
-        RegistryExport => matches!(role, "admin" | "corps_leader" | "brigade_head" | "squad_leader" | "statistician"),
+        RegistryExport => matches!(
+            role,
+            "admin" | "corps_leader" | "brigade_head" | "squad_leader" | "statistician"
+        ),
         OrgWrite => role == "admin",
         AccountManage => role == "admin",
         ApplicationFile => matches!(role, "admin" | "brigade_head"),
@@ -75,7 +81,10 @@ pub fn grants(role: &str, perm: Perm) -> bool {
 
 /// Roles a district may apply for (command-centre and corps roles are the corps's own).
 pub fn applicable_by_district(role: &str) -> bool {
-    matches!(role, "brigade_head" | "squad_leader" | "statistician" | "clerk" | "officer" | "soe_user")
+    matches!(
+        role,
+        "brigade_head" | "squad_leader" | "statistician" | "clerk" | "officer" | "soe_user"
+    )
 }
 
 #[cfg(test)]

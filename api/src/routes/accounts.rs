@@ -45,10 +45,22 @@ pub struct ListQuery {
 
 /// List accounts in the administrator's scope.
 #[utoipa::path(get, path = "/accounts", tag = "accounts", params(ListQuery), responses((status = 200, body = Page<AccountDto>), (status = 403, body = ErrorBody)))]
-async fn list(State(state): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Page<AccountDto>>> {
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Page<AccountDto>>> {
     caller.require(Perm::AccountManage)?;
-    let f = AccountFilter { q: q.q, role: q.role, org_unit_id: q.org_unit_id };
-    let page = state.db.accounts().list(&caller.scope, &f, PageRequest::new(q.page, q.page_size)).await?;
+    let f = AccountFilter {
+        q: q.q,
+        role: q.role,
+        org_unit_id: q.org_unit_id,
+    };
+    let page = state
+        .db
+        .accounts()
+        .list(&caller.scope, &f, PageRequest::new(q.page, q.page_size))
+        .await?;
     Ok(Json(Page::from(page, AccountDto::from)))
 }
 
@@ -71,14 +83,29 @@ pub struct CreateAccount {
 /// Create an account; the user must change the password at first login.
 #[utoipa::path(post, path = "/accounts", tag = "accounts", request_body = CreateAccount,
     responses((status = 200, body = AccountDto), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn create(State(state): State<AppState>, caller: Caller, ApiJson(req): ApiJson<CreateAccount>) -> ApiResult<Json<AccountDto>> {
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<CreateAccount>,
+) -> ApiResult<Json<AccountDto>> {
     caller.require(Perm::AccountManage)?;
     if !roles::is_role(&req.role) {
         return Err(field_error("role", "unknown role"));
     }
-    password::check_policy(&req.password, &req.username).map_err(|m| field_error("password", &m))?;
-    state.db.org_units().get(&req.org_unit_id).await.map_err(|_| field_error("org_unit_id", "no such org unit"))?;
-    if !state.db.org_units().in_scope(&caller.scope, &req.org_unit_id).await? {
+    password::check_policy(&req.password, &req.username)
+        .map_err(|m| field_error("password", &m))?;
+    state
+        .db
+        .org_units()
+        .get(&req.org_unit_id)
+        .await
+        .map_err(|_| field_error("org_unit_id", "no such org unit"))?;
+    if !state
+        .db
+        .org_units()
+        .in_scope(&caller.scope, &req.org_unit_id)
+        .await?
+    {
         return Err(ApiError::forbidden("the org unit is outside your scope"));
     }
     let hash = password::hash(&state.cfg.auth, &req.password).await?;
@@ -90,14 +117,23 @@ async fn create(State(state): State<AppState>, caller: Caller, ApiJson(req): Api
         org_unit_id: req.org_unit_id,
         must_change_password: true,
     };
-    let acc = state.db.accounts().create(&new, &caller.audit("account.create", state.now())).await?;
+    let acc = state
+        .db
+        .accounts()
+        .create(&new, &caller.audit("account.create", state.now()))
+        .await?;
     Ok(Json(acc.into()))
 }
 
 async fn target(state: &AppState, caller: &Caller, id: &str) -> ApiResult<()> {
     caller.require(Perm::AccountManage)?;
     let acc = state.db.accounts().get(id).await?;
-    if !state.db.org_units().in_scope(&caller.scope, &acc.org_unit_id).await? {
+    if !state
+        .db
+        .org_units()
+        .in_scope(&caller.scope, &acc.org_unit_id)
+        .await?
+    {
         return Err(ApiError::not_found("account"));
     }
     Ok(())
@@ -105,22 +141,38 @@ async fn target(state: &AppState, caller: &Caller, id: &str) -> ApiResult<()> {
 
 /// Clear a lockout.
 #[utoipa::path(post, path = "/accounts/{id}/unlock", tag = "accounts", params(("id" = String, Path)), responses((status = 200, body = AccountDto)))]
-async fn unlock(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<AccountDto>> {
+async fn unlock(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<AccountDto>> {
     target(&state, &caller, &id).await?;
-    let acc = state.db.accounts().unlock(&id, &caller.audit("account.unlock", state.now())).await?;
+    let acc = state
+        .db
+        .accounts()
+        .unlock(&id, &caller.audit("account.unlock", state.now()))
+        .await?;
     state.sessions.forget_account(&id);
     Ok(Json(acc.into()))
 }
 
 /// Disable an account and end its sessions.
 #[utoipa::path(post, path = "/accounts/{id}/disable", tag = "accounts", params(("id" = String, Path)), responses((status = 200, body = AccountDto)))]
-async fn disable(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<AccountDto>> {
+async fn disable(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<AccountDto>> {
     target(&state, &caller, &id).await?;
     if id == caller.account.id {
         return Err(ApiError::bad_request("you cannot disable your own account"));
     }
     let now = state.now();
-    let acc = state.db.accounts().set_status(&id, false, &caller.audit("account.disable", now)).await?;
+    let acc = state
+        .db
+        .accounts()
+        .set_status(&id, false, &caller.audit("account.disable", now))
+        .await?;
     let ended = state.db.sessions().end_all(&id, "disabled", now).await?;
     state.sessions.forget(&ended);
     Ok(Json(acc.into()))
@@ -128,9 +180,17 @@ async fn disable(State(state): State<AppState>, caller: Caller, Path(id): Path<S
 
 /// Enable a disabled account.
 #[utoipa::path(post, path = "/accounts/{id}/enable", tag = "accounts", params(("id" = String, Path)), responses((status = 200, body = AccountDto)))]
-async fn enable(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<AccountDto>> {
+async fn enable(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<AccountDto>> {
     target(&state, &caller, &id).await?;
-    let acc = state.db.accounts().set_status(&id, true, &caller.audit("account.enable", state.now())).await?;
+    let acc = state
+        .db
+        .accounts()
+        .set_status(&id, true, &caller.audit("account.enable", state.now()))
+        .await?;
     state.sessions.forget_account(&id);
     Ok(Json(acc.into()))
 }
@@ -146,22 +206,49 @@ pub struct ResetPassword {
 /// Reset a password (forced change at next login; the account's sessions end).
 #[utoipa::path(post, path = "/accounts/{id}/reset-password", tag = "accounts", params(("id" = String, Path)), request_body = ResetPassword,
     responses((status = 200, body = AccountDto), (status = 422, body = ErrorBody)))]
-async fn reset_password(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, ApiJson(req): ApiJson<ResetPassword>) -> ApiResult<Json<AccountDto>> {
+async fn reset_password(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<ResetPassword>,
+) -> ApiResult<Json<AccountDto>> {
     target(&state, &caller, &id).await?;
     let acc = state.db.accounts().get(&id).await?;
     check_new_password(&req.new_password, &acc.username)?;
     let hash = password::hash(&state.cfg.auth, &req.new_password).await?;
     let now = state.now();
-    state.db.accounts().set_password(&id, &hash, true, &caller.audit("account.reset_password", now)).await?;
-    let ended = state.db.sessions().end_all(&id, "password_reset", now).await?;
+    state
+        .db
+        .accounts()
+        .set_password(
+            &id,
+            &hash,
+            true,
+            &caller.audit("account.reset_password", now),
+        )
+        .await?;
+    let ended = state
+        .db
+        .sessions()
+        .end_all(&id, "password_reset", now)
+        .await?;
     state.sessions.forget(&ended);
     state.sessions.forget_account(&id);
-    let acc = state.db.accounts().unlock(&id, &caller.audit("account.unlock", now)).await?;
+    let acc = state
+        .db
+        .accounts()
+        .unlock(&id, &caller.audit("account.unlock", now))
+        .await?;
     Ok(Json(acc.into()))
 }
 
 /// The roles.
 #[utoipa::path(get, path = "/roles", tag = "accounts", responses((status = 200, body = Vec<RoleInfo>)))]
 async fn list_roles(_caller: Caller) -> Json<Vec<RoleInfo>> {
-    Json(roles::ROLES.iter().map(|(code, name)| RoleInfo { code, name }).collect())
+    Json(
+        roles::ROLES
+            .iter()
+            .map(|(code, name)| RoleInfo { code, name })
+            .collect(),
+    )
 }

@@ -18,7 +18,10 @@ use crate::routes::auth::field_error;
 use crate::state::AppState;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list, file)).routes(routes!(approve)).routes(routes!(reject))
+    OpenApiRouter::new()
+        .routes(routes!(list, file))
+        .routes(routes!(approve))
+        .routes(routes!(reject))
 }
 
 /// Application list filter.
@@ -35,11 +38,23 @@ pub struct ListQuery {
 
 /// Applications in scope, newest first.
 #[utoipa::path(get, path = "/account-applications", tag = "accounts", params(ListQuery), responses((status = 200, body = Page<ApplicationDto>)))]
-async fn list(State(state): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Page<ApplicationDto>>> {
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Page<ApplicationDto>>> {
     if !roles::grants(&caller.account.role, Perm::ApplicationFile) {
         caller.require(Perm::ApplicationDecide)?;
     }
-    let page = state.db.accounts().applications(&caller.scope, q.status.as_deref().filter(|s| !s.is_empty()), PageRequest::new(q.page, q.page_size)).await?;
+    let page = state
+        .db
+        .accounts()
+        .applications(
+            &caller.scope,
+            q.status.as_deref().filter(|s| !s.is_empty()),
+            PageRequest::new(q.page, q.page_size),
+        )
+        .await?;
     Ok(Json(Page::from(page, ApplicationDto::from)))
 }
 
@@ -62,7 +77,11 @@ pub struct FileApplication {
 /// File an application for an account in one's own unit.
 #[utoipa::path(post, path = "/account-applications", tag = "accounts", request_body = FileApplication,
     responses((status = 200, body = ApplicationDto), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn file(State(state): State<AppState>, caller: Caller, ApiJson(req): ApiJson<FileApplication>) -> ApiResult<Json<ApplicationDto>> {
+async fn file(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<FileApplication>,
+) -> ApiResult<Json<ApplicationDto>> {
     caller.require(Perm::ApplicationFile)?;
     if !roles::is_role(&req.role) {
         return Err(field_error("role", "unknown role"));
@@ -73,8 +92,18 @@ async fn file(State(state): State<AppState>, caller: Caller, ApiJson(req): ApiJs
     if display_empty(&req.display_name) {
         return Err(field_error("display_name", "must not be empty"));
     }
-    state.db.org_units().get(&req.org_unit_id).await.map_err(|_| field_error("org_unit_id", "no such org unit"))?;
-    if !state.db.org_units().in_scope(&caller.scope, &req.org_unit_id).await? {
+    state
+        .db
+        .org_units()
+        .get(&req.org_unit_id)
+        .await
+        .map_err(|_| field_error("org_unit_id", "no such org unit"))?;
+    if !state
+        .db
+        .org_units()
+        .in_scope(&caller.scope, &req.org_unit_id)
+        .await?
+    {
         return Err(ApiError::forbidden("the org unit is outside your scope"));
     }
     let new = NewApplication {
@@ -85,7 +114,11 @@ async fn file(State(state): State<AppState>, caller: Caller, ApiJson(req): ApiJs
         reason: req.reason,
         applicant_id: caller.account.id.clone(),
     };
-    let app = state.db.accounts().apply(&new, &caller.audit("account_application.file", state.now())).await?;
+    let app = state
+        .db
+        .accounts()
+        .apply(&new, &caller.audit("account_application.file", state.now()))
+        .await?;
     Ok(Json(app.into()))
 }
 
@@ -107,15 +140,32 @@ pub struct Approved {
 /// Approve (corps only): creates the account with a temporary password.
 #[utoipa::path(post, path = "/account-applications/{id}/approve", tag = "accounts", params(("id" = String, Path)),
     responses((status = 200, body = Approved), (status = 403, body = ErrorBody)))]
-async fn approve(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Approved>> {
+async fn approve(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Approved>> {
     caller.require(Perm::ApplicationDecide)?;
     if !caller.at_corps() {
         return Err(ApiError::forbidden("only the corps approves accounts"));
     }
     let temporary_password = temporary_password();
     let hash = password::hash(&state.cfg.auth, &temporary_password).await?;
-    let (app, acc) = state.db.accounts().approve(&id, &caller.account.id, &hash, &caller.audit("account_application.approve", state.now())).await?;
-    Ok(Json(Approved { application: app.into(), account: acc.into(), temporary_password }))
+    let (app, acc) = state
+        .db
+        .accounts()
+        .approve(
+            &id,
+            &caller.account.id,
+            &hash,
+            &caller.audit("account_application.approve", state.now()),
+        )
+        .await?;
+    Ok(Json(Approved {
+        application: app.into(),
+        account: acc.into(),
+        temporary_password,
+    }))
 }
 
 /// Rejection.
@@ -129,12 +179,26 @@ pub struct Reject {
 /// Reject (corps only).
 #[utoipa::path(post, path = "/account-applications/{id}/reject", tag = "accounts", params(("id" = String, Path)), request_body = Reject,
     responses((status = 200, body = ApplicationDto), (status = 403, body = ErrorBody)))]
-async fn reject(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, ApiJson(req): ApiJson<Reject>) -> ApiResult<Json<ApplicationDto>> {
+async fn reject(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<Reject>,
+) -> ApiResult<Json<ApplicationDto>> {
     caller.require(Perm::ApplicationDecide)?;
     if !caller.at_corps() {
         return Err(ApiError::forbidden("only the corps decides applications"));
     }
-    let app = state.db.accounts().reject(&id, &caller.account.id, &req.reason, &caller.audit("account_application.reject", state.now())).await?;
+    let app = state
+        .db
+        .accounts()
+        .reject(
+            &id,
+            &caller.account.id,
+            &req.reason,
+            &caller.audit("account_application.reject", state.now()),
+        )
+        .await?;
     Ok(Json(app.into()))
 }
 
@@ -143,7 +207,12 @@ pub fn temporary_password() -> String {
     use rand::seq::SliceRandom;
     use rand::Rng;
     let mut rng = rand::rngs::OsRng;
-    let sets: [&[u8]; 4] = [b"ABCDEFGHJKLMNPQRSTUVWXYZ", b"abcdefghijkmnopqrstuvwxyz", b"23456789", b"!@#%*-_+"];
+    let sets: [&[u8]; 4] = [
+        b"ABCDEFGHJKLMNPQRSTUVWXYZ",
+        b"abcdefghijkmnopqrstuvwxyz",
+        b"23456789",
+        b"!@#%*-_+",
+    ];
     let mut chars: Vec<u8> = sets.iter().map(|s| s[rng.gen_range(0..s.len())]).collect();
     let all: Vec<u8> = sets.concat();
     while chars.len() < 14 {

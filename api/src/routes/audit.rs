@@ -46,12 +46,18 @@ pub struct AuditQuery {
 
 /// Query the audit log, newest first.
 #[utoipa::path(get, path = "/audit", tag = "audit", params(AuditQuery), responses((status = 200, body = Page<AuditDto>), (status = 403, body = ErrorBody)))]
-async fn list(State(state): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<AuditQuery>) -> ApiResult<Json<Page<AuditDto>>> {
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<AuditQuery>,
+) -> ApiResult<Json<Page<AuditDto>>> {
     caller.require(Perm::AuditRead)?;
     let time = |field: &str, v: &Option<String>| -> ApiResult<Option<i64>> {
         match v.as_deref().filter(|s| !s.is_empty()) {
             None => Ok(None),
-            Some(s) => parse_time(s).map(Some).ok_or_else(|| field_error(field, "must be RFC 3339 or YYYY-MM-DD")),
+            Some(s) => parse_time(s)
+                .map(Some)
+                .ok_or_else(|| field_error(field, "must be RFC 3339 or YYYY-MM-DD")),
         }
     };
     let nz = |v: Option<String>| v.filter(|s| !s.is_empty());
@@ -64,6 +70,10 @@ async fn list(State(state): State<AppState>, caller: Caller, ApiQuery(q): ApiQue
         target_id: nz(q.target_id),
         outcome: nz(q.outcome),
     };
-    let page = state.db.audit().query(&f, PageRequest::new(q.page, q.page_size)).await?;
+    let page = state
+        .db
+        .audit()
+        .query(&f, PageRequest::new(q.page, q.page_size))
+        .await?;
     Ok(Json(Page::from(page, AuditDto::from)))
 }

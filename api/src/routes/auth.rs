@@ -52,10 +52,18 @@ pub struct LoginResponse {
 }
 
 fn cookie(state: &AppState, value: &str, max_age: Option<i64>) -> HeaderValue {
-    let secure = if state.tls || state.cfg.http.secure_cookies { "; Secure" } else { "" };
-    let age = max_age.map(|a| format!("; Max-Age={a}")).unwrap_or_default();
-    HeaderValue::from_str(&format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict{secure}{age}"))
-        .expect("cookie is ASCII")
+    let secure = if state.tls || state.cfg.http.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
+    let age = max_age
+        .map(|a| format!("; Max-Age={a}"))
+        .unwrap_or_default();
+    HeaderValue::from_str(&format!(
+        "{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict{secure}{age}"
+    ))
+    .expect("cookie is ASCII")
 }
 
 /// Log in with username and password.
@@ -64,70 +72,145 @@ fn cookie(state: &AppState, value: &str, max_age: Option<i64>) -> HeaderValue {
 /// login ends the account's other live session.
 #[utoipa::path(post, path = "/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = LoginResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 423, body = ErrorBody)))]
-async fn login(State(state): State<AppState>, headers: HeaderMap, ip: ClientIp, ApiJson(req): ApiJson<LoginRequest>) -> ApiResult<Response> {
+async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ip: ClientIp,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> ApiResult<Response> {
     let now = state.now();
-    let actor = Actor { account_id: None, username: Some(req.username.clone()), ip: ip.0.clone() };
-    let fail = |reason: &str| AuditEntry::new(&actor, "auth.login", now).outcome(Outcome::Failure).details(serde_json::json!({"reason": reason}));
+    let actor = Actor {
+        account_id: None,
+        username: Some(req.username.clone()),
+        ip: ip.0.clone(),
+    };
+    let fail = |reason: &str| {
+        AuditEntry::new(&actor, "auth.login", now)
+            .outcome(Outcome::Failure)
+            .details(serde_json::json!({"reason": reason}))
+    };
     let Some(account) = state.db.accounts().by_username(&req.username).await? else {
         // Spend the same time as a real check so usernames cannot be probed by timing.
         password::verify(password::DUMMY_HASH, &req.password).await;
         state.db.audit().record(&fail("unknown_user")).await?;
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong username or password"));
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "wrong username or password",
+        ));
     };
-    let actor = Actor { account_id: Some(account.id.clone()), ..actor };
+    let actor = Actor {
+        account_id: Some(account.id.clone()),
+        ..actor
+    };
     let fail = |reason: &str| {
-        AuditEntry::new(&actor, "auth.login", now).target("account", &account.id).outcome(Outcome::Failure).details(serde_json::json!({"reason": reason}))
+        AuditEntry::new(&actor, "auth.login", now)
+            .target("account", &account.id)
+            .outcome(Outcome::Failure)
+            .details(serde_json::json!({"reason": reason}))
     };
     if let Some(until) = account.locked_until_ms.filter(|u| *u > now) {
-        state.db.audit().record(&fail("locked").outcome(Outcome::Denied)).await?;
+        state
+            .db
+            .audit()
+            .record(&fail("locked").outcome(Outcome::Denied))
+            .await?;
         return Err(locked(until));
     }
     if !password::verify(&account.password_hash, &req.password).await {
         let lock_until = now + state.cfg.auth.lockout_minutes as i64 * 60_000;
-        let st = state.db.accounts().record_failure(&account.id, state.cfg.auth.max_failures as i64, lock_until, &fail("wrong_password")).await?;
+        let st = state
+            .db
+            .accounts()
+            .record_failure(
+                &account.id,
+                state.cfg.auth.max_failures as i64,
+                lock_until,
+                &fail("wrong_password"),
+            )
+            .await?;
         if let Some(until) = st.locked_until_ms {
             return Err(locked(until));
         }
         let left = state.cfg.auth.max_failures as i64 - st.failed_attempts;
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong username or password")
-            .with("attempts_left", left.into()));
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "wrong username or password",
+        )
+        .with("attempts_left", left.into()));
     }
     if account.status != "active" {
-        state.db.audit().record(&fail("disabled").outcome(Outcome::Denied)).await?;
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "account_disabled", "the account is disabled"));
+        state
+            .db
+            .audit()
+            .record(&fail("disabled").outcome(Outcome::Denied))
+            .await?;
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "account_disabled",
+            "the account is disabled",
+        ));
     }
     let token = auth::new_token();
     let hash = auth::token_hash(&token);
-    let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(200).collect());
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(200).collect());
     let audit = AuditEntry::new(&actor, "auth.login", now)
         .target("account", &account.id)
         .details(serde_json::json!({"wall_screen": req.wall_screen}));
-    let new = NewSession { token_hash: hash, account_id: account.id.clone(), wall_screen: req.wall_screen, ip: ip.0.clone(), user_agent };
+    let new = NewSession {
+        token_hash: hash,
+        account_id: account.id.clone(),
+        wall_screen: req.wall_screen,
+        ip: ip.0.clone(),
+        user_agent,
+    };
     let ended = state.db.sessions().start(&new, &audit).await?;
     state.sessions.forget(&ended);
     let account = state.db.accounts().get(&account.id).await?;
-    let idle = state.cfg.idle_timeout_ms(&account.role, req.wall_screen).map(|ms| ms / 1000);
-    let body = LoginResponse { token: token.clone(), account: account.into(), idle_timeout_secs: idle };
+    let idle = state
+        .cfg
+        .idle_timeout_ms(&account.role, req.wall_screen)
+        .map(|ms| ms / 1000);
+    let body = LoginResponse {
+        token: token.clone(),
+        account: account.into(),
+        idle_timeout_secs: idle,
+    };
     let mut resp = axum::Json(body).into_response();
-    resp.headers_mut().insert(header::SET_COOKIE, cookie(&state, &token, None));
+    resp.headers_mut()
+        .insert(header::SET_COOKIE, cookie(&state, &token, None));
     Ok(resp)
 }
 
 fn locked(until_ms: i64) -> ApiError {
-    ApiError::new(StatusCode::LOCKED, "account_locked", format!("the account is locked until {}", rfc3339(until_ms)))
-        .with("locked_until", rfc3339(until_ms).into())
+    ApiError::new(
+        StatusCode::LOCKED,
+        "account_locked",
+        format!("the account is locked until {}", rfc3339(until_ms)),
+    )
+    .with("locked_until", rfc3339(until_ms).into())
 }
 
 /// End the current session.
 #[utoipa::path(post, path = "/logout", tag = "auth", responses((status = 204), (status = 401, body = ErrorBody)))]
-async fn logout(State(state): State<AppState>, AnyCaller(caller): AnyCaller) -> ApiResult<Response> {
+async fn logout(
+    State(state): State<AppState>,
+    AnyCaller(caller): AnyCaller,
+) -> ApiResult<Response> {
     if let Some(h) = &caller.session_hash {
-        let audit = caller.audit("auth.logout", state.now()).target("account", &caller.account.id);
+        let audit = caller
+            .audit("auth.logout", state.now())
+            .target("account", &caller.account.id);
         state.db.sessions().end(h, "logout", &audit).await?;
         state.sessions.forget([h]);
     }
     let mut resp = StatusCode::NO_CONTENT.into_response();
-    resp.headers_mut().insert(header::SET_COOKIE, cookie(&state, "", Some(0)));
+    resp.headers_mut()
+        .insert(header::SET_COOKIE, cookie(&state, "", Some(0)));
     Ok(resp)
 }
 
@@ -150,20 +233,38 @@ pub struct PasswordChange {
 /// Change one's own password (required at first login for accounts an administrator created).
 #[utoipa::path(post, path = "/password", tag = "auth", request_body = PasswordChange,
     responses((status = 204), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn change_password(State(state): State<AppState>, AnyCaller(caller): AnyCaller, ApiJson(req): ApiJson<PasswordChange>) -> ApiResult<StatusCode> {
+async fn change_password(
+    State(state): State<AppState>,
+    AnyCaller(caller): AnyCaller,
+    ApiJson(req): ApiJson<PasswordChange>,
+) -> ApiResult<StatusCode> {
     let now = state.now();
     if !password::verify(&caller.account.password_hash, &req.old_password).await {
-        let audit = caller.audit("auth.password_change", now).target("account", &caller.account.id).outcome(Outcome::Failure);
+        let audit = caller
+            .audit("auth.password_change", now)
+            .target("account", &caller.account.id)
+            .outcome(Outcome::Failure);
         state.db.audit().record(&audit).await?;
-        return Err(ApiError::validation(vec![crate::error::RowError { row: None, field: "old_password".into(), message: "is wrong".into() }]));
+        return Err(ApiError::validation(vec![crate::error::RowError {
+            row: None,
+            field: "old_password".into(),
+            message: "is wrong".into(),
+        }]));
     }
     check_new_password(&req.new_password, &caller.account.username)?;
     if req.new_password == req.old_password {
-        return Err(field_error("new_password", "must differ from the old password"));
+        return Err(field_error(
+            "new_password",
+            "must differ from the old password",
+        ));
     }
     let hash = password::hash(&state.cfg.auth, &req.new_password).await?;
     let audit = caller.audit("auth.password_change", now);
-    state.db.accounts().set_password(&caller.account.id, &hash, false, &audit).await?;
+    state
+        .db
+        .accounts()
+        .set_password(&caller.account.id, &hash, false, &audit)
+        .await?;
     // Other sessions of the account cannot exist (one live session), but the cached account
     // must drop its forced-change flag.
     state.sessions.forget_account(&caller.account.id);
@@ -171,7 +272,11 @@ async fn change_password(State(state): State<AppState>, AnyCaller(caller): AnyCa
 }
 
 pub(crate) fn field_error(field: &str, message: &str) -> ApiError {
-    ApiError::validation(vec![crate::error::RowError { row: None, field: field.into(), message: message.into() }])
+    ApiError::validation(vec![crate::error::RowError {
+        row: None,
+        field: field.into(),
+        message: message.into(),
+    }])
 }
 
 pub(crate) fn check_new_password(pw: &str, username: &str) -> ApiResult<()> {
@@ -200,14 +305,30 @@ pub struct MediaToken {
 /// Issue a short-lived signed token for media URLs (video, snapshots) under a path prefix.
 #[utoipa::path(post, path = "/media-token", tag = "auth", request_body = MediaTokenRequest,
     responses((status = 200, body = MediaToken), (status = 422, body = ErrorBody)))]
-async fn media_token(State(state): State<AppState>, caller: Caller, ApiJson(req): ApiJson<MediaTokenRequest>) -> ApiResult<axum::Json<MediaToken>> {
+async fn media_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<MediaTokenRequest>,
+) -> ApiResult<axum::Json<MediaToken>> {
     if !req.path_prefix.starts_with("/api/v1/") || req.path_prefix.contains("..") {
         return Err(field_error("path_prefix", "must start with /api/v1/"));
     }
-    let ttl = req.ttl_secs.unwrap_or(state.cfg.auth.media_token_ttl_secs).min(state.cfg.auth.media_token_ttl_secs).max(1);
+    let ttl = req
+        .ttl_secs
+        .unwrap_or(state.cfg.auth.media_token_ttl_secs)
+        .min(state.cfg.auth.media_token_ttl_secs)
+        .max(1);
     let exp = state.now() + ttl as i64 * 1000;
-    let token = auth::sign_media_token(&state.media_key[..], &caller.account.id, &req.path_prefix, exp);
-    Ok(axum::Json(MediaToken { token, expires_at: rfc3339(exp) }))
+    let token = auth::sign_media_token(
+        &state.media_key[..],
+        &caller.account.id,
+        &req.path_prefix,
+        exp,
+    );
+    Ok(axum::Json(MediaToken {
+        token,
+        expires_at: rfc3339(exp),
+    }))
 }
 
 /// The client address as an extractor.
@@ -217,7 +338,10 @@ pub struct ClientIp(pub Option<String>);
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientIp {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
         Ok(ClientIp(auth::client_ip(parts)))
     }
 }

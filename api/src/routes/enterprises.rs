@@ -87,7 +87,11 @@ impl ListQuery {
 /// Search and list enterprises in the caller's scope.
 #[utoipa::path(get, path = "/enterprises", tag = "enterprises", params(ListQuery),
     responses((status = 200, body = Page<EnterpriseDto>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
-async fn list(State(state): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Page<EnterpriseDto>>> {
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Page<EnterpriseDto>>> {
     caller.require(Perm::RegistryRead)?;
     let (f, page) = q.filter();
     let p = state.db.enterprises().list(&caller.scope, &f, page).await?;
@@ -97,13 +101,20 @@ async fn list(State(state): State<AppState>, caller: Caller, ApiQuery(q): ApiQue
 /// One dossier. Outside the caller's scope answers 404, as if it did not exist.
 #[utoipa::path(get, path = "/enterprises/{id}", tag = "enterprises", params(("id" = String, Path)),
     responses((status = 200, body = EnterpriseDto), (status = 404, body = ErrorBody)))]
-async fn get_one(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<EnterpriseDto>> {
+async fn get_one(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<EnterpriseDto>> {
     caller.require(Perm::RegistryRead)?;
     match state.db.enterprises().get(&caller.scope, &id).await {
         Ok(e) => Ok(Json(e.into())),
         Err(e) => {
-            if matches!(e, shouhu_storage::StorageError::NotFound(_)) && state.db.enterprises().exists(&id).await? {
-                crate::auth::audit_denied(&state, &caller, "enterprise.read", "enterprise", &id).await;
+            if matches!(e, shouhu_storage::StorageError::NotFound(_))
+                && state.db.enterprises().exists(&id).await?
+            {
+                crate::auth::audit_denied(&state, &caller, "enterprise.read", "enterprise", &id)
+                    .await;
             }
             Err(e.into())
         }
@@ -114,17 +125,28 @@ async fn get_one(State(state): State<AppState>, caller: Caller, Path(id): Path<S
 async fn check_input(state: &AppState, caller: &Caller, input: &EnterpriseInput) -> ApiResult<()> {
     let errs = state.db.enterprises().check(input).await?;
     if !errs.is_empty() {
-        return Err(ApiError::validation(errs.into_iter().map(Into::into).collect()));
+        return Err(ApiError::validation(
+            errs.into_iter().map(Into::into).collect(),
+        ));
     }
     if !in_scope(state, &caller.scope, input).await? {
-        return Err(ApiError::forbidden("the district, town or SOE group is outside your scope"));
+        return Err(ApiError::forbidden(
+            "the district, town or SOE group is outside your scope",
+        ));
     }
     Ok(())
 }
 
 async fn in_scope(state: &AppState, scope: &Scope, input: &EnterpriseInput) -> ApiResult<bool> {
     let o = state.db.org_units();
-    for unit in [Some(&input.district_id), input.town_id.as_ref(), input.soe_group_id.as_ref()].into_iter().flatten() {
+    for unit in [
+        Some(&input.district_id),
+        input.town_id.as_ref(),
+        input.soe_group_id.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
         if o.in_scope(scope, unit).await? {
             return Ok(true);
         }
@@ -135,11 +157,19 @@ async fn in_scope(state: &AppState, scope: &Scope, input: &EnterpriseInput) -> A
 /// Create a dossier.
 #[utoipa::path(post, path = "/enterprises", tag = "enterprises", request_body = EnterpriseInput,
     responses((status = 200, body = EnterpriseDto), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn create(State(state): State<AppState>, caller: Caller, ApiJson(mut input): ApiJson<EnterpriseInput>) -> ApiResult<Json<EnterpriseDto>> {
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(mut input): ApiJson<EnterpriseInput>,
+) -> ApiResult<Json<EnterpriseDto>> {
     caller.require(Perm::EnterpriseWrite)?;
     input.normalize();
     check_input(&state, &caller, &input).await?;
-    let e = state.db.enterprises().create(&input, &caller.audit("enterprise.create", state.now())).await?;
+    let e = state
+        .db
+        .enterprises()
+        .create(&input, &caller.audit("enterprise.create", state.now()))
+        .await?;
     Ok(Json(e.into()))
 }
 
@@ -156,25 +186,61 @@ pub struct UpdateEnterprise {
 /// Replace a dossier (409 `version_conflict` if it changed since it was read).
 #[utoipa::path(put, path = "/enterprises/{id}", tag = "enterprises", params(("id" = String, Path)), request_body = UpdateEnterprise,
     responses((status = 200, body = EnterpriseDto), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn update(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, ApiJson(body): ApiJson<serde_json::Value>) -> ApiResult<Json<EnterpriseDto>> {
+async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<serde_json::Value>,
+) -> ApiResult<Json<EnterpriseDto>> {
     caller.require(Perm::EnterpriseWrite)?;
     let (version, mut input): (i64, EnterpriseInput) = split_version(body)?;
     input.normalize();
     state.db.enterprises().get(&caller.scope, &id).await?;
     check_input(&state, &caller, &input).await?;
-    let e = state.db.enterprises().update(&caller.scope, &id, version, &input, &caller.audit("enterprise.update", state.now())).await?;
+    let e = state
+        .db
+        .enterprises()
+        .update(
+            &caller.scope,
+            &id,
+            version,
+            &input,
+            &caller.audit("enterprise.update", state.now()),
+        )
+        .await?;
     Ok(Json(e.into()))
 }
 
 /// `#[serde(flatten)]` and `deny_unknown_fields` do not mix, so the version is taken out by hand
 /// and the rest is parsed strictly.
-pub(crate) fn split_version<T: serde::de::DeserializeOwned>(mut body: serde_json::Value) -> ApiResult<(i64, T)> {
-    let obj = body.as_object_mut().ok_or_else(|| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", "expected a JSON object"))?;
+pub(crate) fn split_version<T: serde::de::DeserializeOwned>(
+    mut body: serde_json::Value,
+) -> ApiResult<(i64, T)> {
+    let obj = body.as_object_mut().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            "expected a JSON object",
+        )
+    })?;
     let version = obj
         .remove("version")
         .and_then(|v| v.as_i64())
-        .ok_or_else(|| crate::routes::auth::field_error("version", "required: the version the record was read at"))?;
-    for k in ["id", "created_at", "updated_at", "district_name", "town_name", "soe_group_name", "org_unit_name"] {
+        .ok_or_else(|| {
+            crate::routes::auth::field_error(
+                "version",
+                "required: the version the record was read at",
+            )
+        })?;
+    for k in [
+        "id",
+        "created_at",
+        "updated_at",
+        "district_name",
+        "town_name",
+        "soe_group_name",
+        "org_unit_name",
+    ] {
         obj.remove(k);
     }
     let input = serde_path_to_error_free(body)?;
@@ -182,7 +248,13 @@ pub(crate) fn split_version<T: serde::de::DeserializeOwned>(mut body: serde_json
 }
 
 fn serde_path_to_error_free<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> ApiResult<T> {
-    serde_json::from_value(v).map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", format!("Failed to deserialize the JSON body: {e}")))
+    serde_json::from_value(v).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            format!("Failed to deserialize the JSON body: {e}"),
+        )
+    })
 }
 
 pub(crate) use split_version as split_versioned_body;
@@ -190,34 +262,118 @@ pub(crate) use split_version as split_versioned_body;
 /// Delete a dossier.
 #[utoipa::path(delete, path = "/enterprises/{id}", tag = "enterprises", params(("id" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)))]
-async fn delete(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     caller.require(Perm::EnterpriseWrite)?;
-    state.db.enterprises().delete(&caller.scope, &id, &caller.audit("enterprise.delete", state.now())).await?;
+    state
+        .db
+        .enterprises()
+        .delete(
+            &caller.scope,
+            &id,
+            &caller.audit("enterprise.delete", state.now()),
+        )
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// The import/export columns, in export order.
 pub const COLUMNS: &[Column] = &[
-    Column { field: "name", header: "企业名称", required: true },
-    Column { field: "uscc", header: "统一社会信用代码", required: true },
-    Column { field: "district", header: "所属区", required: true },
-    Column { field: "town", header: "街镇", required: false },
-    Column { field: "soe_group", header: "所属国有集团", required: false },
-    Column { field: "address", header: "地址", required: false },
-    Column { field: "lon", header: "经度", required: false },
-    Column { field: "lat", header: "纬度", required: false },
-    Column { field: "legal_representative", header: "法定代表人", required: false },
-    Column { field: "principal_name", header: "主要负责人", required: false },
-    Column { field: "principal_phone", header: "主要负责人电话", required: false },
-    Column { field: "ownership_type", header: "国民经济类型", required: true },
-    Column { field: "industry_code", header: "行业代码", required: true },
-    Column { field: "sector", header: "监管行业", required: true },
-    Column { field: "key_unit_years", header: "重点单位年度", required: false },
-    Column { field: "status", header: "经营状态", required: false },
-    Column { field: "tags", header: "标签", required: false },
+    Column {
+        field: "name",
+        header: "企业名称",
+        required: true,
+    },
+    Column {
+        field: "uscc",
+        header: "统一社会信用代码",
+        required: true,
+    },
+    Column {
+        field: "district",
+        header: "所属区",
+        required: true,
+    },
+    Column {
+        field: "town",
+        header: "街镇",
+        required: false,
+    },
+    Column {
+        field: "soe_group",
+        header: "所属国有集团",
+        required: false,
+    },
+    Column {
+        field: "address",
+        header: "地址",
+        required: false,
+    },
+    Column {
+        field: "lon",
+        header: "经度",
+        required: false,
+    },
+    Column {
+        field: "lat",
+        header: "纬度",
+        required: false,
+    },
+    Column {
+        field: "legal_representative",
+        header: "法定代表人",
+        required: false,
+    },
+    Column {
+        field: "principal_name",
+        header: "主要负责人",
+        required: false,
+    },
+    Column {
+        field: "principal_phone",
+        header: "主要负责人电话",
+        required: false,
+    },
+    Column {
+        field: "ownership_type",
+        header: "国民经济类型",
+        required: true,
+    },
+    Column {
+        field: "industry_code",
+        header: "行业代码",
+        required: true,
+    },
+    Column {
+        field: "sector",
+        header: "监管行业",
+        required: true,
+    },
+    Column {
+        field: "key_unit_years",
+        header: "重点单位年度",
+        required: false,
+    },
+    Column {
+        field: "status",
+        header: "经营状态",
+        required: false,
+    },
+    Column {
+        field: "tags",
+        header: "标签",
+        required: false,
+    },
 ];
 
-const STATUS_NAMES: &[(&str, &str)] = &[("operating", "在营"), ("suspended", "停产"), ("closed", "关闭")];
+const STATUS_NAMES: &[(&str, &str)] = &[
+    ("operating", "在营"),
+    ("suspended", "停产"),
+    ("closed", "关闭"),
+];
 
 /// Import result.
 #[derive(Debug, Serialize, ToSchema)]
@@ -227,23 +383,42 @@ pub struct Imported {
 }
 
 /// Resolve an org unit cell: id, code or exact name, of the given kind (and parent).
-fn resolve<'a>(units: &'a [OrgUnit], cell: &str, kind: &str, parent: Option<&str>) -> Option<&'a OrgUnit> {
+fn resolve<'a>(
+    units: &'a [OrgUnit],
+    cell: &str,
+    kind: &str,
+    parent: Option<&str>,
+) -> Option<&'a OrgUnit> {
     units.iter().find(|u| {
-        u.kind == kind && parent.is_none_or(|p| u.parent_id.as_deref() == Some(p)) && (u.id == cell || u.code == cell || u.name == cell)
+        u.kind == kind
+            && parent.is_none_or(|p| u.parent_id.as_deref() == Some(p))
+            && (u.id == cell || u.code == cell || u.name == cell)
     })
 }
 
 fn split_list(s: &str) -> Vec<String> {
-    s.split([',', '，', '、', ';', '；']).map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect()
+    s.split([',', '，', '、', ';', '；'])
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect()
 }
 
 /// Turn one table row into an input, or the row's errors.
 fn row_input(row: &tabular::Row, units: &[OrgUnit]) -> Result<EnterpriseInput, Vec<RowError>> {
     let mut errs = Vec::new();
-    let mut err = |field: &str, message: String| errs.push(RowError { row: Some(row.number), field: field.into(), message });
+    let mut err = |field: &str, message: String| {
+        errs.push(RowError {
+            row: Some(row.number),
+            field: field.into(),
+            message,
+        })
+    };
     let district = resolve(units, row.get("district"), "brigade", None);
     if district.is_none() {
-        err("district", format!("no district brigade named {:?}", row.get("district")));
+        err(
+            "district",
+            format!("no district brigade named {:?}", row.get("district")),
+        );
     }
     let town = match row.get("town") {
         "" => None,
@@ -271,7 +446,11 @@ fn row_input(row: &tabular::Row, units: &[OrgUnit]) -> Result<EnterpriseInput, V
             v => match v.parse::<f64>() {
                 Ok(f) => Some(f),
                 Err(_) => {
-                    errs.push(RowError { row: Some(row.number), field: field.into(), message: format!("{v:?} is not a number") });
+                    errs.push(RowError {
+                        row: Some(row.number),
+                        field: field.into(),
+                        message: format!("{v:?} is not a number"),
+                    });
                     None
                 }
             },
@@ -280,17 +459,29 @@ fn row_input(row: &tabular::Row, units: &[OrgUnit]) -> Result<EnterpriseInput, V
     let lon = num("lon", &mut errs);
     let lat = num("lat", &mut errs);
     let sector_cell = row.get("sector");
-    let sector = SECTORS.iter().find(|(c, n)| *c == sector_cell || *n == sector_cell).map(|(c, _)| c.to_string()).unwrap_or_else(|| sector_cell.to_string());
+    let sector = SECTORS
+        .iter()
+        .find(|(c, n)| *c == sector_cell || *n == sector_cell)
+        .map(|(c, _)| c.to_string())
+        .unwrap_or_else(|| sector_cell.to_string());
     let status_cell = row.get("status");
     let status = match status_cell {
         "" => "operating".to_string(),
-        s => STATUS_NAMES.iter().find(|(c, n)| *c == s || *n == s).map(|(c, _)| c.to_string()).unwrap_or_else(|| s.to_string()),
+        s => STATUS_NAMES
+            .iter()
+            .find(|(c, n)| *c == s || *n == s)
+            .map(|(c, _)| c.to_string())
+            .unwrap_or_else(|| s.to_string()),
     };
     let mut years = Vec::new();
     for y in split_list(row.get("key_unit_years")) {
         match y.parse::<i32>() {
             Ok(v) => years.push(v),
-            Err(_) => errs.push(RowError { row: Some(row.number), field: "key_unit_years".into(), message: format!("{y:?} is not a year") }),
+            Err(_) => errs.push(RowError {
+                row: Some(row.number),
+                field: "key_unit_years".into(),
+                message: format!("{y:?} is not a year"),
+            }),
         }
     }
     let mut input = EnterpriseInput {
@@ -317,7 +508,11 @@ fn row_input(row: &tabular::Row, units: &[OrgUnit]) -> Result<EnterpriseInput, V
         if e.field == "district_id" && district.is_none() {
             continue;
         }
-        errs.push(RowError { row: Some(row.number), field: e.field, message: e.message });
+        errs.push(RowError {
+            row: Some(row.number),
+            field: e.field,
+            message: e.message,
+        });
     }
     if errs.is_empty() {
         Ok(input)
@@ -333,9 +528,16 @@ fn row_input(row: &tabular::Row, units: &[OrgUnit]) -> Result<EnterpriseInput, V
 #[utoipa::path(post, path = "/enterprises/import", tag = "enterprises",
     request_body(content = Vec<u8>, content_type = "text/csv"),
     responses((status = 200, body = Imported), (status = 422, body = ErrorBody)))]
-async fn import(State(state): State<AppState>, caller: Caller, headers: HeaderMap, body: Bytes) -> ApiResult<Json<Imported>> {
+async fn import(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<Imported>> {
     caller.require(Perm::EnterpriseWrite)?;
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
     let rows = tabular::parse(&body, ct, COLUMNS)?;
     let units = state.db.org_units().list().await?;
     let mut errors = Vec::new();
@@ -357,11 +559,26 @@ async fn import(State(state): State<AppState>, caller: Caller, headers: HeaderMa
         match row_input(row, &units) {
             Ok(input) => {
                 if let Some(first) = seen.insert(input.uscc.clone(), row.number) {
-                    errors.push(RowError { row: Some(row.number), field: "uscc".into(), message: format!("same code as row {first}") });
+                    errors.push(RowError {
+                        row: Some(row.number),
+                        field: "uscc".into(),
+                        message: format!("same code as row {first}"),
+                    });
                 }
-                let reachable = [Some(&input.district_id), input.town_id.as_ref(), input.soe_group_id.as_ref()].into_iter().flatten().any(|u| visible.contains(u));
+                let reachable = [
+                    Some(&input.district_id),
+                    input.town_id.as_ref(),
+                    input.soe_group_id.as_ref(),
+                ]
+                .into_iter()
+                .flatten()
+                .any(|u| visible.contains(u));
                 if !reachable {
-                    errors.push(RowError { row: Some(row.number), field: "district".into(), message: "outside your scope".into() });
+                    errors.push(RowError {
+                        row: Some(row.number),
+                        field: "district".into(),
+                        message: "outside your scope".into(),
+                    });
                 }
                 inputs.push((row.number, input));
             }
@@ -369,36 +586,78 @@ async fn import(State(state): State<AppState>, caller: Caller, headers: HeaderMa
         }
     }
     let codes: Vec<String> = inputs.iter().map(|(_, i)| i.uscc.clone()).collect();
-    let existing: HashSet<String> = state.db.enterprises().existing_usccs(&codes).await?.into_iter().collect();
+    let existing: HashSet<String> = state
+        .db
+        .enterprises()
+        .existing_usccs(&codes)
+        .await?
+        .into_iter()
+        .collect();
     for (n, i) in &inputs {
         if existing.contains(&i.uscc) {
-            errors.push(RowError { row: Some(*n), field: "uscc".into(), message: "already registered".into() });
+            errors.push(RowError {
+                row: Some(*n),
+                field: "uscc".into(),
+                message: "already registered".into(),
+            });
         }
     }
     if !errors.is_empty() {
         errors.sort_by_key(|e| e.row);
-        let audit = caller.audit("enterprise.import", state.now()).outcome(shouhu_storage::audit::Outcome::Failure)
+        let audit = caller
+            .audit("enterprise.import", state.now())
+            .outcome(shouhu_storage::audit::Outcome::Failure)
             .details(serde_json::json!({"rows": rows.len(), "errors": errors.len()}));
         state.db.audit().record(&audit).await?;
         return Err(tabular::import_rejected(errors));
     }
     let inputs: Vec<EnterpriseInput> = inputs.into_iter().map(|(_, i)| i).collect();
-    let ids = state.db.enterprises().insert_many(&inputs, &caller.audit("enterprise.import", state.now()), "enterprise.import").await?;
-    Ok(Json(Imported { imported: ids.len() }))
+    let ids = state
+        .db
+        .enterprises()
+        .insert_many(
+            &inputs,
+            &caller.audit("enterprise.import", state.now()),
+            "enterprise.import",
+        )
+        .await?;
+    Ok(Json(Imported {
+        imported: ids.len(),
+    }))
 }
 
 /// Export the filtered list (in scope) to Excel, in the import's column layout.
 #[utoipa::path(get, path = "/enterprises/export.xlsx", tag = "enterprises", params(ListQuery),
     responses((status = 200, content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")))]
-async fn export(State(state): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Response> {
+async fn export(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Response> {
     caller.require(Perm::RegistryExport)?;
     let (f, _) = q.filter();
     let mut rows = Vec::new();
     let mut page = 1;
     let units = state.db.org_units().list().await?;
-    let code_of = |id: &Option<String>| id.as_ref().and_then(|i| units.iter().find(|u| &u.id == i)).map(|u| u.name.clone()).unwrap_or_default();
+    let code_of = |id: &Option<String>| {
+        id.as_ref()
+            .and_then(|i| units.iter().find(|u| &u.id == i))
+            .map(|u| u.name.clone())
+            .unwrap_or_default()
+    };
     loop {
-        let p = state.db.enterprises().list(&caller.scope, &f, PageRequest { page, page_size: PageRequest::MAX_PAGE_SIZE }).await?;
+        let p = state
+            .db
+            .enterprises()
+            .list(
+                &caller.scope,
+                &f,
+                PageRequest {
+                    page,
+                    page_size: PageRequest::MAX_PAGE_SIZE,
+                },
+            )
+            .await?;
         let n = p.items.len();
         for e in p.items {
             rows.push(vec![
@@ -416,8 +675,16 @@ async fn export(State(state): State<AppState>, caller: Caller, ApiQuery(q): ApiQ
                 e.ownership_type.clone(),
                 e.industry_code.clone(),
                 e.sector.clone(),
-                e.key_unit_years.iter().map(|y| y.to_string()).collect::<Vec<_>>().join(","),
-                STATUS_NAMES.iter().find(|(c, _)| *c == e.status).map(|(_, n)| n.to_string()).unwrap_or(e.status.clone()),
+                e.key_unit_years
+                    .iter()
+                    .map(|y| y.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                STATUS_NAMES
+                    .iter()
+                    .find(|(c, _)| *c == e.status)
+                    .map(|(_, n)| n.to_string())
+                    .unwrap_or(e.status.clone()),
                 e.tags.join(","),
             ]);
         }
@@ -427,7 +694,9 @@ async fn export(State(state): State<AppState>, caller: Caller, ApiQuery(q): ApiQ
         page += 1;
     }
     let bytes = tabular::write_xlsx("企业档案", COLUMNS, &rows)?;
-    let audit = caller.audit("enterprise.export", state.now()).details(serde_json::json!({"rows": rows.len()}));
+    let audit = caller
+        .audit("enterprise.export", state.now())
+        .details(serde_json::json!({"rows": rows.len()}));
     state.db.audit().record(&audit).await?;
     Ok((
         [

@@ -18,7 +18,10 @@ use crate::routes::enterprises::split_versioned_body;
 use crate::state::AppState;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(get_one, update)).routes(routes!(history))
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(get_one, update))
+        .routes(routes!(history))
 }
 
 /// Item list filter.
@@ -39,15 +42,32 @@ pub struct ListQuery {
 
 /// List items by code.
 #[utoipa::path(get, path = "/inspection-items", tag = "inspection-items", params(ListQuery), responses((status = 200, body = Page<ItemDto>)))]
-async fn list(State(state): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<Page<ItemDto>>> {
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Page<ItemDto>>> {
     caller.require(Perm::RegistryRead)?;
-    let p = state.db.inspection_items().list(q.q.as_deref(), q.sector.as_deref(), q.active, PageRequest::new(q.page, q.page_size)).await?;
+    let p = state
+        .db
+        .inspection_items()
+        .list(
+            q.q.as_deref(),
+            q.sector.as_deref(),
+            q.active,
+            PageRequest::new(q.page, q.page_size),
+        )
+        .await?;
     Ok(Json(Page::from(p, ItemDto::from)))
 }
 
 /// One item.
 #[utoipa::path(get, path = "/inspection-items/{id}", tag = "inspection-items", params(("id" = String, Path)), responses((status = 200, body = ItemDto), (status = 404, body = ErrorBody)))]
-async fn get_one(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<ItemDto>> {
+async fn get_one(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ItemDto>> {
     caller.require(Perm::RegistryRead)?;
     Ok(Json(state.db.inspection_items().get(&id).await?.into()))
 }
@@ -57,23 +77,41 @@ fn check(i: &ItemInput) -> ApiResult<()> {
     if errs.is_empty() {
         Ok(())
     } else {
-        Err(ApiError::validation(errs.into_iter().map(Into::into).collect()))
+        Err(ApiError::validation(
+            errs.into_iter().map(Into::into).collect(),
+        ))
     }
 }
 
 /// Add an item.
 #[utoipa::path(post, path = "/inspection-items", tag = "inspection-items", request_body = ItemInput,
     responses((status = 200, body = ItemDto), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn create(State(state): State<AppState>, caller: Caller, ApiJson(i): ApiJson<ItemInput>) -> ApiResult<Json<ItemDto>> {
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(i): ApiJson<ItemInput>,
+) -> ApiResult<Json<ItemDto>> {
     caller.require(Perm::ItemWrite)?;
     check(&i)?;
-    Ok(Json(state.db.inspection_items().create(&i, &caller.audit("inspection_item.create", state.now())).await?.into()))
+    Ok(Json(
+        state
+            .db
+            .inspection_items()
+            .create(&i, &caller.audit("inspection_item.create", state.now()))
+            .await?
+            .into(),
+    ))
 }
 
 /// Edit an item (with the `version` read); the previous wording is kept in its history.
 #[utoipa::path(put, path = "/inspection-items/{id}", tag = "inspection-items", params(("id" = String, Path)), request_body = ItemInput,
     responses((status = 200, body = ItemDto), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn update(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, ApiJson(body): ApiJson<serde_json::Value>) -> ApiResult<Json<ItemDto>> {
+async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<serde_json::Value>,
+) -> ApiResult<Json<ItemDto>> {
     caller.require(Perm::ItemWrite)?;
     let mut body = body;
     if let Some(o) = body.as_object_mut() {
@@ -83,12 +121,37 @@ async fn update(State(state): State<AppState>, caller: Caller, Path(id): Path<St
     }
     let (version, i): (i64, ItemInput) = split_versioned_body(body)?;
     check(&i)?;
-    Ok(Json(state.db.inspection_items().update(&id, version, &i, &caller.audit("inspection_item.update", state.now())).await?.into()))
+    Ok(Json(
+        state
+            .db
+            .inspection_items()
+            .update(
+                &id,
+                version,
+                &i,
+                &caller.audit("inspection_item.update", state.now()),
+            )
+            .await?
+            .into(),
+    ))
 }
 
 /// Past versions of an item, newest first.
 #[utoipa::path(get, path = "/inspection-items/{id}/history", tag = "inspection-items", params(("id" = String, Path)), responses((status = 200, body = Vec<ItemVersionDto>)))]
-async fn history(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<Vec<ItemVersionDto>>> {
+async fn history(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<ItemVersionDto>>> {
     caller.require(Perm::RegistryRead)?;
-    Ok(Json(state.db.inspection_items().history(&id).await?.into_iter().map(Into::into).collect()))
+    Ok(Json(
+        state
+            .db
+            .inspection_items()
+            .history(&id)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    ))
 }

@@ -40,7 +40,10 @@ pub struct ApiDoc;
 pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let json_limit = DefaultBodyLimit::max(state.cfg.http.max_body_bytes);
     let upload_limit = DefaultBodyLimit::max(state.cfg.http.max_upload_bytes);
-    let uploads = OpenApiRouter::new().merge(enterprises::upload_router()).merge(officers::upload_router()).layer(upload_limit);
+    let uploads = OpenApiRouter::new()
+        .merge(enterprises::upload_router())
+        .merge(officers::upload_router())
+        .layer(upload_limit);
     let rest = OpenApiRouter::new()
         .nest("/auth", auth::router())
         .merge(accounts::router())

@@ -17,13 +17,24 @@ use crate::routes::auth::field_error;
 use crate::state::AppState;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(rename))
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(rename))
 }
 
 /// The whole org tree (names and codes are not confidential: forms need them).
 #[utoipa::path(get, path = "/org-units", tag = "org", responses((status = 200, body = Vec<OrgUnitDto>)))]
 async fn list(State(state): State<AppState>, _caller: Caller) -> ApiResult<Json<Vec<OrgUnitDto>>> {
-    Ok(Json(state.db.org_units().list().await?.into_iter().map(Into::into).collect()))
+    Ok(Json(
+        state
+            .db
+            .org_units()
+            .list()
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    ))
 }
 
 /// New org unit.
@@ -43,11 +54,25 @@ pub struct CreateOrgUnit {
 /// Create an org unit (administrators).
 #[utoipa::path(post, path = "/org-units", tag = "org", request_body = CreateOrgUnit,
     responses((status = 200, body = OrgUnitDto), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn create(State(state): State<AppState>, caller: Caller, ApiJson(req): ApiJson<CreateOrgUnit>) -> ApiResult<Json<OrgUnitDto>> {
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<CreateOrgUnit>,
+) -> ApiResult<Json<OrgUnitDto>> {
     caller.require(Perm::OrgWrite)?;
-    let kind = OrgKind::parse(&req.kind).ok_or_else(|| field_error("kind", "must be corps, brigade, squad, town or soe_group"))?;
-    let new = NewOrgUnit { parent_id: req.parent_id, kind, name: req.name, code: req.code };
-    let unit = state.db.org_units().create(&new, &caller.audit("org_unit.create", state.now())).await?;
+    let kind = OrgKind::parse(&req.kind)
+        .ok_or_else(|| field_error("kind", "must be corps, brigade, squad, town or soe_group"))?;
+    let new = NewOrgUnit {
+        parent_id: req.parent_id,
+        kind,
+        name: req.name,
+        code: req.code,
+    };
+    let unit = state
+        .db
+        .org_units()
+        .create(&new, &caller.audit("org_unit.create", state.now()))
+        .await?;
     Ok(Json(unit.into()))
 }
 
@@ -64,8 +89,22 @@ pub struct RenameOrgUnit {
 /// Rename an org unit (administrators).
 #[utoipa::path(patch, path = "/org-units/{id}", tag = "org", params(("id" = String, Path)), request_body = RenameOrgUnit,
     responses((status = 200, body = OrgUnitDto)))]
-async fn rename(State(state): State<AppState>, caller: Caller, Path(id): Path<String>, ApiJson(req): ApiJson<RenameOrgUnit>) -> ApiResult<Json<OrgUnitDto>> {
+async fn rename(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<RenameOrgUnit>,
+) -> ApiResult<Json<OrgUnitDto>> {
     caller.require(Perm::OrgWrite)?;
-    let unit = state.db.org_units().rename(&id, &req.name, &req.code, &caller.audit("org_unit.update", state.now())).await?;
+    let unit = state
+        .db
+        .org_units()
+        .rename(
+            &id,
+            &req.name,
+            &req.code,
+            &caller.audit("org_unit.update", state.now()),
+        )
+        .await?;
     Ok(Json(unit.into()))
 }

@@ -14,7 +14,10 @@ use crate::state::AppState;
 pub const INDUSTRY_CODES_JSON: &str = include_str!("../demo/industry_codes.json");
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(sectors)).routes(routes!(ownership_types)).routes(routes!(industry_codes))
+    OpenApiRouter::new()
+        .routes(routes!(sectors))
+        .routes(routes!(ownership_types))
+        .routes(routes!(industry_codes))
 }
 
 /// A code and its name.
@@ -29,7 +32,15 @@ pub struct CodeName {
 /// Supervised sectors.
 #[utoipa::path(get, path = "/reference/sectors", tag = "reference", responses((status = 200, body = Vec<CodeName>)))]
 async fn sectors(_c: Caller) -> Json<Vec<CodeName>> {
-    Json(SECTORS.iter().map(|(c, n)| CodeName { code: c.to_string(), name: n.to_string() }).collect())
+    Json(
+        SECTORS
+            .iter()
+            .map(|(c, n)| CodeName {
+                code: c.to_string(),
+                name: n.to_string(),
+            })
+            .collect(),
+    )
 }
 
 /// Ownership types.

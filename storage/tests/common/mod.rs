@@ -20,10 +20,15 @@ impl Drop for TestDb {
             // Drop on a separate runtime: the test's runtime is blocked in this drop. FORCE ends
             // the pool's connections, which belong to the test's runtime.
             std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
                 rt.block_on(async move {
                     if let Ok(admin) = Db::connect(&admin_url, 1).await {
-                        let _ = admin.execute_raw(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                        let _ = admin
+                            .execute_raw(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                            .await;
                         admin.close().await;
                     }
                 });
@@ -35,14 +40,21 @@ impl Drop for TestDb {
 }
 
 pub fn pg_admin_url() -> String {
-    std::env::var("SHOUHU_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+    std::env::var("SHOUHU_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
 }
 
 pub async fn sqlite() -> TestDb {
     let dir = tempfile::tempdir().unwrap();
-    let db = Db::connect(&Db::sqlite_url_in(dir.path()), 4).await.unwrap();
+    let db = Db::connect(&Db::sqlite_url_in(dir.path()), 4)
+        .await
+        .unwrap();
     db.migrate().await.unwrap();
-    TestDb { db, _dir: Some(dir), pg_drop: None }
+    TestDb {
+        db,
+        _dir: Some(dir),
+        pg_drop: None,
+    }
 }
 
 /// A fresh PostgreSQL database, or `None` when no server answers outside CI.
@@ -51,7 +63,9 @@ pub async fn postgres() -> Option<TestDb> {
     let admin = match Db::connect(&admin_url, 1).await {
         Ok(a) => a,
         Err(e) => {
-            if std::env::var("CI").is_ok_and(|v| v == "true") || std::env::var("SHOUHU_TEST_PG_URL").is_ok() {
+            if std::env::var("CI").is_ok_and(|v| v == "true")
+                || std::env::var("SHOUHU_TEST_PG_URL").is_ok()
+            {
                 panic!("PostgreSQL at {admin_url} is required here: {e}");
             }
             eprintln!("skipping PostgreSQL run: {e}");
@@ -59,12 +73,19 @@ pub async fn postgres() -> Option<TestDb> {
         }
     };
     let name = format!("t_{}", uuid_simple());
-    admin.execute_raw(&format!("CREATE DATABASE {name}")).await.unwrap();
+    admin
+        .execute_raw(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
     admin.close().await;
     let url = replace_db(&admin_url, &name);
     let db = Db::connect(&url, 4).await.unwrap();
     db.migrate().await.unwrap();
-    Some(TestDb { db, _dir: None, pg_drop: Some((admin_url, name)) })
+    Some(TestDb {
+        db,
+        _dir: None,
+        pg_drop: Some((admin_url, name)),
+    })
 }
 
 fn uuid_simple() -> String {

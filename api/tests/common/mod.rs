@@ -1,0 +1,333 @@
+//! Test harness: a real server on 127.0.0.1:0 over a fresh database of either engine, driven
+//! with reqwest. Time is a [`ManualClock`] so idle timeouts and lock expiry need no sleeping.
+
+#![allow(dead_code, missing_docs)]
+
+#[path = "../../../storage/tests/common/mod.rs"]
+pub mod db;
+
+use std::sync::Arc;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use shouhu_api::clock::ManualClock;
+use shouhu_api::config::Config;
+use shouhu_api::state::AppState;
+use shouhu_storage::accounts::NewAccount;
+use shouhu_storage::audit::{Actor, AuditEntry};
+use shouhu_storage::enterprises::EnterpriseInput;
+use shouhu_storage::org_units::{NewOrgUnit, OrgKind, OrgUnit};
+use shouhu_storage::Db;
+
+pub const PW: &str = "Test@12345";
+
+#[derive(Debug, Clone, Copy)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+pub struct Server {
+    pub base: String,
+    pub state: AppState,
+    pub clock: Arc<ManualClock>,
+    pub corps: OrgUnit,
+    pub huangpu: OrgUnit,
+    pub xuhui: OrgUnit,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _db: db::TestDb,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+fn audit() -> AuditEntry {
+    AuditEntry::new(
+        &Actor {
+            account_id: None,
+            username: Some("setup".into()),
+            ip: None,
+        },
+        "setup",
+        1_700_000_000_000,
+    )
+}
+
+/// Start a server; `None` when the engine is PostgreSQL and none is reachable outside CI.
+pub async fn start(engine: Engine) -> Option<Server> {
+    let tdb = match engine {
+        Engine::Sqlite => db::sqlite().await,
+        Engine::Postgres => db::postgres().await?,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config::default();
+    cfg.server.data_dir = dir.path().to_path_buf();
+    cfg.http.web_dir = dir.path().join("no-web");
+    cfg.http.max_body_bytes = 64 * 1024;
+    cfg.auth.argon2_memory_kib = 1024;
+    cfg.auth.argon2_iterations = 1;
+    cfg.auth.session_cache_secs = 0;
+    let clock = Arc::new(ManualClock::new(1_800_000_000_000));
+    let mut state = shouhu_api::server::build_state(cfg, clock.clone())
+        .await
+        .unwrap();
+    state.db = tdb.db.clone();
+    let (corps, huangpu, xuhui) = seed(&state).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let st = state.clone();
+    let task = tokio::spawn(async move {
+        shouhu_api::server::serve(st, listener, None, async move {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    Some(Server {
+        base,
+        state,
+        clock,
+        corps,
+        huangpu,
+        xuhui,
+        stop: Some(tx),
+        task: Some(task),
+        _db: tdb,
+        _dir: dir,
+    })
+}
+
+async fn seed(state: &AppState) -> (OrgUnit, OrgUnit, OrgUnit) {
+    let db: &Db = &state.db;
+    let o = db.org_units();
+    let unit = |parent: Option<&OrgUnit>, kind, name: &str, code: &str| NewOrgUnit {
+        parent_id: parent.map(|p| p.id.clone()),
+        kind,
+        name: name.into(),
+        code: code.into(),
+    };
+    let corps = o
+        .create(&unit(None, OrgKind::Corps, "总队", "310000"), &audit())
+        .await
+        .unwrap();
+    let hp = o
+        .create(
+            &unit(Some(&corps), OrgKind::Brigade, "黄浦区大队", "310101"),
+            &audit(),
+        )
+        .await
+        .unwrap();
+    let xh = o
+        .create(
+            &unit(Some(&corps), OrgKind::Brigade, "徐汇区大队", "310104"),
+            &audit(),
+        )
+        .await
+        .unwrap();
+    o.create(
+        &unit(Some(&hp), OrgKind::Town, "外滩街道", "310101001"),
+        &audit(),
+    )
+    .await
+    .unwrap();
+    let hash = shouhu_api::auth::password::hash(&state.cfg.auth, PW)
+        .await
+        .unwrap();
+    for (u, role, unit) in [
+        ("admin", "admin", &corps),
+        ("operator", "operator", &corps),
+        ("hp_head", "brigade_head", &hp),
+        ("xh_head", "brigade_head", &xh),
+        ("hp_officer", "officer", &hp),
+    ] {
+        db.accounts()
+            .create(
+                &NewAccount {
+                    username: u.into(),
+                    display_name: u.into(),
+                    password_hash: hash.clone(),
+                    role: role.into(),
+                    org_unit_id: unit.id.clone(),
+                    must_change_password: false,
+                },
+                &audit(),
+            )
+            .await
+            .unwrap();
+    }
+    let mk = |name: &str, seed: u32, d: &OrgUnit| {
+        let first: String = format!("9131{:013}", seed).chars().take(17).collect();
+        let mut e = EnterpriseInput {
+            name: name.into(),
+            uscc: format!(
+                "{first}{}",
+                shouhu_storage::uscc::check_char(&first).unwrap()
+            ),
+            district_id: d.id.clone(),
+            ownership_type: "私营".into(),
+            industry_code: "C3311".into(),
+            sector: "05".into(),
+            status: "operating".into(),
+            ..Default::default()
+        };
+        e.normalize();
+        e
+    };
+    db.enterprises()
+        .insert_many(
+            &[
+                mk("黄浦钢结构有限公司", 1, &hp),
+                mk("黄浦化工有限公司", 2, &hp),
+                mk("徐汇粉末冶金有限公司", 3, &xh),
+            ],
+            &audit(),
+            "enterprise.create",
+        )
+        .await
+        .unwrap();
+    (corps, hp, xh)
+}
+
+impl Server {
+    pub fn client(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .cookie_store(true)
+            .build()
+            .unwrap()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Log in; returns (status, body).
+    pub async fn login_raw(
+        &self,
+        c: &reqwest::Client,
+        user: &str,
+        pw: &str,
+    ) -> (StatusCode, Value) {
+        let r = c
+            .post(self.url("/api/v1/auth/login"))
+            .json(&json!({"username": user, "password": pw}))
+            .send()
+            .await
+            .unwrap();
+        let s = r.status();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Log in successfully; returns the bearer token.
+    pub async fn login(&self, user: &str) -> String {
+        let (s, b) = self.login_raw(&reqwest::Client::new(), user, PW).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        b["token"].as_str().unwrap().to_string()
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
+        let r = reqwest::Client::new()
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let s = r.status();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        token: &str,
+        path: &str,
+        body: Value,
+    ) -> (StatusCode, Value) {
+        let r = reqwest::Client::new()
+            .request(method, self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let s = r.status();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Audit rows (newest first) with this action (or prefix ending in `.`), from storage.
+    pub async fn audit(&self, action: &str) -> Vec<shouhu_storage::audit::AuditRecord> {
+        let f = shouhu_storage::audit::AuditFilter {
+            action: Some(action.into()),
+            ..Default::default()
+        };
+        self.state
+            .db
+            .audit()
+            .query(&f, shouhu_storage::PageRequest::new(None, Some(500)))
+            .await
+            .unwrap()
+            .items
+    }
+
+    pub async fn enterprise_id(&self, name: &str) -> String {
+        let f = shouhu_storage::enterprises::EnterpriseFilter {
+            q: Some(name.into()),
+            ..Default::default()
+        };
+        let p = self
+            .state
+            .db
+            .enterprises()
+            .list(
+                &shouhu_storage::org_units::Scope::All,
+                &f,
+                shouhu_storage::PageRequest::new(None, None),
+            )
+            .await
+            .unwrap();
+        p.items[0].id.clone()
+    }
+}
+
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Run an async test body against a server on each engine.
+#[macro_export]
+macro_rules! on_both {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let s = common::start(common::Engine::Sqlite).await.unwrap();
+                ($body)(s).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(s) = common::start(common::Engine::Postgres).await {
+                    ($body)(s).await;
+                }
+            }
+        }
+    };
+}
