@@ -24,13 +24,18 @@ const PASSWORD = process.env.SHOUHU_ADMIN_PASSWORD ?? '';
 const CHROMIUM = process.env.SHOUHU_CHROMIUM ?? '/usr/bin/chromium';
 const TIMEOUT = 20_000;
 
-const skip = !BASE
+// Under `make test` (SHOUHU_REQUIRE=1) a missing precondition is a failure, never a skip.
+const skipReason = !BASE
   ? 'SHOUHU_URL is not set (point it at a running shouhu server with the demo data)'
   : !PASSWORD
     ? 'SHOUHU_ADMIN_PASSWORD is not set'
     : !existsSync(CHROMIUM)
       ? `chromium not found at ${CHROMIUM}`
       : false;
+if (skipReason && process.env.SHOUHU_REQUIRE) {
+  throw new Error(`cannot run the web suite: ${skipReason}`);
+}
+const skip = skipReason;
 
 /** Two consecutive CJK characters at each position of `s`, in order, without duplicates. */
 function cjkPairs(s) {

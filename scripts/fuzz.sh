@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Run every fuzz target for N seconds (default 10): `make fuzz-short` in `make test`,
+# `make fuzz` for long runs. cargo fuzz needs nightly features: RUSTC_BOOTSTRAP=1 on stable.
+set -euo pipefail
+cd "$(dirname "$0")/../fuzz"
+secs="${1:-10}"
+command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+export RUSTC_BOOTSTRAP=1
+for t in table uscc search; do
+  mkdir -p "corpus/$t"
+  cp -n corpus-seed/"$t"/* "corpus/$t/" 2>/dev/null || true
+  echo "fuzzing $t for ${secs}s"
+  cargo fuzz run "$t" "corpus/$t" -- -max_total_time="$secs" -rss_limit_mb=2048 2>&1 | tail -n 3
+  test "${PIPESTATUS[0]}" -eq 0
+done
