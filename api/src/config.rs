@@ -260,6 +260,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns its own error type
     fn environment_overrides() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("SHOUHU__HTTP__LISTEN", "127.0.0.1:0");

@@ -79,7 +79,7 @@ on_both!(
         let first = "91310000000000099";
         new["uscc"] = json!(format!(
             "{first}{}",
-            shouhu_storage::uscc::check_char(&first).unwrap()
+            shouhu_storage::uscc::check_char(first).unwrap()
         ));
         let (st, b) = s.send(Method::POST, &hp, "/api/v1/enterprises", new).await;
         assert_eq!(st, StatusCode::FORBIDDEN, "{b}");

@@ -306,15 +306,11 @@ both_engines!(enterprises_search_scope_and_versions, |db: Db| async move {
     assert_eq!(e.list(&all, &q("100%"), pg).await.unwrap().total, 0);
 
     // Scope: Huangpu sees its two, Xuhui one, the town its one, the SOE group its one.
-    let n = |s: Scope| {
-        let e = e;
-        let pg = pg;
-        async move {
-            e.list(&s, &EnterpriseFilter::default(), pg)
-                .await
-                .unwrap()
-                .total
-        }
+    let n = |s: Scope| async move {
+        e.list(&s, &EnterpriseFilter::default(), pg)
+            .await
+            .unwrap()
+            .total
     };
     assert_eq!(n(Scope::Subtree(t.huangpu.id.clone())).await, 2);
     assert_eq!(n(Scope::Subtree(t.xuhui.id.clone())).await, 1);
@@ -439,7 +435,11 @@ both_engines!(officers_and_items, |db: Db| async move {
     };
     assert!(input.validate().is_empty());
     let ids = o
-        .insert_many(&[input.clone()], &audit("officer.create"), "officer.create")
+        .insert_many(
+            std::slice::from_ref(&input),
+            &audit("officer.create"),
+            "officer.create",
+        )
         .await
         .unwrap();
     let off = o.get(&Scope::All, &ids[0]).await.unwrap();

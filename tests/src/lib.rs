@@ -16,7 +16,10 @@ pub fn shouhu_bin() -> PathBuf {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
     let bin = dir.join("shouhu");
     assert!(bin.exists(), "{} does not exist: build it first (`cargo build -p shouhu-api --bin shouhu`, as `make test` does)", bin.display());
     bin
@@ -44,7 +47,13 @@ pub fn shouhu(data_dir: &Path) -> Command {
 pub fn run_ok(mut c: Command) -> String {
     let out = c.output().expect("spawn shouhu");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{:?} failed: {}\n{}", c, stdout, String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{:?} failed: {}\n{}",
+        c,
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
     stdout
 }
 
@@ -83,18 +92,32 @@ impl Running {
                 Err(_) => panic!("shouhu did not start listening; log:\n{}", seen.join("\n")),
             };
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                if v["message"].as_str().is_some_and(|m| m.ends_with("listening")) {
-                    base = Some(format!("{scheme}://{}", v["listen"].as_str().expect("listen field")));
+                if v["message"]
+                    .as_str()
+                    .is_some_and(|m| m.ends_with("listening"))
+                {
+                    base = Some(format!(
+                        "{scheme}://{}",
+                        v["listen"].as_str().expect("listen field")
+                    ));
                 }
             }
             seen.push(line);
         }
-        Running { child, base: base.unwrap(), metrics: None, lines: rx }
+        Running {
+            child,
+            base: base.unwrap(),
+            metrics: None,
+            lines: rx,
+        }
     }
 
     /// Send SIGTERM and wait for the exit status, with the log lines printed since start.
     pub fn stop(mut self) -> (std::process::ExitStatus, Vec<String>) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(st) = self.child.try_wait().expect("wait") {

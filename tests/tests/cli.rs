@@ -12,7 +12,11 @@ fn config_example_is_the_shipped_file() {
     let mut c = shouhu(dir.path());
     c.args(["config", "example"]);
     let out = run_ok(c);
-    let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/shouhu.example.toml")).unwrap();
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/shouhu.example.toml"
+    ))
+    .unwrap();
     assert_eq!(out, shipped);
 }
 
@@ -39,36 +43,84 @@ async fn lifecycle_on_sqlite() {
     run_ok(c);
     // A user created while the server is stopped.
     let mut c = shouhu(dir.path());
-    c.args(["admin", "create-user", "--username", "root_admin", "--password", "Admin@2026x", "--role", "admin", "--no-force-change"]);
+    c.args([
+        "admin",
+        "create-user",
+        "--username",
+        "root_admin",
+        "--password",
+        "Admin@2026x",
+        "--role",
+        "admin",
+        "--no-force-change",
+    ]);
     assert!(run_ok(c).contains("root_admin"));
     // Bad CLI input is refused with a reason.
     let mut c = shouhu(dir.path());
-    c.args(["admin", "create-user", "--username", "x_user", "--password", "short", "--role", "admin"]);
+    c.args([
+        "admin",
+        "create-user",
+        "--username",
+        "x_user",
+        "--password",
+        "short",
+        "--role",
+        "admin",
+    ]);
     let out = c.output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("password"));
 
-    let server = Running::start({
-        let mut c = shouhu(dir.path());
-        c.arg("serve");
-        c
-    }, "http");
+    let server = Running::start(
+        {
+            let mut c = shouhu(dir.path());
+            c.arg("serve");
+            c
+        },
+        "http",
+    );
     let http = reqwest::Client::new();
-    let r = http.get(format!("{}/healthz", server.base)).send().await.unwrap();
+    let r = http
+        .get(format!("{}/healthz", server.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     // A user created while it runs can log in at once.
     let mut c = shouhu(dir.path());
-    c.args(["admin", "create-user", "--username", "night_operator", "--password", "Night@2026x", "--role", "operator"]);
+    c.args([
+        "admin",
+        "create-user",
+        "--username",
+        "night_operator",
+        "--password",
+        "Night@2026x",
+        "--role",
+        "operator",
+    ]);
     run_ok(c);
-    let r = http.post(format!("{}/api/v1/auth/login", server.base)).json(&json!({"username": "night_operator", "password": "Night@2026x"})).send().await.unwrap();
+    let r = http
+        .post(format!("{}/api/v1/auth/login", server.base))
+        .json(&json!({"username": "night_operator", "password": "Night@2026x"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let b: serde_json::Value = r.json().await.unwrap();
     assert_eq!(b["account"]["must_change_password"], true);
-    let r = http.post(format!("{}/api/v1/auth/login", server.base)).json(&json!({"username": "root_admin", "password": "Admin@2026x"})).send().await.unwrap();
+    let r = http
+        .post(format!("{}/api/v1/auth/login", server.base))
+        .json(&json!({"username": "root_admin", "password": "Admin@2026x"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let (status, lines) = server.stop();
     assert!(status.success(), "exit status {status}; log: {lines:?}");
-    assert!(lines.iter().any(|l| l.contains("server stopped")), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.contains("server stopped")),
+        "{lines:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,33 +133,136 @@ async fn metrics_listener_and_https() {
     let ca = dir.path().join("ca.pem");
     let csr = dir.path().join("srv.csr");
     let ext = dir.path().join("srv.ext");
-    std::fs::write(&ext, "basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
+    std::fs::write(
+        &ext,
+        "basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
     let openssl = |args: Vec<&std::ffi::OsStr>| {
-        let out = std::process::Command::new("openssl").args(args).output().expect("openssl (installed by make test)");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl (installed by make test)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     let os = |s: &'static str| std::ffi::OsStr::new(s);
-    openssl(vec![os("req"), os("-x509"), os("-newkey"), os("ec"), os("-pkeyopt"), os("ec_paramgen_curve:prime256v1"), os("-nodes"), os("-days"), os("1"), os("-subj"), os("/CN=Shouhu Test CA"), os("-keyout"), ca_key.as_os_str(), os("-out"), ca.as_os_str()]);
-    openssl(vec![os("req"), os("-newkey"), os("ec"), os("-pkeyopt"), os("ec_paramgen_curve:prime256v1"), os("-nodes"), os("-subj"), os("/CN=localhost"), os("-keyout"), key.as_os_str(), os("-out"), csr.as_os_str()]);
-    openssl(vec![os("x509"), os("-req"), os("-in"), csr.as_os_str(), os("-CA"), ca.as_os_str(), os("-CAkey"), ca_key.as_os_str(), os("-CAcreateserial"), os("-days"), os("1"), os("-extfile"), ext.as_os_str(), os("-out"), cert.as_os_str()]);
+    openssl(vec![
+        os("req"),
+        os("-x509"),
+        os("-newkey"),
+        os("ec"),
+        os("-pkeyopt"),
+        os("ec_paramgen_curve:prime256v1"),
+        os("-nodes"),
+        os("-days"),
+        os("1"),
+        os("-subj"),
+        os("/CN=Shouhu Test CA"),
+        os("-keyout"),
+        ca_key.as_os_str(),
+        os("-out"),
+        ca.as_os_str(),
+    ]);
+    openssl(vec![
+        os("req"),
+        os("-newkey"),
+        os("ec"),
+        os("-pkeyopt"),
+        os("ec_paramgen_curve:prime256v1"),
+        os("-nodes"),
+        os("-subj"),
+        os("/CN=localhost"),
+        os("-keyout"),
+        key.as_os_str(),
+        os("-out"),
+        csr.as_os_str(),
+    ]);
+    openssl(vec![
+        os("x509"),
+        os("-req"),
+        os("-in"),
+        csr.as_os_str(),
+        os("-CA"),
+        ca.as_os_str(),
+        os("-CAkey"),
+        ca_key.as_os_str(),
+        os("-CAcreateserial"),
+        os("-days"),
+        os("1"),
+        os("-extfile"),
+        ext.as_os_str(),
+        os("-out"),
+        cert.as_os_str(),
+    ]);
     let mut c = shouhu(dir.path());
-    c.args(["admin", "create-user", "--username", "tls_admin", "--password", "Admin@2026x", "--role", "admin", "--no-force-change"]);
+    c.args([
+        "admin",
+        "create-user",
+        "--username",
+        "tls_admin",
+        "--password",
+        "Admin@2026x",
+        "--role",
+        "admin",
+        "--no-force-change",
+    ]);
     run_ok(c);
     // Metrics on a fixed free port so the test knows where to look.
-    let mport = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mport = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut c = shouhu(dir.path());
-    c.env("SHOUHU__HTTP__TLS_CERT", &cert).env("SHOUHU__HTTP__TLS_KEY", &key).env("SHOUHU__METRICS__LISTEN", format!("127.0.0.1:{mport}")).arg("serve");
+    c.env("SHOUHU__HTTP__TLS_CERT", &cert)
+        .env("SHOUHU__HTTP__TLS_KEY", &key)
+        .env("SHOUHU__METRICS__LISTEN", format!("127.0.0.1:{mport}"))
+        .arg("serve");
     let server = Running::start(c, "https");
     let ca = reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap();
-    let https = reqwest::Client::builder().add_root_certificate(ca).build().unwrap();
-    let r = https.post(format!("{}/api/v1/auth/login", server.base)).json(&json!({"username": "tls_admin", "password": "Admin@2026x"})).send().await.unwrap();
+    let https = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    let r = https
+        .post(format!("{}/api/v1/auth/login", server.base))
+        .json(&json!({"username": "tls_admin", "password": "Admin@2026x"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let cookie = r.headers().get("set-cookie").unwrap().to_str().unwrap().to_string();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("Secure") && cookie.contains("SameSite=Strict"), "{cookie}");
+    let cookie = r
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        cookie.contains("HttpOnly")
+            && cookie.contains("Secure")
+            && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
     // Plain HTTP to the TLS port fails.
     let plain = server.base.replace("https://", "http://");
-    assert!(reqwest::get(format!("{plain}/healthz")).await.is_err() || reqwest::get(format!("{plain}/healthz")).await.map(|r| !r.status().is_success()).unwrap_or(true));
-    let m = reqwest::get(format!("http://127.0.0.1:{mport}/metrics")).await.unwrap().text().await.unwrap();
+    assert!(
+        reqwest::get(format!("{plain}/healthz")).await.is_err()
+            || reqwest::get(format!("{plain}/healthz"))
+                .await
+                .map(|r| !r.status().is_success())
+                .unwrap_or(true)
+    );
+    let m = reqwest::get(format!("http://127.0.0.1:{mport}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(m.contains("http_requests_total"), "{m}");
     assert!(m.contains("route=\"/api/v1/auth/login\""), "{m}");
     let (status, _) = server.stop();
@@ -116,7 +271,8 @@ async fn metrics_listener_and_https() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_and_serve_on_postgres() {
-    let admin_url = std::env::var("SHOUHU_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let admin_url = std::env::var("SHOUHU_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let db = match shouhu_storage_free::create_database(&admin_url).await {
         Some(d) => d,
         None => return,
@@ -128,12 +284,27 @@ async fn migrate_and_serve_on_postgres() {
         assert!(run_ok(c).contains("Postgres"));
     }
     let mut c = shouhu(dir.path());
-    c.env("SHOUHU__DATABASE__URL", &db.url).args(["admin", "create-user", "--username", "pg_admin", "--password", "Admin@2026x", "--role", "admin", "--no-force-change"]);
+    c.env("SHOUHU__DATABASE__URL", &db.url).args([
+        "admin",
+        "create-user",
+        "--username",
+        "pg_admin",
+        "--password",
+        "Admin@2026x",
+        "--role",
+        "admin",
+        "--no-force-change",
+    ]);
     run_ok(c);
     let mut c = shouhu(dir.path());
     c.env("SHOUHU__DATABASE__URL", &db.url).arg("serve");
     let server = Running::start(c, "http");
-    let r = reqwest::Client::new().post(format!("{}/api/v1/auth/login", server.base)).json(&json!({"username": "pg_admin", "password": "Admin@2026x"})).send().await.unwrap();
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/v1/auth/login", server.base))
+        .json(&json!({"username": "pg_admin", "password": "Admin@2026x"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let (status, _) = server.stop();
     assert!(status.success());
@@ -152,7 +323,9 @@ mod shouhu_storage_free {
         let admin = match shouhu_storage::Db::connect(admin_url, 1).await {
             Ok(a) => a,
             Err(e) => {
-                if std::env::var("CI").is_ok_and(|v| v == "true") || std::env::var("SHOUHU_TEST_PG_URL").is_ok() {
+                if std::env::var("CI").is_ok_and(|v| v == "true")
+                    || std::env::var("SHOUHU_TEST_PG_URL").is_ok()
+                {
                     panic!("PostgreSQL at {admin_url} is required here: {e}");
                 }
                 eprintln!("skipping PostgreSQL run: {e}");
@@ -160,18 +333,32 @@ mod shouhu_storage_free {
             }
         };
         let name = format!("t_e2e_{}", std::process::id());
-        let _ = admin.execute_raw(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
-        admin.execute_raw(&format!("CREATE DATABASE {name}")).await.unwrap();
+        let _ = admin
+            .execute_raw(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await;
+        admin
+            .execute_raw(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
         admin.close().await;
         let base = admin_url.split('?').next().unwrap();
         let cut = base.rfind('/').unwrap();
-        Some(PgDb { url: format!("{}/{name}", &base[..cut]), admin: admin_url.to_string(), name })
+        Some(PgDb {
+            url: format!("{}/{name}", &base[..cut]),
+            admin: admin_url.to_string(),
+            name,
+        })
     }
 
     impl PgDb {
         pub async fn drop_now(self) {
             if let Ok(a) = shouhu_storage::Db::connect(&self.admin, 1).await {
-                let _ = a.execute_raw(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).await;
+                let _ = a
+                    .execute_raw(&format!(
+                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                        self.name
+                    ))
+                    .await;
             }
         }
     }

@@ -115,9 +115,7 @@ async fn update(
     caller.require(Perm::ItemWrite)?;
     let mut body = body;
     if let Some(o) = body.as_object_mut() {
-        for k in ["builtin"] {
-            o.remove(k);
-        }
+        o.remove("builtin");
     }
     let (version, i): (i64, ItemInput) = split_versioned_body(body)?;
     check(&i)?;

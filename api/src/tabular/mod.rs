@@ -11,10 +11,21 @@ pub use read::{Column, ReadError, Row, MAX_ROWS};
 use crate::error::{ApiError, RowError};
 
 /// Parse an uploaded table, answering 4xx errors that name the problem.
-pub fn parse(bytes: &[u8], content_type: Option<&str>, columns: &[Column]) -> Result<Vec<Row>, ApiError> {
+pub fn parse(
+    bytes: &[u8],
+    content_type: Option<&str>,
+    columns: &[Column],
+) -> Result<Vec<Row>, ApiError> {
     read::parse(bytes, content_type, columns).map_err(|e| match e {
         ReadError::Header(problems) => import_rejected(
-            problems.into_iter().map(|(field, message)| RowError { row: Some(0), field, message }).collect(),
+            problems
+                .into_iter()
+                .map(|(field, message)| RowError {
+                    row: Some(0),
+                    field,
+                    message,
+                })
+                .collect(),
         ),
         other => ApiError::bad_request(other.to_string()),
     })
@@ -22,10 +33,17 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>, columns: &[Column]) -> Re
 
 /// The 422 answer of an import with bad rows: nothing was imported.
 pub fn import_rejected(errors: Vec<RowError>) -> ApiError {
-    let n = errors.iter().filter_map(|e| e.row).collect::<std::collections::BTreeSet<_>>().len();
+    let n = errors
+        .iter()
+        .filter_map(|e| e.row)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
     let mut e = ApiError::validation(errors);
     e.code = "import_rejected";
-    e.message = format!("nothing was imported: {n} row(s) have errors; {}", e.message);
+    e.message = format!(
+        "nothing was imported: {n} row(s) have errors; {}",
+        e.message
+    );
     e
 }
 
@@ -57,8 +75,16 @@ mod tests {
     use super::*;
 
     const COLS: &[Column] = &[
-        Column { field: "name", header: "名称", required: true },
-        Column { field: "phone", header: "电话", required: false },
+        Column {
+            field: "name",
+            header: "名称",
+            required: true,
+        },
+        Column {
+            field: "phone",
+            header: "电话",
+            required: false,
+        },
     ];
 
     #[test]

@@ -76,24 +76,38 @@ impl std::fmt::Display for ReadError {
 }
 
 /// Parse an uploaded table. `content_type` picks the format; a ZIP signature means XLSX.
-pub fn parse(bytes: &[u8], content_type: Option<&str>, columns: &[Column]) -> Result<Vec<Row>, ReadError> {
+pub fn parse(
+    bytes: &[u8],
+    content_type: Option<&str>,
+    columns: &[Column],
+) -> Result<Vec<Row>, ReadError> {
     if bytes.is_empty() {
         return Err(ReadError::Empty);
     }
     let is_xlsx = bytes.starts_with(b"PK\x03\x04")
         || content_type.is_some_and(|c| c.contains("spreadsheetml") || c.contains("ms-excel"));
-    let grid = if is_xlsx { read_xlsx(bytes)? } else { read_csv(bytes)? };
+    let grid = if is_xlsx {
+        read_xlsx(bytes)?
+    } else {
+        read_csv(bytes)?
+    };
     let mut it = grid.into_iter();
     let (_, header) = it.next().ok_or(ReadError::NoHeader)?;
     let mut map: Vec<Option<&'static str>> = Vec::with_capacity(header.len());
     let mut problems = Vec::new();
     for h in &header {
-        let h = h.trim().trim_start_matches('\u{feff}').trim_end_matches('*');
+        let h = h
+            .trim()
+            .trim_start_matches('\u{feff}')
+            .trim_end_matches('*');
         if h.is_empty() {
             map.push(None);
             continue;
         }
-        match columns.iter().find(|c| c.field.eq_ignore_ascii_case(h) || c.header == h) {
+        match columns
+            .iter()
+            .find(|c| c.field.eq_ignore_ascii_case(h) || c.header == h)
+        {
             Some(c) => map.push(Some(c.field)),
             None => {
                 problems.push((h.to_string(), "unknown column".to_string()));
@@ -103,7 +117,10 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>, columns: &[Column]) -> Re
     }
     for c in columns.iter().filter(|c| c.required) {
         if !map.contains(&Some(c.field)) {
-            problems.push((c.field.to_string(), format!("required column {} ({}) is missing", c.header, c.field)));
+            problems.push((
+                c.field.to_string(),
+                format!("required column {} ({}) is missing", c.header, c.field),
+            ));
         }
     }
     if !problems.is_empty() {
@@ -117,7 +134,10 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>, columns: &[Column]) -> Re
         if rows.len() >= MAX_ROWS {
             return Err(ReadError::TooManyRows);
         }
-        let mut r = Row { number: line.saturating_sub(1), cells: HashMap::new() };
+        let mut r = Row {
+            number: line.saturating_sub(1),
+            cells: HashMap::new(),
+        };
         for (j, v) in cells.into_iter().enumerate() {
             if let Some(Some(f)) = map.get(j) {
                 r.cells.insert(f, v);
@@ -174,8 +194,8 @@ pub fn decode_text(bytes: &[u8]) -> String {
 }
 
 fn read_xlsx(bytes: &[u8]) -> Result<Grid, ReadError> {
-    let mut wb: Xlsx<_> = Xlsx::new(Cursor::new(bytes.to_vec()))
-        .map_err(|e| ReadError::Xlsx(e.to_string()))?;
+    let mut wb: Xlsx<_> =
+        Xlsx::new(Cursor::new(bytes.to_vec())).map_err(|e| ReadError::Xlsx(e.to_string()))?;
     let sheet = wb
         .sheet_names()
         .first()
@@ -207,7 +227,6 @@ fn read_xlsx(bytes: &[u8]) -> Result<Grid, ReadError> {
         })
         .collect())
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -245,7 +264,10 @@ mod tests {
     #[test]
     fn header_problems_are_reported() {
         let e = parse("电话,颜色\n1,红\n".as_bytes(), None, COLS).unwrap_err();
-        assert!(matches!(e, ReadError::Header(ref p) if p.len() == 2), "{e:?}");
+        assert!(
+            matches!(e, ReadError::Header(ref p) if p.len() == 2),
+            "{e:?}"
+        );
         assert!(parse(b"", None, COLS).is_err());
         assert!(parse("名称\n".as_bytes(), None, COLS).is_err());
         assert!(parse(b"PK\x03\x04garbage", None, COLS).is_err());
