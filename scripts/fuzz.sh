@@ -6,10 +6,16 @@ cd "$(dirname "$0")/../fuzz"
 secs="${1:-10}"
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 for t in table uscc search; do
   mkdir -p "corpus/$t"
   cp -n corpus-seed/"$t"/* "corpus/$t/" 2>/dev/null || true
   echo "fuzzing $t for ${secs}s"
-  cargo fuzz run "$t" "corpus/$t" -- -max_total_time="$secs" -rss_limit_mb=2048 2>&1 | tail -n 3
-  test "${PIPESTATUS[0]}" -eq 0
+  if ! cargo fuzz run "$t" "corpus/$t" -- -max_total_time="$secs" -rss_limit_mb=2048 >"$log" 2>&1; then
+    cat "$log"
+    echo "fuzz target $t failed; the crashing input is under fuzz/artifacts/$t/"
+    exit 1
+  fi
+  grep -E "^Done [0-9]+ runs" "$log" || tail -n 2 "$log"
 done

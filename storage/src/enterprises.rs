@@ -523,6 +523,7 @@ impl EnterpriseRepo<'_> {
     ) -> StorageResult<Vec<String>> {
         let now = audit.at_ms;
         let mut ids = Vec::with_capacity(inputs.len());
+        let mut grams: Vec<(String, String)> = Vec::new();
         with_pool!(self.db, p => {
             let mut tx = p.begin().await?;
             for input in inputs {
@@ -542,15 +543,16 @@ impl EnterpriseRepo<'_> {
                     sqlx::query("INSERT INTO enterprise_key_units (enterprise_id, year) VALUES ($1, $2)")
                         .bind(&id).bind(i64::from(*y)).execute(&mut *tx).await?;
                 }
-                for g in input.grams() {
-                    sqlx::query("INSERT INTO enterprise_grams (gram, enterprise_id) VALUES ($1, $2)")
-                        .bind(g).bind(&id).execute(&mut *tx).await?;
-                }
+                grams.extend(input.grams().into_iter().map(|g| (g, id.clone())));
                 let a = AuditEntry { action: action.to_string(), ..audit.clone() }
                     .target("enterprise", &id)
                     .details(serde_json::json!({"name": input.name, "uscc": input.uscc}));
                 insert_audit!(&mut *tx, &a)?;
                 ids.push(id);
+            }
+            for chunk in grams.chunks(GRAM_BATCH) {
+                let (sql, b) = gram_insert(chunk);
+                bind_args!(sqlx::query(&sql), b.args).execute(&mut *tx).await?;
             }
             tx.commit().await?;
         });
@@ -593,9 +595,10 @@ impl EnterpriseRepo<'_> {
                     .bind(id).bind(i64::from(*y)).execute(&mut *tx).await?;
             }
             sqlx::query("DELETE FROM enterprise_grams WHERE enterprise_id = $1").bind(id).execute(&mut *tx).await?;
-            for g in input.grams() {
-                sqlx::query("INSERT INTO enterprise_grams (gram, enterprise_id) VALUES ($1, $2)")
-                    .bind(g).bind(id).execute(&mut *tx).await?;
+            let grams: Vec<(String, String)> = input.grams().into_iter().map(|g| (g, id.to_string())).collect();
+            for chunk in grams.chunks(GRAM_BATCH) {
+                let (sql, b) = gram_insert(chunk);
+                bind_args!(sqlx::query(&sql), b.args).execute(&mut *tx).await?;
             }
             insert_audit!(&mut *tx, &audit)?;
             tx.commit().await?;
@@ -755,6 +758,25 @@ impl EnterpriseRepo<'_> {
     pub async fn count(&self) -> StorageResult<i64> {
         with_pool!(self.db, p => Ok(sqlx::query_scalar("SELECT COUNT(*) FROM enterprises").fetch_one(p).await?))
     }
+}
+
+/// Rows per multi-row insert into `enterprise_grams`.
+const GRAM_BATCH: usize = 1000;
+
+/// One multi-row insert of (gram, enterprise id) pairs.
+fn gram_insert(pairs: &[(String, String)]) -> (String, SqlBuilder) {
+    let mut b = SqlBuilder::default();
+    let values: Vec<String> = pairs
+        .iter()
+        .map(|(g, id)| format!("({}, {})", b.s(g.clone()), b.s(id.clone())))
+        .collect();
+    (
+        format!(
+            "INSERT INTO enterprise_grams (gram, enterprise_id) VALUES {}",
+            values.join(", ")
+        ),
+        b,
+    )
 }
 
 /// The changed fields of an update, for the audit row.

@@ -57,6 +57,7 @@ pub fn token_hash(token: &str) -> String {
 struct Cached {
     session: Session,
     account: Account,
+    scope: Scope,
     loaded_at_ms: i64,
     last_seen_ms: i64,
     persisted_seen_ms: i64,
@@ -218,6 +219,7 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiErro
                 Err(e) => return Err(e.into()),
             };
             let account = state.db.accounts().get(&session.account_id).await?;
+            let scope = scope_of(state, &account).await?;
             let last_seen = prev
                 .map(|p| p.last_seen_ms)
                 .unwrap_or(0)
@@ -227,6 +229,7 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiErro
                 last_seen_ms: last_seen,
                 session,
                 account,
+                scope,
                 loaded_at_ms: now,
             }
         }
@@ -282,13 +285,12 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiErro
         entry.persisted_seen_ms = now;
         state.db.sessions().touch(&hash, now).await?;
     }
-    let scope = scope_of(state, &entry.account).await?;
     let caller = Caller {
         account: entry.account.clone(),
         session_hash: Some(hash.clone()),
         wall_screen: entry.session.wall_screen,
         ip,
-        scope,
+        scope: entry.scope.clone(),
     };
     state.sessions.put(hash, entry);
     Ok(caller)
