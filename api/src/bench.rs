@@ -188,19 +188,15 @@ pub async fn run(mut cfg: Config, args: BenchArgs) -> anyhow::Result<()> {
         .collect();
     let searches: Vec<String> = (0..5_000)
         .map(|_| {
-            let name: Vec<char> = list
-                .choose(&mut rng)
-                .expect("enterprises")
-                .name
-                .chars()
-                .collect();
-            // Two to four characters from the trade-name part (after 上海).
-            let len = rng
-                .gen_range(2..=4)
-                .min(name.len().saturating_sub(2))
-                .max(2);
-            let from = rng.gen_range(2..=name.len().saturating_sub(len).max(2));
-            let q: String = name[from..(from + len).min(name.len())].iter().collect();
+            // Two to four characters of what people type: the trade name and the line of
+            // business, i.e. the name without the city prefix and the legal-form suffix.
+            let full = &list.choose(&mut rng).expect("enterprises").name;
+            let core = full.trim_start_matches("上海");
+            let core = core.split("有限").next().unwrap_or(core).trim_end_matches("公司");
+            let name: Vec<char> = core.chars().collect();
+            let len = rng.gen_range(2..=4).min(name.len()).max(1);
+            let from = rng.gen_range(0..=name.len() - len);
+            let q: String = name[from..from + len].iter().collect();
             format!("/api/v1/enterprises?q={}", crate_urlencode(&q))
         })
         .collect();

@@ -693,10 +693,15 @@ impl EnterpriseRepo<'_> {
                     .collect();
                 conds.push(format!("e.id IN ({})", parts.join(" INTERSECT ")));
             }
-            conds.push(format!(
-                "e.search_text LIKE {} ESCAPE '\\'",
-                b.s(search::like_pattern(&q))
-            ));
+            // A two-character query is exactly its one gram: the index answers it alone. Longer
+            // queries (and one-character ones) are confirmed on the text.
+            let exact_by_gram = grams.len() == 1 && q.chars().count() == 2;
+            if !exact_by_gram {
+                conds.push(format!(
+                    "e.search_text LIKE {} ESCAPE '\\'",
+                    b.s(search::like_pattern(&q))
+                ));
+            }
         }
         for (col, v) in [
             ("e.district_id", &f.district_id),
@@ -743,8 +748,10 @@ impl EnterpriseRepo<'_> {
         };
         let lim = lb.i(page.page_size);
         let off = lb.i(page.offset());
+        // Page the ids first, then join names and key-unit years for that page only.
+        let district_join = if order.starts_with("d.") { "JOIN org_units d ON d.id = e.district_id" } else { "" };
         let list_sql = format!(
-            "{} WHERE {where_sql} ORDER BY {order} LIMIT {lim} OFFSET {off}",
+            "{} WHERE e.id IN (SELECT e.id FROM enterprises e {district_join} WHERE {where_sql} ORDER BY {order} LIMIT {lim} OFFSET {off}) ORDER BY {order}",
             select_sql(self.db.engine())
         );
         with_pool!(self.db, p => {

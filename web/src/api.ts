@@ -1,14 +1,25 @@
 // fetch wrapper for /api/v1. Auth rides on the HttpOnly session cookie set by login.
 
+import { describeError } from './i18n';
+
+/**
+ * A failed request. `message` is the Chinese text for the user (from the error `code`, see
+ * i18n.ts); `serverMessage` keeps the server's own (English) message for logs and debugging.
+ */
 export class ApiError extends Error {
   readonly status: number;
   readonly code: string;
   readonly body: Record<string, unknown>;
-  constructor(status: number, code: string, message: string, body: Record<string, unknown>) {
+  readonly serverMessage: string;
+  readonly requestId: string | null;
+  constructor(status: number, code: string, message: string, body: Record<string, unknown>, requestId: string | null = null) {
     super(message);
+    this.name = 'ApiError';
     this.status = status;
     this.code = code;
     this.body = body;
+    this.serverMessage = typeof body.message === 'string' ? body.message : '';
+    this.requestId = requestId;
   }
 }
 
@@ -44,40 +55,22 @@ export function buildQuery(q?: RequestOptions['query']): string {
   return s ? `?${s}` : '';
 }
 
-const STATUS_MESSAGES: Record<number, string> = {
-  400: '请求参数有误',
-  401: '登录已失效，请重新登录',
-  403: '没有权限执行此操作',
-  404: '记录不存在或已被删除',
-  409: '数据已被他人修改，请刷新后重试',
-  413: '文件过大',
-  415: '不支持的文件类型',
-  422: '提交的数据未通过校验',
-  423: '账号已锁定',
-  429: '请求过于频繁，请稍后再试',
-  500: '服务器内部错误',
-  502: '服务暂不可用（网关错误）',
-  503: '服务暂不可用',
-  504: '服务响应超时',
-};
-
 async function toError(res: Response): Promise<ApiError> {
   let body: Record<string, unknown> = {};
   try {
     const t = await res.text();
     if (t) {
       const parsed: unknown = JSON.parse(t);
-      if (parsed && typeof parsed === 'object') body = parsed as Record<string, unknown>;
+      if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) body = parsed as Record<string, unknown>;
     }
   } catch {
-    /* non-JSON error body */
+    /* non-JSON error body (proxy page, plain-text 413, …) */
   }
   const code = typeof body.code === 'string' ? body.code : `http_${res.status}`;
-  const message =
-    typeof body.message === 'string' && body.message
-      ? body.message
-      : (STATUS_MESSAGES[res.status] ?? `请求失败（HTTP ${res.status}）`);
-  return new ApiError(res.status, code, message, body);
+  const requestId = res.headers.get('x-request-id');
+  let message = describeError(res.status, code, body);
+  if (res.status >= 500 && requestId) message += `（请求编号：${requestId}）`;
+  return new ApiError(res.status, code, message, body, requestId);
 }
 
 export async function request(path: string, opts: RequestOptions = {}): Promise<Response> {

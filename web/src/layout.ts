@@ -13,7 +13,7 @@ export interface Shell {
 
 export function buildShell(onLogout: () => void): Shell {
   const acc = session.account!;
-  const items = navFor(acc.role);
+  const items = navFor(acc);
   const links = new Map<string, HTMLAnchorElement>();
   const nav = h(
     'nav',
@@ -78,5 +78,5 @@ export function setTitle(title: string): void {
 }
 
 export function forbidden(outlet: HTMLElement): void {
-  mount(outlet, pageHeader('无权访问'), h('div', { class: 'state error', testid: 'forbidden' }, '当前账号的角色无权访问此页面。'));
+  mount(outlet, pageHeader('无权访问'), h('div', { class: 'state error', testid: 'forbidden' }, '当前账号无权访问此页面。'));
 }

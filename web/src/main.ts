@@ -4,10 +4,11 @@ import './styles.css';
 import { ApiError, api, setAuthHandlers } from './api';
 import { h, mount } from './dom';
 import { buildShell, forbidden, type Shell } from './layout';
-import { homePath, navOf } from './nav';
+import { errorText } from './i18n';
+import { homePath, navAllowed, navOf } from './nav';
 import { currentLocation, hrefFor, match, navigate, type Cleanup, type Route } from './router';
-import { clearCaches, loadRoles, session } from './session';
-import type { Account } from './types';
+import { can, clearCaches, loadRoles, session } from './session';
+import type { Me, Permission } from './types';
 import { clearToasts } from './ui/toast';
 import { renderLogin } from './pages/login';
 import { renderChangePassword } from './pages/change-password';
@@ -22,12 +23,23 @@ import { renderAudit } from './pages/audit';
 
 const app = document.getElementById('app')!;
 
+/** A route only accounts holding `perm` may open (others see 无权访问). */
+function needs(perm: Permission, render: Route['render']): Route['render'] {
+  return (outlet, ctx) => {
+    if (!can(perm)) {
+      forbidden(outlet);
+      return;
+    }
+    return render(outlet, ctx);
+  };
+}
+
 const routes: Route[] = [
   { pattern: '/enterprises', render: renderEnterpriseList },
-  { pattern: '/enterprises/new', render: (o, c) => renderEnterpriseDetail(o, { ...c, params: {} }) },
+  { pattern: '/enterprises/new', render: needs('enterprise.write', (o, c) => renderEnterpriseDetail(o, { ...c, params: {} })) },
   { pattern: '/enterprises/:id', render: renderEnterpriseDetail },
   { pattern: '/officers', render: renderOfficerList },
-  { pattern: '/officers/new', render: (o, c) => renderOfficerDetail(o, { ...c, params: {} }) },
+  { pattern: '/officers/new', render: needs('officer.write', (o, c) => renderOfficerDetail(o, { ...c, params: {} })) },
   { pattern: '/officers/:id', render: renderOfficerDetail },
   { pattern: '/inspection-items', render: renderInspectionItems },
   { pattern: '/org-units', render: renderOrgUnits },
@@ -54,7 +66,7 @@ function runCleanup(): void {
   for (const d of Array.from(document.querySelectorAll('dialog'))) d.remove();
 }
 
-function setAccount(acc: Account | null): void {
+function setAccount(acc: Me | null): void {
   const changedUser = session.account?.id !== acc?.id;
   session.account = acc;
   if (changedUser) {
@@ -86,21 +98,24 @@ async function logout(): Promise<void> {
 
 async function afterPasswordChange(): Promise<void> {
   try {
-    const me = await api<Account>('/auth/me', { noAuthRedirect: true });
+    const me = await api<Me>('/auth/me', { noAuthRedirect: true });
     setAccount(me);
     if (me.must_change_password) {
       navigate('/change-password');
       return;
     }
-    navigate(homePath(me.role));
+    navigate(homePath(me));
   } catch {
     goLogin('密码已修改，请使用新密码重新登录。');
   }
 }
 
 setAuthHandlers(
-  () => {
-    if (currentLocation().path !== '/login') goLogin(session.account ? '登录已失效，请重新登录。' : '');
+  (err) => {
+    if (currentLocation().path === '/login') return;
+    // Say why: ended elsewhere, idle, disabled … (a first visit without a session says nothing).
+    const why = err.code === 'session_ended' || err.code === 'account_disabled' || session.account ? err.message : '';
+    goLogin(why);
   },
   () => {
     if (session.account) session.account.must_change_password = true;
@@ -117,7 +132,7 @@ async function render(): Promise<void> {
     if (acc && !acc.must_change_password) {
       const next = query.get('next');
       if (next && next.startsWith('/') && !next.startsWith('/login')) window.location.hash = `#${next}`;
-      else navigate(homePath(acc.role));
+      else navigate(homePath(acc));
       return;
     }
     runCleanup();
@@ -134,7 +149,7 @@ async function render(): Promise<void> {
         }
         const next = query.get('next');
         if (next && next.startsWith('/') && !next.startsWith('/login')) window.location.hash = `#${next}`;
-        else navigate(homePath(a.role));
+        else navigate(homePath(a));
       },
     });
     return;
@@ -157,7 +172,7 @@ async function render(): Promise<void> {
   }
 
   if (path === '/' || path === '') {
-    navigate(homePath(acc.role));
+    navigate(homePath(acc));
     return;
   }
 
@@ -172,7 +187,7 @@ async function render(): Promise<void> {
   outlet.scrollTop = 0;
 
   const nav = navOf(path);
-  if (nav && !nav.roles.includes(acc.role)) {
+  if (nav && !navAllowed(nav, acc)) {
     forbidden(outlet);
     return;
   }
@@ -185,25 +200,28 @@ async function render(): Promise<void> {
       else if (typeof c === 'function') c();
     } catch (e) {
       if (seq !== renderSeq) return;
-      mount(outlet, h('div', { class: 'state error', role: 'alert' }, `页面加载失败：${e instanceof Error ? e.message : String(e)}`));
+      mount(outlet, h('div', { class: 'state error', role: 'alert' }, `页面加载失败：${errorText(e)}`));
     }
     return;
   }
   mount(
     outlet,
-    h('div', { class: 'state error', testid: 'not-found' }, '页面不存在。', h('a', { href: `#${homePath(acc.role)}` }, '返回首页')),
+    h('div', { class: 'state error', testid: 'not-found' }, '页面不存在。', h('a', { href: `#${homePath(acc)}` }, '返回首页')),
   );
 }
 
 async function boot(): Promise<void> {
   try {
-    const me = await api<Account>('/auth/me', { noAuthRedirect: true });
+    const me = await api<Me>('/auth/me', { noAuthRedirect: true });
     setAccount(me);
   } catch (e) {
     setAccount(null);
     if (e instanceof ApiError && e.status === 403 && e.code === 'password_change_required') {
       // The session exists but the password must be changed first; /auth/me refused to say who we are.
       loginNotice = '请先修改密码后再使用系统。';
+    } else if (e instanceof ApiError && (e.code === 'session_ended' || e.code === 'account_disabled')) {
+      // The cookie belongs to a session that ended (logged in elsewhere, idle, disabled).
+      loginNotice = e.message;
     } else if (e instanceof ApiError && e.status !== 401 && e.status !== 0) {
       loginNotice = `无法获取登录状态：${e.message}`;
     } else if (e instanceof ApiError && e.status === 0) {

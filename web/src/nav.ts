@@ -1,4 +1,8 @@
-// Menu entries and which roles see them.
+// Menu entries and who sees them: the role list, and (when given) a permission the entry needs to
+// read its data (any one of `perms`).
+
+import { hasPermission } from './session';
+import type { Me, Permission } from './types';
 
 export const ALL_ROLES = [
   'admin',
@@ -19,20 +23,42 @@ export interface NavItem {
   label: string;
   icon: string;
   roles: string[];
+  /** Read permission(s) of the page; any one suffices. */
+  perms?: Permission[];
 }
 
 export const NAV: NavItem[] = [
-  { id: 'enterprises', path: '/enterprises', label: '企业档案', icon: '企', roles: ALL_ROLES },
-  { id: 'officers', path: '/officers', label: '执法人员', icon: '员', roles: ALL_ROLES.filter((r) => r !== 'soe_user') },
-  { id: 'inspection-items', path: '/inspection-items', label: '检查事项清单', icon: '单', roles: ALL_ROLES },
+  { id: 'enterprises', path: '/enterprises', label: '企业档案', icon: '企', roles: ALL_ROLES, perms: ['registry.read'] },
+  {
+    id: 'officers',
+    path: '/officers',
+    label: '执法人员',
+    icon: '员',
+    roles: ALL_ROLES.filter((r) => r !== 'soe_user'),
+    perms: ['registry.read'],
+  },
+  { id: 'inspection-items', path: '/inspection-items', label: '检查事项清单', icon: '单', roles: ALL_ROLES, perms: ['registry.read'] },
   { id: 'org-units', path: '/org-units', label: '组织架构', icon: '组', roles: ['admin', 'corps_leader'] },
-  { id: 'accounts', path: '/accounts', label: '账号管理', icon: '账', roles: ['admin'] },
-  { id: 'applications', path: '/applications', label: '账号申请', icon: '申', roles: ['admin', 'corps_leader', 'brigade_head'] },
-  { id: 'audit', path: '/audit', label: '审计日志', icon: '审', roles: ['admin'] },
+  { id: 'accounts', path: '/accounts', label: '账号管理', icon: '账', roles: ['admin'], perms: ['account.manage'] },
+  {
+    id: 'applications',
+    path: '/applications',
+    label: '账号申请',
+    icon: '申',
+    roles: ['admin', 'corps_leader', 'brigade_head'],
+    perms: ['application.file', 'application.decide'],
+  },
+  { id: 'audit', path: '/audit', label: '审计日志', icon: '审', roles: ['admin'], perms: ['audit.read'] },
 ];
 
-export function navFor(role: string): NavItem[] {
-  return NAV.filter((n) => n.roles.includes(role));
+/** Whether `acc` may open the menu entry `n`. */
+export function navAllowed(n: NavItem, acc: Me | null | undefined): boolean {
+  if (!acc || !n.roles.includes(acc.role)) return false;
+  return !n.perms || n.perms.some((p) => hasPermission(acc, p));
+}
+
+export function navFor(acc: Me | null | undefined): NavItem[] {
+  return NAV.filter((n) => navAllowed(n, acc));
 }
 
 /** The nav entry a path belongs to ("/enterprises/123" → enterprises). */
@@ -40,6 +66,6 @@ export function navOf(path: string): NavItem | undefined {
   return NAV.find((n) => path === n.path || path.startsWith(`${n.path}/`));
 }
 
-export function homePath(role: string): string {
-  return navFor(role)[0]?.path ?? '/enterprises';
+export function homePath(acc: Me | null | undefined): string {
+  return navFor(acc)[0]?.path ?? '/enterprises';
 }

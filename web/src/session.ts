@@ -2,9 +2,9 @@
 
 import { get } from './api';
 import { DEFAULT_SECTORS, ROLE_NAMES } from './format';
-import type { Account, CodeName, OrgUnit, Role } from './types';
+import type { CodeName, Me, OrgUnit, Permission, Role } from './types';
 
-export const session: { account: Account | null } = { account: null };
+export const session: { account: Me | null } = { account: null };
 
 export function role(): string {
   return session.account?.role ?? '';
@@ -12,6 +12,51 @@ export function role(): string {
 
 export function hasRole(...roles: string[]): boolean {
   return roles.includes(role());
+}
+
+/**
+ * What each role may do, as the server grants it (api/src/auth/roles.rs). Used only when
+ * `/auth/me` does not report `permissions` (an older server); the server checks again anyway.
+ */
+const ROLE_PERMISSIONS: Record<string, Permission[]> = (() => {
+  const all = ['admin', 'corps_leader', 'operator', 'reviewer', 'brigade_head', 'squad_leader', 'statistician', 'clerk', 'officer', 'soe_user'];
+  const grants: Record<Permission, string[]> = {
+    'registry.read': all,
+    'enterprise.write': ['admin', 'corps_leader', 'brigade_head', 'squad_leader'],
+    'officer.write': ['admin', 'corps_leader', 'brigade_head'],
+    'item.write': ['admin', 'corps_leader'],
+    'registry.export': ['admin', 'corps_leader', 'brigade_head', 'squad_leader', 'statistician'],
+    'org.write': ['admin'],
+    'account.manage': ['admin'],
+    'application.file': ['admin', 'brigade_head'],
+    'application.decide': ['admin', 'corps_leader'],
+    'audit.read': ['admin'],
+  };
+  const out: Record<string, Permission[]> = {};
+  for (const r of all) out[r] = (Object.keys(grants) as Permission[]).filter((p) => grants[p].includes(r));
+  return out;
+})();
+
+/** Roles whose accounts sit at the corps (fallback for `corps_level`). */
+const CORPS_ROLES = ['admin', 'corps_leader', 'operator', 'reviewer'];
+
+/** Whether `acc` holds `perm` (from `/auth/me` `permissions`, else by role). */
+export function hasPermission(acc: Me | null | undefined, perm: Permission): boolean {
+  if (!acc) return false;
+  if (Array.isArray(acc.permissions)) return acc.permissions.includes(perm);
+  return (ROLE_PERMISSIONS[acc.role] ?? []).includes(perm);
+}
+
+/** Whether the logged-in account holds every one of `perms`. */
+export function can(...perms: Permission[]): boolean {
+  return perms.every((p) => hasPermission(session.account, p));
+}
+
+/** Whether the logged-in account is at the corps level. */
+export function corpsLevel(): boolean {
+  const acc = session.account;
+  if (!acc) return false;
+  return typeof acc.corps_level === 'boolean' ? acc.corps_level : CORPS_ROLES.includes(acc.role);
 }
 
 let rolesCache: Promise<Role[]> | null = null;
@@ -97,6 +142,7 @@ export function clearCaches(): void {
 
 export function sectorName(sectors: CodeName[], code: string | null | undefined): string {
   if (!code) return '—';
+  if (code === '*') return '全部行业';
   return sectors.find((s) => s.code === code)?.name ?? code;
 }
 

@@ -33,9 +33,30 @@ export interface Account {
   created_at: string;
 }
 
+/** Permission codes of `GET /auth/me` (`permissions`). */
+export type Permission =
+  | 'registry.read'
+  | 'enterprise.write'
+  | 'officer.write'
+  | 'item.write'
+  | 'registry.export'
+  | 'org.write'
+  | 'account.manage'
+  | 'application.file'
+  | 'application.decide'
+  | 'audit.read';
+
+/** `GET /auth/me`: the account plus what its role may do. Older servers omit the extras. */
+export interface Me extends Account {
+  permissions?: string[];
+  /** The account's unit is the corps (sees every district). */
+  corps_level?: boolean;
+}
+
 export interface LoginResponse {
   token: string;
   account: Account;
+  idle_timeout_secs?: number | null;
 }
 
 export type OrgKind = 'corps' | 'brigade' | 'squad' | 'town' | 'soe_group';

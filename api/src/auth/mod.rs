@@ -358,7 +358,7 @@ pub fn verify_media_token(key: &[u8], token: &str, path: &str, now_ms: i64) -> O
     let v: serde_json::Value = serde_json::from_slice(&payload).ok()?;
     let prefix = v.get("p")?.as_str()?;
     let exp = v.get("e")?.as_i64()?;
-    if now_ms > exp || !path.starts_with(prefix) || prefix.is_empty() {
+    if now_ms > exp || !path.starts_with(prefix) || prefix.is_empty() || path.contains("..") {
         return None;
     }
     Some(v.get("a")?.as_str()?.to_string())

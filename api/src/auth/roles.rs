@@ -28,6 +28,43 @@ pub enum Perm {
     AuditRead,
 }
 
+impl Perm {
+    /// Every permission.
+    pub const ALL: [Perm; 10] = [
+        Perm::RegistryRead,
+        Perm::EnterpriseWrite,
+        Perm::OfficerWrite,
+        Perm::ItemWrite,
+        Perm::RegistryExport,
+        Perm::OrgWrite,
+        Perm::AccountManage,
+        Perm::ApplicationFile,
+        Perm::ApplicationDecide,
+        Perm::AuditRead,
+    ];
+
+    /// The code the API reports (`/auth/me` `permissions`).
+    pub fn code(self) -> &'static str {
+        match self {
+            Perm::RegistryRead => "registry.read",
+            Perm::EnterpriseWrite => "enterprise.write",
+            Perm::OfficerWrite => "officer.write",
+            Perm::ItemWrite => "item.write",
+            Perm::RegistryExport => "registry.export",
+            Perm::OrgWrite => "org.write",
+            Perm::AccountManage => "account.manage",
+            Perm::ApplicationFile => "application.file",
+            Perm::ApplicationDecide => "application.decide",
+            Perm::AuditRead => "audit.read",
+        }
+    }
+}
+
+/// The permission codes `role` holds.
+pub fn permissions(role: &str) -> Vec<&'static str> {
+    Perm::ALL.iter().filter(|p| grants(role, **p)).map(|p| p.code()).collect()
+}
+
 /// Role codes with their Chinese names.
 pub const ROLES: &[(&str, &str)] = &[
     ("admin", "系统管理员"),

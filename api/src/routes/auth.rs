@@ -214,10 +214,26 @@ async fn logout(
     Ok(resp)
 }
 
+/// The current account with what its role may do.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Me {
+    /// The account.
+    #[serde(flatten)]
+    pub account: AccountDto,
+    /// Permission codes of the role (`registry.read`, `enterprise.write`, `officer.write`,
+    /// `item.write`, `registry.export`, `org.write`, `account.manage`, `application.file`,
+    /// `application.decide`, `audit.read`).
+    pub permissions: Vec<&'static str>,
+    /// Whether the account is at the corps level (sees every district).
+    pub corps_level: bool,
+}
+
 /// The current account.
-#[utoipa::path(get, path = "/me", tag = "auth", responses((status = 200, body = AccountDto), (status = 401, body = ErrorBody)))]
-async fn me(AnyCaller(caller): AnyCaller) -> axum::Json<AccountDto> {
-    axum::Json(caller.account.into())
+#[utoipa::path(get, path = "/me", tag = "auth", responses((status = 200, body = Me), (status = 401, body = ErrorBody)))]
+async fn me(AnyCaller(caller): AnyCaller) -> axum::Json<Me> {
+    let permissions = crate::auth::roles::permissions(&caller.account.role);
+    let corps_level = caller.at_corps();
+    axum::Json(Me { account: caller.account.into(), permissions, corps_level })
 }
 
 /// Password change request.
@@ -283,11 +299,15 @@ pub(crate) fn check_new_password(pw: &str, username: &str) -> ApiResult<()> {
     password::check_policy(pw, username).map_err(|m| field_error("new_password", &m))
 }
 
+/// Path prefixes a media token may open: media only, never the JSON API.
+pub const MEDIA_PREFIXES: &[&str] = &["/api/v1/streams/", "/api/v1/recordings/", "/api/v1/blobs/"];
+
 /// Media token request.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MediaTokenRequest {
-    /// URL path prefix the token opens (must start with `/api/v1/`).
+    /// URL path prefix the token opens: under `/api/v1/streams/`, `/api/v1/recordings/` or
+    /// `/api/v1/blobs/`.
     pub path_prefix: String,
     /// Lifetime in seconds (at most `auth.media_token_ttl_secs`).
     pub ttl_secs: Option<u64>,
@@ -310,8 +330,8 @@ async fn media_token(
     caller: Caller,
     ApiJson(req): ApiJson<MediaTokenRequest>,
 ) -> ApiResult<axum::Json<MediaToken>> {
-    if !req.path_prefix.starts_with("/api/v1/") || req.path_prefix.contains("..") {
-        return Err(field_error("path_prefix", "must start with /api/v1/"));
+    if !MEDIA_PREFIXES.iter().any(|p| req.path_prefix.starts_with(p)) || req.path_prefix.contains("..") {
+        return Err(field_error("path_prefix", &format!("must start with one of {}", MEDIA_PREFIXES.join(", "))));
     }
     let ttl = req
         .ttl_secs

@@ -5,7 +5,8 @@ import { h, mount, select } from '../dom';
 import { ACCOUNT_STATUS, fmtDateTime, isFuture, label } from '../format';
 import { pageHeader, setTitle } from '../layout';
 import type { RouteContext } from '../router';
-import { orgOptions, orgUnitsOrEmpty, roleName, roleOptions, session } from '../session';
+import { ACCOUNT_FIELDS } from '../i18n';
+import { can, orgOptions, orgUnitsOrEmpty, roleName, roleOptions, session } from '../session';
 import type { Account, OrgUnit, Page, Role } from '../types';
 import { confirmDialog, openDialog } from '../ui/dialog';
 import { Form } from '../ui/form';
@@ -19,6 +20,7 @@ const DEFAULTS = { q: '', role: '', org_unit_id: '' };
 
 export async function renderAccounts(outlet: HTMLElement, ctx: RouteContext): Promise<void> {
   setTitle('账号管理');
+  const canManage = can('account.manage');
   const state = readState(ctx.query, DEFAULTS);
   const run = latest();
   const [units, roles] = await Promise.all([orgUnitsOrEmpty(), roleOptions()]);
@@ -58,7 +60,9 @@ export async function renderAccounts(outlet: HTMLElement, ctx: RouteContext): Pr
     outlet,
     pageHeader(
       '账号管理',
-      h('button', { type: 'button', class: 'btn primary', testid: 'account-new', onclick: () => createAccount(units, roles, () => void load()) }, '新建账号'),
+      canManage
+        ? h('button', { type: 'button', class: 'btn primary', testid: 'account-new', onclick: () => createAccount(units, roles, () => void load()) }, '新建账号')
+        : null,
     ),
     bar,
     listBox,
@@ -112,33 +116,37 @@ export async function renderAccounts(outlet: HTMLElement, ctx: RouteContext): Pr
           },
           { title: '最近登录', width: '140px', className: 'nowrap', render: (a) => fmtDateTime(a.last_login_at) },
           { title: '创建时间', width: '140px', className: 'nowrap', render: (a) => fmtDateTime(a.created_at) },
-          {
-            title: '操作',
-            width: '230px',
-            render: (a) =>
-              h(
-                'span',
-                { class: 'row-actions' },
-                isFuture(a.locked_until)
-                  ? h('button', { type: 'button', class: 'btn small', testid: 'account-unlock', onclick: () => void act(a, 'unlock', `已解锁 ${a.username}`) }, '解锁')
-                  : null,
-                h('button', { type: 'button', class: 'btn small', testid: 'account-reset', onclick: () => resetPassword(a, () => void load()) }, '重置密码'),
-                a.status === 'active'
-                  ? h(
-                      'button',
-                      {
-                        type: 'button',
-                        class: 'btn small danger',
-                        testid: 'account-disable',
-                        disabled: a.id === me,
-                        title: a.id === me ? '不能停用当前登录的账号' : undefined,
-                        onclick: () => void act(a, 'disable', `已停用 ${a.username}`, `确定停用账号“${a.display_name}（${a.username}）”吗？停用后该账号立即无法登录。`),
-                      },
-                      '停用',
-                    )
-                  : h('button', { type: 'button', class: 'btn small', testid: 'account-enable', onclick: () => void act(a, 'enable', `已启用 ${a.username}`) }, '启用'),
-              ),
-          },
+          ...(canManage
+            ? [
+                {
+                  title: '操作',
+                  width: '230px',
+                  render: (a: Account) =>
+                    h(
+                      'span',
+                      { class: 'row-actions' },
+                      isFuture(a.locked_until)
+                        ? h('button', { type: 'button', class: 'btn small', testid: 'account-unlock', onclick: () => void act(a, 'unlock', `已解锁 ${a.username}`) }, '解锁')
+                        : null,
+                      h('button', { type: 'button', class: 'btn small', testid: 'account-reset', onclick: () => resetPassword(a, () => void load()) }, '重置密码'),
+                      a.status === 'active'
+                        ? h(
+                            'button',
+                            {
+                              type: 'button',
+                              class: 'btn small danger',
+                              testid: 'account-disable',
+                              disabled: a.id === me,
+                              title: a.id === me ? '不能停用当前登录的账号' : undefined,
+                              onclick: () => void act(a, 'disable', `已停用 ${a.username}`, `确定停用账号“${a.display_name}（${a.username}）”吗？停用后该账号立即无法登录。`),
+                            },
+                            '停用',
+                          )
+                        : h('button', { type: 'button', class: 'btn small', testid: 'account-enable', onclick: () => void act(a, 'enable', `已启用 ${a.username}`) }, '启用'),
+                    ),
+                },
+              ]
+            : []),
         ],
       }),
       pager({
@@ -194,7 +202,7 @@ function createAccount(units: OrgUnit[], roles: Role[], onDone: () => void): voi
         options: [{ value: '', label: '请选择' }, ...orgOptions(units)],
       },
     ],
-    { submitLabel: '创建账号', submitTestid: 'acc-submit', errorTestid: 'acc-form-error', testid: 'account-form' },
+    { submitLabel: '创建账号', submitTestid: 'acc-submit', errorTestid: 'acc-form-error', testid: 'account-form', fieldLabels: ACCOUNT_FIELDS },
   );
   const regen = h('button', { type: 'button', class: 'btn small', onclick: () => form.setValue('password', generatePassword()) }, '重新生成');
   form.control('password').after(regen);
@@ -218,6 +226,7 @@ function resetPassword(a: Account, onDone: () => void): void {
     errorTestid: 'reset-form-error',
     columns: 1,
     testid: 'reset-form',
+    fieldLabels: ACCOUNT_FIELDS,
   });
   const d = openDialog({ title: `重置密码：${a.display_name}（${a.username}）`, body: form.el, testid: 'reset-dialog' });
   form.onSubmit(async (v) => {

@@ -5,7 +5,8 @@ import { h, mount } from '../dom';
 import { APPLICATION_STATUS, fmtDateTime, label } from '../format';
 import { pageHeader, setTitle } from '../layout';
 import type { RouteContext } from '../router';
-import { hasRole, orgOptions, orgUnitsOrEmpty, roleName, roleOptions, session } from '../session';
+import { APPLICATION_FIELDS } from '../i18n';
+import { can, corpsLevel, orgOptions, orgUnitsOrEmpty, roleName, roleOptions, session } from '../session';
 import type { Application, ApproveResponse, OrgUnit, Page, Role } from '../types';
 import { openDialog } from '../ui/dialog';
 import { Form } from '../ui/form';
@@ -24,8 +25,9 @@ export async function renderApplications(outlet: HTMLElement, ctx: RouteContext)
   setTitle('账号申请');
   const state = readState(ctx.query, DEFAULTS);
   const run = latest();
-  const canDecide = hasRole('admin', 'corps_leader');
-  const canFile = hasRole('brigade_head');
+  // Approving needs application.decide at the corps level; filing needs application.file.
+  const canDecide = can('application.decide') && corpsLevel();
+  const canFile = can('application.file');
   const [units, roles] = await Promise.all([orgUnitsOrEmpty(), roleOptions()]);
 
   const tabs = h(
@@ -66,7 +68,11 @@ export async function renderApplications(outlet: HTMLElement, ctx: RouteContext)
     h(
       'p',
       { class: 'page-desc' },
-      canDecide ? '区大队、街镇及国有集团的账号须经总队审核后开通。通过后系统生成临时密码，仅显示一次。' : '提交的账号开通申请由总队审核，结果可在此查看。',
+      canDecide
+        ? '区大队、街镇及国有集团的账号须经总队审核后开通。通过后系统生成临时密码，仅显示一次。'
+        : canFile
+          ? '提交的账号开通申请由总队审核，结果可在此查看。'
+          : '账号开通申请由总队审核，结果可在此查看。',
     ),
     tabs,
     listBox,
@@ -114,7 +120,7 @@ export async function renderApplications(outlet: HTMLElement, ctx: RouteContext)
           validate: (v) => (v.trim().length < 2 ? '请填写具体的驳回理由' : null),
         },
       ],
-      { submitLabel: '驳回', submitTestid: 'reject-submit', errorTestid: 'reject-form-error', columns: 1, testid: 'reject-form' },
+      { submitLabel: '驳回', submitTestid: 'reject-submit', errorTestid: 'reject-form-error', columns: 1, testid: 'reject-form', fieldLabels: APPLICATION_FIELDS },
     );
     const d = openDialog({ title: `驳回申请：${a.display_name}（${a.username}）`, body: form.el, testid: 'reject-dialog' });
     form.onSubmit(async (v) => {
@@ -232,7 +238,7 @@ function fileApplication(units: OrgUnit[], roles: Role[], onDone: () => void): v
       },
       { name: 'reason', label: '申请理由', type: 'textarea', required: true, span: 3, maxlength: 500, testid: 'app-reason', placeholder: '说明岗位与开通原因' },
     ],
-    { submitLabel: '提交申请', submitTestid: 'app-submit', errorTestid: 'app-form-error', testid: 'application-form' },
+    { submitLabel: '提交申请', submitTestid: 'app-submit', errorTestid: 'app-form-error', testid: 'application-form', fieldLabels: APPLICATION_FIELDS },
   );
   const d = openDialog({ title: '提交账号开通申请', body: form.el, wide: true, testid: 'application-dialog' });
   form.onSubmit(async (v) => {

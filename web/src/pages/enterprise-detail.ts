@@ -3,9 +3,10 @@
 import { ApiError, api, del, get } from '../api';
 import { h, mount } from '../dom';
 import { ENTERPRISE_STATUS, fmtDateTime } from '../format';
+import { ENTERPRISE_FIELDS } from '../i18n';
 import { pageHeader, setTitle } from '../layout';
 import { navigate, type RouteContext } from '../router';
-import { loadIndustryCodes, loadOwnershipTypes, loadSectors, orgUnitsOrEmpty } from '../session';
+import { can, loadIndustryCodes, loadOwnershipTypes, loadSectors, orgUnitsOrEmpty } from '../session';
 import type { Enterprise, EnterpriseInput, OrgUnit } from '../types';
 import { confirmDialog } from '../ui/dialog';
 import { Form, numOrNull, orNull } from '../ui/form';
@@ -17,6 +18,8 @@ import { errMsg, listHref } from './list-util';
 export async function renderEnterpriseDetail(outlet: HTMLElement, ctx: RouteContext): Promise<void> {
   const id = ctx.params.id;
   const isNew = !id;
+  // Without enterprise.write the detail is shown read-only (no save / delete).
+  const canWrite = can('enterprise.write');
   setTitle(isNew ? '新增企业' : '企业档案');
   mount(outlet, loadingBox());
 
@@ -187,12 +190,16 @@ export async function renderEnterpriseDetail(outlet: HTMLElement, ctx: RouteCont
       submitTestid: 'enterprise-save',
       errorTestid: 'enterprise-form-error',
       testid: 'enterprise-form',
-      extraButtons: [
-        h('a', { class: 'btn', href: listHref('/enterprises'), testid: 'enterprise-cancel' }, '取消'),
-        !isNew
-          ? h('button', { type: 'button', class: 'btn danger right', testid: 'enterprise-delete', onclick: () => void remove() }, '删除')
-          : null,
-      ],
+      readonly: !canWrite,
+      fieldLabels: ENTERPRISE_FIELDS,
+      extraButtons: canWrite
+        ? [
+            h('a', { class: 'btn', href: listHref('/enterprises'), testid: 'enterprise-cancel' }, '取消'),
+            !isNew
+              ? h('button', { type: 'button', class: 'btn danger right', testid: 'enterprise-delete', onclick: () => void remove() }, '删除')
+              : null,
+          ]
+        : [],
     },
   );
 
@@ -281,9 +288,15 @@ export async function renderEnterpriseDetail(outlet: HTMLElement, ctx: RouteCont
   mount(
     outlet,
     pageHeader(e ? e.name : '新增企业', backLink()),
-    h('div', { class: 'panel', testid: isNew ? 'enterprise-new-form' : 'enterprise-detail', 'data-id': e?.id }, meta, form.el),
+    h(
+      'div',
+      { class: 'panel', testid: isNew ? 'enterprise-new-form' : 'enterprise-detail', 'data-id': e?.id },
+      canWrite ? null : h('div', { class: 'form-notice', testid: 'readonly-notice' }, '只读：当前账号没有编辑企业档案的权限。'),
+      meta,
+      form.el,
+    ),
   );
-  form.control('name').focus();
+  if (canWrite) form.control('name').focus();
 }
 
 function backLink(): HTMLElement {

@@ -3,9 +3,10 @@
 import { download, get } from '../api';
 import { h, mount, select } from '../dom';
 import { ENTERPRISE_STATUS, fmtDateTime, label } from '../format';
+import { ENTERPRISE_FIELDS } from '../i18n';
 import { pageHeader, setTitle } from '../layout';
 import { navigate, type RouteContext } from '../router';
-import { loadIndustryCodes, loadSectors, orgUnitsOrEmpty, sectorName } from '../session';
+import { can, loadIndustryCodes, loadSectors, orgUnitsOrEmpty, sectorName } from '../session';
 import type { CodeName, Enterprise, OrgUnit, Page } from '../types';
 import { importer } from '../ui/importer';
 import { pager } from '../ui/pager';
@@ -15,30 +16,10 @@ import { errMsg, filter, filterBar, latest, optionsOf, readState, writeState } f
 
 const DEFAULTS = { q: '', district_id: '', town_id: '', sector: '', status: '', key_unit_year: '', sort: '-updated_at' };
 
-export const ENTERPRISE_FIELD_LABELS: Record<string, string> = {
-  name: '企业名称',
-  uscc: '统一社会信用代码',
-  district_id: '所属区',
-  district: '所属区',
-  town_id: '所属街镇',
-  town: '所属街镇',
-  soe_group_id: '所属国有集团',
-  address: '地址',
-  lon: '经度',
-  lat: '纬度',
-  legal_representative: '法定代表人',
-  principal_name: '主要负责人',
-  principal_phone: '主要负责人电话',
-  ownership_type: '国民经济类型',
-  industry_code: '国民经济行业',
-  sector: '监管行业',
-  key_unit_years: '重点单位年度',
-  status: '经营状态',
-  tags: '标签',
-};
-
 export async function renderEnterpriseList(outlet: HTMLElement, ctx: RouteContext): Promise<void> {
   setTitle('企业档案');
+  const canWrite = can('enterprise.write');
+  const canExport = can('registry.export');
   const state = readState(ctx.query, DEFAULTS);
   const run = latest();
 
@@ -135,7 +116,7 @@ export async function renderEnterpriseList(outlet: HTMLElement, ctx: RouteContex
   const imp = importer({
     endpoint: '/enterprises/import',
     what: '企业',
-    fieldLabels: ENTERPRISE_FIELD_LABELS,
+    fieldLabels: ENTERPRISE_FIELDS,
     onImported: () => void load(),
   });
   const exportBtn = h('button', { type: 'button', class: 'btn', testid: 'export-button' }, '导出Excel');
@@ -160,12 +141,12 @@ export async function renderEnterpriseList(outlet: HTMLElement, ctx: RouteContex
     outlet,
     pageHeader(
       '企业档案',
-      h('a', { class: 'btn primary', href: '#/enterprises/new', testid: 'enterprise-new' }, '新增'),
-      imp.button,
-      exportBtn,
+      canWrite ? h('a', { class: 'btn primary', href: '#/enterprises/new', testid: 'enterprise-new' }, '新增') : null,
+      canWrite ? imp.button : null,
+      canExport ? exportBtn : null,
     ),
     bar,
-    imp.report,
+    canWrite ? imp.report : null,
     listBox,
   );
 
@@ -202,7 +183,7 @@ export async function renderEnterpriseList(outlet: HTMLElement, ctx: RouteContex
           void load();
         },
         onRowClick: (e) => navigate(`/enterprises/${encodeURIComponent(e.id)}`),
-        empty: state.q || state.district_id || state.town_id || state.sector || state.status || state.key_unit_year ? '没有符合条件的企业' : '暂无企业档案，可点击“新增”或“导入”添加',
+        empty: state.q || state.district_id || state.town_id || state.sector || state.status || state.key_unit_year ? '没有符合条件的企业' : canWrite ? '暂无企业档案，可点击“新增”或“导入”添加' : '暂无企业档案',
         columns: [
           {
             title: '名称 / 地址',

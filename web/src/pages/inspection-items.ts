@@ -3,12 +3,13 @@
 import { ApiError, api, get } from '../api';
 import { h, mount, select } from '../dom';
 import { fmtDate, fmtDateTime } from '../format';
+import { ITEM_FIELDS } from '../i18n';
 import { pageHeader, setTitle } from '../layout';
 import type { RouteContext } from '../router';
-import { loadSectors, sectorName } from '../session';
+import { can, loadSectors, sectorName } from '../session';
 import type { CodeName, InspectionItem, ItemHistory, Page } from '../types';
 import { openDialog } from '../ui/dialog';
-import { Form, orNull } from '../ui/form';
+import { Form, orNull, type FieldSpec } from '../ui/form';
 import { pager } from '../ui/pager';
 import { badge, dataTable, errorBox, loadingBox } from '../ui/table';
 import { toast } from '../ui/toast';
@@ -16,19 +17,9 @@ import { errMsg, filter, filterBar, latest, readState, writeState } from './list
 
 const DEFAULTS = { q: '', sector: '', active: '' };
 
-const ITEM_FIELD_LABELS: Record<string, string> = {
-  code: '事项编码',
-  sector: '监管行业',
-  category: '类别',
-  title: '检查事项',
-  legal_basis: '法律依据',
-  source: '来源',
-  effective_date: '生效日期',
-  active: '启用',
-};
-
 export async function renderInspectionItems(outlet: HTMLElement, ctx: RouteContext): Promise<void> {
   setTitle('检查事项清单');
+  const canWrite = can('item.write');
   const state = readState(ctx.query, DEFAULTS);
   const run = latest();
   const sectors = await loadSectors();
@@ -81,7 +72,9 @@ export async function renderInspectionItems(outlet: HTMLElement, ctx: RouteConte
     outlet,
     pageHeader(
       '检查事项清单',
-      h('button', { type: 'button', class: 'btn primary', testid: 'item-new', onclick: () => editItem(null, sectors, () => void load()) }, '新增'),
+      canWrite
+        ? h('button', { type: 'button', class: 'btn primary', testid: 'item-new', onclick: () => editItem(null, sectors, () => void load()) }, '新增')
+        : null,
     ),
     bar,
     listBox,
@@ -106,7 +99,7 @@ export async function renderInspectionItems(outlet: HTMLElement, ctx: RouteConte
         rowTestid: 'item-row',
         rowId: (i) => i.id,
         rows: pg.items,
-        onRowClick: (i) => editItem(i, sectors, () => void load()),
+        onRowClick: (i) => (canWrite ? editItem(i, sectors, () => void load()) : viewItem(i, sectors)),
         empty: '没有符合条件的检查事项',
         columns: [
           { title: '编码', className: 'mono', width: '110px', render: (i) => i.code },
@@ -124,7 +117,9 @@ export async function renderInspectionItems(outlet: HTMLElement, ctx: RouteConte
               h(
                 'span',
                 { class: 'row-actions' },
-                h('button', { type: 'button', class: 'btn small', onclick: () => editItem(i, sectors, () => void load()) }, '编辑'),
+                canWrite
+                  ? h('button', { type: 'button', class: 'btn small', testid: 'item-edit', onclick: () => editItem(i, sectors, () => void load()) }, '编辑')
+                  : h('button', { type: 'button', class: 'btn small', testid: 'item-view', onclick: () => viewItem(i, sectors) }, '查看'),
                 h('button', { type: 'button', class: 'btn small', testid: 'item-history', onclick: () => void showHistory(i, sectors) }, '历史'),
               ),
           },
@@ -145,28 +140,45 @@ export async function renderInspectionItems(outlet: HTMLElement, ctx: RouteConte
   await load();
 }
 
+function itemFields(item: InspectionItem | null, sectors: CodeName[]): FieldSpec[] {
+  return [
+    { name: 'code', label: '事项编码', required: true, value: item?.code, maxlength: 40, testid: 'item-code' },
+    {
+      name: 'sector',
+      label: '监管行业',
+      type: 'select',
+      required: true,
+      value: item?.sector ?? '',
+      testid: 'item-sector',
+      options: [
+        { value: '', label: '请选择' },
+        ...sectors.map((s) => ({ value: s.code, label: `${s.code} ${s.name}` })),
+        { value: '*', label: '* 全部行业' },
+      ],
+    },
+    { name: 'category', label: '类别', required: true, value: item?.category, maxlength: 60, testid: 'item-category' },
+    { name: 'title', label: '检查事项', type: 'textarea', required: true, value: item?.title, span: 3, maxlength: 1000, testid: 'item-title' },
+    { name: 'legal_basis', label: '法律依据', type: 'textarea', required: true, value: item?.legal_basis, span: 3, maxlength: 4000, testid: 'item-legal' },
+    { name: 'source', label: '来源', value: item?.source, maxlength: 200, testid: 'item-source' },
+    { name: 'effective_date', label: '生效日期', type: 'date', value: item?.effective_date?.slice(0, 10), testid: 'item-effective' },
+    { name: 'active', label: '启用', type: 'checkbox', value: item ? item.active : true, testid: 'item-active' },
+  ];
+}
+
+/** An item shown read-only (accounts without item.write). */
+function viewItem(item: InspectionItem, sectors: CodeName[]): void {
+  const form = new Form(itemFields(item, sectors), { readonly: true, testid: 'item-form' });
+  openDialog({ title: `检查事项 ${item.code}（v${item.version}）`, body: form.el, wide: true, testid: 'item-dialog' });
+}
+
 function editItem(item: InspectionItem | null, sectors: CodeName[], onSaved: () => void): void {
-  const form = new Form(
-    [
-      { name: 'code', label: '事项编码', required: true, value: item?.code, maxlength: 40, testid: 'item-code' },
-      {
-        name: 'sector',
-        label: '监管行业',
-        type: 'select',
-        required: true,
-        value: item?.sector ?? '',
-        testid: 'item-sector',
-        options: [{ value: '', label: '请选择' }, ...sectors.map((s) => ({ value: s.code, label: `${s.code} ${s.name}` }))],
-      },
-      { name: 'category', label: '类别', required: true, value: item?.category, maxlength: 60, testid: 'item-category' },
-      { name: 'title', label: '检查事项', type: 'textarea', required: true, value: item?.title, span: 3, maxlength: 1000, testid: 'item-title' },
-      { name: 'legal_basis', label: '法律依据', type: 'textarea', required: true, value: item?.legal_basis, span: 3, maxlength: 4000, testid: 'item-legal' },
-      { name: 'source', label: '来源', value: item?.source, maxlength: 200, testid: 'item-source' },
-      { name: 'effective_date', label: '生效日期', type: 'date', value: item?.effective_date?.slice(0, 10), testid: 'item-effective' },
-      { name: 'active', label: '启用', type: 'checkbox', value: item ? item.active : true, testid: 'item-active' },
-    ],
-    { submitLabel: item ? '保存（生成新版本）' : '创建', submitTestid: 'item-save', errorTestid: 'item-form-error', testid: 'item-form' },
-  );
+  const form = new Form(itemFields(item, sectors), {
+    submitLabel: item ? '保存（生成新版本）' : '创建',
+    submitTestid: 'item-save',
+    errorTestid: 'item-form-error',
+    testid: 'item-form',
+    fieldLabels: ITEM_FIELDS,
+  });
   const d = openDialog({ title: item ? `编辑检查事项 ${item.code}（当前 v${item.version}）` : '新增检查事项', body: form.el, wide: true, testid: 'item-dialog' });
   form.onSubmit(async (v) => {
     const body = {
@@ -234,7 +246,7 @@ function snapshotView(snap: unknown, sectors: CodeName[]): HTMLElement {
     else if (k === 'sector' && typeof v === 'string') shown = `${v} ${sectorName(sectors, v)}`;
     else if (v === null || v === undefined) shown = '—';
     else shown = typeof v === 'object' ? JSON.stringify(v) : String(v);
-    rows.push(h('dt', null, ITEM_FIELD_LABELS[k] ?? k), h('dd', null, shown));
+    rows.push(h('dt', null, ITEM_FIELDS[k] ?? k), h('dd', null, shown));
   }
   return h('dl', { class: 'snapshot' }, rows);
 }

@@ -1,7 +1,7 @@
 // Shared plumbing for list pages: state in the URL query, stale-response guard, filter bar.
 
-import { ApiError } from '../api';
 import { h, type Child } from '../dom';
+import { errorText } from '../i18n';
 import { replaceQuery } from '../router';
 
 export type ListState = Record<string, string> & { page: string; page_size: string };
@@ -50,9 +50,9 @@ export function latest(): <T>(p: Promise<T>) => Promise<{ stale: boolean; value?
   };
 }
 
+/** Chinese text for a failed request or any other error (see i18n.ts). */
 export function errMsg(e: unknown): string {
-  if (e instanceof ApiError) return e.message;
-  return e instanceof Error ? e.message : String(e);
+  return errorText(e);
 }
 
 /** A labelled filter control. */

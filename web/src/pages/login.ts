@@ -1,12 +1,12 @@
 // 登录
 
-import { ApiError, api } from '../api';
+import { api } from '../api';
 import { h, mount } from '../dom';
-import { fmtDateTime } from '../format';
+import { errorText } from '../i18n';
 import { setTitle } from '../layout';
-import type { Account, LoginResponse } from '../types';
+import type { LoginResponse, Me } from '../types';
 
-export function renderLogin(root: HTMLElement, o: { notice?: string; onLoggedIn: (a: Account) => void }): void {
+export function renderLogin(root: HTMLElement, o: { notice?: string; onLoggedIn: (a: Me) => void }): void {
   setTitle('登录');
   const username = h('input', {
     id: 'login-username',
@@ -78,23 +78,18 @@ export function renderLogin(root: HTMLElement, o: { notice?: string; onLoggedIn:
         noAuthRedirect: true,
       });
       password.value = '';
-      o.onLoggedIn(res.account);
+      // The login answer has no permissions; /auth/me adds them (and corps_level).
+      let me: Me = res.account;
+      try {
+        me = await api<Me>('/auth/me', { noAuthRedirect: true });
+      } catch {
+        /* fall back to the role's permissions */
+      }
+      o.onLoggedIn(me);
     } catch (e) {
       password.value = '';
-      if (e instanceof ApiError) {
-        if (e.status === 423 || e.code === 'account_locked') {
-          const until = typeof e.body.locked_until === 'string' ? e.body.locked_until : null;
-          showError(until ? `${e.message}（锁定至 ${fmtDateTime(until)}）` : e.message || '账号已锁定，请稍后再试');
-        } else if (e.code === 'invalid_credentials' || e.status === 401) {
-          showError(e.message || '用户名或密码错误');
-        } else if (e.code === 'account_disabled') {
-          showError(e.message || '账号已停用，请联系管理员');
-        } else {
-          showError(e.message);
-        }
-      } else {
-        showError(e instanceof Error ? e.message : String(e));
-      }
+      // Chinese by code: 用户名或密码错误，还可尝试 N 次 / 账号已锁定，请于 … 后重试 / 账号已停用 …
+      showError(errorText(e));
       password.focus();
     } finally {
       submit.disabled = false;

@@ -3,9 +3,10 @@
 import { ApiError, api, del, download, get } from '../api';
 import { h, mount, select } from '../dom';
 import { OFFICER_STATUS, fmtDateTime, label } from '../format';
+import { OFFICER_FIELDS } from '../i18n';
 import { pageHeader, setTitle } from '../layout';
 import { navigate, type RouteContext } from '../router';
-import { orgOptions, orgUnitsOrEmpty } from '../session';
+import { can, orgOptions, orgUnitsOrEmpty } from '../session';
 import type { Account, Officer, Page } from '../types';
 import { confirmDialog } from '../ui/dialog';
 import { Form, orNull } from '../ui/form';
@@ -18,18 +19,10 @@ import { errMsg, filter, filterBar, latest, listHref, optionsOf, readState, writ
 
 const DEFAULTS = { q: '', org_unit_id: '', status: '' };
 
-const FIELD_LABELS: Record<string, string> = {
-  name: '姓名',
-  certificate_no: '执法证号',
-  org_unit_id: '所属单位',
-  org_unit: '所属单位',
-  phone: '电话',
-  account_id: '绑定账号',
-  status: '状态',
-};
-
 export async function renderOfficerList(outlet: HTMLElement, ctx: RouteContext): Promise<void> {
   setTitle('执法人员');
+  const canWrite = can('officer.write');
+  const canExport = can('registry.export');
   const state = readState(ctx.query, DEFAULTS);
   const run = latest();
   const units = await orgUnitsOrEmpty();
@@ -85,7 +78,7 @@ export async function renderOfficerList(outlet: HTMLElement, ctx: RouteContext):
   status.addEventListener('change', apply);
 
   const listBox = h('div', { class: 'list-box' });
-  const imp = importer({ endpoint: '/officers/import', what: '执法人员', fieldLabels: FIELD_LABELS, onImported: () => void load() });
+  const imp = importer({ endpoint: '/officers/import', what: '执法人员', fieldLabels: OFFICER_FIELDS, onImported: () => void load() });
   const exportBtn = h('button', { type: 'button', class: 'btn', testid: 'export-button' }, '导出Excel');
   exportBtn.addEventListener('click', async () => {
     exportBtn.setAttribute('disabled', '');
@@ -100,9 +93,14 @@ export async function renderOfficerList(outlet: HTMLElement, ctx: RouteContext):
 
   mount(
     outlet,
-    pageHeader('执法人员', h('a', { class: 'btn primary', href: '#/officers/new', testid: 'officer-new' }, '新增'), imp.button, exportBtn),
+    pageHeader(
+      '执法人员',
+      canWrite ? h('a', { class: 'btn primary', href: '#/officers/new', testid: 'officer-new' }, '新增') : null,
+      canWrite ? imp.button : null,
+      canExport ? exportBtn : null,
+    ),
     bar,
-    imp.report,
+    canWrite ? imp.report : null,
     listBox,
   );
 
@@ -156,6 +154,8 @@ export async function renderOfficerList(outlet: HTMLElement, ctx: RouteContext):
 export async function renderOfficerDetail(outlet: HTMLElement, ctx: RouteContext): Promise<void> {
   const id = ctx.params.id;
   const isNew = !id;
+  // Without officer.write the detail is shown read-only (no save / delete).
+  const canWrite = can('officer.write');
   setTitle(isNew ? '新增执法人员' : '执法人员');
   const back = h('a', { class: 'btn', href: listHref('/officers'), testid: 'back' }, '← 返回列表');
   mount(outlet, loadingBox());
@@ -176,10 +176,12 @@ export async function renderOfficerDetail(outlet: HTMLElement, ctx: RouteContext
   }
   // Accounts to bind: only roles allowed to list accounts get a select; others type the id.
   let accounts: Account[] | null = null;
-  try {
-    accounts = (await api<Page<Account>>('/accounts', { query: { page_size: 200 }, noAuthRedirect: true })).items;
-  } catch {
-    accounts = null;
+  if (canWrite && can('account.manage')) {
+    try {
+      accounts = (await api<Page<Account>>('/accounts', { query: { page_size: 200 }, noAuthRedirect: true })).items;
+    } catch {
+      accounts = null;
+    }
   }
   const o = off;
   const orgOpts = orgOptions(units);
@@ -246,10 +248,14 @@ export async function renderOfficerDetail(outlet: HTMLElement, ctx: RouteContext
       submitTestid: 'officer-save',
       errorTestid: 'officer-form-error',
       testid: 'officer-form',
-      extraButtons: [
-        h('a', { class: 'btn', href: listHref('/officers') }, '取消'),
-        !isNew ? h('button', { type: 'button', class: 'btn danger right', testid: 'officer-delete', onclick: () => void remove() }, '删除') : null,
-      ],
+      readonly: !canWrite,
+      fieldLabels: OFFICER_FIELDS,
+      extraButtons: canWrite
+        ? [
+            h('a', { class: 'btn', href: listHref('/officers') }, '取消'),
+            !isNew ? h('button', { type: 'button', class: 'btn danger right', testid: 'officer-delete', onclick: () => void remove() }, '删除') : null,
+          ]
+        : [],
     },
   );
   form.onSubmit(async (v) => {
@@ -310,6 +316,16 @@ export async function renderOfficerDetail(outlet: HTMLElement, ctx: RouteContext
       )
     : null;
   setTitle(o ? o.name : '新增执法人员');
-  mount(outlet, pageHeader(o ? `执法人员：${o.name}` : '新增执法人员', back), h('div', { class: 'panel', testid: 'officer-detail' }, meta, form.el));
-  form.control('name').focus();
+  mount(
+    outlet,
+    pageHeader(o ? `执法人员：${o.name}` : '新增执法人员', back),
+    h(
+      'div',
+      { class: 'panel', testid: 'officer-detail' },
+      canWrite ? null : h('div', { class: 'form-notice', testid: 'readonly-notice' }, '只读：当前账号没有编辑执法人员的权限。'),
+      meta,
+      form.el,
+    ),
+  );
+  if (canWrite) form.control('name').focus();
 }

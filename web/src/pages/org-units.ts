@@ -5,7 +5,8 @@ import { h, mount } from '../dom';
 import { ORG_KIND_NAMES, label } from '../format';
 import { pageHeader, setTitle } from '../layout';
 import type { RouteContext } from '../router';
-import { hasRole, loadOrgUnits } from '../session';
+import { ORG_UNIT_FIELDS } from '../i18n';
+import { can, loadOrgUnits } from '../session';
 import type { OrgKind, OrgUnit } from '../types';
 import { Form } from '../ui/form';
 import { errorBox, loadingBox } from '../ui/table';
@@ -109,7 +110,7 @@ export async function renderOrgUnits(outlet: HTMLElement, _ctx: RouteContext): P
   function drawSide(): void {
     const u = units.find((x) => x.id === selected);
     if (!u) {
-      mount(side, h('div', { class: 'state' }, '在左侧选择一个单位查看详情', hasRole('admin') ? '，或为其添加下级单位。' : '。'));
+      mount(side, h('div', { class: 'state' }, '在左侧选择一个单位查看详情', can('org.write') ? '，或为其添加下级单位。' : '。'));
       return;
     }
     const parent = units.find((x) => x.id === u.parent_id);
@@ -129,7 +130,7 @@ export async function renderOrgUnits(outlet: HTMLElement, _ctx: RouteContext): P
     );
     const kinds = CHILD_KINDS[u.kind] ?? [];
     let addForm: HTMLElement | null = null;
-    if (hasRole('admin')) {
+    if (can('org.write')) {
       if (kinds.length === 0) {
         addForm = h('p', { class: 'muted' }, `${label(ORG_KIND_NAMES, u.kind)}下不设下级单位。`);
       } else {
@@ -155,7 +156,7 @@ export async function renderOrgUnits(outlet: HTMLElement, _ctx: RouteContext): P
               validate: (v) => (/^[0-9A-Za-z_-]{1,40}$/.test(v.trim()) ? (units.some((x) => x.code === v.trim()) ? '该编码已被使用' : null) : '编码为字母、数字、_ 或 -'),
             },
           ],
-          { submitLabel: '添加下级单位', submitTestid: 'org-submit', errorTestid: 'org-form-error', testid: 'org-form' },
+          { submitLabel: '添加下级单位', submitTestid: 'org-submit', errorTestid: 'org-form-error', testid: 'org-form', fieldLabels: ORG_UNIT_FIELDS },
         );
         form.onSubmit(async (v) => {
           const created = await api<OrgUnit>('/org-units', {

@@ -2,6 +2,7 @@
 
 import { ApiError } from '../api';
 import { h, type Child } from '../dom';
+import { describeError, errorText, fieldLabel, fieldProblems, listProblems, serdeProblem, translateFieldMessage, type Labels } from '../i18n';
 
 export type FieldType =
   | 'text'
@@ -53,6 +54,9 @@ export class Form {
   private readonly specs = new Map<string, FieldSpec>();
   private readonly fieldWrappers = new Map<string, HTMLElement>();
   private submitHandler: ((values: Record<string, string>) => Promise<void> | void) | null = null;
+  /** Every field read-only and no submit button (the account may not write). */
+  readonly readonly: boolean;
+  private readonly fieldLabels: Labels;
 
   constructor(
     fields: FieldSpec[],
@@ -63,18 +67,29 @@ export class Form {
       columns?: 1 | 2 | 3;
       extraButtons?: Child[];
       testid?: string;
+      /** Show the values only: fields read-only, no submit button. */
+      readonly?: boolean;
+      /** Chinese names of server fields that are not fields of this form (for error summaries). */
+      fieldLabels?: Labels;
     } = {},
   ) {
+    this.readonly = Boolean(opts.readonly);
+    this.fieldLabels = opts.fieldLabels ?? {};
     this.errorBox = h('div', { class: 'form-error', role: 'alert', testid: opts.errorTestid ?? 'form-error', hidden: true });
     this.submitButton = h('button', { type: 'submit', class: 'btn primary', testid: opts.submitTestid }, opts.submitLabel ?? '保存');
     const grid = h('div', { class: `form-grid cols-${opts.columns ?? 3}` });
-    for (const f of fields) grid.appendChild(this.field(f));
+    for (const f of fields) grid.appendChild(this.field(this.readonly ? { ...f, readonly: true, required: false, suggestions: undefined, placeholder: undefined, hint: undefined } : f));
+    const extra = (opts.extraButtons ?? []).filter(Boolean);
     this.el = h(
       'form',
-      { class: 'form', novalidate: true, testid: opts.testid },
+      { class: `form${this.readonly ? ' readonly' : ''}`, novalidate: true, testid: opts.testid, 'data-readonly': this.readonly ? 'true' : undefined },
       this.errorBox,
       grid,
-      h('div', { class: 'form-actions' }, this.submitButton, opts.extraButtons ?? []),
+      this.readonly
+        ? extra.length
+          ? h('div', { class: 'form-actions' }, extra)
+          : null
+        : h('div', { class: 'form-actions' }, this.submitButton, extra),
     );
     this.el.addEventListener('submit', (ev) => {
       ev.preventDefault();
@@ -272,24 +287,50 @@ export class Form {
     this.errorBox.hidden = true;
   }
 
-  /** Show an API error next to the form; maps `errors: [{field, message}]` onto fields when present. */
+  /** The Chinese name of a field: the form's own label (without "（可选）" etc.), else the known labels. */
+  labelOf(name: string): string {
+    const spec = this.specs.get(name);
+    if (spec) return spec.label.replace(/（[^）]*）$/, '').trim() || spec.label;
+    return fieldLabel(name, this.fieldLabels);
+  }
+
+  private labels(): Labels {
+    const out: Labels = { ...this.fieldLabels };
+    for (const name of this.specs.keys()) out[name] = this.labelOf(name);
+    return out;
+  }
+
+  /**
+   * Show an API error next to the form, in Chinese: `errors: [{field, message}]` go onto the fields
+   * they name (translated); the summary above the form names what is not shown at a field.
+   */
   showServerError(e: unknown): void {
-    if (e instanceof ApiError) {
-      this.showError(e.message);
-      const list = e.body.errors;
-      if (Array.isArray(list)) {
-        for (const item of list) {
-          if (item && typeof item === 'object') {
-            const { field, message } = item as { field?: unknown; message?: unknown };
-            if (typeof field === 'string' && typeof message === 'string' && this.controls.has(field)) {
-              this.setFieldError(field, message);
-            }
-          }
-        }
-      }
-    } else {
-      this.showError(e instanceof Error ? e.message : String(e));
+    if (!(e instanceof ApiError)) {
+      this.showError(errorText(e));
+      return;
     }
+    const labels = this.labels();
+    const problems = fieldProblems(e.body);
+    const elsewhere = problems.filter((p) => {
+      if (!this.controls.has(p.field) || this.fieldWrappers.get(p.field)?.hidden) return true;
+      this.setFieldError(p.field, translateFieldMessage(p.message, p.field));
+      return false;
+    });
+    if (e.code === 'invalid_body' || e.code === 'invalid_query') {
+      const p = serdeProblem(e.serverMessage);
+      if (p.field && this.controls.has(p.field)) this.setFieldError(p.field, p.text);
+    }
+    if (e.code === 'validation_failed' && problems.length) {
+      this.showError(
+        elsewhere.length
+          ? `提交的数据未通过校验：${listProblems(elsewhere, labels)}`
+          : '提交的数据未通过校验，请更正表单中标红的内容',
+      );
+      return;
+    }
+    let msg = describeError(e.status, e.code, e.body, labels);
+    if (e.status >= 500 && e.requestId) msg += `（请求编号：${e.requestId}）`;
+    this.showError(msg);
   }
 
   onSubmit(handler: (values: Record<string, string>) => Promise<void> | void): this {
@@ -298,7 +339,7 @@ export class Form {
   }
 
   async submit(): Promise<void> {
-    if (!this.submitHandler || this.submitButton.disabled) return;
+    if (this.readonly || !this.submitHandler || this.submitButton.disabled) return;
     if (!this.validate()) return;
     this.submitButton.disabled = true;
     this.el.classList.add('busy');

@@ -2,7 +2,7 @@
 
 import { ApiError, api, importContentType } from '../api';
 import { h, mount } from '../dom';
-import type { ImportRowError } from '../types';
+import { errorText, fieldLabel, fieldProblems, translateFieldMessage, type FieldProblem } from '../i18n';
 import { dataTable } from './table';
 
 const MAX_BYTES = 20 * 1024 * 1024;
@@ -68,24 +68,32 @@ export function importer(o: { endpoint: string; what: string; fieldLabels?: Reco
       show('ok', `已导入 ${res?.imported ?? 0} 条${o.what}（${file.name}）`);
       o.onImported();
     } catch (e) {
-      if (e instanceof ApiError && Array.isArray(e.body.errors)) {
-        const errors = e.body.errors as ImportRowError[];
+      const errors = e instanceof ApiError ? fieldProblems(e.body) : [];
+      if (e instanceof ApiError && errors.length && (e.code === 'import_rejected' || e.code === 'validation_failed')) {
+        const rows = new Set(errors.filter((r) => r.row).map((r) => r.row)).size;
+        const header = errors.some((r) => r.row === 0);
+        const what = [header ? '表头有误' : '', rows ? `${rows} 行数据有错误` : ''].filter(Boolean).join('，');
         show(
           'error',
-          `导入被拒绝：${e.message}（${file.name}，共 ${errors.length} 处错误，未导入任何数据）`,
-          dataTable<ImportRowError>({
+          `导入被拒绝（${file.name}）：${what ? `${what}，` : ''}共 ${errors.length} 处错误，未导入任何数据。请更正后重新导入。`,
+          dataTable<FieldProblem>({
             testid: 'import-errors',
             rowTestid: 'import-error-row',
             columns: [
-              { title: '行号', width: '70px', render: (r) => String(r.row) },
-              { title: '字段', width: '180px', render: (r) => o.fieldLabels?.[r.field] ?? r.field ?? '—' },
-              { title: '错误说明', render: (r) => r.message },
+              { title: '行号', width: '70px', render: (r) => (r.row === 0 ? '表头' : r.row ? String(r.row) : '—') },
+              {
+                title: '字段',
+                width: '180px',
+                // Header problems name the column as written in the file ("unknown column") or the field.
+                render: (r) => fieldLabel(r.field, o.fieldLabels),
+              },
+              { title: '错误说明', render: (r) => translateFieldMessage(r.message, r.field) },
             ],
             rows: errors,
           }),
         );
       } else {
-        show('error', `导入失败：${e instanceof Error ? e.message : String(e)}`);
+        show('error', `导入失败（${file.name}）：${errorText(e)}`);
       }
     } finally {
       button.removeAttribute('disabled');

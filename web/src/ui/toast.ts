@@ -1,15 +1,18 @@
 // Transient notices in the top-right corner.
 
 import { h } from '../dom';
+import { errorText } from '../i18n';
 
 let host: HTMLElement | null = null;
 
-export function toast(message: string, kind: 'ok' | 'error' | 'info' = 'ok', ms = 3500): void {
+/** Show a notice; anything not a string (an error) is shown as its Chinese text (i18n.ts). */
+export function toast(message: unknown, kind: 'ok' | 'error' | 'info' = 'ok', ms = 3500): void {
+  const text = typeof message === 'string' ? message : errorText(message);
   if (!host || !host.isConnected) {
     host = h('div', { class: 'toasts', 'aria-live': 'polite' });
     document.body.appendChild(host);
   }
-  const t = h('div', { class: `toast ${kind}`, testid: 'toast', role: kind === 'error' ? 'alert' : 'status' }, message);
+  const t = h('div', { class: `toast ${kind}`, testid: 'toast', role: kind === 'error' ? 'alert' : 'status' }, text);
   host.appendChild(t);
   setTimeout(() => t.remove(), ms);
 }
