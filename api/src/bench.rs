@@ -192,7 +192,11 @@ pub async fn run(mut cfg: Config, args: BenchArgs) -> anyhow::Result<()> {
             // business, i.e. the name without the city prefix and the legal-form suffix.
             let full = &list.choose(&mut rng).expect("enterprises").name;
             let core = full.trim_start_matches("上海");
-            let core = core.split("有限").next().unwrap_or(core).trim_end_matches("公司");
+            let core = core
+                .split("有限")
+                .next()
+                .unwrap_or(core)
+                .trim_end_matches("公司");
             let name: Vec<char> = core.chars().collect();
             let len = rng.gen_range(2..=4).min(name.len()).max(1);
             let from = rng.gen_range(0..=name.len() - len);

@@ -304,29 +304,57 @@ on_both!(
     }
 );
 
-on_both!(media_tokens_open_media_paths_only, |s: common::Server| async move {
-    let t = s.login("operator").await;
-    let (st, b) = s.send(Method::POST, &t, "/api/v1/auth/media-token", json!({"path_prefix": "/api/v1/enterprises"})).await;
-    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
-    assert_eq!(b["errors"][0]["field"], "path_prefix");
-    let (st, b) = s.send(Method::POST, &t, "/api/v1/auth/media-token", json!({"path_prefix": "/api/v1/streams/34020000001320000001/"})).await;
-    assert_eq!(st, StatusCode::OK, "{b}");
-    let token = b["token"].as_str().unwrap().to_string();
-    // The token does not open the JSON API (its expiry is covered by the unit tests; no media
-    // route exists yet to open).
-    let r = reqwest::get(s.url(&format!("/api/v1/enterprises?media_token={token}"))).await.unwrap();
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    assert!(b["expires_at"].as_str().is_some());
-});
+on_both!(
+    media_tokens_open_media_paths_only,
+    |s: common::Server| async move {
+        let t = s.login("operator").await;
+        let (st, b) = s
+            .send(
+                Method::POST,
+                &t,
+                "/api/v1/auth/media-token",
+                json!({"path_prefix": "/api/v1/enterprises"}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+        assert_eq!(b["errors"][0]["field"], "path_prefix");
+        let (st, b) = s
+            .send(
+                Method::POST,
+                &t,
+                "/api/v1/auth/media-token",
+                json!({"path_prefix": "/api/v1/streams/34020000001320000001/"}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{b}");
+        let token = b["token"].as_str().unwrap().to_string();
+        // The token does not open the JSON API (its expiry is covered by the unit tests; no media
+        // route exists yet to open).
+        let r = reqwest::get(s.url(&format!("/api/v1/enterprises?media_token={token}")))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert!(b["expires_at"].as_str().is_some());
+    }
+);
 
-on_both!(audit_log_reads_are_audited, |s: common::Server| async move {
-    let admin = s.login("admin").await;
-    let (st, b) = s.get(&admin, "/api/v1/audit?action=auth.&outcome=success").await;
-    assert_eq!(st, StatusCode::OK, "{b}");
-    assert!(b["items"].as_array().unwrap().iter().all(|r| r["action"].as_str().unwrap().starts_with("auth.")));
-    assert_eq!(s.audit("audit.query").await.len(), 1);
-    let head = s.login("hp_head").await;
-    assert_eq!(s.get(&head, "/api/v1/audit").await.0, StatusCode::FORBIDDEN);
-    let (st, b) = s.get(&admin, "/api/v1/audit?from=yesterday").await;
-    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
-});
+on_both!(
+    audit_log_reads_are_audited,
+    |s: common::Server| async move {
+        let admin = s.login("admin").await;
+        let (st, b) = s
+            .get(&admin, "/api/v1/audit?action=auth.&outcome=success")
+            .await;
+        assert_eq!(st, StatusCode::OK, "{b}");
+        assert!(b["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["action"].as_str().unwrap().starts_with("auth.")));
+        assert_eq!(s.audit("audit.query").await.len(), 1);
+        let head = s.login("hp_head").await;
+        assert_eq!(s.get(&head, "/api/v1/audit").await.0, StatusCode::FORBIDDEN);
+        let (st, b) = s.get(&admin, "/api/v1/audit?from=yesterday").await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    }
+);

@@ -523,7 +523,7 @@ impl EnterpriseRepo<'_> {
     ) -> StorageResult<Vec<String>> {
         let now = audit.at_ms;
         let mut ids = Vec::with_capacity(inputs.len());
-        let mut grams: Vec<(String, String)> = Vec::new();
+        let mut grams: Vec<(String, String, String)> = Vec::new();
         with_pool!(self.db, p => {
             let mut tx = p.begin().await?;
             for input in inputs {
@@ -543,7 +543,7 @@ impl EnterpriseRepo<'_> {
                     sqlx::query("INSERT INTO enterprise_key_units (enterprise_id, year) VALUES ($1, $2)")
                         .bind(&id).bind(i64::from(*y)).execute(&mut *tx).await?;
                 }
-                grams.extend(input.grams().into_iter().map(|g| (g, id.clone())));
+                grams.extend(input.grams().into_iter().map(|g| (g, input.name.clone(), id.clone())));
                 let a = AuditEntry { action: action.to_string(), ..audit.clone() }
                     .target("enterprise", &id)
                     .details(serde_json::json!({"name": input.name, "uscc": input.uscc}));
@@ -595,7 +595,7 @@ impl EnterpriseRepo<'_> {
                     .bind(id).bind(i64::from(*y)).execute(&mut *tx).await?;
             }
             sqlx::query("DELETE FROM enterprise_grams WHERE enterprise_id = $1").bind(id).execute(&mut *tx).await?;
-            let grams: Vec<(String, String)> = input.grams().into_iter().map(|g| (g, id.to_string())).collect();
+            let grams: Vec<(String, String, String)> = input.grams().into_iter().map(|g| (g, input.name.clone(), id.to_string())).collect();
             for chunk in grams.chunks(GRAM_BATCH) {
                 let (sql, b) = gram_insert(chunk);
                 bind_args!(sqlx::query(&sql), b.args).execute(&mut *tx).await?;
@@ -674,29 +674,24 @@ impl EnterpriseRepo<'_> {
         page: PageRequest,
     ) -> StorageResult<Page<Enterprise>> {
         let mut b = SqlBuilder::default();
-        let mut conds = vec![scope_condition(scope, &mut b)];
+        // Conditions on the enterprise row `e`; the grams of the query are kept apart.
+        let mut conds = Vec::new();
+        if let Scope::Subtree(_) = scope {
+            conds.push(scope_condition(scope, &mut b));
+        }
+        let mut grams = Vec::new();
         if let Some(q) =
             f.q.as_deref()
                 .map(search::normalize)
                 .filter(|q| !q.is_empty())
         {
-            let grams = search::query_grams(&q);
-            if !grams.is_empty() {
-                let parts: Vec<String> = grams
-                    .iter()
-                    .map(|g| {
-                        format!(
-                            "SELECT enterprise_id FROM enterprise_grams WHERE gram = {}",
-                            b.s(g.clone())
-                        )
-                    })
-                    .collect();
-                conds.push(format!("e.id IN ({})", parts.join(" INTERSECT ")));
-            }
+            grams = search::query_grams(&q)
+                .into_iter()
+                .map(|g| b.s(g))
+                .collect();
             // A two-character query is exactly its one gram: the index answers it alone. Longer
             // queries (and one-character ones) are confirmed on the text.
-            let exact_by_gram = grams.len() == 1 && q.chars().count() == 2;
-            if !exact_by_gram {
+            if !(grams.len() == 1 && q.chars().count() == 2) {
                 conds.push(format!(
                     "e.search_text LIKE {} ESCAPE '\\'",
                     b.s(search::like_pattern(&q))
@@ -721,9 +716,9 @@ impl EnterpriseRepo<'_> {
                 b.i(i64::from(y))
             ));
         }
-        let where_sql = conds.join(" AND ");
-        let order = match f.sort.as_deref().unwrap_or("name") {
-            "-name" => "e.name DESC, e.id",
+        let sort = f.sort.as_deref().unwrap_or("name");
+        let order = match sort {
+            "-name" => "e.name DESC, e.id DESC",
             "uscc" => "e.uscc, e.id",
             "-uscc" => "e.uscc DESC, e.id",
             "updated_at" => "e.updated_at_ms, e.id",
@@ -742,16 +737,64 @@ impl EnterpriseRepo<'_> {
                 ))
             }
         };
-        let count_sql = format!("SELECT COUNT(*) FROM enterprises e WHERE {where_sql}");
-        let mut lb = SqlBuilder {
-            args: b.args.clone(),
+        let (count_sql, ids_sql, lb) = if !grams.is_empty() && (sort == "name" || sort == "-name") {
+            // Driven by the gram index: (gram, name, enterprise_id) yields matches in name order,
+            // so the first page stops early and the count needs no enterprise row unless another
+            // condition asks for one.
+            let mut w = vec![format!("g.gram = {}", grams[0])];
+            for g in &grams[1..] {
+                w.push(format!("g.enterprise_id IN (SELECT enterprise_id FROM enterprise_grams WHERE gram = {g})"));
+            }
+            if !conds.is_empty() {
+                w.push(format!(
+                    "EXISTS (SELECT 1 FROM enterprises e WHERE e.id = g.enterprise_id AND {})",
+                    conds.join(" AND ")
+                ));
+            }
+            let w = w.join(" AND ");
+            let dir = if sort == "-name" { "DESC" } else { "ASC" };
+            let mut lb = SqlBuilder {
+                args: b.args.clone(),
+            };
+            let lim = lb.i(page.page_size);
+            let off = lb.i(page.offset());
+            (
+                format!("SELECT COUNT(*) FROM enterprise_grams g WHERE {w}"),
+                format!("SELECT g.enterprise_id FROM enterprise_grams g WHERE {w} ORDER BY g.name {dir}, g.enterprise_id {dir} LIMIT {lim} OFFSET {off}"),
+                lb,
+            )
+        } else {
+            if !grams.is_empty() {
+                let parts: Vec<String> = grams
+                    .iter()
+                    .map(|g| format!("SELECT enterprise_id FROM enterprise_grams WHERE gram = {g}"))
+                    .collect();
+                conds.push(format!("e.id IN ({})", parts.join(" INTERSECT ")));
+            }
+            let w = if conds.is_empty() {
+                "1 = 1".to_string()
+            } else {
+                conds.join(" AND ")
+            };
+            let district_join = if order.starts_with("d.") {
+                "JOIN org_units d ON d.id = e.district_id"
+            } else {
+                ""
+            };
+            let mut lb = SqlBuilder {
+                args: b.args.clone(),
+            };
+            let lim = lb.i(page.page_size);
+            let off = lb.i(page.offset());
+            (
+                format!("SELECT COUNT(*) FROM enterprises e WHERE {w}"),
+                format!("SELECT e.id FROM enterprises e {district_join} WHERE {w} ORDER BY {order} LIMIT {lim} OFFSET {off}"),
+                lb,
+            )
         };
-        let lim = lb.i(page.page_size);
-        let off = lb.i(page.offset());
         // Page the ids first, then join names and key-unit years for that page only.
-        let district_join = if order.starts_with("d.") { "JOIN org_units d ON d.id = e.district_id" } else { "" };
         let list_sql = format!(
-            "{} WHERE e.id IN (SELECT e.id FROM enterprises e {district_join} WHERE {where_sql} ORDER BY {order} LIMIT {lim} OFFSET {off}) ORDER BY {order}",
+            "{} WHERE e.id IN ({ids_sql}) ORDER BY {order}",
             select_sql(self.db.engine())
         );
         with_pool!(self.db, p => {
@@ -770,16 +813,23 @@ impl EnterpriseRepo<'_> {
 /// Rows per multi-row insert into `enterprise_grams`.
 const GRAM_BATCH: usize = 1000;
 
-/// One multi-row insert of (gram, enterprise id) pairs.
-fn gram_insert(pairs: &[(String, String)]) -> (String, SqlBuilder) {
+/// One multi-row insert of (gram, name, enterprise id) rows.
+fn gram_insert(rows: &[(String, String, String)]) -> (String, SqlBuilder) {
     let mut b = SqlBuilder::default();
-    let values: Vec<String> = pairs
+    let values: Vec<String> = rows
         .iter()
-        .map(|(g, id)| format!("({}, {})", b.s(g.clone()), b.s(id.clone())))
+        .map(|(g, n, id)| {
+            format!(
+                "({}, {}, {})",
+                b.s(g.clone()),
+                b.s(n.clone()),
+                b.s(id.clone())
+            )
+        })
         .collect();
     (
         format!(
-            "INSERT INTO enterprise_grams (gram, enterprise_id) VALUES {}",
+            "INSERT INTO enterprise_grams (gram, name, enterprise_id) VALUES {}",
             values.join(", ")
         ),
         b,

@@ -62,7 +62,11 @@ impl Perm {
 
 /// The permission codes `role` holds.
 pub fn permissions(role: &str) -> Vec<&'static str> {
-    Perm::ALL.iter().filter(|p| grants(role, **p)).map(|p| p.code()).collect()
+    Perm::ALL
+        .iter()
+        .filter(|p| grants(role, **p))
+        .map(|p| p.code())
+        .collect()
 }
 
 /// Role codes with their Chinese names.

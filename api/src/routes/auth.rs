@@ -233,7 +233,11 @@ pub struct Me {
 async fn me(AnyCaller(caller): AnyCaller) -> axum::Json<Me> {
     let permissions = crate::auth::roles::permissions(&caller.account.role);
     let corps_level = caller.at_corps();
-    axum::Json(Me { account: caller.account.into(), permissions, corps_level })
+    axum::Json(Me {
+        account: caller.account.into(),
+        permissions,
+        corps_level,
+    })
 }
 
 /// Password change request.
@@ -330,8 +334,15 @@ async fn media_token(
     caller: Caller,
     ApiJson(req): ApiJson<MediaTokenRequest>,
 ) -> ApiResult<axum::Json<MediaToken>> {
-    if !MEDIA_PREFIXES.iter().any(|p| req.path_prefix.starts_with(p)) || req.path_prefix.contains("..") {
-        return Err(field_error("path_prefix", &format!("must start with one of {}", MEDIA_PREFIXES.join(", "))));
+    if !MEDIA_PREFIXES
+        .iter()
+        .any(|p| req.path_prefix.starts_with(p))
+        || req.path_prefix.contains("..")
+    {
+        return Err(field_error(
+            "path_prefix",
+            &format!("must start with one of {}", MEDIA_PREFIXES.join(", ")),
+        ));
     }
     let ttl = req
         .ttl_secs

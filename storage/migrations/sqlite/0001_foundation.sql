@@ -126,11 +126,14 @@ CREATE TABLE enterprise_key_units (
 CREATE INDEX enterprise_key_units_year ON enterprise_key_units(year);
 
 -- Character bigram index for substring search of Chinese text (any length >= 2; 1-char queries scan).
+-- The name is copied in so that a search sorted by name reads its first page straight off the
+-- index (gram, name, enterprise_id) and counts matches without touching the enterprise rows.
 CREATE TABLE enterprise_grams (
     gram          TEXT NOT NULL,
+    name          TEXT NOT NULL,
     enterprise_id TEXT NOT NULL REFERENCES enterprises(id) ON DELETE CASCADE,
-    PRIMARY KEY (gram, enterprise_id)
-);
+    PRIMARY KEY (gram, name, enterprise_id)
+) WITHOUT ROWID;
 CREATE INDEX enterprise_grams_enterprise ON enterprise_grams(enterprise_id);
 
 CREATE TABLE officers (
