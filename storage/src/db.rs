@@ -35,6 +35,7 @@ pub(crate) enum Pool {
 #[derive(Clone)]
 pub struct Db {
     pub(crate) pool: Pool,
+    pub(crate) counts: std::sync::Arc<crate::search::CountCache>,
 }
 
 impl std::fmt::Debug for Db {
@@ -70,6 +71,7 @@ impl Db {
                 .await?;
             Ok(Db {
                 pool: Pool::Postgres(pool),
+                counts: Default::default(),
             })
         } else {
             let opts = SqliteConnectOptions::from_str(url)?
@@ -85,6 +87,7 @@ impl Db {
                 .await?;
             Ok(Db {
                 pool: Pool::Sqlite(pool),
+                counts: Default::default(),
             })
         }
     }

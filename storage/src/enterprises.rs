@@ -556,6 +556,7 @@ impl EnterpriseRepo<'_> {
             }
             tx.commit().await?;
         });
+        self.db.counts.clear();
         Ok(ids)
     }
 
@@ -603,6 +604,7 @@ impl EnterpriseRepo<'_> {
             insert_audit!(&mut *tx, &audit)?;
             tx.commit().await?;
         });
+        self.db.counts.clear();
         self.get(scope, id).await
     }
 
@@ -621,6 +623,7 @@ impl EnterpriseRepo<'_> {
             insert_audit!(&mut *tx, &audit)?;
             tx.commit().await?;
         });
+        self.db.counts.clear();
         Ok(())
     }
 
@@ -680,15 +683,14 @@ impl EnterpriseRepo<'_> {
             conds.push(scope_condition(scope, &mut b));
         }
         let mut grams = Vec::new();
+        let mut gram_text = Vec::new();
         if let Some(q) =
             f.q.as_deref()
                 .map(search::normalize)
                 .filter(|q| !q.is_empty())
         {
-            grams = search::query_grams(&q)
-                .into_iter()
-                .map(|g| b.s(g))
-                .collect();
+            gram_text = search::query_grams(&q);
+            grams = gram_text.iter().map(|g| b.s(g.clone())).collect();
             // A two-character query is exactly its one gram: the index answers it alone. Longer
             // queries (and one-character ones) are confirmed on the text.
             if !(grams.len() == 1 && q.chars().count() == 2) {
@@ -738,12 +740,25 @@ impl EnterpriseRepo<'_> {
             }
         };
         let (count_sql, ids_sql, lb) = if !grams.is_empty() && (sort == "name" || sort == "-name") {
-            // Driven by the gram index: (gram, name, enterprise_id) yields matches in name order,
-            // so the first page stops early and the count needs no enterprise row unless another
-            // condition asks for one.
-            let mut w = vec![format!("g.gram = {}", grams[0])];
-            for g in &grams[1..] {
-                w.push(format!("g.enterprise_id IN (SELECT enterprise_id FROM enterprise_grams WHERE gram = {g})"));
+            // Driven by the index (gram, name, enterprise_id) of the query's rarest gram: it
+            // yields candidates in name order, so the first page stops early; the other grams
+            // are point look-ups on the same index, and the enterprise row is read only when a
+            // condition (scope, filter, the text check) needs it.
+            let mut rarest = 0;
+            let mut fewest = i64::MAX;
+            for (i, g) in gram_text.iter().enumerate() {
+                let n = self.gram_frequency(g).await?;
+                if n < fewest {
+                    (rarest, fewest) = (i, n);
+                }
+            }
+            let mut w = vec![format!("g.gram = {}", grams[rarest])];
+            for (i, g) in grams.iter().enumerate() {
+                if i != rarest {
+                    w.push(format!(
+                        "EXISTS (SELECT 1 FROM enterprise_grams g2 WHERE g2.gram = {g} AND g2.name = g.name AND g2.enterprise_id = g.enterprise_id)"
+                    ));
+                }
             }
             if !conds.is_empty() {
                 w.push(format!(
@@ -797,11 +812,31 @@ impl EnterpriseRepo<'_> {
             "{} WHERE e.id IN ({ids_sql}) ORDER BY {order}",
             select_sql(self.db.engine())
         );
+        let count_key = format!("{count_sql}|{:?}", b.args);
+        let cached = self.db.counts.get(&count_key);
         with_pool!(self.db, p => {
-            let total: i64 = bind_args!(sqlx::query_scalar(&count_sql), b.args).fetch_one(p).await?;
+            let total: i64 = match cached {
+                Some(n) => n,
+                None => {
+                    let n = bind_args!(sqlx::query_scalar(&count_sql), b.args).fetch_one(p).await?;
+                    self.db.counts.put(count_key, n);
+                    n
+                }
+            };
             let rows: Vec<Row> = bind_args!(sqlx::query_as::<_, Row>(&list_sql), lb.args).fetch_all(p).await?;
             Ok(Page { items: rows.into_iter().map(Row::into_enterprise).collect(), total, page: page.page, page_size: page.page_size })
         })
+    }
+
+    /// Number of enterprises indexed under `gram` (cached like search totals).
+    async fn gram_frequency(&self, gram: &str) -> StorageResult<i64> {
+        let key = format!("gram|{gram}");
+        if let Some(n) = self.db.counts.get(&key) {
+            return Ok(n);
+        }
+        let n: i64 = with_pool!(self.db, p => sqlx::query_scalar("SELECT COUNT(*) FROM enterprise_grams WHERE gram = $1").bind(gram).fetch_one(p).await?);
+        self.db.counts.put(key, n);
+        Ok(n)
     }
 
     /// Number of enterprises (all scopes).

@@ -6,7 +6,9 @@
 //! back to the `LIKE` scan. This finds any substring of length ≥ 2 (two-character names
 //! included) without a full scan, on both engines.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// Upper bound on grams used to look a query up (long queries use an even spread of grams, and
 /// the `LIKE` confirms the rest).
@@ -67,6 +69,48 @@ pub fn like_pattern(query: &str) -> String {
     }
     p.push('%');
     p
+}
+
+/// How long a counted total or a gram frequency is reused.
+pub const COUNT_TTL: Duration = Duration::from_secs(30);
+
+/// Totals of recent searches and posting-list sizes of recent grams, reused for
+/// [`COUNT_TTL`] and dropped whenever this node writes the registry. Counting every match of a
+/// broad query (thousands of rows) is the expensive part of a search; the page itself is read
+/// fresh every time. Another node's writes show in a total within [`COUNT_TTL`].
+#[derive(Debug, Default)]
+pub struct CountCache {
+    entries: Mutex<HashMap<String, (i64, Instant)>>,
+}
+
+impl CountCache {
+    /// Most entries kept.
+    const MAX_ENTRIES: usize = 10_000;
+
+    /// A fresh cached count for `key`.
+    pub fn get(&self, key: &str) -> Option<i64> {
+        let m = self.entries.lock().expect("count cache lock");
+        m.get(key)
+            .filter(|(_, at)| at.elapsed() < COUNT_TTL)
+            .map(|(n, _)| *n)
+    }
+
+    /// Remember a count.
+    pub fn put(&self, key: String, n: i64) {
+        let mut m = self.entries.lock().expect("count cache lock");
+        if m.len() >= Self::MAX_ENTRIES {
+            m.retain(|_, (_, at)| at.elapsed() < COUNT_TTL);
+            if m.len() >= Self::MAX_ENTRIES {
+                m.clear();
+            }
+        }
+        m.insert(key, (n, Instant::now()));
+    }
+
+    /// Forget everything (after a write).
+    pub fn clear(&self) {
+        self.entries.lock().expect("count cache lock").clear();
+    }
 }
 
 #[cfg(test)]

@@ -331,18 +331,56 @@ both_engines!(enterprises_search_scope_and_versions, |db: Db| async move {
 
     // Search within a scope, in both name orders and the other sorts, and with a filter.
     for sort in ["name", "-name", "uscc", "district"] {
-        let f = EnterpriseFilter { q: Some("有限公司".into()), sort: Some(sort.into()), ..Default::default() };
-        assert_eq!(e.list(&Scope::Subtree(t.huangpu.id.clone()), &f, pg).await.unwrap().total, 1, "{sort}");
+        let f = EnterpriseFilter {
+            q: Some("有限公司".into()),
+            sort: Some(sort.into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            e.list(&Scope::Subtree(t.huangpu.id.clone()), &f, pg)
+                .await
+                .unwrap()
+                .total,
+            1,
+            "{sort}"
+        );
         assert_eq!(e.list(&all, &f, pg).await.unwrap().items.len(), 2, "{sort}");
     }
-    let f = EnterpriseFilter { q: Some("有限".into()), sort: Some("-name".into()), ..Default::default() };
-    let names: Vec<String> = e.list(&all, &f, pg).await.unwrap().items.into_iter().map(|x| x.name).collect();
-    assert_eq!(names, vec!["申达化工有限公司".to_string(), "上海华新钢铁有限公司".to_string()]);
-    let f = EnterpriseFilter { q: Some("有限".into()), sector: Some("03".into()), ..Default::default() };
+    let f = EnterpriseFilter {
+        q: Some("有限".into()),
+        sort: Some("-name".into()),
+        ..Default::default()
+    };
+    let names: Vec<String> = e
+        .list(&all, &f, pg)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|x| x.name)
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            "申达化工有限公司".to_string(),
+            "上海华新钢铁有限公司".to_string()
+        ]
+    );
+    let f = EnterpriseFilter {
+        q: Some("有限".into()),
+        sector: Some("03".into()),
+        ..Default::default()
+    };
     assert_eq!(e.list(&all, &f, pg).await.unwrap().total, 0);
     // Paging through a gram-driven search.
-    let f = EnterpriseFilter { q: Some("有限".into()), ..Default::default() };
-    let second = e.list(&all, &f, PageRequest::new(Some(2), Some(1))).await.unwrap();
+    let f = EnterpriseFilter {
+        q: Some("有限".into()),
+        ..Default::default()
+    };
+    let second = e
+        .list(&all, &f, PageRequest::new(Some(2), Some(1)))
+        .await
+        .unwrap();
     assert_eq!((second.total, second.items.len()), (2, 1));
     assert_eq!(second.items[0].name, "申达化工有限公司");
 
