@@ -321,6 +321,7 @@ pub async fn insert_enterprises(db: &Db, list: &[EnterpriseInput]) -> anyhow::Re
             .insert_many(chunk, &audit("enterprise.import"), "enterprise.import")
             .await?;
     }
+    db.enterprises().refresh_statistics().await?;
     Ok(())
 }
 

@@ -828,6 +828,25 @@ impl EnterpriseRepo<'_> {
         })
     }
 
+    /// Refresh the planner's statistics (and PostgreSQL's visibility map) of the registry tables
+    /// after a bulk load, so searches get their index plans at once instead of after the next
+    /// autovacuum.
+    pub async fn refresh_statistics(&self) -> StorageResult<()> {
+        match self.db.engine() {
+            crate::Engine::Postgres => {
+                self.db
+                    .execute_raw(
+                        "VACUUM (ANALYZE) enterprises, enterprise_grams, enterprise_key_units",
+                    )
+                    .await?;
+            }
+            crate::Engine::Sqlite => {
+                self.db.execute_raw("ANALYZE").await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Number of enterprises indexed under `gram` (cached like search totals).
     async fn gram_frequency(&self, gram: &str) -> StorageResult<i64> {
         let key = format!("gram|{gram}");

@@ -621,6 +621,12 @@ async fn import(
             "enterprise.import",
         )
         .await?;
+    if ids.len() >= 1000 {
+        // A bulk load shifts the registry's statistics; refresh them for the search plans.
+        if let Err(e) = state.db.enterprises().refresh_statistics().await {
+            tracing::warn!(error = %e, "could not refresh statistics after an import");
+        }
+    }
     Ok(Json(Imported {
         imported: ids.len(),
     }))
