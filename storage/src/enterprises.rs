@@ -684,6 +684,7 @@ impl EnterpriseRepo<'_> {
         }
         let mut grams = Vec::new();
         let mut gram_text = Vec::new();
+        let mut like: Option<String> = None;
         if let Some(q) =
             f.q.as_deref()
                 .map(search::normalize)
@@ -694,10 +695,7 @@ impl EnterpriseRepo<'_> {
             // A two-character query is exactly its one gram: the index answers it alone. Longer
             // queries (and one-character ones) are confirmed on the text.
             if !(grams.len() == 1 && q.chars().count() == 2) {
-                conds.push(format!(
-                    "e.search_text LIKE {} ESCAPE '\\'",
-                    b.s(search::like_pattern(&q))
-                ));
+                like = Some(b.s(search::like_pattern(&q)));
             }
         }
         for (col, v) in [
@@ -760,11 +758,21 @@ impl EnterpriseRepo<'_> {
                     ));
                 }
             }
-            if !conds.is_empty() {
-                w.push(format!(
+            match (&like, conds.is_empty()) {
+                // Most matches are in the name, which the gram row carries: check it there and
+                // read the enterprise row only for matches in the other fields.
+                (Some(pat), true) => w.push(format!(
+                    "(g.name LIKE {pat} ESCAPE '\\' OR EXISTS (SELECT 1 FROM enterprises e WHERE e.id = g.enterprise_id AND e.search_text LIKE {pat} ESCAPE '\\'))"
+                )),
+                (Some(pat), false) => w.push(format!(
+                    "EXISTS (SELECT 1 FROM enterprises e WHERE e.id = g.enterprise_id AND e.search_text LIKE {pat} ESCAPE '\\' AND {})",
+                    conds.join(" AND ")
+                )),
+                (None, false) => w.push(format!(
                     "EXISTS (SELECT 1 FROM enterprises e WHERE e.id = g.enterprise_id AND {})",
                     conds.join(" AND ")
-                ));
+                )),
+                (None, true) => {}
             }
             let w = w.join(" AND ");
             let dir = if sort == "-name" { "DESC" } else { "ASC" };
@@ -779,6 +787,9 @@ impl EnterpriseRepo<'_> {
                 lb,
             )
         } else {
+            if let Some(pat) = &like {
+                conds.push(format!("e.search_text LIKE {pat} ESCAPE '\\'"));
+            }
             if !grams.is_empty() {
                 let parts: Vec<String> = grams
                     .iter()

@@ -230,6 +230,22 @@ describe('office web shell', { skip }, () => {
     });
   });
 
+  it('renders the browsable API documentation', async () => {
+    await step('api-docs', async () => {
+      const docs = await context.newPage();
+      try {
+        await docs.goto(`${BASE}/api-docs/`);
+        // Swagger UI renders one block per operation of /api/v1/openapi.json.
+        await docs.locator('.opblock-summary-path', { hasText: '/api/v1/enterprises' }).first().waitFor({ timeout: TIMEOUT });
+        const n = await docs.locator('.opblock').count();
+        assert.ok(n >= 20, `expected the API's operations, found ${n}`);
+        await docs.screenshot({ path: join(ARTIFACTS, '07-api-docs.png') });
+      } finally {
+        await docs.close();
+      }
+    });
+  });
+
   it('logs out and returns to login', async () => {
     await step('logout', async () => {
       await page.getByTestId('logout').click();
