@@ -758,23 +758,38 @@ impl EnterpriseRepo<'_> {
                     ));
                 }
             }
-            match (&like, conds.is_empty()) {
-                // Most matches are in the name, which the gram row carries: check it there and
-                // read the enterprise row only for matches in the other fields.
-                (Some(pat), true) => w.push(format!(
-                    "(g.name LIKE {pat} ESCAPE '\\' OR EXISTS (SELECT 1 FROM enterprises e WHERE e.id = g.enterprise_id AND e.search_text LIKE {pat} ESCAPE '\\'))"
-                )),
-                (Some(pat), false) => w.push(format!(
-                    "EXISTS (SELECT 1 FROM enterprises e WHERE e.id = g.enterprise_id AND e.search_text LIKE {pat} ESCAPE '\\' AND {})",
-                    conds.join(" AND ")
-                )),
-                (None, false) => w.push(format!(
-                    "EXISTS (SELECT 1 FROM enterprises e WHERE e.id = g.enterprise_id AND {})",
-                    conds.join(" AND ")
-                )),
-                (None, true) => {}
+            // The page: the enterprise row is read for the candidates in name order until a
+            // page is full.
+            let mut page_w = w.clone();
+            let mut e_conds = conds.clone();
+            if let Some(pat) = &like {
+                e_conds.push(format!("e.search_text LIKE {pat} ESCAPE '\\'"));
             }
-            let w = w.join(" AND ");
+            if !e_conds.is_empty() {
+                page_w.push(format!(
+                    "EXISTS (SELECT 1 FROM enterprises e WHERE e.id = g.enterprise_id AND {})",
+                    e_conds.join(" AND ")
+                ));
+            }
+            // The total: when only the text is to be checked, most matches are in the name,
+            // which the gram row carries, so count those off the index and read enterprise rows
+            // only for candidates whose name does not hold the query. (An `OR EXISTS` would let
+            // PostgreSQL hash the sub-select over every enterprise.)
+            let count_w = match (&like, conds.is_empty()) {
+                (Some(pat), true) => {
+                    let base = w.join(" AND ");
+                    format!(
+                        "SELECT (SELECT COUNT(*) FROM enterprise_grams g WHERE {base} AND g.name LIKE {pat} ESCAPE '\\') + \
+                         (SELECT COUNT(*) FROM enterprise_grams g WHERE {base} AND g.name NOT LIKE {pat} ESCAPE '\\' \
+                          AND EXISTS (SELECT 1 FROM enterprises e WHERE e.id = g.enterprise_id AND e.search_text LIKE {pat} ESCAPE '\\'))"
+                    )
+                }
+                _ => format!(
+                    "SELECT COUNT(*) FROM enterprise_grams g WHERE {}",
+                    page_w.join(" AND ")
+                ),
+            };
+            let page_w = page_w.join(" AND ");
             let dir = if sort == "-name" { "DESC" } else { "ASC" };
             let mut lb = SqlBuilder {
                 args: b.args.clone(),
@@ -782,8 +797,8 @@ impl EnterpriseRepo<'_> {
             let lim = lb.i(page.page_size);
             let off = lb.i(page.offset());
             (
-                format!("SELECT COUNT(*) FROM enterprise_grams g WHERE {w}"),
-                format!("SELECT g.enterprise_id FROM enterprise_grams g WHERE {w} ORDER BY g.name {dir}, g.enterprise_id {dir} LIMIT {lim} OFFSET {off}"),
+                count_w,
+                format!("SELECT g.enterprise_id FROM enterprise_grams g WHERE {page_w} ORDER BY g.name {dir}, g.enterprise_id {dir} LIMIT {lim} OFFSET {off}"),
                 lb,
             )
         } else {
