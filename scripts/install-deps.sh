@@ -29,7 +29,9 @@ for dir in web tests/web; do
   stamp="$dir/node_modules/.installed-lock"
   if [[ ! -f "$stamp" ]] || ! cmp -s "$dir/package-lock.json" "$stamp"; then
     echo "installing npm packages in $dir"
-    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    # `npm install --no-save` rather than `npm ci`: npm 11 writes lock files without the optional
+    # per-platform packages of rollup, which `npm ci` then refuses as out of sync.
+    (cd "$dir" && npm install --no-save --no-audit --no-fund --loglevel=error)
     cp "$dir/package-lock.json" "$stamp"
   fi
 done
