@@ -36,6 +36,25 @@ pub(crate) enum Pool {
 pub struct Db {
     pub(crate) pool: Pool,
     pub(crate) counts: std::sync::Arc<crate::search::CountCache>,
+    pub(crate) org_names: std::sync::Arc<OrgNameCache>,
+}
+
+/// Names of org units by id, reused for [`crate::search::COUNT_TTL`] and dropped when this node
+/// changes the org tree.
+#[derive(Debug, Default)]
+pub(crate) struct OrgNameCache {
+    map: std::sync::Mutex<
+        Option<(
+            std::sync::Arc<std::collections::HashMap<String, String>>,
+            std::time::Instant,
+        )>,
+    >,
+}
+
+impl OrgNameCache {
+    pub(crate) fn clear(&self) {
+        *self.map.lock().expect("org name cache lock") = None;
+    }
 }
 
 impl std::fmt::Debug for Db {
@@ -72,6 +91,7 @@ impl Db {
             Ok(Db {
                 pool: Pool::Postgres(pool),
                 counts: Default::default(),
+                org_names: Default::default(),
             })
         } else {
             let opts = SqliteConnectOptions::from_str(url)?
@@ -88,6 +108,7 @@ impl Db {
             Ok(Db {
                 pool: Pool::Sqlite(pool),
                 counts: Default::default(),
+                org_names: Default::default(),
             })
         }
     }
@@ -177,6 +198,31 @@ macro_rules! bind_args {
 pub(crate) use bind_args;
 
 impl Db {
+    /// Org unit names by id (cached; see [`OrgNameCache`]).
+    pub(crate) async fn org_unit_names(
+        &self,
+    ) -> StorageResult<std::sync::Arc<std::collections::HashMap<String, String>>> {
+        if let Some((m, at)) = self
+            .org_names
+            .map
+            .lock()
+            .expect("org name cache lock")
+            .as_ref()
+        {
+            if at.elapsed() < crate::search::COUNT_TTL {
+                return Ok(m.clone());
+            }
+        }
+        let rows: Vec<(String, String)> = with_pool!(self, p => sqlx::query_as("SELECT id, name FROM org_units").fetch_all(p).await?);
+        let m = std::sync::Arc::new(
+            rows.into_iter()
+                .collect::<std::collections::HashMap<_, _>>(),
+        );
+        *self.org_names.map.lock().expect("org name cache lock") =
+            Some((m.clone(), std::time::Instant::now()));
+        Ok(m)
+    }
+
     /// Run one statement without parameters (administrative SQL such as `CREATE DATABASE`).
     pub async fn execute_raw(&self, sql: &str) -> StorageResult<u64> {
         with_pool!(self, p => Ok(sqlx::raw_sql(sql).execute(p).await?.rows_affected()))

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{insert_audit, AuditEntry};
-use crate::db::{bind_args, with_pool, Engine, SqlBuilder};
+use crate::db::{bind_args, with_pool, SqlBuilder};
 use crate::org_units::{OrgUnit, Scope};
 use crate::{search, uscc, Db, Page, PageRequest, StorageError, StorageResult};
 
@@ -357,11 +357,8 @@ struct Row {
     name: String,
     uscc: String,
     district_id: String,
-    district_name: String,
     town_id: Option<String>,
-    town_name: Option<String>,
     soe_group_id: Option<String>,
-    soe_group_name: Option<String>,
     address: String,
     lon: Option<f64>,
     lat: Option<f64>,
@@ -371,7 +368,6 @@ struct Row {
     ownership_type: String,
     industry_code: String,
     sector: String,
-    key_unit_years: Option<String>,
     status: String,
     tags: String,
     created_at_ms: i64,
@@ -380,24 +376,25 @@ struct Row {
 }
 
 impl Row {
-    fn into_enterprise(self) -> Enterprise {
+    /// With org unit names from `names` and the key-unit years.
+    fn into_enterprise(
+        self,
+        names: &HashMap<String, String>,
+        key_unit_years: Vec<i32>,
+    ) -> Enterprise {
+        let name_of = |id: &Option<String>| id.as_ref().and_then(|i| names.get(i)).cloned();
         Enterprise {
-            key_unit_years: self
-                .key_unit_years
-                .unwrap_or_default()
-                .split(',')
-                .filter_map(|y| y.trim().parse().ok())
-                .collect(),
+            key_unit_years,
             tags: serde_json::from_str(&self.tags).unwrap_or_default(),
+            district_name: names.get(&self.district_id).cloned().unwrap_or_default(),
+            town_name: name_of(&self.town_id),
+            soe_group_name: name_of(&self.soe_group_id),
             id: self.id,
             name: self.name,
             uscc: self.uscc,
             district_id: self.district_id,
-            district_name: self.district_name,
             town_id: self.town_id,
-            town_name: self.town_name,
             soe_group_id: self.soe_group_id,
-            soe_group_name: self.soe_group_name,
             address: self.address,
             lon: self.lon,
             lat: self.lat,
@@ -452,20 +449,11 @@ impl Db {
     }
 }
 
-fn select_sql(engine: Engine) -> String {
-    let years = match engine {
-        Engine::Sqlite => "(SELECT group_concat(year, ',') FROM (SELECT year FROM enterprise_key_units k WHERE k.enterprise_id = e.id ORDER BY year))",
-        Engine::Postgres => "(SELECT string_agg(year::text, ',' ORDER BY year) FROM enterprise_key_units k WHERE k.enterprise_id = e.id)",
-    };
-    format!(
-        "SELECT e.id, e.name, e.uscc, e.district_id, d.name AS district_name, e.town_id, t.name AS town_name, \
-         e.soe_group_id, s.name AS soe_group_name, e.address, e.lon, e.lat, e.legal_representative, e.principal_name, \
-         e.principal_phone, e.ownership_type, e.industry_code, e.sector, {years} AS key_unit_years, e.status, e.tags, \
-         e.created_at_ms, e.updated_at_ms, e.version \
-         FROM enterprises e JOIN org_units d ON d.id = e.district_id \
-         LEFT JOIN org_units t ON t.id = e.town_id LEFT JOIN org_units s ON s.id = e.soe_group_id"
-    )
-}
+/// The enterprise columns; org unit names and key-unit years are added by
+/// [`EnterpriseRepo::decorate`], so page queries stay single-table (cheap to plan).
+const SELECT: &str = "SELECT e.id, e.name, e.uscc, e.district_id, e.town_id, e.soe_group_id, e.address, e.lon, e.lat, \
+     e.legal_representative, e.principal_name, e.principal_phone, e.ownership_type, e.industry_code, e.sector, \
+     e.status, e.tags, e.created_at_ms, e.updated_at_ms, e.version FROM enterprises e";
 
 /// The SQL condition bounding enterprises `e` to a scope.
 pub(crate) fn scope_condition(scope: &Scope, b: &mut SqlBuilder) -> String {
@@ -633,14 +621,37 @@ impl EnterpriseRepo<'_> {
         let mut b = SqlBuilder::default();
         let idp = b.s(id);
         let cond = scope_condition(scope, &mut b);
+        let sql = format!("{SELECT} WHERE e.id = {idp} AND {cond}");
+        let row: Option<Row> = with_pool!(self.db, p => bind_args!(sqlx::query_as::<_, Row>(&sql), b.args).fetch_optional(p).await?);
+        let row = row.ok_or(StorageError::NotFound("enterprise"))?;
+        Ok(self.decorate(vec![row]).await?.remove(0))
+    }
+
+    /// Rows into enterprises: org unit names from the cached map, key-unit years in one query.
+    async fn decorate(&self, rows: Vec<Row>) -> StorageResult<Vec<Enterprise>> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names = self.db.org_unit_names().await?;
+        let mut b = SqlBuilder::default();
+        let ph: Vec<String> = rows.iter().map(|r| b.s(r.id.clone())).collect();
         let sql = format!(
-            "{} WHERE e.id = {idp} AND {cond}",
-            select_sql(self.db.engine())
+            "SELECT enterprise_id, year FROM enterprise_key_units WHERE enterprise_id IN ({}) ORDER BY year",
+            ph.join(", ")
         );
-        with_pool!(self.db, p => {
-            let row: Option<Row> = bind_args!(sqlx::query_as::<_, Row>(&sql), b.args).fetch_optional(p).await?;
-            row.map(Row::into_enterprise).ok_or(StorageError::NotFound("enterprise"))
-        })
+        let years: Vec<(String, i64)> =
+            with_pool!(self.db, p => bind_args!(sqlx::query_as(&sql), b.args).fetch_all(p).await?);
+        let mut by_id: HashMap<String, Vec<i32>> = HashMap::new();
+        for (id, y) in years {
+            by_id.entry(id).or_default().push(y as i32);
+        }
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let y = by_id.remove(&r.id).unwrap_or_default();
+                r.into_enterprise(&names, y)
+            })
+            .collect())
     }
 
     /// Whether an enterprise exists at all (regardless of scope).
@@ -833,11 +844,6 @@ impl EnterpriseRepo<'_> {
                 lb,
             )
         };
-        // Page the ids first, then join names and key-unit years for that page only.
-        let list_sql = format!(
-            "{} WHERE e.id IN ({ids_sql}) ORDER BY {order}",
-            select_sql(self.db.engine())
-        );
         let count_key = format!("{count_sql}|{:?}", b.args);
         let cached = self.db.counts.get(&count_key);
         with_pool!(self.db, p => {
@@ -849,8 +855,19 @@ impl EnterpriseRepo<'_> {
                     n
                 }
             };
-            let rows: Vec<Row> = bind_args!(sqlx::query_as::<_, Row>(&list_sql), lb.args).fetch_all(p).await?;
-            Ok(Page { items: rows.into_iter().map(Row::into_enterprise).collect(), total, page: page.page, page_size: page.page_size })
+            // The page's ids in order, then their rows (one simple query each).
+            let ids: Vec<String> = bind_args!(sqlx::query_scalar(&ids_sql), lb.args).fetch_all(p).await?;
+            let mut rows: Vec<Row> = Vec::new();
+            if !ids.is_empty() {
+                let mut rb = SqlBuilder::default();
+                let ph: Vec<String> = ids.iter().map(|i| rb.s(i.clone())).collect();
+                let sql = format!("{SELECT} WHERE e.id IN ({})", ph.join(", "));
+                rows = bind_args!(sqlx::query_as::<_, Row>(&sql), rb.args).fetch_all(p).await?;
+                let pos: HashMap<&String, usize> = ids.iter().enumerate().map(|(i, id)| (id, i)).collect();
+                rows.sort_by_key(|r| pos.get(&r.id).copied().unwrap_or(usize::MAX));
+            }
+            let items = self.decorate(rows).await?;
+            Ok(Page { items, total, page: page.page, page_size: page.page_size })
         })
     }
 

@@ -179,6 +179,7 @@ impl OrgUnitRepo<'_> {
             insert_audit!(&mut *tx, &audit)?;
             tx.commit().await?;
         });
+        self.db.org_names.clear();
         Ok(unit)
     }
 
@@ -207,6 +208,7 @@ impl OrgUnitRepo<'_> {
             insert_audit!(&mut *tx, &audit)?;
             tx.commit().await?;
         });
+        self.db.org_names.clear();
         self.get(id).await
     }
 

@@ -75,5 +75,11 @@ async fn list(
         .audit()
         .query(&f, PageRequest::new(q.page, q.page_size))
         .await?;
+    // Reading the audit log is itself audited.
+    let entry = caller.audit("audit.query", state.now()).details(serde_json::json!({
+        "username": f.username, "action": f.action, "target_id": f.target_id, "outcome": f.outcome,
+        "from_ms": f.from_ms, "to_ms": f.to_ms, "rows": page.items.len(),
+    }));
+    state.db.audit().record(&entry).await?;
     Ok(Json(Page::from(page, AuditDto::from)))
 }
