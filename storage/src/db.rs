@@ -39,16 +39,14 @@ pub struct Db {
     pub(crate) org_names: std::sync::Arc<OrgNameCache>,
 }
 
+/// Org unit names by id.
+pub(crate) type OrgNames = std::sync::Arc<std::collections::HashMap<String, String>>;
+
 /// Names of org units by id, reused for [`crate::search::COUNT_TTL`] and dropped when this node
 /// changes the org tree.
 #[derive(Debug, Default)]
 pub(crate) struct OrgNameCache {
-    map: std::sync::Mutex<
-        Option<(
-            std::sync::Arc<std::collections::HashMap<String, String>>,
-            std::time::Instant,
-        )>,
-    >,
+    map: std::sync::Mutex<Option<(OrgNames, std::time::Instant)>>,
 }
 
 impl OrgNameCache {
