@@ -138,8 +138,21 @@ on_both!(
             r.json::<serde_json::Value>().await.unwrap()["code"],
             "password_change_required"
         );
+        // A cookie-authenticated write without X-Requested-With is refused (CSRF guard).
         let r = c
             .post(s.url("/api/v1/auth/password"))
+            .json(&json!({"old_password": "Init@12345", "new_password": "Better@2026x"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            r.json::<serde_json::Value>().await.unwrap()["code"],
+            "csrf_check_failed"
+        );
+        let r = c
+            .post(s.url("/api/v1/auth/password"))
+            .header("x-requested-with", "shouhu-web")
             .json(&json!({"old_password": "Init@12345", "new_password": "weakpass"}))
             .send()
             .await
@@ -149,6 +162,7 @@ on_both!(
         assert_eq!(b["errors"][0]["field"], "new_password");
         let r = c
             .post(s.url("/api/v1/auth/password"))
+            .header("x-requested-with", "shouhu-web")
             .json(&json!({"old_password": "Init@12345", "new_password": "Better@2026x"}))
             .send()
             .await
@@ -157,7 +171,12 @@ on_both!(
         let r = c.get(s.url("/api/v1/enterprises")).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::OK);
         // Logout clears the cookie.
-        let r = c.post(s.url("/api/v1/auth/logout")).send().await.unwrap();
+        let r = c
+            .post(s.url("/api/v1/auth/logout"))
+            .header("x-requested-with", "shouhu-web")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::NO_CONTENT);
         assert_eq!(
             c.get(s.url("/api/v1/auth/me"))

@@ -221,6 +221,28 @@ impl Db {
         Ok(m)
     }
 
+    /// The values among `values` that `table.column` already holds (for import checks).
+    /// `table` and `column` are names from this crate, never user input.
+    pub(crate) async fn existing_values(
+        &self,
+        table: &'static str,
+        column: &'static str,
+        values: &[String],
+    ) -> StorageResult<Vec<String>> {
+        let mut found = Vec::new();
+        for chunk in values.chunks(500) {
+            let mut b = SqlBuilder::default();
+            let ph: Vec<String> = chunk.iter().map(|c| b.s(c.clone())).collect();
+            let sql = format!(
+                "SELECT {column} FROM {table} WHERE {column} IN ({})",
+                ph.join(", ")
+            );
+            let rows: Vec<String> = with_pool!(self, p => bind_args!(sqlx::query_scalar(&sql), b.args).fetch_all(p).await?);
+            found.extend(rows);
+        }
+        Ok(found)
+    }
+
     /// Run one statement without parameters (administrative SQL such as `CREATE DATABASE`).
     pub async fn execute_raw(&self, sql: &str) -> StorageResult<u64> {
         with_pool!(self, p => Ok(sqlx::raw_sql(sql).execute(p).await?.rows_affected()))

@@ -664,20 +664,7 @@ impl EnterpriseRepo<'_> {
 
     /// The USCCs among `codes` that are already registered.
     pub async fn existing_usccs(&self, codes: &[String]) -> StorageResult<Vec<String>> {
-        let mut found = Vec::new();
-        for chunk in codes.chunks(500) {
-            let mut b = SqlBuilder::default();
-            let ph: Vec<String> = chunk.iter().map(|c| b.s(c.clone())).collect();
-            let sql = format!(
-                "SELECT uscc FROM enterprises WHERE uscc IN ({})",
-                ph.join(", ")
-            );
-            with_pool!(self.db, p => {
-                let rows: Vec<String> = bind_args!(sqlx::query_scalar(&sql), b.args).fetch_all(p).await?;
-                found.extend(rows);
-            });
-        }
-        Ok(found)
+        self.db.existing_values("enterprises", "uscc", codes).await
     }
 
     /// Search and list in `scope`.

@@ -247,20 +247,9 @@ impl OfficerRepo<'_> {
 
     /// The certificate numbers among `codes` already registered.
     pub async fn existing_certificates(&self, codes: &[String]) -> StorageResult<Vec<String>> {
-        let mut found = Vec::new();
-        for chunk in codes.chunks(500) {
-            let mut b = SqlBuilder::default();
-            let ph: Vec<String> = chunk.iter().map(|c| b.s(c.clone())).collect();
-            let sql = format!(
-                "SELECT certificate_no FROM officers WHERE certificate_no IN ({})",
-                ph.join(", ")
-            );
-            with_pool!(self.db, p => {
-                let rows: Vec<String> = bind_args!(sqlx::query_scalar(&sql), b.args).fetch_all(p).await?;
-                found.extend(rows);
-            });
-        }
-        Ok(found)
+        self.db
+            .existing_values("officers", "certificate_no", codes)
+            .await
     }
 
     /// List in `scope`, by name.
