@@ -12,12 +12,22 @@ port=$(free_port)
 mport=$(free_port)
 data=$(mktemp -d)
 log="$data/demo.log"
-cleanup() { [[ -n "${pid:-}" ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$data"; }
+# Stop the server and keep the suite's exit status (not the server's SIGTERM status).
+cleanup() {
+  local rc=$?
+  if [[ -n "${pid:-}" ]]; then
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  fi
+  rm -rf "$data"
+  exit "$rc"
+}
 trap cleanup EXIT
 
-(cd "$root" && SHOUHU__SERVER__DATA_DIR="$data" SHOUHU__HTTP__LISTEN="127.0.0.1:$port" \
+# No subshell: $! must be the server itself, so that the cleanup's kill reaches it.
+SHOUHU__SERVER__DATA_DIR="$data" SHOUHU__HTTP__LISTEN="127.0.0.1:$port" \
   SHOUHU__METRICS__LISTEN="127.0.0.1:$mport" SHOUHU__HTTP__WEB_DIR="$root/web/dist" \
-  "$bin" demo --enterprises 120 >"$log" 2>&1) &
+  "$bin" demo --enterprises 120 >"$log" 2>&1 &
 pid=$!
 for _ in $(seq 1 120); do
   curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
