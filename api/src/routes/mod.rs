@@ -32,9 +32,31 @@ use crate::state::AppState;
         (name = "inspection-items", description = "Inspection item list"),
         (name = "reference", description = "Code lists"),
     ),
-    components(schemas(crate::error::ErrorBody, crate::error::RowError))
+    components(schemas(crate::error::ErrorBody, crate::error::RowError)),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
 )]
 pub struct ApiDoc;
+
+/// Declares the bearer token scheme, so the API page can authorise its requests with the token
+/// from `POST /api/v1/auth/login`.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("token from POST /api/v1/auth/login"))
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// The `/api/v1` router and the OpenAPI document.
 pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
