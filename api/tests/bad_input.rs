@@ -173,7 +173,10 @@ on_both!(openapi_and_health, |s: common::Server| async move {
     let r = reqwest::get(s.url("/api/v1/openapi.json")).await.unwrap();
     let doc: serde_json::Value = r.json().await.unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
-    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
     for p in [
         "/api/v1/auth/login",
         "/api/v1/enterprises",
