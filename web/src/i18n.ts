@@ -512,3 +512,42 @@ export function errorText(e: unknown): string {
   if (!msg) return '未知错误';
   return translateMessage(msg) ?? (isChinese(msg) ? msg : original(msg));
 }
+
+/** Chinese names of the audit log's action codes (docs/api.md). */
+export const AUDIT_ACTIONS: Record<string, string> = {
+  'auth.login': '登录',
+  'auth.logout': '退出登录',
+  'auth.lockout': '账号锁定',
+  'auth.session_expired': '会话超时',
+  'auth.password_change': '修改密码',
+  'account.create': '创建账号',
+  'account.unlock': '解锁账号',
+  'account.disable': '停用账号',
+  'account.enable': '启用账号',
+  'account.reset_password': '重置密码',
+  'account_application.file': '提交账号申请',
+  'account_application.approve': '通过账号申请',
+  'account_application.reject': '驳回账号申请',
+  'org_unit.create': '新增组织',
+  'org_unit.update': '修改组织',
+  'enterprise.create': '新增企业',
+  'enterprise.update': '修改企业',
+  'enterprise.delete': '删除企业',
+  'enterprise.import': '导入企业',
+  'enterprise.export': '导出企业',
+  'enterprise.read': '查看企业',
+  'officer.create': '新增执法人员',
+  'officer.update': '修改执法人员',
+  'officer.delete': '删除执法人员',
+  'officer.import': '导入执法人员',
+  'officer.export': '导出执法人员',
+  'inspection_item.create': '新增检查事项',
+  'inspection_item.update': '修改检查事项',
+  'audit.query': '查询审计日志',
+};
+
+/** An audit action as "中文名（code）", or the code alone when it has no name yet. */
+export function auditActionLabel(code: string): string {
+  const name = AUDIT_ACTIONS[code];
+  return name ? `${name}（${code}）` : code;
+}

@@ -3,6 +3,7 @@
 import { get } from '../api';
 import { h, mount, select } from '../dom';
 import { AUDIT_OUTCOME, fmtDateTime, label, shanghaiLocalToUtc, utcToShanghaiLocal } from '../format';
+import { auditActionLabel } from '../i18n';
 import { pageHeader, setTitle } from '../layout';
 import type { RouteContext } from '../router';
 import type { AuditEntry, Page } from '../types';
@@ -95,7 +96,7 @@ export async function renderAudit(outlet: HTMLElement, ctx: RouteContext): Promi
         columns: [
           { title: '时间', width: '140px', className: 'nowrap', render: (a) => fmtDateTime(a.at) },
           { title: '用户', width: '100px', className: 'ellipsis', render: (a) => a.username ?? '—' },
-          { title: '操作', width: '150px', className: 'mono ellipsis', tooltip: (a) => a.action, render: (a) => a.action },
+          { title: '操作', width: '170px', className: 'ellipsis', tooltip: (a) => a.action, render: (a) => auditActionLabel(a.action) },
           {
             title: '对象',
             width: '180px',
