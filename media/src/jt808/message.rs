@@ -20,6 +20,12 @@ pub const LOCATION_BATCH: u16 = 0x0704;
 pub const PLATFORM_RESPONSE: u16 = 0x8001;
 /// Register response.
 pub const REGISTER_RESPONSE: u16 = 0x8100;
+/// Query position.
+pub const QUERY_POSITION: u16 = 0x8201;
+/// Temporary position tracking.
+pub const TRACK_POSITION: u16 = 0x8202;
+/// Answer to a position query.
+pub const QUERY_POSITION_RESPONSE: u16 = 0x0201;
 
 /// A terminal registration (0x0100).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +73,13 @@ pub enum Message {
     },
     /// 0x0200.
     Location(LocationReport),
+    /// 0x0201: the answer to a 0x8201 query.
+    QueryPositionResponse {
+        /// Serial of the query.
+        reply_serial: u16,
+        /// The position.
+        report: LocationReport,
+    },
     /// 0x0704: `backfill` is true for blind-area data (type 1), which goes to history only.
     LocationBatch {
         /// Blind-area backfill.
@@ -156,6 +169,13 @@ impl Message {
                 }
             },
             LOCATION => Message::Location(LocationReport::parse(body)?),
+            QUERY_POSITION_RESPONSE => {
+                need(2, "query position response")?;
+                Message::QueryPositionResponse {
+                    reply_serial: u16::from_be_bytes([body[0], body[1]]),
+                    report: LocationReport::parse(&body[2..])?,
+                }
+            }
             LOCATION_BATCH => {
                 need(3, "batch")?;
                 let count = u16::from_be_bytes([body[0], body[1]]) as usize;
@@ -196,6 +216,15 @@ pub fn register_response(reply_serial: u16, result: u8, auth_code: &str) -> Vec<
     if result == 0 {
         b.extend_from_slice(&to_gbk(auth_code));
     }
+    b
+}
+
+/// Temporary tracking (0x8202) body: report every `interval_s` seconds for `duration_s`
+/// seconds (interval 0 stops tracking).
+pub fn track_position(interval_s: u16, duration_s: u32) -> Vec<u8> {
+    let mut b = Vec::with_capacity(6);
+    b.extend_from_slice(&interval_s.to_be_bytes());
+    b.extend_from_slice(&duration_s.to_be_bytes());
     b
 }
 
@@ -302,6 +331,17 @@ mod tests {
             roundtrip(0x0900, Version::V2013, &[1]).1,
             Message::Unknown(0x0900)
         );
+    }
+
+    #[test]
+    fn position_query_answer() {
+        let mut b = vec![0, 9];
+        b.extend_from_slice(&super::super::location::tests::sample_body());
+        let (_, m) = roundtrip(QUERY_POSITION_RESPONSE, Version::V2013, &b);
+        assert!(
+            matches!(m, Message::QueryPositionResponse { reply_serial: 9, ref report } if report.fix_valid())
+        );
+        assert_eq!(track_position(10, 600), vec![0, 10, 0, 0, 2, 88]);
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //! * [`location`] — the 0x0200 location report (alarm and status words, position, additional
 //!   items) and its conversion to the shared [`crate::model::Position`].
 //! * [`message`] — terminal messages (register 0x0100, auth 0x0102, heartbeat 0x0002, general
-//!   response 0x0001, location 0x0200, batch 0x0704) and platform replies (0x8001, 0x8100).
+//!   response 0x0001, location 0x0200, position answer 0x0201, batch 0x0704) and platform
+//!   messages (0x8001, 0x8100, 0x8202; 0x8201 has an empty body).
+//! * [`reassembly`] — split messages joined by (id, first serial), bounded and timed out.
 //!
 //! Nothing here reads a clock or touches a socket. Times in location reports are GMT+8 and are
 //! converted to UTC milliseconds.
@@ -19,6 +21,7 @@ pub mod frame;
 pub mod header;
 pub mod location;
 pub mod message;
+pub mod reassembly;
 
 /// What can be wrong with JT/T 808 bytes. Each variant names enough to find the frame in a
 /// capture.
