@@ -242,6 +242,21 @@ impl OrgUnitRepo<'_> {
         })
     }
 
+    /// The ids of every unit visible in `scope` (one query; for checks over many rows).
+    pub async fn visible_ids(
+        &self,
+        scope: &Scope,
+    ) -> StorageResult<std::collections::HashSet<String>> {
+        let rows: Vec<String> = match scope {
+            Scope::All => {
+                with_pool!(self.db, p => sqlx::query_scalar("SELECT id FROM org_units").fetch_all(p).await?)
+            }
+            Scope::Subtree(root) => with_pool!(self.db, p => sqlx::query_scalar(
+                "SELECT descendant_id FROM org_unit_closure WHERE ancestor_id = $1").bind(root).fetch_all(p).await?),
+        };
+        Ok(rows.into_iter().collect())
+    }
+
     /// Whether `unit` is visible in `scope`.
     pub async fn in_scope(&self, scope: &Scope, unit: &str) -> StorageResult<bool> {
         match scope {

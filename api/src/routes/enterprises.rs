@@ -193,7 +193,7 @@ async fn update(
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> ApiResult<Json<EnterpriseDto>> {
     caller.require(Perm::EnterpriseWrite)?;
-    let (version, mut input): (i64, EnterpriseInput) = split_version(body)?;
+    let (version, mut input): (i64, EnterpriseInput) = split_versioned_body(body)?;
     input.normalize();
     state.db.enterprises().get(&caller.scope, &id).await?;
     check_input(&state, &caller, &input).await?;
@@ -213,7 +213,7 @@ async fn update(
 
 /// `#[serde(flatten)]` and `deny_unknown_fields` do not mix, so the version is taken out by hand
 /// and the rest is parsed strictly.
-pub(crate) fn split_version<T: serde::de::DeserializeOwned>(
+pub(crate) fn split_versioned_body<T: serde::de::DeserializeOwned>(
     mut body: serde_json::Value,
 ) -> ApiResult<(i64, T)> {
     let obj = body.as_object_mut().ok_or_else(|| {
@@ -243,11 +243,11 @@ pub(crate) fn split_version<T: serde::de::DeserializeOwned>(
     ] {
         obj.remove(k);
     }
-    let input = serde_path_to_error_free(body)?;
+    let input = parse_strict(body)?;
     Ok((version, input))
 }
 
-fn serde_path_to_error_free<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> ApiResult<T> {
+fn parse_strict<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> ApiResult<T> {
     serde_json::from_value(v).map_err(|e| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -256,8 +256,6 @@ fn serde_path_to_error_free<T: serde::de::DeserializeOwned>(v: serde_json::Value
         )
     })
 }
-
-pub(crate) use split_version as split_versioned_body;
 
 /// Delete a dossier.
 #[utoipa::path(delete, path = "/enterprises/{id}", tag = "enterprises", params(("id" = String, Path)),
@@ -543,18 +541,7 @@ async fn import(
     let mut errors = Vec::new();
     let mut inputs = Vec::with_capacity(rows.len());
     let mut seen: HashMap<String, usize> = HashMap::new();
-    let visible: HashSet<String> = match &caller.scope {
-        Scope::All => units.iter().map(|u| u.id.clone()).collect(),
-        Scope::Subtree(_) => {
-            let mut v = HashSet::new();
-            for u in &units {
-                if state.db.org_units().in_scope(&caller.scope, &u.id).await? {
-                    v.insert(u.id.clone());
-                }
-            }
-            v
-        }
-    };
+    let visible = state.db.org_units().visible_ids(&caller.scope).await?;
     for row in &rows {
         match row_input(row, &units) {
             Ok(input) => {

@@ -239,6 +239,7 @@ async fn import(
         .and_then(|v| v.to_str().ok());
     let rows = tabular::parse(&body, ct, COLUMNS)?;
     let units = state.db.org_units().list().await?;
+    let visible = state.db.org_units().visible_ids(&caller.scope).await?;
     let mut errors = Vec::new();
     let mut inputs = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
@@ -266,13 +267,11 @@ async fn import(
                 field: "org_unit".into(),
                 message: format!("no org unit {:?}", r.get("org_unit")),
             }),
-            Some(u) if !state.db.org_units().in_scope(&caller.scope, &u.id).await? => {
-                errors.push(RowError {
-                    row: Some(r.number),
-                    field: "org_unit".into(),
-                    message: "outside your scope".into(),
-                })
-            }
+            Some(u) if !visible.contains(&u.id) => errors.push(RowError {
+                row: Some(r.number),
+                field: "org_unit".into(),
+                message: "outside your scope".into(),
+            }),
             _ => {}
         }
         for e in i.validate() {
