@@ -152,6 +152,7 @@ impl From<StorageError> for ApiError {
             StorageError::VersionConflict => {
                 ApiError::new(StatusCode::CONFLICT, "version_conflict", e.to_string())
             }
+            StorageError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             StorageError::Invalid { field, message } => ApiError::validation(vec![RowError {
                 row: None,
                 field,

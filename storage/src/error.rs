@@ -19,6 +19,9 @@ pub enum StorageError {
     /// The row changed since the caller read it (`version` mismatch).
     #[error("the record was changed by someone else; reload and try again")]
     VersionConflict,
+    /// The record is in a state that does not allow the operation (e.g. closing a closed alarm).
+    #[error("{0}")]
+    Conflict(String),
     /// A value broke a rule the storage layer enforces (e.g. a reference to a missing row).
     #[error("{field}: {message}")]
     Invalid {
@@ -99,6 +102,7 @@ fn constraint_field(c: &str) -> &str {
         "org_units_",
         "account_applications_",
         "enterprise_key_units_",
+        "vehicles_",
     ] {
         if let Some(col) = c.strip_prefix(table) {
             return col;

@@ -6,7 +6,8 @@
 //!   migrations (`migrations/sqlite`, `migrations/postgres`).
 //! * Each domain area has a repository reached from [`Db`]: [`Db::org_units`], [`Db::accounts`],
 //!   [`Db::sessions`], [`Db::audit`], [`Db::enterprises`], [`Db::officers`],
-//!   [`Db::inspection_items`]. No SQL lives outside this crate.
+//!   [`Db::inspection_items`], [`Db::vehicles`], [`Db::positions`], [`Db::geofences`],
+//!   [`Db::assignments`], [`Db::sos`]. No SQL lives outside this crate.
 //! * Every mutating repository call that changes business data takes an [`audit::AuditEntry`] and
 //!   writes it in the same transaction, so a change and its audit row land together or not at all.
 //! * Times are UTC milliseconds since the Unix epoch in every table (`*_at_ms`); ids are UUIDv7
@@ -19,18 +20,23 @@
 #![forbid(unsafe_code)]
 
 pub mod accounts;
+pub mod assignments;
 pub mod audit;
 pub mod blob;
 mod db;
 pub mod enterprises;
 mod error;
+pub mod geofences;
 pub mod inspection_items;
 pub mod model;
 pub mod officers;
 pub mod org_units;
+pub mod positions;
 pub mod search;
 pub mod sessions;
+pub mod sos;
 pub mod uscc;
+pub mod vehicles;
 
 pub use db::{Db, Engine};
 pub use error::{StorageError, StorageResult};

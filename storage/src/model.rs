@@ -64,15 +64,19 @@ pub enum UnitEvent {
         /// Whether it may update the live state.
         live: bool,
     },
-    /// The device came online.
+    /// The device is connected and talking (authenticated, heartbeat, keepalive).
     Online {
         /// Unit id.
         unit_id: String,
+        /// Which device kind was heard.
+        source: PositionSource,
     },
-    /// The device went offline.
+    /// The device disconnected (or its registration expired).
     Offline {
         /// Unit id.
         unit_id: String,
+        /// Which device kind left.
+        source: PositionSource,
     },
     /// An SOS / emergency alarm.
     Sos {
@@ -80,6 +84,8 @@ pub enum UnitEvent {
         unit_id: String,
         /// Device time, ms since the epoch.
         time_ms: i64,
+        /// Which device kind raised it.
+        source: PositionSource,
     },
 }
 

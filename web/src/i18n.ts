@@ -175,6 +175,13 @@ const NOT_FOUND_WHAT: Labels = {
   session: '会话',
   blob: '文件',
   row: '记录',
+  unit: '调度单元',
+  'dispatch unit': '调度单元',
+  vehicle: '车辆',
+  'sos alarm': '紧急报警',
+  sos: '紧急报警',
+  geofence: '电子围栏',
+  assignment: '派遣任务',
 };
 
 type Rule = [RegExp, (m: RegExpExecArray) => string];

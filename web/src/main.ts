@@ -20,6 +20,7 @@ import { renderOrgUnits } from './pages/org-units';
 import { renderAccounts } from './pages/accounts';
 import { renderApplications } from './pages/applications';
 import { renderAudit } from './pages/audit';
+import { renderDispatch } from './pages/dispatch';
 
 const app = document.getElementById('app')!;
 
@@ -46,6 +47,7 @@ const routes: Route[] = [
   { pattern: '/accounts', render: renderAccounts },
   { pattern: '/applications', render: renderApplications },
   { pattern: '/audit', render: renderAudit },
+  { pattern: '/dispatch', render: needs('dispatch.view', (o) => renderDispatch(o)) },
   { pattern: '/change-password', render: (o) => renderChangePassword(o, { forced: false, onDone: afterPasswordChange }) },
 ];
 

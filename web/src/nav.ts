@@ -37,6 +37,8 @@ export const NAV: NavItem[] = [
     roles: ALL_ROLES.filter((r) => r !== 'soe_user'),
     perms: ['registry.read'],
   },
+  // Not first: the landing page (first allowed entry) stays 企业档案.
+  { id: 'dispatch', path: '/dispatch', label: '调度指挥', icon: '调', roles: ALL_ROLES, perms: ['dispatch.view'] },
   { id: 'inspection-items', path: '/inspection-items', label: '检查事项清单', icon: '单', roles: ALL_ROLES, perms: ['registry.read'] },
   { id: 'org-units', path: '/org-units', label: '组织架构', icon: '组', roles: ['admin', 'corps_leader'] },
   { id: 'accounts', path: '/accounts', label: '账号管理', icon: '账', roles: ['admin'], perms: ['account.manage'] },

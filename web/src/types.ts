@@ -44,7 +44,9 @@ export type Permission =
   | 'account.manage'
   | 'application.file'
   | 'application.decide'
-  | 'audit.read';
+  | 'audit.read'
+  | 'dispatch.view'
+  | 'dispatch.command';
 
 /** `GET /auth/me`: the account plus what its role may do. Older servers omit the extras. */
 export interface Me extends Account {

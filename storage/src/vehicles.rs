@@ -1,0 +1,379 @@
+//! Enforcement vehicles and their JT/T 808 terminals.
+//!
+//! A terminal is known by the phone number in its message header. The number is stored without
+//! leading zeros ([`normalize_phone`]) so that the 12-digit BCD form of JT/T 808-2013 and the
+//! 20-digit form of 2019 name the same terminal.
+
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{insert_audit, AuditEntry};
+use crate::db::{bind_args, with_pool, SqlBuilder};
+use crate::enterprises::FieldError;
+use crate::org_units::Scope;
+use crate::{Db, StorageError, StorageResult};
+
+/// The terminal phone number without leading zeros (an all-zero number stays `"0"`).
+pub fn normalize_phone(phone: &str) -> String {
+    let t = phone.trim().trim_start_matches('0');
+    if t.is_empty() {
+        "0".into()
+    } else {
+        t.to_string()
+    }
+}
+
+/// Vehicle fields as entered.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VehicleInput {
+    /// Plate number, e.g. `沪A·E1234`.
+    pub plate: String,
+    /// Owning org unit.
+    pub org_unit_id: String,
+    /// JT/T 808 terminal phone number (digits).
+    #[serde(default)]
+    pub terminal_phone: Option<String>,
+    /// `active` or `inactive`.
+    #[serde(default = "default_status")]
+    pub status: String,
+}
+
+fn default_status() -> String {
+    "active".into()
+}
+
+impl VehicleInput {
+    /// Trim and normalise.
+    pub fn normalize(&mut self) {
+        self.plate = self.plate.trim().to_string();
+        self.org_unit_id = self.org_unit_id.trim().to_string();
+        self.status = self.status.trim().to_string();
+        self.terminal_phone = self
+            .terminal_phone
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(normalize_phone);
+    }
+
+    /// Field rules.
+    pub fn validate(&self) -> Vec<FieldError> {
+        let mut e = Vec::new();
+        let n = self.plate.chars().count();
+        if n == 0 || n > 16 {
+            e.push(FieldError {
+                field: "plate".into(),
+                message: "1–16 characters".into(),
+            });
+        }
+        if self.org_unit_id.is_empty() {
+            e.push(FieldError {
+                field: "org_unit_id".into(),
+                message: "must not be empty".into(),
+            });
+        }
+        if let Some(p) = &self.terminal_phone {
+            if p.len() > 20 || !p.bytes().all(|b| b.is_ascii_digit()) {
+                e.push(FieldError {
+                    field: "terminal_phone".into(),
+                    message: "up to 20 digits".into(),
+                });
+            }
+        }
+        if !matches!(self.status.as_str(), "active" | "inactive") {
+            e.push(FieldError {
+                field: "status".into(),
+                message: "must be active or inactive".into(),
+            });
+        }
+        e
+    }
+}
+
+/// A stored vehicle.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Vehicle {
+    /// Id (also its dispatch unit id).
+    pub id: String,
+    /// Plate.
+    pub plate: String,
+    /// Org unit.
+    pub org_unit_id: String,
+    /// Terminal phone (normalised).
+    pub terminal_phone: Option<String>,
+    /// Terminal id from its registration.
+    pub terminal_id: Option<String>,
+    /// Terminal model from its registration.
+    pub terminal_model: Option<String>,
+    /// Manufacturer id from its registration.
+    pub manufacturer: Option<String>,
+    /// When the terminal last registered, ms.
+    pub registered_at_ms: Option<i64>,
+    /// `active` / `inactive`.
+    pub status: String,
+    /// Created, ms.
+    pub created_at_ms: i64,
+    /// Updated, ms.
+    pub updated_at_ms: i64,
+    /// Optimistic-lock version.
+    pub version: i64,
+}
+
+/// What a terminal says about itself when it registers (0x0100).
+#[derive(Debug, Clone, Default)]
+pub struct TerminalRegistration {
+    /// Manufacturer id.
+    pub manufacturer: String,
+    /// Terminal model.
+    pub model: String,
+    /// Terminal id.
+    pub terminal_id: String,
+    /// Plate as the terminal reports it (may be empty).
+    pub plate: String,
+}
+
+/// Result of a registration attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegisterOutcome {
+    /// Registered; the terminal must authenticate with this code.
+    Registered {
+        /// The vehicle (unit) id.
+        vehicle_id: String,
+        /// Auth code to hand to the terminal.
+        auth_code: String,
+    },
+    /// No vehicle has this terminal and registration is closed.
+    UnknownTerminal,
+    /// The vehicle is disabled.
+    Inactive,
+}
+
+/// The vehicle repository.
+#[derive(Debug, Clone, Copy)]
+pub struct VehicleRepo<'a> {
+    db: &'a Db,
+}
+
+impl Db {
+    /// Vehicles and their terminals.
+    pub fn vehicles(&self) -> VehicleRepo<'_> {
+        VehicleRepo { db: self }
+    }
+}
+
+const SELECT: &str = "SELECT v.id, v.plate, v.org_unit_id, v.terminal_phone, v.terminal_id, v.terminal_model, v.manufacturer, \
+    v.registered_at_ms, v.status, v.created_at_ms, v.updated_at_ms, v.version FROM vehicles v";
+
+fn scope_cond(scope: &Scope, b: &mut SqlBuilder) -> String {
+    match scope {
+        Scope::All => "1 = 1".into(),
+        Scope::Subtree(r) => format!(
+            "v.org_unit_id IN (SELECT descendant_id FROM org_unit_closure WHERE ancestor_id = {})",
+            b.s(r.clone())
+        ),
+    }
+}
+
+impl VehicleRepo<'_> {
+    /// Insert a vehicle.
+    pub async fn insert(&self, i: &VehicleInput, audit: &AuditEntry) -> StorageResult<Vehicle> {
+        let id = crate::new_id();
+        let a = audit
+            .clone()
+            .target("vehicle", &id)
+            .details(serde_json::json!({"plate": i.plate, "terminal_phone": i.terminal_phone}));
+        with_pool!(self.db, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query("INSERT INTO vehicles (id, plate, org_unit_id, terminal_phone, status, created_at_ms, updated_at_ms, version) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $6, 1)")
+                .bind(&id).bind(&i.plate).bind(&i.org_unit_id).bind(&i.terminal_phone).bind(&i.status).bind(audit.at_ms)
+                .execute(&mut *tx).await?;
+            insert_audit!(&mut *tx, &a)?;
+            tx.commit().await?;
+        });
+        self.get(&Scope::All, &id).await
+    }
+
+    /// Update a vehicle if still at `version`. Changing the terminal drops its auth code.
+    pub async fn update(
+        &self,
+        scope: &Scope,
+        id: &str,
+        version: i64,
+        i: &VehicleInput,
+        audit: &AuditEntry,
+    ) -> StorageResult<Vehicle> {
+        let old = self.get(scope, id).await?;
+        let a = audit
+            .clone()
+            .target("vehicle", id)
+            .details(serde_json::to_value(i).unwrap_or_default());
+        let keep_code = old.terminal_phone == i.terminal_phone;
+        with_pool!(self.db, p => {
+            let mut tx = p.begin().await?;
+            let n = sqlx::query("UPDATE vehicles SET plate = $3, org_unit_id = $4, terminal_phone = $5, status = $6, \
+                                 auth_code = CASE WHEN $7 THEN auth_code ELSE NULL END, updated_at_ms = $8, version = version + 1 \
+                                 WHERE id = $1 AND version = $2")
+                .bind(id).bind(version).bind(&i.plate).bind(&i.org_unit_id).bind(&i.terminal_phone).bind(&i.status)
+                .bind(keep_code).bind(audit.at_ms).execute(&mut *tx).await?.rows_affected();
+            if n == 0 { return Err(StorageError::VersionConflict); }
+            insert_audit!(&mut *tx, &a)?;
+            tx.commit().await?;
+        });
+        self.get(scope, id).await
+    }
+
+    /// Delete a vehicle (its position history stays until retention removes it).
+    pub async fn delete(&self, scope: &Scope, id: &str, audit: &AuditEntry) -> StorageResult<()> {
+        let v = self.get(scope, id).await?;
+        let a = audit
+            .clone()
+            .target("vehicle", id)
+            .details(serde_json::json!({"plate": v.plate}));
+        with_pool!(self.db, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query("DELETE FROM vehicles WHERE id = $1").bind(id).execute(&mut *tx).await?;
+            insert_audit!(&mut *tx, &a)?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// One vehicle visible in `scope`.
+    pub async fn get(&self, scope: &Scope, id: &str) -> StorageResult<Vehicle> {
+        let mut b = SqlBuilder::default();
+        let idp = b.s(id);
+        let cond = scope_cond(scope, &mut b);
+        let sql = format!("{SELECT} WHERE v.id = {idp} AND {cond}");
+        with_pool!(self.db, p => bind_args!(sqlx::query_as::<_, Vehicle>(&sql), b.args).fetch_optional(p).await?
+            .ok_or(StorageError::NotFound("vehicle")))
+    }
+
+    /// Every vehicle visible in `scope`, by plate.
+    pub async fn list(&self, scope: &Scope) -> StorageResult<Vec<Vehicle>> {
+        let mut b = SqlBuilder::default();
+        let cond = scope_cond(scope, &mut b);
+        let sql = format!("{SELECT} WHERE {cond} ORDER BY v.plate, v.id");
+        with_pool!(self.db, p => Ok(bind_args!(sqlx::query_as::<_, Vehicle>(&sql), b.args).fetch_all(p).await?))
+    }
+
+    /// The vehicle of a terminal phone number (any form).
+    pub async fn by_terminal(&self, phone: &str) -> StorageResult<Option<Vehicle>> {
+        let sql = format!("{SELECT} WHERE v.terminal_phone = $1");
+        let phone = normalize_phone(phone);
+        with_pool!(self.db, p => Ok(sqlx::query_as::<_, Vehicle>(&sql).bind(phone).fetch_optional(p).await?))
+    }
+
+    /// Register a terminal (0x0100). A known terminal gets an auth code (the one it already has,
+    /// or a new one); an unknown terminal is refused unless `open_org_unit` names the org unit new
+    /// vehicles go to (open registration), in which case a vehicle is created for it.
+    pub async fn register_terminal(
+        &self,
+        phone: &str,
+        reg: &TerminalRegistration,
+        open_org_unit: Option<&str>,
+        new_auth_code: &str,
+        at_ms: i64,
+    ) -> StorageResult<RegisterOutcome> {
+        let phone = normalize_phone(phone);
+        let existing = self.by_terminal(&phone).await?;
+        let actor = crate::audit::Actor {
+            username: Some(format!("jt808:{phone}")),
+            ..Default::default()
+        };
+        match existing {
+            Some(v) if v.status != "active" => Ok(RegisterOutcome::Inactive),
+            Some(v) => {
+                let code: Option<String> = with_pool!(self.db, p => sqlx::query_scalar("SELECT auth_code FROM vehicles WHERE id = $1")
+                    .bind(&v.id).fetch_one(p).await?);
+                let code = code.unwrap_or_else(|| new_auth_code.to_string());
+                let a = AuditEntry::new(&actor, "vehicle.terminal_register", at_ms)
+                    .target("vehicle", &v.id)
+                    .details(serde_json::json!({"terminal_id": reg.terminal_id, "model": reg.model, "manufacturer": reg.manufacturer}));
+                with_pool!(self.db, p => {
+                    let mut tx = p.begin().await?;
+                    sqlx::query("UPDATE vehicles SET auth_code = $2, terminal_id = $3, terminal_model = $4, manufacturer = $5, registered_at_ms = $6 WHERE id = $1")
+                        .bind(&v.id).bind(&code).bind(&reg.terminal_id).bind(&reg.model).bind(&reg.manufacturer).bind(at_ms)
+                        .execute(&mut *tx).await?;
+                    insert_audit!(&mut *tx, &a)?;
+                    tx.commit().await?;
+                });
+                Ok(RegisterOutcome::Registered {
+                    vehicle_id: v.id,
+                    auth_code: code,
+                })
+            }
+            None => {
+                let Some(org) = open_org_unit else {
+                    return Ok(RegisterOutcome::UnknownTerminal);
+                };
+                let id = crate::new_id();
+                let plate = if reg.plate.trim().is_empty() {
+                    format!("终端{phone}")
+                } else {
+                    reg.plate.trim().chars().take(16).collect()
+                };
+                let a = AuditEntry::new(&actor, "vehicle.terminal_register", at_ms)
+                    .target("vehicle", &id)
+                    .details(serde_json::json!({"plate": plate, "terminal_id": reg.terminal_id, "open_registration": true}));
+                with_pool!(self.db, p => {
+                    let mut tx = p.begin().await?;
+                    sqlx::query("INSERT INTO vehicles (id, plate, org_unit_id, terminal_phone, auth_code, terminal_id, terminal_model, manufacturer, \
+                                 registered_at_ms, status, created_at_ms, updated_at_ms, version) \
+                                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'active', $9, $9, 1)")
+                        .bind(&id).bind(&plate).bind(org).bind(&phone).bind(new_auth_code).bind(&reg.terminal_id)
+                        .bind(&reg.model).bind(&reg.manufacturer).bind(at_ms).execute(&mut *tx).await?;
+                    insert_audit!(&mut *tx, &a)?;
+                    tx.commit().await?;
+                });
+                Ok(RegisterOutcome::Registered {
+                    vehicle_id: id,
+                    auth_code: new_auth_code.to_string(),
+                })
+            }
+        }
+    }
+
+    /// Check a terminal's auth code (0x0102): the vehicle id when it matches an active vehicle.
+    pub async fn authenticate_terminal(
+        &self,
+        phone: &str,
+        code: &str,
+    ) -> StorageResult<Option<String>> {
+        let phone = normalize_phone(phone);
+        let row: Option<(String, Option<String>, String)> = with_pool!(self.db, p => sqlx::query_as(
+            "SELECT id, auth_code, status FROM vehicles WHERE terminal_phone = $1").bind(phone).fetch_optional(p).await?);
+        Ok(match row {
+            Some((id, Some(c), status))
+                if status == "active" && !c.is_empty() && constant_eq(&c, code) =>
+            {
+                Some(id)
+            }
+            _ => None,
+        })
+    }
+}
+
+fn constant_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phone_forms_match() {
+        assert_eq!(normalize_phone("013800138000"), "13800138000");
+        assert_eq!(normalize_phone("00000000013800138000"), "13800138000");
+        assert_eq!(normalize_phone("000000"), "0");
+    }
+
+    #[test]
+    fn constant_time_compare() {
+        assert!(constant_eq("abc", "abc"));
+        assert!(!constant_eq("abc", "abd"));
+        assert!(!constant_eq("abc", "ab"));
+    }
+}
