@@ -15,6 +15,8 @@ pub mod coords;
 pub mod core;
 pub mod fence;
 pub mod geodesy;
+pub mod hub;
+pub mod protocol;
 pub mod simplify;
 
 pub use shouhu_storage::model;

@@ -290,3 +290,24 @@ impl OfficerRepo<'_> {
         })
     }
 }
+
+/// An officer as the dispatch registry needs it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OfficerUnit {
+    /// Officer id (the dispatch unit id).
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Org unit.
+    pub org_unit_id: String,
+    /// The account the officer logs in with (the phone app's identity).
+    pub account_id: Option<String>,
+}
+
+impl OfficerRepo<'_> {
+    /// Every active officer, for the dispatch registry.
+    pub async fn all_active(&self) -> StorageResult<Vec<OfficerUnit>> {
+        with_pool!(self.db, p => Ok(sqlx::query_as::<_, OfficerUnit>(
+            "SELECT id, name, org_unit_id, account_id FROM officers WHERE status = 'active' ORDER BY id").fetch_all(p).await?))
+    }
+}

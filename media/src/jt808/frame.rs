@@ -34,6 +34,31 @@ pub fn encode(message: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Unescape without verifying (for reading the header of a frame whose checksum failed, to
+/// answer it). Bad escapes are kept as they are.
+pub fn unescape_lenient(inner: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(inner.len());
+    let mut i = 0;
+    while i < inner.len() {
+        match (inner[i], inner.get(i + 1)) {
+            (ESCAPE, Some(0x01)) => {
+                out.push(ESCAPE);
+                i += 2;
+            }
+            (ESCAPE, Some(0x02)) => {
+                out.push(FLAG);
+                i += 2;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out.pop();
+    out
+}
+
 /// Unescape and verify one frame's inner bytes (between the delimiters).
 pub fn decode(inner: &[u8]) -> Result<Vec<u8>, Jt808Error> {
     let mut out = Vec::with_capacity(inner.len());
@@ -74,6 +99,7 @@ pub fn decode(inner: &[u8]) -> Result<Vec<u8>, Jt808Error> {
 #[derive(Debug, Default)]
 pub struct Deframer {
     buf: Vec<u8>,
+    last_bad: Option<Vec<u8>>,
 }
 
 impl Deframer {
@@ -85,6 +111,12 @@ impl Deframer {
     /// Add received bytes.
     pub fn push(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
+    }
+
+    /// The raw (escaped) inner bytes of the last frame that failed to decode, taken once: lets
+    /// the caller try to read its header to answer it, and log an excerpt.
+    pub fn take_last_bad(&mut self) -> Option<Vec<u8>> {
+        self.last_bad.take()
     }
 
     /// Bytes held, waiting for the rest of a frame.
@@ -124,7 +156,11 @@ impl Deframer {
             }
             let inner: Vec<u8> = self.buf[1..end].to_vec();
             self.buf.drain(..=end);
-            return Some(decode(&inner));
+            let r = decode(&inner);
+            if r.is_err() {
+                self.last_bad = Some(inner);
+            }
+            return Some(r);
         }
     }
 }

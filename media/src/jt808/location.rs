@@ -109,13 +109,15 @@ impl LocationReport {
         self.status & STATUS_FIX != 0 && !(self.lat_e6 == 0 && self.lon_e6 == 0)
     }
 
-    /// The shared position of `unit_id`.
+    /// The shared position of `unit_id`. A report without a valid fix becomes (0, 0), which
+    /// the dispatch core flags as a zero fix and keeps off the live map.
     pub fn to_position(&self, unit_id: &str) -> Position {
+        let valid = self.fix_valid();
         Position {
             unit_id: unit_id.to_string(),
             time_ms: self.time_ms,
-            lat: self.lat_e6 as f64 / 1e6,
-            lon: self.lon_e6 as f64 / 1e6,
+            lat: if valid { self.lat_e6 as f64 / 1e6 } else { 0.0 },
+            lon: if valid { self.lon_e6 as f64 / 1e6 } else { 0.0 },
             speed_kmh: Some(f64::from(self.speed_dkmh) / 10.0),
             heading_deg: Some(f64::from(self.direction_deg)),
             altitude_m: Some(f64::from(self.altitude_m)),

@@ -103,6 +103,12 @@ impl Message {
         if h.packet.is_some_and(|(total, _)| total > 1) {
             return Ok((h.clone(), Message::Unknown(h.msg_id)));
         }
+        let m = Self::decode_body(&h, body)?;
+        Ok((h, m))
+    }
+
+    /// Decode a body (of a single frame, or of a reassembled split message) under its header.
+    pub fn decode_body(h: &Header, body: &[u8]) -> Result<Message, Jt808Error> {
         let need = |n: usize, what: &'static str| {
             if body.len() < n {
                 Err(Jt808Error::Truncated {
@@ -193,7 +199,7 @@ impl Message {
             }
             other => Message::Unknown(other),
         };
-        Ok((h, m))
+        Ok(m)
     }
 }
 
