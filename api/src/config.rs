@@ -45,6 +45,85 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Login, sessions and lockout.
     pub auth: AuthConfig,
+    /// The JT/T 808 vehicle terminal listener.
+    pub jt808: Jt808Config,
+    /// Live positions and dispatch.
+    pub dispatch: DispatchConfig,
+}
+
+/// `[jt808]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Jt808Config {
+    /// Run the listener. Default true.
+    pub enabled: bool,
+    /// TCP listen address. Default `0.0.0.0:7611`.
+    pub listen: SocketAddr,
+    /// Let unknown terminals register (a vehicle is created for each). Default false: only
+    /// terminals entered in the vehicle registry may register.
+    pub open_registration: bool,
+    /// Org unit code that vehicles created by open registration belong to; empty = the root.
+    pub open_registration_org_unit: String,
+    /// Close connections that have not authenticated within this many seconds. Default 60.
+    pub auth_timeout_secs: u64,
+    /// Close connections silent for this many seconds. Default 300.
+    pub idle_timeout_secs: u64,
+    /// Most simultaneous terminal connections. Default 20000.
+    pub max_connections: usize,
+}
+
+impl Default for Jt808Config {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: "0.0.0.0:7611".parse().expect("valid"),
+            open_registration: false,
+            open_registration_org_unit: String::new(),
+            auth_timeout_secs: 60,
+            idle_timeout_secs: 300,
+            max_connections: 20_000,
+        }
+    }
+}
+
+/// `[dispatch]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DispatchConfig {
+    /// Position batches per second sent to each WebSocket client. Default 4.
+    pub push_rate_hz: f64,
+    /// A JT/T 808 vehicle silent this long is no longer online (seconds). Default 180.
+    pub online_timeout_jt808_secs: u64,
+    /// A GB/T 28181 recorder silent this long is no longer online (seconds). Default 180.
+    pub online_timeout_gb28181_secs: u64,
+    /// A phone app silent this long is no longer online (seconds). Default 120.
+    pub online_timeout_app_secs: u64,
+    /// A unit silent this long is offline (seconds). Default 600.
+    pub offline_after_secs: u64,
+    /// Moves implying more than this speed are implausible jumps (km/h). Default 250.
+    pub max_speed_kmh: f64,
+    /// Arrival radius around an enterprise without a drawn boundary (metres). Default 150.
+    pub enterprise_radius_m: f64,
+    /// Position history is kept this many days. Default 365.
+    pub track_retention_days: i64,
+    /// Latitude of the city, for the metric spatial index. Default 31.2 (Shanghai).
+    pub reference_latitude: f64,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        Self {
+            push_rate_hz: 4.0,
+            online_timeout_jt808_secs: 180,
+            online_timeout_gb28181_secs: 180,
+            online_timeout_app_secs: 120,
+            offline_after_secs: 600,
+            max_speed_kmh: 250.0,
+            enterprise_radius_m: 150.0,
+            track_retention_days: 365,
+            reference_latitude: 31.2,
+        }
+    }
 }
 
 /// `[server]`
@@ -210,6 +289,15 @@ impl Config {
         }
         if self.auth.max_failures == 0 {
             anyhow::bail!("auth.max_failures must be at least 1");
+        }
+        if !(self.dispatch.push_rate_hz > 0.0 && self.dispatch.push_rate_hz <= 50.0) {
+            anyhow::bail!("dispatch.push_rate_hz must be in (0, 50]");
+        }
+        if self.dispatch.track_retention_days < 1 {
+            anyhow::bail!("dispatch.track_retention_days must be at least 1");
+        }
+        if !(self.dispatch.enterprise_radius_m > 0.0) {
+            anyhow::bail!("dispatch.enterprise_radius_m must be positive");
         }
         Ok(())
     }

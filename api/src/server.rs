@@ -38,8 +38,39 @@ pub async fn build_state(cfg: Config, clock: Arc<dyn Clock>) -> anyhow::Result<A
     })?;
     let db = Db::connect(&cfg.database_url(), cfg.database.max_connections).await?;
     db.migrate().await?;
+    build_state_with_db(cfg, clock, db).await
+}
+
+/// State around an open, migrated database (tests share one database between servers).
+pub async fn build_state_with_db(
+    cfg: Config,
+    clock: Arc<dyn Clock>,
+    db: Db,
+) -> anyhow::Result<AppState> {
+    std::fs::create_dir_all(&cfg.server.data_dir)?;
     let media_key = media_key(&cfg)?;
     let blobs = Arc::new(LocalBlobStore::new(cfg.server.data_dir.join("blobs")));
+    let now: Arc<dyn Fn() -> i64 + Send + Sync> = {
+        let c = clock.clone();
+        Arc::new(move || c.now_ms())
+    };
+    let hub = shouhu_dispatch::hub::Hub::start(db.clone(), hub_config(&cfg), now.clone()).await?;
+    let open_org = if cfg.jt808.open_registration {
+        Some(open_registration_org(&db, &cfg.jt808.open_registration_org_unit).await?)
+    } else {
+        None
+    };
+    let jt808 = shouhu_media::jt808::server::Jt808Server::new(
+        db.clone(),
+        hub.clone(),
+        shouhu_media::jt808::server::Jt808Config {
+            open_registration_org: open_org,
+            auth_timeout: Duration::from_secs(cfg.jt808.auth_timeout_secs),
+            idle_timeout: Duration::from_secs(cfg.jt808.idle_timeout_secs),
+            max_connections: cfg.jt808.max_connections,
+        },
+        now,
+    );
     Ok(AppState {
         db,
         cfg: Arc::new(cfg),
@@ -48,7 +79,54 @@ pub async fn build_state(cfg: Config, clock: Arc<dyn Clock>) -> anyhow::Result<A
         blobs,
         media_key: Arc::new(media_key),
         tls: false,
+        hub,
+        jt808,
     })
+}
+
+/// The dispatch hub's settings from the configuration.
+pub fn hub_config(cfg: &Config) -> shouhu_dispatch::hub::HubConfig {
+    let d = &cfg.dispatch;
+    let s = |secs: u64| secs as i64 * 1000;
+    shouhu_dispatch::hub::HubConfig {
+        core: shouhu_dispatch::core::CoreConfig {
+            ref_lat: d.reference_latitude,
+            online_timeout_ms: [
+                s(d.online_timeout_jt808_secs),
+                s(d.online_timeout_gb28181_secs),
+                s(d.online_timeout_app_secs),
+            ],
+            offline_after_ms: s(d.offline_after_secs),
+            max_speed_kmh: d.max_speed_kmh,
+            jump_min_m: 500.0,
+        },
+        enterprise_radius_m: d.enterprise_radius_m,
+        track_retention_days: d.track_retention_days,
+        ..Default::default()
+    }
+}
+
+/// The org unit open JT/T 808 registration puts new vehicles in: by code, or the root.
+async fn open_registration_org(db: &Db, code: &str) -> anyhow::Result<String> {
+    if !code.is_empty() {
+        return db
+            .org_units()
+            .by_code(code)
+            .await?
+            .map(|u| u.id)
+            .ok_or_else(|| {
+                anyhow::anyhow!("jt808.open_registration_org_unit: no org unit with code {code}")
+            });
+    }
+    db.org_units()
+        .list()
+        .await?
+        .into_iter()
+        .find(|u| u.parent_id.is_none())
+        .map(|u| u.id)
+        .ok_or_else(|| {
+            anyhow::anyhow!("jt808.open_registration needs an org unit; create the root first")
+        })
 }
 
 /// State with the system clock.
@@ -241,6 +319,19 @@ pub async fn serve(
         _ => None,
     };
     state.tls = tls.is_some();
+    if state.cfg.jt808.enabled {
+        let l = TcpListener::bind(state.cfg.jt808.listen)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen on jt808.listen {}: {e}",
+                    state.cfg.jt808.listen
+                )
+            })?;
+        tracing::info!(jt808 = %l.local_addr()?, "JT/T 808 listening");
+        tokio::spawn(state.jt808.clone().run(l, stop_rx.clone()));
+    }
+    let hub = state.hub.clone();
     let addr = http.local_addr()?;
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     match tls {
@@ -265,6 +356,7 @@ pub async fn serve(
                 .await?;
         }
     }
+    hub.close().await;
     tracing::info!("server stopped");
     Ok(())
 }

@@ -26,6 +26,10 @@ pub struct AppState {
     pub media_key: Arc<[u8; 32]>,
     /// Whether the HTTP listener speaks TLS (cookies get `Secure`).
     pub tls: bool,
+    /// Live dispatch: units, positions, geofences, SOS, WebSocket fan-out.
+    pub hub: Arc<shouhu_dispatch::hub::Hub>,
+    /// The JT/T 808 terminal server (its listener is bound by `serve`).
+    pub jt808: Arc<shouhu_media::jt808::server::Jt808Server>,
 }
 
 impl AppState {

@@ -432,12 +432,9 @@ impl Hub {
         st.pending.insert(i, f);
     }
 
-    fn event_out(&self, st: &State, e: &Event) -> Arc<EventOut> {
+    fn event_out(&self, e: &Event) -> Arc<EventOut> {
         let mut v = serde_json::to_value(e).unwrap_or_default();
         v["time"] = rfc3339(e.time_ms).into();
-        if matches!(e.kind, EventKind::GeofenceEnter | EventKind::GeofenceLeave) {
-            let _ = st;
-        }
         Arc::new(EventOut {
             org_unit_id: e.org_unit_id.clone(),
             urgent: false,
@@ -451,7 +448,7 @@ impl Hub {
             match o {
                 Output::Changed(i) => self.changed(st, i),
                 Output::Event(e) => {
-                    let ev = self.event_out(st, &e);
+                    let ev = self.event_out(&e);
                     st.events.push(ev);
                 }
                 Output::History(t) => {

@@ -18,5 +18,6 @@ pub mod geodesy;
 pub mod hub;
 pub mod protocol;
 pub mod simplify;
+pub mod track;
 
 pub use shouhu_storage::model;

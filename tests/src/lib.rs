@@ -31,6 +31,7 @@ pub fn shouhu(data_dir: &Path) -> Command {
     c.env("SHOUHU__SERVER__DATA_DIR", data_dir)
         .env("SHOUHU__HTTP__LISTEN", "127.0.0.1:0")
         .env("SHOUHU__METRICS__LISTEN", "127.0.0.1:0")
+        .env("SHOUHU__JT808__LISTEN", "127.0.0.1:0")
         .env("SHOUHU__AUTH__ARGON2_MEMORY_KIB", "1024")
         .env("SHOUHU__AUTH__ARGON2_ITERATIONS", "1")
         .env("SHOUHU_LOG_FORMAT", "json")
@@ -65,6 +66,8 @@ pub struct Running {
     pub base: String,
     /// Metrics address `127.0.0.1:PORT`.
     pub metrics: Option<String>,
+    /// JT/T 808 listener `127.0.0.1:PORT`, when it runs.
+    pub jt808: Option<String>,
     lines: mpsc::Receiver<String>,
 }
 
@@ -85,6 +88,7 @@ impl Running {
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut seen = Vec::new();
         let mut base = None;
+        let mut jt808 = None;
         while base.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = match rx.recv_timeout(left) {
@@ -92,9 +96,12 @@ impl Running {
                 Err(_) => panic!("shouhu did not start listening; log:\n{}", seen.join("\n")),
             };
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                if let Some(j) = v["jt808"].as_str() {
+                    jt808 = Some(j.to_string());
+                }
                 if v["message"]
                     .as_str()
-                    .is_some_and(|m| m.ends_with("listening"))
+                    .is_some_and(|m| m == "HTTP listening" || m == "HTTPS listening")
                 {
                     base = Some(format!(
                         "{scheme}://{}",
@@ -108,6 +115,7 @@ impl Running {
             child,
             base: base.unwrap(),
             metrics: None,
+            jt808,
             lines: rx,
         }
     }

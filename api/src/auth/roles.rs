@@ -26,11 +26,17 @@ pub enum Perm {
     ApplicationDecide,
     /// Read the audit log.
     AuditRead,
+    /// See the live map, units, tracks and SOS alarms in scope.
+    DispatchView,
+    /// Assign and release units, handle SOS alarms, query terminals.
+    DispatchCommand,
+    /// Manage vehicles (terminals) and geofences.
+    DeviceManage,
 }
 
 impl Perm {
     /// Every permission.
-    pub const ALL: [Perm; 10] = [
+    pub const ALL: [Perm; 13] = [
         Perm::RegistryRead,
         Perm::EnterpriseWrite,
         Perm::OfficerWrite,
@@ -41,6 +47,9 @@ impl Perm {
         Perm::ApplicationFile,
         Perm::ApplicationDecide,
         Perm::AuditRead,
+        Perm::DispatchView,
+        Perm::DispatchCommand,
+        Perm::DeviceManage,
     ];
 
     /// The code the API reports (`/auth/me` `permissions`).
@@ -56,6 +65,9 @@ impl Perm {
             Perm::ApplicationFile => "application.file",
             Perm::ApplicationDecide => "application.decide",
             Perm::AuditRead => "audit.read",
+            Perm::DispatchView => "dispatch.view",
+            Perm::DispatchCommand => "dispatch.command",
+            Perm::DeviceManage => "device.manage",
         }
     }
 }
@@ -117,6 +129,12 @@ pub fn grants(role: &str, perm: Perm) -> bool {
         ApplicationFile => matches!(role, "admin" | "brigade_head"),
         ApplicationDecide => matches!(role, "admin" | "corps_leader"),
         AuditRead => role == "admin",
+        DispatchView => matches!(
+            role,
+            "admin" | "corps_leader" | "operator" | "brigade_head" | "squad_leader"
+        ),
+        DispatchCommand => matches!(role, "admin" | "operator" | "brigade_head" | "squad_leader"),
+        DeviceManage => matches!(role, "admin" | "brigade_head"),
     }
 }
 

@@ -4,6 +4,8 @@ pub mod accounts;
 pub mod applications;
 pub mod audit;
 pub mod auth;
+pub mod dispatch;
+pub mod dispatch_ws;
 pub mod enterprises;
 pub mod health;
 pub mod items;
@@ -31,6 +33,7 @@ use crate::state::AppState;
         (name = "officers", description = "Officer registry"),
         (name = "inspection-items", description = "Inspection item list"),
         (name = "reference", description = "Code lists"),
+        (name = "dispatch", description = "Live units, positions, tracks, assignments, SOS alarms, geofences, vehicles; WebSocket at /dispatch/ws"),
     ),
     components(schemas(crate::error::ErrorBody, crate::error::RowError)),
     modifiers(&BearerAuth),
@@ -76,6 +79,8 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(officers::router())
         .merge(items::router())
         .merge(reference::router())
+        .merge(dispatch::router())
+        .merge(dispatch_ws::router())
         .layer(json_limit);
     let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", uploads.merge(rest))

@@ -136,6 +136,7 @@ async fn create(
             "officer.create",
         )
         .await?;
+    refresh_units(&state).await;
     Ok(Json(
         state
             .db
@@ -160,20 +161,26 @@ async fn update(
     i.normalize();
     state.db.officers().get(&caller.scope, &id).await?;
     check(&state, &caller, &i).await?;
-    Ok(Json(
-        state
-            .db
-            .officers()
-            .update(
-                &caller.scope,
-                &id,
-                version,
-                &i,
-                &caller.audit("officer.update", state.now()),
-            )
-            .await?
-            .into(),
-    ))
+    let o = state
+        .db
+        .officers()
+        .update(
+            &caller.scope,
+            &id,
+            version,
+            &i,
+            &caller.audit("officer.update", state.now()),
+        )
+        .await?;
+    refresh_units(&state).await;
+    Ok(Json(o.into()))
+}
+
+/// Tell the dispatch hub that the officer registry changed (officers are dispatch units).
+async fn refresh_units(state: &AppState) {
+    if let Err(e) = state.hub.refresh_registry().await {
+        tracing::error!(error = %e, "refreshing the dispatch registry failed");
+    }
 }
 
 /// Delete an officer.
@@ -193,6 +200,7 @@ async fn delete(
             &caller.audit("officer.delete", state.now()),
         )
         .await?;
+    refresh_units(&state).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -326,6 +334,7 @@ async fn import(
             "officer.import",
         )
         .await?;
+    refresh_units(&state).await;
     Ok(Json(Imported {
         imported: ids.len(),
     }))

@@ -77,11 +77,11 @@ pub async fn start(engine: Engine) -> Option<Server> {
     cfg.auth.argon2_memory_kib = 1024;
     cfg.auth.argon2_iterations = 1;
     cfg.auth.session_cache_secs = 0;
+    cfg.jt808.listen = "127.0.0.1:0".parse().unwrap();
     let clock = Arc::new(ManualClock::new(1_800_000_000_000));
-    let mut state = shouhu_api::server::build_state(cfg, clock.clone())
+    let state = shouhu_api::server::build_state_with_db(cfg, clock.clone(), tdb.db.clone())
         .await
         .unwrap();
-    state.db = tdb.db.clone();
     let (corps, huangpu, xuhui) = seed(&state).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

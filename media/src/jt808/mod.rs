@@ -22,6 +22,7 @@ pub mod header;
 pub mod location;
 pub mod message;
 pub mod reassembly;
+pub mod server;
 pub mod session;
 
 /// What can be wrong with JT/T 808 bytes. Each variant names enough to find the frame in a
