@@ -43,8 +43,10 @@ pub enum Command {
         #[command(subcommand)]
         task: ConfigTask,
     },
-    /// Run the foundation benchmark (see docs/benchmarks.md).
+    /// Run a benchmark (see docs/benchmarks.md).
     Bench(crate::bench::BenchArgs),
+    /// Drive simulated JT/T 808 terminals and phone apps against a running server.
+    Simulate(crate::simulate::SimulateArgs),
 }
 
 /// `demo` options.
@@ -56,6 +58,9 @@ pub struct DemoArgs {
     /// Seed only, do not serve.
     #[arg(long)]
     pub seed_only: bool,
+    /// Serve without the simulated vehicles and phone apps.
+    #[arg(long)]
+    pub no_simulation: bool,
 }
 
 /// `admin` tasks.
@@ -129,6 +134,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => serve(cfg).await,
         Command::Demo(args) => crate::demo::run(cfg, args).await,
+        Command::Simulate(args) => crate::simulate::run(args).await,
         Command::Migrate => {
             let db = Db::connect(&cfg.database_url(), 2).await?;
             db.migrate().await?;

@@ -368,14 +368,30 @@ pub async fn seed(
 ) -> anyhow::Result<(DemoOrg, Vec<DemoLogin>)> {
     let org = seed_org(db).await?;
     insert_enterprises(db, &enterprises(&org, n_enterprises, 2026)).await?;
-    db.officers()
-        .insert_many(
-            &officers(&org, 8, 2026),
-            &audit("officer.import"),
-            "officer.import",
-        )
-        .await?;
     let hash = crate::auth::password::hash(&cfg.auth, DEMO_PASSWORD).await?;
+    // One phone-app account per district, bound to the district's first officer.
+    let mut officer_list = officers(&org, 8, 2026);
+    for (d, (b, _, _, _)) in org.districts.iter().enumerate() {
+        let acc = db
+            .accounts()
+            .create(
+                &NewAccount {
+                    username: format!("app{}", d + 1),
+                    display_name: format!("{}执法终端", b.name),
+                    password_hash: hash.clone(),
+                    role: "officer".into(),
+                    org_unit_id: b.id.clone(),
+                    must_change_password: false,
+                },
+                &audit("account.create"),
+            )
+            .await?;
+        officer_list[d * 8].account_id = Some(acc.id);
+    }
+    db.officers()
+        .insert_many(&officer_list, &audit("officer.import"), "officer.import")
+        .await?;
+    seed_dispatch(db, &org).await?;
     let huangpu = &org.districts[0].0;
     let pudong = org
         .districts
@@ -445,6 +461,101 @@ pub async fn seed(
     Ok((org, logins))
 }
 
+/// Demo vehicles per district.
+pub const VEHICLES_PER_DISTRICT: u64 = 3;
+/// Phone number of the first demo vehicle terminal.
+pub const DEMO_PHONE_BASE: u64 = 13_900_000_000;
+
+/// Vehicles with JT/T 808 terminals (three per district) and an approximate outline of each
+/// district as a geofence (a 16-gon around its centre: the demo has no surveyed boundaries).
+pub async fn seed_dispatch(db: &Db, org: &DemoOrg) -> anyhow::Result<()> {
+    for (d, (b, _, center, radius)) in org.districts.iter().enumerate() {
+        for k in 0..VEHICLES_PER_DISTRICT {
+            let n = d as u64 * VEHICLES_PER_DISTRICT + k;
+            db.vehicles()
+                .insert(
+                    &shouhu_storage::vehicles::VehicleInput {
+                        plate: format!("沪A·E{:04}", 1001 + n),
+                        org_unit_id: b.id.clone(),
+                        terminal_phone: Some((DEMO_PHONE_BASE + n).to_string()),
+                        status: "active".into(),
+                    },
+                    &audit("vehicle.create"),
+                )
+                .await?;
+        }
+        let r = radius * 2.5;
+        let ring: Vec<[f64; 2]> = (0..=16)
+            .map(|i| {
+                let a = f64::from(i % 16) / 16.0 * std::f64::consts::TAU;
+                let dlat = r * a.cos() / 111_195.0;
+                let dlon = r * a.sin() / (111_195.0 * center[1].to_radians().cos());
+                [center[0] + dlon, center[1] + dlat]
+            })
+            .collect();
+        let now = SystemClock.now_ms();
+        db.geofences()
+            .insert(
+                &shouhu_storage::geofences::Geofence {
+                    id: String::new(),
+                    name: b.name.replace("应急管理局执法大队", ""),
+                    kind: "district".into(),
+                    org_unit_id: b.id.clone(),
+                    enterprise_id: None,
+                    geometry: Some(
+                        serde_json::json!({"type": "Polygon", "coordinates": [ring]}).to_string(),
+                    ),
+                    center_lat: None,
+                    center_lon: None,
+                    radius_m: None,
+                    created_at_ms: now,
+                    updated_at_ms: now,
+                },
+                &audit("geofence.create"),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Start the demo's simulated vehicles (over JT/T 808) and officers' phone apps (over the
+/// WebSocket), each moving around its district.
+pub fn start_simulation(org: &DemoOrg, jt808: std::net::SocketAddr, http: String) {
+    use crate::simulate::{AppSpec, Route, TerminalSpec};
+    let mut terminals = Vec::new();
+    let mut apps = Vec::new();
+    let mut rng = StdRng::seed_from_u64(2026);
+    for (d, (_, _, center, radius)) in org.districts.iter().enumerate() {
+        let home = (center[1], center[0]);
+        for k in 0..VEHICLES_PER_DISTRICT {
+            let n = d as u64 * VEHICLES_PER_DISTRICT + k;
+            terminals.push(TerminalSpec {
+                phone: DEMO_PHONE_BASE + n,
+                plate: format!("沪A·E{:04}", 1001 + n),
+                route: Route::new(home, radius * 2.0, rng.gen_range(25.0..45.0), n),
+            });
+        }
+        apps.push(AppSpec {
+            username: format!("app{}", d + 1),
+            password: DEMO_PASSWORD.into(),
+            route: Route::new(home, *radius, rng.gen_range(4.0..6.0), 100 + d as u64),
+        });
+    }
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    // The simulation runs for the life of the process.
+    std::mem::forget(tx);
+    tokio::spawn(crate::simulate::start(
+        terminals,
+        apps,
+        jt808,
+        http,
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(3),
+        None,
+        rx,
+    ));
+}
+
 /// `shouhu demo`: a fresh SQLite database under `<data_dir>/demo`, seeded, then served.
 pub async fn run(mut cfg: Config, args: DemoArgs) -> anyhow::Result<()> {
     let dir = cfg.server.data_dir.join("demo");
@@ -455,9 +566,16 @@ pub async fn run(mut cfg: Config, args: DemoArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     cfg.server.data_dir = dir.clone();
     cfg.database.url = crate::config::Secret(Db::sqlite_url_in(&dir));
+    if cfg.jt808.enabled && cfg.jt808.listen.port() == 0 {
+        // The simulator must know the port before the server binds it: take a free one.
+        let probe = std::net::TcpListener::bind(cfg.jt808.listen)?;
+        cfg.jt808.listen = probe.local_addr()?;
+    }
     let state = crate::server::build_state(cfg.clone(), Arc::new(SystemClock)).await?;
     let started = std::time::Instant::now();
-    let (_, logins) = seed(&state.db, &cfg, args.enterprises).await?;
+    let (org, logins) = seed(&state.db, &cfg, args.enterprises).await?;
+    state.hub.refresh_registry().await?;
+    state.hub.reload_fences().await?;
     tracing::info!(
         enterprises = args.enterprises,
         elapsed_ms = started.elapsed().as_millis() as u64,
@@ -475,6 +593,18 @@ pub async fn run(mut cfg: Config, args: DemoArgs) -> anyhow::Result<()> {
         None
     };
     let addr = http.local_addr()?;
+    if !args.no_simulation && cfg.jt808.enabled {
+        let jt = cfg.jt808.listen;
+        let jt = std::net::SocketAddr::new(
+            if jt.ip().is_unspecified() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                jt.ip()
+            },
+            jt.port(),
+        );
+        start_simulation(&org, jt, format!("http://{addr}"));
+    }
     println!();
     println!("  守护 Shouhu demo is running: http://{addr}/");
     println!("  API docs: http://{addr}/api-docs/   health: http://{addr}/healthz");
@@ -482,6 +612,10 @@ pub async fn run(mut cfg: Config, args: DemoArgs) -> anyhow::Result<()> {
         println!("  metrics: http://{}/metrics", m.local_addr()?);
     }
     println!("  data: {} (fresh SQLite database)", dir.display());
+    println!(
+        "  dispatch screen: http://{addr}/#/dispatch  (JT/T 808 on {})",
+        cfg.jt808.listen
+    );
     println!();
     println!("  logins (password {DEMO_PASSWORD}):");
     for l in &logins {

@@ -6,6 +6,7 @@
 //! * [`auth`] — sessions, roles, passwords, signed media tokens.
 //! * [`error`] — the one error → HTTP mapping.
 //! * [`demo`] — seed data for `shouhu demo` and the benchmarks.
+//! * [`simulate`] — simulated JT/T 808 terminals and phone apps (`shouhu simulate`).
 //!
 //! No SQL lives here: every query goes through `shouhu-storage` repositories.
 
@@ -22,6 +23,7 @@ pub mod error;
 pub mod extract;
 pub mod routes;
 pub mod server;
+pub mod simulate;
 pub mod state;
 pub mod tabular;
 pub mod telemetry;
