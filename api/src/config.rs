@@ -296,7 +296,7 @@ impl Config {
         if self.dispatch.track_retention_days < 1 {
             anyhow::bail!("dispatch.track_retention_days must be at least 1");
         }
-        if !(self.dispatch.enterprise_radius_m > 0.0) {
+        if self.dispatch.enterprise_radius_m.is_nan() || self.dispatch.enterprise_radius_m <= 0.0 {
             anyhow::bail!("dispatch.enterprise_radius_m must be positive");
         }
         Ok(())

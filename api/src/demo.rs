@@ -544,16 +544,13 @@ pub fn start_simulation(org: &DemoOrg, jt808: std::net::SocketAddr, http: String
     let (tx, rx) = tokio::sync::watch::channel(false);
     // The simulation runs for the life of the process.
     std::mem::forget(tx);
-    tokio::spawn(crate::simulate::start(
-        terminals,
-        apps,
+    let target = crate::simulate::SimTarget {
         jt808,
         http,
-        std::time::Duration::from_secs(1),
-        std::time::Duration::from_secs(3),
-        None,
-        rx,
-    ));
+        interval: std::time::Duration::from_secs(1),
+        app_interval: std::time::Duration::from_secs(3),
+    };
+    crate::simulate::start(terminals, apps, &target, None, rx);
 }
 
 /// `shouhu demo`: a fresh SQLite database under `<data_dir>/demo`, seeded, then served.

@@ -581,14 +581,24 @@ pub fn plan(args: &SimulateArgs) -> (Vec<TerminalSpec>, Vec<AppSpec>) {
     (terminals, apps)
 }
 
-/// Start every simulated unit; returns when `stop` turns true (or the duration passes).
-pub async fn start(
+/// Where and how often simulated units report.
+#[derive(Debug, Clone)]
+pub struct SimTarget {
+    /// JT/T 808 server.
+    pub jt808: SocketAddr,
+    /// HTTP base URL (apps).
+    pub http: String,
+    /// Between a terminal's reports.
+    pub interval: Duration,
+    /// Between an app's reports.
+    pub app_interval: Duration,
+}
+
+/// Start every simulated unit in the background; they stop when `stop` turns true.
+pub fn start(
     terminals: Vec<TerminalSpec>,
     apps: Vec<AppSpec>,
-    jt808: SocketAddr,
-    http: String,
-    interval: Duration,
-    app_interval: Duration,
+    target: &SimTarget,
     hook: Option<SentHook>,
     stop: watch::Receiver<bool>,
 ) -> Arc<SimStats> {
@@ -596,8 +606,8 @@ pub async fn start(
     for t in terminals {
         tokio::spawn(run_terminal(
             t,
-            jt808,
-            interval,
+            target.jt808,
+            target.interval,
             stats.clone(),
             hook.clone(),
             stop.clone(),
@@ -606,8 +616,8 @@ pub async fn start(
     for a in apps {
         tokio::spawn(run_app(
             a,
-            http.clone(),
-            app_interval,
+            target.http.clone(),
+            target.app_interval,
             stats.clone(),
             stop.clone(),
         ));
@@ -621,17 +631,13 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     let (terminals, apps) = plan(&args);
     let (stop_tx, stop_rx) = watch::channel(false);
     let interval = Duration::from_secs_f64(args.interval_s.max(0.05));
-    let stats = start(
-        terminals,
-        apps,
-        args.jt808,
-        args.http.clone(),
+    let target = SimTarget {
+        jt808: args.jt808,
+        http: args.http.clone(),
         interval,
-        interval * 3,
-        None,
-        stop_rx,
-    )
-    .await;
+        app_interval: interval * 3,
+    };
+    let stats = start(terminals, apps, &target, None, stop_rx);
     let started = Instant::now();
     let mut report = tokio::time::interval(Duration::from_secs(5));
     loop {

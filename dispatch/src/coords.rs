@@ -11,7 +11,7 @@ use std::f64::consts::PI;
 use serde::{Deserialize, Serialize};
 
 const A: f64 = 6_378_245.0;
-const EE: f64 = 0.006_693_421_622_965_943_23;
+const EE: f64 = 0.006_693_421_622_965_943;
 const X_PI: f64 = PI * 3000.0 / 180.0;
 
 /// A coordinate reference system a client can ask for.

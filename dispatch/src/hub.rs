@@ -169,6 +169,8 @@ pub struct HubStats {
     pub positions_in: AtomicU64,
     /// Fixes written to history.
     pub history_written: AtomicU64,
+    /// History transactions (each carries many fixes).
+    pub history_batches: AtomicU64,
     /// Fixes dropped because the history queue was full.
     pub history_dropped: AtomicU64,
     /// Events for units the registry does not know.
@@ -845,6 +847,7 @@ async fn history_writer(hub: Weak<Hub>, db: Db, mut rx: mpsc::Receiver<TrackPoin
                         h.stats
                             .history_written
                             .fetch_add(buf.len() as u64, Ordering::Relaxed);
+                        h.stats.history_batches.fetch_add(1, Ordering::Relaxed);
                     }
                     metrics::counter!("shouhu_positions_history_written_total")
                         .increment(buf.len() as u64);

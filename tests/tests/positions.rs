@@ -186,7 +186,7 @@ mod shouhu_api_body {
         let mut model = b"E2E-808".to_vec();
         model.resize(20, 0);
         b.extend_from_slice(&model);
-        b.extend_from_slice(phone[phone.len() - 7..].as_bytes());
+        b.extend_from_slice(&phone.as_bytes()[phone.len() - 7..]);
         b.push(1);
         b.extend_from_slice(&shouhu_media::jt808::to_gbk("沪A·T0001"));
         b

@@ -53,7 +53,7 @@ impl FromRequestParts<AppState> for WsCaller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let q: Option<TokenQuery> = parts.uri.query().and_then(|q| serde_urlencoded_token(q));
+        let q: Option<TokenQuery> = parts.uri.query().and_then(serde_urlencoded_token);
         let explicit = parts.headers.contains_key(header::AUTHORIZATION);
         if let Some(t) = q.and_then(|q| q.token).filter(|t| !t.is_empty()) {
             if !explicit {
