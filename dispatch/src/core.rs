@@ -82,43 +82,7 @@ pub struct UnitInfo {
     pub device: Option<String>,
 }
 
-/// Whether the unit's devices are heard.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Link {
-    /// Heard within the source's timeout.
-    Online,
-    /// Silent for a while, or not heard since start.
-    Unknown,
-    /// Disconnected, or silent beyond the offline limit.
-    Offline,
-}
-
-/// Dispatch state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DispatchState {
-    /// Available.
-    Idle,
-    /// Sent to a target, on the way.
-    Assigned,
-    /// At the target.
-    OnScene,
-    /// In a call with the command centre.
-    InCall,
-}
-
-impl DispatchState {
-    /// Wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DispatchState::Idle => "idle",
-            DispatchState::Assigned => "assigned",
-            DispatchState::OnScene => "on_scene",
-            DispatchState::InCall => "in_call",
-        }
-    }
-}
+pub use crate::states::{DispatchState, Link};
 
 /// Where an assigned unit is sent.
 #[derive(Debug, Clone)]

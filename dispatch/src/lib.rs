@@ -18,6 +18,8 @@ pub mod geodesy;
 pub mod hub;
 pub mod protocol;
 pub mod simplify;
+pub mod states;
 pub mod track;
+pub mod wire;
 
 pub use shouhu_storage::model;

@@ -1,5 +1,6 @@
-//! JT/T 808 bytes from a vehicle terminal: deframing and message decoding never panic, a bad
-//! frame never stops the frames after it, and framing round-trips any message bytes.
+//! JT/T 808 bytes from a vehicle terminal: deframing, message decoding and the connection
+//! session never panic, a bad frame never stops the frames after it, and framing round-trips any
+//! message bytes.
 #![no_main]
 
 #[path = "../../storage/src/model.rs"]
@@ -15,6 +16,17 @@ use jt808::message::Message;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
+    // A whole connection: the session answers or closes, never panics, and stays closed.
+    let mut s = jt808::session::Session::new();
+    let (a, b) = data.split_at(data.len() / 2);
+    let mut closed = false;
+    for part in [a, b] {
+        let actions = s.on_bytes(part, 0);
+        if closed {
+            assert!(actions.is_empty());
+        }
+        closed |= actions.iter().any(|x| matches!(x, jt808::session::Action::Close(_)));
+    }
     let mut d = Deframer::new();
     d.push(data);
     while let Some(frame) = d.next_frame() {

@@ -275,7 +275,7 @@ both_engines!(sos_workflow_records_who_and_when, |db: Db| async move {
     assert_eq!(s.handle_note.as_deref(), Some("已联系"));
     assert_eq!(
         db.sos()
-            .list(true, Some(&[org.clone()]), 10)
+            .list(true, Some(std::slice::from_ref(&org)), 10)
             .await
             .unwrap()
             .len(),

@@ -22,6 +22,7 @@ pub mod header;
 pub mod location;
 pub mod message;
 pub mod reassembly;
+#[cfg(not(fuzzing))]
 pub mod server;
 pub mod session;
 
