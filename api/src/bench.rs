@@ -28,7 +28,11 @@ use crate::config::{Config, Secret};
 
 /// Benchmark options.
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    /// Another benchmark than the foundation one.
+    #[command(subcommand)]
+    pub what: Option<BenchWhat>,
     /// `sqlite` or `postgres`.
     #[arg(long, default_value = "sqlite")]
     pub engine: String,
@@ -55,10 +59,20 @@ pub struct BenchArgs {
     pub wrk: PathBuf,
 }
 
+/// The other benchmarks.
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchWhat {
+    /// Live positions: JT/T 808 terminals, WebSocket fan-out, and the Mosquitto comparison.
+    Positions(crate::bench_positions::PositionsBenchArgs),
+}
+
 const BENCH_PASSWORD: &str = "Bench@2026x";
 
 /// Run the benchmark.
 pub async fn run(mut cfg: Config, args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(BenchWhat::Positions(a)) = args.what {
+        return crate::bench_positions::run(a).await;
+    }
     let dir = std::env::temp_dir().join(format!("shouhu-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     cfg.server.data_dir = dir.clone();

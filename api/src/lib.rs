@@ -14,6 +14,7 @@
 
 pub mod auth;
 pub mod bench;
+pub mod bench_positions;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -196,6 +196,7 @@ pub struct Hub {
     cfg: HubConfig,
     now: Arc<dyn Fn() -> i64 + Send + Sync>,
     batches: broadcast::Sender<Arc<Batch>>,
+    urgent: broadcast::Sender<Arc<EventOut>>,
     history: Mutex<Option<mpsc::Sender<TrackPoint>>>,
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Counters.
@@ -225,6 +226,7 @@ impl Hub {
         now: Arc<dyn Fn() -> i64 + Send + Sync>,
     ) -> Result<Arc<Hub>, HubError> {
         let (btx, _) = broadcast::channel(cfg.broadcast_capacity);
+        let (utx, _) = broadcast::channel(1024);
         let (htx, hrx) = mpsc::channel(cfg.history_queue);
         let hub = Arc::new(Hub {
             state: Mutex::new(State {
@@ -238,6 +240,7 @@ impl Hub {
             cfg,
             now,
             batches: btx,
+            urgent: utx,
             history: Mutex::new(Some(htx)),
             writer: Mutex::new(None),
             stats: HubStats::default(),
@@ -510,12 +513,8 @@ impl Hub {
                         json: json.to_string(),
                         kind: EventKind::Sos,
                     });
-                    // At once, not at the next flush.
-                    self.stats.batches.fetch_add(1, Ordering::Relaxed);
-                    let _ = self.batches.send(Arc::new(Batch {
-                        frames: Vec::new(),
-                        events: vec![ev],
-                    }));
+                    // At once, not at the next batch.
+                    let _ = self.urgent.send(ev);
                     metrics::counter!("shouhu_sos_raised_total").increment(1);
                     tracing::warn!(unit = %alarm.unit_id, name = %alarm.unit_name, "SOS raised");
                     let db = self.db.clone();
@@ -537,6 +536,7 @@ impl Hub {
     fn apply(&self, ev: UnitEvent) {
         if matches!(ev, UnitEvent::Position { .. }) {
             self.stats.positions_in.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("shouhu_positions_received_total").increment(1);
         }
         let now = self.now_ms();
         let mut outs = Vec::new();
@@ -576,6 +576,11 @@ impl Hub {
     /// Receive broadcast batches.
     pub fn batches(&self) -> broadcast::Receiver<Arc<Batch>> {
         self.batches.subscribe()
+    }
+
+    /// Receive urgent events (SOS), as soon as they are raised.
+    pub fn urgent(&self) -> broadcast::Receiver<Arc<EventOut>> {
+        self.urgent.subscribe()
     }
 
     /// The current frame of every unit.
@@ -994,12 +999,14 @@ impl ClientFilter {
 /// Most events queued for one client; beyond it the oldest non-urgent ones are dropped.
 pub const MAX_CLIENT_EVENTS: usize = 1_000;
 
-/// One subscriber's state: the latest matching frame per unit, and its events.
+/// One subscriber's state: the latest matching frame per unit, and its events. Indexed by the
+/// unit's slot in the core, so it holds at most one frame per unit whatever the update rate.
 #[derive(Debug, Default)]
 pub struct ClientSession {
     filter: ClientFilter,
-    pending: HashMap<u32, Arc<Frame>>,
-    known: HashSet<u32>,
+    pending: Vec<Option<Arc<Frame>>>,
+    dirty: Vec<u32>,
+    known: Vec<bool>,
     events: Vec<Arc<EventOut>>,
 }
 
@@ -1012,28 +1019,49 @@ impl ClientSession {
         }
     }
 
+    fn is_known(&self, i: u32) -> bool {
+        self.known.get(i as usize).copied().unwrap_or(false)
+    }
+
+    fn set_known(&mut self, i: u32, v: bool) {
+        let i = i as usize;
+        if self.known.len() <= i {
+            if !v {
+                return;
+            }
+            self.known.resize(i + 1, false);
+        }
+        self.known[i] = v;
+    }
+
     /// Replace the filter and build the snapshot message from `frames`.
     pub fn snapshot(&mut self, filter: ClientFilter, frames: &[Arc<Frame>], now_ms: i64) -> String {
         self.filter = filter;
-        self.pending.clear();
+        for i in self.dirty.drain(..) {
+            if let Some(p) = self.pending.get_mut(i as usize) {
+                *p = None;
+            }
+        }
         self.known.clear();
         let crs = self.filter.crs;
-        let mut s = String::with_capacity(64 + frames.len() * 300);
+        let matching: Vec<&Arc<Frame>> = frames.iter().filter(|f| self.filter.matches(f)).collect();
+        let size: usize = matching.iter().map(|f| f.json(crs).len() + 1).sum();
+        let mut s = String::with_capacity(100 + size);
         s.push_str(r#"{"type":"snapshot","server_time":""#);
         s.push_str(&rfc3339(now_ms));
         s.push_str(r#"","crs":""#);
         s.push_str(crs_name(crs));
         s.push_str(r#"","units":["#);
-        let mut first = true;
-        for f in frames.iter().filter(|f| self.filter.matches(f)) {
-            if !first {
+        for (k, f) in matching.iter().enumerate() {
+            if k > 0 {
                 s.push(',');
             }
-            first = false;
             s.push_str(f.json(crs));
-            self.known.insert(f.idx);
         }
         s.push_str("]}");
+        for f in matching {
+            self.set_known(f.idx, true);
+        }
         s
     }
 
@@ -1065,54 +1093,92 @@ impl ClientSession {
     }
 
     fn offer(&mut self, f: &Arc<Frame>) {
-        if self.filter.matches(f) || self.known.contains(&f.idx) {
-            self.pending.insert(f.idx, f.clone());
+        if !(self.filter.matches(f) || self.is_known(f.idx)) {
+            return;
         }
+        let i = f.idx as usize;
+        if self.pending.len() <= i {
+            self.pending.resize(i + 1, None);
+        }
+        if self.pending[i].replace(f.clone()).is_none() {
+            self.dirty.push(f.idx);
+        }
+    }
+
+    /// An urgent event for this client, as an `events` message (None when out of scope).
+    pub fn urgent_message(&self, e: &EventOut) -> Option<String> {
+        self.filter
+            .event_ok(e)
+            .then(|| format!(r#"{{"type":"events","events":[{}]}}"#, e.json))
     }
 
     /// After falling behind the broadcast: take the current frame of every unit.
     pub fn resync(&mut self, frames: &[Arc<Frame>]) {
-        let present: HashSet<u32> = frames.iter().map(|f| f.idx).collect();
+        let mut present = vec![false; self.known.len()];
         for f in frames {
+            if let Some(p) = present.get_mut(f.idx as usize) {
+                *p = true;
+            }
             self.offer(f);
         }
         // Units removed while we were behind.
-        self.known.retain(|i| present.contains(i));
+        for (k, p) in self.known.iter_mut().zip(present) {
+            *k &= p;
+        }
     }
 
     /// Units waiting to be sent.
     pub fn pending_len(&self) -> usize {
-        self.pending.len()
+        self.dirty.len()
     }
 
     /// The `units` message of everything changed since the last one, if anything did.
     pub fn take_units(&mut self) -> Option<String> {
-        if self.pending.is_empty() {
+        if self.dirty.is_empty() {
             return None;
         }
         let crs = self.filter.crs;
-        let mut units = String::new();
-        let mut gone = String::new();
-        for (i, f) in self.pending.drain() {
+        let mut send: Vec<Arc<Frame>> = Vec::with_capacity(self.dirty.len());
+        let mut gone: Vec<Arc<Frame>> = Vec::new();
+        let dirty = std::mem::take(&mut self.dirty);
+        for &i in &dirty {
+            let Some(f) = self.pending.get_mut(i as usize).and_then(Option::take) else {
+                continue;
+            };
             if self.filter.matches(&f) {
-                if !units.is_empty() {
-                    units.push(',');
-                }
-                units.push_str(f.json(crs));
-                self.known.insert(i);
-            } else if self.known.remove(&i) {
-                if !gone.is_empty() {
-                    gone.push(',');
-                }
-                gone.push_str(&serde_json::to_string(&f.info.id).unwrap_or_default());
+                self.set_known(i, true);
+                send.push(f);
+            } else if self.is_known(i) {
+                self.set_known(i, false);
+                gone.push(f);
             }
         }
-        if units.is_empty() && gone.is_empty() {
+        self.dirty = dirty;
+        self.dirty.clear();
+        if send.is_empty() && gone.is_empty() {
             return None;
         }
-        Some(format!(
-            r#"{{"type":"units","units":[{units}],"gone":[{gone}]}}"#
-        ))
+        let size: usize = send.iter().map(|f| f.json(crs).len() + 1).sum::<usize>()
+            + gone.iter().map(|f| f.info.id.len() + 3).sum::<usize>();
+        let mut s = String::with_capacity(48 + size);
+        s.push_str(r#"{"type":"units","units":["#);
+        for (k, f) in send.iter().enumerate() {
+            if k > 0 {
+                s.push(',');
+            }
+            s.push_str(f.json(crs));
+        }
+        s.push_str(r#"],"gone":["#);
+        for (k, f) in gone.iter().enumerate() {
+            if k > 0 {
+                s.push(',');
+            }
+            s.push('"');
+            s.push_str(&f.info.id);
+            s.push('"');
+        }
+        s.push_str("]}");
+        Some(s)
     }
 
     /// The `events` message, if any are queued.

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::db::with_pool;
+use crate::db::{with_pool, Pool};
 use crate::model::{Position, PositionSource};
 use crate::{Db, StorageResult};
 
@@ -96,46 +96,91 @@ impl Db {
     }
 }
 
-/// Rows per INSERT statement (12 parameters each; both engines allow far more than 12 × 1000).
-const ROWS_PER_STATEMENT: usize = 1000;
+/// Rows per SQLite statement (12 parameters each, under SQLite's limit of 32,766).
+const SQLITE_ROWS_PER_STATEMENT: usize = 1000;
+
+const SQLITE_INSERT: &str = "INSERT INTO positions (unit_id, time_ms, source, lat, lon, speed_kmh, heading_deg, altitude_m, \
+    accuracy_m, alarm_flags, flags, received_at_ms) VALUES ";
+
+/// Rows per PostgreSQL `UNNEST` statement.
+const ROWS_PER_STATEMENT: usize = 5000;
 
 impl PositionRepo<'_> {
-    /// Insert a batch in one transaction with multi-row statements. A fix already stored (same
-    /// unit, device time and source) is skipped. Returns the number of rows inserted.
+    /// Insert a batch in one transaction. A fix already stored (same unit, device time and
+    /// source) is skipped. Returns the number of rows inserted.
+    ///
+    /// SQLite: multi-row statements with anonymous `?` parameters (SQLite looks numbered
+    /// `$n` parameters up by name in a list, which makes wide statements quadratic).
+    /// PostgreSQL: one `INSERT … SELECT FROM UNNEST` of column arrays per chunk, one round trip
+    /// for thousands of rows.
     pub async fn insert_batch(&self, points: &[TrackPoint]) -> StorageResult<u64> {
         if points.is_empty() {
             return Ok(0);
         }
         let mut inserted = 0;
-        with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
-            for chunk in points.chunks(ROWS_PER_STATEMENT) {
-                let mut sql = String::with_capacity(200 + chunk.len() * 60);
-                sql.push_str("INSERT INTO positions (unit_id, time_ms, source, lat, lon, speed_kmh, heading_deg, altitude_m, accuracy_m, \
-                              alarm_flags, flags, received_at_ms) VALUES ");
-                for i in 0..chunk.len() {
-                    let b = i * 12;
-                    if i > 0 { sql.push(','); }
-                    sql.push('(');
-                    for k in 1..=12 {
-                        if k > 1 { sql.push(','); }
-                        sql.push('$');
-                        sql.push_str(&(b + k).to_string());
+        match &self.db.pool {
+            Pool::Sqlite(p) => {
+                let mut tx = p.begin().await?;
+                for chunk in points.chunks(SQLITE_ROWS_PER_STATEMENT) {
+                    let mut sql = String::with_capacity(250 + chunk.len() * 26);
+                    sql.push_str(SQLITE_INSERT);
+                    for i in 0..chunk.len() {
+                        sql.push_str(if i == 0 {
+                            "(?,?,?,?,?,?,?,?,?,?,?,?)"
+                        } else {
+                            ",(?,?,?,?,?,?,?,?,?,?,?,?)"
+                        });
                     }
-                    sql.push(')');
+                    sql.push_str(" ON CONFLICT DO NOTHING");
+                    let mut q = sqlx::query(&sql);
+                    for t in chunk {
+                        let x = &t.position;
+                        q = q
+                            .bind(&x.unit_id)
+                            .bind(x.time_ms)
+                            .bind(source_str(x.source))
+                            .bind(x.lat)
+                            .bind(x.lon)
+                            .bind(x.speed_kmh)
+                            .bind(x.heading_deg)
+                            .bind(x.altitude_m)
+                            .bind(x.accuracy_m)
+                            .bind(i64::from(x.alarm_flags))
+                            .bind(t.flags)
+                            .bind(t.received_at_ms);
+                    }
+                    inserted += q.execute(&mut *tx).await?.rows_affected();
                 }
-                sql.push_str(" ON CONFLICT DO NOTHING");
-                let mut q = sqlx::query(&sql);
-                for t in chunk {
-                    let x = &t.position;
-                    q = q.bind(&x.unit_id).bind(x.time_ms).bind(source_str(x.source)).bind(x.lat).bind(x.lon)
-                        .bind(x.speed_kmh).bind(x.heading_deg).bind(x.altitude_m).bind(x.accuracy_m)
-                        .bind(i64::from(x.alarm_flags)).bind(t.flags).bind(t.received_at_ms);
-                }
-                inserted += q.execute(&mut *tx).await?.rows_affected();
+                tx.commit().await?;
             }
-            tx.commit().await?;
-        });
+            Pool::Postgres(p) => {
+                let mut tx = p.begin().await?;
+                for chunk in points.chunks(ROWS_PER_STATEMENT) {
+                    let col = |f: &dyn Fn(&TrackPoint) -> Option<f64>| {
+                        chunk.iter().map(f).collect::<Vec<Option<f64>>>()
+                    };
+                    inserted += sqlx::query(
+                        "INSERT INTO positions (unit_id, time_ms, source, lat, lon, speed_kmh, heading_deg, altitude_m, accuracy_m, \
+                         alarm_flags, flags, received_at_ms) \
+                         SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::float8[], $5::float8[], $6::float8[], $7::float8[], \
+                         $8::float8[], $9::float8[], $10::int8[], $11::int8[], $12::int8[]) ON CONFLICT DO NOTHING")
+                        .bind(chunk.iter().map(|t| t.position.unit_id.clone()).collect::<Vec<String>>())
+                        .bind(chunk.iter().map(|t| t.position.time_ms).collect::<Vec<i64>>())
+                        .bind(chunk.iter().map(|t| source_str(t.position.source).to_string()).collect::<Vec<String>>())
+                        .bind(chunk.iter().map(|t| t.position.lat).collect::<Vec<f64>>())
+                        .bind(chunk.iter().map(|t| t.position.lon).collect::<Vec<f64>>())
+                        .bind(col(&|t| t.position.speed_kmh))
+                        .bind(col(&|t| t.position.heading_deg))
+                        .bind(col(&|t| t.position.altitude_m))
+                        .bind(col(&|t| t.position.accuracy_m))
+                        .bind(chunk.iter().map(|t| i64::from(t.position.alarm_flags)).collect::<Vec<i64>>())
+                        .bind(chunk.iter().map(|t| t.flags).collect::<Vec<i64>>())
+                        .bind(chunk.iter().map(|t| t.received_at_ms).collect::<Vec<i64>>())
+                        .execute(&mut *tx).await?.rows_affected();
+                }
+                tx.commit().await?;
+            }
+        }
         Ok(inserted)
     }
 

@@ -1,8 +1,8 @@
 //! `GET /api/v1/dispatch/ws`: the live map's WebSocket (schema in `docs/api/dispatch-ws.md`).
 //!
-//! Each connection owns a [`ClientSession`]: broadcast batches from the hub are merged into it
-//! (latest frame per unit) and sent every `1 / dispatch.push_rate_hz` seconds; SOS events go out
-//! at once. While a send is blocked on a slow client the broadcast ring moves on; when the client
+//! Each connection owns a [`ClientSession`]: every `1 / dispatch.push_rate_hz` seconds it takes
+//! in the batches the hub broadcast since its last tick (latest frame per unit) and sends one
+//! `units` message; SOS events arrive on their own channel and go out at once. While a send is blocked on a slow client the broadcast ring moves on; when the client
 //! has fallen behind it, its session is resynchronised from the current frames, so it receives
 //! the newest positions and never a backlog, and what the server holds for it stays bounded by
 //! the number of units.
@@ -22,7 +22,7 @@ use serde::Deserialize;
 use shouhu_dispatch::hub::{ClientFilter, ClientSession};
 use shouhu_dispatch::protocol::{parse_client_message, ClientMessage, ProtocolError, Subscription};
 use shouhu_storage::org_units::Scope;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -115,12 +115,17 @@ async fn ws(
     };
     Ok(upgrade
         .max_message_size(shouhu_dispatch::protocol::MAX_MESSAGE_BYTES)
+        // tungstenite zero-fills its read buffer before each read; clients send little.
+        .read_buffer_size(4096)
         .on_upgrade(move |socket| async move {
             metrics::gauge!("shouhu_dispatch_ws_clients").increment(1.0);
             run(socket, state, caller, can_view, vis).await;
             metrics::gauge!("shouhu_dispatch_ws_clients").decrement(1.0);
         }))
 }
+
+/// The origin of the shared tick grid of all clients.
+static TICK_ORIGIN: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
 
 /// Longest a send may block before the client is dropped as dead.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -182,6 +187,7 @@ async fn run(
     let (mut tx, mut rx) = socket.split();
     let hub = state.hub.clone();
     let mut batches = hub.batches();
+    let mut urgent = hub.urgent();
     let mut session = ClientSession::new(ClientFilter::new(
         &Subscription::default(),
         vis.clone(),
@@ -195,7 +201,11 @@ async fn run(
         }
     }
     let period = Duration::from_secs_f64(1.0 / state.cfg.dispatch.push_rate_hz);
-    let mut tick = tokio::time::interval(period);
+    // Every client ticks on the same grid, so one wake-up of a worker serves them all.
+    let origin = *TICK_ORIGIN.get_or_init(tokio::time::Instant::now);
+    let since = origin.elapsed().as_nanos() % period.as_nanos().max(1);
+    let first = tokio::time::Instant::now() + (period - Duration::from_nanos(since as u64));
+    let mut tick = tokio::time::interval_at(first, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -248,22 +258,30 @@ async fn run(
                     }
                 }
             }
-            b = batches.recv(), if can_view => match b {
-                Ok(b) => {
-                    if session.on_batch(&b) {
-                        if let Some(m) = session.take_events() {
-                            if !send(&mut tx, m).await { break; }
-                        }
+            e = urgent.recv(), if can_view => match e {
+                Ok(e) => {
+                    if let Some(m) = session.urgent_message(&e) {
+                        if !send(&mut tx, m).await { break; }
                     }
                 }
-                Err(RecvError::Lagged(_)) => {
-                    hub.stats.resyncs.fetch_add(1, Ordering::Relaxed);
-                    metrics::counter!("shouhu_dispatch_ws_resyncs_total").increment(1);
-                    session.resync(&hub.frames());
-                }
+                Err(RecvError::Lagged(_)) => {}
                 Err(RecvError::Closed) => break,
             },
             _ = tick.tick() => {
+                // Take in what was broadcast since the last tick: one wake-up per period, not
+                // one per batch.
+                while can_view {
+                    match batches.try_recv() {
+                        Ok(b) => { session.on_batch(&b); }
+                        Err(TryRecvError::Lagged(_)) => {
+                            hub.stats.resyncs.fetch_add(1, Ordering::Relaxed);
+                            metrics::counter!("shouhu_dispatch_ws_resyncs_total").increment(1);
+                            session.resync(&hub.frames());
+                        }
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Closed) => return,
+                    }
+                }
                 if let Some(m) = session.take_events() {
                     if !send(&mut tx, m).await { break; }
                 }

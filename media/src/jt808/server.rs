@@ -193,7 +193,7 @@ impl Jt808Server {
     ) {
         let mut s = Session::new();
         let (ctx, mut crx) = mpsc::channel::<(u16, Vec<u8>)>(8);
-        let mut buf = vec![0u8; 4096];
+        let mut buf = vec![0u8; 2048];
         let started = tokio::time::Instant::now();
         let reason = loop {
             let deadline = if s.unit_id().is_none() {

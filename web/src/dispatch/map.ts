@@ -189,8 +189,11 @@ export function prepareFence(g: Geofence): PreparedFence | null {
   return { id: g.id, name: g.name, kind: g.kind, polygons, circle, lx, ly, minX, minY, maxX, maxY };
 }
 
+/** Link colours from bottom to top (online units are drawn over offline ones). */
+const LINK_ORDER = ['offline', 'unknown', 'online'];
+
 /** A rounded square centred on (x, y). */
-function roundedSquare(ctx: CanvasRenderingContext2D, x: number, y: number, half: number, r: number): void {
+function roundedSquare(ctx: CanvasPath, x: number, y: number, half: number, r: number): void {
   const x0 = x - half;
   const y0 = y - half;
   const s = half * 2;
@@ -204,6 +207,39 @@ function roundedSquare(ctx: CanvasRenderingContext2D, x: number, y: number, half
   ctx.lineTo(x0, y0 + r);
   ctx.quadraticCurveTo(x0, y0, x0 + r, y0);
   ctx.closePath();
+}
+
+/**
+ * Add a unit's marker to `shape` (vehicle = rounded square, recorder = diamond, officer = circle)
+ * and a vehicle's heading arrow (a triangle outside the square, 0° = north) to `arrows`.
+ */
+function shapePath(shape: CanvasPath, arrows: CanvasPath, u: Unit, x: number, y: number, s: number): void {
+  if (u.kind === 'vehicle') {
+    const hd = u.heading_deg;
+    if (typeof hd === 'number' && Number.isFinite(hd)) {
+      const a = ((hd - 90) * Math.PI) / 180;
+      const dx = Math.cos(a);
+      const dy = Math.sin(a);
+      const tip = s + 8;
+      const base = s - 1;
+      const half = s * 0.8;
+      arrows.moveTo(x + dx * tip, y + dy * tip);
+      arrows.lineTo(x + dx * base - dy * half, y + dy * base + dx * half);
+      arrows.lineTo(x + dx * base + dy * half, y + dy * base - dx * half);
+      arrows.closePath();
+    }
+    roundedSquare(shape, x, y, s, Math.max(1.5, s / 3));
+  } else if (u.kind === 'recorder') {
+    const d = s + 1.5;
+    shape.moveTo(x, y - d);
+    shape.lineTo(x + d, y);
+    shape.lineTo(x, y + d);
+    shape.lineTo(x - d, y);
+    shape.closePath();
+  } else {
+    shape.moveTo(x + s, y);
+    shape.arc(x, y, s, 0, Math.PI * 2);
+  }
 }
 
 export class MapView {
@@ -882,40 +918,74 @@ export class MapView {
   }
 
   private drawUnits(): void {
+    const ctx = this.ctx;
     const v = this.view;
     const size = v.zoom >= 15 ? 7 : v.zoom >= 12 ? 6 : 5;
     const margin = 40;
-    // First pass: what is on screen.
+    // What is on screen; SOS and the selected unit are drawn one by one on top, the rest in
+    // batches (one path per colour: a few fill / stroke calls whatever the number of units).
     const onScreen: { u: Unit; x: number; y: number }[] = [];
+    const special: { u: Unit; x: number; y: number }[] = [];
     let selected: { u: Unit; x: number; y: number } | null = null;
+    const rings = new Map<string, Path2D>();
+    const arrows = new Path2D();
+    const shapes = new Map<string, Path2D>(LINK_ORDER.map((l) => [l, new Path2D()]));
     for (const u of this.units.values()) {
       if (!hasFix(u)) continue;
       const [x, y] = v.toScreen(u.lon, u.lat);
       if (x < -margin || y < -margin || x > v.width + margin || y > v.height + margin) continue;
       const item = { u, x, y };
-      if (u.id === this.selectedId) selected = item;
-      else onScreen.push(item);
+      if (u.id === this.selectedId) {
+        selected = item;
+        continue;
+      }
+      onScreen.push(item);
+      if (u.sos) {
+        special.push(item);
+        continue;
+      }
+      const ring = STATE_COLORS[u.state];
+      if (ring) {
+        let rp = rings.get(ring);
+        if (!rp) rings.set(ring, (rp = new Path2D()));
+        rp.moveTo(x + size + 3.5, y);
+        rp.arc(x, y, size + 3.5, 0, Math.PI * 2);
+      }
+      shapePath(shapes.get(u.link) ?? shapes.get('unknown')!, arrows, u, x, y, size);
     }
-    // Offline below online, SOS on top.
-    const rank = (u: Unit) => (u.sos ? 3 : u.link === 'online' ? 2 : u.link === 'unknown' ? 1 : 0);
-    onScreen.sort((a, b) => rank(a.u) - rank(b.u));
-    for (const it of onScreen) this.marker(it.u, it.x, it.y, size, false);
+    ctx.lineWidth = 2.5;
+    for (const [color, rp] of rings) {
+      ctx.strokeStyle = color;
+      ctx.stroke(rp);
+    }
+    ctx.fillStyle = '#2b3440';
+    ctx.fill(arrows);
+    ctx.lineWidth = 1.5;
+    ctx.strokeStyle = '#fff';
+    for (const l of LINK_ORDER) {
+      const sp = shapes.get(l)!;
+      ctx.fillStyle = LINK_COLORS[l];
+      ctx.fill(sp);
+      ctx.stroke(sp);
+    }
+    for (const it of special) this.marker(it.u, it.x, it.y, size, false);
     if (selected) this.marker(selected.u, selected.x, selected.y, size + 1.5, true);
     for (const it of onScreen) this.addHit(it.u.id, it.x, it.y);
     if (selected) this.addHit(selected.u.id, selected.x, selected.y);
 
-    // Names when zoomed in, or when few units are in view.
+    // Names when zoomed in, or when few units are in view (SOS first, at most 400).
     const showLabels = v.zoom >= 15 || (v.zoom >= 12 && onScreen.length <= 80);
     if (showLabels) {
-      let n = 0;
-      for (let i = onScreen.length - 1; i >= 0 && n < 400; i--, n++) {
-        const it = onScreen[i];
+      const ordered = special.length ? [...special, ...onScreen.filter((it) => !it.u.sos)] : onScreen;
+      for (let i = 0; i < ordered.length && i < 400; i++) {
+        const it = ordered[i];
         this.label(it.u.name, it.x + size + 6, it.y, it.u.sos ? SOS_RED : '#1f2933', `12px ${FONT}`);
       }
     }
     if (selected) this.label(selected.u.name, selected.x + size + 9, selected.y, '#0f2a4f', `600 13px ${FONT}`);
   }
 
+  /** One unit drawn on its own: SOS (blinking halo) or selected (dark ring, larger). */
   private marker(u: Unit, x: number, y: number, s: number, selected: boolean): void {
     const ctx = this.ctx;
     const sosOn = Boolean(u.sos) && this.blinkOn;
@@ -947,39 +1017,16 @@ export class MapView {
       ctx.strokeStyle = ring;
       ctx.stroke();
     }
-
-    ctx.beginPath();
-    if (u.kind === 'vehicle') {
-      const hd = u.heading_deg;
-      if (typeof hd === 'number' && Number.isFinite(hd)) {
-        // Heading arrow: a triangle outside the square, pointing along the heading (0° = north).
-        const a = ((hd - 90) * Math.PI) / 180;
-        const tip = s + 7;
-        const base = s - 1;
-        ctx.moveTo(x + Math.cos(a) * tip, y + Math.sin(a) * tip);
-        ctx.lineTo(x + Math.cos(a + 0.6) * base, y + Math.sin(a + 0.6) * base);
-        ctx.lineTo(x + Math.cos(a - 0.6) * base, y + Math.sin(a - 0.6) * base);
-        ctx.closePath();
-        ctx.fillStyle = '#2b3440';
-        ctx.fill();
-        ctx.beginPath();
-      }
-      roundedSquare(ctx, x, y, s, Math.max(1.5, s / 3));
-    } else if (u.kind === 'recorder') {
-      const d = s + 1.5;
-      ctx.moveTo(x, y - d);
-      ctx.lineTo(x + d, y);
-      ctx.lineTo(x, y + d);
-      ctx.lineTo(x - d, y);
-      ctx.closePath();
-    } else {
-      ctx.arc(x, y, s, 0, Math.PI * 2);
-    }
+    const shape = new Path2D();
+    const arrow = new Path2D();
+    shapePath(shape, arrow, u, x, y, s);
+    ctx.fillStyle = '#2b3440';
+    ctx.fill(arrow);
     ctx.fillStyle = fill;
-    ctx.fill();
+    ctx.fill(shape);
     ctx.lineWidth = 1.5;
     ctx.strokeStyle = '#fff';
-    ctx.stroke();
+    ctx.stroke(shape);
   }
 
   /** The 就近调度 target: a pin with its name. */

@@ -209,10 +209,9 @@ export function renderDispatch(outlet: HTMLElement): Cleanup {
     reconnectBtn.hidden = s !== 'closed';
     if (s === 'open') wsStatus.textContent = '已连接';
     else if (s === 'connecting') wsStatus.textContent = '连接中…';
-    else {
-      const secs = info?.retryInMs ? Math.max(1, Math.round(info.retryInMs / 1000)) : 0;
-      wsStatus.textContent = info?.code === 1008 ? `无权访问，重连中…（${secs} 秒）` : secs ? `重连中…（${secs} 秒后）` : '重连中…';
-    }
+    else wsStatus.textContent = info?.code === 1008 ? '无权访问，重连中…' : '重连中…';
+    wsStatus.title =
+      s === 'closed' && info?.retryInMs ? `连接已断开，约 ${Math.max(1, Math.round(info.retryInMs / 1000))} 秒后自动重连` : '';
   }
 
   // ------------------------------------------------------------------------------------------
@@ -871,17 +870,22 @@ export function renderDispatch(outlet: HTMLElement): Cleanup {
   function schedulePanels(): void {
     unitCount.textContent = String(units.size);
     if (panelTimer) return;
-    panelTimer = window.setTimeout(() => {
-      panelTimer = 0;
-      if (!alive) return;
-      mount(countsBox, countsBlock(units.values()));
-      if (tab === 'units') renderList();
-      if (selectedId) {
-        const live = units.get(selectedId);
-        if (live) selectedLast = live;
-        renderDetails();
-      }
-    }, PANEL_REFRESH_MS);
+    panelTimer = window.setTimeout(flushPanels, PANEL_REFRESH_MS);
+  }
+
+  /** Refresh counts, list and details now (after a snapshot; otherwise through schedulePanels). */
+  function flushPanels(): void {
+    window.clearTimeout(panelTimer);
+    panelTimer = 0;
+    if (!alive) return;
+    unitCount.textContent = String(units.size);
+    mount(countsBox, countsBlock(units.values()));
+    if (tab === 'units') renderList();
+    if (selectedId) {
+      const live = units.get(selectedId);
+      if (live) selectedLast = live;
+      renderDetails();
+    }
   }
 
   // ------------------------------------------------------------------------------------------
@@ -938,7 +942,7 @@ export function renderDispatch(outlet: HTMLElement): Cleanup {
         units.clear();
         for (const u of m.units ?? []) upsert(u);
         map.requestRedraw();
-        schedulePanels();
+        flushPanels();
         break;
       }
       case 'units': {
