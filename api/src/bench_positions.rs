@@ -11,8 +11,9 @@
 //!    one core) and peak RSS over the measurement window.
 //! 2. **Comparison**, one after the other at the same load: `--compare-rate` positions/s delivered
 //!    to `--compare-subscribers` city-wide subscribers, by the hub (a fresh server, fed by that
-//!    many terminals reporting once a second) and by Mosquitto (its own instance; one publisher,
-//!    one MQTT message per position, QoS 0, city-wide subscriptions). Reported: each server's
+//!    many terminals reporting once a second) and by Mosquitto (its own instance; as many
+//!    publisher connections, each publishing its position once a second, one MQTT message per
+//!    position, QoS 0, city-wide subscriptions). Reported: each server's
 //!    CPU time per delivered position, and their ratio.
 
 use std::net::SocketAddr;
@@ -675,7 +676,7 @@ async fn compare(
     let _ = broker.wait();
     let mq_per = mq_cpu / mq_del.max(1) as f64 * 1e6;
     println!(
-        "| comparison: Mosquitto | {} messages/s (one per position, QoS 0) to {} subscribers of `shouhu/positions/#`, {} s | delivered {} ({:.0}/s); broker CPU {:.2} s = {:.2} µs per delivered position |",
+        "| comparison: Mosquitto | {} messages/s (one per position, QoS 0; one publisher connection per unit, once a second) to {} subscribers of `shouhu/positions/#`, {} s | delivered {} ({:.0}/s); broker CPU {:.2} s = {:.2} µs per delivered position |",
         args.compare_rate, args.compare_subscribers, args.compare_duration, mq_del, mq_del as f64 / mq_secs, mq_cpu, mq_per
     );
     println!(
@@ -779,49 +780,51 @@ async fn mqtt_count(mut s: TcpStream, got: Arc<AtomicU64>, mut stop: watch::Rece
     }
 }
 
-/// Publish `rate` positions a second, one message each, JSON like the hub's unit view.
+/// One publisher per unit, like a terminal speaking MQTT: a message (JSON like the hub's unit
+/// view) once a second, each publisher at its own phase of the second.
 async fn mqtt_publish(
     addr: String,
     rate: u64,
     centres: Vec<(f64, f64)>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let mut s = mqtt_connect(&addr, "publisher").await?;
-    let mut routes: Vec<Route> = (0..rate)
-        .map(|i| {
-            Route::new(
-                centres[(i % centres.len() as u64) as usize],
-                3000.0,
-                30.0,
-                i,
-            )
-        })
-        .collect();
-    let mut tick = tokio::time::interval(Duration::from_millis(10));
-    let per_tick = (rate / 100).max(1) as usize;
-    let mut next = 0usize;
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => return Ok(()),
-        }
-        let mut out = Vec::new();
-        for _ in 0..per_tick {
-            let i = next % routes.len();
-            next += 1;
-            let (lat, lon, v, hd) = routes[i].step(1.0);
-            let body = serde_json::json!({
-                "id": format!("unit-{i:05}"), "kind": "vehicle", "name": format!("沪B{i:05}"), "org_unit_id": "district",
-                "terminal": (PHONE_BASE + i as u64).to_string(), "device": null, "lat": lat, "lon": lon,
-                "time": crate::clock::rfc3339(SystemClock.now_ms()), "speed_kmh": v, "heading_deg": hd, "altitude_m": 5.0,
-                "accuracy_m": null, "source": "jt808", "link": "online", "state": "idle", "target": null, "sos": false, "flags": []
-            })
-            .to_string();
-            let mut b = Vec::new();
-            mqtt_str(&format!("shouhu/positions/{i}"), &mut b);
-            b.extend_from_slice(body.as_bytes());
-            out.extend(mqtt_packet(0x30, &b));
-        }
-        s.write_all(&out).await?;
+    let mut tasks = Vec::new();
+    for i in 0..rate {
+        let addr = addr.clone();
+        let mut stop = stop.clone();
+        let mut route = Route::new(
+            centres[(i % centres.len() as u64) as usize],
+            3000.0,
+            30.0,
+            i,
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut s = mqtt_connect(&addr, &format!("unit{i}")).await?;
+            let phase = Duration::from_micros(i * 1_000_000 / rate);
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + phase, Duration::from_secs(1));
+            let topic = format!("shouhu/positions/{i}");
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.changed() => return anyhow::Ok(()),
+                }
+                let (lat, lon, v, hd) = route.step(1.0);
+                let body = serde_json::json!({
+                    "id": format!("unit-{i:05}"), "kind": "vehicle", "name": format!("沪B{i:05}"), "org_unit_id": "district",
+                    "terminal": (PHONE_BASE + i).to_string(), "device": null, "lat": lat, "lon": lon,
+                    "time": crate::clock::rfc3339(SystemClock.now_ms()), "speed_kmh": v, "heading_deg": hd, "altitude_m": 5.0,
+                    "accuracy_m": null, "source": "jt808", "link": "online", "state": "idle", "target": null, "sos": false, "flags": []
+                })
+                .to_string();
+                let mut b = Vec::new();
+                mqtt_str(&topic, &mut b);
+                b.extend_from_slice(body.as_bytes());
+                s.write_all(&mqtt_packet(0x30, &b)).await?;
+            }
+        }));
     }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
 }

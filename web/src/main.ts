@@ -184,9 +184,11 @@ async function render(): Promise<void> {
   }
   runCleanup();
   shell.setActive(path);
-  const outlet = shell.outlet;
-  outlet.replaceChildren();
-  outlet.scrollTop = 0;
+  // Each render gets its own container: a slow page that finishes after the user moved on fills a
+  // detached element instead of overwriting the page now shown.
+  const outlet = h('div', { class: 'route' });
+  mount(shell.outlet, outlet);
+  shell.outlet.scrollTop = 0;
 
   const nav = navOf(path);
   if (nav && !navAllowed(nav, acc)) {

@@ -189,9 +189,6 @@ export function prepareFence(g: Geofence): PreparedFence | null {
   return { id: g.id, name: g.name, kind: g.kind, polygons, circle, lx, ly, minX, minY, maxX, maxY };
 }
 
-/** Link colours from bottom to top (online units are drawn over offline ones). */
-const LINK_ORDER = ['offline', 'unknown', 'online'];
-
 /** A rounded square centred on (x, y). */
 function roundedSquare(ctx: CanvasPath, x: number, y: number, half: number, r: number): void {
   const x0 = x - half;
@@ -213,7 +210,7 @@ function roundedSquare(ctx: CanvasPath, x: number, y: number, half: number, r: n
  * Add a unit's marker to `shape` (vehicle = rounded square, recorder = diamond, officer = circle)
  * and a vehicle's heading arrow (a triangle outside the square, 0° = north) to `arrows`.
  */
-function shapePath(shape: CanvasPath, arrows: CanvasPath, u: Unit, x: number, y: number, s: number): void {
+function shapePath(shape: CanvasPath, arrows: CanvasPath, u: Pick<Unit, 'kind' | 'heading_deg'>, x: number, y: number, s: number): void {
   if (u.kind === 'vehicle') {
     const hd = u.heading_deg;
     if (typeof hd === 'number' && Number.isFinite(hd)) {
@@ -240,6 +237,58 @@ function shapePath(shape: CanvasPath, arrows: CanvasPath, u: Unit, x: number, y:
     shape.moveTo(x + s, y);
     shape.arc(x, y, s, 0, Math.PI * 2);
   }
+}
+
+/**
+ * Draw one marker: SOS halo (blinking), selection ring, dispatch-state ring, heading arrow, shape
+ * filled by link (red while an SOS blinks on) with a white outline.
+ */
+function drawMarker(
+  ctx: CanvasRenderingContext2D,
+  u: Pick<Unit, 'kind' | 'link' | 'state' | 'heading_deg' | 'sos'>,
+  x: number,
+  y: number,
+  s: number,
+  blinkOn: boolean,
+  selected: boolean,
+): void {
+  const sosOn = Boolean(u.sos) && blinkOn;
+  if (u.sos) {
+    ctx.beginPath();
+    ctx.arc(x, y, s + (sosOn ? 10 : 7), 0, Math.PI * 2);
+    ctx.fillStyle = sosOn ? 'rgba(224, 40, 27, 0.30)' : 'rgba(224, 40, 27, 0.10)';
+    ctx.fill();
+    ctx.lineWidth = 2;
+    ctx.strokeStyle = SOS_RED;
+    ctx.stroke();
+  }
+  if (selected) {
+    ctx.beginPath();
+    ctx.arc(x, y, s + 8, 0, Math.PI * 2);
+    ctx.fillStyle = 'rgba(15, 42, 79, 0.12)';
+    ctx.fill();
+    ctx.lineWidth = 2;
+    ctx.strokeStyle = '#0f2a4f';
+    ctx.stroke();
+  }
+  const ring = STATE_COLORS[u.state];
+  if (ring) {
+    ctx.beginPath();
+    ctx.arc(x, y, s + 3.5, 0, Math.PI * 2);
+    ctx.lineWidth = 2.5;
+    ctx.strokeStyle = ring;
+    ctx.stroke();
+  }
+  const shape = new Path2D();
+  const arrow = new Path2D();
+  shapePath(shape, arrow, u, x, y, s);
+  ctx.fillStyle = '#2b3440';
+  ctx.fill(arrow);
+  ctx.fillStyle = sosOn ? SOS_RED : (LINK_COLORS[u.link] ?? LINK_COLORS.unknown);
+  ctx.fill(shape);
+  ctx.lineWidth = 1.5;
+  ctx.strokeStyle = '#fff';
+  ctx.stroke(shape);
 }
 
 export class MapView {
@@ -273,6 +322,8 @@ export class MapView {
   private hitIds: string[] = [];
   private hitXY = new Float32Array(0);
   private hitCount = 0;
+  /** Marker sprites by kind / link / state / size / heading (see `sprite`). */
+  private sprites = new Map<string, { canvas: HTMLCanvasElement; half: number }>();
   // Pointer state.
   private drag: { id: number; x: number; y: number; sx: number; sy: number; moved: boolean } | null = null;
   private lastHover: { x: number; y: number } | null = null;
@@ -439,7 +490,9 @@ export class MapView {
     const w = this.el.clientWidth;
     const hgt = this.el.clientHeight;
     if (w <= 0 || hgt <= 0) return;
-    this.dpr = window.devicePixelRatio || 1;
+    const dpr = window.devicePixelRatio || 1;
+    if (dpr !== this.dpr) this.sprites.clear();
+    this.dpr = dpr;
     this.canvas.width = Math.round(w * this.dpr);
     this.canvas.height = Math.round(hgt * this.dpr);
     this.canvas.style.width = `${w}px`;
@@ -922,54 +975,36 @@ export class MapView {
     const v = this.view;
     const size = v.zoom >= 15 ? 7 : v.zoom >= 12 ? 6 : 5;
     const margin = 40;
-    // What is on screen; SOS and the selected unit are drawn one by one on top, the rest in
-    // batches (one path per colour: a few fill / stroke calls whatever the number of units).
     const onScreen: { u: Unit; x: number; y: number }[] = [];
     const special: { u: Unit; x: number; y: number }[] = [];
     let selected: { u: Unit; x: number; y: number } | null = null;
-    const rings = new Map<string, Path2D>();
-    const arrows = new Path2D();
-    const shapes = new Map<string, Path2D>(LINK_ORDER.map((l) => [l, new Path2D()]));
     for (const u of this.units.values()) {
       if (!hasFix(u)) continue;
       const [x, y] = v.toScreen(u.lon, u.lat);
       if (x < -margin || y < -margin || x > v.width + margin || y > v.height + margin) continue;
       const item = { u, x, y };
-      if (u.id === this.selectedId) {
-        selected = item;
-        continue;
+      if (u.id === this.selectedId) selected = item;
+      else {
+        onScreen.push(item);
+        if (u.sos) special.push(item);
       }
-      onScreen.push(item);
-      if (u.sos) {
-        special.push(item);
-        continue;
+    }
+    // Ordinary markers are copied from pre-drawn sprites at whole device pixels (a few thousand
+    // drawImage calls stay fast, on a GPU or not); offline first so that online ones end on top.
+    const dpr = this.dpr;
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    const pass = (u: Unit) => (u.link === 'offline' ? 0 : u.link === 'online' ? 2 : 1);
+    for (let p = 0; p < 3; p++) {
+      for (const it of onScreen) {
+        const u = it.u;
+        if (u.sos || pass(u) !== p) continue;
+        const spr = this.sprite(u, size);
+        ctx.drawImage(spr.canvas, Math.round(it.x * dpr) - spr.half, Math.round(it.y * dpr) - spr.half);
       }
-      const ring = STATE_COLORS[u.state];
-      if (ring) {
-        let rp = rings.get(ring);
-        if (!rp) rings.set(ring, (rp = new Path2D()));
-        rp.moveTo(x + size + 3.5, y);
-        rp.arc(x, y, size + 3.5, 0, Math.PI * 2);
-      }
-      shapePath(shapes.get(u.link) ?? shapes.get('unknown')!, arrows, u, x, y, size);
     }
-    ctx.lineWidth = 2.5;
-    for (const [color, rp] of rings) {
-      ctx.strokeStyle = color;
-      ctx.stroke(rp);
-    }
-    ctx.fillStyle = '#2b3440';
-    ctx.fill(arrows);
-    ctx.lineWidth = 1.5;
-    ctx.strokeStyle = '#fff';
-    for (const l of LINK_ORDER) {
-      const sp = shapes.get(l)!;
-      ctx.fillStyle = LINK_COLORS[l];
-      ctx.fill(sp);
-      ctx.stroke(sp);
-    }
-    for (const it of special) this.marker(it.u, it.x, it.y, size, false);
-    if (selected) this.marker(selected.u, selected.x, selected.y, size + 1.5, true);
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    for (const it of special) drawMarker(ctx, it.u, it.x, it.y, size, this.blinkOn, false);
+    if (selected) drawMarker(ctx, selected.u, selected.x, selected.y, size + 1.5, this.blinkOn, true);
     for (const it of onScreen) this.addHit(it.u.id, it.x, it.y);
     if (selected) this.addHit(selected.u.id, selected.x, selected.y);
 
@@ -985,48 +1020,25 @@ export class MapView {
     if (selected) this.label(selected.u.name, selected.x + size + 9, selected.y, '#0f2a4f', `600 13px ${FONT}`);
   }
 
-  /** One unit drawn on its own: SOS (blinking halo) or selected (dark ring, larger). */
-  private marker(u: Unit, x: number, y: number, s: number, selected: boolean): void {
-    const ctx = this.ctx;
-    const sosOn = Boolean(u.sos) && this.blinkOn;
-    const fill = sosOn ? SOS_RED : (LINK_COLORS[u.link] ?? LINK_COLORS.unknown);
-
-    if (u.sos) {
-      ctx.beginPath();
-      ctx.arc(x, y, s + (sosOn ? 10 : 7), 0, Math.PI * 2);
-      ctx.fillStyle = sosOn ? 'rgba(224, 40, 27, 0.30)' : 'rgba(224, 40, 27, 0.10)';
-      ctx.fill();
-      ctx.lineWidth = 2;
-      ctx.strokeStyle = SOS_RED;
-      ctx.stroke();
+  /** The pre-drawn marker of a unit (kind, link, state, heading in 15° steps, size), at device pixels. */
+  private sprite(u: Unit, size: number): { canvas: HTMLCanvasElement; half: number } {
+    const hd = u.kind === 'vehicle' && typeof u.heading_deg === 'number' && Number.isFinite(u.heading_deg) ? Math.round(u.heading_deg / 15) % 24 : -1;
+    const key = `${u.kind}|${u.link}|${u.state}|${size}|${hd}`;
+    let spr = this.sprites.get(key);
+    if (!spr) {
+      const half = Math.ceil((size + 10) * this.dpr);
+      const canvas = document.createElement('canvas');
+      canvas.width = canvas.height = half * 2;
+      const sctx = canvas.getContext('2d');
+      if (sctx) {
+        sctx.scale(this.dpr, this.dpr);
+        const c = half / this.dpr;
+        drawMarker(sctx, { kind: u.kind, link: u.link, state: u.state, heading_deg: hd < 0 ? null : hd * 15, sos: false }, c, c, size, false, false);
+      }
+      spr = { canvas, half };
+      this.sprites.set(key, spr);
     }
-    if (selected) {
-      ctx.beginPath();
-      ctx.arc(x, y, s + 8, 0, Math.PI * 2);
-      ctx.fillStyle = 'rgba(15, 42, 79, 0.12)';
-      ctx.fill();
-      ctx.lineWidth = 2;
-      ctx.strokeStyle = '#0f2a4f';
-      ctx.stroke();
-    }
-    const ring = STATE_COLORS[u.state];
-    if (ring) {
-      ctx.beginPath();
-      ctx.arc(x, y, s + 3.5, 0, Math.PI * 2);
-      ctx.lineWidth = 2.5;
-      ctx.strokeStyle = ring;
-      ctx.stroke();
-    }
-    const shape = new Path2D();
-    const arrow = new Path2D();
-    shapePath(shape, arrow, u, x, y, s);
-    ctx.fillStyle = '#2b3440';
-    ctx.fill(arrow);
-    ctx.fillStyle = fill;
-    ctx.fill(shape);
-    ctx.lineWidth = 1.5;
-    ctx.strokeStyle = '#fff';
-    ctx.stroke(shape);
+    return spr;
   }
 
   /** The 就近调度 target: a pin with its name. */
