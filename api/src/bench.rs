@@ -267,7 +267,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// A fresh `shouhu_bench` database on the server of `url`; returns its URL.
-async fn fresh_pg(url: &str) -> anyhow::Result<String> {
+pub(crate) async fn fresh_pg(url: &str) -> anyhow::Result<String> {
     let admin = Db::connect(url, 1).await?;
     admin
         .execute_raw("DROP DATABASE IF EXISTS shouhu_bench WITH (FORCE)")

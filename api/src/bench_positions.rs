@@ -63,6 +63,10 @@ pub struct PositionsBenchArgs {
     /// The Mosquitto broker binary.
     #[arg(long, default_value = "mosquitto")]
     pub mosquitto: PathBuf,
+    /// Store in PostgreSQL at this server URL (a database `shouhu_bench` is created on it,
+    /// replacing any old one) instead of SQLite; its CPU is reported beside the hub's.
+    #[arg(long)]
+    pub database_url: Option<String>,
     /// Skip the full-load phase.
     #[arg(long)]
     pub skip_full: bool,
@@ -89,6 +93,21 @@ fn proc_cpu_s(pid: u32) -> f64 {
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     // utime and stime are fields 14 and 15 of stat; here indexes 11 and 12.
     (ticks(11) + ticks(12)) / 100.0
+}
+
+/// CPU seconds of every `postgres` process on the machine (the database of a PostgreSQL run).
+fn postgres_cpu_s() -> f64 {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
+        .map(proc_cpu_s)
+        .sum()
 }
 
 fn proc_rss_mb(pid: u32) -> f64 {
@@ -125,12 +144,12 @@ impl Drop for Server {
     }
 }
 
-async fn start_server(dir: &Path) -> anyhow::Result<Server> {
+async fn start_server(dir: &Path, url: &str) -> anyhow::Result<Server> {
     let (h, m, j) = (free_port()?, free_port()?, free_port()?);
     let child = Command::new(std::env::current_exe()?)
         .arg("serve")
         .env("SHOUHU__SERVER__DATA_DIR", dir)
-        .env("SHOUHU__DATABASE__URL", Db::sqlite_url_in(dir))
+        .env("SHOUHU__DATABASE__URL", url)
         .env("SHOUHU__HTTP__LISTEN", format!("127.0.0.1:{h}"))
         .env("SHOUHU__HTTP__WEB_DIR", dir.join("no-web"))
         .env("SHOUHU__METRICS__LISTEN", format!("127.0.0.1:{m}"))
@@ -333,12 +352,12 @@ async fn login(http: &str, user: &str) -> anyhow::Result<String> {
 
 /// Seed the org tree, vehicles and viewing accounts; returns district centres (lat, lon).
 async fn seed(
-    dir: &Path,
+    url: &str,
     terminals: u64,
     wall: usize,
     district_accounts: usize,
 ) -> anyhow::Result<Vec<(f64, f64)>> {
-    let db = Db::connect(&Db::sqlite_url_in(dir), 4).await?;
+    let db = Db::connect(url, 4).await?;
     db.migrate().await?;
     let org = crate::demo::seed_org(&db).await?;
     let actor = Actor {
@@ -419,8 +438,12 @@ pub async fn run(args: PositionsBenchArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let t = Instant::now();
     let wall = args.wall_clients.max(args.compare_subscribers);
+    let url = match &args.database_url {
+        Some(u) => crate::bench::fresh_pg(u).await?,
+        None => Db::sqlite_url_in(&dir),
+    };
     let centres = seed(
-        &dir,
+        &url,
         args.terminals.max(args.compare_rate),
         wall,
         args.district_clients,
@@ -435,10 +458,10 @@ pub async fn run(args: PositionsBenchArgs) -> anyhow::Result<()> {
     println!("| phase | load | result |");
     println!("|---|---|---|");
     if !args.skip_full {
-        full_load(&args, &dir, &centres).await?;
+        full_load(&args, &dir, &url, &centres).await?;
     }
     if !args.skip_compare {
-        compare(&args, &dir, &centres).await?;
+        compare(&args, &dir, &url, &centres).await?;
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
@@ -447,9 +470,10 @@ pub async fn run(args: PositionsBenchArgs) -> anyhow::Result<()> {
 async fn full_load(
     args: &PositionsBenchArgs,
     dir: &Path,
+    url: &str,
     centres: &[(f64, f64)],
 ) -> anyhow::Result<()> {
-    let server = start_server(dir).await?;
+    let server = start_server(dir, url).await?;
     let pid = server.child.id();
     let (stop_tx, stop_rx) = watch::channel(false);
     let log = SentLog::new(args.terminals as usize);
@@ -539,6 +563,7 @@ async fn full_load(
         Instant::now(),
     );
     let me0 = proc_cpu_s(std::process::id());
+    let pg0 = postgres_cpu_s();
     let mut rss_max: f64 = 0.0;
     let end = Instant::now() + Duration::from_secs(args.duration);
     while Instant::now() < end {
@@ -548,21 +573,24 @@ async fn full_load(
     let secs = wall0.elapsed().as_secs_f64();
     let cpu = proc_cpu_s(pid) - cpu0;
     let me = proc_cpu_s(std::process::id()) - me0;
+    let pg = postgres_cpu_s() - pg0;
     let del = delivered.positions.load(Ordering::Relaxed) - del0;
     let sent_window = sent() - sent0;
     let (p50, p99) = (hist.quantile_ms(0.50), hist.quantile_ms(0.99));
-    // Stop the terminals, let the server drain, then compare totals.
+    // Stop the terminals, let them and the server drain, then compare totals.
     let _ = stop_tx.send(true);
-    let sent_total = sent();
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let sent_total = sent();
     let recv_total = metric(&server.metrics, "shouhu_positions_received_total").await;
     let recv_window = recv_total - recv0;
     let lost = sent_total as f64 - recv_total;
     println!(
-        "| full load | {} terminals × 1 report/s over TCP; {} city-wide + {} district WebSocket clients; {} s | reports sent {} ({:.0}/s), received by the server {:.0}, lost {:.0} (whole run: sent {sent_total}, received {recv_total:.0}); positions delivered {} ({:.0}/s); latency p50 {:.1} ms, p99 {:.1} ms (batch interval 250 ms); server CPU {:.1} % of one core, peak RSS {:.0} MB; load generator and clients {:.1} % |",
+        "| full load | {} terminals × 1 report/s over TCP; {} city-wide + {} district WebSocket clients; {} s | reports sent {} ({:.0}/s), received by the server {:.0}, lost {:.0} (whole run: sent {sent_total}, received {recv_total:.0}); positions delivered {} ({:.0}/s); latency p50 {:.1} ms, p99 {:.1} ms (batch interval 250 ms); server CPU {:.1} % of one core, peak RSS {:.0} MB; {}load generator and clients {:.1} % |",
         args.terminals, args.wall_clients, args.district_clients, args.duration,
         sent_window, sent_window as f64 / secs, recv_window, lost.max(0.0), del, del as f64 / secs, p50, p99,
-        cpu / secs * 100.0, rss_max, me / secs * 100.0,
+        cpu / secs * 100.0, rss_max,
+        if args.database_url.is_some() { format!("PostgreSQL processes {:.1} %; ", pg / secs * 100.0) } else { String::new() },
+        me / secs * 100.0,
     );
     drop(server);
     Ok(())
@@ -571,10 +599,11 @@ async fn full_load(
 async fn compare(
     args: &PositionsBenchArgs,
     dir: &Path,
+    url: &str,
     centres: &[(f64, f64)],
 ) -> anyhow::Result<()> {
     // The hub.
-    let server = start_server(dir).await?;
+    let server = start_server(dir, url).await?;
     let pid = server.child.id();
     let (stop_tx, stop_rx) = watch::channel(false);
     let log = SentLog::new(args.compare_rate as usize);

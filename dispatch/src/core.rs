@@ -284,6 +284,10 @@ pub struct Core {
     by_id: HashMap<String, u32>,
     free: Vec<u32>,
     tree: RTree<Entry>,
+    /// Positions changed since the tree was built: it is rebuilt (bulk-loaded) at the next
+    /// spatial query. Fixes arrive thousands of times a second, queries a few times a minute,
+    /// so rebuilding on demand costs far less than moving every point in the tree.
+    tree_dirty: bool,
     fences: Vec<FenceDef>,
     fence_tree: RTree<FenceEntry>,
 }
@@ -306,6 +310,7 @@ impl Core {
             by_id: HashMap::new(),
             free: Vec::new(),
             tree: RTree::new(),
+            tree_dirty: false,
             fences: Vec::new(),
             fence_tree: RTree::new(),
         }
@@ -341,9 +346,8 @@ impl Core {
     pub fn remove_unit(&mut self, id: &str) -> Option<u32> {
         let i = self.by_id.remove(id)?;
         if let Some(u) = self.units[i as usize].take() {
-            if let Some(p) = &u.live {
-                self.tree
-                    .remove(&Entry::new(self.proj.project(p.lat, p.lon), i));
+            if u.live.is_some() {
+                self.tree_dirty = true;
             }
         }
         self.free.push(i);
@@ -627,15 +631,7 @@ impl Core {
     }
 
     fn move_unit(&mut self, i: u32, p: Position, now_ms: i64, out: &mut Vec<Output>) {
-        let new_pt = self.proj.project(p.lat, p.lon);
-        let old_pt = self.units[i as usize]
-            .as_ref()
-            .and_then(|u| u.live.as_ref())
-            .map(|o| self.proj.project(o.lat, o.lon));
-        if let Some(o) = old_pt {
-            self.tree.remove(&Entry::new(o, i));
-        }
-        self.tree.insert(Entry::new(new_pt, i));
+        self.tree_dirty = true;
         let inside = self.fences_at(p.lat, p.lon);
         let (lat, lon, t) = (p.lat, p.lon, p.time_ms);
         let u = self.units[i as usize].as_mut().expect("index is live");
@@ -804,7 +800,7 @@ impl Core {
     /// The `k` nearest units to a WGS-84 point that pass `filter`, with great-circle distances in
     /// metres, nearest first.
     pub fn nearest(
-        &self,
+        &mut self,
         lat: f64,
         lon: f64,
         k: usize,
@@ -813,6 +809,7 @@ impl Core {
         if k == 0 {
             return Vec::new();
         }
+        self.refresh_tree();
         // The projection is within a fraction of a percent of the true distance near the
         // reference latitude; take a few more candidates than asked and re-rank exactly.
         let want = k + 8;
@@ -836,8 +833,25 @@ impl Core {
         cand
     }
 
+    fn refresh_tree(&mut self) {
+        if !self.tree_dirty {
+            return;
+        }
+        let pts: Vec<Entry> = self
+            .units()
+            .filter_map(|(i, u)| {
+                u.live
+                    .as_ref()
+                    .map(|p| Entry::new(self.proj.project(p.lat, p.lon), i))
+            })
+            .collect();
+        self.tree = RTree::bulk_load(pts);
+        self.tree_dirty = false;
+    }
+
     /// Units whose live fix lies in a WGS-84 box `[min_lon, min_lat, max_lon, max_lat]`.
-    pub fn in_bbox(&self, b: [f64; 4]) -> Vec<u32> {
+    pub fn in_bbox(&mut self, b: [f64; 4]) -> Vec<u32> {
+        self.refresh_tree();
         let lo = self.proj.project(b[1], b[0]);
         let hi = self.proj.project(b[3], b[2]);
         self.tree

@@ -57,7 +57,7 @@ impl Default for HubConfig {
             enterprise_radius_m: 150.0,
             track_retention_days: 365,
             history_queue: 200_000,
-            broadcast_capacity: 256,
+            broadcast_capacity: 64,
         }
     }
 }
@@ -81,6 +81,10 @@ pub enum HubError {
 pub struct Frame {
     /// Unit index in the core.
     pub idx: u32,
+    /// Interned org unit (see [`Hub::filter`]).
+    org: u32,
+    kind_bit: u8,
+    state_bit: u8,
     /// Who.
     pub info: Arc<UnitInfo>,
     /// The view in WGS-84.
@@ -93,9 +97,12 @@ pub struct Frame {
 }
 
 impl Frame {
-    fn new(idx: u32, u: &UnitState, removed: bool) -> Frame {
+    fn new(idx: u32, org: u32, u: &UnitState, removed: bool) -> Frame {
         Frame {
             idx,
+            org,
+            kind_bit: kind_bit(u.info.kind),
+            state_bit: state_bit(u.state()),
             info: u.info.clone(),
             view: UnitView::of(u, Crs::Wgs84),
             wgs: u.live.as_ref().map(|p| (p.lat, p.lon)),
@@ -187,6 +194,18 @@ struct State {
     pending: HashMap<u32, Arc<Frame>>,
     events: Vec<Arc<EventOut>>,
     officer_by_account: HashMap<String, String>,
+    orgs: HashMap<String, u32>,
+}
+
+impl State {
+    fn org_index(&mut self, org: &str) -> u32 {
+        if let Some(&i) = self.orgs.get(org) {
+            return i;
+        }
+        let i = self.orgs.len() as u32;
+        self.orgs.insert(org.to_string(), i);
+        i
+    }
 }
 
 /// The live dispatch hub. Cheap to share (`Arc<Hub>`).
@@ -235,6 +254,7 @@ impl Hub {
                 pending: HashMap::new(),
                 events: Vec::new(),
                 officer_by_account: HashMap::new(),
+                orgs: HashMap::new(),
             }),
             db,
             cfg,
@@ -317,7 +337,16 @@ impl Hub {
             .collect();
         for id in gone {
             if let Some(i) = st.core.index_of(&id) {
-                let f = st.core.unit(i).map(|u| Arc::new(Frame::new(i, u, true)));
+                let org = st
+                    .core
+                    .unit(i)
+                    .map(|u| u.info.org_unit_id.clone())
+                    .unwrap_or_default();
+                let org = st.org_index(&org);
+                let f = st
+                    .core
+                    .unit(i)
+                    .map(|u| Arc::new(Frame::new(i, org, u, true)));
                 st.core.remove_unit(&id);
                 if let Some(f) = f {
                     st.pending.insert(i, f);
@@ -428,8 +457,12 @@ impl Hub {
     }
 
     fn changed(&self, st: &mut State, i: u32) {
+        let Some(org) = st.core.unit(i).map(|u| u.info.org_unit_id.clone()) else {
+            return;
+        };
+        let org = st.org_index(&org);
         let Some(u) = st.core.unit(i) else { return };
-        let f = Arc::new(Frame::new(i, u, false));
+        let f = Arc::new(Frame::new(i, org, u, false));
         if st.latest.len() <= i as usize {
             st.latest.resize(i as usize + 1, None);
         }
@@ -578,6 +611,25 @@ impl Hub {
         self.batches.subscribe()
     }
 
+    /// A client filter whose org check is a table lookup by interned org index.
+    pub fn filter(
+        &self,
+        sub: &Subscription,
+        orgs: Option<Arc<HashSet<String>>>,
+        scope: Option<Arc<HashSet<String>>>,
+    ) -> ClientFilter {
+        let mut f = ClientFilter::new(sub, orgs, scope);
+        if let Some(names) = &f.orgs {
+            let st = self.lock();
+            let mut bits = vec![false; st.orgs.len()];
+            for (name, &i) in &st.orgs {
+                bits[i as usize] = names.contains(name);
+            }
+            f.org_bits = Arc::new(bits);
+        }
+        f
+    }
+
     /// Receive urgent events (SOS), as soon as they are raised.
     pub fn urgent(&self) -> broadcast::Receiver<Arc<EventOut>> {
         self.urgent.subscribe()
@@ -621,13 +673,13 @@ impl Hub {
         org_ok: &dyn Fn(&str) -> bool,
         crs: Crs,
     ) -> Vec<(UnitView, f64)> {
-        let st = self.lock();
-        st.core
-            .nearest(lat, lon, k, |u| {
-                u.available()
-                    && kinds.is_none_or(|ks| ks.contains(&u.info.kind))
-                    && org_ok(&u.info.org_unit_id)
-            })
+        let mut st = self.lock();
+        let found = st.core.nearest(lat, lon, k, |u| {
+            u.available()
+                && kinds.is_none_or(|ks| ks.contains(&u.info.kind))
+                && org_ok(&u.info.org_unit_id)
+        });
+        found
             .into_iter()
             .filter_map(|(i, d)| st.core.unit(i).map(|u| (UnitView::of(u, crs), d)))
             .collect()
@@ -925,6 +977,8 @@ pub struct ClientFilter {
     kinds: Option<u8>,
     states: Option<u8>,
     orgs: Option<Arc<HashSet<String>>>,
+    /// `orgs` by interned index (filled by [`Hub::filter`]; beyond it, names are looked up).
+    org_bits: Arc<Vec<bool>>,
     scope: Option<Arc<HashSet<String>>>,
     /// Coordinate system of what is sent.
     pub crs: Crs,
@@ -955,6 +1009,7 @@ impl ClientFilter {
                 .as_ref()
                 .map(|ss| ss.iter().fold(0, |m, s| m | state_bit(*s))),
             orgs,
+            org_bits: Arc::new(Vec::new()),
             scope,
             crs,
         }
@@ -965,27 +1020,25 @@ impl ClientFilter {
         if f.removed {
             return false;
         }
-        if let Some(m) = self.kinds {
-            if m & kind_bit(f.info.kind) == 0 {
-                return false;
-            }
-        }
-        if let Some(m) = self.states {
-            if m & state_bit(f.state()) == 0 {
-                return false;
-            }
-        }
         if let Some(b) = self.bbox {
             match f.wgs {
                 Some((lat, lon)) if lon >= b[0] && lon <= b[2] && lat >= b[1] && lat <= b[3] => {}
                 _ => return false,
             }
         }
-        self.org_ok(&f.info.org_unit_id)
-    }
-
-    fn org_ok(&self, org: &str) -> bool {
-        self.orgs.as_ref().is_none_or(|o| o.contains(org))
+        if self.kinds.is_some_and(|m| m & f.kind_bit == 0) {
+            return false;
+        }
+        if self.states.is_some_and(|m| m & f.state_bit == 0) {
+            return false;
+        }
+        match &self.orgs {
+            None => true,
+            Some(names) => match self.org_bits.get(f.org as usize) {
+                Some(&b) => b,
+                None => names.contains(&f.info.org_unit_id),
+            },
+        }
     }
 
     /// Whether an event may be sent (scope only: an SOS outside the viewport still goes out).

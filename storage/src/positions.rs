@@ -96,9 +96,6 @@ impl Db {
     }
 }
 
-/// Rows per SQLite statement (12 parameters each, under SQLite's limit of 32,766).
-const SQLITE_ROWS_PER_STATEMENT: usize = 1000;
-
 const SQLITE_INSERT: &str = "INSERT INTO positions (unit_id, time_ms, source, lat, lon, speed_kmh, heading_deg, altitude_m, \
     accuracy_m, alarm_flags, flags, received_at_ms) VALUES ";
 
@@ -121,7 +118,16 @@ impl PositionRepo<'_> {
         match &self.db.pool {
             Pool::Sqlite(p) => {
                 let mut tx = p.begin().await?;
-                for chunk in points.chunks(SQLITE_ROWS_PER_STATEMENT) {
+                // Fixed statement sizes (256, 64, 16, 4, 1 rows), so each connection prepares and
+                // caches five statements instead of one per batch length.
+                let mut rest = points;
+                while !rest.is_empty() {
+                    let n = [256, 64, 16, 4, 1]
+                        .into_iter()
+                        .find(|&n| n <= rest.len())
+                        .unwrap_or(1);
+                    let (chunk, tail) = rest.split_at(n);
+                    rest = tail;
                     let mut sql = String::with_capacity(250 + chunk.len() * 26);
                     sql.push_str(SQLITE_INSERT);
                     for i in 0..chunk.len() {

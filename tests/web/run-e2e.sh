@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start `shouhu demo` on free ports with a throw-away data directory, wait until it answers,
+# Start `shouhu demo` (with its simulated vehicles and phone apps) on free ports with a throw-away data directory, wait until it answers,
 # run the Playwright suite against it in Debian's chromium, stop the server.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -27,6 +27,7 @@ trap cleanup EXIT
 # No subshell: $! must be the server itself, so that the cleanup's kill reaches it.
 SHOUHU__SERVER__DATA_DIR="$data" SHOUHU__HTTP__LISTEN="127.0.0.1:$port" \
   SHOUHU__METRICS__LISTEN="127.0.0.1:$mport" SHOUHU__HTTP__WEB_DIR="$root/web/dist" \
+  SHOUHU__JT808__LISTEN="127.0.0.1:0" \
   "$bin" demo --enterprises 120 >"$log" 2>&1 &
 pid=$!
 for _ in $(seq 1 120); do
@@ -39,4 +40,4 @@ curl -sf "http://127.0.0.1:$port/healthz" >/dev/null || { cat "$log"; echo "shou
 cd "$here"
 mkdir -p artifacts
 SHOUHU_URL="http://127.0.0.1:$port" SHOUHU_ADMIN_USER=admin SHOUHU_ADMIN_PASSWORD='Shouhu@2026' \
-  SHOUHU_REQUIRE=1 node --test --test-concurrency=1 office.test.mjs
+  SHOUHU_REQUIRE=1 node --test --test-concurrency=1 office.test.mjs dispatch.test.mjs

@@ -32,7 +32,7 @@ const ROLE_PERMISSIONS: Record<string, Permission[]> = (() => {
     'application.decide': ['admin', 'corps_leader'],
     'audit.read': ['admin'],
     'dispatch.view': ['admin', 'corps_leader', 'operator', 'brigade_head', 'squad_leader'],
-    'dispatch.command': ['admin', 'operator', 'brigade_head'],
+    'dispatch.command': ['admin', 'operator', 'brigade_head', 'squad_leader'],
   };
   const out: Record<string, Permission[]> = {};
   for (const r of all) out[r] = (Object.keys(grants) as Permission[]).filter((p) => grants[p].includes(r));

@@ -174,7 +174,7 @@ async fn filter_for(
         }
         None => vis.clone(),
     };
-    Ok(ClientFilter::new(sub, orgs, vis.clone()))
+    Ok(state.hub.filter(sub, orgs, vis.clone()))
 }
 
 async fn run(

@@ -61,6 +61,7 @@ export interface DispatchEvent {
   state?: string;
   status?: string;
   by?: string;
+  note?: string | null;
 }
 
 export type ServerMessage =

@@ -996,6 +996,7 @@ export function renderDispatch(outlet: HTMLElement): Cleanup {
           const next: SosAlarm = { ...a, status };
           if (status === 'acknowledged') Object.assign(next, { acknowledged_by: e.by ?? null, acknowledged_at: e.time ?? null });
           if (status === 'handled') Object.assign(next, { handled_by: e.by ?? null, handled_at: e.time ?? null });
+          if (e.note) next.note = e.note;
           sos.set(e.id, next);
         } else {
           // An alarm raised before this page loaded and missed by the list: fetch it.
