@@ -1049,6 +1049,10 @@ impl ClientFilter {
     }
 }
 
+/// Most units in one message: a city-wide snapshot or tick is split into messages of this size,
+/// which bounds the buffers each connection keeps.
+pub const MAX_UNITS_PER_MESSAGE: usize = 2_000;
+
 /// Most events queued for one client; beyond it the oldest non-urgent ones are dropped.
 pub const MAX_CLIENT_EVENTS: usize = 1_000;
 
@@ -1098,22 +1102,29 @@ impl ClientSession {
         self.known.clear();
         let crs = self.filter.crs;
         let matching: Vec<&Arc<Frame>> = frames.iter().filter(|f| self.filter.matches(f)).collect();
-        let size: usize = matching.iter().map(|f| f.json(crs).len() + 1).sum();
-        let mut s = String::with_capacity(100 + size);
+        let (now, rest) = matching.split_at(matching.len().min(MAX_UNITS_PER_MESSAGE));
+        let size: usize = now.iter().map(|f| f.json(crs).len() + 1).sum();
+        let mut s = String::with_capacity(120 + size);
         s.push_str(r#"{"type":"snapshot","server_time":""#);
         s.push_str(&rfc3339(now_ms));
         s.push_str(r#"","crs":""#);
         s.push_str(crs_name(crs));
-        s.push_str(r#"","units":["#);
-        for (k, f) in matching.iter().enumerate() {
+        s.push_str(r#"","complete":"#);
+        s.push_str(if rest.is_empty() { "true" } else { "false" });
+        s.push_str(r#","units":["#);
+        for (k, f) in now.iter().enumerate() {
             if k > 0 {
                 s.push(',');
             }
             s.push_str(f.json(crs));
         }
         s.push_str("]}");
-        for f in matching {
+        for f in now {
             self.set_known(f.idx, true);
+        }
+        // The rest follow as `units` messages (see `take_units`).
+        for f in rest {
+            self.offer(f);
         }
         s
     }
@@ -1185,7 +1196,8 @@ impl ClientSession {
         self.dirty.len()
     }
 
-    /// The `units` message of everything changed since the last one, if anything did.
+    /// The next `units` message of what changed since the last one (at most
+    /// [`MAX_UNITS_PER_MESSAGE`] units; call again until `None`).
     pub fn take_units(&mut self) -> Option<String> {
         if self.dirty.is_empty() {
             return None;
@@ -1194,7 +1206,12 @@ impl ClientSession {
         let mut send: Vec<Arc<Frame>> = Vec::with_capacity(self.dirty.len());
         let mut gone: Vec<Arc<Frame>> = Vec::new();
         let dirty = std::mem::take(&mut self.dirty);
+        let mut taken = 0;
         for &i in &dirty {
+            if send.len() >= MAX_UNITS_PER_MESSAGE {
+                break;
+            }
+            taken += 1;
             let Some(f) = self.pending.get_mut(i as usize).and_then(Option::take) else {
                 continue;
             };
@@ -1207,7 +1224,7 @@ impl ClientSession {
             }
         }
         self.dirty = dirty;
-        self.dirty.clear();
+        self.dirty.drain(..taken);
         if send.is_empty() && gone.is_empty() {
             return None;
         }

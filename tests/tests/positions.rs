@@ -457,6 +457,37 @@ async fn sos_geofences_nearest_and_arrival() {
     .await;
     assert_eq!(fence_events, ["geofence_enter", "geofence_leave"]);
 
+    // Position query (0x8201) from the API: the terminal answers with 0x0201 and the unit moves.
+    let (s, r) = post(&d.http, &op, &format!("/units/{unit}/locate"), json!({})).await;
+    assert_eq!(s, 202, "{r}");
+    let (id, _) = a.recv().await.unwrap();
+    assert_eq!(id, message::QUERY_POSITION);
+    let mut body = vec![0, 0];
+    body.extend(shouhu_api_body::location(31.2081, 121.4, 0, t0 + 45_000));
+    let serial = a.send(message::QUERY_POSITION_RESPONSE, &body).await;
+    let (_, ack) = a.recv().await.unwrap();
+    assert_eq!((u16::from_be_bytes([ack[0], ack[1]]), ack[4]), (serial, 0));
+    wait_for(|| async { get(&d.http, &op, &format!("/units/{unit}")).await["lat"] == 31.2081 })
+        .await;
+    // Temporary tracking (0x8202): every 5 s for 60 s.
+    let (s, _) = post(
+        &d.http,
+        &op,
+        &format!("/units/{unit}/track-request"),
+        json!({"interval_s": 5, "duration_s": 60}),
+    )
+    .await;
+    assert_eq!(s, 202);
+    let (id, body) = a.recv().await.unwrap();
+    assert_eq!(
+        (id, body),
+        (message::TRACK_POSITION, vec![0, 5, 0, 0, 0, 60])
+    );
+    // A vehicle whose terminal is not connected cannot be queried.
+    let other = unit_id(&d.http, &op, XUHUI_1).await;
+    let (s, r) = post(&d.http, &op, &format!("/units/{other}/locate"), json!({})).await;
+    assert_eq!((s, r["code"].as_str()), (409, Some("not_connected")));
+
     // SOS: the alarm bit raises an event at once.
     a.report(31.207, 121.4, 1, t0 + 50_000).await;
     let sos = ws_until(&mut w, 10, |v| {

@@ -199,6 +199,11 @@ async fn run(
         if !send(&mut tx, snap).await {
             return;
         }
+        while let Some(m) = session.take_units() {
+            if !send(&mut tx, m).await {
+                return;
+            }
+        }
     }
     let period = Duration::from_secs_f64(1.0 / state.cfg.dispatch.push_rate_hz);
     // Every client ticks on the same grid, so one wake-up of a worker serves them all.
@@ -236,10 +241,15 @@ async fn run(
                             if !send(&mut tx, m).await { break; }
                             continue;
                         }
-                        match filter_for(&state, &sub, &vis).await {
+                        match Box::pin(filter_for(&state, &sub, &vis)).await {
                             Ok(f) => {
                                 let snap = session.snapshot(f, &hub.frames(), state.now());
                                 if !send(&mut tx, snap).await { break; }
+                                let mut closed = false;
+                                while let Some(m) = session.take_units() {
+                                    if !send(&mut tx, m).await { closed = true; break; }
+                                }
+                                if closed { break; }
                             }
                             Err(e) => {
                                 close(&mut tx, 1011, "internal", e.message.clone()).await;
@@ -285,9 +295,11 @@ async fn run(
                 if let Some(m) = session.take_events() {
                     if !send(&mut tx, m).await { break; }
                 }
-                if let Some(m) = session.take_units() {
-                    if !send(&mut tx, m).await { break; }
+                let mut closed = false;
+                while let Some(m) = session.take_units() {
+                    if !send(&mut tx, m).await { closed = true; break; }
                 }
+                if closed { break; }
             }
         }
     }

@@ -247,17 +247,16 @@ impl Jt808Server {
                             terminal_id: register.terminal_id.clone(),
                             plate: register.plate.clone(),
                         };
-                        let r = self
-                            .db
-                            .vehicles()
-                            .register_terminal(
-                                &phone,
-                                &reg,
-                                self.cfg.open_registration_org.as_deref(),
-                                &new_auth_code(),
-                                now,
-                            )
-                            .await;
+                        // Boxed: the storage future is large and would otherwise enlarge every idle
+                        // connection's task for its whole life.
+                        let r = Box::pin(self.db.vehicles().register_terminal(
+                            &phone,
+                            &reg,
+                            self.cfg.open_registration_org.as_deref(),
+                            &new_auth_code(),
+                            now,
+                        ))
+                        .await;
                         let answer = match r {
                             Ok(RegisterOutcome::Registered {
                                 auth_code,
@@ -283,11 +282,10 @@ impl Jt808Server {
                         phone,
                         code,
                     } => {
-                        let unit = match self
-                            .db
-                            .vehicles()
-                            .authenticate_terminal(&phone, &code)
-                            .await
+                        let unit = match Box::pin(
+                            self.db.vehicles().authenticate_terminal(&phone, &code),
+                        )
+                        .await
                         {
                             Ok(u) => u,
                             Err(e) => {
