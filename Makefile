@@ -42,12 +42,15 @@ fuzz-short:
 fuzz:
 	./scripts/fuzz.sh 600
 
-## The foundation benchmark (docs/benchmarks.md): SQLite then PostgreSQL.
+## The benchmarks (docs/benchmarks.md): foundation on SQLite then PostgreSQL; live positions
+## (with the Mosquitto comparison) on SQLite, then its full load on PostgreSQL.
 bench: deps
 	./scripts/install-deps.sh --bench
 	$(CARGO) build --release -p shouhu-api --bin shouhu
 	./target/release/shouhu bench --engine sqlite
 	./target/release/shouhu bench --engine postgres --database-url $(SHOUHU_TEST_PG_URL)
+	./target/release/shouhu bench positions
+	./target/release/shouhu bench positions --skip-compare --database-url $(SHOUHU_TEST_PG_URL)
 
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps

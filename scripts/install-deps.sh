@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(nodejs npm chromium fonts-wqy-microhei openssl curl ca-certificates)
-[[ "${1:-}" == "--bench" ]] && APT_PACKAGES+=(wrk)
+[[ "${1:-}" == "--bench" ]] && APT_PACKAGES+=(wrk mosquitto)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -280,16 +280,18 @@ async fn run(
             _ = tick.tick() => {
                 // Take in what was broadcast since the last tick: one wake-up per period, not
                 // one per batch.
-                while can_view {
-                    match batches.try_recv() {
-                        Ok(b) => { session.on_batch(&b); }
-                        Err(TryRecvError::Lagged(_)) => {
-                            hub.stats.resyncs.fetch_add(1, Ordering::Relaxed);
-                            metrics::counter!("shouhu_dispatch_ws_resyncs_total").increment(1);
-                            session.resync(&hub.frames());
+                if can_view {
+                    loop {
+                        match batches.try_recv() {
+                            Ok(b) => { session.on_batch(&b); }
+                            Err(TryRecvError::Lagged(_)) => {
+                                hub.stats.resyncs.fetch_add(1, Ordering::Relaxed);
+                                metrics::counter!("shouhu_dispatch_ws_resyncs_total").increment(1);
+                                session.resync(&hub.frames());
+                            }
+                            Err(TryRecvError::Empty) => break,
+                            Err(TryRecvError::Closed) => return,
                         }
-                        Err(TryRecvError::Empty) => break,
-                        Err(TryRecvError::Closed) => return,
                     }
                 }
                 if let Some(m) = session.take_events() {
