@@ -674,7 +674,8 @@ mod tests {
         for _ in 0..600 {
             let (la, lo, ..) = r.step(1.0);
             let d = shouhu_dispatch::geodesy::haversine_m(lat, lon, la, lo);
-            assert!(d <= 10.0 + 1e-6, "36 km/h is 10 m/s, moved {d}");
+            // The route moves in a local projection; haversine differs by well under 0.1 %.
+            assert!(d <= 10.01, "36 km/h is 10 m/s, moved {d}");
             lat = la;
             lon = lo;
             assert!(shouhu_dispatch::geodesy::haversine_m(31.23, 121.47, la, lo) < 2900.0);
