@@ -106,6 +106,8 @@ pub struct DispatchConfig {
     pub enterprise_radius_m: f64,
     /// Position history is kept this many days. Default 365.
     pub track_retention_days: i64,
+    /// Fixes are collected this long before each history transaction (ms). Default 2000.
+    pub history_flush_ms: u64,
     /// Latitude of the city, for the metric spatial index. Default 31.2 (Shanghai).
     pub reference_latitude: f64,
 }
@@ -121,6 +123,7 @@ impl Default for DispatchConfig {
             max_speed_kmh: 250.0,
             enterprise_radius_m: 150.0,
             track_retention_days: 365,
+            history_flush_ms: 2000,
             reference_latitude: 31.2,
         }
     }

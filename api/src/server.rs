@@ -102,6 +102,7 @@ pub fn hub_config(cfg: &Config) -> shouhu_dispatch::hub::HubConfig {
         },
         enterprise_radius_m: d.enterprise_radius_m,
         track_retention_days: d.track_retention_days,
+        history_flush: Duration::from_millis(d.history_flush_ms.clamp(10, 60_000)),
         ..Default::default()
     }
 }

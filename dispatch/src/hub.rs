@@ -47,6 +47,8 @@ pub struct HubConfig {
     pub history_queue: usize,
     /// Batches kept in the broadcast ring before a slow client is resynchronised.
     pub broadcast_capacity: usize,
+    /// How long fixes are collected before a history transaction.
+    pub history_flush: Duration,
 }
 
 impl Default for HubConfig {
@@ -58,6 +60,7 @@ impl Default for HubConfig {
             track_retention_days: 365,
             history_queue: 200_000,
             broadcast_capacity: 64,
+            history_flush: Duration::from_secs(2),
         }
     }
 }
@@ -877,23 +880,33 @@ async fn flusher(hub: Weak<Hub>) {
 }
 
 /// Most fixes per history write.
-const HISTORY_BATCH: usize = 5_000;
+const HISTORY_BATCH: usize = 50_000;
 
 async fn history_writer(hub: Weak<Hub>, db: Db, mut rx: mpsc::Receiver<TrackPoint>) {
+    let flush = hub
+        .upgrade()
+        .map_or(Duration::from_secs(2), |h| h.cfg.history_flush);
     let mut buf = Vec::with_capacity(HISTORY_BATCH);
+    let mut closed = false;
     loop {
-        let n = rx.recv_many(&mut buf, HISTORY_BATCH).await;
-        if n == 0 {
+        if closed {
             return;
         }
-        // Let a few more arrive so each transaction carries many rows.
-        if buf.len() < HISTORY_BATCH {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            while buf.len() < HISTORY_BATCH {
-                match rx.try_recv() {
-                    Ok(t) => buf.push(t),
-                    Err(_) => break,
+        if rx.recv_many(&mut buf, HISTORY_BATCH).await == 0 {
+            return;
+        }
+        // Collect for `history_flush`: every unit reports several times per transaction, so
+        // each index page it dirties carries several new rows instead of one.
+        let deadline = tokio::time::Instant::now() + flush;
+        while buf.len() < HISTORY_BATCH {
+            let room = HISTORY_BATCH - buf.len();
+            match tokio::time::timeout_at(deadline, rx.recv_many(&mut buf, room)).await {
+                Ok(0) => {
+                    closed = true;
+                    break;
                 }
+                Ok(_) => {}
+                Err(_) => break,
             }
         }
         let mut attempt = 0;

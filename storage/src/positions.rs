@@ -118,11 +118,11 @@ impl PositionRepo<'_> {
         match &self.db.pool {
             Pool::Sqlite(p) => {
                 let mut tx = p.begin().await?;
-                // Fixed statement sizes (256, 64, 16, 4, 1 rows), so each connection prepares and
-                // caches five statements instead of one per batch length.
+                // Fixed statement sizes (64, 16, 4, 1 rows), so each connection prepares and
+                // caches four small statements instead of one per batch length.
                 let mut rest = points;
                 while !rest.is_empty() {
-                    let n = [256, 64, 16, 4, 1]
+                    let n = [64, 16, 4, 1]
                         .into_iter()
                         .find(|&n| n <= rest.len())
                         .unwrap_or(1);
