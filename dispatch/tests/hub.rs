@@ -157,3 +157,27 @@ async fn history_is_written_in_batches_and_duplicates_once() {
     now.store(T0 + 366 * 86_400_000, Ordering::Relaxed);
     assert_eq!(hub.apply_retention().await.unwrap(), 30);
 }
+
+#[tokio::test]
+async fn a_large_snapshot_is_split_into_bounded_messages() {
+    use shouhu_dispatch::hub::MAX_UNITS_PER_MESSAGE;
+    let n = MAX_UNITS_PER_MESSAGE + 150;
+    let (hub, _, _) = hub_with(n, 16).await;
+    let mut s = ClientSession::new(ClientFilter::new(&Subscription::default(), None, None));
+    let first: serde_json::Value = serde_json::from_str(&s.snapshot(
+        ClientFilter::new(&Subscription::default(), None, None),
+        &hub.frames(),
+        T0,
+    ))
+    .unwrap();
+    assert_eq!(first["type"], "snapshot");
+    assert_eq!(first["complete"], false);
+    assert_eq!(
+        first["units"].as_array().unwrap().len(),
+        MAX_UNITS_PER_MESSAGE
+    );
+    let rest: serde_json::Value = serde_json::from_str(&s.take_units().unwrap()).unwrap();
+    assert_eq!(rest["units"].as_array().unwrap().len(), 150);
+    assert!(s.take_units().is_none());
+    hub.close().await;
+}

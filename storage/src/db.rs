@@ -97,10 +97,14 @@ impl Db {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
-                .busy_timeout(Duration::from_secs(10));
+                .busy_timeout(Duration::from_secs(10))
+                // Each embedded connection keeps its prepared statements (and page cache) in our
+                // process: a modest cache, and connections a burst opened are closed once idle.
+                .statement_cache_capacity(32);
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections.max(1))
                 .acquire_timeout(Duration::from_secs(10))
+                .idle_timeout(Duration::from_secs(30))
                 .connect_with(opts)
                 .await?;
             Ok(Db {
