@@ -197,6 +197,7 @@ struct State {
     pending: HashMap<u32, Arc<Frame>>,
     events: Vec<Arc<EventOut>>,
     officer_by_account: HashMap<String, String>,
+    device_units: HashMap<String, String>,
     orgs: HashMap<String, u32>,
 }
 
@@ -257,6 +258,7 @@ impl Hub {
                 pending: HashMap::new(),
                 events: Vec::new(),
                 officer_by_account: HashMap::new(),
+                device_units: HashMap::new(),
                 orgs: HashMap::new(),
             }),
             db,
@@ -287,6 +289,11 @@ impl Hub {
         }
     }
 
+    /// The database the hub reads its registry from.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
     /// The configuration.
     pub fn config(&self) -> &HubConfig {
         &self.cfg
@@ -300,8 +307,8 @@ impl Hub {
         self.state.lock().expect("dispatch state lock")
     }
 
-    /// Re-read vehicles and officers (after registry changes): new units appear, removed ones
-    /// disappear, renamed ones update.
+    /// Re-read vehicles, officers and recorders (after registry changes): new units appear,
+    /// removed ones disappear, renamed or re-bound ones update.
     pub async fn refresh_registry(&self) -> Result<(), HubError> {
         let vehicles = self.db.vehicles().list(&Scope::All).await?;
         let officers = self.db.officers().all_active().await?;
@@ -316,18 +323,47 @@ impl Hub {
                 device: None,
             });
         }
+        let recorders = self.db.recorders().list(&Scope::All).await?;
+        let active_officers: HashSet<&str> = officers.iter().map(|o| o.id.as_str()).collect();
+        // A recorder bound to an active officer reports for the officer; any other active
+        // recorder is a unit of its own, named by its device id.
+        let mut device_units = HashMap::new();
+        let mut officer_device = HashMap::new();
+        for r in recorders.iter().filter(|r| r.status == "active") {
+            match r
+                .officer_id
+                .as_deref()
+                .filter(|o| active_officers.contains(o))
+            {
+                Some(o) => {
+                    device_units.insert(r.device_id.clone(), o.to_string());
+                    officer_device.insert(o.to_string(), r.device_id.clone());
+                }
+                None => {
+                    device_units.insert(r.device_id.clone(), r.device_id.clone());
+                    infos.push(UnitInfo {
+                        id: r.device_id.clone(),
+                        kind: UnitKind::Recorder,
+                        name: r.name.clone(),
+                        org_unit_id: r.org_unit_id.clone(),
+                        terminal: None,
+                        device: Some(r.device_id.clone()),
+                    });
+                }
+            }
+        }
         let mut by_account = HashMap::new();
         for o in officers {
             if let Some(a) = &o.account_id {
                 by_account.insert(a.clone(), o.id.clone());
             }
             infos.push(UnitInfo {
+                device: officer_device.get(&o.id).cloned(),
                 id: o.id,
                 kind: UnitKind::Officer,
                 name: o.name,
                 org_unit_id: o.org_unit_id,
                 terminal: None,
-                device: None,
             });
         }
         let mut st = self.lock();
@@ -367,6 +403,7 @@ impl Hub {
             }
         }
         st.officer_by_account = by_account;
+        st.device_units = device_units;
         Ok(())
     }
 
@@ -654,6 +691,12 @@ impl Hub {
     /// The officer unit an account reports for (phone app).
     pub fn officer_of_account(&self, account_id: &str) -> Option<String> {
         self.lock().officer_by_account.get(account_id).cloned()
+    }
+
+    /// The unit a GB/T 28181 recorder reports for: its officer when bound, else itself. Device
+    /// protocols resolve ids with this before publishing positions, alarms and keepalives.
+    pub fn unit_for_device(&self, device_id: &str) -> Option<String> {
+        self.lock().device_units.get(device_id).cloned()
     }
 
     /// Feed positions from the phone app (already validated).

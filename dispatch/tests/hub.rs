@@ -181,3 +181,76 @@ async fn a_large_snapshot_is_split_into_bounded_messages() {
     assert!(s.take_units().is_none());
     hub.close().await;
 }
+
+#[tokio::test]
+async fn a_bound_recorder_reports_for_its_officer_and_an_unbound_one_is_a_unit() {
+    use shouhu_dispatch::coords::Crs;
+    use shouhu_storage::officers::OfficerInput;
+    use shouhu_storage::recorders::RecorderInput;
+    let (hub, _, now) = hub_with(0, 16).await;
+    let audit = AuditEntry::new(&Actor::default(), "setup", T0);
+    let hdb = hub.db().clone();
+    let org = hdb.org_units().list().await.unwrap()[0].id.clone();
+    let ids = hdb
+        .officers()
+        .insert_many(
+            &[OfficerInput {
+                name: "张三".into(),
+                certificate_no: "SH-0001".into(),
+                org_unit_id: org.clone(),
+                phone: String::new(),
+                account_id: None,
+                status: "active".into(),
+            }],
+            &audit,
+            "officer.create",
+        )
+        .await
+        .unwrap();
+    for (dev, officer) in [
+        ("34020000001320000001", Some(ids[0].clone())),
+        ("34020000001320000002", None),
+    ] {
+        hdb.recorders()
+            .insert(
+                &RecorderInput {
+                    device_id: dev.into(),
+                    name: format!("记录仪{}", &dev[18..]),
+                    org_unit_id: org.clone(),
+                    officer_id: officer,
+                    status: "active".into(),
+                },
+                &audit,
+            )
+            .await
+            .unwrap();
+    }
+    hub.refresh_registry().await.unwrap();
+    assert_eq!(
+        hub.unit_for_device("34020000001320000001").as_deref(),
+        Some(ids[0].as_str())
+    );
+    assert_eq!(
+        hub.unit_for_device("34020000001320000002").as_deref(),
+        Some("34020000001320000002")
+    );
+    assert_eq!(hub.unit_for_device("34020000001320000009"), None);
+    let (officer, _) = hub.unit(&ids[0], Crs::Wgs84).unwrap();
+    assert_eq!(officer.device.as_deref(), Some("34020000001320000001"));
+    let (rec, _) = hub.unit("34020000001320000002", Crs::Wgs84).unwrap();
+    assert_eq!(format!("{:?}", rec.kind), "Recorder");
+    // A MobilePosition of the bound recorder moves the officer's marker.
+    now.store(T0 + 1000, Ordering::Relaxed);
+    let unit = hub.unit_for_device("34020000001320000001").unwrap();
+    let mut ev = fix(&unit, T0 + 1000, 121.45);
+    if let UnitEvent::Position { position, .. } = &mut ev {
+        position.source = PositionSource::Gb28181;
+    }
+    hub.publish(ev);
+    let (officer, _) = hub.unit(&ids[0], Crs::Wgs84).unwrap();
+    assert_eq!(
+        (officer.lon, format!("{:?}", officer.link)),
+        (Some(121.45), "Online".to_string())
+    );
+    hub.close().await;
+}

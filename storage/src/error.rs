@@ -103,6 +103,7 @@ fn constraint_field(c: &str) -> &str {
         "account_applications_",
         "enterprise_key_units_",
         "vehicles_",
+        "recorders_",
     ] {
         if let Some(col) = c.strip_prefix(table) {
             return col;

@@ -7,7 +7,7 @@
 //! * Each domain area has a repository reached from [`Db`]: [`Db::org_units`], [`Db::accounts`],
 //!   [`Db::sessions`], [`Db::audit`], [`Db::enterprises`], [`Db::officers`],
 //!   [`Db::inspection_items`], [`Db::vehicles`], [`Db::positions`], [`Db::geofences`],
-//!   [`Db::assignments`], [`Db::sos`]. No SQL lives outside this crate.
+//!   [`Db::assignments`], [`Db::sos`], [`Db::recorders`]. No SQL lives outside this crate.
 //! * Every mutating repository call that changes business data takes an [`audit::AuditEntry`] and
 //!   writes it in the same transaction, so a change and its audit row land together or not at all.
 //! * Times are UTC milliseconds since the Unix epoch in every table (`*_at_ms`); ids are UUIDv7
@@ -32,6 +32,7 @@ pub mod model;
 pub mod officers;
 pub mod org_units;
 pub mod positions;
+pub mod recorders;
 pub mod search;
 pub mod sessions;
 pub mod sos;

@@ -384,3 +384,68 @@ both_engines!(assignments_and_geofences, |db: Db| async move {
         .unwrap();
     assert!(db.geofences().list().await.unwrap().is_empty());
 });
+
+both_engines!(recorders_bind_to_one_officer, |db: Db| async move {
+    use shouhu_storage::officers::OfficerInput;
+    use shouhu_storage::recorders::RecorderInput;
+    let org = corps(&db).await;
+    let ids = db
+        .officers()
+        .insert_many(
+            &[OfficerInput {
+                name: "张三".into(),
+                certificate_no: "SH-1".into(),
+                org_unit_id: org.clone(),
+                phone: String::new(),
+                account_id: None,
+                status: "active".into(),
+            }],
+            &audit("officer.create"),
+            "officer.create",
+        )
+        .await
+        .unwrap();
+    let mk = |dev: &str, officer: Option<String>| RecorderInput {
+        device_id: dev.into(),
+        name: "记录仪".into(),
+        org_unit_id: org.clone(),
+        officer_id: officer,
+        status: "active".into(),
+    };
+    let r = db
+        .recorders()
+        .insert(
+            &mk("34020000001320000001", Some(ids[0].clone())),
+            &audit("recorder.create"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.officer_id.as_deref(), Some(ids[0].as_str()));
+    // One recorder per officer.
+    let dup = db
+        .recorders()
+        .insert(
+            &mk("34020000001320000002", Some(ids[0].clone())),
+            &audit("recorder.create"),
+        )
+        .await;
+    assert!(
+        matches!(dup, Err(StorageError::Duplicate { ref field }) if field == "officer_id"),
+        "{dup:?}"
+    );
+    let r = db
+        .recorders()
+        .update(
+            &Scope::All,
+            r.version,
+            &mk("34020000001320000001", None),
+            &audit("recorder.update"),
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.officer_id, r.version), (None, 2));
+    assert!(mk("123", None)
+        .validate()
+        .iter()
+        .any(|e| e.field == "device_id"));
+});
