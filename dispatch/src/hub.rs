@@ -18,7 +18,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use shouhu_storage::assignments::Assignment;
 use shouhu_storage::audit::{Actor, AuditEntry};
-use shouhu_storage::model::{Position, PositionSource, UnitEvent, UnitEventSink, UnitKind};
+use shouhu_storage::model::{Position, UnitEvent, UnitEventSink, UnitKind};
 use shouhu_storage::org_units::Scope;
 use shouhu_storage::positions::{source_str, TrackPoint};
 use shouhu_storage::sos::{SosAlarm, SosStep};
@@ -1325,9 +1325,4 @@ fn crs_name(c: Crs) -> &'static str {
         Crs::Gcj02 => "gcj02",
         Crs::Bd09 => "bd09",
     }
-}
-
-/// Positions of a source as the app would label them (for logs).
-pub fn source_name(s: PositionSource) -> &'static str {
-    source_str(s)
 }

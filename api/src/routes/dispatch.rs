@@ -1164,15 +1164,19 @@ async fn get_vehicle(
     Ok(Json(state.db.vehicles().get(&caller.scope, &id).await?))
 }
 
-async fn check_vehicle(state: &AppState, caller: &Caller, i: &mut VehicleInput) -> ApiResult<()> {
-    i.normalize();
-    let errs = i.validate();
+/// Field rules, then the org unit: it must exist and lie in the caller's scope.
+async fn check_fields_and_org(
+    state: &AppState,
+    caller: &Caller,
+    errs: Vec<shouhu_storage::enterprises::FieldError>,
+    org_unit_id: &str,
+) -> ApiResult<()> {
     if !errs.is_empty() {
         return Err(ApiError::validation(
             errs.into_iter().map(Into::into).collect(),
         ));
     }
-    if state.db.org_units().get(&i.org_unit_id).await.is_err() {
+    if state.db.org_units().get(org_unit_id).await.is_err() {
         return Err(crate::routes::auth::field_error(
             "org_unit_id",
             "no such org unit",
@@ -1181,12 +1185,17 @@ async fn check_vehicle(state: &AppState, caller: &Caller, i: &mut VehicleInput) 
     if !state
         .db
         .org_units()
-        .in_scope(&caller.scope, &i.org_unit_id)
+        .in_scope(&caller.scope, org_unit_id)
         .await?
     {
         return Err(ApiError::forbidden("the org unit is outside your scope"));
     }
     Ok(())
+}
+
+async fn check_vehicle(state: &AppState, caller: &Caller, i: &mut VehicleInput) -> ApiResult<()> {
+    i.normalize();
+    check_fields_and_org(state, caller, i.validate(), &i.org_unit_id).await
 }
 
 /// Register a vehicle (with its JT/T 808 terminal phone number, so the terminal may register).
@@ -1287,26 +1296,7 @@ async fn list_recorders(
 
 async fn check_recorder(state: &AppState, caller: &Caller, i: &mut RecorderInput) -> ApiResult<()> {
     i.normalize();
-    let errs = i.validate();
-    if !errs.is_empty() {
-        return Err(ApiError::validation(
-            errs.into_iter().map(Into::into).collect(),
-        ));
-    }
-    if state.db.org_units().get(&i.org_unit_id).await.is_err() {
-        return Err(crate::routes::auth::field_error(
-            "org_unit_id",
-            "no such org unit",
-        ));
-    }
-    if !state
-        .db
-        .org_units()
-        .in_scope(&caller.scope, &i.org_unit_id)
-        .await?
-    {
-        return Err(ApiError::forbidden("the org unit is outside your scope"));
-    }
+    check_fields_and_org(state, caller, i.validate(), &i.org_unit_id).await?;
     if let Some(o) = &i.officer_id {
         if state.db.officers().get(&caller.scope, o).await.is_err() {
             return Err(crate::routes::auth::field_error(
