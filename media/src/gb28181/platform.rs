@@ -1,0 +1,861 @@
+//! The GB/T 28181 platform's device-facing state machine, sans-IO and clock-free.
+//!
+//! Contract: the I/O layer feeds every parsed message with [`Platform::on_message`], every
+//! unparsable one with [`Platform::on_parse_error`], calls [`Platform::on_tick`] at least once a
+//! second (or at [`Platform::next_deadline`]), and after each call drains
+//! [`Platform::take_outputs`]: bytes to send to a [`Peer`], unit events for dispatch, and device
+//! updates for the registry. The registry of known devices and their secrets is pushed in with
+//! [`Platform::set_device`] / [`Platform::remove_device`].
+//!
+//! What it does:
+//! * `REGISTER` with digest ([`super::register`]); a new registration asks the device for its
+//!   `Catalog` and `DeviceInfo` and, when `position_interval_secs > 0`, subscribes to
+//!   `MobilePosition`;
+//! * `Keepalive` keeps a device online; [`PlatformConfig::keepalive_misses`] missed intervals, an
+//!   expired registration or `Expires: 0` make it offline;
+//! * `MobilePosition` by `MESSAGE` or `NOTIFY`, `Alarm` (answered with a `Response`), multi-page
+//!   `Catalog`, `DeviceInfo` and `DeviceStatus` responses;
+//! * UDP retransmissions are absorbed ([`ServerTransactions`]) and the platform's own requests
+//!   retransmitted ([`ClientTransactions`]);
+//! * each device id has a token bucket; a device over its rate is answered `503` (and logged once
+//!   per window) without touching other devices that may share its address.
+//!
+//! Unit events name the device id as `unit_id`; the binary maps device ids to units.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use super::manscdp::{self, Body, CatalogItem};
+use super::register::{self, Admission, RegisterPolicy, Secret};
+use super::Now;
+use crate::model::{Position, PositionSource, UnitEvent};
+use crate::sip::digest::{Algorithm, NonceIssuer};
+use crate::sip::message::{NameAddr, ParseError};
+use crate::sip::transaction::{ClientTransactions, ResponseMatch, ServerTransactions};
+use crate::sip::Message;
+
+/// How bytes reach a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// The shared UDP socket.
+    Udp,
+    /// A TCP connection, by the I/O layer's connection id.
+    Tcp(u64),
+}
+
+impl Transport {
+    /// `UDP` / `TCP`.
+    pub fn token(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp(_) => "TCP",
+        }
+    }
+}
+
+/// A device's network end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Peer {
+    /// Socket kind.
+    pub transport: Transport,
+    /// Remote address.
+    pub addr: SocketAddr,
+}
+
+/// Platform settings.
+#[derive(Debug, Clone)]
+pub struct PlatformConfig {
+    /// The platform's 20-digit SIP id.
+    pub platform_id: String,
+    /// SIP domain / realm (10 digits).
+    pub domain: String,
+    /// The `host:port` the platform puts in `Via` and `Contact`.
+    pub advertised: String,
+    /// Digest algorithms challenged, in order.
+    pub algorithms: Vec<Algorithm>,
+    /// Longest registration granted, seconds.
+    pub max_expires_secs: u32,
+    /// Keepalive interval assumed for devices, seconds.
+    pub keepalive_interval_secs: u32,
+    /// Missed keepalives before a device is offline.
+    pub keepalive_misses: u32,
+    /// MobilePosition subscription interval, seconds (0: do not subscribe).
+    pub position_interval_secs: u32,
+    /// How long a nonce is good for, seconds.
+    pub nonce_lifetime_secs: u64,
+    /// Token bucket per device: burst.
+    pub rate_burst: u32,
+    /// Token bucket per device: refill per second.
+    pub rate_per_sec: u32,
+    /// `User-Agent` / `Server` value.
+    pub user_agent: String,
+}
+
+impl Default for PlatformConfig {
+    fn default() -> Self {
+        Self {
+            platform_id: "34020000002000000001".into(),
+            domain: "3402000000".into(),
+            advertised: "127.0.0.1:5060".into(),
+            algorithms: vec![Algorithm::Md5],
+            max_expires_secs: 7200,
+            keepalive_interval_secs: 60,
+            keepalive_misses: 3,
+            position_interval_secs: 5,
+            nonce_lifetime_secs: 300,
+            rate_burst: 100,
+            rate_per_sec: 20,
+            user_agent: "Shouhu".into(),
+        }
+    }
+}
+
+/// A change in a device's access state, for the registry and the API.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeviceUpdate {
+    /// Registered (first time since being away).
+    Registered {
+        /// Device id.
+        device_id: String,
+        /// Where it is.
+        peer: Peer,
+        /// Granted lifetime.
+        expires_secs: u32,
+    },
+    /// Unregistered (`Expires: 0`) or its registration ran out.
+    Unregistered {
+        /// Device id.
+        device_id: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// Keepalives stopped (registration still standing) or resumed.
+    Link {
+        /// Device id.
+        device_id: String,
+        /// Online now.
+        online: bool,
+    },
+    /// `DeviceInfo` answered.
+    Info {
+        /// Device id.
+        device_id: String,
+        /// Manufacturer.
+        manufacturer: Option<String>,
+        /// Model.
+        model: Option<String>,
+        /// Firmware.
+        firmware: Option<String>,
+        /// Channel count.
+        channels: Option<u32>,
+    },
+    /// Every page of a `Catalog` answer collected.
+    Catalog {
+        /// Device id.
+        device_id: String,
+        /// Its channels.
+        items: Vec<CatalogItem>,
+    },
+}
+
+/// What the I/O layer must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Send bytes.
+    Send {
+        /// To whom.
+        peer: Peer,
+        /// A whole SIP message.
+        bytes: Vec<u8>,
+    },
+    /// Publish to dispatch.
+    Event(UnitEvent),
+    /// Record in the registry.
+    Device(DeviceUpdate),
+}
+
+/// One registered device's live state (see [`Platform::device`]).
+#[derive(Debug, Clone)]
+pub struct DeviceState {
+    /// Where it registered from.
+    pub peer: Peer,
+    /// Registration end, monotonic ms.
+    pub registered_until_ms: u64,
+    /// Last message, monotonic ms.
+    pub last_seen_ms: u64,
+    /// Last message, UTC ms.
+    pub last_seen_utc_ms: i64,
+    /// Keepalives arriving.
+    pub online: bool,
+    last_nonce: Option<(String, u32)>,
+    catalog: Vec<CatalogItem>,
+    catalog_sum: Option<u32>,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at_ms: u64,
+    refused: u64,
+    warned_at_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+struct Pending {
+    device_id: String,
+    what: &'static str,
+}
+
+/// The platform state machine.
+#[derive(Debug)]
+pub struct Platform {
+    cfg: PlatformConfig,
+    nonces: NonceIssuer,
+    registry: HashMap<String, Secret>,
+    devices: HashMap<String, DeviceState>,
+    buckets: HashMap<String, Bucket>,
+    server_tx: ServerTransactions,
+    client_tx: ClientTransactions<Peer>,
+    pending: HashMap<String, Pending>,
+    out: Vec<Output>,
+    seq: u64,
+    tag: String,
+}
+
+fn response_bytes(req: &Message, code: u16, reason: &str, tag: &str, ua: &str) -> Message {
+    let mut r = req.response(code, reason, Some(tag));
+    r.push("Server", ua);
+    r
+}
+
+impl Platform {
+    /// A platform with a nonce secret (random per process; share it across nodes if devices may
+    /// move between them).
+    pub fn new(cfg: PlatformConfig, nonce_secret: [u8; 32]) -> Self {
+        let tag = hex::encode(&nonce_secret[..4]);
+        Self {
+            nonces: NonceIssuer::new(nonce_secret, cfg.nonce_lifetime_secs),
+            cfg,
+            registry: HashMap::new(),
+            devices: HashMap::new(),
+            buckets: HashMap::new(),
+            server_tx: ServerTransactions::new(),
+            client_tx: ClientTransactions::new(),
+            pending: HashMap::new(),
+            out: Vec::new(),
+            seq: 0,
+            tag,
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &PlatformConfig {
+        &self.cfg
+    }
+
+    /// Add or replace a known device and its secret.
+    pub fn set_device(&mut self, device_id: &str, secret: Secret) {
+        self.registry.insert(device_id.to_string(), secret);
+    }
+
+    /// Forget a device (deleted or deactivated): a standing registration ends now.
+    pub fn remove_device(&mut self, device_id: &str) {
+        self.registry.remove(device_id);
+        self.buckets.remove(device_id);
+        if self.devices.remove(device_id).is_some() {
+            self.went_away(device_id, "removed from the registry");
+        }
+    }
+
+    /// Known devices.
+    pub fn known_devices(&self) -> usize {
+        self.registry.len()
+    }
+
+    /// A registered device's state.
+    pub fn device(&self, device_id: &str) -> Option<&DeviceState> {
+        self.devices.get(device_id)
+    }
+
+    /// Registered devices.
+    pub fn registered(&self) -> impl Iterator<Item = (&String, &DeviceState)> {
+        self.devices.iter()
+    }
+
+    /// Drain what to do.
+    pub fn take_outputs(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// When [`Platform::on_tick`] next has transaction work (device timers are checked on
+    /// every tick).
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.client_tx.next_deadline()
+    }
+
+    fn next_id(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    fn send(&mut self, peer: Peer, bytes: Vec<u8>) {
+        self.out.push(Output::Send { peer, bytes });
+    }
+
+    fn reply(&mut self, peer: Peer, req: &Message, code: u16, reason: &str, now: Now) {
+        let r = response_bytes(req, code, reason, &self.tag, &self.cfg.user_agent);
+        self.finish(peer, req, r, now);
+    }
+
+    fn finish(&mut self, peer: Peer, req: &Message, resp: Message, now: Now) {
+        let bytes = resp.to_bytes();
+        if peer.transport == Transport::Udp {
+            self.server_tx.answered(req, &bytes, now.mono_ms);
+        }
+        self.send(peer, bytes);
+    }
+
+    /// A message that did not parse. When its headers could be read, a request is answered
+    /// `400` with the reason; otherwise it is only logged.
+    pub fn on_parse_error(&mut self, peer: Peer, err: ParseError, now: Now) {
+        tracing::warn!(remote = %peer.addr, transport = peer.transport.token(), reason = %err.reason, "sip.malformed");
+        if let Some(partial) = err.partial {
+            if partial.is_request()
+                && partial.method() != Some("ACK")
+                && partial.top_via().is_some()
+            {
+                let reason = format!("Bad Request ({})", sanitize_reason(&err.reason));
+                self.reply(peer, &partial, 400, &reason, now);
+            }
+        }
+    }
+
+    /// A parsed message from `peer`.
+    pub fn on_message(&mut self, peer: Peer, msg: Message, now: Now) {
+        if !msg.is_request() {
+            self.on_response(peer, msg, now);
+            return;
+        }
+        if peer.transport == Transport::Udp {
+            if let Some(bytes) = self.server_tx.retransmission(&msg) {
+                let bytes = bytes.to_vec();
+                self.send(peer, bytes);
+                return;
+            }
+        }
+        let device_id = msg.from().and_then(|f| f.uri.user).unwrap_or_default();
+        if self.registry.contains_key(&device_id) && !self.take_token(&device_id, peer, now) {
+            self.reply(peer, &msg, 503, "Service Unavailable (rate limit)", now);
+            return;
+        }
+        let method = msg.method().unwrap_or("").to_string();
+        match method.as_str() {
+            "REGISTER" => self.on_register(peer, msg, device_id, now),
+            "MESSAGE" | "NOTIFY" => self.on_manscdp(peer, msg, device_id, now),
+            "OPTIONS" => {
+                let mut r = response_bytes(&msg, 200, "OK", &self.tag, &self.cfg.user_agent);
+                r.push(
+                    "Allow",
+                    "REGISTER, MESSAGE, NOTIFY, SUBSCRIBE, INVITE, ACK, BYE, OPTIONS",
+                );
+                self.finish(peer, &msg, r, now);
+            }
+            "ACK" => {}
+            "BYE" | "CANCEL" => self.reply(peer, &msg, 481, "Call/Transaction Does Not Exist", now),
+            _ => self.reply(peer, &msg, 501, "Not Implemented", now),
+        }
+    }
+
+    fn take_token(&mut self, device_id: &str, peer: Peer, now: Now) -> bool {
+        let (burst, rate) = (self.cfg.rate_burst as f64, self.cfg.rate_per_sec as f64);
+        let b = self.buckets.entry(device_id.to_string()).or_insert(Bucket {
+            tokens: burst,
+            at_ms: now.mono_ms,
+            refused: 0,
+            warned_at_ms: None,
+        });
+        let dt = now.mono_ms.saturating_sub(b.at_ms) as f64 / 1000.0;
+        b.tokens = (b.tokens + dt * rate).min(burst);
+        b.at_ms = now.mono_ms;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            return true;
+        }
+        b.refused += 1;
+        if b.warned_at_ms.is_none_or(|w| now.mono_ms >= w + 60_000) {
+            b.warned_at_ms = Some(now.mono_ms);
+            tracing::warn!(device.id = device_id, remote = %peer.addr, refused = b.refused, "sip.rate_limited");
+        }
+        false
+    }
+
+    fn on_register(&mut self, peer: Peer, req: Message, device_id: String, now: Now) {
+        let policy = RegisterPolicy {
+            realm: &self.cfg.domain,
+            algorithms: &self.cfg.algorithms,
+            max_expires_secs: self.cfg.max_expires_secs,
+        };
+        let last = self
+            .devices
+            .get(&device_id)
+            .and_then(|d| d.last_nonce.as_ref());
+        let decision = register::admit(
+            &req,
+            self.registry.get(&device_id),
+            last,
+            &policy,
+            &self.nonces,
+            (now.utc_ms.max(0) / 1000) as u64,
+        );
+        match decision {
+            Admission::Challenge(values) => {
+                let mut r =
+                    response_bytes(&req, 401, "Unauthorized", &self.tag, &self.cfg.user_agent);
+                for v in values {
+                    r.push("WWW-Authenticate", v);
+                }
+                self.finish(peer, &req, r, now);
+            }
+            Admission::Refuse(code, why) => {
+                tracing::warn!(device.id = %device_id, remote = %peer.addr, code, reason = %why, "sip.register_refused");
+                let phrase = if code == 403 {
+                    "Forbidden"
+                } else {
+                    "Bad Request"
+                };
+                self.reply(
+                    peer,
+                    &req,
+                    code,
+                    &format!("{phrase} ({})", sanitize_reason(&why)),
+                    now,
+                );
+            }
+            Admission::TooBrief => {
+                let mut r = response_bytes(
+                    &req,
+                    423,
+                    "Interval Too Brief",
+                    &self.tag,
+                    &self.cfg.user_agent,
+                );
+                r.push("Min-Expires", register::MIN_EXPIRES_SECS.to_string());
+                self.finish(peer, &req, r, now);
+            }
+            Admission::Unregister => {
+                let r = self.register_ok(&req, 0, now);
+                self.finish(peer, &req, r, now);
+                if self.devices.remove(&device_id).is_some() {
+                    tracing::info!(device.id = %device_id, remote = %peer.addr, "sip.unregistered");
+                    self.went_away(&device_id, "unregistered");
+                }
+            }
+            Admission::Register {
+                expires_secs,
+                nonce,
+                nc,
+            } => {
+                let r = self.register_ok(&req, expires_secs, now);
+                self.finish(peer, &req, r, now);
+                let until = now.mono_ms + expires_secs as u64 * 1000;
+                let fresh = match self.devices.get_mut(&device_id) {
+                    Some(d) => {
+                        let moved = d.peer != peer;
+                        d.peer = peer;
+                        d.registered_until_ms = until;
+                        d.last_seen_ms = now.mono_ms;
+                        d.last_seen_utc_ms = now.utc_ms;
+                        d.last_nonce = Some((nonce, nc));
+                        if !d.online {
+                            d.online = true;
+                            self.out.push(Output::Device(DeviceUpdate::Link {
+                                device_id: device_id.clone(),
+                                online: true,
+                            }));
+                            self.out.push(Output::Event(UnitEvent::Online {
+                                unit_id: device_id.clone(),
+                                source: PositionSource::Gb28181,
+                            }));
+                        }
+                        moved
+                    }
+                    None => {
+                        self.devices.insert(
+                            device_id.clone(),
+                            DeviceState {
+                                peer,
+                                registered_until_ms: until,
+                                last_seen_ms: now.mono_ms,
+                                last_seen_utc_ms: now.utc_ms,
+                                online: true,
+                                last_nonce: Some((nonce, nc)),
+                                catalog: Vec::new(),
+                                catalog_sum: None,
+                            },
+                        );
+                        self.out.push(Output::Event(UnitEvent::Online {
+                            unit_id: device_id.clone(),
+                            source: PositionSource::Gb28181,
+                        }));
+                        true
+                    }
+                };
+                if fresh {
+                    tracing::info!(device.id = %device_id, remote = %peer.addr, transport = peer.transport.token(), expires = expires_secs, "sip.registered");
+                    self.out.push(Output::Device(DeviceUpdate::Registered {
+                        device_id: device_id.clone(),
+                        peer,
+                        expires_secs,
+                    }));
+                    self.query(&device_id, "Catalog", now);
+                    self.query(&device_id, "DeviceInfo", now);
+                    if self.cfg.position_interval_secs > 0 {
+                        self.subscribe_positions(&device_id, now);
+                    }
+                }
+            }
+        }
+    }
+
+    fn register_ok(&self, req: &Message, expires: u32, now: Now) -> Message {
+        let mut r = response_bytes(req, 200, "OK", &self.tag, &self.cfg.user_agent);
+        if let Some(c) = req.header("Contact") {
+            if let Some(na) = NameAddr::parse(c) {
+                r.push("Contact", format!("<{}>;expires={expires}", na.uri));
+            }
+        }
+        r.push("Expires", expires.to_string());
+        r.push("Date", manscdp::format_local_time(now.utc_ms));
+        r
+    }
+
+    fn went_away(&mut self, device_id: &str, reason: &'static str) {
+        self.out.push(Output::Device(DeviceUpdate::Unregistered {
+            device_id: device_id.to_string(),
+            reason,
+        }));
+        self.out.push(Output::Event(UnitEvent::Offline {
+            unit_id: device_id.to_string(),
+            source: PositionSource::Gb28181,
+        }));
+    }
+
+    fn on_manscdp(&mut self, peer: Peer, req: Message, device_id: String, now: Now) {
+        let Some(dev) = self.devices.get_mut(&device_id) else {
+            // Not registered (or the platform restarted): refusing makes the device register.
+            self.reply(peer, &req, 403, "Forbidden (not registered)", now);
+            return;
+        };
+        if dev.peer.addr.ip() != peer.addr.ip() {
+            tracing::warn!(device.id = %device_id, remote = %peer.addr, registered = %dev.peer.addr, "sip.address_mismatch");
+            self.reply(
+                peer,
+                &req,
+                403,
+                "Forbidden (not the registered address)",
+                now,
+            );
+            return;
+        }
+        dev.peer = peer;
+        dev.last_seen_ms = now.mono_ms;
+        dev.last_seen_utc_ms = now.utc_ms;
+        let came_back = !dev.online;
+        dev.online = true;
+        if came_back {
+            self.out.push(Output::Device(DeviceUpdate::Link {
+                device_id: device_id.clone(),
+                online: true,
+            }));
+            self.out.push(Output::Event(UnitEvent::Online {
+                unit_id: device_id.clone(),
+                source: PositionSource::Gb28181,
+            }));
+        }
+        if req.body.is_empty() {
+            self.reply(peer, &req, 400, "Bad Request (empty body)", now);
+            return;
+        }
+        let body = match manscdp::parse(&req.body_text()) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(device.id = %device_id, remote = %peer.addr, reason = %e, "sip.bad_manscdp");
+                self.reply(
+                    peer,
+                    &req,
+                    400,
+                    &format!("Bad Request ({})", sanitize_reason(&e.to_string())),
+                    now,
+                );
+                return;
+            }
+        };
+        self.reply(peer, &req, 200, "OK", now);
+        match body {
+            Body::Keepalive { .. } => {}
+            Body::MobilePosition(p) => {
+                self.out.push(Output::Event(UnitEvent::Position {
+                    position: Position {
+                        unit_id: device_id,
+                        time_ms: p.time_ms.unwrap_or(now.utc_ms),
+                        lat: p.lat,
+                        lon: p.lon,
+                        speed_kmh: p.speed_kmh,
+                        heading_deg: p.heading_deg,
+                        altitude_m: p.altitude_m,
+                        accuracy_m: None,
+                        source: PositionSource::Gb28181,
+                        alarm_flags: 0,
+                    },
+                    live: true,
+                }));
+            }
+            Body::Alarm(a) => {
+                let sn = manscdp::parse_tree(&req.body_text())
+                    .ok()
+                    .and_then(|t| t.text_of("SN").and_then(|s| s.parse().ok()))
+                    .unwrap_or(0);
+                self.request(
+                    &device_id,
+                    "MESSAGE",
+                    manscdp::alarm_response(sn, &a.device_id),
+                    now,
+                );
+                let sos = a.priority == Some(1)
+                    || a.method == Some(1)
+                    || a.description.as_deref().is_some_and(|d| {
+                        d.contains("SOS") || d.contains("求救") || d.contains("紧急")
+                    });
+                tracing::info!(device.id = %device_id, priority = ?a.priority, method = ?a.method, sos, "sip.alarm");
+                if sos {
+                    self.out.push(Output::Event(UnitEvent::Sos {
+                        unit_id: device_id.clone(),
+                        time_ms: a.time_ms.unwrap_or(now.utc_ms),
+                        source: PositionSource::Gb28181,
+                    }));
+                }
+                if let (Some(lon), Some(lat)) = (a.lon, a.lat) {
+                    if (-180.0..=180.0).contains(&lon)
+                        && (-90.0..=90.0).contains(&lat)
+                        && (lon, lat) != (0.0, 0.0)
+                    {
+                        self.out.push(Output::Event(UnitEvent::Position {
+                            position: Position {
+                                unit_id: device_id,
+                                time_ms: a.time_ms.unwrap_or(now.utc_ms),
+                                lat,
+                                lon,
+                                speed_kmh: None,
+                                heading_deg: None,
+                                altitude_m: None,
+                                accuracy_m: None,
+                                source: PositionSource::Gb28181,
+                                alarm_flags: u32::from(sos),
+                            },
+                            live: true,
+                        }));
+                    }
+                }
+            }
+            Body::Catalog { sum, items, .. } => {
+                let Some(dev) = self.devices.get_mut(&device_id) else {
+                    return;
+                };
+                dev.catalog_sum = sum.or(dev.catalog_sum);
+                for it in items {
+                    if let Some(old) = dev.catalog.iter_mut().find(|o| o.device_id == it.device_id)
+                    {
+                        *old = it;
+                    } else if dev.catalog.len() < 4096 {
+                        dev.catalog.push(it);
+                    }
+                }
+                let want = dev.catalog_sum.unwrap_or(0) as usize;
+                if dev.catalog.len() >= want.min(4096) {
+                    let items = std::mem::take(&mut dev.catalog);
+                    dev.catalog_sum = None;
+                    self.out
+                        .push(Output::Device(DeviceUpdate::Catalog { device_id, items }));
+                }
+            }
+            Body::DeviceInfo {
+                manufacturer,
+                model,
+                firmware,
+                channels,
+                ..
+            } => self.out.push(Output::Device(DeviceUpdate::Info {
+                device_id,
+                manufacturer,
+                model,
+                firmware,
+                channels,
+            })),
+            Body::DeviceStatus { online, .. } => {
+                tracing::debug!(device.id = %device_id, ?online, "sip.device_status");
+            }
+            Body::Other { root, cmd_type, .. } => {
+                tracing::debug!(device.id = %device_id, root = %root, cmd = %cmd_type, "sip.manscdp_ignored");
+            }
+        }
+    }
+
+    fn on_response(&mut self, peer: Peer, resp: Message, _now: Now) {
+        match self.client_tx.on_response(&resp) {
+            ResponseMatch::Final(branch) => {
+                if let Some(p) = self.pending.remove(&branch) {
+                    let code = resp.status().unwrap_or(0);
+                    if code >= 300 {
+                        tracing::warn!(device.id = %p.device_id, remote = %peer.addr, code, what = p.what, "sip.request_refused");
+                    }
+                }
+            }
+            ResponseMatch::Provisional(_) => {}
+            ResponseMatch::Unknown => {
+                tracing::debug!(remote = %peer.addr, "sip.stray_response");
+            }
+        }
+    }
+
+    /// Ask a registered device a MANSCDP query (`Catalog`, `DeviceInfo`, `DeviceStatus`).
+    /// Returns `false` when the device is not registered.
+    pub fn query(&mut self, device_id: &str, cmd_type: &str, now: Now) -> bool {
+        let sn = (self.next_id() % 1_000_000) as u32;
+        let body = manscdp::query(cmd_type, sn, device_id);
+        self.request(device_id, "MESSAGE", body, now)
+    }
+
+    fn subscribe_positions(&mut self, device_id: &str, now: Now) {
+        let sn = (self.next_id() % 1_000_000) as u32;
+        let body =
+            manscdp::mobile_position_subscription(sn, device_id, self.cfg.position_interval_secs);
+        self.request(device_id, "SUBSCRIBE", body, now);
+    }
+
+    fn request(&mut self, device_id: &str, method: &'static str, body: String, now: Now) -> bool {
+        let Some(dev) = self.devices.get(device_id) else {
+            return false;
+        };
+        let peer = dev.peer;
+        let n = self.next_id();
+        let branch = format!("z9hG4bK{}{n:x}", self.tag);
+        let cfg = &self.cfg;
+        let mut m = Message::request(method, &format!("sip:{device_id}@{}", peer.addr));
+        m.push(
+            "Via",
+            format!(
+                "SIP/2.0/{} {};rport;branch={branch}",
+                peer.transport.token(),
+                cfg.advertised
+            ),
+        )
+        .push(
+            "From",
+            format!(
+                "<sip:{}@{}>;tag={}{n:x}",
+                cfg.platform_id, cfg.domain, self.tag
+            ),
+        )
+        .push("To", format!("<sip:{device_id}@{}>", cfg.domain))
+        .push("Call-ID", format!("{}{n:x}@{}", self.tag, cfg.platform_id))
+        .push("CSeq", format!("{} {method}", n % 100_000 + 1))
+        .push("Max-Forwards", "70")
+        .push("User-Agent", cfg.user_agent.clone())
+        .push("Content-Type", "Application/MANSCDP+xml");
+        if method == "SUBSCRIBE" {
+            m.push("Event", "presence").push("Expires", "3600").push(
+                "Contact",
+                format!("<sip:{}@{}>", cfg.platform_id, cfg.advertised),
+            );
+        }
+        m.body = manscdp::encode(&body);
+        let bytes = m.to_bytes();
+        let reliable = peer.transport != Transport::Udp;
+        self.client_tx
+            .start(&branch, bytes.clone(), peer, reliable, false, now.mono_ms);
+        self.pending.insert(
+            branch,
+            Pending {
+                device_id: device_id.to_string(),
+                what: method,
+            },
+        );
+        self.send(peer, bytes);
+        true
+    }
+
+    /// A TCP connection closed: devices registered over it are unreachable until they register
+    /// again.
+    pub fn on_connection_closed(&mut self, conn: u64) {
+        let gone: Vec<String> = self
+            .devices
+            .iter()
+            .filter(|(_, d)| d.peer.transport == Transport::Tcp(conn))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in gone {
+            self.devices.remove(&id);
+            self.went_away(&id, "connection closed");
+        }
+    }
+
+    /// Timers: retransmissions, transaction time-outs, keepalive and registration expiry.
+    pub fn on_tick(&mut self, now: Now) {
+        self.server_tx.expire(now.mono_ms);
+        let (resend, timed_out) = self.client_tx.poll(now.mono_ms);
+        for (peer, bytes) in resend {
+            self.send(peer, bytes);
+        }
+        for b in timed_out {
+            if let Some(p) = self.pending.remove(&b) {
+                tracing::warn!(device.id = %p.device_id, what = p.what, "sip.request_timeout");
+            }
+        }
+        let silence_ms =
+            self.cfg.keepalive_interval_secs as u64 * self.cfg.keepalive_misses as u64 * 1000;
+        let mut expired = Vec::new();
+        for (id, d) in self.devices.iter_mut() {
+            if now.mono_ms >= d.registered_until_ms {
+                expired.push(id.clone());
+            } else if d.online && now.mono_ms >= d.last_seen_ms + silence_ms {
+                d.online = false;
+                tracing::info!(device.id = %id, "sip.keepalive_missed");
+                self.out.push(Output::Device(DeviceUpdate::Link {
+                    device_id: id.clone(),
+                    online: false,
+                }));
+                self.out.push(Output::Event(UnitEvent::Offline {
+                    unit_id: id.clone(),
+                    source: PositionSource::Gb28181,
+                }));
+            }
+        }
+        for id in expired {
+            let was_online = self.devices.remove(&id).is_some_and(|d| d.online);
+            tracing::info!(device.id = %id, "sip.registration_expired");
+            self.out.push(Output::Device(DeviceUpdate::Unregistered {
+                device_id: id.clone(),
+                reason: "registration expired",
+            }));
+            if was_online {
+                self.out.push(Output::Event(UnitEvent::Offline {
+                    unit_id: id,
+                    source: PositionSource::Gb28181,
+                }));
+            }
+        }
+        // Buckets of devices that went quiet are dropped so the map stays small.
+        if self.buckets.len() > self.registry.len() + 1024 {
+            let registry = &self.registry;
+            self.buckets.retain(|k, _| registry.contains_key(k));
+        }
+    }
+}
+
+/// A reason phrase must be one line of printable text.
+fn sanitize_reason(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(120)
+        .collect()
+}

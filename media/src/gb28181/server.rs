@@ -1,0 +1,403 @@
+//! The SIP transports: one UDP socket and one TCP listener around the sans-IO [`Platform`].
+//!
+//! Every datagram and every framed TCP message is handed to the platform under one lock, and
+//! the outputs are carried out after the lock is released: bytes go out on the socket they
+//! belong to, unit events to the [`UnitEventSink`], device updates to the channel the binary
+//! reads (it persists them). A tick task drives the platform's timers. Bad bytes from one peer
+//! close at most that peer's TCP connection; nothing here panics on input.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, watch};
+
+use super::platform::{DeviceUpdate, Output, Peer, Platform, PlatformConfig, Transport};
+use super::register::Secret;
+use super::Now;
+use crate::model::UnitEventSink;
+use crate::sip::message::{parse_datagram, Framed, StreamFramer};
+
+/// Transport settings.
+#[derive(Debug, Clone)]
+pub struct SipServerConfig {
+    /// The platform's settings.
+    pub platform: PlatformConfig,
+    /// Most TCP connections at once.
+    pub max_tcp_connections: usize,
+    /// A TCP connection silent this long is closed.
+    pub tcp_idle_timeout: Duration,
+}
+
+impl Default for SipServerConfig {
+    fn default() -> Self {
+        Self {
+            platform: PlatformConfig::default(),
+            max_tcp_connections: 20_000,
+            tcp_idle_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Counters for metrics and benchmarks.
+#[derive(Debug, Default)]
+pub struct SipStats {
+    /// Messages received (both transports).
+    pub received: AtomicU64,
+    /// Messages that did not parse.
+    pub malformed: AtomicU64,
+    /// Messages sent.
+    pub sent: AtomicU64,
+}
+
+/// A registered device's access state as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessState {
+    /// Keepalives arriving.
+    pub online: bool,
+    /// `UDP` / `TCP`.
+    pub transport: &'static str,
+    /// Where it registered from.
+    pub remote: SocketAddr,
+    /// Last message, UTC ms.
+    pub last_seen_ms: i64,
+    /// Registration end, UTC ms.
+    pub registered_until_ms: i64,
+}
+
+struct Inner {
+    platform: Mutex<Platform>,
+    udp: Arc<UdpSocket>,
+    tcp: Mutex<HashMap<u64, mpsc::Sender<Vec<u8>>>>,
+    sink: Arc<dyn UnitEventSink>,
+    updates: mpsc::UnboundedSender<DeviceUpdate>,
+    origin: Instant,
+    next_conn: AtomicU64,
+    stats: SipStats,
+    cfg: SipServerConfig,
+}
+
+/// The running SIP server. Cheap to clone.
+#[derive(Clone)]
+pub struct SipServer {
+    inner: Arc<Inner>,
+    udp_addr: SocketAddr,
+    tcp_addr: SocketAddr,
+}
+
+impl std::fmt::Debug for SipServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SipServer")
+            .field("udp", &self.udp_addr)
+            .field("tcp", &self.tcp_addr)
+            .finish()
+    }
+}
+
+impl Inner {
+    fn now(&self) -> Now {
+        Now {
+            mono_ms: self.origin.elapsed().as_millis() as u64,
+            utc_ms: chrono::Utc::now().timestamp_millis(),
+        }
+    }
+
+    fn with_platform(&self, f: impl FnOnce(&mut Platform, Now)) -> Vec<Output> {
+        let now = self.now();
+        let mut p = self.platform.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut p, now);
+        p.take_outputs()
+    }
+
+    async fn carry_out(&self, outputs: Vec<Output>) {
+        for o in outputs {
+            match o {
+                Output::Send { peer, bytes } => {
+                    self.stats.sent.fetch_add(1, Ordering::Relaxed);
+                    match peer.transport {
+                        Transport::Udp => {
+                            if let Err(e) = self.udp.send_to(&bytes, peer.addr).await {
+                                tracing::debug!(remote = %peer.addr, error = %e, "sip.udp_send_failed");
+                            }
+                        }
+                        Transport::Tcp(conn) => {
+                            let tx = self
+                                .tcp
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .get(&conn)
+                                .cloned();
+                            if let Some(tx) = tx {
+                                if tx.try_send(bytes).is_err() {
+                                    tracing::warn!(remote = %peer.addr, "sip.tcp_backlog_full");
+                                }
+                            }
+                        }
+                    }
+                }
+                Output::Event(e) => self.sink.publish(e),
+                Output::Device(u) => {
+                    let _ = self.updates.send(u);
+                }
+            }
+        }
+    }
+}
+
+impl SipServer {
+    /// Start serving on bound sockets until `shutdown` turns true. Device updates (registration,
+    /// link, info, catalog) go to `updates`.
+    pub fn start(
+        udp: UdpSocket,
+        tcp: TcpListener,
+        cfg: SipServerConfig,
+        nonce_secret: [u8; 32],
+        sink: Arc<dyn UnitEventSink>,
+        updates: mpsc::UnboundedSender<DeviceUpdate>,
+        shutdown: watch::Receiver<bool>,
+    ) -> std::io::Result<SipServer> {
+        let udp_addr = udp.local_addr()?;
+        let tcp_addr = tcp.local_addr()?;
+        let inner = Arc::new(Inner {
+            platform: Mutex::new(Platform::new(cfg.platform.clone(), nonce_secret)),
+            udp: Arc::new(udp),
+            tcp: Mutex::new(HashMap::new()),
+            sink,
+            updates,
+            origin: Instant::now(),
+            next_conn: AtomicU64::new(1),
+            stats: SipStats::default(),
+            cfg,
+        });
+        tokio::spawn(udp_loop(inner.clone(), shutdown.clone()));
+        tokio::spawn(tcp_loop(inner.clone(), tcp, shutdown.clone()));
+        tokio::spawn(tick_loop(inner.clone(), shutdown));
+        tracing::info!(udp = %udp_addr, tcp = %tcp_addr, "SIP listening");
+        Ok(SipServer {
+            inner,
+            udp_addr,
+            tcp_addr,
+        })
+    }
+
+    /// The UDP address served.
+    pub fn udp_addr(&self) -> SocketAddr {
+        self.udp_addr
+    }
+
+    /// The TCP address served.
+    pub fn tcp_addr(&self) -> SocketAddr {
+        self.tcp_addr
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &SipStats {
+        &self.inner.stats
+    }
+
+    /// Add or replace a known device.
+    pub fn set_device(&self, device_id: &str, secret: Secret) {
+        let _ = self
+            .inner
+            .with_platform(|p, _| p.set_device(device_id, secret));
+    }
+
+    /// Forget a device; a standing registration ends now.
+    pub async fn remove_device(&self, device_id: &str) {
+        let out = self.inner.with_platform(|p, _| p.remove_device(device_id));
+        self.inner.carry_out(out).await;
+    }
+
+    /// Ask a registered device a MANSCDP query; `false` when it is not registered.
+    pub async fn query(&self, device_id: &str, cmd_type: &str) -> bool {
+        let mut ok = false;
+        let out = self
+            .inner
+            .with_platform(|p, now| ok = p.query(device_id, cmd_type, now));
+        self.inner.carry_out(out).await;
+        ok
+    }
+
+    /// A device's access state, when registered.
+    pub fn access(&self, device_id: &str) -> Option<AccessState> {
+        let now = self.inner.now();
+        let p = self
+            .inner
+            .platform
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        p.device(device_id).map(|d| AccessState {
+            online: d.online,
+            transport: d.peer.transport.token(),
+            remote: d.peer.addr,
+            last_seen_ms: d.last_seen_utc_ms,
+            registered_until_ms: now.utc_ms + d.registered_until_ms as i64 - now.mono_ms as i64,
+        })
+    }
+
+    /// How many devices are registered.
+    pub fn registered_count(&self) -> usize {
+        let p = self
+            .inner
+            .platform
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        p.registered().count()
+    }
+}
+
+async fn udp_loop(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) {
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let (n, from) = tokio::select! {
+            r = inner.udp.recv_from(&mut buf) => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // ICMP port unreachable surfaces here on some systems; keep serving.
+                    tracing::debug!(error = %e, "sip.udp_recv_error");
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        inner.stats.received.fetch_add(1, Ordering::Relaxed);
+        let bytes = &buf[..n];
+        if bytes.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
+            continue; // NAT keep-alive
+        }
+        let peer = Peer {
+            transport: Transport::Udp,
+            addr: from,
+        };
+        let out = match parse_datagram(bytes) {
+            Ok(msg) => inner.with_platform(|p, now| p.on_message(peer, msg, now)),
+            Err(e) => {
+                inner.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                inner.with_platform(|p, now| p.on_parse_error(peer, e, now))
+            }
+        };
+        inner.carry_out(out).await;
+    }
+}
+
+async fn tcp_loop(inner: Arc<Inner>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let (stream, from) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "sip.accept_failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let open = inner.tcp.lock().unwrap_or_else(|e| e.into_inner()).len();
+        if open >= inner.cfg.max_tcp_connections {
+            tracing::warn!(remote = %from, open, "sip.tcp_connection_refused");
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let conn = inner.next_conn.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(tcp_connection(
+            inner.clone(),
+            stream,
+            from,
+            conn,
+            shutdown.clone(),
+        ));
+    }
+}
+
+async fn tcp_connection(
+    inner: Arc<Inner>,
+    stream: TcpStream,
+    from: SocketAddr,
+    conn: u64,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let (mut rd, mut wr) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(256);
+    inner
+        .tcp
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(conn, tx);
+    let writer = tokio::spawn(async move {
+        while let Some(b) = rx.recv().await {
+            if wr.write_all(&b).await.is_err() {
+                break;
+            }
+        }
+    });
+    let peer = Peer {
+        transport: Transport::Tcp(conn),
+        addr: from,
+    };
+    let mut framer = StreamFramer::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    let reason = loop {
+        let n = tokio::select! {
+            r = tokio::time::timeout(inner.cfg.tcp_idle_timeout, rd.read(&mut buf)) => match r {
+                Err(_) => break "idle".to_string(),
+                Ok(Ok(0)) => break "closed by peer".to_string(),
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => break e.to_string(),
+            },
+            _ = shutdown.changed() => break "shutdown".to_string(),
+        };
+        framer.push(&buf[..n]);
+        let mut fatal = None;
+        loop {
+            match framer.next() {
+                Ok(None) => break,
+                Ok(Some(Framed::Message(msg))) => {
+                    inner.stats.received.fetch_add(1, Ordering::Relaxed);
+                    let out = inner.with_platform(|p, now| p.on_message(peer, msg, now));
+                    inner.carry_out(out).await;
+                }
+                Ok(Some(Framed::Bad(e))) => {
+                    inner.stats.received.fetch_add(1, Ordering::Relaxed);
+                    inner.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                    let out = inner.with_platform(|p, now| p.on_parse_error(peer, e, now));
+                    inner.carry_out(out).await;
+                }
+                Err(e) => {
+                    inner.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                    fatal = Some(format!("unframable stream: {}", e.reason));
+                    break;
+                }
+            }
+        }
+        if let Some(f) = fatal {
+            break f;
+        }
+    };
+    tracing::info!(remote = %from, reason = %reason, "sip.tcp_closed");
+    inner
+        .tcp
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&conn);
+    writer.abort();
+    let out = inner.with_platform(|p, _| p.on_connection_closed(conn));
+    inner.carry_out(out).await;
+}
+
+async fn tick_loop(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(Duration::from_millis(100));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let out = inner.with_platform(|p, now| p.on_tick(now));
+        inner.carry_out(out).await;
+    }
+}
