@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(nodejs npm chromium fonts-wqy-microhei openssl curl ca-certificates)
+APT_PACKAGES=(nodejs npm chromium fonts-wqy-microhei openssl curl ca-certificates sip-tester)
 [[ "${1:-}" == "--bench" ]] && APT_PACKAGES+=(wrk mosquitto)
 
 missing=()

@@ -49,6 +49,67 @@ pub struct Config {
     pub jt808: Jt808Config,
     /// Live positions and dispatch.
     pub dispatch: DispatchConfig,
+    /// The GB/T 28181 SIP server for body-worn recorders.
+    pub sip: SipConfig,
+}
+
+/// `[sip]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipConfig {
+    /// Run the SIP server. Default true.
+    pub enabled: bool,
+    /// UDP and TCP listen address. Default `0.0.0.0:5060`.
+    pub listen: SocketAddr,
+    /// The `host:port` put in `Via` and `Contact` of requests to devices. Empty (default): the
+    /// listen address, or, when that is a wildcard, the address of the interface with the
+    /// default route.
+    pub advertise: String,
+    /// The platform's 20-digit SIP id. Default `34020000002000000001`.
+    pub platform_id: String,
+    /// SIP domain and digest realm (10 digits). Default `3402000000`.
+    pub domain: String,
+    /// Shared password of recorders that have none of their own. Default empty: such recorders
+    /// cannot register.
+    pub password: Secret,
+    /// Digest algorithms challenged, in order: `MD5`, `SHA-256`. Default `["MD5"]`.
+    pub digest_algorithms: Vec<String>,
+    /// Longest registration granted (seconds). Default 7200.
+    pub max_expires_secs: u32,
+    /// Keepalive interval assumed for devices (seconds). Default 60.
+    pub keepalive_interval_secs: u32,
+    /// Missed keepalives before a recorder is offline. Default 3.
+    pub keepalive_misses: u32,
+    /// MobilePosition subscription interval asked of devices (seconds; 0 = do not subscribe).
+    /// Default 5.
+    pub position_interval_secs: u32,
+    /// Messages a device may send in a burst before rate limiting. Default 100.
+    pub rate_burst: u32,
+    /// Messages per second a device may sustain. Default 20.
+    pub rate_per_sec: u32,
+    /// Most simultaneous TCP connections. Default 20000.
+    pub max_tcp_connections: usize,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: "0.0.0.0:5060".parse().expect("valid"),
+            advertise: String::new(),
+            platform_id: "34020000002000000001".into(),
+            domain: "3402000000".into(),
+            password: Secret::default(),
+            digest_algorithms: vec!["MD5".into()],
+            max_expires_secs: 7200,
+            keepalive_interval_secs: 60,
+            keepalive_misses: 3,
+            position_interval_secs: 5,
+            rate_burst: 100,
+            rate_per_sec: 20,
+            max_tcp_connections: 20_000,
+        }
+    }
 }
 
 /// `[jt808]`
@@ -301,6 +362,33 @@ impl Config {
         }
         if self.dispatch.enterprise_radius_m.is_nan() || self.dispatch.enterprise_radius_m <= 0.0 {
             anyhow::bail!("dispatch.enterprise_radius_m must be positive");
+        }
+        let sip = &self.sip;
+        let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+        if !digits(&sip.platform_id, 20) {
+            anyhow::bail!("sip.platform_id must be 20 digits");
+        }
+        if !digits(&sip.domain, 10) {
+            anyhow::bail!("sip.domain must be 10 digits");
+        }
+        if sip.digest_algorithms.is_empty() {
+            anyhow::bail!("sip.digest_algorithms must name at least one of MD5, SHA-256");
+        }
+        for a in &sip.digest_algorithms {
+            if shouhu_media::sip::digest::Algorithm::from_token(a).is_none() {
+                anyhow::bail!("sip.digest_algorithms: {a:?} is not MD5 or SHA-256");
+            }
+        }
+        if sip.keepalive_interval_secs == 0 || sip.keepalive_misses == 0 {
+            anyhow::bail!(
+                "sip.keepalive_interval_secs and sip.keepalive_misses must be at least 1"
+            );
+        }
+        if sip.max_expires_secs < 60 {
+            anyhow::bail!("sip.max_expires_secs must be at least 60");
+        }
+        if sip.rate_burst == 0 || sip.rate_per_sec == 0 {
+            anyhow::bail!("sip.rate_burst and sip.rate_per_sec must be at least 1");
         }
         Ok(())
     }

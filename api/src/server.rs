@@ -71,7 +71,10 @@ pub async fn build_state_with_db(
         },
         now,
     );
+    let sip = crate::sip::start(&cfg, db.clone(), hub.clone());
+    crate::sip::load_registry(&db, &sip, &cfg).await?;
     Ok(AppState {
+        sip,
         db,
         cfg: Arc::new(cfg),
         clock,
@@ -128,6 +131,22 @@ async fn open_registration_org(db: &Db, code: &str) -> anyhow::Result<String> {
         .ok_or_else(|| {
             anyhow::anyhow!("jt808.open_registration needs an org unit; create the root first")
         })
+}
+
+/// Bind the SIP UDP socket and TCP listener on one address; with port 0, the TCP listener takes
+/// the port the UDP socket got (retrying if another process holds it on TCP).
+async fn bind_sip(listen: SocketAddr) -> anyhow::Result<(tokio::net::UdpSocket, TcpListener)> {
+    let err = |e: std::io::Error| anyhow::anyhow!("cannot listen on sip.listen {listen}: {e}");
+    for _ in 0..20 {
+        let udp = tokio::net::UdpSocket::bind(listen).await.map_err(err)?;
+        let port = udp.local_addr()?.port();
+        match TcpListener::bind(SocketAddr::new(listen.ip(), port)).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) if listen.port() == 0 && e.kind() == std::io::ErrorKind::AddrInUse => continue,
+            Err(e) => return Err(err(e)),
+        }
+    }
+    anyhow::bail!("cannot find a port free on both UDP and TCP for sip.listen {listen}")
 }
 
 /// State with the system clock.
@@ -331,6 +350,13 @@ pub async fn serve(
             })?;
         tracing::info!(jt808 = %l.local_addr()?, "JT/T 808 listening");
         tokio::spawn(state.jt808.clone().run(l, stop_rx.clone()));
+    }
+    if state.cfg.sip.enabled {
+        let (udp, tcp) = bind_sip(state.cfg.sip.listen).await?;
+        state
+            .sip
+            .run(udp, tcp, stop_rx.clone())
+            .map_err(|e| anyhow::anyhow!("SIP server: {e}"))?;
     }
     let hub = state.hub.clone();
     let addr = http.local_addr()?;

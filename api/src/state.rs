@@ -30,6 +30,8 @@ pub struct AppState {
     pub hub: Arc<shouhu_dispatch::hub::Hub>,
     /// The JT/T 808 terminal server (its listener is bound by `serve`).
     pub jt808: Arc<shouhu_media::jt808::server::Jt808Server>,
+    /// The GB/T 28181 SIP server (its sockets are bound by `serve`).
+    pub sip: shouhu_media::gb28181::server::SipServer,
 }
 
 impl AppState {

@@ -219,7 +219,10 @@ async fn a_bound_recorder_reports_for_its_officer_and_an_unbound_one_is_a_unit()
                     org_unit_id: org.clone(),
                     officer_id: officer,
                     status: "active".into(),
+                    channels: 1,
+                    ..Default::default()
                 },
+                &shouhu_storage::recorders::SipSecretChange::Keep,
                 &audit,
             )
             .await

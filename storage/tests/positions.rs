@@ -8,6 +8,7 @@ use shouhu_storage::geofences::Geofence;
 use shouhu_storage::model::{Position, PositionSource};
 use shouhu_storage::org_units::{NewOrgUnit, OrgKind, Scope};
 use shouhu_storage::positions::{flags, TrackPoint};
+use shouhu_storage::recorders::{AccessReport, Channel, SipSecretChange};
 use shouhu_storage::sos::{SosAlarm, SosStep};
 use shouhu_storage::vehicles::{RegisterOutcome, TerminalRegistration, VehicleInput};
 use shouhu_storage::{Db, PageRequest, StorageError};
@@ -411,21 +412,31 @@ both_engines!(recorders_bind_to_one_officer, |db: Db| async move {
         org_unit_id: org.clone(),
         officer_id: officer,
         status: "active".into(),
+        channels: 1,
+        ..Default::default()
+    };
+    let set = SipSecretChange::Set {
+        realm: "3402000000".into(),
+        md5: "a".repeat(32),
+        sha256: "b".repeat(64),
     };
     let r = db
         .recorders()
         .insert(
             &mk("34020000001320000001", Some(ids[0].clone())),
+            &set,
             &audit("recorder.create"),
         )
         .await
         .unwrap();
     assert_eq!(r.officer_id.as_deref(), Some(ids[0].as_str()));
+    assert!(r.has_password);
     // One recorder per officer.
     let dup = db
         .recorders()
         .insert(
             &mk("34020000001320000002", Some(ids[0].clone())),
+            &SipSecretChange::Keep,
             &audit("recorder.create"),
         )
         .await;
@@ -439,11 +450,107 @@ both_engines!(recorders_bind_to_one_officer, |db: Db| async move {
             &Scope::All,
             r.version,
             &mk("34020000001320000001", None),
+            &SipSecretChange::Keep,
             &audit("recorder.update"),
         )
         .await
         .unwrap();
-    assert_eq!((r.officer_id, r.version), (None, 2));
+    assert_eq!((r.officer_id, r.version, r.has_password), (None, 2, true));
+    // Binding history: bound at creation, unbound by the update.
+    let hist = db
+        .recorders()
+        .bindings("34020000001320000001")
+        .await
+        .unwrap();
+    assert_eq!(hist.len(), 1);
+    assert_eq!(hist[0].officer_id, ids[0]);
+    assert!(hist[0].unbound_at_ms.is_some());
+    let sec = db
+        .recorders()
+        .secret("34020000001320000001")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(sec.sip_ha1_md5.as_deref(), Some("a".repeat(32).as_str()));
+    let r = db
+        .recorders()
+        .update(
+            &Scope::All,
+            r.version,
+            &mk("34020000001320000001", Some(ids[0].clone())),
+            &SipSecretChange::Clear,
+            &audit("recorder.update"),
+        )
+        .await
+        .unwrap();
+    assert!(!r.has_password);
+    assert_eq!(
+        db.recorders()
+            .bindings("34020000001320000001")
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    // Access state and catalog channels.
+    db.recorders()
+        .record_access(
+            "34020000001320000001",
+            &AccessReport {
+                transport: Some("UDP".into()),
+                remote_addr: Some("10.0.0.9:5060".into()),
+                registered_at_ms: Some(1_000),
+            },
+            1_000,
+        )
+        .await
+        .unwrap();
+    let ch = |id: &str, name: &str| Channel {
+        channel_id: id.into(),
+        name: Some(name.into()),
+        manufacturer: None,
+        model: None,
+        status: Some("ON".into()),
+        updated_at_ms: 0,
+    };
+    db.recorders()
+        .replace_channels(
+            "34020000001320000001",
+            &[
+                ch("34020000001310000001", "前置"),
+                ch("34020000001310000002", "音频"),
+            ],
+            2_000,
+        )
+        .await
+        .unwrap();
+    db.recorders()
+        .replace_channels(
+            "34020000001320000001",
+            &[ch("34020000001310000001", "前置摄像头")],
+            3_000,
+        )
+        .await
+        .unwrap();
+    let chans = db
+        .recorders()
+        .channels("34020000001320000001")
+        .await
+        .unwrap();
+    assert_eq!(chans.len(), 1);
+    assert_eq!(
+        (chans[0].name.as_deref(), chans[0].updated_at_ms),
+        (Some("前置摄像头"), 3_000)
+    );
+    let r = db
+        .recorders()
+        .get(&Scope::All, "34020000001320000001")
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.transport.as_deref(), r.last_seen_at_ms),
+        (Some("UDP"), Some(1_000))
+    );
     assert!(mk("123", None)
         .validate()
         .iter()

@@ -32,6 +32,7 @@ pub fn shouhu(data_dir: &Path) -> Command {
         .env("SHOUHU__HTTP__LISTEN", "127.0.0.1:0")
         .env("SHOUHU__METRICS__LISTEN", "127.0.0.1:0")
         .env("SHOUHU__JT808__LISTEN", "127.0.0.1:0")
+        .env("SHOUHU__SIP__LISTEN", "127.0.0.1:0")
         .env("SHOUHU__AUTH__ARGON2_MEMORY_KIB", "1024")
         .env("SHOUHU__AUTH__ARGON2_ITERATIONS", "1")
         .env("SHOUHU_LOG_FORMAT", "json")
@@ -68,6 +69,8 @@ pub struct Running {
     pub metrics: Option<String>,
     /// JT/T 808 listener `127.0.0.1:PORT`, when it runs.
     pub jt808: Option<String>,
+    /// SIP (UDP and TCP) `127.0.0.1:PORT`, when it runs.
+    pub sip: Option<String>,
     lines: mpsc::Receiver<String>,
 }
 
@@ -89,6 +92,7 @@ impl Running {
         let mut seen = Vec::new();
         let mut base = None;
         let mut jt808 = None;
+        let mut sip = None;
         while base.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = match rx.recv_timeout(left) {
@@ -98,6 +102,9 @@ impl Running {
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
                 if let Some(j) = v["jt808"].as_str() {
                     jt808 = Some(j.to_string());
+                }
+                if v["message"].as_str() == Some("SIP listening") {
+                    sip = v["udp"].as_str().map(str::to_string);
                 }
                 if v["message"]
                     .as_str()
@@ -116,6 +123,7 @@ impl Running {
             base: base.unwrap(),
             metrics: None,
             jt808,
+            sip,
             lines: rx,
         }
     }

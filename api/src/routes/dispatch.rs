@@ -20,7 +20,6 @@ use shouhu_storage::geofences::Geofence;
 use shouhu_storage::model::UnitKind;
 use shouhu_storage::org_units::Scope;
 use shouhu_storage::positions::flags;
-use shouhu_storage::recorders::{Recorder, RecorderInput};
 use shouhu_storage::sos::{SosAlarm, SosStep};
 use shouhu_storage::vehicles::{Vehicle, VehicleInput};
 use utoipa::{IntoParams, ToSchema};
@@ -52,11 +51,9 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(delete_geofence))
         .routes(routes!(list_vehicles, create_vehicle))
         .routes(routes!(get_vehicle, update_vehicle, delete_vehicle))
-        .routes(routes!(list_recorders, create_recorder))
-        .routes(routes!(update_recorder))
 }
 
-fn hub_error(e: HubError) -> ApiError {
+pub(crate) fn hub_error(e: HubError) -> ApiError {
     match e {
         HubError::Storage(s) => s.into(),
         HubError::UnknownUnit => ApiError::not_found("unit"),
@@ -1165,7 +1162,7 @@ async fn get_vehicle(
 }
 
 /// Field rules, then the org unit: it must exist and lie in the caller's scope.
-async fn check_fields_and_org(
+pub(crate) async fn check_fields_and_org(
     state: &AppState,
     caller: &Caller,
     errs: Vec<shouhu_storage::enterprises::FieldError>,
@@ -1273,97 +1270,4 @@ async fn delete_vehicle(
         .await?;
     state.hub.refresh_registry().await.map_err(hub_error)?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Recorders.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RecorderList {
-    /// By device id.
-    pub items: Vec<Recorder>,
-}
-
-/// Body-worn recorders in scope, with the officer each is bound to.
-#[utoipa::path(get, path = "/recorders", tag = "dispatch", responses((status = 200, body = RecorderList)))]
-async fn list_recorders(
-    State(state): State<AppState>,
-    caller: Caller,
-) -> ApiResult<Json<RecorderList>> {
-    caller.require(Perm::RegistryRead)?;
-    Ok(Json(RecorderList {
-        items: state.db.recorders().list(&caller.scope).await?,
-    }))
-}
-
-async fn check_recorder(state: &AppState, caller: &Caller, i: &mut RecorderInput) -> ApiResult<()> {
-    i.normalize();
-    check_fields_and_org(state, caller, i.validate(), &i.org_unit_id).await?;
-    if let Some(o) = &i.officer_id {
-        if state.db.officers().get(&caller.scope, o).await.is_err() {
-            return Err(crate::routes::auth::field_error(
-                "officer_id",
-                "no such officer in your scope",
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Register a recorder; with `officer_id` it reports for that officer (one marker per officer).
-#[utoipa::path(post, path = "/recorders", tag = "dispatch", request_body = RecorderInput,
-    responses((status = 200, body = Recorder), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn create_recorder(
-    State(state): State<AppState>,
-    caller: Caller,
-    ApiJson(mut i): ApiJson<RecorderInput>,
-) -> ApiResult<Json<Recorder>> {
-    caller.require(Perm::DeviceManage)?;
-    check_recorder(&state, &caller, &mut i).await?;
-    let r = state
-        .db
-        .recorders()
-        .insert(&i, &caller.audit("recorder.create", state.now()))
-        .await?;
-    state.hub.refresh_registry().await.map_err(hub_error)?;
-    Ok(Json(r))
-}
-
-/// Recorder update (optimistic lock).
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct RecorderUpdate {
-    /// The version read.
-    pub version: i64,
-    /// New fields (`device_id` must match the path).
-    #[serde(flatten)]
-    pub input: RecorderInput,
-}
-
-/// Change a recorder: bind it to an officer, unbind it (`officer_id: null`), rename, disable.
-#[utoipa::path(put, path = "/recorders/{id}", tag = "dispatch", params(("id" = String, Path)), request_body = RecorderUpdate,
-    responses((status = 200, body = Recorder), (status = 409, body = ErrorBody)))]
-async fn update_recorder(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-    ApiJson(mut u): ApiJson<RecorderUpdate>,
-) -> ApiResult<Json<Recorder>> {
-    caller.require(Perm::DeviceManage)?;
-    if u.input.device_id.trim() != id {
-        return Err(crate::routes::auth::field_error(
-            "device_id",
-            "must match the path",
-        ));
-    }
-    check_recorder(&state, &caller, &mut u.input).await?;
-    let r = state
-        .db
-        .recorders()
-        .update(
-            &caller.scope,
-            u.version,
-            &u.input,
-            &caller.audit("recorder.update", state.now()),
-        )
-        .await?;
-    state.hub.refresh_registry().await.map_err(hub_error)?;
-    Ok(Json(r))
 }

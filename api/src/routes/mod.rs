@@ -11,6 +11,7 @@ pub mod health;
 pub mod items;
 pub mod officers;
 pub mod org_units;
+pub mod recorders;
 pub mod reference;
 
 use axum::extract::DefaultBodyLimit;
@@ -80,6 +81,7 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(items::router())
         .merge(reference::router())
         .merge(dispatch::router())
+        .merge(recorders::router())
         .merge(dispatch_ws::router())
         .layer(json_limit);
     let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())

@@ -253,6 +253,11 @@ impl Platform {
         &self.cfg
     }
 
+    /// Set the `host:port` put in `Via` and `Contact` (known once the socket is bound).
+    pub fn set_advertised(&mut self, host_port: String) {
+        self.cfg.advertised = host_port;
+    }
+
     /// Add or replace a known device and its secret.
     pub fn set_device(&mut self, device_id: &str, secret: Secret) {
         self.registry.insert(device_id.to_string(), secret);

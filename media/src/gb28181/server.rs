@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -71,7 +71,8 @@ pub struct AccessState {
 
 struct Inner {
     platform: Mutex<Platform>,
-    udp: Arc<UdpSocket>,
+    udp: OnceLock<Arc<UdpSocket>>,
+    addrs: OnceLock<(SocketAddr, SocketAddr)>,
     tcp: Mutex<HashMap<u64, mpsc::Sender<Vec<u8>>>>,
     sink: Arc<dyn UnitEventSink>,
     updates: mpsc::UnboundedSender<DeviceUpdate>,
@@ -81,19 +82,17 @@ struct Inner {
     cfg: SipServerConfig,
 }
 
-/// The running SIP server. Cheap to clone.
+/// The SIP server: created with [`SipServer::new`], serving once [`SipServer::run`] hands it
+/// bound sockets. Cheap to clone.
 #[derive(Clone)]
 pub struct SipServer {
     inner: Arc<Inner>,
-    udp_addr: SocketAddr,
-    tcp_addr: SocketAddr,
 }
 
 impl std::fmt::Debug for SipServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SipServer")
-            .field("udp", &self.udp_addr)
-            .field("tcp", &self.tcp_addr)
+            .field("addrs", &self.inner.addrs.get())
             .finish()
     }
 }
@@ -120,7 +119,8 @@ impl Inner {
                     self.stats.sent.fetch_add(1, Ordering::Relaxed);
                     match peer.transport {
                         Transport::Udp => {
-                            if let Err(e) = self.udp.send_to(&bytes, peer.addr).await {
+                            let Some(udp) = self.udp.get() else { continue };
+                            if let Err(e) = udp.send_to(&bytes, peer.addr).await {
                                 tracing::debug!(remote = %peer.addr, error = %e, "sip.udp_send_failed");
                             }
                         }
@@ -149,49 +149,64 @@ impl Inner {
 }
 
 impl SipServer {
-    /// Start serving on bound sockets until `shutdown` turns true. Device updates (registration,
-    /// link, info, catalog) go to `updates`.
-    pub fn start(
-        udp: UdpSocket,
-        tcp: TcpListener,
+    /// A server that is not yet listening. Device updates (registration, link, info, catalog) go
+    /// to `updates`; unit events (device ids as unit ids) to `sink`.
+    pub fn new(
         cfg: SipServerConfig,
         nonce_secret: [u8; 32],
         sink: Arc<dyn UnitEventSink>,
         updates: mpsc::UnboundedSender<DeviceUpdate>,
+    ) -> SipServer {
+        SipServer {
+            inner: Arc::new(Inner {
+                platform: Mutex::new(Platform::new(cfg.platform.clone(), nonce_secret)),
+                udp: OnceLock::new(),
+                addrs: OnceLock::new(),
+                tcp: Mutex::new(HashMap::new()),
+                sink,
+                updates,
+                origin: Instant::now(),
+                next_conn: AtomicU64::new(1),
+                stats: SipStats::default(),
+                cfg,
+            }),
+        }
+    }
+
+    /// Serve on bound sockets until `shutdown` turns true. Call once.
+    pub fn run(
+        &self,
+        udp: UdpSocket,
+        tcp: TcpListener,
         shutdown: watch::Receiver<bool>,
-    ) -> std::io::Result<SipServer> {
+    ) -> std::io::Result<()> {
         let udp_addr = udp.local_addr()?;
         let tcp_addr = tcp.local_addr()?;
-        let inner = Arc::new(Inner {
-            platform: Mutex::new(Platform::new(cfg.platform.clone(), nonce_secret)),
-            udp: Arc::new(udp),
-            tcp: Mutex::new(HashMap::new()),
-            sink,
-            updates,
-            origin: Instant::now(),
-            next_conn: AtomicU64::new(1),
-            stats: SipStats::default(),
-            cfg,
-        });
+        if self.inner.udp.set(Arc::new(udp)).is_err() {
+            return Err(std::io::Error::other("SIP server already running"));
+        }
+        let _ = self.inner.addrs.set((udp_addr, tcp_addr));
+        if self.inner.cfg.platform.advertised.is_empty() {
+            let host = advertised_ip(udp_addr);
+            let adv = SocketAddr::new(host, udp_addr.port()).to_string();
+            tracing::info!(advertise = %adv, "sip.advertise");
+            self.inner
+                .platform
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .set_advertised(adv);
+        }
+        let inner = self.inner.clone();
         tokio::spawn(udp_loop(inner.clone(), shutdown.clone()));
         tokio::spawn(tcp_loop(inner.clone(), tcp, shutdown.clone()));
-        tokio::spawn(tick_loop(inner.clone(), shutdown));
+        tokio::spawn(tick_loop(inner, shutdown));
         tracing::info!(udp = %udp_addr, tcp = %tcp_addr, "SIP listening");
-        Ok(SipServer {
-            inner,
-            udp_addr,
-            tcp_addr,
-        })
+        Ok(())
     }
 
-    /// The UDP address served.
-    pub fn udp_addr(&self) -> SocketAddr {
-        self.udp_addr
-    }
-
-    /// The TCP address served.
-    pub fn tcp_addr(&self) -> SocketAddr {
-        self.tcp_addr
+    /// The UDP and TCP addresses served, once running.
+    pub fn local_addrs(&self) -> Option<(SocketAddr, SocketAddr)> {
+        self.inner.addrs.get().copied()
     }
 
     /// Counters.
@@ -250,11 +265,29 @@ impl SipServer {
     }
 }
 
+/// The address devices can reach: the bound one, or for a wildcard the address of the interface
+/// with the default route (found by connecting a UDP socket, which sends nothing), else loopback.
+fn advertised_ip(bound: SocketAddr) -> std::net::IpAddr {
+    if !bound.ip().is_unspecified() {
+        return bound.ip();
+    }
+    std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| {
+            s.connect("192.0.2.1:9")?;
+            s.local_addr()
+        })
+        .map(|a| a.ip())
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+}
+
 async fn udp_loop(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) {
+    let Some(udp) = inner.udp.get().cloned() else {
+        return;
+    };
     let mut buf = vec![0u8; 65_536];
     loop {
         let (n, from) = tokio::select! {
-            r = inner.udp.recv_from(&mut buf) => match r {
+            r = udp.recv_from(&mut buf) => match r {
                 Ok(x) => x,
                 Err(e) => {
                     // ICMP port unreachable surfaces here on some systems; keep serving.

@@ -267,12 +267,25 @@ pub fn verify(c: &Credentials, alg: Algorithm, ha1: &str, method: &str) -> bool 
             == 0
 }
 
-/// Issues and checks stateless nonces.
-#[derive(Clone)]
+/// Issues and checks stateless nonces: `ts(16 hex) salt(8 hex) mac(24 hex)`; the salt is a
+/// counter, so no two nonces of one issuer are alike even within one second.
 pub struct NonceIssuer {
     secret: [u8; 32],
     /// How long a nonce is good for, seconds.
     pub lifetime_secs: u64,
+    counter: std::sync::atomic::AtomicU32,
+}
+
+impl Clone for NonceIssuer {
+    fn clone(&self) -> Self {
+        Self {
+            secret: self.secret,
+            lifetime_secs: self.lifetime_secs,
+            counter: std::sync::atomic::AtomicU32::new(
+                self.counter.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+        }
+    }
 }
 
 impl std::fmt::Debug for NonceIssuer {
@@ -301,33 +314,40 @@ impl NonceIssuer {
         Self {
             secret,
             lifetime_secs,
+            counter: std::sync::atomic::AtomicU32::new(0),
         }
     }
 
-    fn mac(&self, ts: u64, realm: &str) -> String {
+    fn mac(&self, head: &str, realm: &str) -> String {
         let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.secret).expect("any key length");
-        m.update(&ts.to_be_bytes());
+        m.update(head.as_bytes());
+        m.update(b":");
         m.update(realm.as_bytes());
-        hex::encode(&m.finalize().into_bytes()[..16])
+        hex::encode(&m.finalize().into_bytes()[..12])
     }
 
-    /// A nonce issued at `now_secs`.
+    /// A fresh nonce issued at `now_secs`.
     pub fn issue(&self, now_secs: u64, realm: &str) -> String {
-        format!("{now_secs:016x}{}", self.mac(now_secs, realm))
+        let salt = self
+            .counter
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let head = format!("{now_secs:016x}{salt:08x}");
+        let mac = self.mac(&head, realm);
+        head + &mac
     }
 
     /// Check a nonce's origin and age.
     pub fn check(&self, nonce: &str, now_secs: u64, realm: &str) -> NonceCheck {
-        if nonce.len() != 48 || !nonce.is_char_boundary(16) {
+        if nonce.len() != 48 || !nonce.is_char_boundary(24) || !nonce.is_ascii() {
             return NonceCheck::Forged;
         }
         let Ok(ts) = u64::from_str_radix(&nonce[..16], 16) else {
             return NonceCheck::Forged;
         };
-        let mac = self.mac(ts, realm);
+        let mac = self.mac(&nonce[..24], realm);
         let ok = mac
             .bytes()
-            .zip(nonce[16..].bytes())
+            .zip(nonce[24..].bytes())
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
             == 0;
         if !ok {
@@ -451,6 +471,11 @@ mod tests {
     fn nonces() {
         let n = NonceIssuer::new([7; 32], 300);
         let nonce = n.issue(1_000, "r");
+        assert_ne!(
+            nonce,
+            n.issue(1_000, "r"),
+            "nonces are unique within a second"
+        );
         assert_eq!(n.check(&nonce, 1_100, "r"), NonceCheck::Fresh);
         assert_eq!(n.check(&nonce, 1_301, "r"), NonceCheck::Stale);
         assert_eq!(n.check(&nonce, 1_100, "other"), NonceCheck::Forged);

@@ -812,10 +812,7 @@ impl StreamFramer {
             }
             return Ok(None);
         };
-        let head = match parse_head(&self.buf[..head_len]) {
-            Ok(m) => m,
-            Err(e) => return Err(e),
-        };
+        let head = parse_head(&self.buf[..head_len])?;
         let len = match content_length(&head) {
             Ok(Some(n)) => n,
             // RFC 3261 §18.3: Content-Length is mandatory on streams; treat absence as no body.

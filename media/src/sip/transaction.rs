@@ -195,7 +195,7 @@ impl<R: Clone> ClientTransactions<R> {
                 timed_out.push(branch.clone());
                 continue;
             }
-            let retransmits = !tx.reliable && !(tx.invite && tx.provisional);
+            let retransmits = !(tx.reliable || (tx.invite && tx.provisional));
             if retransmits && now_ms >= tx.next_ms {
                 resend.push((tx.remote.clone(), tx.bytes.clone()));
                 tx.interval_ms = if tx.invite {

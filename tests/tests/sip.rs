@@ -1,0 +1,384 @@
+//! GB/T 28181 signalling end to end: the real binary (demo data, no simulation) against SIPp
+//! (`sip-tester`) running the scenarios in `tests/sipp/`: register with digest over UDP and TCP,
+//! keepalive, MobilePosition moving the bound officer's marker, a wrong password and an unknown
+//! device refused, a flood of registrations from 200 devices served; plus malformed datagrams
+//! answered `400` without disturbing registered devices.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use shouhu_e2e::{shouhu, Running};
+
+const PW: &str = "Shouhu@2026";
+const PLATFORM: &str = "34020000002000000001";
+const DOMAIN: &str = "3402000000";
+const SHARED: &str = "Shared#2026";
+
+struct Demo {
+    run: Running,
+    http: String,
+    sip: String,
+    token: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn demo() -> Demo {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = shouhu(dir.path());
+    c.args(["demo", "--enterprises", "10", "--no-simulation"])
+        .env("SHOUHU__SIP__PASSWORD", SHARED);
+    let run = Running::start(c, "http");
+    let http = run.base.clone();
+    let sip = run.sip.clone().expect("SIP address in the log");
+    let r: Value = reqwest::Client::new()
+        .post(format!("{http}/api/v1/auth/login"))
+        .json(&json!({"username": "admin", "password": PW}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = r["token"].as_str().expect("token").to_string();
+    Demo {
+        run,
+        http,
+        sip,
+        token,
+        _dir: dir,
+    }
+}
+
+impl Demo {
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let r = reqwest::Client::new()
+            .get(format!("{}/api/v1{path}", self.http))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
+        let r = reqwest::Client::new()
+            .request(method, format!("{}/api/v1{path}", self.http))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn root_org(&self) -> String {
+        let (_, units) = self.get("/org-units").await;
+        units
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["parent_id"].is_null())
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    async fn recorder(&self, device: &str, officer: Option<&str>, password: Option<&str>) {
+        let org = self.root_org().await;
+        let mut body = json!({"device_id": device, "name": format!("记录仪{}", &device[16..]),
+            "org_unit_id": org, "officer_id": officer, "model": "DSJ-V9"});
+        if let Some(p) = password {
+            body["password"] = json!(p);
+        }
+        let (s, v) = self.send(reqwest::Method::POST, "/recorders", body).await;
+        assert_eq!(s, 200, "{v}");
+        assert!(v.get("password").is_none(), "the password is never shown");
+    }
+
+    async fn wait_for(&self, path: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, v) = self.get(path).await;
+            if ok(&v) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "{what}: last {path} = {v}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn scenario(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("sipp")
+        .join(name)
+}
+
+/// One simulated recorder for SIPp.
+struct Dev<'a> {
+    id: &'a str,
+    password: &'a str,
+    lon: f64,
+}
+
+fn sipp_command(
+    target: &str,
+    scen: &str,
+    dev: &Dev<'_>,
+    transport: &str,
+    dir: &std::path::Path,
+) -> Command {
+    // A local port of its own: SIPp's default (5060, then the next free one) races when many
+    // run at once.
+    let free = || {
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let mut c = Command::new("sipp");
+    // SIPp also binds an RTP echo port (6000 by default) even for signalling-only scenarios.
+    c.args(["-p", &free().to_string(), "-mp", &free().to_string()]);
+    c.current_dir(dir)
+        .arg(target)
+        .arg("-sf")
+        .arg(scenario(scen))
+        .args(["-s", PLATFORM, "-au", dev.id, "-ap", dev.password])
+        .args(["-key", "device", dev.id, "-key", "domain", DOMAIN])
+        .args(["-key", "lon", &format!("{:.4}", dev.lon)])
+        .args(["-t", transport, "-i", "127.0.0.1", "-m", "1"])
+        .args([
+            "-timeout",
+            "30s",
+            "-timeout_error",
+            "-nostdin",
+            "-trace_err",
+        ]);
+    c
+}
+
+fn collect(out: std::process::Output, dir: &std::path::Path) -> (bool, String) {
+    let mut log = String::from_utf8_lossy(&out.stdout).into_owned();
+    log.push_str(&String::from_utf8_lossy(&out.stderr));
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.file_name().to_string_lossy().contains("errors") {
+            log.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+        }
+    }
+    (out.status.success(), log)
+}
+
+/// Run SIPp for one device to completion; returns (success, its screen and error log).
+fn sipp(target: &str, scen: &str, dev: Dev<'_>, transport: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = sipp_command(target, scen, &dev, transport, dir.path())
+        .output()
+        .expect("run sipp (Debian package sip-tester)");
+    collect(out, dir.path())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sipp_recorders_register_keepalive_and_report_positions() {
+    let d = demo().await;
+    let (_, officers) = d.get("/officers?page_size=5").await;
+    let officer = officers["items"][0]["id"].as_str().unwrap().to_string();
+    // One recorder with its own password, bound to an officer; one on the shared password.
+    let own = "34020000001320000101";
+    let shared = "34020000001320000102";
+    d.recorder(own, Some(&officer), Some("Own#pass2026")).await;
+    d.recorder(shared, None, None).await;
+
+    // UDP, own password, bound: the position moves the officer's marker.
+    let (ok, log) = sipp(
+        &d.sip,
+        "register_keepalive_position.xml",
+        Dev {
+            id: own,
+            password: "Own#pass2026",
+            lon: 121.4811,
+        },
+        "u1",
+    );
+    assert!(ok, "sipp over UDP failed:\n{log}");
+    let rec = d
+        .wait_for(&format!("/recorders/{own}"), "registered over UDP", |v| {
+            v["access"]["registered"] == json!(true)
+        })
+        .await;
+    assert_eq!(rec["access"]["transport"], "UDP");
+    assert_eq!(rec["access"]["online"], true);
+    assert!(rec["access"]["remote_addr"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1:"));
+    assert_eq!(rec["bindings"][0]["officer_id"], json!(officer));
+    let unit = d
+        .wait_for(
+            &format!("/units/{officer}"),
+            "officer moved by MobilePosition",
+            |v| v["lon"].as_f64() == Some(121.4811),
+        )
+        .await;
+    assert_eq!(unit["lat"].as_f64(), Some(31.2304));
+    assert_eq!(unit["link"], "online");
+
+    // TCP, shared password, unbound: the recorder is a unit of its own.
+    let (ok, log) = sipp(
+        &d.sip,
+        "register_keepalive_position.xml",
+        Dev {
+            id: shared,
+            password: SHARED,
+            lon: 121.5011,
+        },
+        "t1",
+    );
+    assert!(ok, "sipp over TCP failed:\n{log}");
+    d.wait_for(&format!("/units/{shared}"), "recorder unit moved", |v| {
+        v["lon"].as_f64() == Some(121.5011)
+    })
+    .await;
+    // SIPp closed its TCP connection when it finished: the registration over it is gone.
+    d.wait_for(
+        &format!("/recorders/{shared}"),
+        "TCP registration dropped with its connection",
+        |v| v["access"]["registered"] == json!(false) && v["access"]["transport"] == "TCP",
+    )
+    .await;
+
+    // A wrong password is refused with 403; an unknown device with 403 at once.
+    let (ok, log) = sipp(
+        &d.sip,
+        "register_bad_password.xml",
+        Dev {
+            id: own,
+            password: "wrong-password",
+            lon: 0.0,
+        },
+        "u1",
+    );
+    assert!(ok, "wrong password not refused with 403:\n{log}");
+    let (ok, log) = sipp(
+        &d.sip,
+        "register_unknown_device.xml",
+        Dev {
+            id: "34020000001329999999",
+            password: SHARED,
+            lon: 0.0,
+        },
+        "u1",
+    );
+    assert!(ok, "unknown device not refused with 403:\n{log}");
+    // The refused attempt did not end the standing registration.
+    let (_, rec) = d.get(&format!("/recorders/{own}")).await;
+    assert_eq!(rec["access"]["registered"], true);
+
+    // Malformed datagrams get 400 naming the problem, or are dropped; the server keeps serving.
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let bad = format!(
+        "REGISTER sip:{PLATFORM}@{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKbad\r\n\
+         From: <sip:{own}@{DOMAIN}>;tag=1\r\nTo: <sip:{own}@{DOMAIN}>\r\nCall-ID: bad\r\nCSeq: 1 INVITE\r\n\r\n"
+    );
+    sock.send_to(bad.as_bytes(), &d.sip).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
+        .await
+        .expect("a 400 answer")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(
+        answer.starts_with("SIP/2.0 400 Bad Request (CSeq method"),
+        "{answer}"
+    );
+    for junk in [&b"\x00\x01garbage"[..], b"INVITE\r\n\r\n", &[0xff; 3000]] {
+        sock.send_to(junk, &d.sip).await.unwrap();
+    }
+    let (ok, log) = sipp(
+        &d.sip,
+        "register_keepalive_position.xml",
+        Dev {
+            id: own,
+            password: "Own#pass2026",
+            lon: 121.4822,
+        },
+        "u1",
+    );
+    assert!(ok, "server stopped serving after junk:\n{log}");
+    d.wait_for(&format!("/units/{officer}"), "second position", |v| {
+        v["lon"].as_f64() == Some(121.4822)
+    })
+    .await;
+    let (status, _) = d.run.stop();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_registrations_is_served() {
+    let d = demo().await;
+    let org = d.root_org().await;
+    let ids: Vec<String> = (0..200)
+        .map(|i| format!("340200000013200{:05}", 1000 + i))
+        .collect();
+    for id in &ids {
+        let (s, v) = d
+            .send(reqwest::Method::POST, "/recorders", json!({"device_id": id, "name": format!("记录仪{}", &id[15..]), "org_unit_id": org}))
+            .await;
+        assert_eq!(s, 200, "{v}");
+    }
+    // 200 devices at once, each its own SIPp process (SIPp takes a digest username only from
+    // its command line): REGISTER twice (challenge, answer) and two MESSAGEs each; every one must
+    // succeed.
+    let dirs: Vec<tempfile::TempDir> = ids.iter().map(|_| tempfile::tempdir().unwrap()).collect();
+    let started = Instant::now();
+    let children: Vec<_> = ids
+        .iter()
+        .zip(&dirs)
+        .map(|(id, dir)| {
+            let dev = Dev {
+                id,
+                password: SHARED,
+                lon: 121.4,
+            };
+            sipp_command(
+                &d.sip,
+                "register_keepalive_position.xml",
+                &dev,
+                "u1",
+                dir.path(),
+            )
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run sipp (Debian package sip-tester)")
+        })
+        .collect();
+    let mut failed = Vec::new();
+    for ((child, dir), id) in children.into_iter().zip(&dirs).zip(&ids) {
+        let (ok, log) = collect(child.wait_with_output().unwrap(), dir.path());
+        if !ok {
+            failed.push(format!("{id}:\n{log}"));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of 200 flood registrations failed; first:\n{}",
+        failed.len(),
+        failed[0]
+    );
+    eprintln!("200 devices registered in {:?}", started.elapsed());
+    let v = d
+        .wait_for("/recorders", "all 200 registered", |v| {
+            v["items"].as_array().is_some_and(|a| {
+                a.iter()
+                    .filter(|r| r["access"]["registered"] == json!(true))
+                    .count()
+                    == 200
+            })
+        })
+        .await;
+    assert_eq!(v["items"].as_array().unwrap().len(), 200);
+}
