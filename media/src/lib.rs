@@ -9,6 +9,8 @@
 
 pub mod gb28181;
 pub mod jt808;
+pub mod ps;
+pub mod rtp;
 pub mod sip;
 
 pub use shouhu_storage::model;

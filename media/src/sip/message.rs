@@ -635,8 +635,11 @@ fn parse_head(head: &[u8]) -> Result<Message, ParseError> {
             // Folded continuation of the previous header (RFC 3261 §7.3.1).
             match headers.last_mut() {
                 Some((_, v)) => {
-                    v.push(' ');
-                    v.push_str(line.trim());
+                    let more = line.trim();
+                    if !v.is_empty() && !more.is_empty() {
+                        v.push(' ');
+                    }
+                    v.push_str(more);
                     continue;
                 }
                 None => return Err(ParseError::new("continuation line before any header")),

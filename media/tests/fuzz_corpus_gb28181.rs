@@ -1,4 +1,4 @@
-//! Replays the `sip` and `manscdp` fuzz corpora (seeds, plus `fuzz/corpus/*` when a fuzz run left
+//! Replays the `sip`, `manscdp`, `ps` and `rtp` fuzz corpora (seeds, plus `fuzz/corpus/*` when a fuzz run left
 //! one) through the same checks as the fuzz targets, as ordinary tests.
 
 use shouhu_media::gb28181::manscdp;
@@ -77,4 +77,56 @@ fn manscdp_corpus_replays() {
         ok += usize::from(manscdp::parse(&text).is_ok());
     }
     assert!(ok >= 5, "the seeds parse");
+}
+
+#[test]
+fn ps_corpus_replays() {
+    use shouhu_media::ps::PsDemuxer;
+    let inputs = inputs("ps");
+    assert!(inputs.len() >= 3, "the seed corpus is missing");
+    let mut video = 0;
+    for (name, data) in &inputs {
+        let mut d = PsDemuxer::new();
+        for c in data.chunks(1400) {
+            for f in d.push(c) {
+                assert!(
+                    f.data.starts_with(&[0, 0, 1])
+                        || f.data.starts_with(&[0, 0, 0, 1])
+                        || !f.codec.is_video(),
+                    "{name}"
+                );
+                video += usize::from(f.codec.is_video());
+            }
+        }
+        let _ = d.end_of_frame();
+    }
+    assert!(video > 0, "the seeds hold video");
+}
+
+#[test]
+fn rtp_corpus_replays() {
+    use shouhu_media::rtp::{Ordered, Packet, Reorder, Rfc4571};
+    let inputs = inputs("rtp");
+    assert!(inputs.len() >= 2, "the seed corpus is missing");
+    for (name, data) in &inputs {
+        let _ = Packet::parse(data);
+        let mut f = Rfc4571::new();
+        f.push(data);
+        let mut r = Reorder::new();
+        let mut seqs = Vec::new();
+        while let Ok(Some(p)) = f.next() {
+            let Ok(p) = Packet::parse(&p) else {
+                assert!(!name.contains("corpus-seed"), "{name}: a seed packet does not parse");
+                continue;
+            };
+            for o in r.push(p.seq, p.marker, p.payload) {
+                if let Ordered::Packet { seq, .. } = o {
+                    seqs.push(seq);
+                }
+            }
+        }
+        if name.ends_with("rfc4571_reordered") {
+            assert_eq!(seqs, [100, 101, 102, 103]);
+        }
+    }
 }
