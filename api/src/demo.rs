@@ -392,6 +392,7 @@ pub async fn seed(
         .insert_many(&officer_list, &audit("officer.import"), "officer.import")
         .await?;
     seed_dispatch(db, &org).await?;
+    seed_recorders(db, cfg, &org).await?;
     let huangpu = &org.districts[0].0;
     let pudong = org
         .districts
@@ -518,6 +519,78 @@ pub async fn seed_dispatch(db: &Db, org: &DemoOrg) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Password of the demo's recorders.
+pub const DEMO_RECORDER_PASSWORD: &str = "Recorder#2026";
+/// Device id of the demo's first recorder; one per district follows.
+pub const DEMO_RECORDER_BASE: &str = "31010000001320000001";
+
+/// One body-worn recorder per district, bound to the district's second officer (the first
+/// carries the phone app).
+async fn seed_recorders(db: &Db, cfg: &Config, org: &DemoOrg) -> anyhow::Result<()> {
+    let officers = db.officers().all_active().await?;
+    let ids = crate::simulate::recorder_ids(DEMO_RECORDER_BASE, org.districts.len() as u64)?;
+    for ((b, _, _, _), id) in org.districts.iter().zip(ids) {
+        let mut mine = officers
+            .iter()
+            .filter(|o| o.org_unit_id == b.id && o.account_id.is_none());
+        let officer = mine.next().map(|o| o.id.clone());
+        let input = shouhu_storage::recorders::RecorderInput {
+            device_id: id.clone(),
+            name: format!("执法记录仪{}", &id[16..]),
+            org_unit_id: b.id.clone(),
+            officer_id: officer,
+            status: "active".into(),
+            model: Some("DSJ-SIM".into()),
+            channels: 1,
+            password: None,
+        };
+        let secret = crate::sip::ha1_change(cfg, &id, Some(DEMO_RECORDER_PASSWORD));
+        db.recorders()
+            .insert(&input, &secret, &audit("recorder.create"))
+            .await?;
+    }
+    Ok(())
+}
+
+/// Start the demo's body-worn recorders over GB/T 28181, walking around their districts.
+pub fn start_recorders(org: &DemoOrg, sip: std::net::SocketAddr, cfg: &Config) {
+    let mut rng = StdRng::seed_from_u64(28181);
+    let ids = crate::simulate::recorder_ids(DEMO_RECORDER_BASE, org.districts.len() as u64)
+        .expect("valid base");
+    let specs = org
+        .districts
+        .iter()
+        .zip(ids)
+        .enumerate()
+        .map(
+            |(d, ((_, _, center, radius), device_id))| crate::simulate_gb::RecorderSpec {
+                device_id,
+                password: DEMO_RECORDER_PASSWORD.into(),
+                route: crate::simulate::Route::new(
+                    (center[1], center[0]),
+                    *radius,
+                    rng.gen_range(3.0..6.0),
+                    300 + d as u64,
+                ),
+            },
+        )
+        .collect();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    std::mem::forget(tx);
+    crate::simulate_gb::start(
+        specs,
+        &crate::simulate_gb::GbTarget {
+            sip,
+            platform_id: cfg.sip.platform_id.clone(),
+            domain: cfg.sip.domain.clone(),
+            keepalive: std::time::Duration::from_secs(u64::from(cfg.sip.keepalive_interval_secs)),
+            position: std::time::Duration::from_secs(5),
+            expires_secs: 3600,
+        },
+        rx,
+    );
+}
+
 /// Start the demo's simulated vehicles (over JT/T 808) and officers' phone apps (over the
 /// WebSocket), each moving around its district.
 pub fn start_simulation(org: &DemoOrg, jt808: std::net::SocketAddr, http: String) {
@@ -568,11 +641,23 @@ pub async fn run(mut cfg: Config, args: DemoArgs) -> anyhow::Result<()> {
         let probe = std::net::TcpListener::bind(cfg.jt808.listen)?;
         cfg.jt808.listen = probe.local_addr()?;
     }
+    if cfg.sip.enabled && cfg.sip.listen.port() == 0 {
+        // Likewise for SIP: a port free on UDP and TCP.
+        for _ in 0..20 {
+            let udp = std::net::UdpSocket::bind(cfg.sip.listen)?;
+            let a = udp.local_addr()?;
+            if std::net::TcpListener::bind(a).is_ok() {
+                cfg.sip.listen = a;
+                break;
+            }
+        }
+    }
     let state = crate::server::build_state(cfg.clone(), Arc::new(SystemClock)).await?;
     let started = std::time::Instant::now();
     let (org, logins) = seed(&state.db, &cfg, args.enterprises).await?;
     state.hub.refresh_registry().await?;
     state.hub.reload_fences().await?;
+    crate::sip::load_registry(&state.db, &state.sip, &cfg).await?;
     tracing::info!(
         enterprises = args.enterprises,
         elapsed_ms = started.elapsed().as_millis() as u64,
@@ -602,6 +687,18 @@ pub async fn run(mut cfg: Config, args: DemoArgs) -> anyhow::Result<()> {
         );
         start_simulation(&org, jt, format!("http://{addr}"));
     }
+    if !args.no_simulation && cfg.sip.enabled {
+        let l = cfg.sip.listen;
+        let sip = std::net::SocketAddr::new(
+            if l.ip().is_unspecified() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                l.ip()
+            },
+            l.port(),
+        );
+        start_recorders(&org, sip, &cfg);
+    }
     println!();
     println!("  守护 Shouhu demo is running: http://{addr}/");
     println!("  API docs: http://{addr}/api-docs/   health: http://{addr}/healthz");
@@ -610,8 +707,8 @@ pub async fn run(mut cfg: Config, args: DemoArgs) -> anyhow::Result<()> {
     }
     println!("  data: {} (fresh SQLite database)", dir.display());
     println!(
-        "  dispatch screen: http://{addr}/#/dispatch  (JT/T 808 on {})",
-        cfg.jt808.listen
+        "  dispatch screen: http://{addr}/#/dispatch  (JT/T 808 on {}, GB/T 28181 SIP on {})",
+        cfg.jt808.listen, cfg.sip.listen
     );
     println!();
     println!("  logins (password {DEMO_PASSWORD}):");

@@ -25,6 +25,7 @@ pub mod extract;
 pub mod routes;
 pub mod server;
 pub mod simulate;
+pub mod simulate_gb;
 pub mod sip;
 pub mod state;
 pub mod tabular;

@@ -505,6 +505,41 @@ pub struct SimulateArgs {
     /// Stop after this many seconds (0 = until Ctrl-C).
     #[arg(long, default_value_t = 0)]
     pub duration_s: u64,
+    /// GB/T 28181 recorders (over SIP/UDP).
+    #[arg(long, default_value_t = 0)]
+    pub recorders: u64,
+    /// The platform's SIP address.
+    #[arg(long, default_value = "127.0.0.1:5060")]
+    pub sip: SocketAddr,
+    /// Device id of the first recorder; the others follow.
+    #[arg(long, default_value = "34020000001320000001")]
+    pub recorder_base: String,
+    /// SIP password of the recorders (set on each when provisioning).
+    #[arg(long, default_value = "Recorder#2026")]
+    pub recorder_password: String,
+    /// The platform's SIP id.
+    #[arg(long, default_value = "34020000002000000001")]
+    pub platform_id: String,
+    /// The SIP domain.
+    #[arg(long, default_value = "3402000000")]
+    pub domain: String,
+    /// Seconds between a recorder's keepalives.
+    #[arg(long, default_value_t = 60)]
+    pub keepalive_s: u64,
+}
+
+/// Device ids of `n` recorders from `base` (a 20-digit id; the last 7 digits count up).
+pub fn recorder_ids(base: &str, n: u64) -> anyhow::Result<Vec<String>> {
+    if base.len() != 20 || !base.bytes().all(|b| b.is_ascii_digit()) {
+        anyhow::bail!("--recorder-base must be a 20-digit device id");
+    }
+    let start: u64 = base[13..].parse()?;
+    if start + n > 10_000_000 {
+        anyhow::bail!("--recorder-base leaves room for fewer than {n} recorders");
+    }
+    Ok((0..n)
+        .map(|i| format!("{}{:07}", &base[..13], start + i))
+        .collect())
 }
 
 fn parse_lonlat(s: &str) -> Result<(f64, f64), String> {
@@ -532,6 +567,21 @@ async fn provision(args: &SimulateArgs) -> anyhow::Result<()> {
         .as_str()
         .unwrap_or_default()
         .to_string();
+    for id in recorder_ids(&args.recorder_base, args.recorders)? {
+        let r = client
+            .post(format!("{}/api/v1/recorders", args.http))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"device_id": id, "name": format!("模拟记录仪{}", &id[14..]), "org_unit_id": org, "password": args.recorder_password}))
+            .send()
+            .await?;
+        if !(r.status().is_success() || r.status() == reqwest::StatusCode::CONFLICT) {
+            anyhow::bail!(
+                "provisioning recorder {id}: {} {}",
+                r.status(),
+                r.text().await.unwrap_or_default()
+            );
+        }
+    }
     for i in 0..args.terminals {
         let phone = args.phone_base + i;
         let r = client
@@ -637,7 +687,35 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         interval,
         app_interval: interval * 3,
     };
-    let stats = start(terminals, apps, &target, None, stop_rx);
+    let stats = start(terminals, apps, &target, None, stop_rx.clone());
+    let mut rng = StdRng::seed_from_u64(28181);
+    let recorders: Vec<crate::simulate_gb::RecorderSpec> =
+        recorder_ids(&args.recorder_base, args.recorders)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, device_id)| crate::simulate_gb::RecorderSpec {
+                device_id,
+                password: args.recorder_password.clone(),
+                route: Route::new(
+                    args.center,
+                    args.radius_m / 4.0,
+                    rng.gen_range(3.0..6.0),
+                    20_000 + i as u64,
+                ),
+            })
+            .collect();
+    let gb = crate::simulate_gb::start(
+        recorders,
+        &crate::simulate_gb::GbTarget {
+            sip: args.sip,
+            platform_id: args.platform_id.clone(),
+            domain: args.domain.clone(),
+            keepalive: Duration::from_secs(args.keepalive_s.max(1)),
+            position: interval * 5,
+            expires_secs: 3600,
+        },
+        stop_rx,
+    );
     let started = Instant::now();
     let mut report = tokio::time::interval(Duration::from_secs(5));
     loop {
@@ -652,6 +730,17 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
                     stats.app_accepted.load(Ordering::Relaxed),
                     stats.errors.load(Ordering::Relaxed),
                 );
+                if args.recorders > 0 {
+                    println!(
+                        "        recorders: {} registered, {} refused, {} keepalives, {} positions, {} queries answered, {} errors",
+                        gb.registered.load(Ordering::Relaxed),
+                        gb.refused.load(Ordering::Relaxed),
+                        gb.keepalives.load(Ordering::Relaxed),
+                        gb.positions.load(Ordering::Relaxed),
+                        gb.queries.load(Ordering::Relaxed),
+                        gb.errors.load(Ordering::Relaxed),
+                    );
+                }
                 if args.duration_s > 0 && started.elapsed().as_secs() >= args.duration_s {
                     break;
                 }

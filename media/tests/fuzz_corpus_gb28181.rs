@@ -116,7 +116,10 @@ fn rtp_corpus_replays() {
         let mut seqs = Vec::new();
         while let Ok(Some(p)) = f.next() {
             let Ok(p) = Packet::parse(&p) else {
-                assert!(!name.contains("corpus-seed"), "{name}: a seed packet does not parse");
+                assert!(
+                    !name.contains("corpus-seed"),
+                    "{name}: a seed packet does not parse"
+                );
                 continue;
             };
             for o in r.push(p.seq, p.marker, p.payload) {

@@ -172,13 +172,26 @@ fn collect(out: std::process::Output, dir: &std::path::Path) -> (bool, String) {
     (out.status.success(), log)
 }
 
+/// SIPp could not bind one of its own media sockets (taken by another process on this
+/// machine): a harness problem, not the server's; such a run is repeated.
+fn bind_clash(log: &str) -> bool {
+    log.contains("Unable to bind")
+}
+
 /// Run SIPp for one device to completion; returns (success, its screen and error log).
 fn sipp(target: &str, scen: &str, dev: Dev<'_>, transport: &str) -> (bool, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let out = sipp_command(target, scen, &dev, transport, dir.path())
-        .output()
-        .expect("run sipp (Debian package sip-tester)");
-    collect(out, dir.path())
+    let mut tries = 0;
+    loop {
+        let dir = tempfile::tempdir().unwrap();
+        let out = sipp_command(target, scen, &dev, transport, dir.path())
+            .output()
+            .expect("run sipp (Debian package sip-tester)");
+        let (ok, log) = collect(out, dir.path());
+        tries += 1;
+        if ok || !bind_clash(&log) || tries == 3 {
+            return (ok, log);
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -359,7 +372,17 @@ async fn a_flood_of_registrations_is_served() {
     let mut failed = Vec::new();
     for ((child, dir), id) in children.into_iter().zip(&dirs).zip(&ids) {
         let (ok, log) = collect(child.wait_with_output().unwrap(), dir.path());
-        if !ok {
+        if !ok && bind_clash(&log) {
+            let dev = Dev {
+                id,
+                password: SHARED,
+                lon: 121.4,
+            };
+            let (ok, log) = sipp(&d.sip, "register_keepalive_position.xml", dev, "u1");
+            if !ok {
+                failed.push(format!("{id}:\n{log}"));
+            }
+        } else if !ok {
             failed.push(format!("{id}:\n{log}"));
         }
     }
@@ -380,5 +403,78 @@ async fn a_flood_of_registrations_is_served() {
             })
         })
         .await;
-    assert_eq!(v["items"].as_array().unwrap().len(), 200);
+    // Only the flood's devices registered (the demo's own recorders are not simulated here).
+    let registered: Vec<&str> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["access"]["registered"] == json!(true))
+        .map(|r| r["device_id"].as_str().unwrap())
+        .collect();
+    assert!(registered.iter().all(|id| ids.iter().any(|i| i == id)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_recorders_register_report_their_catalog_and_move_their_officers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = shouhu(dir.path());
+    c.args(["demo", "--enterprises", "10"]);
+    let run = Running::start(c, "http");
+    let http = run.base.clone();
+    let r: Value = reqwest::Client::new()
+        .post(format!("{http}/api/v1/auth/login"))
+        .json(&json!({"username": "admin", "password": PW}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let d = Demo {
+        token: r["token"].as_str().unwrap().to_string(),
+        sip: run.sip.clone().unwrap(),
+        http,
+        run,
+        _dir: dir,
+    };
+    // Every district's recorder registers over SIP and keeps its officer's marker moving.
+    let list = d
+        .wait_for("/recorders", "16 demo recorders registered", |v| {
+            v["items"].as_array().is_some_and(|a| {
+                a.len() == 16
+                    && a.iter().all(|r| {
+                        r["access"]["registered"] == json!(true)
+                            && r["access"]["online"] == json!(true)
+                    })
+            })
+        })
+        .await;
+    let first = list["items"][0]["device_id"].as_str().unwrap().to_string();
+    let officer = list["items"][0]["officer_id"].as_str().unwrap().to_string();
+    // The catalog (a GB2312 body with a Chinese channel name) and DeviceInfo were asked and stored.
+    let rec = d
+        .wait_for(
+            &format!("/recorders/{first}"),
+            "catalog and device info stored",
+            |v| {
+                v["channel_list"].as_array().is_some_and(|c| c.len() == 1)
+                    && v["manufacturer"] == "Shouhu"
+            },
+        )
+        .await;
+    assert!(rec["channel_list"][0]["name"]
+        .as_str()
+        .unwrap()
+        .starts_with("执法记录仪"));
+    let first_fix = d
+        .wait_for(&format!("/units/{officer}"), "a GB/T 28181 position", |v| {
+            v["source"] == "gb28181"
+        })
+        .await;
+    d.wait_for(&format!("/units/{officer}"), "the officer moves", |v| {
+        v["time"] != first_fix["time"] && v["source"] == "gb28181"
+    })
+    .await;
+    let (status, _) = d.run.stop();
+    assert!(status.success());
 }

@@ -1,0 +1,453 @@
+//! Simulated GB/T 28181 body-worn recorders for `shouhu simulate --recorders N` and the demo:
+//! each registers over real SIP/UDP with digest authentication, sends `Keepalive`, reports
+//! `MobilePosition` along a [`Route`] (by `NOTIFY` once the platform subscribed, by `MESSAGE`
+//! before), answers `Catalog` and `DeviceInfo` queries, and registers again before expiry or
+//! after being refused. Live streaming (INVITE) is answered `488` until the stream hub lands.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use shouhu_media::gb28181::manscdp;
+use shouhu_media::sip::digest::{self, Algorithm, Credentials};
+use shouhu_media::sip::message::parse_datagram;
+use shouhu_media::sip::Message;
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+
+use crate::simulate::Route;
+
+/// One simulated recorder.
+#[derive(Debug, Clone)]
+pub struct RecorderSpec {
+    /// 20-digit device id.
+    pub device_id: String,
+    /// SIP password.
+    pub password: String,
+    /// Where it walks.
+    pub route: Route,
+}
+
+/// Where and how the recorders report.
+#[derive(Debug, Clone)]
+pub struct GbTarget {
+    /// The platform's SIP address (UDP).
+    pub sip: SocketAddr,
+    /// Platform id.
+    pub platform_id: String,
+    /// SIP domain.
+    pub domain: String,
+    /// Between keepalives.
+    pub keepalive: Duration,
+    /// Between positions.
+    pub position: Duration,
+    /// Registration lifetime asked for, seconds.
+    pub expires_secs: u32,
+}
+
+/// Counters.
+#[derive(Debug, Default)]
+pub struct GbStats {
+    /// Registrations accepted.
+    pub registered: AtomicU64,
+    /// Registrations refused (403, 400).
+    pub refused: AtomicU64,
+    /// Keepalives answered 200.
+    pub keepalives: AtomicU64,
+    /// Positions sent.
+    pub positions: AtomicU64,
+    /// Queries answered.
+    pub queries: AtomicU64,
+    /// Time-outs and socket errors.
+    pub errors: AtomicU64,
+}
+
+struct Device {
+    spec: RecorderSpec,
+    target: GbTarget,
+    sock: UdpSocket,
+    local: SocketAddr,
+    cseq: u32,
+    n: u64,
+    call_id: String,
+    tag: String,
+    sn: u32,
+    subscribed: Option<(String, String)>,
+}
+
+impl Device {
+    fn branch(&mut self) -> String {
+        self.n += 1;
+        format!("z9hG4bK{}x{}", self.spec.device_id, self.n)
+    }
+
+    fn request(
+        &mut self,
+        method: &str,
+        to_user: &str,
+        call_id: &str,
+        body: Option<String>,
+    ) -> Message {
+        let branch = self.branch();
+        self.cseq += 1;
+        let t = &self.target;
+        let mut m = Message::request(method, &format!("sip:{}@{}", t.platform_id, t.domain));
+        m.push(
+            "Via",
+            format!("SIP/2.0/UDP {};rport;branch={branch}", self.local),
+        )
+        .push(
+            "From",
+            format!(
+                "<sip:{}@{}>;tag={}",
+                self.spec.device_id, t.domain, self.tag
+            ),
+        )
+        .push("To", format!("<sip:{to_user}@{}>", t.domain))
+        .push("Call-ID", call_id.to_string())
+        .push("CSeq", format!("{} {method}", self.cseq))
+        .push("Max-Forwards", "70")
+        .push("User-Agent", "Shouhu recorder simulator");
+        if let Some(b) = body {
+            m.push("Content-Type", "Application/MANSCDP+xml");
+            m.body = manscdp::encode(&b);
+        }
+        m
+    }
+
+    async fn send(&self, m: &Message) -> std::io::Result<()> {
+        self.sock
+            .send_to(&m.to_bytes(), self.target.sip)
+            .await
+            .map(|_| ())
+    }
+
+    /// Send a request and wait for its final response, answering platform requests meanwhile.
+    async fn transact(&mut self, m: Message) -> std::io::Result<Message> {
+        let branch = m
+            .top_via()
+            .and_then(|v| v.branch().map(str::to_string))
+            .unwrap_or_default();
+        let bytes = m.to_bytes();
+        let mut wait = Duration::from_millis(500);
+        for _ in 0..7 {
+            self.sock.send_to(&bytes, self.target.sip).await?;
+            let deadline = tokio::time::Instant::now() + wait;
+            loop {
+                let mut buf = vec![0u8; 65_536];
+                let got = tokio::time::timeout_at(deadline, self.sock.recv_from(&mut buf)).await;
+                let Ok(Ok((n, _))) = got else { break };
+                let Ok(msg) = parse_datagram(&buf[..n]) else {
+                    continue;
+                };
+                if msg.is_request() {
+                    self.on_request(msg).await?;
+                    continue;
+                }
+                let same = msg
+                    .top_via()
+                    .and_then(|v| v.branch().map(str::to_string))
+                    .as_deref()
+                    == Some(branch.as_str());
+                if same && msg.status().is_some_and(|s| s >= 200) {
+                    return Ok(msg);
+                }
+            }
+            wait = (wait * 2).min(Duration::from_secs(4));
+        }
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "no answer from the platform",
+        ))
+    }
+
+    async fn register(&mut self, stats: &GbStats) -> std::io::Result<bool> {
+        let call_id = format!("reg-{}@{}", self.spec.device_id, self.local);
+        let id = self.spec.device_id.clone();
+        let mut m = self.request("REGISTER", &id, &call_id, None);
+        m.set("To", format!("<sip:{id}@{}>", self.target.domain));
+        m.push("Contact", format!("<sip:{id}@{}>", self.local))
+            .push("Expires", self.target.expires_secs.to_string());
+        let r = self.transact(m.clone()).await?;
+        let r = if r.status() == Some(401) {
+            let Some(ch) = r.header("WWW-Authenticate") else {
+                return Ok(false);
+            };
+            let params =
+                digest::parse_params(ch.trim_start_matches("Digest").trim()).unwrap_or_default();
+            let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+            let alg = get("algorithm")
+                .and_then(|a| Algorithm::from_token(&a))
+                .unwrap_or(Algorithm::Md5);
+            let mut c = Credentials {
+                username: id.clone(),
+                realm: get("realm").unwrap_or_default(),
+                nonce: get("nonce").unwrap_or_default(),
+                uri: format!("sip:{}@{}", self.target.platform_id, self.target.domain),
+                qop: get("qop").map(|_| "auth".to_string()),
+                nc: Some("00000001".into()),
+                cnonce: Some(format!("{:08x}", self.n)),
+                algorithm: Some(alg.token().into()),
+                ..Default::default()
+            };
+            if c.qop.is_none() {
+                c.nc = None;
+                c.cnonce = None;
+            }
+            let ha1 = digest::ha1(alg, &id, &c.realm, &self.spec.password);
+            c.response = digest::expected_response(&c, alg, &ha1, "REGISTER");
+            let mut auth = format!(
+                "Digest username=\"{}\", realm=\"{}\", nonce=\"{}\", uri=\"{}\", response=\"{}\", algorithm={}",
+                c.username, c.realm, c.nonce, c.uri, c.response, alg.token()
+            );
+            if c.qop.is_some() {
+                auth.push_str(&format!(
+                    ", qop=auth, nc=00000001, cnonce=\"{}\"",
+                    c.cnonce.clone().unwrap_or_default()
+                ));
+            }
+            let mut again = m;
+            let branch = self.branch();
+            again.set(
+                "Via",
+                format!("SIP/2.0/UDP {};rport;branch={branch}", self.local),
+            );
+            self.cseq += 1;
+            again.set("CSeq", format!("{} REGISTER", self.cseq));
+            again.push("Authorization", auth);
+            self.transact(again).await?
+        } else {
+            r
+        };
+        if r.status() == Some(200) {
+            stats.registered.fetch_add(1, Ordering::Relaxed);
+            Ok(true)
+        } else {
+            stats.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(device.id = %id, status = ?r.status(), "simulated recorder refused");
+            Ok(false)
+        }
+    }
+
+    async fn on_request(&mut self, req: Message) -> std::io::Result<()> {
+        let method = req.method().unwrap_or("").to_string();
+        let code = match method.as_str() {
+            "MESSAGE" | "SUBSCRIBE" => 200,
+            "ACK" => return Ok(()),
+            "INVITE" => 488,
+            _ => 501,
+        };
+        let mut r = req.response(
+            code,
+            if code == 200 {
+                "OK"
+            } else {
+                "Not Acceptable Here"
+            },
+            Some(&self.tag),
+        );
+        if method == "SUBSCRIBE" {
+            r.push(
+                "Expires",
+                req.header("Expires").unwrap_or("3600").to_string(),
+            );
+            self.subscribed = Some((
+                req.call_id().unwrap_or_default().to_string(),
+                req.from()
+                    .and_then(|f| f.param("tag").map(str::to_string))
+                    .unwrap_or_default(),
+            ));
+        }
+        self.sock.send_to(&r.to_bytes(), self.target.sip).await?;
+        if method == "MESSAGE" {
+            let Ok(tree) = manscdp::parse_tree(&req.body_text()) else {
+                return Ok(());
+            };
+            let sn: u32 = tree.text_of("SN").and_then(|s| s.parse().ok()).unwrap_or(0);
+            let id = self.spec.device_id.clone();
+            let body = match tree.text_of("CmdType") {
+                Some("Catalog") => Some(format!(
+                    "<?xml version=\"1.0\" encoding=\"GB2312\"?>\r\n<Response>\r\n<CmdType>Catalog</CmdType>\r\n<SN>{sn}</SN>\r\n\
+                     <DeviceID>{id}</DeviceID>\r\n<SumNum>1</SumNum>\r\n<DeviceList Num=\"1\">\r\n<Item>\r\n<DeviceID>{}</DeviceID>\r\n\
+                     <Name>执法记录仪{}</Name>\r\n<Manufacturer>Shouhu</Manufacturer>\r\n<Model>SIM-1</Model>\r\n<ParentID>{id}</ParentID>\r\n\
+                     <Status>ON</Status>\r\n</Item>\r\n</DeviceList>\r\n</Response>\r\n",
+                    channel_of(&id),
+                    &id[16..]
+                )),
+                Some("DeviceInfo") => Some(format!(
+                    "<?xml version=\"1.0\" encoding=\"GB2312\"?>\r\n<Response>\r\n<CmdType>DeviceInfo</CmdType>\r\n<SN>{sn}</SN>\r\n\
+                     <DeviceID>{id}</DeviceID>\r\n<Result>OK</Result>\r\n<DeviceName>执法记录仪</DeviceName>\r\n<Manufacturer>Shouhu</Manufacturer>\r\n\
+                     <Model>SIM-1</Model>\r\n<Firmware>1.0</Firmware>\r\n<Channel>1</Channel>\r\n</Response>\r\n"
+                )),
+                _ => None,
+            };
+            if let Some(b) = body {
+                let call = format!("q{}-{}", sn, self.spec.device_id);
+                let to = self.target.platform_id.clone();
+                let m = self.request("MESSAGE", &to, &call, Some(b));
+                self.send(&m).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The channel id of a simulated recorder: type code 131 in place of 132.
+pub fn channel_of(device_id: &str) -> String {
+    if device_id.len() == 20 {
+        format!("{}131{}", &device_id[..10], &device_id[13..])
+    } else {
+        device_id.to_string()
+    }
+}
+
+fn now_local() -> String {
+    manscdp::format_local_time(chrono::Utc::now().timestamp_millis())
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Run one recorder until `stop`.
+pub async fn run_recorder(
+    spec: RecorderSpec,
+    target: GbTarget,
+    stats: Arc<GbStats>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let bind: SocketAddr = if target.sip.ip().is_loopback() {
+        "127.0.0.1:0"
+    } else {
+        "0.0.0.0:0"
+    }
+    .parse()
+    .expect("valid");
+    let sock = match UdpSocket::bind(bind).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "simulated recorder cannot bind");
+            stats.errors.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    };
+    let local = sock.local_addr().expect("bound");
+    let mut d = Device {
+        tag: format!("{:x}", rand::random::<u32>()),
+        call_id: format!("ka-{}@{}", spec.device_id, local),
+        spec,
+        target,
+        sock,
+        local,
+        cseq: 0,
+        n: 0,
+        sn: 0,
+        subscribed: None,
+    };
+    let mut route = d.spec.route.clone();
+    'outer: loop {
+        match d.register(&stats).await {
+            Ok(true) => {}
+            Ok(false) | Err(_) => {
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(10)) => continue,
+                    _ = stop.changed() => return,
+                }
+            }
+        }
+        let reregister = tokio::time::Instant::now()
+            + Duration::from_secs(u64::from(d.target.expires_secs) * 4 / 5);
+        let mut keepalive = tokio::time::interval(d.target.keepalive);
+        let mut position = tokio::time::interval(d.target.position);
+        let mut last = tokio::time::Instant::now();
+        loop {
+            let mut buf = vec![0u8; 65_536];
+            tokio::select! {
+                _ = stop.changed() => {
+                    let id = d.spec.device_id.clone();
+                    let mut m = d.request("REGISTER", &id, &format!("reg-{}@{}", id, d.local), None);
+                    m.push("Expires", "0");
+                    let _ = d.send(&m).await;
+                    return;
+                }
+                _ = tokio::time::sleep_until(reregister) => continue 'outer,
+                _ = keepalive.tick() => {
+                    d.sn += 1;
+                    let body = format!(
+                        "<?xml version=\"1.0\" encoding=\"GB2312\"?>\r\n<Notify>\r\n<CmdType>Keepalive</CmdType>\r\n<SN>{}</SN>\r\n<DeviceID>{}</DeviceID>\r\n<Status>OK</Status>\r\n</Notify>\r\n",
+                        d.sn, d.spec.device_id
+                    );
+                    let to = d.target.platform_id.clone();
+                    let call = d.call_id.clone();
+                    let m = d.request("MESSAGE", &to, &call, Some(body));
+                    match d.transact(m).await {
+                        Ok(r) if r.status() == Some(200) => { stats.keepalives.fetch_add(1, Ordering::Relaxed); }
+                        Ok(_) => continue 'outer, // refused: register again
+                        Err(_) => { stats.errors.fetch_add(1, Ordering::Relaxed); }
+                    }
+                }
+                _ = position.tick() => {
+                    let dt = last.elapsed().as_secs_f64();
+                    last = tokio::time::Instant::now();
+                    let (lat, lon, speed, heading) = route.step(dt);
+                    d.sn += 1;
+                    let body = format!(
+                        "<?xml version=\"1.0\" encoding=\"GB2312\"?>\r\n<Notify>\r\n<CmdType>MobilePosition</CmdType>\r\n<SN>{}</SN>\r\n<DeviceID>{}</DeviceID>\r\n\
+                         <Time>{}</Time>\r\n<Longitude>{lon:.6}</Longitude>\r\n<Latitude>{lat:.6}</Latitude>\r\n<Speed>{speed:.1}</Speed>\r\n<Direction>{heading:.0}</Direction>\r\n<Altitude>5</Altitude>\r\n</Notify>\r\n",
+                        d.sn, channel_of(&d.spec.device_id), now_local()
+                    );
+                    let to = d.target.platform_id.clone();
+                    let m = match d.subscribed.clone() {
+                        Some((call, from_tag)) => {
+                            let mut m = d.request("NOTIFY", &to, &call, Some(body));
+                            m.set("To", format!("<sip:{to}@{}>;tag={from_tag}", d.target.domain));
+                            m.push("Event", "presence").push("Subscription-State", "active");
+                            m
+                        }
+                        None => {
+                            let call = d.call_id.clone();
+                            d.request("MESSAGE", &to, &call, Some(body))
+                        }
+                    };
+                    if d.send(&m).await.is_ok() {
+                        stats.positions.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                r = d.sock.recv_from(&mut buf) => {
+                    if let Ok((n, _)) = r {
+                        if let Ok(msg) = parse_datagram(&buf[..n]) {
+                            if msg.is_request() {
+                                if d.on_request(msg).await.is_ok() {
+                                    stats.queries.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Start recorders in the background (spread over the first second so they do not all register
+/// in one instant); they stop, unregistering, when `stop` turns true.
+pub fn start(
+    recorders: Vec<RecorderSpec>,
+    target: &GbTarget,
+    stop: watch::Receiver<bool>,
+) -> Arc<GbStats> {
+    let stats = Arc::new(GbStats::default());
+    let n = recorders.len().max(1) as u64;
+    for (i, r) in recorders.into_iter().enumerate() {
+        let t = target.clone();
+        let s = stats.clone();
+        let st = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(i as u64 * 1000 / n)).await;
+            run_recorder(r, t, s, st).await;
+        });
+    }
+    stats
+}
