@@ -418,10 +418,8 @@ pub async fn run_recorder(
                 r = d.sock.recv_from(&mut buf) => {
                     if let Ok((n, _)) = r {
                         if let Ok(msg) = parse_datagram(&buf[..n]) {
-                            if msg.is_request() {
-                                if d.on_request(msg).await.is_ok() {
-                                    stats.queries.fetch_add(1, Ordering::Relaxed);
-                                }
+                            if msg.is_request() && d.on_request(msg).await.is_ok() {
+                                stats.queries.fetch_add(1, Ordering::Relaxed);
                             }
                         }
                     }
