@@ -42,7 +42,7 @@ fuzz-short:
 fuzz:
 	./scripts/fuzz.sh 600
 
-## The benchmarks (docs/benchmarks.md): foundation on SQLite then PostgreSQL; live positions
+## The benchmarks (docs/benchmarks.md): foundation on SQLite then PostgreSQL; live positions; GB/T 28181 signalling
 ## (with the Mosquitto comparison) on SQLite, then its full load on PostgreSQL.
 bench: deps
 	./scripts/install-deps.sh --bench
@@ -51,6 +51,7 @@ bench: deps
 	./target/release/shouhu bench --engine postgres --database-url $(SHOUHU_TEST_PG_URL)
 	./target/release/shouhu bench positions
 	./target/release/shouhu bench positions --skip-compare --database-url $(SHOUHU_TEST_PG_URL)
+	./target/release/shouhu bench sip
 
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps

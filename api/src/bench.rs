@@ -64,14 +64,18 @@ pub struct BenchArgs {
 pub enum BenchWhat {
     /// Live positions: JT/T 808 terminals, WebSocket fan-out, and the Mosquitto comparison.
     Positions(crate::bench_positions::PositionsBenchArgs),
+    /// GB/T 28181 signalling: thousands of recorders registering and keeping alive.
+    Sip(crate::bench_sip::SipBenchArgs),
 }
 
 const BENCH_PASSWORD: &str = "Bench@2026x";
 
 /// Run the benchmark.
 pub async fn run(mut cfg: Config, args: BenchArgs) -> anyhow::Result<()> {
-    if let Some(BenchWhat::Positions(a)) = args.what {
-        return crate::bench_positions::run(a).await;
+    match args.what {
+        Some(BenchWhat::Positions(a)) => return crate::bench_positions::run(a).await,
+        Some(BenchWhat::Sip(a)) => return crate::bench_sip::run(a).await,
+        None => {}
     }
     let dir = std::env::temp_dir().join(format!("shouhu-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;

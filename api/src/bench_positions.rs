@@ -78,14 +78,14 @@ pub struct PositionsBenchArgs {
 const PHONE_BASE: u64 = 14_000_000_000;
 const PASSWORD: &str = "Bench@2026x";
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
 }
 
 /// CPU seconds (user + system) and RSS of a process.
-fn proc_cpu_s(pid: u32) -> f64 {
+pub(crate) fn proc_cpu_s(pid: u32) -> f64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name (which may contain spaces) start after the last ')'.
     let rest = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
@@ -110,7 +110,7 @@ fn postgres_cpu_s() -> f64 {
         .sum()
 }
 
-fn proc_rss_mb(pid: u32) -> f64 {
+pub(crate) fn proc_rss_mb(pid: u32) -> f64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     s.lines()
         .find(|l| l.starts_with("VmRSS:"))

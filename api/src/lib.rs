@@ -15,6 +15,7 @@
 pub mod auth;
 pub mod bench;
 pub mod bench_positions;
+pub mod bench_sip;
 pub mod cli;
 pub mod clock;
 pub mod config;
