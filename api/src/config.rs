@@ -51,6 +51,40 @@ pub struct Config {
     pub dispatch: DispatchConfig,
     /// The GB/T 28181 SIP server for body-worn recorders.
     pub sip: SipConfig,
+    /// The stream hub: RTP ingest of live video.
+    pub media: MediaConfig,
+}
+
+/// `[media]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// The address put in SDP offers, where devices send RTP. Empty (default): the host of the
+    /// SIP server's advertised address.
+    pub advertise_ip: String,
+    /// Local address of RTP sockets. Default `0.0.0.0`.
+    pub bind_ip: String,
+    /// First RTP port. Default 30000.
+    pub rtp_port_min: u16,
+    /// Last RTP port. Default 30999.
+    pub rtp_port_max: u16,
+    /// A stream with no media this long ends, with a log line naming the likely cause. Default 10.
+    pub no_media_timeout_secs: u64,
+    /// A stream stays up this long after its last viewer left. Default 10.
+    pub grace_secs: u64,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            advertise_ip: String::new(),
+            bind_ip: "0.0.0.0".into(),
+            rtp_port_min: 30_000,
+            rtp_port_max: 30_999,
+            no_media_timeout_secs: 10,
+            grace_secs: 10,
+        }
+    }
 }
 
 /// `[sip]`
@@ -389,6 +423,16 @@ impl Config {
         }
         if sip.rate_burst == 0 || sip.rate_per_sec == 0 {
             anyhow::bail!("sip.rate_burst and sip.rate_per_sec must be at least 1");
+        }
+        let m = &self.media;
+        if !m.advertise_ip.is_empty() && m.advertise_ip.parse::<std::net::IpAddr>().is_err() {
+            anyhow::bail!("media.advertise_ip must be an IP address");
+        }
+        if m.bind_ip.parse::<std::net::IpAddr>().is_err() {
+            anyhow::bail!("media.bind_ip must be an IP address");
+        }
+        if m.rtp_port_min == 0 || m.rtp_port_min > m.rtp_port_max {
+            anyhow::bail!("media.rtp_port_min must be at least 1 and not above media.rtp_port_max");
         }
         Ok(())
     }

@@ -73,7 +73,9 @@ pub async fn build_state_with_db(
     );
     let sip = crate::sip::start(&cfg, db.clone(), hub.clone());
     crate::sip::load_registry(&db, &sip, &cfg).await?;
+    let streams = crate::sip::stream_hub(&cfg, &sip);
     Ok(AppState {
+        streams,
         sip,
         db,
         cfg: Arc::new(cfg),

@@ -2,7 +2,9 @@
 //! each registers over real SIP/UDP with digest authentication, sends `Keepalive`, reports
 //! `MobilePosition` along a [`Route`] (by `NOTIFY` once the platform subscribed, by `MESSAGE`
 //! before), answers `Catalog` and `DeviceInfo` queries, and registers again before expiry or
-//! after being refused. Live streaming (INVITE) is answered `488` until the stream hub lands.
+//! after being refused. An `INVITE` for live video (RTP over UDP) is answered with its SDP and,
+//! after the ACK, the recorder streams H.264 in MPEG-PS over RTP (the elementary stream comes
+//! from ffmpeg once per process; the PS and RTP are ours) until `BYE`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -74,6 +76,98 @@ struct Device {
     tag: String,
     sn: u32,
     subscribed: Option<(String, String)>,
+    /// Answered INVITEs waiting for their ACK: call id → (media target, SSRC).
+    offers: std::collections::HashMap<String, (SocketAddr, u32)>,
+    /// Running streams: call id → stop.
+    streams: std::collections::HashMap<String, watch::Sender<bool>>,
+}
+
+/// The sample the recorders stream: H.264 access units (Annex B), 25 frames a second, a keyframe
+/// every second; made once per process by ffmpeg.
+static SAMPLE: tokio::sync::OnceCell<Option<Arc<Vec<Vec<u8>>>>> =
+    tokio::sync::OnceCell::const_new();
+
+async fn sample() -> Option<Arc<Vec<Vec<u8>>>> {
+    SAMPLE
+        .get_or_init(|| async {
+            let out = tokio::process::Command::new("ffmpeg")
+                .args(["-v", "error", "-f", "lavfi", "-i", "testsrc=size=640x360:rate=25", "-t", "10"])
+                .args(["-pix_fmt", "yuv420p", "-c:v", "libx264", "-profile:v", "baseline", "-g", "25", "-bf", "0"])
+                .args(["-x264-params", "aud=1", "-b:v", "800k", "-f", "h264", "pipe:1"])
+                .output()
+                .await;
+            match out {
+                Ok(o) if o.status.success() => {
+                    let aus = access_units(&o.stdout);
+                    (!aus.is_empty()).then(|| Arc::new(aus))
+                }
+                Ok(o) => {
+                    tracing::warn!(stderr = %String::from_utf8_lossy(&o.stderr), "simulated recorders: ffmpeg failed; they cannot stream");
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "simulated recorders: ffmpeg is missing; they cannot stream");
+                    None
+                }
+            }
+        })
+        .await
+        .clone()
+}
+
+/// Split an Annex B H.264 stream at its access unit delimiters.
+pub fn access_units(es: &[u8]) -> Vec<Vec<u8>> {
+    let mut starts = Vec::new();
+    let mut i = 0;
+    while i + 4 < es.len() {
+        if es[i] == 0 && es[i + 1] == 0 && es[i + 2] == 0 && es[i + 3] == 1 && es[i + 4] & 0x1F == 9
+        {
+            starts.push(i);
+        }
+        i += 1;
+    }
+    starts.push(es.len());
+    starts.windows(2).map(|w| es[w[0]..w[1]].to_vec()).collect()
+}
+
+/// Stream the sample to `target` as PS over RTP until `stop`.
+async fn stream_to(
+    target: SocketAddr,
+    ssrc: u32,
+    aus: Arc<Vec<Vec<u8>>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let bind: SocketAddr = if target.ip().is_loopback() {
+        "127.0.0.1:0"
+    } else {
+        "0.0.0.0:0"
+    }
+    .parse()
+    .expect("valid");
+    let Ok(sock) = UdpSocket::bind(bind).await else {
+        return;
+    };
+    let mux = shouhu_media::ps::PsMuxer {
+        video: shouhu_media::ps::Codec::H264,
+        audio: None,
+    };
+    let mut seq: u16 = rand::random();
+    let mut every = tokio::time::interval(Duration::from_millis(40));
+    let mut pts: u64 = 3600;
+    for au in aus.iter().cycle() {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let key = shouhu_media::ps::is_keyframe(shouhu_media::ps::Codec::H264, au);
+        let ps = mux.video_frame(pts, au, key);
+        for p in shouhu_media::rtp::packetize(96, &mut seq, pts as u32, ssrc, &ps, 1400) {
+            if sock.send_to(&p, target).await.is_err() {
+                return;
+            }
+        }
+        pts += 3600;
+    }
 }
 
 impl Device {
@@ -232,10 +326,37 @@ impl Device {
 
     async fn on_request(&mut self, req: Message) -> std::io::Result<()> {
         let method = req.method().unwrap_or("").to_string();
+        let call = req.call_id().unwrap_or_default().to_string();
+        match method.as_str() {
+            "INVITE" => return self.on_invite(req).await,
+            "ACK" => {
+                if let Some((target, ssrc)) = self.offers.remove(&call) {
+                    if let Some(aus) = sample().await {
+                        let (tx, rx) = watch::channel(false);
+                        self.streams.insert(call, tx);
+                        tokio::spawn(stream_to(target, ssrc, aus, rx));
+                    }
+                }
+                return Ok(());
+            }
+            "BYE" => {
+                let known = self.streams.remove(&call).map(|tx| tx.send(true)).is_some();
+                let r = req.response(
+                    if known { 200 } else { 481 },
+                    if known {
+                        "OK"
+                    } else {
+                        "Call/Transaction Does Not Exist"
+                    },
+                    Some(&self.tag),
+                );
+                self.sock.send_to(&r.to_bytes(), self.target.sip).await?;
+                return Ok(());
+            }
+            _ => {}
+        }
         let code = match method.as_str() {
             "MESSAGE" | "SUBSCRIBE" => 200,
-            "ACK" => return Ok(()),
-            "INVITE" => 488,
             _ => 501,
         };
         let mut r = req.response(
@@ -293,6 +414,44 @@ impl Device {
     }
 }
 
+impl Device {
+    async fn on_invite(&mut self, req: Message) -> std::io::Result<()> {
+        let call = req.call_id().unwrap_or_default().to_string();
+        let offer = shouhu_media::gb28181::sdp::parse(&req.body_text());
+        let usable = matches!(&offer, Ok(m) if m.transport == shouhu_media::gb28181::sdp::MediaTransport::Udp && m.ip.is_some());
+        if !usable || sample().await.is_none() {
+            let r = req.response(488, "Not Acceptable Here", Some(&self.tag));
+            return self
+                .sock
+                .send_to(&r.to_bytes(), self.target.sip)
+                .await
+                .map(|_| ());
+        }
+        let m = offer.expect("checked");
+        let ssrc_text = m.ssrc.clone().unwrap_or_else(|| "0".into());
+        let ssrc: u32 = ssrc_text.parse().unwrap_or(0);
+        let target = SocketAddr::new(m.ip.expect("checked"), m.port);
+        self.offers.insert(call, (target, ssrc));
+        let ip = self.local.ip();
+        let answer = format!(
+            "v=0\r\no={} 0 0 IN IP4 {ip}\r\ns=Play\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=video {} RTP/AVP 96\r\na=sendonly\r\na=rtpmap:96 PS/90000\r\ny={ssrc_text}\r\nf=\r\n",
+            self.spec.device_id,
+            self.local.port()
+        );
+        let mut r = req.response(200, "OK", Some(&self.tag));
+        r.push(
+            "Contact",
+            format!("<sip:{}@{}>", self.spec.device_id, self.local),
+        )
+        .push("Content-Type", "APPLICATION/SDP");
+        r.body = answer.into_bytes();
+        self.sock
+            .send_to(&r.to_bytes(), self.target.sip)
+            .await
+            .map(|_| ())
+    }
+}
+
 /// The channel id of a simulated recorder: type code 131 in place of 132.
 pub fn channel_of(device_id: &str) -> String {
     if device_id.len() == 20 {
@@ -344,6 +503,8 @@ pub async fn run_recorder(
         n: 0,
         sn: 0,
         subscribed: None,
+        offers: std::collections::HashMap::new(),
+        streams: std::collections::HashMap::new(),
     };
     let mut route = d.spec.route.clone();
     'outer: loop {

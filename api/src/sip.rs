@@ -41,6 +41,33 @@ pub fn server_config(cfg: &Config) -> SipServerConfig {
     }
 }
 
+/// The stream hub over the SIP server. The SDP address is `media.advertise_ip`, else the host
+/// of the SIP server's advertised address (resolved when the first stream starts).
+pub fn stream_hub(cfg: &Config, sip: &SipServer) -> shouhu_media::hub::StreamHub {
+    let m = &cfg.media;
+    let advertise_ip = m
+        .advertise_ip
+        .parse()
+        .ok()
+        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+    shouhu_media::hub::StreamHub::new(
+        shouhu_media::hub::StreamHubConfig {
+            advertise_ip,
+            bind_ip: m
+                .bind_ip
+                .parse()
+                .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0])),
+            rtp_ports: (m.rtp_port_min, m.rtp_port_max),
+            no_media_timeout: std::time::Duration::from_secs(m.no_media_timeout_secs.max(1)),
+            grace: std::time::Duration::from_secs(m.grace_secs),
+            answer_timeout: std::time::Duration::from_secs(10),
+            domain: cfg.sip.domain.clone(),
+            platform_id: cfg.sip.platform_id.clone(),
+        },
+        sip.clone(),
+    )
+}
+
 /// Device ids → dispatch units: a bound recorder reports for its officer.
 struct DeviceSink {
     hub: Arc<shouhu_dispatch::hub::Hub>,

@@ -32,6 +32,8 @@ pub struct AppState {
     pub jt808: Arc<shouhu_media::jt808::server::Jt808Server>,
     /// The GB/T 28181 SIP server (its sockets are bound by `serve`).
     pub sip: shouhu_media::gb28181::server::SipServer,
+    /// The stream hub (live video ingest, one per channel, shared by viewers).
+    pub streams: shouhu_media::hub::StreamHub,
 }
 
 impl AppState {

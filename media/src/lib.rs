@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod gb28181;
+pub mod hub;
 pub mod jt808;
 pub mod ps;
 pub mod rtp;

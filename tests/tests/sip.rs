@@ -418,7 +418,8 @@ async fn a_flood_of_registrations_is_served() {
 async fn demo_recorders_register_report_their_catalog_and_move_their_officers() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = shouhu(dir.path());
-    c.args(["demo", "--enterprises", "10"]);
+    c.args(["demo", "--enterprises", "10"])
+        .env("SHOUHU__MEDIA__GRACE_SECS", "1");
     let run = Running::start(c, "http");
     let http = run.base.clone();
     let r: Value = reqwest::Client::new()
@@ -475,6 +476,71 @@ async fn demo_recorders_register_report_their_catalog_and_move_their_officers() 
         v["time"] != first_fix["time"] && v["source"] == "gb28181"
     })
     .await;
+
+    // Live video: the snapshot starts the stream (INVITE, PS over RTP/UDP from the simulated
+    // recorder, our demuxer) and decodes its keyframe; an independent reader checks the JPEG.
+    let channel = rec["channel_list"][0]["channel_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = reqwest::Client::new()
+        .get(format!(
+            "{}/api/v1/streams/{first}/{channel}/snapshot.jpg",
+            d.http
+        ))
+        .bearer_auth(&d.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    assert_eq!(r.headers()["content-type"], "image/jpeg");
+    let jpeg = r.bytes().await.unwrap();
+    let path = d._dir.path().join("snap.jpg");
+    std::fs::write(&path, &jpeg).unwrap();
+    let probe = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,width,height",
+            "-of",
+            "json",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        probe.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    let v: Value = serde_json::from_slice(&probe.stdout).unwrap();
+    assert_eq!(
+        (
+            v["streams"][0]["width"].as_u64(),
+            v["streams"][0]["height"].as_u64()
+        ),
+        (Some(640), Some(360))
+    );
+    let (_, streams) = d.get("/streams").await;
+    assert!(
+        streams
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["device_id"] == json!(first) && s["frames"].as_u64() > Some(0)),
+        "{streams}"
+    );
+    // The last viewer left: after the grace period the hub hangs up (BYE) and the stream is gone.
+    d.wait_for("/streams", "the stream ends after the grace period", |v| {
+        v.as_array().is_some_and(|a| a.is_empty())
+    })
+    .await;
+    let (_, rec) = d.get(&format!("/recorders/{first}")).await;
+    assert_eq!(rec["access"]["streaming"], false);
+    // The look is on record.
+    let (_, audit) = d.get("/audit?action=stream.view").await;
+    assert!(audit.to_string().contains(&first), "{audit}");
     let (status, _) = d.run.stop();
     assert!(status.success());
 }

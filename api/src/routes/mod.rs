@@ -13,6 +13,7 @@ pub mod officers;
 pub mod org_units;
 pub mod recorders;
 pub mod reference;
+pub mod streams;
 
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
@@ -82,6 +83,7 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(reference::router())
         .merge(dispatch::router())
         .merge(recorders::router())
+        .merge(streams::router())
         .merge(dispatch_ws::router())
         .layer(json_limit);
     let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())

@@ -79,7 +79,7 @@ fn view(state: &AppState, r: Recorder) -> RecorderView {
         Some(a) => Access {
             registered: true,
             online: a.online,
-            streaming: false,
+            streaming: state.streams.is_streaming(&r.device_id),
             transport: Some(a.transport.to_string()),
             remote_addr: Some(a.remote.to_string()),
             last_seen_at_ms: Some(a.last_seen_ms),

@@ -2,16 +2,18 @@
 //!
 //! * [`manscdp`]: the XML bodies (keepalive, positions, alarms, catalog, queries);
 //! * [`register`]: `REGISTER` admission with digest;
+//! * [`sdp`]: the live-stream offer and answer;
 //! * [`platform`]: the sans-IO state machine over every device;
 //! * [`server`]: the thin UDP and TCP transports around it.
 
 pub mod manscdp;
 pub mod platform;
 pub mod register;
+pub mod sdp;
 #[cfg(not(fuzzing))]
 pub mod server;
 
-pub use platform::{DeviceUpdate, Output, Peer, Platform, PlatformConfig, Transport};
+pub use platform::{DeviceUpdate, Output, Peer, Platform, PlatformConfig, StreamUpdate, Transport};
 pub use register::Secret;
 
 /// The clock, passed in: a monotonic time for timers and the wall time for what devices see.

@@ -27,6 +27,7 @@ use std::net::SocketAddr;
 
 use super::manscdp::{self, Body, CatalogItem};
 use super::register::{self, Admission, RegisterPolicy, Secret};
+use super::sdp::{self, Offer};
 use super::Now;
 use crate::model::{Position, PositionSource, UnitEvent};
 use crate::sip::digest::{Algorithm, NonceIssuer};
@@ -172,6 +173,48 @@ pub enum Output {
     Event(UnitEvent),
     /// Record in the registry.
     Device(DeviceUpdate),
+    /// A live-stream dialog changed.
+    Stream(StreamUpdate),
+}
+
+/// What happened to a live-stream dialog the platform opened with [`Platform::invite`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamUpdate {
+    /// The device accepted (ACK sent): media should now arrive as its SDP says.
+    Answered {
+        /// Dialog.
+        call_id: String,
+        /// The device's answer.
+        media: sdp::Media,
+    },
+    /// The device refused, did not answer, or its answer was unusable.
+    Failed {
+        /// Dialog.
+        call_id: String,
+        /// SIP status (408 for no answer, 488 for an unusable SDP).
+        code: u16,
+        /// Why.
+        reason: String,
+    },
+    /// The dialog ended from the device's side (BYE, unregistration, lost connection).
+    Ended {
+        /// Dialog.
+        call_id: String,
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Dialog {
+    device_id: String,
+    peer: Peer,
+    request_uri: String,
+    from: String,
+    to: String,
+    to_tag: Option<String>,
+    cseq: u32,
+    answered: bool,
 }
 
 /// One registered device's live state (see [`Platform::device`]).
@@ -204,6 +247,7 @@ struct Bucket {
 struct Pending {
     device_id: String,
     what: &'static str,
+    call_id: Option<String>,
 }
 
 /// The platform state machine.
@@ -217,6 +261,7 @@ pub struct Platform {
     server_tx: ServerTransactions,
     client_tx: ClientTransactions<Peer>,
     pending: HashMap<String, Pending>,
+    dialogs: HashMap<String, Dialog>,
     out: Vec<Output>,
     seq: u64,
     tag: String,
@@ -242,6 +287,7 @@ impl Platform {
             server_tx: ServerTransactions::new(),
             client_tx: ClientTransactions::new(),
             pending: HashMap::new(),
+            dialogs: HashMap::new(),
             out: Vec::new(),
             seq: 0,
             tag,
@@ -366,7 +412,20 @@ impl Platform {
                 self.finish(peer, &msg, r, now);
             }
             "ACK" => {}
-            "BYE" | "CANCEL" => self.reply(peer, &msg, 481, "Call/Transaction Does Not Exist", now),
+            "BYE" => {
+                let call = msg.call_id().unwrap_or_default().to_string();
+                if self.dialogs.remove(&call).is_some() {
+                    self.reply(peer, &msg, 200, "OK", now);
+                    tracing::info!(device.id = %device_id, call_id = %call, "sip.stream_bye_from_device");
+                    self.out.push(Output::Stream(StreamUpdate::Ended {
+                        call_id: call,
+                        reason: "the device hung up",
+                    }));
+                } else {
+                    self.reply(peer, &msg, 481, "Call/Transaction Does Not Exist", now);
+                }
+            }
+            "CANCEL" => self.reply(peer, &msg, 481, "Call/Transaction Does Not Exist", now),
             _ => self.reply(peer, &msg, 501, "Not Implemented", now),
         }
     }
@@ -535,6 +594,7 @@ impl Platform {
     }
 
     fn went_away(&mut self, device_id: &str, reason: &'static str) {
+        self.end_dialogs_of(device_id, reason);
         self.out.push(Output::Device(DeviceUpdate::Unregistered {
             device_id: device_id.to_string(),
             reason,
@@ -706,10 +766,14 @@ impl Platform {
     }
 
     fn on_response(&mut self, peer: Peer, resp: Message, _now: Now) {
+        let code = resp.status().unwrap_or(0);
         match self.client_tx.on_response(&resp) {
             ResponseMatch::Final(branch) => {
                 if let Some(p) = self.pending.remove(&branch) {
-                    let code = resp.status().unwrap_or(0);
+                    if p.what == "INVITE" {
+                        self.invite_answered(peer, &resp, &branch, p);
+                        return;
+                    }
                     if code >= 300 {
                         tracing::warn!(device.id = %p.device_id, remote = %peer.addr, code, what = p.what, "sip.request_refused");
                     }
@@ -717,8 +781,255 @@ impl Platform {
             }
             ResponseMatch::Provisional(_) => {}
             ResponseMatch::Unknown => {
-                tracing::debug!(remote = %peer.addr, "sip.stray_response");
+                // A retransmitted 200 to an INVITE: the ACK was lost; send it again.
+                let call = resp.call_id().unwrap_or_default().to_string();
+                let is_invite = resp.cseq().is_some_and(|(_, m)| m == "INVITE");
+                if is_invite
+                    && (200..300).contains(&code)
+                    && self.dialogs.get(&call).is_some_and(|d| d.answered)
+                {
+                    self.send_ack(&call, &resp);
+                } else {
+                    tracing::debug!(remote = %peer.addr, "sip.stray_response");
+                }
             }
+        }
+    }
+
+    fn send_ack(&mut self, call_id: &str, resp: &Message) {
+        let Some(d) = self.dialogs.get(call_id) else {
+            return;
+        };
+        let n = self.seq + 1;
+        let cseq = resp.cseq().map(|c| c.0).unwrap_or(d.cseq);
+        let mut ack = Message::request("ACK", &d.request_uri);
+        ack.push(
+            "Via",
+            format!(
+                "SIP/2.0/{} {};rport;branch=z9hG4bK{}ack{n:x}",
+                d.peer.transport.token(),
+                self.cfg.advertised,
+                self.tag
+            ),
+        )
+        .push("From", d.from.clone())
+        .push("To", resp.header("To").unwrap_or(&d.to).to_string())
+        .push("Call-ID", call_id.to_string())
+        .push("CSeq", format!("{cseq} ACK"))
+        .push("Max-Forwards", "70");
+        let peer = d.peer;
+        self.seq = n;
+        self.send(peer, ack.to_bytes());
+    }
+
+    fn invite_answered(&mut self, peer: Peer, resp: &Message, branch: &str, p: Pending) {
+        let code = resp.status().unwrap_or(0);
+        let Some(call) = p.call_id else { return };
+        if code >= 300 {
+            // Non-2xx: the ACK belongs to the INVITE transaction (same branch).
+            if let Some(d) = self.dialogs.remove(&call) {
+                let mut ack = Message::request("ACK", &d.request_uri);
+                ack.push(
+                    "Via",
+                    format!(
+                        "SIP/2.0/{} {};rport;branch={branch}",
+                        peer.transport.token(),
+                        self.cfg.advertised
+                    ),
+                )
+                .push("From", d.from.clone())
+                .push("To", resp.header("To").unwrap_or(&d.to).to_string())
+                .push("Call-ID", call.clone())
+                .push("CSeq", format!("{} ACK", d.cseq))
+                .push("Max-Forwards", "70");
+                self.send(peer, ack.to_bytes());
+            }
+            let reason = match &resp.start {
+                crate::sip::StartLine::Response { reason, .. } => reason.clone(),
+                _ => String::new(),
+            };
+            tracing::warn!(device.id = %p.device_id, call_id = %call, code, reason = %reason, "sip.invite_refused");
+            self.out.push(Output::Stream(StreamUpdate::Failed {
+                call_id: call,
+                code,
+                reason,
+            }));
+            return;
+        }
+        let to_tag = resp.to().and_then(|t| t.param("tag").map(str::to_string));
+        match self.dialogs.get_mut(&call) {
+            Some(d) => {
+                d.answered = true;
+                d.to_tag = to_tag;
+                if let Some(t) = resp.header("To") {
+                    d.to = t.to_string();
+                }
+                if let Some(c) = resp.header("Contact").and_then(NameAddr::parse) {
+                    d.request_uri = c.uri.to_string();
+                }
+            }
+            None => return,
+        }
+        self.send_ack(&call, resp);
+        match sdp::parse(&resp.body_text()) {
+            Ok(media) => {
+                tracing::info!(device.id = %p.device_id, call_id = %call, media.port = media.port, media.ssrc = ?media.ssrc, media.transport = ?media.transport, "sip.stream_answered");
+                self.out.push(Output::Stream(StreamUpdate::Answered {
+                    call_id: call,
+                    media,
+                }));
+            }
+            Err(e) => {
+                tracing::warn!(device.id = %p.device_id, call_id = %call, reason = %e, "sip.stream_bad_answer");
+                self.bye(
+                    &call,
+                    Now {
+                        mono_ms: 0,
+                        utc_ms: 0,
+                    },
+                );
+                self.out.push(Output::Stream(StreamUpdate::Failed {
+                    call_id: call,
+                    code: 488,
+                    reason: e.to_string(),
+                }));
+            }
+        }
+    }
+
+    /// Ask a registered device to stream `channel_id` as `offer` says (`INVITE`, `s=Play`).
+    /// Returns the dialog's Call-ID; the outcome arrives as [`Output::Stream`].
+    pub fn invite(
+        &mut self,
+        device_id: &str,
+        channel_id: &str,
+        offer: &Offer,
+        now: Now,
+    ) -> Result<String, &'static str> {
+        let Some(dev) = self.devices.get(device_id) else {
+            return Err("the recorder is not registered");
+        };
+        if !dev.online {
+            return Err("the recorder is registered but not online");
+        }
+        let peer = dev.peer;
+        let n = self.next_id();
+        let branch = format!("z9hG4bK{}inv{n:x}", self.tag);
+        let call_id = format!("{}{n:x}inv@{}", self.tag, self.cfg.platform_id);
+        let cfg = &self.cfg;
+        let request_uri = format!("sip:{channel_id}@{}", peer.addr);
+        let from = format!(
+            "<sip:{}@{}>;tag={}{n:x}",
+            cfg.platform_id, cfg.domain, self.tag
+        );
+        let to = format!("<sip:{channel_id}@{}>", cfg.domain);
+        let mut m = Message::request("INVITE", &request_uri);
+        m.push(
+            "Via",
+            format!(
+                "SIP/2.0/{} {};rport;branch={branch}",
+                peer.transport.token(),
+                cfg.advertised
+            ),
+        )
+        .push("From", from.clone())
+        .push("To", to.clone())
+        .push("Call-ID", call_id.clone())
+        .push("CSeq", "1 INVITE")
+        .push(
+            "Contact",
+            format!("<sip:{}@{}>", cfg.platform_id, cfg.advertised),
+        )
+        .push("Max-Forwards", "70")
+        .push("User-Agent", cfg.user_agent.clone())
+        .push(
+            "Subject",
+            format!("{channel_id}:{},{}:0", offer.ssrc, cfg.platform_id),
+        )
+        .push("Content-Type", "APPLICATION/SDP");
+        m.body = offer.to_sdp().into_bytes();
+        let bytes = m.to_bytes();
+        let reliable = peer.transport != Transport::Udp;
+        self.client_tx
+            .start(&branch, bytes.clone(), peer, reliable, true, now.mono_ms);
+        self.pending.insert(
+            branch,
+            Pending {
+                device_id: device_id.to_string(),
+                what: "INVITE",
+                call_id: Some(call_id.clone()),
+            },
+        );
+        self.dialogs.insert(
+            call_id.clone(),
+            Dialog {
+                device_id: device_id.to_string(),
+                peer,
+                request_uri,
+                from,
+                to,
+                to_tag: None,
+                cseq: 1,
+                answered: false,
+            },
+        );
+        tracing::info!(device.id = device_id, channel.id = channel_id, call_id = %call_id, ssrc = %offer.ssrc, media.port = offer.port, "sip.invite");
+        self.send(peer, bytes);
+        Ok(call_id)
+    }
+
+    /// End a live-stream dialog (`BYE`; before an answer the dialog is simply forgotten and a
+    /// late 200 is answered with ACK and BYE).
+    pub fn bye(&mut self, call_id: &str, now: Now) {
+        let Some(d) = self.dialogs.remove(call_id) else {
+            return;
+        };
+        if !d.answered {
+            return;
+        }
+        let n = self.next_id();
+        let branch = format!("z9hG4bK{}bye{n:x}", self.tag);
+        let mut m = Message::request("BYE", &d.request_uri);
+        m.push(
+            "Via",
+            format!(
+                "SIP/2.0/{} {};rport;branch={branch}",
+                d.peer.transport.token(),
+                self.cfg.advertised
+            ),
+        )
+        .push("From", d.from.clone())
+        .push("To", d.to.clone())
+        .push("Call-ID", call_id.to_string())
+        .push("CSeq", format!("{} BYE", d.cseq + 1))
+        .push("Max-Forwards", "70");
+        let bytes = m.to_bytes();
+        let reliable = d.peer.transport != Transport::Udp;
+        self.client_tx
+            .start(&branch, bytes.clone(), d.peer, reliable, false, now.mono_ms);
+        self.pending.insert(
+            branch,
+            Pending {
+                device_id: d.device_id.clone(),
+                what: "BYE",
+                call_id: Some(call_id.to_string()),
+            },
+        );
+        tracing::info!(device.id = %d.device_id, call_id = %call_id, "sip.bye");
+        self.send(d.peer, bytes);
+    }
+
+    fn end_dialogs_of(&mut self, device_id: &str, reason: &'static str) {
+        let gone: Vec<String> = self
+            .dialogs
+            .iter()
+            .filter(|(_, d)| d.device_id == device_id)
+            .map(|(c, _)| c.clone())
+            .collect();
+        for call_id in gone {
+            self.dialogs.remove(&call_id);
+            self.out
+                .push(Output::Stream(StreamUpdate::Ended { call_id, reason }));
         }
     }
 
@@ -783,6 +1094,7 @@ impl Platform {
             Pending {
                 device_id: device_id.to_string(),
                 what: method,
+                call_id: None,
             },
         );
         self.send(peer, bytes);
@@ -814,6 +1126,17 @@ impl Platform {
         for b in timed_out {
             if let Some(p) = self.pending.remove(&b) {
                 tracing::warn!(device.id = %p.device_id, what = p.what, "sip.request_timeout");
+                if p.what == "INVITE" {
+                    if let Some(call_id) = p.call_id {
+                        if self.dialogs.remove(&call_id).is_some() {
+                            self.out.push(Output::Stream(StreamUpdate::Failed {
+                                call_id,
+                                code: 408,
+                                reason: "the device did not answer the INVITE".into(),
+                            }));
+                        }
+                    }
+                }
             }
         }
         let silence_ms =
@@ -836,6 +1159,7 @@ impl Platform {
             }
         }
         for id in expired {
+            self.end_dialogs_of(&id, "registration expired");
             let was_online = self.devices.remove(&id).is_some_and(|d| d.online);
             tracing::info!(device.id = %id, "sip.registration_expired");
             self.out.push(Output::Device(DeviceUpdate::Unregistered {

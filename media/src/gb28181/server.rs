@@ -16,8 +16,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, watch};
 
-use super::platform::{DeviceUpdate, Output, Peer, Platform, PlatformConfig, Transport};
+use super::platform::{
+    DeviceUpdate, Output, Peer, Platform, PlatformConfig, StreamUpdate, Transport,
+};
 use super::register::Secret;
+use super::sdp::Offer;
 use super::Now;
 use crate::model::UnitEventSink;
 use crate::sip::message::{parse_datagram, Framed, StreamFramer};
@@ -76,6 +79,7 @@ struct Inner {
     tcp: Mutex<HashMap<u64, mpsc::Sender<Vec<u8>>>>,
     sink: Arc<dyn UnitEventSink>,
     updates: mpsc::UnboundedSender<DeviceUpdate>,
+    streams: OnceLock<mpsc::UnboundedSender<StreamUpdate>>,
     origin: Instant,
     next_conn: AtomicU64,
     stats: SipStats,
@@ -143,6 +147,12 @@ impl Inner {
                 Output::Device(u) => {
                     let _ = self.updates.send(u);
                 }
+                Output::Stream(u) => match self.streams.get() {
+                    Some(tx) => {
+                        let _ = tx.send(u);
+                    }
+                    None => tracing::debug!(update = ?u, "sip.stream_update_unclaimed"),
+                },
             }
         }
     }
@@ -165,6 +175,7 @@ impl SipServer {
                 tcp: Mutex::new(HashMap::new()),
                 sink,
                 updates,
+                streams: OnceLock::new(),
                 origin: Instant::now(),
                 next_conn: AtomicU64::new(1),
                 stats: SipStats::default(),
@@ -235,6 +246,44 @@ impl SipServer {
             .with_platform(|p, now| ok = p.query(device_id, cmd_type, now));
         self.inner.carry_out(out).await;
         ok
+    }
+
+    /// The live-stream dialog updates (the stream hub takes them). `None` after the first call.
+    pub fn stream_updates(&self) -> Option<mpsc::UnboundedReceiver<StreamUpdate>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.inner.streams.set(tx).ok()?;
+        Some(rx)
+    }
+
+    /// Ask a device to stream a channel (see [`Platform::invite`]); the Call-ID on success.
+    pub async fn invite(
+        &self,
+        device_id: &str,
+        channel_id: &str,
+        offer: &Offer,
+    ) -> Result<String, &'static str> {
+        let mut r = Err("not started");
+        let out = self
+            .inner
+            .with_platform(|p, now| r = p.invite(device_id, channel_id, offer, now));
+        self.inner.carry_out(out).await;
+        r
+    }
+
+    /// End a live-stream dialog.
+    pub async fn bye(&self, call_id: &str) {
+        let out = self.inner.with_platform(|p, now| p.bye(call_id, now));
+        self.inner.carry_out(out).await;
+    }
+
+    /// The address the platform advertises (for SDP when `media.advertise` is unset).
+    pub fn advertised(&self) -> String {
+        let p = self
+            .inner
+            .platform
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        p.config().advertised.clone()
     }
 
     /// A device's access state, when registered.

@@ -1,0 +1,177 @@
+//! Live video: the streams the hub runs and a snapshot of a channel's last keyframe.
+//!
+//! Who may look follows the data scope: the recorder must be visible to the caller. Every look
+//! is audited (`stream.view`, with the channel and the kind of view).
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use shouhu_media::hub::{HubError, StreamState};
+use shouhu_media::ps::Codec;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::roles::Perm;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::state::AppState;
+
+/// The stream routes.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_streams))
+        .routes(routes!(snapshot))
+}
+
+/// One running stream.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StreamView {
+    /// Recorder.
+    pub device_id: String,
+    /// Channel.
+    pub channel_id: String,
+    /// `starting`, `live` or `ended`.
+    pub state: String,
+    /// Consumers now.
+    pub viewers: usize,
+    /// Frames received.
+    pub frames: u64,
+    /// RTP packets received.
+    pub packets: u64,
+}
+
+/// Streams running now (of recorders in the caller's scope).
+#[utoipa::path(get, path = "/streams", tag = "dispatch", responses((status = 200, body = Vec<StreamView>)))]
+async fn list_streams(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<StreamView>>> {
+    caller.require(Perm::DispatchView)?;
+    let mut out = Vec::new();
+    for s in state.streams.streams() {
+        let (d, c) = s.key();
+        if state.db.recorders().get(&caller.scope, d).await.is_err() {
+            continue;
+        }
+        out.push(StreamView {
+            device_id: d.into(),
+            channel_id: c.into(),
+            state: match s.state() {
+                StreamState::Starting => "starting",
+                StreamState::Live => "live",
+                StreamState::Ended(_) => "ended",
+            }
+            .into(),
+            viewers: s.viewers(),
+            frames: s.frames.load(std::sync::atomic::Ordering::Relaxed),
+            packets: s.packets.load(std::sync::atomic::Ordering::Relaxed),
+        });
+    }
+    Ok(Json(out))
+}
+
+fn hub_error(e: HubError) -> ApiError {
+    match e {
+        HubError::Device(m) => ApiError::new(StatusCode::BAD_GATEWAY, "device_refused", m),
+        HubError::NoPort => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_rtp_port",
+            e.to_string(),
+        ),
+        HubError::NoMedia(m) => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "no_media", m),
+    }
+}
+
+/// Decode one keyframe to JPEG with GStreamer.
+async fn jpeg_of(codec: Codec, keyframe: &[u8]) -> Result<Vec<u8>, ApiError> {
+    use tokio::io::AsyncWriteExt;
+    let (parse, dec) = match codec {
+        Codec::H264 => ("h264parse", "avdec_h264"),
+        Codec::H265 => ("h265parse", "avdec_h265"),
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "no_video",
+                "the channel sends no video",
+            ))
+        }
+    };
+    let pipeline =
+        format!("fdsrc fd=0 ! {parse} ! {dec} ! videoconvert ! jpegenc quality=85 ! fdsink fd=1");
+    let mut child = tokio::process::Command::new("gst-launch-1.0")
+        .arg("-q")
+        .args(pipeline.split_whitespace())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| ApiError::internal(format!("gst-launch-1.0: {e}")))?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let data = keyframe.to_vec();
+    let writer = tokio::spawn(async move {
+        let _ = stdin.write_all(&data).await;
+        drop(stdin);
+    });
+    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .map_err(|_| ApiError::internal("snapshot decoder timed out"))?
+        .map_err(ApiError::internal)?;
+    let _ = writer.await;
+    if !out.status.success() || !out.stdout.starts_with(&[0xFF, 0xD8]) {
+        return Err(ApiError::internal(format!(
+            "snapshot decoder failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .chars()
+                .take(300)
+                .collect::<String>()
+        )));
+    }
+    Ok(out.stdout)
+}
+
+/// A JPEG of the channel's last keyframe (starting the stream when nobody watches it; it stays
+/// up for `media.grace_secs`, so tiles refreshing every few seconds share one ingest).
+#[utoipa::path(get, path = "/streams/{device_id}/{channel_id}/snapshot.jpg", tag = "dispatch",
+    params(("device_id" = String, Path), ("channel_id" = String, Path)),
+    responses((status = 200, content_type = "image/jpeg"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 502, body = ErrorBody), (status = 504, body = ErrorBody)))]
+async fn snapshot(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((device_id, channel_id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    caller.require(Perm::DispatchView)?;
+    state.db.recorders().get(&caller.scope, &device_id).await?;
+    if state.sip.access(&device_id).is_none() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_registered",
+            "the recorder is not registered",
+        ));
+    }
+    let audit = caller
+        .audit("stream.view", state.now())
+        .target("recorder", &device_id)
+        .details(serde_json::json!({"channel_id": channel_id, "view": "snapshot"}));
+    state.db.audit().record(&audit).await?;
+    let mut viewer = state.streams.watch(&device_id, &channel_id);
+    let key = viewer
+        .keyframe(Duration::from_secs(15))
+        .await
+        .map_err(hub_error)?;
+    let jpeg = jpeg_of(key.codec, &key.data).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/jpeg"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        jpeg,
+    )
+        .into_response())
+}

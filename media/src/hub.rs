@@ -1,0 +1,520 @@
+//! The stream hub: one ingest per camera channel, fanned out to every consumer.
+//!
+//! [`StreamHub::watch`] returns a [`Viewer`]; the first viewer of a channel starts the ingest
+//! (an RTP port from the configured range, `INVITE` through the SIP server, RTP → reorder → PS
+//! demux → frames), later viewers join it and get the cached group of pictures first, so they
+//! start at a keyframe at once. When the last viewer leaves, the stream stays up for
+//! `grace`, then `BYE`. No media within `no_media_timeout` ends the stream with a log line that
+//! names the likely cause (nothing on the port: the SDP address or NAT; packets from another
+//! SSRC; packets that are not RTP).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+use tokio::sync::{broadcast, mpsc, watch};
+
+use crate::gb28181::sdp::{self, MediaTransport, Offer};
+use crate::gb28181::server::SipServer;
+use crate::gb28181::StreamUpdate;
+use crate::ps::{Frame, PsDemuxer};
+use crate::rtp::{Ordered, Packet, Reorder};
+
+/// Hub settings (`[media]`).
+#[derive(Debug, Clone)]
+pub struct StreamHubConfig {
+    /// The address put in SDP offers (where devices send RTP); unspecified (`0.0.0.0`) = the
+    /// host of the SIP server's advertised address.
+    pub advertise_ip: IpAddr,
+    /// The local address RTP sockets bind.
+    pub bind_ip: IpAddr,
+    /// RTP port range, inclusive.
+    pub rtp_ports: (u16, u16),
+    /// A stream with no media this long after the answer (or this long silent) ends.
+    pub no_media_timeout: Duration,
+    /// How long a stream stays up after its last viewer left.
+    pub grace: Duration,
+    /// How long to wait for the device's answer.
+    pub answer_timeout: Duration,
+    /// SIP domain (for SSRCs).
+    pub domain: String,
+    /// Platform id (SDP `o=`).
+    pub platform_id: String,
+}
+
+impl Default for StreamHubConfig {
+    fn default() -> Self {
+        Self {
+            advertise_ip: IpAddr::from([127, 0, 0, 1]),
+            bind_ip: IpAddr::from([0, 0, 0, 0]),
+            rtp_ports: (30_000, 30_999),
+            no_media_timeout: Duration::from_secs(10),
+            grace: Duration::from_secs(10),
+            answer_timeout: Duration::from_secs(10),
+            domain: "3402000000".into(),
+            platform_id: "34020000002000000001".into(),
+        }
+    }
+}
+
+/// Why a stream cannot be watched.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HubError {
+    /// The device refused or is not there.
+    #[error("{0}")]
+    Device(String),
+    /// No RTP port is free.
+    #[error("no RTP port free in the configured range")]
+    NoPort,
+    /// The stream started but no media came.
+    #[error("{0}")]
+    NoMedia(String),
+}
+
+/// Where a stream is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamState {
+    /// INVITE sent.
+    Starting,
+    /// Media flowing.
+    Live,
+    /// Over (with why).
+    Ended(String),
+}
+
+type Key = (String, String);
+
+/// One channel's ingest.
+#[derive(Debug)]
+pub struct Stream {
+    key: Key,
+    tx: broadcast::Sender<Arc<Frame>>,
+    gop: Mutex<Vec<Arc<Frame>>>,
+    viewers: AtomicUsize,
+    state: watch::Sender<StreamState>,
+    call_id: Mutex<Option<String>>,
+    stop: watch::Sender<bool>,
+    /// Frames received.
+    pub frames: AtomicU64,
+    /// RTP packets received.
+    pub packets: AtomicU64,
+}
+
+impl Stream {
+    /// Device and channel.
+    pub fn key(&self) -> (&str, &str) {
+        (&self.key.0, &self.key.1)
+    }
+
+    /// Current state.
+    pub fn state(&self) -> StreamState {
+        self.state.borrow().clone()
+    }
+
+    /// Viewers now.
+    pub fn viewers(&self) -> usize {
+        self.viewers.load(Ordering::Relaxed)
+    }
+}
+
+/// A consumer of one stream. Dropping it leaves the stream.
+#[derive(Debug)]
+pub struct Viewer {
+    stream: Arc<Stream>,
+    hub: Arc<Inner>,
+    /// Frames from the last keyframe up to now, to start with.
+    pub initial: Vec<Arc<Frame>>,
+    /// Frames as they arrive.
+    pub rx: broadcast::Receiver<Arc<Frame>>,
+}
+
+impl Viewer {
+    /// The stream.
+    pub fn stream(&self) -> &Arc<Stream> {
+        &self.stream
+    }
+
+    /// Wait until the stream is live (or ended).
+    pub async fn wait_live(&self, timeout: Duration) -> Result<(), HubError> {
+        let mut st = self.stream.state.subscribe();
+        let r = tokio::time::timeout(timeout, async {
+            loop {
+                match st.borrow_and_update().clone() {
+                    StreamState::Live => return Ok(()),
+                    StreamState::Ended(why) => return Err(HubError::Device(why)),
+                    StreamState::Starting => {}
+                }
+                if st.changed().await.is_err() {
+                    return Err(HubError::Device("the stream ended".into()));
+                }
+            }
+        })
+        .await;
+        r.unwrap_or_else(|_| Err(HubError::NoMedia("the stream did not start in time".into())))
+    }
+
+    /// The next keyframe: from the cached group of pictures, else the first one to arrive.
+    pub async fn keyframe(&mut self, timeout: Duration) -> Result<Arc<Frame>, HubError> {
+        if let Some(f) = self
+            .initial
+            .iter()
+            .find(|f| f.keyframe && f.codec.is_video())
+        {
+            return Ok(f.clone());
+        }
+        let mut st = self.stream.state.subscribe();
+        let r = tokio::time::timeout(timeout, async {
+            loop {
+                if let StreamState::Ended(why) = st.borrow_and_update().clone() {
+                    return Err(HubError::Device(why));
+                }
+                tokio::select! {
+                    f = self.rx.recv() => match f {
+                        Ok(f) if f.keyframe && f.codec.is_video() => return Ok(f),
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(broadcast::error::RecvError::Closed) => {
+                            return Err(HubError::NoMedia("the stream ended".into()))
+                        }
+                    },
+                    _ = st.changed() => {}
+                }
+            }
+        })
+        .await;
+        r.unwrap_or_else(|_| Err(HubError::NoMedia("no keyframe arrived in time".into())))
+    }
+}
+
+impl Drop for Viewer {
+    fn drop(&mut self) {
+        if self.stream.viewers.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let stream = self.stream.clone();
+            let grace = self.hub.cfg.grace;
+            let hub = self.hub.clone();
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    tokio::time::sleep(grace).await;
+                    if stream.viewers.load(Ordering::Acquire) == 0 {
+                        hub.forget(&stream);
+                        let _ = stream.stop.send(true);
+                    }
+                });
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    cfg: StreamHubConfig,
+    sip: SipServer,
+    streams: Mutex<HashMap<Key, Arc<Stream>>>,
+    calls: Mutex<HashMap<String, mpsc::UnboundedSender<StreamUpdate>>>,
+    ssrc_seq: AtomicU32,
+    next_port: Mutex<u16>,
+}
+
+impl Inner {
+    fn forget(&self, stream: &Arc<Stream>) {
+        let mut m = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        if m.get(&stream.key).is_some_and(|s| Arc::ptr_eq(s, stream)) {
+            m.remove(&stream.key);
+        }
+    }
+
+    async fn bind_rtp(&self) -> Result<UdpSocket, HubError> {
+        let (lo, hi) = self.cfg.rtp_ports;
+        let span = (hi.saturating_sub(lo) as u32 + 1).max(1);
+        for _ in 0..span {
+            let port = {
+                let mut n = self.next_port.lock().unwrap_or_else(|e| e.into_inner());
+                let p = if *n < lo || *n > hi { lo } else { *n };
+                *n = if p >= hi { lo } else { p + 1 };
+                p
+            };
+            if let Ok(s) = UdpSocket::bind(SocketAddr::new(self.cfg.bind_ip, port)).await {
+                return Ok(s);
+            }
+        }
+        Err(HubError::NoPort)
+    }
+}
+
+/// The hub. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct StreamHub {
+    inner: Arc<Inner>,
+}
+
+impl StreamHub {
+    /// A hub that sets streams up through `sip` (it takes the SIP server's stream updates).
+    pub fn new(cfg: StreamHubConfig, sip: SipServer) -> StreamHub {
+        let inner = Arc::new(Inner {
+            cfg,
+            sip: sip.clone(),
+            streams: Mutex::new(HashMap::new()),
+            calls: Mutex::new(HashMap::new()),
+            ssrc_seq: AtomicU32::new(1),
+            next_port: Mutex::new(0),
+        });
+        if let Some(mut rx) = sip.stream_updates() {
+            let weak = Arc::downgrade(&inner);
+            tokio::spawn(async move {
+                while let Some(u) = rx.recv().await {
+                    let Some(inner) = weak.upgrade() else { return };
+                    let call = match &u {
+                        StreamUpdate::Answered { call_id, .. }
+                        | StreamUpdate::Failed { call_id, .. }
+                        | StreamUpdate::Ended { call_id, .. } => call_id.clone(),
+                    };
+                    let tx = inner
+                        .calls
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get(&call)
+                        .cloned();
+                    if let Some(tx) = tx {
+                        let _ = tx.send(u);
+                    }
+                }
+            });
+        }
+        StreamHub { inner }
+    }
+
+    /// Streams running now.
+    pub fn streams(&self) -> Vec<Arc<Stream>> {
+        self.inner
+            .streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Whether a device has a stream running.
+    pub fn is_streaming(&self, device_id: &str) -> bool {
+        self.inner
+            .streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .any(|(d, _)| d == device_id)
+    }
+
+    /// Join (or start) the stream of a device's channel.
+    pub fn watch(&self, device_id: &str, channel_id: &str) -> Viewer {
+        let key = (device_id.to_string(), channel_id.to_string());
+        let mut m = self.inner.streams.lock().unwrap_or_else(|e| e.into_inner());
+        let live = m
+            .get(&key)
+            .filter(|s| !matches!(*s.state.borrow(), StreamState::Ended(_)))
+            .cloned();
+        let stream = match live {
+            Some(s) => s,
+            None => {
+                let (tx, _) = broadcast::channel(256);
+                let (state, _) = watch::channel(StreamState::Starting);
+                let (stop, stop_rx) = watch::channel(false);
+                let s = Arc::new(Stream {
+                    key: key.clone(),
+                    tx,
+                    gop: Mutex::new(Vec::new()),
+                    viewers: AtomicUsize::new(0),
+                    state,
+                    call_id: Mutex::new(None),
+                    stop,
+                    frames: AtomicU64::new(0),
+                    packets: AtomicU64::new(0),
+                });
+                m.insert(key, s.clone());
+                tokio::spawn(ingest(self.inner.clone(), s.clone(), stop_rx));
+                s
+            }
+        };
+        stream.viewers.fetch_add(1, Ordering::AcqRel);
+        let rx = stream.tx.subscribe();
+        let initial = stream.gop.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        Viewer {
+            stream,
+            hub: self.inner.clone(),
+            initial,
+            rx,
+        }
+    }
+}
+
+async fn ingest(inner: Arc<Inner>, stream: Arc<Stream>, stop: watch::Receiver<bool>) {
+    let why = match run_ingest(&inner, &stream, stop).await {
+        Ok(()) => "stopped".to_string(),
+        Err(e) => e.to_string(),
+    };
+    let call = stream
+        .call_id
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    if let Some(c) = &call {
+        inner
+            .calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(c);
+        inner.sip.bye(c).await;
+    }
+    inner.forget(&stream);
+    tracing::info!(device.id = %stream.key.0, channel.id = %stream.key.1, reason = %why, frames = stream.frames.load(Ordering::Relaxed), "stream.ended");
+    let _ = stream.state.send(StreamState::Ended(why));
+}
+
+async fn run_ingest(
+    inner: &Arc<Inner>,
+    stream: &Arc<Stream>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), HubError> {
+    let (device, channel) = (&stream.key.0, &stream.key.1);
+    let sock = inner.bind_rtp().await?;
+    let port = sock.local_addr().map_err(|_| HubError::NoPort)?.port();
+    let seq = inner.ssrc_seq.fetch_add(1, Ordering::Relaxed);
+    let ssrc = sdp::live_ssrc(&inner.cfg.domain, seq);
+    let advertise_ip = if inner.cfg.advertise_ip.is_unspecified() {
+        inner
+            .sip
+            .advertised()
+            .parse::<SocketAddr>()
+            .map(|a| a.ip())
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+    } else {
+        inner.cfg.advertise_ip
+    };
+    let offer = Offer {
+        platform_id: inner.cfg.platform_id.clone(),
+        ip: advertise_ip,
+        port,
+        transport: MediaTransport::Udp,
+        ssrc: ssrc.clone(),
+    };
+    let (tx, mut updates) = mpsc::unbounded_channel();
+    let call_id = inner
+        .sip
+        .invite(device, channel, &offer)
+        .await
+        .map_err(|e| HubError::Device(e.into()))?;
+    inner
+        .calls
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(call_id.clone(), tx);
+    *stream.call_id.lock().unwrap_or_else(|e| e.into_inner()) = Some(call_id.clone());
+    let answer = tokio::select! {
+        u = tokio::time::timeout(inner.cfg.answer_timeout, updates.recv()) => match u {
+            Ok(Some(StreamUpdate::Answered { media, .. })) => media,
+            Ok(Some(StreamUpdate::Failed { code, reason, .. })) => return Err(HubError::Device(format!("the device refused the stream: {code} {reason}"))),
+            Ok(Some(StreamUpdate::Ended { reason, .. })) => return Err(HubError::Device(reason.into())),
+            Ok(None) | Err(_) => return Err(HubError::Device("the device did not answer the INVITE".into())),
+        },
+        _ = stop.changed() => return Ok(()),
+    };
+    let expected_ssrc: Option<u32> = answer
+        .ssrc
+        .as_deref()
+        .or(Some(&ssrc))
+        .and_then(|s| s.parse().ok());
+    let mut demux = PsDemuxer::new();
+    let mut reorder = Reorder::new();
+    let mut buf = vec![0u8; 65_536];
+    let mut other_ssrc: Option<u32> = None;
+    let mut not_rtp = 0u64;
+    let mut last = Instant::now();
+    let mut got_any = false;
+    loop {
+        let timeout = inner.cfg.no_media_timeout.saturating_sub(last.elapsed());
+        let (n, from) = tokio::select! {
+            r = tokio::time::timeout(timeout, sock.recv_from(&mut buf)) => match r {
+                Ok(Ok(x)) => x,
+                Ok(Err(_)) => continue,
+                Err(_) => {
+                    let cause = if let Some(o) = other_ssrc {
+                        format!("RTP arrived with SSRC {o}, not the {} asked for in y= (SSRC mismatch)", expected_ssrc.unwrap_or(0))
+                    } else if not_rtp > 0 {
+                        format!("{not_rtp} datagrams on port {port} were not RTP")
+                    } else if got_any {
+                        format!("media stopped for {} s", inner.cfg.no_media_timeout.as_secs())
+                    } else {
+                        format!(
+                            "nothing arrived on RTP port {port}: the SDP offered {}:{port} — check that the device can reach that address (advertised address, NAT, firewall); the device answered with {:?}:{}",
+                            advertise_ip, answer.ip, answer.port
+                        )
+                    };
+                    tracing::warn!(device.id = %device, channel.id = %channel, call_id = %call_id, cause = %cause, "stream.no_media");
+                    return Err(HubError::NoMedia(cause));
+                }
+            },
+            u = updates.recv() => match u {
+                Some(StreamUpdate::Ended { reason, .. }) => return Err(HubError::Device(reason.into())),
+                _ => continue,
+            },
+            _ = stop.changed() => return Ok(()),
+        };
+        let Ok(p) = Packet::parse(&buf[..n]) else {
+            not_rtp += 1;
+            continue;
+        };
+        if let Some(want) = expected_ssrc {
+            if p.ssrc != want && want != 0 {
+                // Many devices ignore y=; accept the first SSRC they use, but say so once.
+                if other_ssrc.is_none() {
+                    tracing::info!(device.id = %device, remote = %from, got = p.ssrc, asked = want, "stream.ssrc_differs");
+                }
+                other_ssrc = Some(p.ssrc);
+            }
+        }
+        last = Instant::now();
+        if !got_any {
+            got_any = true;
+            tracing::info!(device.id = %device, channel.id = %channel, remote = %from, port, "stream.media_started");
+        }
+        stream.packets.fetch_add(1, Ordering::Relaxed);
+        for o in reorder.push(p.seq, p.marker, p.payload) {
+            let frames = match o {
+                Ordered::Packet {
+                    marker, payload, ..
+                } => {
+                    let mut f = demux.push(&payload);
+                    if marker {
+                        f.extend(demux.end_of_frame());
+                    }
+                    f
+                }
+                Ordered::Lost(_) => {
+                    demux.lost();
+                    Vec::new()
+                }
+            };
+            for f in frames {
+                publish(stream, f);
+            }
+        }
+    }
+}
+
+fn publish(stream: &Stream, f: Frame) {
+    let f = Arc::new(f);
+    {
+        let mut gop = stream.gop.lock().unwrap_or_else(|e| e.into_inner());
+        if f.keyframe && f.codec.is_video() {
+            gop.clear();
+        }
+        if gop.len() < 300 && (!gop.is_empty() || (f.keyframe && f.codec.is_video())) {
+            gop.push(f.clone());
+        }
+    }
+    if stream.frames.fetch_add(1, Ordering::Relaxed) == 0 {
+        let _ = stream.state.send(StreamState::Live);
+    }
+    let _ = stream.tx.send(f);
+}
