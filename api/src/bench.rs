@@ -82,6 +82,7 @@ pub async fn run(mut cfg: Config, args: BenchArgs) -> anyhow::Result<()> {
     cfg.server.data_dir = dir.clone();
     cfg.metrics.enabled = false;
     cfg.jt808.enabled = false;
+    cfg.sip.enabled = false;
     cfg.database.max_connections = 16;
     cfg.database.url = Secret(match args.engine.as_str() {
         "sqlite" => Db::sqlite_url_in(&dir),

@@ -154,6 +154,7 @@ async fn start_server(dir: &Path, url: &str) -> anyhow::Result<Server> {
         .env("SHOUHU__HTTP__WEB_DIR", dir.join("no-web"))
         .env("SHOUHU__METRICS__LISTEN", format!("127.0.0.1:{m}"))
         .env("SHOUHU__JT808__LISTEN", format!("127.0.0.1:{j}"))
+        .env("SHOUHU__SIP__ENABLED", "false")
         .env("SHOUHU__JT808__MAX_CONNECTIONS", "30000")
         .env("SHOUHU_LOG", "warn")
         .stdout(Stdio::null())

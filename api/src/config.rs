@@ -72,6 +72,13 @@ pub struct MediaConfig {
     pub no_media_timeout_secs: u64,
     /// A stream stays up this long after its last viewer left. Default 10.
     pub grace_secs: u64,
+    /// First UDP port of WebRTC (ICE) for browsers. Default 31000.
+    pub webrtc_udp_port_min: u16,
+    /// Last UDP port of WebRTC. Default 31999.
+    pub webrtc_udp_port_max: u16,
+    /// Addresses announced to browsers as ICE host candidates (1:1 NAT). Default none: the
+    /// interfaces' own addresses.
+    pub webrtc_nat_ips: Vec<String>,
 }
 
 impl Default for MediaConfig {
@@ -83,6 +90,9 @@ impl Default for MediaConfig {
             rtp_port_max: 30_999,
             no_media_timeout_secs: 10,
             grace_secs: 10,
+            webrtc_udp_port_min: 31_000,
+            webrtc_udp_port_max: 31_999,
+            webrtc_nat_ips: Vec::new(),
         }
     }
 }
@@ -430,6 +440,14 @@ impl Config {
         }
         if m.bind_ip.parse::<std::net::IpAddr>().is_err() {
             anyhow::bail!("media.bind_ip must be an IP address");
+        }
+        if m.webrtc_udp_port_min == 0 || m.webrtc_udp_port_min > m.webrtc_udp_port_max {
+            anyhow::bail!("media.webrtc_udp_port_min must be at least 1 and not above media.webrtc_udp_port_max");
+        }
+        for ip in &m.webrtc_nat_ips {
+            if ip.parse::<std::net::IpAddr>().is_err() {
+                anyhow::bail!("media.webrtc_nat_ips: {ip:?} is not an IP address");
+            }
         }
         if m.rtp_port_min == 0 || m.rtp_port_min > m.rtp_port_max {
             anyhow::bail!("media.rtp_port_min must be at least 1 and not above media.rtp_port_max");

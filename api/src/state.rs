@@ -34,6 +34,8 @@ pub struct AppState {
     pub sip: shouhu_media::gb28181::server::SipServer,
     /// The stream hub (live video ingest, one per channel, shared by viewers).
     pub streams: shouhu_media::hub::StreamHub,
+    /// WHEP sessions (live video to browsers).
+    pub whep: Arc<shouhu_media::whep::Whep>,
 }
 
 impl AppState {

@@ -114,6 +114,11 @@ impl Stream {
         self.state.borrow().clone()
     }
 
+    /// Follow the state.
+    pub fn subscribe_state(&self) -> watch::Receiver<StreamState> {
+        self.state.subscribe()
+    }
+
     /// Viewers now.
     pub fn viewers(&self) -> usize {
         self.viewers.load(Ordering::Relaxed)

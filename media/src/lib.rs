@@ -13,5 +13,6 @@ pub mod jt808;
 pub mod ps;
 pub mod rtp;
 pub mod sip;
+pub mod whep;
 
 pub use shouhu_storage::model;

@@ -27,7 +27,7 @@ trap cleanup EXIT
 # No subshell: $! must be the server itself, so that the cleanup's kill reaches it.
 SHOUHU__SERVER__DATA_DIR="$data" SHOUHU__HTTP__LISTEN="127.0.0.1:$port" \
   SHOUHU__METRICS__LISTEN="127.0.0.1:$mport" SHOUHU__HTTP__WEB_DIR="$root/web/dist" \
-  SHOUHU__JT808__LISTEN="127.0.0.1:0" \
+  SHOUHU__JT808__LISTEN="127.0.0.1:0" SHOUHU__SIP__LISTEN="127.0.0.1:0" SHOUHU__MEDIA__GRACE_SECS=2 \
   "$bin" demo --enterprises 120 >"$log" 2>&1 &
 pid=$!
 for _ in $(seq 1 120); do
@@ -40,4 +40,4 @@ curl -sf "http://127.0.0.1:$port/healthz" >/dev/null || { cat "$log"; echo "shou
 cd "$here"
 mkdir -p artifacts
 SHOUHU_URL="http://127.0.0.1:$port" SHOUHU_ADMIN_USER=admin SHOUHU_ADMIN_PASSWORD='Shouhu@2026' \
-  SHOUHU_REQUIRE=1 node --test --test-concurrency=1 office.test.mjs dispatch.test.mjs
+  SHOUHU_REQUIRE=1 node --test --test-concurrency=1 office.test.mjs dispatch.test.mjs live.test.mjs

@@ -39,6 +39,8 @@ export interface RequestOptions {
   json?: unknown;
   body?: BodyInit;
   contentType?: string;
+  /** `Accept` header; JSON unless told otherwise (the WHEP answer is `application/sdp`). */
+  accept?: string;
   /** Do not run the global 401/403 handlers (login form, session probe). */
   noAuthRedirect?: boolean;
   signal?: AbortSignal;
@@ -73,11 +75,17 @@ async function toError(res: Response): Promise<ApiError> {
   return new ApiError(res.status, code, message, body, requestId);
 }
 
+/**
+ * Headers every API call carries. The session cookie rides along with `credentials: 'same-origin'`;
+ * `X-Requested-With` is what the server's CSRF guard asks of a cookie-authenticated write. For a
+ * raw `fetch` (a `keepalive` DELETE on page exit) outside `request`.
+ */
+export function apiHeaders(accept = 'application/json'): Record<string, string> {
+  return { Accept: accept, 'X-Requested-With': 'shouhu-web' };
+}
+
 export async function request(path: string, opts: RequestOptions = {}): Promise<Response> {
-  const headers: Record<string, string> = {
-    Accept: 'application/json',
-    'X-Requested-With': 'shouhu-web',
-  };
+  const headers = apiHeaders(opts.accept);
   let body: BodyInit | undefined = opts.body;
   if (opts.json !== undefined) {
     headers['Content-Type'] = 'application/json';

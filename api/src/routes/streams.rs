@@ -26,6 +26,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_streams))
         .routes(routes!(snapshot))
+        .routes(routes!(whep_start))
+        .routes(routes!(whep_stop))
 }
 
 /// One running stream.
@@ -174,4 +176,97 @@ async fn snapshot(
         jpeg,
     )
         .into_response())
+}
+
+/// Start watching a channel live over WebRTC (WHEP): the body is the browser's SDP offer, the
+/// answer SDP comes back with `201` and the session's URL in `Location` (`DELETE` it to stop).
+/// H.264 passes through untranscoded. Audited at the start (`stream.view`) and the end
+/// (`stream.view_end`, with how long).
+#[utoipa::path(post, path = "/streams/{device_id}/{channel_id}/whep", tag = "dispatch",
+    params(("device_id" = String, Path), ("channel_id" = String, Path)), request_body(content = String, content_type = "application/sdp"),
+    responses((status = 201, content_type = "application/sdp"), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 502, body = ErrorBody), (status = 504, body = ErrorBody)))]
+async fn whep_start(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((device_id, channel_id)): Path<(String, String)>,
+    offer: String,
+) -> ApiResult<Response> {
+    caller.require(Perm::DispatchView)?;
+    if !offer.trim_start().starts_with("v=0") {
+        return Err(ApiError::bad_request(
+            "the body must be an SDP offer (application/sdp)",
+        ));
+    }
+    state.db.recorders().get(&caller.scope, &device_id).await?;
+    if state.sip.access(&device_id).is_none() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_registered",
+            "the recorder is not registered",
+        ));
+    }
+    let viewer = state.streams.watch(&device_id, &channel_id);
+    viewer
+        .wait_live(Duration::from_secs(15))
+        .await
+        .map_err(hub_error)?;
+    let end = caller
+        .audit("stream.view_end", state.now())
+        .target("recorder", &device_id);
+    let db = state.db.clone();
+    let clock = state.clock.clone();
+    let on_end = Box::new(move |info: shouhu_media::whep::SessionInfo| {
+        let mut e = end.details(serde_json::json!({
+            "session": info.id, "channel_id": info.channel_id,
+            "seconds": info.watched.as_secs(), "reason": info.reason,
+        }));
+        e.at_ms = clock.now_ms();
+        tokio::spawn(async move {
+            if let Err(err) = db.audit().record(&e).await {
+                tracing::warn!(error = %err, "audit of a live view's end failed");
+            }
+        });
+    });
+    let (id, answer) = state
+        .whep
+        .start(offer, viewer, on_end)
+        .await
+        .map_err(|e| match e {
+            shouhu_media::whep::WhepError::Offer(m) => ApiError::bad_request(m),
+            shouhu_media::whep::WhepError::Codec(m) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "codec", m)
+            }
+            other => ApiError::internal(other),
+        })?;
+    let audit = caller
+        .audit("stream.view", state.now())
+        .target("recorder", &device_id)
+        .details(serde_json::json!({"channel_id": channel_id, "view": "live", "session": id}));
+    state.db.audit().record(&audit).await?;
+    Ok((
+        StatusCode::CREATED,
+        [
+            (header::CONTENT_TYPE, "application/sdp".to_string()),
+            (header::LOCATION, format!("/api/v1/streams/whep/{id}")),
+        ],
+        answer,
+    )
+        .into_response())
+}
+
+/// Stop a WHEP session.
+#[utoipa::path(delete, path = "/streams/whep/{session_id}", tag = "dispatch", params(("session_id" = String, Path)),
+    responses((status = 200), (status = 404, body = ErrorBody)))]
+async fn whep_stop(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    caller.require(Perm::DispatchView)?;
+    if state.whep.stop(&id) {
+        Ok(StatusCode::OK)
+    } else {
+        Err(ApiError::not_found("WHEP session"))
+    }
 }

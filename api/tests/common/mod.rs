@@ -78,6 +78,7 @@ pub async fn start(engine: Engine) -> Option<Server> {
     cfg.auth.argon2_iterations = 1;
     cfg.auth.session_cache_secs = 0;
     cfg.jt808.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.sip.listen = "127.0.0.1:0".parse().unwrap();
     let clock = Arc::new(ManualClock::new(1_800_000_000_000));
     let state = shouhu_api::server::build_state_with_db(cfg, clock.clone(), tdb.db.clone())
         .await

@@ -14,6 +14,7 @@ import { confirmDialog, openDialog } from '../ui/dialog';
 import { Form } from '../ui/form';
 import { toast } from '../ui/toast';
 import { type BBox } from '../dispatch/geo';
+import { LivePlayers } from '../dispatch/live';
 import { MapView, type SosPin } from '../dispatch/map';
 import {
   KIND_NAMES,
@@ -291,6 +292,12 @@ export function renderDispatch(outlet: HTMLElement): Cleanup {
   const trackBtn = actBtn('轨迹', 'unit-track', () => void loadTrack());
   const trackClearBtn = actBtn('清除轨迹', 'unit-track-clear', () => clearTrack());
   trackClearBtn.hidden = true;
+  const live = new LivePlayers();
+  const liveBtn = h(
+    'button',
+    { type: 'button', class: 'btn small', testid: 'live-video', 'data-test': 'live-video', title: '查看该单元记录仪的实时画面', onclick: () => openLive() },
+    '实时视频',
+  );
   const card = h(
     'div',
     { class: 'unit-card', testid: 'unit-details', hidden: true },
@@ -308,7 +315,7 @@ export function renderDispatch(outlet: HTMLElement): Cleanup {
     ),
     detailNote,
     detailBody,
-    h('div', { class: 'unit-card-actions' }, canCommand ? [arriveBtn, clearBtn, locateBtn] : null, h('span', { class: 'track-group' }, trackRange, trackBtn, trackClearBtn)),
+    h('div', { class: 'unit-card-actions' }, canCommand ? [arriveBtn, clearBtn, locateBtn] : null, liveBtn, h('span', { class: 'track-group' }, trackRange, trackBtn, trackClearBtn)),
     trackInfo,
   );
 
@@ -335,6 +342,12 @@ export function renderDispatch(outlet: HTMLElement): Cleanup {
     const jt808 = u.source === 'jt808' || u.kind === 'vehicle';
     locateBtn.disabled = !jt808 || u.link === 'offline';
     locateBtn.title = !jt808 ? '仅车载终端（JT/T 808）支持点名定位' : u.link === 'offline' ? '终端离线，无法下发' : '向终端下发位置查询（JT/T 808 0x8201）';
+    liveBtn.hidden = !u.device;
+  }
+
+  function openLive(): void {
+    const u = (selectedId && units.get(selectedId)) || selectedLast;
+    if (u?.device) live.open(u.device, u.name);
   }
 
   function selectUnit(id: string | null, center: boolean): void {
@@ -859,7 +872,7 @@ export function renderDispatch(outlet: HTMLElement): Cleanup {
     h('div', { class: 'dpanels' }, [...tabPanels.values()]),
     legend(),
   );
-  const mapArea = h('div', { class: 'dmap-area' }, map.el, card);
+  const mapArea = h('div', { class: 'dmap-area' }, map.el, card, live.el);
   mount(root, header, banner, h('div', { class: 'dispatch-body' }, mapArea, side));
   mount(outlet, root);
   showTab('units');
@@ -1083,6 +1096,7 @@ export function renderDispatch(outlet: HTMLElement): Cleanup {
 
   return () => {
     alive = false;
+    live.destroy();
     socket.stop();
     map.destroy();
     sound.close();
