@@ -79,6 +79,9 @@ pub struct MediaConfig {
     /// Addresses announced to browsers as ICE host candidates (1:1 NAT). Default none: the
     /// interfaces' own addresses.
     pub webrtc_nat_ips: Vec<String>,
+    /// How recorders send media: `udp` (default), `tcp-passive` (the device connects to us) or
+    /// `tcp-active` (we connect to the device), RTP over TCP framed per RFC 4571.
+    pub transport: String,
 }
 
 impl Default for MediaConfig {
@@ -93,6 +96,7 @@ impl Default for MediaConfig {
             webrtc_udp_port_min: 31_000,
             webrtc_udp_port_max: 31_999,
             webrtc_nat_ips: Vec::new(),
+            transport: "udp".into(),
         }
     }
 }
@@ -448,6 +452,9 @@ impl Config {
             if ip.parse::<std::net::IpAddr>().is_err() {
                 anyhow::bail!("media.webrtc_nat_ips: {ip:?} is not an IP address");
             }
+        }
+        if shouhu_media::gb28181::sdp::MediaTransport::parse(&m.transport).is_none() {
+            anyhow::bail!("media.transport must be udp, tcp-passive or tcp-active");
         }
         if m.rtp_port_min == 0 || m.rtp_port_min > m.rtp_port_max {
             anyhow::bail!("media.rtp_port_min must be at least 1 and not above media.rtp_port_max");

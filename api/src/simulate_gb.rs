@@ -2,7 +2,8 @@
 //! each registers over real SIP/UDP with digest authentication, sends `Keepalive`, reports
 //! `MobilePosition` along a [`Route`] (by `NOTIFY` once the platform subscribed, by `MESSAGE`
 //! before), answers `Catalog` and `DeviceInfo` queries, and registers again before expiry or
-//! after being refused. An `INVITE` for live video (RTP over UDP) is answered with its SDP and,
+//! after being refused. An `INVITE` for live video (RTP over UDP, or over TCP in either
+//! direction, RFC 4571) is answered with its SDP and,
 //! after the ACK, the recorder streams H.264 in MPEG-PS over RTP (the elementary stream comes
 //! from ffmpeg once per process; the PS and RTP are ours) until `BYE`.
 
@@ -76,10 +77,12 @@ struct Device {
     tag: String,
     sn: u32,
     subscribed: Option<(String, String)>,
-    /// Answered INVITEs waiting for their ACK: call id → (media target, SSRC).
-    offers: std::collections::HashMap<String, (SocketAddr, u32)>,
+    /// Answered INVITEs waiting for their ACK: call id → (how to reach the platform, SSRC).
+    offers: std::collections::HashMap<String, (MediaPath, u32)>,
     /// Running streams: call id → stop.
     streams: std::collections::HashMap<String, watch::Sender<bool>>,
+    /// The 200 sent for each INVITE, for its retransmissions.
+    answers: std::collections::HashMap<String, Vec<u8>>,
 }
 
 /// The sample the recorders stream: H.264 access units (Annex B), 25 frames a second, a keyframe
@@ -130,21 +133,63 @@ pub fn access_units(es: &[u8]) -> Vec<Vec<u8>> {
     starts.windows(2).map(|w| es[w[0]..w[1]].to_vec()).collect()
 }
 
-/// Stream the sample to `target` as PS over RTP until `stop`.
+/// How a simulated recorder sends its media.
+#[derive(Debug)]
+enum MediaPath {
+    /// RTP/UDP to this address.
+    Udp(SocketAddr),
+    /// RTP over TCP: we connect to the platform (it offered `a=setup:passive`).
+    Connect(SocketAddr),
+    /// RTP over TCP: the platform connects to us (it offered `a=setup:active`).
+    Accept(tokio::net::TcpListener),
+}
+
+enum Sink {
+    Udp(UdpSocket, SocketAddr),
+    Tcp(tokio::net::TcpStream),
+}
+
+impl Sink {
+    async fn open(path: MediaPath) -> std::io::Result<Sink> {
+        match path {
+            MediaPath::Udp(target) => {
+                let bind: SocketAddr = if target.ip().is_loopback() {
+                    "127.0.0.1:0"
+                } else {
+                    "0.0.0.0:0"
+                }
+                .parse()
+                .expect("valid");
+                Ok(Sink::Udp(UdpSocket::bind(bind).await?, target))
+            }
+            MediaPath::Connect(target) => {
+                Ok(Sink::Tcp(tokio::net::TcpStream::connect(target).await?))
+            }
+            MediaPath::Accept(l) => Ok(Sink::Tcp(
+                tokio::time::timeout(Duration::from_secs(10), l.accept())
+                    .await??
+                    .0,
+            )),
+        }
+    }
+
+    async fn send(&mut self, packet: &[u8]) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        match self {
+            Sink::Udp(s, to) => s.send_to(packet, *to).await.map(|_| ()),
+            Sink::Tcp(t) => t.write_all(&shouhu_media::rtp::frame_rfc4571(packet)).await,
+        }
+    }
+}
+
+/// Stream the sample as PS over RTP until `stop`.
 async fn stream_to(
-    target: SocketAddr,
+    path: MediaPath,
     ssrc: u32,
     aus: Arc<Vec<Vec<u8>>>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let bind: SocketAddr = if target.ip().is_loopback() {
-        "127.0.0.1:0"
-    } else {
-        "0.0.0.0:0"
-    }
-    .parse()
-    .expect("valid");
-    let Ok(sock) = UdpSocket::bind(bind).await else {
+    let Ok(mut sink) = Sink::open(path).await else {
         return;
     };
     let mux = shouhu_media::ps::PsMuxer {
@@ -162,7 +207,7 @@ async fn stream_to(
         let key = shouhu_media::ps::is_keyframe(shouhu_media::ps::Codec::H264, au);
         let ps = mux.video_frame(pts, au, key);
         for p in shouhu_media::rtp::packetize(96, &mut seq, pts as u32, ssrc, &ps, 1400) {
-            if sock.send_to(&p, target).await.is_err() {
+            if sink.send(&p).await.is_err() {
                 return;
             }
         }
@@ -330,16 +375,18 @@ impl Device {
         match method.as_str() {
             "INVITE" => return self.on_invite(req).await,
             "ACK" => {
-                if let Some((target, ssrc)) = self.offers.remove(&call) {
+                if let Some((path, ssrc)) = self.offers.remove(&call) {
                     if let Some(aus) = sample().await {
                         let (tx, rx) = watch::channel(false);
                         self.streams.insert(call, tx);
-                        tokio::spawn(stream_to(target, ssrc, aus, rx));
+                        tokio::spawn(stream_to(path, ssrc, aus, rx));
                     }
                 }
                 return Ok(());
             }
             "BYE" => {
+                self.answers.remove(&call);
+                self.offers.remove(&call);
                 let known = self.streams.remove(&call).map(|tx| tx.send(true)).is_some();
                 let r = req.response(
                     if known { 200 } else { 481 },
@@ -417,8 +464,12 @@ impl Device {
 impl Device {
     async fn on_invite(&mut self, req: Message) -> std::io::Result<()> {
         let call = req.call_id().unwrap_or_default().to_string();
+        if let Some(bytes) = self.answers.get(&call) {
+            // A retransmission: the same answer again (a new one would open a new port).
+            return self.sock.send_to(bytes, self.target.sip).await.map(|_| ());
+        }
         let offer = shouhu_media::gb28181::sdp::parse(&req.body_text());
-        let usable = matches!(&offer, Ok(m) if m.transport == shouhu_media::gb28181::sdp::MediaTransport::Udp && m.ip.is_some());
+        let usable = matches!(&offer, Ok(m) if m.ip.is_some());
         if !usable || sample().await.is_none() {
             let r = req.response(488, "Not Acceptable Here", Some(&self.tag));
             return self
@@ -430,13 +481,35 @@ impl Device {
         let m = offer.expect("checked");
         let ssrc_text = m.ssrc.clone().unwrap_or_else(|| "0".into());
         let ssrc: u32 = ssrc_text.parse().unwrap_or(0);
+        use shouhu_media::gb28181::sdp::MediaTransport;
         let target = SocketAddr::new(m.ip.expect("checked"), m.port);
-        self.offers.insert(call, (target, ssrc));
         let ip = self.local.ip();
+        let (path, port, media_line) = match m.transport {
+            MediaTransport::Udp => (
+                MediaPath::Udp(target),
+                self.local.port(),
+                "RTP/AVP 96\r\na=sendonly".to_string(),
+            ),
+            MediaTransport::TcpPassive => (
+                MediaPath::Connect(target),
+                9,
+                "TCP/RTP/AVP 96\r\na=sendonly\r\na=setup:active\r\na=connection:new".to_string(),
+            ),
+            MediaTransport::TcpActive => {
+                let l = tokio::net::TcpListener::bind(SocketAddr::new(ip, 0)).await?;
+                let port = l.local_addr()?.port();
+                (
+                    MediaPath::Accept(l),
+                    port,
+                    "TCP/RTP/AVP 96\r\na=sendonly\r\na=setup:passive\r\na=connection:new"
+                        .to_string(),
+                )
+            }
+        };
+        self.offers.insert(call.clone(), (path, ssrc));
         let answer = format!(
-            "v=0\r\no={} 0 0 IN IP4 {ip}\r\ns=Play\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=video {} RTP/AVP 96\r\na=sendonly\r\na=rtpmap:96 PS/90000\r\ny={ssrc_text}\r\nf=\r\n",
+            "v=0\r\no={} 0 0 IN IP4 {ip}\r\ns=Play\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=video {port} {media_line}\r\na=rtpmap:96 PS/90000\r\ny={ssrc_text}\r\nf=\r\n",
             self.spec.device_id,
-            self.local.port()
         );
         let mut r = req.response(200, "OK", Some(&self.tag));
         r.push(
@@ -445,10 +518,9 @@ impl Device {
         )
         .push("Content-Type", "APPLICATION/SDP");
         r.body = answer.into_bytes();
-        self.sock
-            .send_to(&r.to_bytes(), self.target.sip)
-            .await
-            .map(|_| ())
+        let bytes = r.to_bytes();
+        self.answers.insert(call, bytes.clone());
+        self.sock.send_to(&bytes, self.target.sip).await.map(|_| ())
     }
 }
 
@@ -505,6 +577,7 @@ pub async fn run_recorder(
         subscribed: None,
         offers: std::collections::HashMap::new(),
         streams: std::collections::HashMap::new(),
+        answers: std::collections::HashMap::new(),
     };
     let mut route = d.spec.route.clone();
     'outer: loop {

@@ -63,6 +63,8 @@ pub fn stream_hub(cfg: &Config, sip: &SipServer) -> shouhu_media::hub::StreamHub
             answer_timeout: std::time::Duration::from_secs(10),
             domain: cfg.sip.domain.clone(),
             platform_id: cfg.sip.platform_id.clone(),
+            transport: shouhu_media::gb28181::sdp::MediaTransport::parse(&m.transport)
+                .unwrap_or(shouhu_media::gb28181::sdp::MediaTransport::Udp),
         },
         sip.clone(),
     )

@@ -43,6 +43,9 @@ pub struct StreamHubConfig {
     pub domain: String,
     /// Platform id (SDP `o=`).
     pub platform_id: String,
+    /// How media travels: UDP, or RTP over TCP (RFC 4571) with the device connecting to us
+    /// (passive) or us connecting to the device (active).
+    pub transport: MediaTransport,
 }
 
 impl Default for StreamHubConfig {
@@ -56,6 +59,82 @@ impl Default for StreamHubConfig {
             answer_timeout: Duration::from_secs(10),
             domain: "3402000000".into(),
             platform_id: "34020000002000000001".into(),
+            transport: MediaTransport::Udp,
+        }
+    }
+}
+
+/// Where RTP packets come from.
+enum Source {
+    Udp(UdpSocket),
+    /// TCP passive, before the device connected.
+    Listen(tokio::net::TcpListener),
+    /// TCP active, before we connected.
+    Connect(SocketAddr),
+    Tcp {
+        rd: tokio::net::tcp::OwnedReadHalf,
+        _wr: tokio::net::tcp::OwnedWriteHalf,
+        framer: crate::rtp::Rfc4571,
+        from: SocketAddr,
+    },
+}
+
+impl Source {
+    /// The next packet into `buf`: (length, sender). An error ends the stream.
+    async fn next(&mut self, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+        loop {
+            match self {
+                Source::Udp(s) => return s.recv_from(buf).await,
+                Source::Listen(l) => {
+                    let (stream, from) = l.accept().await?;
+                    let (rd, wr) = stream.into_split();
+                    *self = Source::Tcp {
+                        rd,
+                        _wr: wr,
+                        framer: crate::rtp::Rfc4571::new(),
+                        from,
+                    };
+                }
+                Source::Connect(addr) => {
+                    let stream = tokio::net::TcpStream::connect(*addr).await?;
+                    let from = *addr;
+                    let (rd, wr) = stream.into_split();
+                    *self = Source::Tcp {
+                        rd,
+                        _wr: wr,
+                        framer: crate::rtp::Rfc4571::new(),
+                        from,
+                    };
+                }
+                Source::Tcp {
+                    rd, framer, from, ..
+                } => {
+                    match framer.next() {
+                        Ok(Some(p)) => {
+                            let n = p.len().min(buf.len());
+                            buf[..n].copy_from_slice(&p[..n]);
+                            return Ok((n, *from));
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            return Err(std::io::Error::new(
+                                std::io::ErrorKind::InvalidData,
+                                e.to_string(),
+                            ))
+                        }
+                    }
+                    let mut tmp = [0u8; 16 * 1024];
+                    use tokio::io::AsyncReadExt;
+                    let n = rd.read(&mut tmp).await?;
+                    if n == 0 {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "the device closed the TCP media connection",
+                        ));
+                    }
+                    framer.push(&tmp[..n]);
+                }
+            }
         }
     }
 }
@@ -230,6 +309,25 @@ impl Inner {
         }
     }
 
+    async fn bind_tcp(&self) -> Result<tokio::net::TcpListener, HubError> {
+        let (lo, hi) = self.cfg.rtp_ports;
+        let span = (hi.saturating_sub(lo) as u32 + 1).max(1);
+        for _ in 0..span {
+            let port = {
+                let mut n = self.next_port.lock().unwrap_or_else(|e| e.into_inner());
+                let p = if *n < lo || *n > hi { lo } else { *n };
+                *n = if p >= hi { lo } else { p + 1 };
+                p
+            };
+            if let Ok(s) =
+                tokio::net::TcpListener::bind(SocketAddr::new(self.cfg.bind_ip, port)).await
+            {
+                return Ok(s);
+            }
+        }
+        Err(HubError::NoPort)
+    }
+
     async fn bind_rtp(&self) -> Result<UdpSocket, HubError> {
         let (lo, hi) = self.cfg.rtp_ports;
         let span = (hi.saturating_sub(lo) as u32 + 1).max(1);
@@ -382,8 +480,24 @@ async fn run_ingest(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), HubError> {
     let (device, channel) = (&stream.key.0, &stream.key.1);
-    let sock = inner.bind_rtp().await?;
-    let port = sock.local_addr().map_err(|_| HubError::NoPort)?.port();
+    let transport = inner.cfg.transport;
+    let (mut source, port) = match transport {
+        MediaTransport::Udp => {
+            let sock = inner.bind_rtp().await?;
+            let port = sock.local_addr().map_err(|_| HubError::NoPort)?.port();
+            (Source::Udp(sock), port)
+        }
+        MediaTransport::TcpPassive => {
+            let l = inner.bind_tcp().await?;
+            let port = l.local_addr().map_err(|_| HubError::NoPort)?.port();
+            (Source::Listen(l), port)
+        }
+        // The port in an active offer is a placeholder (RFC 4145): the device answers with its own.
+        MediaTransport::TcpActive => (
+            Source::Connect(SocketAddr::new(IpAddr::from([0, 0, 0, 0]), 9)),
+            9,
+        ),
+    };
     let seq = inner.ssrc_seq.fetch_add(1, Ordering::Relaxed);
     let ssrc = sdp::live_ssrc(&inner.cfg.domain, seq);
     let advertise_ip = if inner.cfg.advertise_ip.is_unspecified() {
@@ -400,7 +514,7 @@ async fn run_ingest(
         platform_id: inner.cfg.platform_id.clone(),
         ip: advertise_ip,
         port,
-        transport: MediaTransport::Udp,
+        transport,
         ssrc: ssrc.clone(),
     };
     let (tx, mut updates) = mpsc::unbounded_channel();
@@ -424,6 +538,14 @@ async fn run_ingest(
         },
         _ = stop.changed() => return Ok(()),
     };
+    if let Source::Connect(addr) = &mut source {
+        let Some(ip) = answer.ip else {
+            return Err(HubError::Device(
+                "the device's answer has no address to connect to".into(),
+            ));
+        };
+        *addr = SocketAddr::new(ip, answer.port);
+    }
     let expected_ssrc: Option<u32> = answer
         .ssrc
         .as_deref()
@@ -439,9 +561,17 @@ async fn run_ingest(
     loop {
         let timeout = inner.cfg.no_media_timeout.saturating_sub(last.elapsed());
         let (n, from) = tokio::select! {
-            r = tokio::time::timeout(timeout, sock.recv_from(&mut buf)) => match r {
+            r = tokio::time::timeout(timeout, source.next(&mut buf)) => match r {
                 Ok(Ok(x)) => x,
-                Ok(Err(_)) => continue,
+                Ok(Err(e)) if transport == MediaTransport::Udp => {
+                    tracing::debug!(error = %e, "stream.udp_recv_error");
+                    continue;
+                }
+                Ok(Err(e)) => {
+                    let cause = format!("TCP media ({transport:?}): {e}");
+                    tracing::warn!(device.id = %device, channel.id = %channel, call_id = %call_id, cause = %cause, "stream.media_failed");
+                    return Err(HubError::NoMedia(cause));
+                }
                 Err(_) => {
                     let cause = if let Some(o) = other_ssrc {
                         format!("RTP arrived with SSRC {o}, not the {} asked for in y= (SSRC mismatch)", expected_ssrc.unwrap_or(0))
@@ -451,7 +581,7 @@ async fn run_ingest(
                         format!("media stopped for {} s", inner.cfg.no_media_timeout.as_secs())
                     } else {
                         format!(
-                            "nothing arrived on RTP port {port}: the SDP offered {}:{port} — check that the device can reach that address (advertised address, NAT, firewall); the device answered with {:?}:{}",
+                            "nothing arrived on RTP port {port} ({transport:?}): the SDP offered {}:{port} — check that the device can reach that address (advertised address, NAT, firewall); the device answered with {:?}:{}",
                             advertise_ip, answer.ip, answer.port
                         )
                     };

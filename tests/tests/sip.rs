@@ -544,3 +544,76 @@ async fn demo_recorders_register_report_their_catalog_and_move_their_officers() 
     let (status, _) = d.run.stop();
     assert!(status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_video_over_tcp_passive_and_active() {
+    for transport in ["tcp-passive", "tcp-active"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = shouhu(dir.path());
+        c.args(["demo", "--enterprises", "10"])
+            .env("SHOUHU__MEDIA__TRANSPORT", transport)
+            .env("SHOUHU__MEDIA__GRACE_SECS", "1");
+        let run = Running::start(c, "http");
+        let http = run.base.clone();
+        let r: Value = reqwest::Client::new()
+            .post(format!("{http}/api/v1/auth/login"))
+            .json(&json!({"username": "admin", "password": PW}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let d = Demo {
+            token: r["token"].as_str().unwrap().to_string(),
+            sip: run.sip.clone().unwrap(),
+            http,
+            run,
+            _dir: dir,
+        };
+        let device = "31010000001320000001";
+        let rec = d
+            .wait_for(
+                &format!("/recorders/{device}"),
+                "registered with its catalog",
+                |v| {
+                    v["access"]["registered"] == json!(true)
+                        && v["channel_list"].as_array().is_some_and(|c| !c.is_empty())
+                },
+            )
+            .await;
+        let channel = rec["channel_list"][0]["channel_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let r = reqwest::Client::new()
+            .get(format!(
+                "{}/api/v1/streams/{device}/{channel}/snapshot.jpg",
+                d.http
+            ))
+            .bearer_auth(&d.token)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let body = r.bytes().await.unwrap();
+        assert_eq!(
+            status,
+            200,
+            "{transport}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        assert!(body.starts_with(&[0xFF, 0xD8]), "{transport}: a JPEG");
+        let (_, streams) = d.get("/streams").await;
+        assert!(
+            streams
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["device_id"] == device && s["packets"].as_u64() > Some(0)),
+            "{transport}: {streams}"
+        );
+        let (st, _) = d.run.stop();
+        assert!(st.success());
+    }
+}
