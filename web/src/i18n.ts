@@ -551,6 +551,20 @@ export const AUDIT_ACTIONS: Record<string, string> = {
   'inspection_item.create': '新增检查事项',
   'inspection_item.update': '修改检查事项',
   'audit.query': '查询审计日志',
+  'dispatch.assign': '派遣',
+  'dispatch.arrive': '到场',
+  'dispatch.clear': '解除派遣',
+  'dispatch.locate': '位置查询',
+  'dispatch.track_request': '临时跟踪',
+  'geofence.create': '新增电子围栏',
+  'geofence.delete': '删除电子围栏',
+  'vehicle.create': '新增车辆',
+  'vehicle.update': '修改车辆',
+  'vehicle.delete': '删除车辆',
+  'recorder.create': '登记执法记录仪',
+  'recorder.update': '修改执法记录仪',
+  'stream.view': '查看视频',
+  'stream.view_end': '结束查看视频',
 };
 
 /** An audit action as "中文名（code）", or the code alone when it has no name yet. */
