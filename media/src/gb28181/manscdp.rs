@@ -369,8 +369,17 @@ pub fn parse(xml: &str) -> Result<Body, ManscdpError> {
     Ok(match kind {
         ("Notify", c) if c.eq_ignore_ascii_case("Keepalive") => Body::Keepalive { sn, device_id },
         ("Notify", c) if c.eq_ignore_ascii_case("MobilePosition") => {
-            let lon = num::<f64>(&root, "Longitude")?.ok_or(ManscdpError::Missing("Longitude"))?;
-            let lat = num::<f64>(&root, "Latitude")?.ok_or(ManscdpError::Missing("Latitude"))?;
+            let (Some(lon), Some(lat)) = (
+                num::<f64>(&root, "Longitude")?,
+                num::<f64>(&root, "Latitude")?,
+            ) else {
+                // No fix (devices send this without satellites): valid, nothing to plot.
+                return Ok(Body::Other {
+                    root: "Notify".into(),
+                    cmd_type: cmd,
+                    device_id,
+                });
+            };
             if !(-180.0..=180.0).contains(&lon) || !(-90.0..=90.0).contains(&lat) {
                 return Err(ManscdpError::Field {
                     field: "Longitude/Latitude",
@@ -525,10 +534,11 @@ mod tests {
             parse("<Notify><CmdType>MobilePosition</CmdType><DeviceID>1</DeviceID><Longitude>x</Longitude><Latitude>1</Latitude></Notify>"),
             Err(ManscdpError::Field { field: "Longitude", value: "x".into() })
         );
-        assert_eq!(
+        // Without a fix the report is valid but has nothing to plot.
+        assert!(matches!(
             parse("<Notify><CmdType>MobilePosition</CmdType><DeviceID>1</DeviceID></Notify>"),
-            Err(ManscdpError::Missing("Longitude"))
-        );
+            Ok(Body::Other { .. })
+        ));
     }
 
     #[test]
