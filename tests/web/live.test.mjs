@@ -113,7 +113,13 @@ describe('live video', { skip: skipReason }, () => {
         device,
         { timeout: 45_000 },
       );
-      // Frames advance at the camera's size (the simulator streams 640×360 at 25 fps).
+      // Frames advance at the camera's size (the simulator streams 640×360 at 25 fps). `playing`
+      // can fire before the first frame's size is known: wait for it.
+      await page.waitForFunction(
+        (d) => document.querySelector(`[data-test=live-player][data-device="${d}"] [data-test=live-video-element]`)?.videoWidth > 0,
+        device,
+        { timeout: 20_000 },
+      );
       const first = await page.evaluate((d) => {
         const v = document.querySelector(`[data-test=live-player][data-device="${d}"] [data-test=live-video-element]`);
         return { w: v.videoWidth, h: v.videoHeight, t: v.currentTime };
