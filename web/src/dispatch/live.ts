@@ -64,7 +64,12 @@ class LivePlayer {
   ) {
     this.video = h('video', { class: 'live-video', autoplay: true, muted: true, playsinline: true, 'data-test': 'live-video-element' });
     this.video.muted = true; // the property, not just the attribute: autoplay needs it
-    this.video.addEventListener('playing', () => this.setStatus('playing', '播放中'));
+    // 播放中 only once a picture is there: `playing` can come before the first decoded frame.
+    const shown = () => {
+      if (this.video.videoWidth > 0 && !this.video.paused) this.setStatus('playing', '播放中');
+    };
+    this.video.addEventListener('playing', shown);
+    this.video.addEventListener('resize', shown);
     this.status = h('div', { class: 'live-status', 'data-test': 'live-status', role: 'status' });
     this.snapBtn = h('button', { type: 'button', class: 'btn small', 'data-test': 'live-snapshot', title: '在新窗口打开当前画面截图', disabled: true }, '截图');
     this.el = h(
@@ -116,7 +121,8 @@ class LivePlayer {
       pc.onconnectionstatechange = () => {
         if (pc.connectionState === 'failed') this.setStatus('error', '视频连接失败，请检查网络');
         else if (pc.connectionState === 'disconnected') this.setStatus('connecting', '连接中断，正在恢复…');
-        else if (pc.connectionState === 'connected' && !this.video.paused) this.setStatus('playing', '播放中');
+        else if (pc.connectionState === 'connected' && !this.video.paused && this.video.videoWidth > 0)
+          this.setStatus('playing', '播放中');
       };
       await pc.setLocalDescription(await pc.createOffer());
       await iceGathered(pc, ICE_GATHER_MS);
