@@ -1,6 +1,6 @@
 //! GB/T 28181 signalling end to end: the real binary (demo data, no simulation) against SIPp
 //! (`sip-tester`) running the scenarios in `tests/sipp/`: register with digest over UDP and TCP,
-//! keepalive, MobilePosition moving the bound officer's marker, a wrong password and an unknown
+//! keepalive, MobilePosition (by MESSAGE and by NOTIFY) moving the bound officer's marker, a wrong password and an unknown
 //! device refused, a flood of registrations from 200 devices served; plus malformed datagrams
 //! answered `400` without disturbing registered devices.
 
@@ -323,6 +323,22 @@ async fn sipp_recorders_register_keepalive_and_report_positions() {
     assert!(ok, "server stopped serving after junk:\n{log}");
     d.wait_for(&format!("/units/{officer}"), "second position", |v| {
         v["lon"].as_f64() == Some(121.4822)
+    })
+    .await;
+    // MobilePosition by NOTIFY (as within a subscription) moves the officer too.
+    let (ok, log) = sipp(
+        &d.sip,
+        "register_keepalive_position_notify.xml",
+        Dev {
+            id: own,
+            password: "Own#pass2026",
+            lon: 121.4833,
+        },
+        "u1",
+    );
+    assert!(ok, "NOTIFY scenario failed:\n{log}");
+    d.wait_for(&format!("/units/{officer}"), "position by NOTIFY", |v| {
+        v["lon"].as_f64() == Some(121.4833)
     })
     .await;
     let (status, _) = d.run.stop();
