@@ -309,7 +309,12 @@ impl Inner {
         }
     }
 
-    async fn bind_tcp(&self) -> Result<tokio::net::TcpListener, HubError> {
+    /// Try each port of the range once, starting after the last one handed out.
+    async fn bind_in_range<T, F, Fut>(&self, bind: F) -> Result<T, HubError>
+    where
+        F: Fn(SocketAddr) -> Fut,
+        Fut: std::future::Future<Output = std::io::Result<T>>,
+    {
         let (lo, hi) = self.cfg.rtp_ports;
         let span = (hi.saturating_sub(lo) as u32 + 1).max(1);
         for _ in 0..span {
@@ -319,30 +324,19 @@ impl Inner {
                 *n = if p >= hi { lo } else { p + 1 };
                 p
             };
-            if let Ok(s) =
-                tokio::net::TcpListener::bind(SocketAddr::new(self.cfg.bind_ip, port)).await
-            {
+            if let Ok(s) = bind(SocketAddr::new(self.cfg.bind_ip, port)).await {
                 return Ok(s);
             }
         }
         Err(HubError::NoPort)
     }
 
+    async fn bind_tcp(&self) -> Result<tokio::net::TcpListener, HubError> {
+        self.bind_in_range(tokio::net::TcpListener::bind).await
+    }
+
     async fn bind_rtp(&self) -> Result<UdpSocket, HubError> {
-        let (lo, hi) = self.cfg.rtp_ports;
-        let span = (hi.saturating_sub(lo) as u32 + 1).max(1);
-        for _ in 0..span {
-            let port = {
-                let mut n = self.next_port.lock().unwrap_or_else(|e| e.into_inner());
-                let p = if *n < lo || *n > hi { lo } else { *n };
-                *n = if p >= hi { lo } else { p + 1 };
-                p
-            };
-            if let Ok(s) = UdpSocket::bind(SocketAddr::new(self.cfg.bind_ip, port)).await {
-                return Ok(s);
-            }
-        }
-        Err(HubError::NoPort)
+        self.bind_in_range(UdpSocket::bind).await
     }
 }
 

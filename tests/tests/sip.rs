@@ -24,11 +24,19 @@ struct Demo {
     _dir: tempfile::TempDir,
 }
 
+/// A demo server without the simulation (SIPp plays the devices), on the shared password.
 async fn demo() -> Demo {
+    demo_with(&["--no-simulation"], &[("SHOUHU__SIP__PASSWORD", SHARED)]).await
+}
+
+/// A demo server with extra arguments and environment, logged in as admin.
+async fn demo_with(args: &[&str], env: &[(&str, &str)]) -> Demo {
     let dir = tempfile::tempdir().unwrap();
     let mut c = shouhu(dir.path());
-    c.args(["demo", "--enterprises", "10", "--no-simulation"])
-        .env("SHOUHU__SIP__PASSWORD", SHARED);
+    c.args(["demo", "--enterprises", "10"]).args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
     let run = Running::start(c, "http");
     let http = run.base.clone();
     let sip = run.sip.clone().expect("SIP address in the log");
@@ -432,28 +440,7 @@ async fn a_flood_of_registrations_is_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_recorders_register_report_their_catalog_and_move_their_officers() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = shouhu(dir.path());
-    c.args(["demo", "--enterprises", "10"])
-        .env("SHOUHU__MEDIA__GRACE_SECS", "1");
-    let run = Running::start(c, "http");
-    let http = run.base.clone();
-    let r: Value = reqwest::Client::new()
-        .post(format!("{http}/api/v1/auth/login"))
-        .json(&json!({"username": "admin", "password": PW}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let d = Demo {
-        token: r["token"].as_str().unwrap().to_string(),
-        sip: run.sip.clone().unwrap(),
-        http,
-        run,
-        _dir: dir,
-    };
+    let d = demo_with(&[], &[("SHOUHU__MEDIA__GRACE_SECS", "1")]).await;
     // Every district's recorder registers over SIP and keeps its officer's marker moving.
     let list = d
         .wait_for("/recorders", "16 demo recorders registered", |v| {
@@ -564,29 +551,14 @@ async fn demo_recorders_register_report_their_catalog_and_move_their_officers() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_video_over_tcp_passive_and_active() {
     for transport in ["tcp-passive", "tcp-active"] {
-        let dir = tempfile::tempdir().unwrap();
-        let mut c = shouhu(dir.path());
-        c.args(["demo", "--enterprises", "10"])
-            .env("SHOUHU__MEDIA__TRANSPORT", transport)
-            .env("SHOUHU__MEDIA__GRACE_SECS", "1");
-        let run = Running::start(c, "http");
-        let http = run.base.clone();
-        let r: Value = reqwest::Client::new()
-            .post(format!("{http}/api/v1/auth/login"))
-            .json(&json!({"username": "admin", "password": PW}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let d = Demo {
-            token: r["token"].as_str().unwrap().to_string(),
-            sip: run.sip.clone().unwrap(),
-            http,
-            run,
-            _dir: dir,
-        };
+        let d = demo_with(
+            &[],
+            &[
+                ("SHOUHU__MEDIA__TRANSPORT", transport),
+                ("SHOUHU__MEDIA__GRACE_SECS", "1"),
+            ],
+        )
+        .await;
         let device = "31010000001320000001";
         let rec = d
             .wait_for(

@@ -532,14 +532,7 @@ impl Platform {
                         d.last_nonce = Some((nonce, nc));
                         if !d.online {
                             d.online = true;
-                            self.out.push(Output::Device(DeviceUpdate::Link {
-                                device_id: device_id.clone(),
-                                online: true,
-                            }));
-                            self.out.push(Output::Event(UnitEvent::Online {
-                                unit_id: device_id.clone(),
-                                source: PositionSource::Gb28181,
-                            }));
+                            push_link(&mut self.out, &device_id, true);
                         }
                         moved
                     }
@@ -628,14 +621,7 @@ impl Platform {
         let came_back = !dev.online;
         dev.online = true;
         if came_back {
-            self.out.push(Output::Device(DeviceUpdate::Link {
-                device_id: device_id.clone(),
-                online: true,
-            }));
-            self.out.push(Output::Event(UnitEvent::Online {
-                unit_id: device_id.clone(),
-                source: PositionSource::Gb28181,
-            }));
+            push_link(&mut self.out, &device_id, true);
         }
         if req.body.is_empty() {
             self.reply(peer, &req, 400, "Bad Request (empty body)", now);
@@ -1148,14 +1134,7 @@ impl Platform {
             } else if d.online && now.mono_ms >= d.last_seen_ms + silence_ms {
                 d.online = false;
                 tracing::info!(device.id = %id, "sip.keepalive_missed");
-                self.out.push(Output::Device(DeviceUpdate::Link {
-                    device_id: id.clone(),
-                    online: false,
-                }));
-                self.out.push(Output::Event(UnitEvent::Offline {
-                    unit_id: id.clone(),
-                    source: PositionSource::Gb28181,
-                }));
+                push_link(&mut self.out, id, false);
             }
         }
         for id in expired {
@@ -1179,6 +1158,20 @@ impl Platform {
             self.buckets.retain(|k, _| registry.contains_key(k));
         }
     }
+}
+
+/// Keepalives resumed or stopped: the registry update and the dispatch event.
+fn push_link(out: &mut Vec<Output>, device_id: &str, online: bool) {
+    out.push(Output::Device(DeviceUpdate::Link {
+        device_id: device_id.to_string(),
+        online,
+    }));
+    let (unit_id, source) = (device_id.to_string(), PositionSource::Gb28181);
+    out.push(Output::Event(if online {
+        UnitEvent::Online { unit_id, source }
+    } else {
+        UnitEvent::Offline { unit_id, source }
+    }));
 }
 
 /// A reason phrase must be one line of printable text.
