@@ -43,7 +43,7 @@ fuzz:
 	./scripts/fuzz.sh 600
 
 ## The benchmarks (docs/benchmarks.md): foundation on SQLite then PostgreSQL; live positions; GB/T 28181 signalling
-## (with the Mosquitto comparison) on SQLite, then its full load on PostgreSQL.
+## (with the Mosquitto comparison) on SQLite, then its full load on PostgreSQL; live video (with the Janus comparison).
 bench: deps
 	./scripts/install-deps.sh --bench
 	$(CARGO) build --release -p shouhu-api --bin shouhu
@@ -52,6 +52,7 @@ bench: deps
 	./target/release/shouhu bench positions
 	./target/release/shouhu bench positions --skip-compare --database-url $(SHOUHU_TEST_PG_URL)
 	./target/release/shouhu bench sip
+	SHOUHU_LOG=error ./target/release/shouhu bench live
 
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps

@@ -66,6 +66,8 @@ pub enum BenchWhat {
     Positions(crate::bench_positions::PositionsBenchArgs),
     /// GB/T 28181 signalling: thousands of recorders registering and keeping alive.
     Sip(crate::bench_sip::SipBenchArgs),
+    /// Live video: recorders streaming through the hub to WebRTC viewers, then Janus.
+    Live(crate::bench_live::LiveBenchArgs),
 }
 
 const BENCH_PASSWORD: &str = "Bench@2026x";
@@ -75,6 +77,7 @@ pub async fn run(mut cfg: Config, args: BenchArgs) -> anyhow::Result<()> {
     match args.what {
         Some(BenchWhat::Positions(a)) => return crate::bench_positions::run(a).await,
         Some(BenchWhat::Sip(a)) => return crate::bench_sip::run(a).await,
+        Some(BenchWhat::Live(a)) => return crate::bench_live::run(a).await,
         None => {}
     }
     let dir = std::env::temp_dir().join(format!("shouhu-bench-{}", std::process::id()));

@@ -76,7 +76,7 @@ pub struct PositionsBenchArgs {
 }
 
 const PHONE_BASE: u64 = 14_000_000_000;
-const PASSWORD: &str = "Bench@2026x";
+pub(crate) const PASSWORD: &str = "Bench@2026x";
 
 pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -337,7 +337,7 @@ async fn ws_reader(
     }
 }
 
-async fn login(http: &str, user: &str) -> anyhow::Result<String> {
+pub(crate) async fn login(http: &str, user: &str) -> anyhow::Result<String> {
     let r: serde_json::Value = reqwest::Client::new()
         .post(format!("{http}/api/v1/auth/login"))
         .json(&serde_json::json!({"username": user, "password": PASSWORD}))

@@ -41,10 +41,10 @@ pub struct SipBenchArgs {
 const SHARED: &str = "Bench#2026x";
 const BASE: &str = "31010000001320000001";
 
-struct TempDir(std::path::PathBuf);
+pub(crate) struct TempDir(pub(crate) std::path::PathBuf);
 
 impl TempDir {
-    fn path(&self) -> &std::path::Path {
+    pub(crate) fn path(&self) -> &std::path::Path {
         &self.0
     }
 }
@@ -55,7 +55,7 @@ impl Drop for TempDir {
     }
 }
 
-struct Child2(Child);
+pub(crate) struct Child2(pub(crate) Child);
 
 impl Drop for Child2 {
     fn drop(&mut self) {
@@ -156,6 +156,7 @@ pub async fn run(a: SipBenchArgs) -> anyhow::Result<()> {
             device_id,
             password: SHARED.into(),
             route: crate::simulate::Route::new((31.23, 121.47), 5_000.0, 5.0, i as u64),
+            media: None,
         })
         .collect();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -170,6 +171,7 @@ pub async fn run(a: SipBenchArgs) -> anyhow::Result<()> {
             keepalive: Duration::from_secs(a.keepalive_s.max(1)),
             position: Duration::from_secs(a.position_s.max(1)),
             expires_secs: 3600,
+            media: Default::default(),
         },
         stop_rx,
     );

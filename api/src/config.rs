@@ -68,6 +68,9 @@ pub struct MediaConfig {
     pub rtp_port_min: u16,
     /// Last RTP port. Default 30999.
     pub rtp_port_max: u16,
+    /// One UDP port for every live stream, told apart by SSRC (for firewalls that open one
+    /// port). Default 0: a port per stream from the range.
+    pub rtp_shared_port: u16,
     /// A stream with no media this long ends, with a log line naming the likely cause. Default 10.
     pub no_media_timeout_secs: u64,
     /// A stream stays up this long after its last viewer left. Default 10.
@@ -91,6 +94,7 @@ impl Default for MediaConfig {
             bind_ip: "0.0.0.0".into(),
             rtp_port_min: 30_000,
             rtp_port_max: 30_999,
+            rtp_shared_port: 0,
             no_media_timeout_secs: 10,
             grace_secs: 10,
             webrtc_udp_port_min: 31_000,

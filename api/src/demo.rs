@@ -557,6 +557,7 @@ pub fn start_recorders(org: &DemoOrg, sip: std::net::SocketAddr, cfg: &Config) {
     let mut rng = StdRng::seed_from_u64(28181);
     let ids = crate::simulate::recorder_ids(DEMO_RECORDER_BASE, org.districts.len() as u64)
         .expect("valid base");
+    let last = org.districts.len().saturating_sub(1);
     let specs = org
         .districts
         .iter()
@@ -572,6 +573,13 @@ pub fn start_recorders(org: &DemoOrg, sip: std::net::SocketAddr, cfg: &Config) {
                     rng.gen_range(3.0..6.0),
                     300 + d as u64,
                 ),
+                // The last one is a newer camera: H.265 with AAC sound (browsers get both
+                // transcoded); the others send H.264 with G.711 A-law.
+                media: (d == last).then(|| crate::simulate_gb::MediaProfile {
+                    video: shouhu_media::ps::Codec::H265,
+                    audio: Some(shouhu_media::ps::Codec::Aac),
+                    ..Default::default()
+                }),
             },
         )
         .collect();
@@ -586,6 +594,7 @@ pub fn start_recorders(org: &DemoOrg, sip: std::net::SocketAddr, cfg: &Config) {
             keepalive: std::time::Duration::from_secs(u64::from(cfg.sip.keepalive_interval_secs)),
             position: std::time::Duration::from_secs(5),
             expires_secs: 3600,
+            media: Default::default(),
         },
         rx,
     );

@@ -74,17 +74,22 @@ pub async fn build_state_with_db(
     let sip = crate::sip::start(&cfg, db.clone(), hub.clone());
     crate::sip::load_registry(&db, &sip, &cfg).await?;
     let streams = crate::sip::stream_hub(&cfg, &sip);
+    let webrtc = shouhu_media::whep::WhepConfig {
+        udp_ports: (cfg.media.webrtc_udp_port_min, cfg.media.webrtc_udp_port_max),
+        nat_ips: cfg.media.webrtc_nat_ips.clone(),
+        include_loopback: true,
+        gather_timeout: Duration::from_secs(3),
+    };
     let whep = Arc::new(
-        shouhu_media::whep::Whep::new(shouhu_media::whep::WhepConfig {
-            udp_ports: (cfg.media.webrtc_udp_port_min, cfg.media.webrtc_udp_port_max),
-            nat_ips: cfg.media.webrtc_nat_ips.clone(),
-            include_loopback: true,
-            gather_timeout: Duration::from_secs(3),
-        })
-        .map_err(|e| anyhow::anyhow!("WebRTC: {e}"))?,
+        shouhu_media::whep::Whep::new(webrtc.clone())
+            .map_err(|e| anyhow::anyhow!("WebRTC: {e}"))?,
+    );
+    let whip = Arc::new(
+        shouhu_media::whip::Whip::new(webrtc).map_err(|e| anyhow::anyhow!("WebRTC: {e}"))?,
     );
     Ok(AppState {
         whep,
+        whip,
         streams,
         sip,
         db,

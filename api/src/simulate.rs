@@ -526,6 +526,35 @@ pub struct SimulateArgs {
     /// Seconds between a recorder's keepalives.
     #[arg(long, default_value_t = 60)]
     pub keepalive_s: u64,
+    /// Video codec the recorders send: `h264` or `h265`.
+    #[arg(long, default_value = "h264", value_parser = parse_video)]
+    pub video: shouhu_media::ps::Codec,
+    /// Video bit rate, kbit/s.
+    #[arg(long, default_value_t = 800)]
+    pub bitrate_kbps: u32,
+    /// Audio the recorders send: `g711a`, `g711u`, `aac` or `none`.
+    #[arg(long, default_value = "g711a")]
+    pub audio: String,
+}
+
+fn parse_video(s: &str) -> Result<shouhu_media::ps::Codec, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "h264" | "avc" => Ok(shouhu_media::ps::Codec::H264),
+        "h265" | "hevc" => Ok(shouhu_media::ps::Codec::H265),
+        _ => Err(format!("unknown video codec {s:?}: h264 or h265")),
+    }
+}
+
+fn parse_audio(s: &str) -> Result<Option<shouhu_media::ps::Codec>, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "g711a" | "pcma" => Ok(Some(shouhu_media::ps::Codec::G711A)),
+        "g711u" | "pcmu" => Ok(Some(shouhu_media::ps::Codec::G711U)),
+        "aac" => Ok(Some(shouhu_media::ps::Codec::Aac)),
+        "none" => Ok(None),
+        _ => Err(format!(
+            "unknown audio codec {s:?}: g711a, g711u, aac or none"
+        )),
+    }
 }
 
 /// Device ids of `n` recorders from `base` (a 20-digit id; the last 7 digits count up).
@@ -702,6 +731,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
                     rng.gen_range(3.0..6.0),
                     20_000 + i as u64,
                 ),
+                media: None,
             })
             .collect();
     let gb = crate::simulate_gb::start(
@@ -713,6 +743,12 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
             keepalive: Duration::from_secs(args.keepalive_s.max(1)),
             position: interval * 5,
             expires_secs: 3600,
+            media: crate::simulate_gb::MediaProfile {
+                video: args.video,
+                bitrate_kbps: args.bitrate_kbps.clamp(50, 20_000),
+                audio: parse_audio(&args.audio).map_err(|e| anyhow::anyhow!("--audio: {e}"))?,
+                ..Default::default()
+            },
         },
         stop_rx,
     );

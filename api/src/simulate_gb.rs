@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shouhu_media::gb28181::manscdp;
+use shouhu_media::ps::Codec;
 use shouhu_media::sip::digest::{self, Algorithm, Credentials};
 use shouhu_media::sip::message::parse_datagram;
 use shouhu_media::sip::Message;
@@ -30,6 +31,8 @@ pub struct RecorderSpec {
     pub password: String,
     /// Where it walks.
     pub route: Route,
+    /// What it streams, when not the target's profile.
+    pub media: Option<MediaProfile>,
 }
 
 /// Where and how the recorders report.
@@ -47,6 +50,8 @@ pub struct GbTarget {
     pub position: Duration,
     /// Registration lifetime asked for, seconds.
     pub expires_secs: u32,
+    /// What they stream.
+    pub media: MediaProfile,
 }
 
 /// Counters.
@@ -85,46 +90,244 @@ struct Device {
     answers: std::collections::HashMap<String, Vec<u8>>,
 }
 
-/// The sample the recorders stream: H.264 access units (Annex B), 25 frames a second, a keyframe
-/// every second; made once per process by ffmpeg.
-static SAMPLE: tokio::sync::OnceCell<Option<Arc<Vec<Vec<u8>>>>> =
-    tokio::sync::OnceCell::const_new();
-
-async fn sample() -> Option<Arc<Vec<Vec<u8>>>> {
-    SAMPLE
-        .get_or_init(|| async {
-            let out = tokio::process::Command::new("ffmpeg")
-                .args(["-v", "error", "-f", "lavfi", "-i", "testsrc=size=640x360:rate=25", "-t", "10"])
-                .args(["-pix_fmt", "yuv420p", "-c:v", "libx264", "-profile:v", "baseline", "-g", "25", "-bf", "0"])
-                .args(["-x264-params", "aud=1", "-b:v", "800k", "-f", "h264", "pipe:1"])
-                .output()
-                .await;
-            match out {
-                Ok(o) if o.status.success() => {
-                    let aus = access_units(&o.stdout);
-                    (!aus.is_empty()).then(|| Arc::new(aus))
-                }
-                Ok(o) => {
-                    tracing::warn!(stderr = %String::from_utf8_lossy(&o.stderr), "simulated recorders: ffmpeg failed; they cannot stream");
-                    None
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "simulated recorders: ffmpeg is missing; they cannot stream");
-                    None
-                }
-            }
-        })
-        .await
-        .clone()
+/// What the simulated recorders send.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MediaProfile {
+    /// Video codec: H.264 or H.265.
+    pub video: Codec,
+    /// Video bit rate, kbit/s (constant: the encoder pads to it).
+    pub bitrate_kbps: u32,
+    /// Picture size.
+    pub size: (u32, u32),
+    /// Audio codec (G.711 A/μ-law at 8 kHz, or AAC at 16 kHz), or none.
+    pub audio: Option<Codec>,
 }
 
-/// Split an Annex B H.264 stream at its access unit delimiters.
-pub fn access_units(es: &[u8]) -> Vec<Vec<u8>> {
+impl Default for MediaProfile {
+    fn default() -> Self {
+        Self {
+            video: Codec::H264,
+            bitrate_kbps: 800,
+            size: (640, 360),
+            audio: Some(Codec::G711A),
+        }
+    }
+}
+
+/// Ten seconds of media, looped: video access units (Annex B) at 25 frames a second with a
+/// keyframe every second, and audio frames with their offsets (90 kHz) into the loop.
+#[derive(Debug)]
+pub struct Sample {
+    /// Video access units, one per 40 ms.
+    pub video: Vec<Vec<u8>>,
+    /// Audio frames: (offset in the loop, 90 kHz; bytes).
+    pub audio: Vec<(u64, Vec<u8>)>,
+}
+
+/// Length of the sample, 90 kHz.
+const LOOP_90K: u64 = 10 * 90_000;
+
+type SampleCache = std::collections::HashMap<MediaProfile, Option<Arc<Sample>>>;
+static SAMPLES: tokio::sync::Mutex<Option<SampleCache>> = tokio::sync::Mutex::const_new(None);
+
+async fn ffmpeg(args: &[String]) -> Option<Vec<u8>> {
+    let out = tokio::process::Command::new("ffmpeg")
+        .args(["-v", "error"])
+        .args(args)
+        .output()
+        .await;
+    match out {
+        Ok(o) if o.status.success() && !o.stdout.is_empty() => Some(o.stdout),
+        Ok(o) => {
+            tracing::warn!(stderr = %String::from_utf8_lossy(&o.stderr), "simulated recorders: ffmpeg failed; they cannot stream");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "simulated recorders: ffmpeg is missing; they cannot stream");
+            None
+        }
+    }
+}
+
+/// The sample of a profile, made by ffmpeg once per process.
+pub async fn sample(p: &MediaProfile) -> Option<Arc<Sample>> {
+    let mut cache = SAMPLES.lock().await;
+    let cache = cache.get_or_insert_with(Default::default);
+    if let Some(s) = cache.get(p) {
+        return s.clone();
+    }
+    let s = make_sample(p).await.map(Arc::new);
+    cache.insert(p.clone(), s.clone());
+    s
+}
+
+async fn make_sample(p: &MediaProfile) -> Option<Sample> {
+    let s = |x: &str| x.to_string();
+    let (w, h) = p.size;
+    let rate = format!("{}k", p.bitrate_kbps);
+    let mut args = vec![
+        s("-f"),
+        s("lavfi"),
+        s("-i"),
+        format!("testsrc2=size={w}x{h}:rate=25"),
+        s("-t"),
+        s("10"),
+        // Grain, so that high bit rates carry real picture data rather than encoder padding.
+        s("-vf"),
+        s(if p.bitrate_kbps > 1_000 {
+            "noise=alls=8:allf=t"
+        } else {
+            "null"
+        }),
+        s("-pix_fmt"),
+        s("yuv420p"),
+        s("-g"),
+        s("25"),
+        s("-bf"),
+        s("0"),
+        s("-b:v"),
+        rate.clone(),
+        s("-minrate"),
+        rate.clone(),
+        s("-maxrate"),
+        rate.clone(),
+        s("-bufsize"),
+        rate,
+    ];
+    match p.video {
+        Codec::H265 => args.extend(
+            [
+                "-c:v",
+                "libx265",
+                "-preset",
+                "ultrafast",
+                "-x265-params",
+                "aud=1:repeat-headers=1:keyint=25:min-keyint=25:bframes=0:log-level=error",
+                "-f",
+                "hevc",
+                "pipe:1",
+            ]
+            .map(s),
+        ),
+        _ => args.extend(
+            [
+                "-c:v",
+                "libx264",
+                "-profile:v",
+                "baseline",
+                "-preset",
+                "veryfast",
+                "-x264-params",
+                "aud=1",
+                "-f",
+                "h264",
+                "pipe:1",
+            ]
+            .map(s),
+        ),
+    }
+    let video = access_units(&ffmpeg(&args).await?, p.video);
+    if video.is_empty() {
+        return None;
+    }
+    let audio = match p.audio {
+        None => Vec::new(),
+        Some(c @ (Codec::G711A | Codec::G711U)) => {
+            let fmt = if c == Codec::G711A { "alaw" } else { "mulaw" };
+            let codec = if c == Codec::G711A {
+                "pcm_alaw"
+            } else {
+                "pcm_mulaw"
+            };
+            let pcm = ffmpeg(
+                &[
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    "sine=frequency=440:sample_rate=8000",
+                    "-t",
+                    "10",
+                    "-ac",
+                    "1",
+                    "-c:a",
+                    codec,
+                    "-f",
+                    fmt,
+                    "pipe:1",
+                ]
+                .map(s),
+            )
+            .await?;
+            // 40 ms (320 samples) per frame, with the video.
+            pcm.chunks(320)
+                .enumerate()
+                .map(|(i, c)| (i as u64 * 3600, c.to_vec()))
+                .collect()
+        }
+        Some(_) => {
+            let adts = ffmpeg(
+                &[
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    "sine=frequency=440:sample_rate=16000",
+                    "-t",
+                    "10",
+                    "-ac",
+                    "1",
+                    "-c:a",
+                    "aac",
+                    "-b:a",
+                    "32k",
+                    "-f",
+                    "adts",
+                    "pipe:1",
+                ]
+                .map(s),
+            )
+            .await?;
+            // 1024 samples at 16 kHz per frame: 5760 ticks of 90 kHz.
+            adts_frames(&adts)
+                .into_iter()
+                .enumerate()
+                .map(|(i, f)| (i as u64 * 5760, f))
+                .filter(|(t, _)| *t < LOOP_90K)
+                .collect()
+        }
+    };
+    Some(Sample { video, audio })
+}
+
+/// Split ADTS into its frames (each with its header).
+pub fn adts_frames(b: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + 7 <= b.len() {
+        if b[i] != 0xFF || b[i + 1] & 0xF0 != 0xF0 {
+            break;
+        }
+        let len = (((b[i + 3] & 0x03) as usize) << 11)
+            | ((b[i + 4] as usize) << 3)
+            | ((b[i + 5] as usize) >> 5);
+        if len < 7 || i + len > b.len() {
+            break;
+        }
+        out.push(b[i..i + len].to_vec());
+        i += len;
+    }
+    out
+}
+
+/// Split an Annex B stream at its access unit delimiters (H.264 NAL type 9, H.265 type 35).
+pub fn access_units(es: &[u8], codec: Codec) -> Vec<Vec<u8>> {
+    let is_aud = |b: u8| match codec {
+        Codec::H265 => (b >> 1) & 0x3F == 35,
+        _ => b & 0x1F == 9,
+    };
     let mut starts = Vec::new();
     let mut i = 0;
     while i + 4 < es.len() {
-        if es[i] == 0 && es[i + 1] == 0 && es[i + 2] == 0 && es[i + 3] == 1 && es[i + 4] & 0x1F == 9
-        {
+        if es[i] == 0 && es[i + 1] == 0 && es[i + 2] == 0 && es[i + 3] == 1 && is_aud(es[i + 4]) {
             starts.push(i);
         }
         i += 1;
@@ -182,40 +385,63 @@ impl Sink {
     }
 }
 
-/// Stream the sample as PS over RTP until `stop`.
+/// Stream the sample as PS over RTP until `stop`: per 40 ms one video pack, and the audio
+/// frames that fall in that interval as packs of their own.
 async fn stream_to(
     path: MediaPath,
     ssrc: u32,
-    aus: Arc<Vec<Vec<u8>>>,
+    media: (MediaProfile, Arc<Sample>),
     mut stop: watch::Receiver<bool>,
 ) {
     let Ok(mut sink) = Sink::open(path).await else {
         return;
     };
+    let (profile, sample) = media;
     let mux = shouhu_media::ps::PsMuxer {
-        video: shouhu_media::ps::Codec::H264,
-        audio: None,
+        video: profile.video,
+        audio: profile.audio,
     };
     let mut seq: u16 = rand::random();
     let mut every = tokio::time::interval(Duration::from_millis(40));
-    let mut pts: u64 = 3600;
-    for au in aus.iter().cycle() {
+    let base: u64 = 3600;
+    let mut audio_next = 0usize;
+    for (n, au) in (0u64..).zip(sample.video.iter().cycle()) {
         tokio::select! {
             _ = every.tick() => {}
             _ = stop.changed() => return,
         }
-        let key = shouhu_media::ps::is_keyframe(shouhu_media::ps::Codec::H264, au);
-        let ps = mux.video_frame(pts, au, key);
-        for p in shouhu_media::rtp::packetize(96, &mut seq, pts as u32, ssrc, &ps, 1400) {
-            if sink.send(&p).await.is_err() {
-                return;
+        let pts = base + n * 3600;
+        let key = shouhu_media::ps::is_keyframe(profile.video, au);
+        let mut packs = vec![(pts, mux.video_frame(pts, au, key))];
+        // Audio frames due up to the end of this video frame, across loops of the sample.
+        let end = (n + 1) * 3600;
+        while !sample.audio.is_empty() {
+            let i = audio_next % sample.audio.len();
+            let lap = (audio_next / sample.audio.len()) as u64;
+            let (off, data) = &sample.audio[i];
+            let t = lap * LOOP_90K + off;
+            if t >= end {
+                break;
+            }
+            packs.push((base + t, mux.audio_frame(base + t, data)));
+            audio_next += 1;
+        }
+        for (ts, ps) in packs {
+            for p in shouhu_media::rtp::packetize(96, &mut seq, ts as u32, ssrc, &ps, 1400) {
+                if sink.send(&p).await.is_err() {
+                    return;
+                }
             }
         }
-        pts += 3600;
     }
 }
 
 impl Device {
+    /// What this recorder streams.
+    fn profile(&self) -> &MediaProfile {
+        self.spec.media.as_ref().unwrap_or(&self.target.media)
+    }
+
     fn branch(&mut self) -> String {
         self.n += 1;
         format!("z9hG4bK{}x{}", self.spec.device_id, self.n)
@@ -376,10 +602,12 @@ impl Device {
             "INVITE" => return self.on_invite(req).await,
             "ACK" => {
                 if let Some((path, ssrc)) = self.offers.remove(&call) {
-                    if let Some(aus) = sample().await {
+                    let profile = self.profile().clone();
+                    if let Some(smp) = sample(&profile).await {
                         let (tx, rx) = watch::channel(false);
                         self.streams.insert(call, tx);
-                        tokio::spawn(stream_to(path, ssrc, aus, rx));
+                        let media = (profile, smp);
+                        tokio::spawn(stream_to(path, ssrc, media, rx));
                     }
                 }
                 return Ok(());
@@ -470,7 +698,7 @@ impl Device {
         }
         let offer = shouhu_media::gb28181::sdp::parse(&req.body_text());
         let usable = matches!(&offer, Ok(m) if m.ip.is_some());
-        if !usable || sample().await.is_none() {
+        if !usable || sample(&self.profile().clone()).await.is_none() {
             let r = req.response(488, "Not Acceptable Here", Some(&self.tag));
             return self
                 .sock

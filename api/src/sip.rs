@@ -58,6 +58,7 @@ pub fn stream_hub(cfg: &Config, sip: &SipServer) -> shouhu_media::hub::StreamHub
                 .parse()
                 .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0])),
             rtp_ports: (m.rtp_port_min, m.rtp_port_max),
+            shared_port: m.rtp_shared_port,
             no_media_timeout: std::time::Duration::from_secs(m.no_media_timeout_secs.max(1)),
             grace: std::time::Duration::from_secs(m.grace_secs),
             answer_timeout: std::time::Duration::from_secs(10),

@@ -36,6 +36,8 @@ pub struct AppState {
     pub streams: shouhu_media::hub::StreamHub,
     /// WHEP sessions (live video to browsers).
     pub whep: Arc<shouhu_media::whep::Whep>,
+    /// WHIP ingest (phone apps publishing a channel).
+    pub whip: Arc<shouhu_media::whip::Whip>,
 }
 
 impl AppState {

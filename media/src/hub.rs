@@ -20,7 +20,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use crate::gb28181::sdp::{self, MediaTransport, Offer};
 use crate::gb28181::server::SipServer;
 use crate::gb28181::StreamUpdate;
-use crate::ps::{Frame, PsDemuxer};
+use crate::ps::{Codec, Frame, PsDemuxer};
 use crate::rtp::{Ordered, Packet, Reorder};
 
 /// Hub settings (`[media]`).
@@ -33,6 +33,9 @@ pub struct StreamHubConfig {
     pub bind_ip: IpAddr,
     /// RTP port range, inclusive.
     pub rtp_ports: (u16, u16),
+    /// One UDP port for every stream, demultiplexed by SSRC (0: a port per stream from
+    /// `rtp_ports`). Only for UDP transport.
+    pub shared_port: u16,
     /// A stream with no media this long after the answer (or this long silent) ends.
     pub no_media_timeout: Duration,
     /// How long a stream stays up after its last viewer left.
@@ -54,6 +57,7 @@ impl Default for StreamHubConfig {
             advertise_ip: IpAddr::from([127, 0, 0, 1]),
             bind_ip: IpAddr::from([0, 0, 0, 0]),
             rtp_ports: (30_000, 30_999),
+            shared_port: 0,
             no_media_timeout: Duration::from_secs(10),
             grace: Duration::from_secs(10),
             answer_timeout: Duration::from_secs(10),
@@ -67,6 +71,8 @@ impl Default for StreamHubConfig {
 /// Where RTP packets come from.
 enum Source {
     Udp(UdpSocket),
+    /// The shared port's packets with this stream's SSRC.
+    Shared(mpsc::Receiver<(Vec<u8>, SocketAddr)>),
     /// TCP passive, before the device connected.
     Listen(tokio::net::TcpListener),
     /// TCP active, before we connected.
@@ -85,6 +91,14 @@ impl Source {
         loop {
             match self {
                 Source::Udp(s) => return s.recv_from(buf).await,
+                Source::Shared(rx) => {
+                    let Some((p, from)) = rx.recv().await else {
+                        return Err(std::io::Error::other("the shared RTP port closed"));
+                    };
+                    let n = p.len().min(buf.len());
+                    buf[..n].copy_from_slice(&p[..n]);
+                    return Ok((n, from));
+                }
                 Source::Listen(l) => {
                     let (stream, from) = l.accept().await?;
                     let (rd, wr) = stream.into_split();
@@ -151,6 +165,12 @@ pub enum HubError {
     /// The stream started but no media came.
     #[error("{0}")]
     NoMedia(String),
+    /// Someone already sends this channel.
+    #[error("the channel is already being sent (by the device or another publisher)")]
+    Busy,
+    /// A transcoder could not start.
+    #[error("{0}")]
+    Transcode(String),
 }
 
 /// Where a stream is.
@@ -180,6 +200,13 @@ pub struct Stream {
     pub frames: AtomicU64,
     /// RTP packets received.
     pub packets: AtomicU64,
+    /// RTP packets that never came (sequence gaps past the reorder window).
+    pub lost: AtomicU64,
+    /// Fed by a publisher (WHIP) rather than an ingest the hub runs: it lives while the
+    /// publisher does, whatever the viewers do.
+    published: bool,
+    /// Video and audio codecs seen so far.
+    codecs: Mutex<(Option<Codec>, Option<Codec>)>,
 }
 
 impl Stream {
@@ -201,6 +228,16 @@ impl Stream {
     /// Viewers now.
     pub fn viewers(&self) -> usize {
         self.viewers.load(Ordering::Relaxed)
+    }
+
+    /// Whether a publisher (WHIP) feeds it.
+    pub fn is_published(&self) -> bool {
+        self.published
+    }
+
+    /// The (video, audio) codecs seen so far.
+    pub fn codecs(&self) -> (Option<Codec>, Option<Codec>) {
+        *self.codecs.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -240,6 +277,22 @@ impl Viewer {
         r.unwrap_or_else(|_| Err(HubError::NoMedia("the stream did not start in time".into())))
     }
 
+    /// Wait until the viewer can start at a picture: `initial` then begins with a keyframe
+    /// (from the cache, or the first one to arrive, with `rx` continuing after it).
+    pub async fn wait_picture(&mut self, timeout: Duration) -> Result<(), HubError> {
+        if let Some(i) = self
+            .initial
+            .iter()
+            .position(|f| f.keyframe && f.codec.is_video())
+        {
+            self.initial.drain(..i);
+            return Ok(());
+        }
+        let key = self.keyframe(timeout).await?;
+        self.initial = vec![key];
+        Ok(())
+    }
+
     /// The next keyframe: from the cached group of pictures, else the first one to arrive.
     pub async fn keyframe(&mut self, timeout: Duration) -> Result<Arc<Frame>, HubError> {
         if let Some(f) = self
@@ -274,7 +327,7 @@ impl Viewer {
 
 impl Drop for Viewer {
     fn drop(&mut self) {
-        if self.stream.viewers.fetch_sub(1, Ordering::AcqRel) == 1 {
+        if self.stream.viewers.fetch_sub(1, Ordering::AcqRel) == 1 && !self.stream.published {
             let stream = self.stream.clone();
             let grace = self.hub.cfg.grace;
             let hub = self.hub.clone();
@@ -299,6 +352,126 @@ struct Inner {
     calls: Mutex<HashMap<String, mpsc::UnboundedSender<StreamUpdate>>>,
     ssrc_seq: AtomicU32,
     next_port: Mutex<u16>,
+    shared: tokio::sync::OnceCell<Result<Arc<SharedPort>, String>>,
+}
+
+/// One stream's claim on the shared port.
+#[derive(Debug)]
+struct Route {
+    tx: mpsc::Sender<(Vec<u8>, SocketAddr)>,
+    /// The device's media address from its answer, for devices that ignore `y=`.
+    device_ip: Option<IpAddr>,
+    /// Whether a packet reached it yet.
+    started: std::sync::atomic::AtomicBool,
+}
+
+/// The shared RTP port: one socket, packets routed to streams by SSRC.
+#[derive(Debug)]
+struct SharedPort {
+    port: u16,
+    routes: Mutex<HashMap<u32, Arc<Route>>>,
+    /// Packets whose SSRC no stream claims.
+    unknown: AtomicU64,
+}
+
+impl SharedPort {
+    async fn bind(addr: SocketAddr) -> Result<Arc<SharedPort>, String> {
+        let sock = UdpSocket::bind(addr)
+            .await
+            .map_err(|e| format!("the shared RTP port {addr} cannot be bound: {e}"))?;
+        let me = Arc::new(SharedPort {
+            port: addr.port(),
+            routes: Mutex::new(HashMap::new()),
+            unknown: AtomicU64::new(0),
+        });
+        let weak = Arc::downgrade(&me);
+        tracing::info!(%addr, "RTP shared port listening");
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65_536];
+            loop {
+                let Ok((n, from)) = sock.recv_from(&mut buf).await else {
+                    continue;
+                };
+                let Some(me) = weak.upgrade() else { return };
+                me.route(&buf[..n], from);
+            }
+        });
+        Ok(me)
+    }
+
+    /// Hand a datagram to the stream its SSRC belongs to. A device that ignored `y=` is
+    /// recognised by its address while it is the only stream from there still waiting.
+    fn route(&self, d: &[u8], from: SocketAddr) {
+        let Ok(p) = Packet::parse(d) else {
+            self.unknown.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let route = {
+            let mut m = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+            match m.get(&p.ssrc) {
+                Some(r) => Some(r.clone()),
+                None => {
+                    let mut waiting = m.values().filter(|r| {
+                        r.device_ip == Some(from.ip()) && !r.started.load(Ordering::Relaxed)
+                    });
+                    match (waiting.next().cloned(), waiting.next()) {
+                        (Some(r), None) => {
+                            tracing::info!(remote = %from, ssrc = p.ssrc, "stream.ssrc_differs (shared port: routed by address)");
+                            m.insert(p.ssrc, r.clone());
+                            Some(r)
+                        }
+                        _ => None,
+                    }
+                }
+            }
+        };
+        match route {
+            Some(r) => {
+                r.started.store(true, Ordering::Relaxed);
+                // A full queue drops the packet (the reorder buffer treats it as loss).
+                let _ = r.tx.try_send((d.to_vec(), from));
+            }
+            None => {
+                if self.unknown.fetch_add(1, Ordering::Relaxed) % 1000 == 0 {
+                    tracing::warn!(remote = %from, ssrc = p.ssrc, port = self.port, "RTP on the shared port with an SSRC no stream asked for");
+                }
+            }
+        }
+    }
+
+    fn claim(
+        &self,
+        ssrc: u32,
+        device_ip: Option<IpAddr>,
+    ) -> (Arc<Route>, mpsc::Receiver<(Vec<u8>, SocketAddr)>) {
+        let (tx, rx) = mpsc::channel(2048);
+        let r = Arc::new(Route {
+            tx,
+            device_ip,
+            started: std::sync::atomic::AtomicBool::new(false),
+        });
+        self.routes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(ssrc, r.clone());
+        (r, rx)
+    }
+
+    fn release(&self, route: &Arc<Route>) {
+        self.routes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, r| !Arc::ptr_eq(r, route));
+    }
+}
+
+/// Releases a stream's routes on the shared port when the stream ends.
+struct Claim(Arc<SharedPort>, Arc<Route>);
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.0.release(&self.1);
+    }
 }
 
 impl Inner {
@@ -356,6 +529,7 @@ impl StreamHub {
             calls: Mutex::new(HashMap::new()),
             ssrc_seq: AtomicU32::new(1),
             next_port: Mutex::new(0),
+            shared: tokio::sync::OnceCell::new(),
         });
         if let Some(mut rx) = sip.stream_updates() {
             let weak = Arc::downgrade(&inner);
@@ -403,9 +577,48 @@ impl StreamHub {
             .any(|(d, _)| d == device_id)
     }
 
-    /// Join (or start) the stream of a device's channel.
-    pub fn watch(&self, device_id: &str, channel_id: &str) -> Viewer {
-        let key = (device_id.to_string(), channel_id.to_string());
+    fn new_stream(key: Key, published: bool) -> (Arc<Stream>, watch::Receiver<bool>) {
+        let (tx, _) = broadcast::channel(256);
+        let (state, _) = watch::channel(StreamState::Starting);
+        let (stop, stop_rx) = watch::channel(false);
+        let s = Arc::new(Stream {
+            key,
+            tx,
+            gop: Mutex::new(Vec::new()),
+            viewers: AtomicUsize::new(0),
+            state,
+            call_id: Mutex::new(None),
+            stop,
+            frames: AtomicU64::new(0),
+            packets: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
+            published,
+            codecs: Mutex::new((None, None)),
+        });
+        (s, stop_rx)
+    }
+
+    fn join(&self, stream: Arc<Stream>) -> Viewer {
+        stream.viewers.fetch_add(1, Ordering::AcqRel);
+        // Under the GOP lock (publish sends under it too): no frame both cached and received.
+        let (rx, initial) = {
+            let gop = stream.gop.lock().unwrap_or_else(|e| e.into_inner());
+            (stream.tx.subscribe(), gop.clone())
+        };
+        Viewer {
+            stream,
+            hub: self.inner.clone(),
+            initial,
+            rx,
+        }
+    }
+
+    /// Join the stream of `key`, or start it with `start` when none is running.
+    fn join_or_start(
+        &self,
+        key: Key,
+        start: impl FnOnce(Arc<Inner>, Arc<Stream>, watch::Receiver<bool>),
+    ) -> Viewer {
         let mut m = self.inner.streams.lock().unwrap_or_else(|e| e.into_inner());
         let live = m
             .get(&key)
@@ -414,35 +627,267 @@ impl StreamHub {
         let stream = match live {
             Some(s) => s,
             None => {
-                let (tx, _) = broadcast::channel(256);
-                let (state, _) = watch::channel(StreamState::Starting);
-                let (stop, stop_rx) = watch::channel(false);
-                let s = Arc::new(Stream {
-                    key: key.clone(),
-                    tx,
-                    gop: Mutex::new(Vec::new()),
-                    viewers: AtomicUsize::new(0),
-                    state,
-                    call_id: Mutex::new(None),
-                    stop,
-                    frames: AtomicU64::new(0),
-                    packets: AtomicU64::new(0),
-                });
+                let (s, stop_rx) = Self::new_stream(key.clone(), false);
                 m.insert(key, s.clone());
-                tokio::spawn(ingest(self.inner.clone(), s.clone(), stop_rx));
+                start(self.inner.clone(), s.clone(), stop_rx);
                 s
             }
         };
-        stream.viewers.fetch_add(1, Ordering::AcqRel);
-        let rx = stream.tx.subscribe();
-        let initial = stream.gop.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        Viewer {
-            stream,
-            hub: self.inner.clone(),
-            initial,
-            rx,
-        }
+        drop(m);
+        self.join(stream)
     }
+
+    /// Join (or start) the stream of a device's channel.
+    pub fn watch(&self, device_id: &str, channel_id: &str) -> Viewer {
+        let key = (device_id.to_string(), channel_id.to_string());
+        self.join_or_start(key, |inner, s, stop| {
+            tokio::spawn(ingest(inner, s, stop));
+        })
+    }
+
+    /// Join the channel in a form a browser takes: H.264 video (H.265 passes through only when
+    /// `accept_h265`, else it is transcoded) and G.711 or Opus audio (AAC is transcoded to
+    /// Opus). When a conversion is needed, one transcoding stream per channel serves every
+    /// such viewer; it keeps the camera's stream up while it runs.
+    pub async fn watch_web(
+        &self,
+        device_id: &str,
+        channel_id: &str,
+        accept_h265: bool,
+        wait: Duration,
+    ) -> Result<Viewer, HubError> {
+        let mut src = self.watch(device_id, channel_id);
+        src.wait_live(wait).await?;
+        src.wait_picture(wait).await?;
+        let (video, mut audio) = src.stream.codecs();
+        if audio.is_none() {
+            // Cameras interleave audio with the pictures: a few frames tell whether there is any.
+            let mut peek = src.stream.tx.subscribe();
+            let _ = tokio::time::timeout(Duration::from_millis(300), async {
+                let mut pictures = 0;
+                while let Ok(f) = peek.recv().await {
+                    pictures += 1;
+                    if !f.codec.is_video() || pictures >= 4 {
+                        return;
+                    }
+                }
+            })
+            .await;
+            audio = src.stream.codecs().1;
+        }
+        let video_ok = match video {
+            Some(Codec::H265) => accept_h265,
+            _ => true,
+        };
+        let audio_ok = audio != Some(Codec::Aac);
+        if video_ok && audio_ok {
+            return Ok(src);
+        }
+        // One transcoding stream per channel and conversion: the picture too (to H.264), or
+        // only the sound (the viewer takes the camera's video as it is).
+        let to_h264 = !video_ok;
+        let key = (
+            device_id.to_string(),
+            format!("{channel_id}@{}", if to_h264 { "h264" } else { "sound" }),
+        );
+        let mut viewer = self.join_or_start(key, move |inner, s, stop| {
+            // What it will carry, known before the first transcoded frame comes out.
+            *s.codecs.lock().unwrap_or_else(|e| e.into_inner()) = (
+                if to_h264 { Some(Codec::H264) } else { video },
+                audio.map(|a| if a == Codec::Aac { Codec::Opus } else { a }),
+            );
+            tokio::spawn(transcode(inner, s, stop, src, to_h264));
+        });
+        viewer.wait_live(wait).await?;
+        viewer.wait_picture(wait).await?;
+        Ok(viewer)
+    }
+
+    /// Start publishing a channel (WHIP): a stream fed by the returned [`Publisher`], which
+    /// viewers join like any other. Refused while the channel already streams.
+    pub fn publish(&self, device_id: &str, channel_id: &str) -> Result<Publisher, HubError> {
+        let key = (device_id.to_string(), channel_id.to_string());
+        let mut m = self.inner.streams.lock().unwrap_or_else(|e| e.into_inner());
+        if m.get(&key)
+            .is_some_and(|s| !matches!(*s.state.borrow(), StreamState::Ended(_)))
+        {
+            return Err(HubError::Busy);
+        }
+        let (s, _stop) = Self::new_stream(key.clone(), true);
+        m.insert(key, s.clone());
+        Ok(Publisher {
+            stream: s,
+            hub: self.inner.clone(),
+        })
+    }
+
+    /// The running stream of a channel, if any.
+    pub fn stream(&self, device_id: &str, channel_id: &str) -> Option<Arc<Stream>> {
+        self.inner
+            .streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(device_id.to_string(), channel_id.to_string()))
+            .filter(|s| !matches!(*s.state.borrow(), StreamState::Ended(_)))
+            .cloned()
+    }
+}
+
+/// What feeds a published stream. Dropping it ends the stream.
+#[derive(Debug)]
+pub struct Publisher {
+    stream: Arc<Stream>,
+    hub: Arc<Inner>,
+}
+
+impl Publisher {
+    /// The stream.
+    pub fn stream(&self) -> &Arc<Stream> {
+        &self.stream
+    }
+
+    /// Hand one frame to the viewers.
+    pub fn push(&self, f: Frame) {
+        publish(&self.stream, f);
+    }
+
+    /// End the stream now, saying why.
+    pub fn end(self, why: &str) {
+        let _ = self
+            .stream
+            .state
+            .send_replace(StreamState::Ended(why.into()));
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.hub.forget(&self.stream);
+        if !matches!(*self.stream.state.borrow(), StreamState::Ended(_)) {
+            let _ = self
+                .stream
+                .state
+                .send_replace(StreamState::Ended("the publisher left".into()));
+        }
+        tracing::info!(device.id = %self.stream.key.0, channel.id = %self.stream.key.1, frames = self.stream.frames.load(Ordering::Relaxed), "stream.unpublished");
+    }
+}
+
+/// The transcoding stream: frames of `src` in, browser-ready frames out.
+async fn transcode(
+    inner: Arc<Inner>,
+    stream: Arc<Stream>,
+    mut stop: watch::Receiver<bool>,
+    mut src: Viewer,
+    to_h264: bool,
+) {
+    use crate::transcode::{Conversion, Transcoder};
+    let (device, channel) = (stream.key.0.clone(), stream.key.1.clone());
+    let (out_tx, mut out_rx) = mpsc::channel::<Frame>(256);
+    let mut video: Option<(Arc<Transcoder>, std::thread::JoinHandle<()>)> = None;
+    let mut audio: Option<(Arc<Transcoder>, std::thread::JoinHandle<()>)> = None;
+    let start = |c: Conversion,
+                 tx: mpsc::Sender<Frame>|
+     -> Result<(Arc<Transcoder>, std::thread::JoinHandle<()>), HubError> {
+        let t = Arc::new(Transcoder::new(c).map_err(|e| HubError::Transcode(e.to_string()))?);
+        let t2 = t.clone();
+        let h = std::thread::Builder::new()
+            .name("transcode".into())
+            .spawn(move || loop {
+                match t2.pull(Duration::from_millis(200)) {
+                    Ok(Some(f)) => {
+                        if tx.blocking_send(f).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => {
+                        if tx.is_closed() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "stream.transcoder_stopped");
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| HubError::Transcode(e.to_string()))?;
+        Ok((t, h))
+    };
+    tracing::info!(device.id = %device, channel.id = %channel, "stream.transcoding");
+    let mut src_state = src.stream().subscribe_state();
+    let initial = std::mem::take(&mut src.initial);
+    let mut pending: std::collections::VecDeque<Arc<Frame>> = initial.into();
+    let why: String = loop {
+        let f = if let Some(f) = pending.pop_front() {
+            f
+        } else {
+            tokio::select! {
+                r = src.rx.recv() => match r {
+                    Ok(f) => f,
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::debug!(skipped = n, "stream.transcoder_lagged");
+                        continue;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break "the camera's stream ended".into(),
+                },
+                o = out_rx.recv() => match o {
+                    Some(f) => { publish(&stream, f); continue; }
+                    None => break "the transcoder stopped".into(),
+                },
+                _ = src_state.changed() => {
+                    if let StreamState::Ended(w) = src_state.borrow().clone() {
+                        break format!("the camera's stream ended: {w}");
+                    }
+                    continue;
+                }
+                _ = stop.changed() => break "stopped".into(),
+            }
+        };
+        let target = match f.codec {
+            Codec::H265 if to_h264 => {
+                if video.is_none() {
+                    match start(
+                        Conversion::H265ToH264 {
+                            bitrate_kbps: 2_000,
+                        },
+                        out_tx.clone(),
+                    ) {
+                        Ok(v) => video = Some(v),
+                        Err(e) => break e.to_string(),
+                    }
+                }
+                video.as_ref().map(|v| v.0.clone())
+            }
+            Codec::Aac => {
+                if audio.is_none() {
+                    match start(Conversion::AacToOpus, out_tx.clone()) {
+                        Ok(a) => audio = Some(a),
+                        Err(e) => break e.to_string(),
+                    }
+                }
+                audio.as_ref().map(|a| a.0.clone())
+            }
+            _ => {
+                publish(&stream, (*f).clone());
+                None
+            }
+        };
+        if let Some(t) = target {
+            if let Err(e) = t.push(&f) {
+                break e.to_string();
+            }
+        }
+    };
+    drop(out_rx);
+    for (t, h) in [video, audio].into_iter().flatten() {
+        t.finish();
+        let _ = tokio::task::spawn_blocking(move || h.join()).await;
+    }
+    drop(src);
+    inner.forget(&stream);
+    tracing::info!(device.id = %device, channel.id = %channel, reason = %why, frames = stream.frames.load(Ordering::Relaxed), "stream.transcoding_ended");
+    let _ = stream.state.send_replace(StreamState::Ended(why));
 }
 
 async fn ingest(inner: Arc<Inner>, stream: Arc<Stream>, stop: watch::Receiver<bool>) {
@@ -465,7 +910,7 @@ async fn ingest(inner: Arc<Inner>, stream: Arc<Stream>, stop: watch::Receiver<bo
     }
     inner.forget(&stream);
     tracing::info!(device.id = %stream.key.0, channel.id = %stream.key.1, reason = %why, frames = stream.frames.load(Ordering::Relaxed), "stream.ended");
-    let _ = stream.state.send(StreamState::Ended(why));
+    let _ = stream.state.send_replace(StreamState::Ended(why));
 }
 
 async fn run_ingest(
@@ -475,7 +920,24 @@ async fn run_ingest(
 ) -> Result<(), HubError> {
     let (device, channel) = (&stream.key.0, &stream.key.1);
     let transport = inner.cfg.transport;
+    let shared = if transport == MediaTransport::Udp && inner.cfg.shared_port != 0 {
+        let addr = SocketAddr::new(inner.cfg.bind_ip, inner.cfg.shared_port);
+        let s = inner
+            .shared
+            .get_or_init(|| SharedPort::bind(addr))
+            .await
+            .clone()
+            .map_err(HubError::Device)?;
+        Some(s)
+    } else {
+        None
+    };
     let (mut source, port) = match transport {
+        // Claimed below, once the SSRC and the device's address are known.
+        MediaTransport::Udp if shared.is_some() => (
+            Source::Connect(SocketAddr::new(IpAddr::from([0, 0, 0, 0]), 0)),
+            inner.cfg.shared_port,
+        ),
         MediaTransport::Udp => {
             let sock = inner.bind_rtp().await?;
             let port = sock.local_addr().map_err(|_| HubError::NoPort)?.port();
@@ -545,6 +1007,23 @@ async fn run_ingest(
         .as_deref()
         .or(Some(&ssrc))
         .and_then(|s| s.parse().ok());
+    let _claim = match &shared {
+        Some(sp) => {
+            let (route, rx) = sp.claim(expected_ssrc.unwrap_or(0), answer.ip);
+            // Our own SSRC too, should the device answer with another and then use ours.
+            if let Ok(own) = ssrc.parse::<u32>() {
+                if Some(own) != expected_ssrc {
+                    sp.routes
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(own, route.clone());
+                }
+            }
+            source = Source::Shared(rx);
+            Some(Claim(sp.clone(), route))
+        }
+        None => None,
+    };
     let mut demux = PsDemuxer::new();
     let mut reorder = Reorder::new();
     let mut buf = vec![0u8; 65_536];
@@ -619,7 +1098,8 @@ async fn run_ingest(
                     }
                     f
                 }
-                Ordered::Lost(_) => {
+                Ordered::Lost(n) => {
+                    stream.lost.fetch_add(n as u64, Ordering::Relaxed);
                     demux.lost();
                     Vec::new()
                 }
@@ -631,8 +1111,20 @@ async fn run_ingest(
     }
 }
 
-fn publish(stream: &Stream, f: Frame) {
+fn publish(stream: &Stream, mut f: Frame) {
+    f.received = Some(Instant::now());
     let f = Arc::new(f);
+    {
+        let mut c = stream.codecs.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = if f.codec.is_video() {
+            &mut c.0
+        } else {
+            &mut c.1
+        };
+        if *slot != Some(f.codec) {
+            *slot = Some(f.codec);
+        }
+    }
     {
         let mut gop = stream.gop.lock().unwrap_or_else(|e| e.into_inner());
         if f.keyframe && f.codec.is_video() {
@@ -641,9 +1133,9 @@ fn publish(stream: &Stream, f: Frame) {
         if gop.len() < 300 && (!gop.is_empty() || (f.keyframe && f.codec.is_video())) {
             gop.push(f.clone());
         }
+        let _ = stream.tx.send(f);
     }
     if stream.frames.fetch_add(1, Ordering::Relaxed) == 0 {
-        let _ = stream.state.send(StreamState::Live);
+        let _ = stream.state.send_replace(StreamState::Live);
     }
-    let _ = stream.tx.send(f);
 }

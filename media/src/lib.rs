@@ -13,6 +13,9 @@ pub mod jt808;
 pub mod ps;
 pub mod rtp;
 pub mod sip;
+pub mod stats;
+pub mod transcode;
 pub mod whep;
+pub mod whip;
 
 pub use shouhu_storage::model;

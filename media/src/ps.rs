@@ -41,6 +41,9 @@ pub enum Codec {
     G711U,
     /// AAC in ADTS (0x0F).
     Aac,
+    /// Opus: not a GB/T 28181 codec; what WebRTC publishers send and what AAC is transcoded to
+    /// for browsers. Never muxed into PS.
+    Opus,
 }
 
 impl Codec {
@@ -64,6 +67,8 @@ impl Codec {
             Codec::G711A => 0x90,
             Codec::G711U => 0x91,
             Codec::Aac => 0x0F,
+            // No PS stream type exists; private stream 1 marks it should it ever be muxed.
+            Codec::Opus => 0xBD,
         }
     }
 
@@ -86,6 +91,9 @@ pub struct Frame {
     pub data: Vec<u8>,
     /// Whether a decoder can start here (IDR / IRAP; always for audio).
     pub keyframe: bool,
+    /// When the frame's last packet arrived (set by the stream hub, not by the demuxer, which
+    /// is clock-free), for the hub's added-latency figure.
+    pub received: Option<std::time::Instant>,
 }
 
 /// Counters of what was dropped, for logs and metrics.
@@ -225,6 +233,32 @@ pub fn probe_video(data: &[u8]) -> Option<Codec> {
     }
 }
 
+/// The NAL units of an Annex B byte stream, without their start codes (and without the zero
+/// byte of a following four-byte start code).
+pub fn nal_units(data: &[u8]) -> Vec<&[u8]> {
+    let mut starts = Vec::new();
+    let mut i = 0;
+    while i + 2 < data.len() {
+        if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
+            starts.push(i + 3);
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    let mut out = Vec::with_capacity(starts.len());
+    for (k, &s) in starts.iter().enumerate() {
+        let mut e = starts.get(k + 1).map(|n| n - 3).unwrap_or(data.len());
+        while e > s && data[e - 1] == 0 {
+            e -= 1;
+        }
+        if e > s {
+            out.push(&data[s..e]);
+        }
+    }
+    out
+}
+
 /// Whether an access unit holds a picture a decoder can start at.
 pub fn is_keyframe(codec: Codec, data: &[u8]) -> bool {
     nal_headers(data).any(|(b, _)| match codec {
@@ -330,6 +364,7 @@ impl PsDemuxer {
             dts_90k: dts.or(pts),
             data,
             keyframe,
+            received: None,
         });
     }
 
@@ -671,6 +706,7 @@ impl PsDemuxer {
                     dts_90k: dts.or(pts),
                     data: payload.to_vec(),
                     keyframe: true,
+                    received: None,
                 });
             }
             _ => {}

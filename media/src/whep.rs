@@ -1,8 +1,10 @@
 //! WHEP (WebRTC-HTTP egress): live video from the stream hub to browsers, with webrtc-rs.
 //!
-//! One peer connection per viewer, one send-only H.264 track fed with the hub's access units
-//! (passed through, not transcoded): the cached group of pictures first, so the picture appears
-//! at once, then live frames. A viewer that falls behind skips to the next keyframe. The session
+//! One peer connection per viewer, a send-only video track fed with the hub's access units
+//! (H.264, or H.265 when the browser offered it; passed through, not transcoded here — the hub's
+//! `watch_web` picks a transcoding stream for browsers that need one) and, when the channel has
+//! sound, an audio track (PCMA/PCMU or Opus): the cached group of pictures first, so the picture
+//! appears at once, then live frames. A viewer that falls behind skips to the next keyframe. The session
 //! ends on `DELETE` ([`Whep::stop`]), when the peer connection fails or closes, or when the
 //! stream ends; `on_end` is called once with what was watched and for how long.
 //!
@@ -15,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, watch};
 use webrtc::api::interceptor_registry::register_default_interceptors;
-use webrtc::api::media_engine::{MediaEngine, MIME_TYPE_H264};
+use webrtc::api::media_engine::{
+    MediaEngine, MIME_TYPE_H264, MIME_TYPE_HEVC, MIME_TYPE_OPUS, MIME_TYPE_PCMA, MIME_TYPE_PCMU,
+};
 use webrtc::api::setting_engine::SettingEngine;
 use webrtc::api::{APIBuilder, API};
 use webrtc::ice::udp_network::{EphemeralUDP, UDPNetwork};
@@ -31,6 +35,7 @@ use webrtc::track::track_local::TrackLocal;
 
 use crate::hub::Viewer;
 use crate::ps::{Codec, Frame};
+use crate::stats::LatencyHistogram;
 
 /// WHEP settings (`[media]`).
 #[derive(Debug, Clone)]
@@ -94,6 +99,7 @@ pub struct Whep {
     api: API,
     sessions: Mutex<HashMap<String, Session>>,
     cfg: WhepConfig,
+    latency: Arc<LatencyHistogram>,
 }
 
 impl std::fmt::Debug for Whep {
@@ -130,7 +136,15 @@ impl Whep {
             api,
             sessions: Mutex::new(HashMap::new()),
             cfg,
+            latency: Arc::new(LatencyHistogram::default()),
         })
+    }
+
+    /// Server-added latency of live frames: from the arrival of a frame's last RTP packet at
+    /// the hub to the return of the SRTP send towards one viewer (one count per frame and
+    /// viewer; the cached frames a session starts with are not counted).
+    pub fn latency(&self) -> &LatencyHistogram {
+        &self.latency
     }
 
     /// Sessions running.
@@ -149,13 +163,41 @@ impl Whep {
         viewer: Viewer,
         on_end: Box<dyn FnOnce(SessionInfo) + Send>,
     ) -> Result<(String, String), WhepError> {
-        if let Some(f) = viewer.initial.iter().find(|f| f.codec.is_video()) {
-            if f.codec != Codec::H264 {
-                return Err(WhepError::Codec(
-                    "the camera sends H.265, which this browser path does not carry yet".into(),
-                ));
+        let (video, audio) = viewer.stream().codecs();
+        let video =
+            video.ok_or_else(|| WhepError::Codec("the channel has sent no picture yet".into()))?;
+        let offers_h265 = offer.contains("H265/90000");
+        let video_cap = match video {
+            Codec::H264 => RTCRtpCodecCapability {
+                mime_type: MIME_TYPE_H264.to_owned(),
+                clock_rate: 90_000,
+                sdp_fmtp_line:
+                    "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f".into(),
+                ..Default::default()
+            },
+            Codec::H265 if offers_h265 => RTCRtpCodecCapability {
+                mime_type: MIME_TYPE_HEVC.to_owned(),
+                clock_rate: 90_000,
+                ..Default::default()
+            },
+            other => {
+                return Err(WhepError::Codec(format!(
+                    "the channel sends {other:?}, which this browser does not take"
+                )))
             }
+        };
+        let audio_cap = match audio {
+            Some(Codec::G711A) => Some((MIME_TYPE_PCMA, 8_000, 1)),
+            Some(Codec::G711U) => Some((MIME_TYPE_PCMU, 8_000, 1)),
+            Some(Codec::Opus) => Some((MIME_TYPE_OPUS, 48_000, 2)),
+            _ => None,
         }
+        .map(|(m, rate, ch)| RTCRtpCodecCapability {
+            mime_type: m.to_owned(),
+            clock_rate: rate,
+            channels: ch,
+            ..Default::default()
+        });
         let offer =
             RTCSessionDescription::offer(offer).map_err(|e| WhepError::Offer(e.to_string()))?;
         let pc = Arc::new(
@@ -165,13 +207,7 @@ impl Whep {
                 .map_err(internal)?,
         );
         let track = Arc::new(TrackLocalStaticSample::new(
-            RTCRtpCodecCapability {
-                mime_type: MIME_TYPE_H264.to_owned(),
-                clock_rate: 90_000,
-                sdp_fmtp_line:
-                    "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f".into(),
-                ..Default::default()
-            },
+            video_cap,
             "video".into(),
             "shouhu".into(),
         ));
@@ -179,6 +215,25 @@ impl Whep {
             .add_track(Arc::clone(&track) as Arc<dyn TrackLocal + Send + Sync>)
             .await
             .map_err(internal)?;
+        let audio_track = match audio_cap {
+            Some(cap) => {
+                let t = Arc::new(TrackLocalStaticSample::new(
+                    cap,
+                    "audio".into(),
+                    "shouhu".into(),
+                ));
+                let s = pc
+                    .add_track(Arc::clone(&t) as Arc<dyn TrackLocal + Send + Sync>)
+                    .await
+                    .map_err(internal)?;
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 1500];
+                    while s.read(&mut buf).await.is_ok() {}
+                });
+                Some(t)
+            }
+            None => None,
+        };
         // RTCP from the browser must be read for the interceptors (NACK, reports) to work.
         tokio::spawn(async move {
             let mut buf = vec![0u8; 1500];
@@ -222,7 +277,11 @@ impl Whep {
                 (d.to_string(), c.to_string())
             };
             let started = Instant::now();
-            let reason = pump(viewer, track, stop_rx, state_rx).await;
+            let tracks = Tracks {
+                video: (video, track),
+                audio: audio_track,
+            };
+            let reason = pump(viewer, tracks, stop_rx, state_rx, &me.latency).await;
             let _ = pc.close().await;
             me.sessions
                 .lock()
@@ -262,30 +321,64 @@ fn uuid_like() -> String {
     format!("{a:032x}")
 }
 
-async fn write(track: &TrackLocalStaticSample, f: &Frame, last_pts: &mut Option<u64>) -> bool {
-    let duration = match (f.pts_90k, *last_pts) {
-        (Some(p), Some(l)) if p > l && p - l < 90_000 => Duration::from_micros((p - l) * 100 / 9),
+async fn write(
+    track: &TrackLocalStaticSample,
+    f: &Frame,
+    last_pts: &mut Option<u64>,
+    latency: Option<&LatencyHistogram>,
+) -> bool {
+    let duration = match (f.codec, f.pts_90k, *last_pts) {
+        // G.711: one byte per sample at 8 kHz.
+        (Codec::G711A | Codec::G711U, _, _) => Duration::from_micros(f.data.len() as u64 * 125),
+        (_, Some(p), Some(l)) if p > l && p - l < 90_000 => {
+            Duration::from_micros((p - l) * 100 / 9)
+        }
+        (Codec::Opus, _, _) => Duration::from_millis(20),
         _ => Duration::from_millis(40),
     };
     if f.pts_90k.is_some() {
         *last_pts = f.pts_90k;
     }
-    track
+    let data = if f.codec == Codec::H265 {
+        // webrtc-rs's H.265 payloader splits only at four-byte start codes when there are any;
+        // encoders use three-byte ones inside an access unit.
+        let mut b = Vec::with_capacity(f.data.len() + 16);
+        for n in crate::ps::nal_units(&f.data) {
+            b.extend_from_slice(&[0, 0, 0, 1]);
+            b.extend_from_slice(n);
+        }
+        bytes::Bytes::from(b)
+    } else {
+        bytes::Bytes::copy_from_slice(&f.data)
+    };
+    let ok = track
         .write_sample(&Sample {
-            data: bytes::Bytes::copy_from_slice(&f.data),
+            data,
             duration,
             ..Default::default()
         })
         .await
-        .is_ok()
+        .is_ok();
+    if let (true, Some(h), Some(at)) = (ok, latency, f.received) {
+        h.record(at.elapsed());
+    }
+    ok
 }
 
 /// Feed the track until the session ends; returns why.
+/// The tracks of a session: video (its codec) and audio, when the channel has audio the
+/// browser takes.
+struct Tracks {
+    video: (Codec, Arc<TrackLocalStaticSample>),
+    audio: Option<Arc<TrackLocalStaticSample>>,
+}
+
 async fn pump(
     mut viewer: Viewer,
-    track: Arc<TrackLocalStaticSample>,
+    tracks: Tracks,
     mut stop: watch::Receiver<bool>,
     mut state: watch::Receiver<RTCPeerConnectionState>,
+    latency: &LatencyHistogram,
 ) -> String {
     // Wait for the connection before sending (samples written earlier are lost anyway).
     let connected = tokio::time::timeout(Duration::from_secs(20), async {
@@ -309,28 +402,36 @@ async fn pump(
         _ = stop.changed() => return "stopped before connecting".into(),
     }
     let mut stream_state = viewer.stream().subscribe_state();
+    let (video_codec, track) = tracks.video;
     let mut last_pts = None;
+    let mut last_audio_pts = None;
     let mut need_key = true;
     let initial: Vec<Arc<Frame>> = std::mem::take(&mut viewer.initial);
-    for f in initial.iter().filter(|f| f.codec == Codec::H264) {
+    for f in initial.iter().filter(|f| f.codec == video_codec) {
         if need_key && !f.keyframe {
             continue;
         }
         need_key = false;
-        if !write(&track, f, &mut last_pts).await {
+        if !write(&track, f, &mut last_pts, None).await {
             return "the track closed".into();
         }
     }
     loop {
         tokio::select! {
             r = viewer.rx.recv() => match r {
-                Ok(f) if f.codec == Codec::H264 => {
+                Ok(f) if f.codec == video_codec => {
                     if need_key && !f.keyframe {
                         continue;
                     }
                     need_key = false;
-                    if !write(&track, &f, &mut last_pts).await {
+                    if !write(&track, &f, &mut last_pts, Some(latency)).await {
                         return "the track closed".into();
+                    }
+                }
+                Ok(f) if !f.codec.is_video() => {
+                    if let Some(a) = &tracks.audio {
+                        // A closed audio track (not negotiated) is not a reason to stop.
+                        let _ = write(a, &f, &mut last_audio_pts, None).await;
                     }
                 }
                 Ok(_) => {}

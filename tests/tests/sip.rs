@@ -605,3 +605,315 @@ async fn live_video_over_tcp_passive_and_active() {
         assert!(st.success());
     }
 }
+
+/// The channel of a demo recorder, registered with its catalog.
+async fn demo_channel(d: &Demo, device: &str) -> String {
+    let rec = d
+        .wait_for(
+            &format!("/recorders/{device}"),
+            "registered with its catalog",
+            |v| {
+                v["access"]["registered"] == json!(true)
+                    && v["channel_list"].as_array().is_some_and(|c| !c.is_empty())
+            },
+        )
+        .await;
+    rec["channel_list"][0]["channel_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn snapshot(d: &Demo, device: &str, channel: &str) -> (u16, Vec<u8>) {
+    let r = reqwest::Client::new()
+        .get(format!(
+            "{}/api/v1/streams/{device}/{channel}/snapshot.jpg",
+            d.http
+        ))
+        .bearer_auth(&d.token)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_video_through_one_shared_rtp_port() {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let d = demo_with(
+        &[],
+        &[
+            ("SHOUHU__MEDIA__RTP_SHARED_PORT", &port.to_string()),
+            ("SHOUHU__MEDIA__BIND_IP", "127.0.0.1"),
+            ("SHOUHU__MEDIA__GRACE_SECS", "30"),
+        ],
+    )
+    .await;
+    // Two cameras (one H.264, the demo's H.265 one) into the same port at the same time.
+    let devices = ["31010000001320000001", "31010000001320000016"];
+    let mut channels = Vec::new();
+    for dev in devices {
+        channels.push(demo_channel(&d, dev).await);
+    }
+    let (a, b) = tokio::join!(
+        snapshot(&d, devices[0], &channels[0]),
+        snapshot(&d, devices[1], &channels[1])
+    );
+    for (dev, (status, body)) in devices.iter().zip([a, b]) {
+        assert_eq!(status, 200, "{dev}: {}", String::from_utf8_lossy(&body));
+        assert!(body.starts_with(&[0xFF, 0xD8]), "{dev}: a JPEG");
+    }
+    // Both streams are still up (grace period) and each got its own packets, none lost.
+    let (_, streams) = d.get("/streams").await;
+    for dev in devices {
+        assert!(
+            streams
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["device_id"] == dev && s["packets"].as_u64() > Some(10)),
+            "{dev}: {streams}"
+        );
+    }
+    let (_, stats) = d.get("/streams/stats").await;
+    assert_eq!(stats["lost"], json!(0), "{stats}");
+    let (st, log) = d.run.stop();
+    assert!(st.success());
+    assert!(
+        log.iter().any(|l| l.contains("RTP shared port listening")),
+        "the shared port was used"
+    );
+}
+
+/// RFC 7798 depacketizer (single NAL unit, aggregation and fragmentation units) to Annex B.
+#[derive(Default)]
+struct Hevc {
+    out: Vec<u8>,
+    fu: Option<Vec<u8>>,
+}
+
+impl Hevc {
+    fn push(&mut self, p: &[u8]) {
+        if p.len() < 3 {
+            return;
+        }
+        let t = (p[0] >> 1) & 0x3F;
+        match t {
+            48 => {
+                let mut i = 2;
+                while i + 2 <= p.len() {
+                    let n = u16::from_be_bytes([p[i], p[i + 1]]) as usize;
+                    i += 2;
+                    if i + n > p.len() {
+                        return;
+                    }
+                    self.nal(&p[i..i + n]);
+                    i += n;
+                }
+            }
+            49 => {
+                let (s, e, ft) = (p[2] & 0x80 != 0, p[2] & 0x40 != 0, p[2] & 0x3F);
+                if s {
+                    let mut nal = vec![(p[0] & 0x81) | (ft << 1), p[1]];
+                    nal.extend_from_slice(&p[3..]);
+                    self.fu = Some(nal);
+                } else if let Some(f) = &mut self.fu {
+                    f.extend_from_slice(&p[3..]);
+                }
+                if e {
+                    if let Some(f) = self.fu.take() {
+                        self.nal(&f);
+                    }
+                }
+            }
+            _ => self.nal(p),
+        }
+    }
+
+    fn nal(&mut self, n: &[u8]) {
+        self.out.extend_from_slice(&[0, 0, 0, 1]);
+        self.out.extend_from_slice(n);
+    }
+}
+
+/// A WHEP viewer that offers H.265 (webrtc-rs as the browser) gets the H.265 camera's stream
+/// passed through untranscoded, decodable by ffmpeg, and its AAC sound as Opus.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h265_passes_through_to_a_viewer_that_offers_it() {
+    use std::sync::{Arc, Mutex};
+    use webrtc::api::media_engine::{MediaEngine, MIME_TYPE_HEVC, MIME_TYPE_OPUS};
+    use webrtc::api::APIBuilder;
+    use webrtc::peer_connection::configuration::RTCConfiguration;
+    use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
+    use webrtc::rtp_transceiver::rtp_codec::{
+        RTCRtpCodecCapability, RTCRtpCodecParameters, RTPCodecType,
+    };
+    use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
+    use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
+
+    let d = demo_with(&[], &[("SHOUHU__MEDIA__GRACE_SECS", "1")]).await;
+    let device = "31010000001320000016";
+    let channel = demo_channel(&d, device).await;
+
+    let mut m = MediaEngine::default();
+    m.register_codec(
+        RTCRtpCodecParameters {
+            capability: RTCRtpCodecCapability {
+                mime_type: MIME_TYPE_HEVC.into(),
+                clock_rate: 90_000,
+                ..Default::default()
+            },
+            payload_type: 126,
+            ..Default::default()
+        },
+        RTPCodecType::Video,
+    )
+    .unwrap();
+    m.register_codec(
+        RTCRtpCodecParameters {
+            capability: RTCRtpCodecCapability {
+                mime_type: MIME_TYPE_OPUS.into(),
+                clock_rate: 48_000,
+                channels: 2,
+                ..Default::default()
+            },
+            payload_type: 111,
+            ..Default::default()
+        },
+        RTPCodecType::Audio,
+    )
+    .unwrap();
+    let api = APIBuilder::new().with_media_engine(m).build();
+    let pc = Arc::new(
+        api.new_peer_connection(RTCConfiguration::default())
+            .await
+            .unwrap(),
+    );
+    for kind in [RTPCodecType::Video, RTPCodecType::Audio] {
+        pc.add_transceiver_from_kind(
+            kind,
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Recvonly,
+                send_encodings: vec![],
+            }),
+        )
+        .await
+        .unwrap();
+    }
+    let video = Arc::new(Mutex::new((Hevc::default(), 0u32)));
+    let audio_packets = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (v2, a2) = (video.clone(), audio_packets.clone());
+    pc.on_track(Box::new(move |track, _, _| {
+        let (v, a) = (v2.clone(), a2.clone());
+        tokio::spawn(async move {
+            let is_video = track.kind() == RTPCodecType::Video;
+            while let Ok((p, _)) = track.read_rtp().await {
+                if is_video {
+                    let mut g = v.lock().unwrap();
+                    g.0.push(&p.payload);
+                    g.1 += p.header.marker as u32;
+                } else {
+                    a.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        });
+        Box::pin(async {})
+    }));
+    let offer = pc.create_offer(None).await.unwrap();
+    let mut gathered = pc.gathering_complete_promise().await;
+    pc.set_local_description(offer).await.unwrap();
+    let _ = gathered.recv().await;
+    let sdp = pc.local_description().await.unwrap().sdp;
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/v1/streams/{device}/{channel}/whep", d.http))
+        .bearer_auth(&d.token)
+        .header("content-type", "application/sdp")
+        .body(sdp)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let location = r
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap().to_string());
+    let answer = r.text().await.unwrap();
+    if status != 201 {
+        let (_, log) = d.run.stop();
+        let errors: Vec<&String> = log
+            .iter()
+            .filter(|l| l.contains("ERROR") || l.contains("WARN"))
+            .collect();
+        panic!("WHEP answered {status}: {answer}\n{errors:#?}");
+    }
+    let location = location.expect("Location");
+    assert!(answer.contains("H265/90000"), "{answer}");
+    assert!(answer.to_lowercase().contains("opus/48000"), "{answer}");
+    pc.set_remote_description(RTCSessionDescription::answer(answer).unwrap())
+        .await
+        .unwrap();
+    // 50 pictures (two seconds) and some sound.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while video.lock().unwrap().1 < 50
+        || audio_packets.load(std::sync::atomic::Ordering::Relaxed) < 20
+    {
+        if Instant::now() > deadline {
+            let (pictures, audio) = (
+                video.lock().unwrap().1,
+                audio_packets.load(std::sync::atomic::Ordering::Relaxed),
+            );
+            let (_, log) = d.run.stop();
+            let lines: Vec<&String> = log
+                .iter()
+                .filter(|l| l.contains("stream.") || l.contains("whep") || l.contains("ERROR"))
+                .collect();
+            panic!("pictures {pictures}, audio packets {audio}\n{lines:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    pc.close().await.unwrap();
+    let es = std::mem::take(&mut video.lock().unwrap().0.out);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("received.hevc");
+    std::fs::write(&file, &es).unwrap();
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args([
+            "-show_entries",
+            "stream=codec_name,width,height,nb_read_frames",
+        ])
+        .args(["-of", "default=noprint_wrappers=1"])
+        .arg(&file)
+        .output()
+        .expect("ffprobe");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("codec_name=hevc"), "{text}");
+    assert!(
+        text.contains("width=640") && text.contains("height=360"),
+        "{text}"
+    );
+    let frames: u32 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("nb_read_frames="))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(frames >= 40, "{text}");
+    let del = reqwest::Client::new()
+        .delete(format!("{}{location}", d.http))
+        .bearer_auth(&d.token)
+        .send()
+        .await
+        .unwrap();
+    assert!(del.status() == 200 || del.status() == 404);
+    let (st, _) = d.run.stop();
+    assert!(st.success());
+}

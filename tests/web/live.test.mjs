@@ -1,7 +1,9 @@
 // End-to-end test of live video in the browser: headless Chromium (an independent WebRTC stack)
 // opens a simulated body camera's picture from the dispatch screen over WHEP and must show frames
 // advancing at the camera's size; closing the player ends the session, and the stream is hung up
-// after the grace period.
+// after the grace period. An H.265 camera with AAC sound plays too (Chromium takes neither: the
+// hub transcodes to H.264 and Opus). A phone app publishes its camera over WHIP (Chromium's fake
+// camera, H.264) and an operator watches it over WHEP.
 //
 //   SHOUHU_URL=http://127.0.0.1:8080 SHOUHU_ADMIN_PASSWORD=... node --test live.test.mjs
 //
@@ -66,6 +68,9 @@ describe('live video', { skip: skipReason }, () => {
         '--autoplay-policy=no-user-gesture-required',
         // Plain host candidates instead of mDNS names.
         '--disable-features=WebRtcHideLocalIpsWithMdns',
+        // A generated camera for the WHIP publisher, without a permission prompt.
+        '--use-fake-device-for-media-stream',
+        '--use-fake-ui-for-media-stream',
       ],
       viewport: { width: 1366, height: 768 },
       locale: 'zh-CN',
@@ -150,4 +155,173 @@ describe('live video', { skip: skipReason }, () => {
       }, null, { timeout: 30_000, polling: 500 });
     });
   });
+
+  // In the page: watch a channel over WHEP with receive-only video and audio; resolves to the
+  // answer SDP, keeps the peer connection and a <video> in window.__views[key].
+  async function whepView(key, device, channel) {
+    return page.evaluate(async ([key, device, channel]) => {
+      const pc = new RTCPeerConnection();
+      pc.addTransceiver('video', { direction: 'recvonly' });
+      pc.addTransceiver('audio', { direction: 'recvonly' });
+      const video = document.createElement('video');
+      video.muted = true;
+      video.autoplay = true;
+      video.dataset.test = `view-${key}`;
+      document.body.append(video);
+      const stream = new MediaStream();
+      pc.ontrack = (ev) => {
+        stream.addTrack(ev.track);
+        video.srcObject = stream;
+        video.play().catch(() => {});
+      };
+      await pc.setLocalDescription(await pc.createOffer());
+      await new Promise((resolve) => {
+        if (pc.iceGatheringState === 'complete') resolve();
+        pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && resolve();
+        setTimeout(resolve, 3000);
+      });
+      const res = await fetch(`/api/v1/streams/${device}/${channel}/whep`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/sdp', 'X-Requested-With': 'shouhu-web' },
+        body: pc.localDescription.sdp,
+      });
+      const body = await res.text();
+      if (res.status !== 201) return { error: `${res.status} ${body}` };
+      await pc.setRemoteDescription({ type: 'answer', sdp: body });
+      window.__views = window.__views ?? {};
+      window.__views[key] = { pc, video, location: res.headers.get('Location') };
+      return { answer: body };
+    }, [key, device, channel]);
+  }
+
+  // Frames advance in window.__views[key]'s video; returns its size.
+  async function framesAdvance(key) {
+    await page.waitForFunction((k) => window.__views?.[k]?.video.videoWidth > 0, key, { timeout: 30_000 });
+    const t0 = await page.evaluate((k) => window.__views[k].video.currentTime, key);
+    await page.waitForFunction(([k, t]) => window.__views[k].video.currentTime > t + 1.5, [key, t0], { timeout: 20_000 });
+    return page.evaluate((k) => {
+      const v = window.__views[k].video;
+      return { w: v.videoWidth, h: v.videoHeight, decoded: v.getVideoPlaybackQuality().totalVideoFrames };
+    }, key);
+  }
+
+  async function stopView(key) {
+    await page.evaluate(async (k) => {
+      const v = window.__views[k];
+      v.pc.close();
+      v.video.remove();
+      await fetch(v.location, { method: 'DELETE', headers: { 'X-Requested-With': 'shouhu-web' } });
+      delete window.__views[k];
+    }, key);
+  }
+
+  // The simulated camera that sends H.265 with AAC sound (the demo's last recorder; the
+  // simulator's channel id puts type code 131 in place of 132).
+  const H265_DEVICE = '31010000001320000016';
+  const channelOf = (d) => `${d.slice(0, 10)}131${d.slice(13)}`;
+
+  it('an H.265 camera with AAC sound plays in Chromium, transcoded to H.264 and Opus', async () => {
+    await step('h265-view', async () => {
+      const r = await whepView('h265', H265_DEVICE, channelOf(H265_DEVICE));
+      assert.equal(r.error, undefined, r.error);
+      // Chromium offers no H.265: the answer carries H.264 (the transcode) and Opus.
+      const video = r.answer.split('m=audio')[0];
+      assert.match(video, /H264\/90000/);
+      assert.doesNotMatch(video, /H265/);
+      assert.match(r.answer, /m=audio[\s\S]*opus\/48000/i);
+      const f = await framesAdvance('h265');
+      assert.deepEqual([f.w, f.h], [640, 360]);
+      assert.ok(f.decoded >= 25, `frames decoded: ${f.decoded}`);
+      // Sound arrives as Opus.
+      await page.waitForFunction(async () => {
+        const stats = await window.__views.h265.pc.getStats();
+        let ok = false;
+        stats.forEach((s) => {
+          if (s.type === 'inbound-rtp' && s.kind === 'audio' && s.packetsReceived > 20) {
+            const c = stats.get(s.codecId);
+            ok = ok || /opus/i.test(c?.mimeType ?? '');
+          }
+        });
+        return ok;
+      }, null, { timeout: 20_000, polling: 500 });
+      await stopView('h265');
+    });
+  });
+
+  it('a phone app publishes over WHIP and an operator watches it live', async () => {
+    // The phone is registered like a recorder; a device manager (admin) publishes for it.
+    const admin = await (await fetch(`${BASE}/api/v1/auth/login`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ username: process.env.SHOUHU_ADMIN_USER ?? 'admin', password: process.env.SHOUHU_ADMIN_PASSWORD }),
+    })).json();
+    assert.ok(admin.token, 'admin login');
+    const auth = { Authorization: `Bearer ${admin.token}` };
+    const me = await (await fetch(`${BASE}/api/v1/auth/me`, { headers: auth })).json();
+    const device = '31010000001320000099';
+    const created = await fetch(`${BASE}/api/v1/recorders`, {
+      method: 'POST',
+      headers: { ...auth, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ device_id: device, name: '手机执法终端 099', org_unit_id: me.org_unit_id }),
+    });
+    assert.ok([200, 201, 409].includes(created.status), `create the phone: ${created.status} ${await created.text()}`);
+    const channel = 'app1';
+    let location;
+    await step('whip-publish', async () => {
+      const r = await page.evaluate(async ([device, channel, token]) => {
+        const media = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: true });
+        const pc = new RTCPeerConnection();
+        const vt = pc.addTransceiver(media.getVideoTracks()[0], { direction: 'sendonly' });
+        vt.setCodecPreferences(RTCRtpSender.getCapabilities('video').codecs.filter((c) => c.mimeType === 'video/H264'));
+        pc.addTransceiver(media.getAudioTracks()[0], { direction: 'sendonly' });
+        await pc.setLocalDescription(await pc.createOffer());
+        await new Promise((resolve) => {
+          if (pc.iceGatheringState === 'complete') resolve();
+          pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && resolve();
+          setTimeout(resolve, 3000);
+        });
+        const res = await fetch(`/api/v1/streams/${device}/${channel}/whip`, {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/sdp', Authorization: `Bearer ${token}` },
+          body: pc.localDescription.sdp,
+        });
+        const body = await res.text();
+        if (res.status !== 201) return { error: `${res.status} ${body}` };
+        await pc.setRemoteDescription({ type: 'answer', sdp: body });
+        window.__publisher = pc;
+        return { location: res.headers.get('Location') };
+      }, [device, channel, admin.token]);
+      assert.equal(r.error, undefined, r.error);
+      location = r.location;
+      assert.match(location, /^\/api\/v1\/streams\/whip\//);
+    });
+    await step('whep-of-published', async () => {
+      const r = await whepView('phone', device, channel);
+      assert.equal(r.error, undefined, r.error);
+      assert.match(r.answer, /H264\/90000/);
+      const f = await framesAdvance('phone');
+      assert.deepEqual([f.w, f.h], [640, 480]);
+      await stopView('phone');
+    });
+    await step('whip-stop', async () => {
+      const del = await fetch(`${BASE}${location}`, { method: 'DELETE', headers: auth });
+      assert.equal(del.status, 200);
+      await page.evaluate(() => window.__publisher.close());
+      // The published stream is gone, and both ends are on record.
+      await page.waitForFunction(async (d) => {
+        const r = await fetch('/api/v1/streams', { headers: { 'X-Requested-With': 'shouhu-web' } });
+        return r.ok && !(await r.json()).some((s) => s.device_id === d);
+      }, device, { timeout: 20_000, polling: 500 });
+      for (const action of ['stream.publish', 'stream.publish_end']) {
+        let rows = [];
+        for (let i = 0; i < 40 && rows.length === 0; i++) {
+          const a = await (await fetch(`${BASE}/api/v1/audit?action=${action}&target_id=${device}`, { headers: auth })).json();
+          rows = a.items ?? [];
+          if (rows.length === 0) await new Promise((r) => setTimeout(r, 250));
+        }
+        assert.ok(rows.length > 0, `audit ${action}`);
+      }
+    });
+  });
 });
+

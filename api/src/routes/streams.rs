@@ -25,9 +25,12 @@ use crate::state::AppState;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_streams))
+        .routes(routes!(stream_stats))
         .routes(routes!(snapshot))
         .routes(routes!(whep_start))
         .routes(routes!(whep_stop))
+        .routes(routes!(whip_start))
+        .routes(routes!(whip_stop))
 }
 
 /// One running stream.
@@ -77,6 +80,60 @@ async fn list_streams(
     Ok(Json(out))
 }
 
+/// The hub's totals and its server-added latency.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HubStats {
+    /// Streams running.
+    pub streams: usize,
+    /// Live-view (WHEP) sessions.
+    pub sessions: usize,
+    /// RTP packets received by the running streams.
+    pub packets: u64,
+    /// RTP packets the running streams never got (sequence gaps).
+    pub lost: u64,
+    /// Frames sent to viewers since start (one per frame and viewer), by latency.
+    pub frames_out: u64,
+    /// Median server-added latency, ms: from a frame's last RTP packet in to its SRTP out.
+    pub latency_p50_ms: Option<f64>,
+    /// 99th percentile of the same, ms.
+    pub latency_p99_ms: Option<f64>,
+    /// The histogram behind them: `[bucket upper edge µs, count]`, non-empty buckets only
+    /// (50 µs buckets; the last edge means "200 ms or more"), so that two readings can be
+    /// differenced.
+    pub latency_buckets: Vec<[u64; 2]>,
+}
+
+/// Totals of the stream hub (administrators and the dispatch view): packets in and lost,
+/// live-view sessions, server-added latency.
+#[utoipa::path(get, path = "/streams/stats", tag = "dispatch", responses((status = 200, body = HubStats)))]
+async fn stream_stats(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<HubStats>> {
+    caller.require(Perm::DispatchView)?;
+    let streams = state.streams.streams();
+    let counts = state.whep.latency().snapshot();
+    let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
+    Ok(Json(HubStats {
+        streams: streams.len(),
+        sessions: state.whep.sessions(),
+        packets: streams
+            .iter()
+            .map(|s| s.packets.load(std::sync::atomic::Ordering::Relaxed))
+            .sum(),
+        lost: streams
+            .iter()
+            .map(|s| s.lost.load(std::sync::atomic::Ordering::Relaxed))
+            .sum(),
+        frames_out: counts.iter().sum(),
+        latency_p50_ms: ms(shouhu_media::stats::percentile(&counts, 0.5)),
+        latency_p99_ms: ms(shouhu_media::stats::percentile(&counts, 0.99)),
+        latency_buckets: counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(i, c)| [(i as u64 + 1) * shouhu_media::stats::BUCKET_US, *c])
+            .collect(),
+    }))
+}
+
 fn hub_error(e: HubError) -> ApiError {
     match e {
         HubError::Device(m) => ApiError::new(StatusCode::BAD_GATEWAY, "device_refused", m),
@@ -86,7 +143,23 @@ fn hub_error(e: HubError) -> ApiError {
             e.to_string(),
         ),
         HubError::NoMedia(m) => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "no_media", m),
+        HubError::Busy => ApiError::new(StatusCode::CONFLICT, "busy", e.to_string()),
+        HubError::Transcode(m) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "transcode", m),
     }
+}
+
+/// A channel can be watched when its recorder is registered over SIP or a publisher sends it.
+fn require_source(state: &AppState, device_id: &str, channel_id: &str) -> ApiResult<()> {
+    if state.sip.access(device_id).is_none()
+        && state.streams.stream(device_id, channel_id).is_none()
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_registered",
+            "the recorder is not registered and nobody publishes this channel",
+        ));
+    }
+    Ok(())
 }
 
 /// Decode one keyframe to JPEG with GStreamer.
@@ -150,13 +223,7 @@ async fn snapshot(
 ) -> ApiResult<Response> {
     caller.require(Perm::DispatchView)?;
     state.db.recorders().get(&caller.scope, &device_id).await?;
-    if state.sip.access(&device_id).is_none() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "not_registered",
-            "the recorder is not registered",
-        ));
-    }
+    require_source(&state, &device_id, &channel_id)?;
     let audit = caller
         .audit("stream.view", state.now())
         .target("recorder", &device_id)
@@ -180,7 +247,9 @@ async fn snapshot(
 
 /// Start watching a channel live over WebRTC (WHEP): the body is the browser's SDP offer, the
 /// answer SDP comes back with `201` and the session's URL in `Location` (`DELETE` it to stop).
-/// H.264 passes through untranscoded. Audited at the start (`stream.view`) and the end
+/// H.264 passes through untranscoded; H.265 passes through when the offer has H.265, else one
+/// GStreamer transcode to H.264 per channel serves every such viewer. G.711 audio passes
+/// through (PCMA/PCMU), AAC is transcoded to Opus. Audited at the start (`stream.view`) and the end
 /// (`stream.view_end`, with how long).
 #[utoipa::path(post, path = "/streams/{device_id}/{channel_id}/whep", tag = "dispatch",
     params(("device_id" = String, Path), ("channel_id" = String, Path)), request_body(content = String, content_type = "application/sdp"),
@@ -199,16 +268,16 @@ async fn whep_start(
         ));
     }
     state.db.recorders().get(&caller.scope, &device_id).await?;
-    if state.sip.access(&device_id).is_none() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "not_registered",
-            "the recorder is not registered",
-        ));
-    }
-    let viewer = state.streams.watch(&device_id, &channel_id);
-    viewer
-        .wait_live(Duration::from_secs(15))
+    require_source(&state, &device_id, &channel_id)?;
+    let accept_h265 = offer.contains("H265/90000");
+    let viewer = state
+        .streams
+        .watch_web(
+            &device_id,
+            &channel_id,
+            accept_h265,
+            Duration::from_secs(15),
+        )
         .await
         .map_err(hub_error)?;
     let end = caller
@@ -268,5 +337,104 @@ async fn whep_stop(
         Ok(StatusCode::OK)
     } else {
         Err(ApiError::not_found("WHEP session"))
+    }
+}
+
+/// Publish a channel over WebRTC (WHIP), e.g. from the officer's phone app: the body is the
+/// publisher's SDP offer (H.264 video, optionally Opus audio); the answer comes back with `201`
+/// and the session's URL in `Location` (`DELETE` it to stop). Viewers then watch the channel
+/// through WHEP like a camera. Allowed to the account of the officer the recorder is bound to,
+/// and to device managers of its unit. Audited (`stream.publish`, `stream.publish_end`).
+#[utoipa::path(post, path = "/streams/{device_id}/{channel_id}/whip", tag = "dispatch",
+    params(("device_id" = String, Path), ("channel_id" = String, Path)), request_body(content = String, content_type = "application/sdp"),
+    responses((status = 201, content_type = "application/sdp"), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn whip_start(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((device_id, channel_id)): Path<(String, String)>,
+    offer: String,
+) -> ApiResult<Response> {
+    if !offer.trim_start().starts_with("v=0") {
+        return Err(ApiError::bad_request(
+            "the body must be an SDP offer (application/sdp)",
+        ));
+    }
+    if channel_id.is_empty()
+        || channel_id.len() > 32
+        || !channel_id.bytes().all(|b| b.is_ascii_alphanumeric())
+    {
+        return Err(ApiError::bad_request(
+            "channel_id: 1 to 32 letters or digits",
+        ));
+    }
+    let recorder = state.db.recorders().get(&caller.scope, &device_id).await?;
+    let own = recorder.officer_id.is_some()
+        && state.hub.officer_of_account(&caller.account.id) == recorder.officer_id;
+    if !own && !crate::auth::roles::grants(&caller.account.role, Perm::DeviceManage) {
+        return Err(ApiError::forbidden(
+            "only the officer this recorder is bound to, or a device manager, may publish it",
+        ));
+    }
+    let publisher = state
+        .streams
+        .publish(&device_id, &channel_id)
+        .map_err(hub_error)?;
+    let end = caller
+        .audit("stream.publish_end", state.now())
+        .target("recorder", &device_id);
+    let db = state.db.clone();
+    let clock = state.clock.clone();
+    let on_end = Box::new(move |info: shouhu_media::whep::SessionInfo| {
+        let mut e = end.details(serde_json::json!({
+            "session": info.id, "channel_id": info.channel_id,
+            "seconds": info.watched.as_secs(), "reason": info.reason,
+        }));
+        e.at_ms = clock.now_ms();
+        tokio::spawn(async move {
+            if let Err(err) = db.audit().record(&e).await {
+                tracing::warn!(error = %err, "audit of a publication's end failed");
+            }
+        });
+    });
+    let (id, answer) = state
+        .whip
+        .start(offer, publisher, on_end)
+        .await
+        .map_err(|e| match e {
+            shouhu_media::whep::WhepError::Offer(m) => ApiError::bad_request(m),
+            shouhu_media::whep::WhepError::Codec(m) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "codec", m)
+            }
+            other => ApiError::internal(other),
+        })?;
+    let audit = caller
+        .audit("stream.publish", state.now())
+        .target("recorder", &device_id)
+        .details(serde_json::json!({"channel_id": channel_id, "session": id}));
+    state.db.audit().record(&audit).await?;
+    Ok((
+        StatusCode::CREATED,
+        [
+            (header::CONTENT_TYPE, "application/sdp".to_string()),
+            (header::LOCATION, format!("/api/v1/streams/whip/{id}")),
+        ],
+        answer,
+    )
+        .into_response())
+}
+
+/// Stop a WHIP publication.
+#[utoipa::path(delete, path = "/streams/whip/{session_id}", tag = "dispatch", params(("session_id" = String, Path)),
+    responses((status = 200), (status = 404, body = ErrorBody)))]
+async fn whip_stop(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    if state.whip.stop(&id) {
+        Ok(StatusCode::OK)
+    } else {
+        Err(ApiError::not_found("WHIP session"))
     }
 }

@@ -114,6 +114,8 @@ class LivePlayer {
       const pc = new RTCPeerConnection();
       this.pc = pc;
       pc.addTransceiver('video', { direction: 'recvonly' });
+      // Sound: G.711 passes through as PCMA/PCMU, AAC arrives transcoded to Opus.
+      pc.addTransceiver('audio', { direction: 'recvonly' });
       pc.ontrack = (ev) => {
         if (!this.video.srcObject) this.video.srcObject = ev.streams[0] ?? new MediaStream([ev.track]);
         void this.video.play().catch(() => undefined);
