@@ -376,7 +376,7 @@ struct SharedPort {
 
 impl SharedPort {
     async fn bind(addr: SocketAddr) -> Result<Arc<SharedPort>, String> {
-        let sock = UdpSocket::bind(addr)
+        let sock = bind_udp(addr)
             .await
             .map_err(|e| format!("the shared RTP port {addr} cannot be bound: {e}"))?;
         let me = Arc::new(SharedPort {
@@ -509,8 +509,23 @@ impl Inner {
     }
 
     async fn bind_rtp(&self) -> Result<UdpSocket, HubError> {
-        self.bind_in_range(UdpSocket::bind).await
+        self.bind_in_range(bind_udp).await
     }
+}
+
+/// Receive buffer asked for on RTP sockets (the kernel caps it at `net.core.rmem_max`): a
+/// keyframe arrives as a burst of ~100 packets, and a busy moment must not cost packets.
+pub const RTP_RECV_BUFFER: usize = 4 << 20;
+
+/// A UDP socket for RTP with a large receive buffer.
+async fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // Best effort: a smaller buffer still works.
+    let _ = sock.set_recv_buffer_size(RTP_RECV_BUFFER);
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    UdpSocket::from_std(sock.into())
 }
 
 /// The hub. Cheap to clone.

@@ -22,6 +22,7 @@ use webrtc::api::media_engine::{
 };
 use webrtc::api::setting_engine::SettingEngine;
 use webrtc::api::{APIBuilder, API};
+use webrtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
 use webrtc::ice::udp_network::{EphemeralUDP, UDPNetwork};
 use webrtc::ice_transport::ice_candidate_type::RTCIceCandidateType;
 use webrtc::interceptor::registry::Registry;
@@ -127,6 +128,12 @@ impl Whep {
             s.set_nat_1to1_ips(cfg.nat_ips.clone(), RTCIceCandidateType::Host);
         }
         s.set_include_loopback_candidate(cfg.include_loopback);
+        // We answer as the DTLS client, so our order is offered first. webrtc-srtp's AES-CM +
+        // HMAC-SHA1 writes packets in place, its AES-GCM assembles each one byte by byte.
+        s.set_srtp_protection_profiles(vec![
+            SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
+            SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
+        ]);
         let api = APIBuilder::new()
             .with_media_engine(m)
             .with_interceptor_registry(registry)
