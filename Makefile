@@ -52,7 +52,7 @@ bench: deps
 	./target/release/shouhu bench positions
 	./target/release/shouhu bench positions --skip-compare --database-url $(SHOUHU_TEST_PG_URL)
 	./target/release/shouhu bench sip
-	SHOUHU_LOG=error ./target/release/shouhu bench live
+	SHOUHU_LOG=off ./target/release/shouhu bench live
 
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
