@@ -109,8 +109,40 @@ impl std::fmt::Debug for Whep {
     }
 }
 
-fn internal(e: impl std::fmt::Display) -> WhepError {
+pub(crate) fn internal(e: impl std::fmt::Display) -> WhepError {
     WhepError::Internal(e.to_string())
+}
+
+/// The WebRTC API over `m` with the default interceptors and the ICE settings of `cfg` (shared
+/// by WHEP and WHIP). `cm_first`: offer SRTP AES-CM + HMAC-SHA1 before AES-GCM.
+pub(crate) fn build_api(
+    cfg: &WhepConfig,
+    mut m: MediaEngine,
+    cm_first: bool,
+) -> Result<API, WhepError> {
+    let registry = register_default_interceptors(Registry::new(), &mut m).map_err(internal)?;
+    let mut s = SettingEngine::default();
+    let (lo, hi) = cfg.udp_ports;
+    s.set_udp_network(UDPNetwork::Ephemeral(
+        EphemeralUDP::new(lo, hi).map_err(internal)?,
+    ));
+    if !cfg.nat_ips.is_empty() {
+        s.set_nat_1to1_ips(cfg.nat_ips.clone(), RTCIceCandidateType::Host);
+    }
+    s.set_include_loopback_candidate(cfg.include_loopback);
+    if cm_first {
+        // We answer as the DTLS client, so our order is offered first. webrtc-srtp's AES-CM +
+        // HMAC-SHA1 writes packets in place, its AES-GCM assembles each one byte by byte.
+        s.set_srtp_protection_profiles(vec![
+            SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
+            SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
+        ]);
+    }
+    Ok(APIBuilder::new()
+        .with_media_engine(m)
+        .with_interceptor_registry(registry)
+        .with_setting_engine(s)
+        .build())
 }
 
 impl Whep {
@@ -118,27 +150,7 @@ impl Whep {
     pub fn new(cfg: WhepConfig) -> Result<Whep, WhepError> {
         let mut m = MediaEngine::default();
         m.register_default_codecs().map_err(internal)?;
-        let registry = register_default_interceptors(Registry::new(), &mut m).map_err(internal)?;
-        let mut s = SettingEngine::default();
-        let (lo, hi) = cfg.udp_ports;
-        s.set_udp_network(UDPNetwork::Ephemeral(
-            EphemeralUDP::new(lo, hi).map_err(internal)?,
-        ));
-        if !cfg.nat_ips.is_empty() {
-            s.set_nat_1to1_ips(cfg.nat_ips.clone(), RTCIceCandidateType::Host);
-        }
-        s.set_include_loopback_candidate(cfg.include_loopback);
-        // We answer as the DTLS client, so our order is offered first. webrtc-srtp's AES-CM +
-        // HMAC-SHA1 writes packets in place, its AES-GCM assembles each one byte by byte.
-        s.set_srtp_protection_profiles(vec![
-            SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
-            SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
-        ]);
-        let api = APIBuilder::new()
-            .with_media_engine(m)
-            .with_interceptor_registry(registry)
-            .with_setting_engine(s)
-            .build();
+        let api = build_api(&cfg, m, true)?;
         Ok(Whep {
             api,
             sessions: Mutex::new(HashMap::new()),

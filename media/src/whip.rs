@@ -14,13 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
-use webrtc::api::interceptor_registry::register_default_interceptors;
 use webrtc::api::media_engine::{MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS};
-use webrtc::api::setting_engine::SettingEngine;
-use webrtc::api::{APIBuilder, API};
-use webrtc::ice::udp_network::{EphemeralUDP, UDPNetwork};
-use webrtc::ice_transport::ice_candidate_type::RTCIceCandidateType;
-use webrtc::interceptor::registry::Registry;
+use webrtc::api::API;
 use webrtc::media::io::sample_builder::SampleBuilder;
 use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
@@ -34,7 +29,7 @@ use webrtc::rtp_transceiver::RTCPFeedback;
 
 use crate::hub::Publisher;
 use crate::ps::{is_keyframe, Codec, Frame};
-use crate::whep::{SessionInfo, WhepConfig, WhepError};
+use crate::whep::{build_api, internal, SessionInfo, WhepConfig, WhepError};
 
 /// The WHIP endpoint's state.
 pub struct Whip {
@@ -47,10 +42,6 @@ impl std::fmt::Debug for Whip {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Whip").field("cfg", &self.cfg).finish()
     }
-}
-
-fn internal(e: impl std::fmt::Display) -> WhepError {
-    WhepError::Internal(e.to_string())
 }
 
 /// Extends 32-bit RTP timestamps to 64 bits across wrap-arounds.
@@ -138,22 +129,7 @@ fn media_engine() -> Result<MediaEngine, WhepError> {
 impl Whip {
     /// Build the WebRTC API once (the same ICE settings as WHEP).
     pub fn new(cfg: WhepConfig) -> Result<Whip, WhepError> {
-        let mut m = media_engine()?;
-        let registry = register_default_interceptors(Registry::new(), &mut m).map_err(internal)?;
-        let mut s = SettingEngine::default();
-        let (lo, hi) = cfg.udp_ports;
-        s.set_udp_network(UDPNetwork::Ephemeral(
-            EphemeralUDP::new(lo, hi).map_err(internal)?,
-        ));
-        if !cfg.nat_ips.is_empty() {
-            s.set_nat_1to1_ips(cfg.nat_ips.clone(), RTCIceCandidateType::Host);
-        }
-        s.set_include_loopback_candidate(cfg.include_loopback);
-        let api = APIBuilder::new()
-            .with_media_engine(m)
-            .with_interceptor_registry(registry)
-            .with_setting_engine(s)
-            .build();
+        let api = build_api(&cfg, media_engine()?, false)?;
         Ok(Whip {
             api,
             sessions: Mutex::new(HashMap::new()),

@@ -148,6 +148,56 @@ fn hub_error(e: HubError) -> ApiError {
     }
 }
 
+/// The callback that audits the end of a WebRTC session (`action`, with its length and why).
+fn end_audit(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    device_id: &str,
+) -> Box<dyn FnOnce(shouhu_media::whep::SessionInfo) + Send> {
+    let end = caller
+        .audit(action, state.now())
+        .target("recorder", device_id);
+    let db = state.db.clone();
+    let clock = state.clock.clone();
+    let action = action.to_string();
+    Box::new(move |info: shouhu_media::whep::SessionInfo| {
+        let mut e = end.details(serde_json::json!({
+            "session": info.id, "channel_id": info.channel_id,
+            "seconds": info.watched.as_secs(), "reason": info.reason,
+        }));
+        e.at_ms = clock.now_ms();
+        tokio::spawn(async move {
+            if let Err(err) = db.audit().record(&e).await {
+                tracing::warn!(error = %err, action = %action, "audit of a session's end failed");
+            }
+        });
+    })
+}
+
+fn webrtc_error(e: shouhu_media::whep::WhepError) -> ApiError {
+    match e {
+        shouhu_media::whep::WhepError::Offer(m) => ApiError::bad_request(m),
+        shouhu_media::whep::WhepError::Codec(m) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "codec", m)
+        }
+        other => ApiError::internal(other),
+    }
+}
+
+/// `201` with the SDP answer and the session's URL (`kind`: `whep` or `whip`).
+fn sdp_created(kind: &str, id: &str, answer: String) -> Response {
+    (
+        StatusCode::CREATED,
+        [
+            (header::CONTENT_TYPE, "application/sdp".to_string()),
+            (header::LOCATION, format!("/api/v1/streams/{kind}/{id}")),
+        ],
+        answer,
+    )
+        .into_response()
+}
+
 /// A channel can be watched when its recorder is registered over SIP or a publisher sends it.
 fn require_source(state: &AppState, device_id: &str, channel_id: &str) -> ApiResult<()> {
     if state.sip.access(device_id).is_none()
@@ -280,48 +330,18 @@ async fn whep_start(
         )
         .await
         .map_err(hub_error)?;
-    let end = caller
-        .audit("stream.view_end", state.now())
-        .target("recorder", &device_id);
-    let db = state.db.clone();
-    let clock = state.clock.clone();
-    let on_end = Box::new(move |info: shouhu_media::whep::SessionInfo| {
-        let mut e = end.details(serde_json::json!({
-            "session": info.id, "channel_id": info.channel_id,
-            "seconds": info.watched.as_secs(), "reason": info.reason,
-        }));
-        e.at_ms = clock.now_ms();
-        tokio::spawn(async move {
-            if let Err(err) = db.audit().record(&e).await {
-                tracing::warn!(error = %err, "audit of a live view's end failed");
-            }
-        });
-    });
+    let on_end = end_audit(&state, &caller, "stream.view_end", &device_id);
     let (id, answer) = state
         .whep
         .start(offer, viewer, on_end)
         .await
-        .map_err(|e| match e {
-            shouhu_media::whep::WhepError::Offer(m) => ApiError::bad_request(m),
-            shouhu_media::whep::WhepError::Codec(m) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "codec", m)
-            }
-            other => ApiError::internal(other),
-        })?;
+        .map_err(webrtc_error)?;
     let audit = caller
         .audit("stream.view", state.now())
         .target("recorder", &device_id)
         .details(serde_json::json!({"channel_id": channel_id, "view": "live", "session": id}));
     state.db.audit().record(&audit).await?;
-    Ok((
-        StatusCode::CREATED,
-        [
-            (header::CONTENT_TYPE, "application/sdp".to_string()),
-            (header::LOCATION, format!("/api/v1/streams/whep/{id}")),
-        ],
-        answer,
-    )
-        .into_response())
+    Ok(sdp_created("whep", &id, answer))
 }
 
 /// Stop a WHEP session.
@@ -380,48 +400,18 @@ async fn whip_start(
         .streams
         .publish(&device_id, &channel_id)
         .map_err(hub_error)?;
-    let end = caller
-        .audit("stream.publish_end", state.now())
-        .target("recorder", &device_id);
-    let db = state.db.clone();
-    let clock = state.clock.clone();
-    let on_end = Box::new(move |info: shouhu_media::whep::SessionInfo| {
-        let mut e = end.details(serde_json::json!({
-            "session": info.id, "channel_id": info.channel_id,
-            "seconds": info.watched.as_secs(), "reason": info.reason,
-        }));
-        e.at_ms = clock.now_ms();
-        tokio::spawn(async move {
-            if let Err(err) = db.audit().record(&e).await {
-                tracing::warn!(error = %err, "audit of a publication's end failed");
-            }
-        });
-    });
+    let on_end = end_audit(&state, &caller, "stream.publish_end", &device_id);
     let (id, answer) = state
         .whip
         .start(offer, publisher, on_end)
         .await
-        .map_err(|e| match e {
-            shouhu_media::whep::WhepError::Offer(m) => ApiError::bad_request(m),
-            shouhu_media::whep::WhepError::Codec(m) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "codec", m)
-            }
-            other => ApiError::internal(other),
-        })?;
+        .map_err(webrtc_error)?;
     let audit = caller
         .audit("stream.publish", state.now())
         .target("recorder", &device_id)
         .details(serde_json::json!({"channel_id": channel_id, "session": id}));
     state.db.audit().record(&audit).await?;
-    Ok((
-        StatusCode::CREATED,
-        [
-            (header::CONTENT_TYPE, "application/sdp".to_string()),
-            (header::LOCATION, format!("/api/v1/streams/whip/{id}")),
-        ],
-        answer,
-    )
-        .into_response())
+    Ok(sdp_created("whip", &id, answer))
 }
 
 /// Stop a WHIP publication.
