@@ -32,6 +32,7 @@ use shouhu_storage::Db;
 use webrtc::api::media_engine::MediaEngine;
 use webrtc::api::setting_engine::SettingEngine;
 use webrtc::api::{APIBuilder, API};
+use webrtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
 use webrtc::ice::mdns::MulticastDnsMode;
 use webrtc::ice::udp_network::{EphemeralUDP, UDPNetwork};
 use webrtc::interceptor::registry::Registry;
@@ -68,9 +69,16 @@ pub struct LiveBenchArgs {
     /// Skip the Janus phase.
     #[arg(long)]
     pub skip_janus: bool,
+    /// Invite every recorder at once, so that the 50 recorders' keyframes (one a second) reach
+    /// the hub together: the worst case. By default the first viewers of the recorders arrive
+    /// one GOP (1 s) ÷ recorders apart, as operators open cameras at different moments.
+    #[arg(long)]
+    pub aligned_keyframes: bool,
 }
 
 const SHARED: &str = "Bench#2026x";
+/// The simulated recorders' group of pictures: a keyframe every 25 frames at 25 fps.
+const GOP: Duration = Duration::from_secs(1);
 const BASE: &str = "31010000001320000001";
 const USER: &str = "livebench";
 
@@ -123,6 +131,14 @@ fn load_api() -> anyhow::Result<API> {
     s.set_udp_network(UDPNetwork::Ephemeral(EphemeralUDP::new(40_000, 49_999)?));
     s.set_include_loopback_candidate(true);
     s.set_ice_multicast_dns_mode(MulticastDnsMode::Disabled);
+    // The same SRTP profile with both servers: AES-CM + HMAC-SHA1, which the hub prefers. As
+    // the DTLS client of Janus (we answer its offer) webrtc-rs would otherwise offer AES-GCM
+    // first, which webrtc-srtp decrypts several times slower, and the load client, not Janus,
+    // would drop packets.
+    s.set_srtp_protection_profiles(vec![
+        SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
+        SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
+    ]);
     Ok(APIBuilder::new()
         .with_media_engine(m)
         .with_interceptor_registry(Registry::new())
@@ -438,12 +454,17 @@ pub async fn run(a: LiveBenchArgs) -> anyhow::Result<()> {
     };
     println!();
     println!(
-        "Live video: {} recorders × {:.1} Mbit/s H.264, {} WebRTC viewers each ({} in all, not decoding), {} s window",
+        "Live video: {} recorders × {:.1} Mbit/s H.264, {} WebRTC viewers each ({} in all, not decoding), {} s window, keyframes {}",
         a.recorders,
         es_bytes as f64 * 8.0 / (sample.video.len() as f64 / 25.0) / 1e6,
         a.viewers_per_stream,
         a.recorders * a.viewers_per_stream,
-        a.duration
+        a.duration,
+        if a.aligned_keyframes {
+            "aligned (every recorder invited at once)"
+        } else {
+            "spread over one GOP"
+        }
     );
     println!("| server | packets to viewers | lost | Mbit/s per viewer | server CPU (% of a core) | CPU per viewer | peak RSS | load client CPU |");
     println!("|---|---|---|---|---|---|---|---|");
@@ -552,11 +573,18 @@ async fn hub_phase(
     // The first viewer of each recorder starts its stream; the others join it.
     for round in 0..a.viewers_per_stream {
         let mut set = tokio::task::JoinSet::new();
-        for id in &ids {
+        for (i, id) in ids.iter().enumerate() {
             let (api, http, token, id) = (api.clone(), http.clone(), token.clone(), id.clone());
             let rx = Arc::new(Rx::default());
             rxs.push(rx.clone());
+            // The recorders start streaming (with a keyframe) when their first viewer comes.
+            let delay = if round == 0 && !a.aligned_keyframes {
+                GOP * i as u32 / ids.len() as u32
+            } else {
+                Duration::ZERO
+            };
             set.spawn(async move {
+                tokio::time::sleep(delay).await;
                 // One retry: a simulated recorder now and then misses an INVITE under this load.
                 match whep_viewer(&api, &http, &token, &id, rx.clone()).await {
                     Ok(v) => Ok(v),
@@ -704,8 +732,17 @@ fn rfc6184(au: &[u8], mtu: usize) -> Vec<Vec<u8>> {
     out
 }
 
-/// Feed a mountpoint: the sample's access units as RTP H.264, one per 40 ms.
-async fn feed(port: u16, sample: Arc<Sample>, mut stop: tokio::sync::watch::Receiver<bool>) {
+/// Feed a mountpoint after `delay`: the sample's access units as RTP H.264, one per 40 ms.
+async fn feed(
+    port: u16,
+    sample: Arc<Sample>,
+    delay: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => {}
+        _ = stop.changed() => return,
+    }
     let Ok(sock) = tokio::net::UdpSocket::bind("127.0.0.1:0").await else {
         return;
     };
@@ -852,8 +889,14 @@ async fn janus_phase(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    for (_, p) in &mounts {
-        tokio::spawn(feed(*p, sample.clone(), stop_rx.clone()));
+    for (i, (_, p)) in mounts.iter().enumerate() {
+        // Keyframes spread over one GOP as in the hub phase, or together.
+        let delay = if a.aligned_keyframes {
+            Duration::ZERO
+        } else {
+            GOP * i as u32 / mounts.len() as u32
+        };
+        tokio::spawn(feed(*p, sample.clone(), delay, stop_rx.clone()));
     }
     let api = Arc::new(load_api()?);
     let janus = Arc::new(janus);

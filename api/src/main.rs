@@ -4,6 +4,7 @@
 
 /// mimalloc: with tens of thousands of small, short-lived buffers on several threads it keeps
 /// the resident set far smaller than glibc's per-thread arenas.
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

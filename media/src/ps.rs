@@ -94,6 +94,9 @@ pub struct Frame {
     /// When the frame's last packet arrived (set by the stream hub, not by the demuxer, which
     /// is clock-free), for the hub's added-latency figure.
     pub received: Option<std::time::Instant>,
+    /// The frame cut into RTP payloads, once, by the first WebRTC viewer that sends it; the
+    /// other viewers of the stream send the same payloads under their own headers.
+    pub rtp_payloads: std::sync::OnceLock<std::sync::Arc<[bytes::Bytes]>>,
 }
 
 /// Counters of what was dropped, for logs and metrics.
@@ -365,6 +368,7 @@ impl PsDemuxer {
             data,
             keyframe,
             received: None,
+            rtp_payloads: Default::default(),
         });
     }
 
@@ -707,6 +711,7 @@ impl PsDemuxer {
                     data: payload.to_vec(),
                     keyframe: true,
                     received: None,
+                    rtp_payloads: Default::default(),
                 });
             }
             _ => {}

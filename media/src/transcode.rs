@@ -163,6 +163,7 @@ impl Transcoder {
             data: map.as_slice().to_vec(),
             keyframe,
             received: None,
+            rtp_payloads: Default::default(),
         }))
     }
 

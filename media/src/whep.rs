@@ -15,8 +15,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use tokio::sync::{broadcast, watch};
-use webrtc::api::interceptor_registry::register_default_interceptors;
+use webrtc::api::interceptor_registry::{configure_rtcp_reports, configure_twcc_receiver_only};
 use webrtc::api::media_engine::{
     MediaEngine, MIME_TYPE_H264, MIME_TYPE_HEVC, MIME_TYPE_OPUS, MIME_TYPE_PCMA, MIME_TYPE_PCMU,
 };
@@ -25,14 +27,23 @@ use webrtc::api::{APIBuilder, API};
 use webrtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
 use webrtc::ice::udp_network::{EphemeralUDP, UDPNetwork};
 use webrtc::ice_transport::ice_candidate_type::RTCIceCandidateType;
+use webrtc::interceptor::nack::generator::Generator;
+use webrtc::interceptor::nack::responder::Responder;
 use webrtc::interceptor::registry::Registry;
-use webrtc::media::Sample;
 use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
+use webrtc::rtp;
+use webrtc::rtp::codecs::g7xx::G7xxPayloader;
+use webrtc::rtp::codecs::h264::H264Payloader;
+use webrtc::rtp::codecs::h265::HevcPayloader;
+use webrtc::rtp::codecs::opus::OpusPayloader;
+use webrtc::rtp::packetizer::Payloader;
 use webrtc::rtp_transceiver::rtp_codec::RTCRtpCodecCapability;
-use webrtc::track::track_local::track_local_static_sample::TrackLocalStaticSample;
-use webrtc::track::track_local::TrackLocal;
+use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
+use webrtc::rtp_transceiver::RTCPFeedback;
+use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
+use webrtc::track::track_local::{TrackLocal, TrackLocalWriter};
 
 use crate::hub::Viewer;
 use crate::ps::{Codec, Frame};
@@ -113,14 +124,42 @@ pub(crate) fn internal(e: impl std::fmt::Display) -> WhepError {
     WhepError::Internal(e.to_string())
 }
 
-/// The WebRTC API over `m` with the default interceptors and the ICE settings of `cfg` (shared
+/// How many sent packets each outgoing stream keeps for retransmission on NACK, as a power of
+/// two: 1,024 packets, 5 s of a 2 Mbit/s camera (a browser stops asking for a packet after
+/// about a second). webrtc-rs's default, 8,192, cost 10 MB per viewer while each stored packet
+/// held its own copy of the payload; now the payloads are shared with the stream's other
+/// viewers.
+const NACK_BUFFER_LOG2: u8 = 10;
+
+/// webrtc-rs's default interceptors (NACK generator and responder, sender and receiver
+/// reports, TWCC receiver side) with a smaller NACK send buffer.
+fn interceptors(m: &mut MediaEngine) -> Result<Registry, WhepError> {
+    for parameter in ["", "pli"] {
+        m.register_feedback(
+            RTCPFeedback {
+                typ: "nack".to_owned(),
+                parameter: parameter.to_owned(),
+            },
+            RTPCodecType::Video,
+        );
+    }
+    let mut registry = Registry::new();
+    registry.add(Box::new(
+        Responder::builder().with_log2_size(NACK_BUFFER_LOG2),
+    ));
+    registry.add(Box::new(Generator::builder()));
+    let registry = configure_rtcp_reports(registry);
+    configure_twcc_receiver_only(registry, m).map_err(internal)
+}
+
+/// The WebRTC API over `m` with webrtc-rs's default interceptors and the ICE settings of `cfg` (shared
 /// by WHEP and WHIP). `cm_first`: offer SRTP AES-CM + HMAC-SHA1 before AES-GCM.
 pub(crate) fn build_api(
     cfg: &WhepConfig,
     mut m: MediaEngine,
     cm_first: bool,
 ) -> Result<API, WhepError> {
-    let registry = register_default_interceptors(Registry::new(), &mut m).map_err(internal)?;
+    let registry = interceptors(&mut m)?;
     let mut s = SettingEngine::default();
     let (lo, hi) = cfg.udp_ports;
     s.set_udp_network(UDPNetwork::Ephemeral(
@@ -225,7 +264,7 @@ impl Whep {
                 .await
                 .map_err(internal)?,
         );
-        let track = Arc::new(TrackLocalStaticSample::new(
+        let track = Arc::new(TrackLocalStaticRTP::new(
             video_cap,
             "video".into(),
             "shouhu".into(),
@@ -236,7 +275,8 @@ impl Whep {
             .map_err(internal)?;
         let audio_track = match audio_cap {
             Some(cap) => {
-                let t = Arc::new(TrackLocalStaticSample::new(
+                let rate = cap.clock_rate;
+                let t = Arc::new(TrackLocalStaticRTP::new(
                     cap,
                     "audio".into(),
                     "shouhu".into(),
@@ -249,7 +289,7 @@ impl Whep {
                     let mut buf = vec![0u8; 1500];
                     while s.read(&mut buf).await.is_ok() {}
                 });
-                Some(t)
+                Some(Out::new(t, rate))
             }
             None => None,
         };
@@ -297,7 +337,7 @@ impl Whep {
             };
             let started = Instant::now();
             let tracks = Tracks {
-                video: (video, track),
+                video: (video, Out::new(track, 90_000)),
                 audio: audio_track,
             };
             let reason = pump(viewer, tracks, stop_rx, state_rx, &me.latency).await;
@@ -340,56 +380,122 @@ fn uuid_like() -> String {
     format!("{a:032x}")
 }
 
-async fn write(
-    track: &TrackLocalStaticSample,
-    f: &Frame,
-    last_pts: &mut Option<u64>,
-    latency: Option<&LatencyHistogram>,
-) -> bool {
-    let duration = match (f.codec, f.pts_90k, *last_pts) {
-        // G.711: one byte per sample at 8 kHz.
-        (Codec::G711A | Codec::G711U, _, _) => Duration::from_micros(f.data.len() as u64 * 125),
-        (_, Some(p), Some(l)) if p > l && p - l < 90_000 => {
-            Duration::from_micros((p - l) * 100 / 9)
-        }
-        (Codec::Opus, _, _) => Duration::from_millis(20),
-        _ => Duration::from_millis(40),
-    };
-    if f.pts_90k.is_some() {
-        *last_pts = f.pts_90k;
-    }
-    let data = if f.codec == Codec::H265 {
-        // webrtc-rs's H.265 payloader splits only at four-byte start codes when there are any;
-        // encoders use three-byte ones inside an access unit.
-        let mut b = Vec::with_capacity(f.data.len() + 16);
-        for n in crate::ps::nal_units(&f.data) {
-            b.extend_from_slice(&[0, 0, 0, 1]);
-            b.extend_from_slice(n);
-        }
-        bytes::Bytes::from(b)
-    } else {
-        bytes::Bytes::copy_from_slice(&f.data)
-    };
-    let ok = track
-        .write_sample(&Sample {
-            data,
-            duration,
-            ..Default::default()
+/// RTP payload size: webrtc-rs's outbound MTU (1,200 bytes) less the 12-byte RTP header.
+const RTP_PAYLOAD_MTU: usize = 1_188;
+
+/// `f` cut into RTP payloads: made by the first viewer that sends the frame, then shared (by
+/// reference count) by every viewer of the stream, and by their NACK send buffers.
+fn payloads(f: &Frame) -> Arc<[Bytes]> {
+    f.rtp_payloads
+        .get_or_init(|| {
+            let cut = match f.codec {
+                Codec::H264 => H264Payloader::default()
+                    .payload(RTP_PAYLOAD_MTU, &Bytes::copy_from_slice(&f.data)),
+                Codec::H265 => {
+                    // webrtc-rs's H.265 payloader splits only at four-byte start codes when
+                    // there are any; encoders use three-byte ones inside an access unit.
+                    let mut b = Vec::with_capacity(f.data.len() + 16);
+                    for n in crate::ps::nal_units(&f.data) {
+                        b.extend_from_slice(&[0, 0, 0, 1]);
+                        b.extend_from_slice(n);
+                    }
+                    HevcPayloader::default().payload(RTP_PAYLOAD_MTU, &Bytes::from(b))
+                }
+                Codec::G711A | Codec::G711U => {
+                    G7xxPayloader.payload(RTP_PAYLOAD_MTU, &Bytes::copy_from_slice(&f.data))
+                }
+                Codec::Opus => {
+                    OpusPayloader.payload(RTP_PAYLOAD_MTU, &Bytes::copy_from_slice(&f.data))
+                }
+                Codec::Aac => Ok(Vec::new()),
+            };
+            cut.unwrap_or_else(|e| {
+                tracing::debug!(error = %e, codec = ?f.codec, "whep.payload_failed");
+                Vec::new()
+            })
+            .into()
         })
-        .await
-        .is_ok();
-    if let (true, Some(h), Some(at)) = (ok, latency, f.received) {
-        h.record(at.elapsed());
+        .clone()
+}
+
+/// One outgoing track of a session: its own sequence numbers and RTP clock over the shared
+/// payloads.
+struct Out {
+    track: Arc<TrackLocalStaticRTP>,
+    clock_rate: u32,
+    seq: u16,
+    timestamp: u32,
+    last_pts: Option<u64>,
+}
+
+impl Out {
+    fn new(track: Arc<TrackLocalStaticRTP>, clock_rate: u32) -> Out {
+        Out {
+            track,
+            clock_rate,
+            seq: rand::random(),
+            timestamp: rand::random(),
+            last_pts: None,
+        }
     }
-    ok
+
+    /// Send `f`; `false` when the track is closed. `latency`: record the server-added latency.
+    ///
+    /// A frame goes out whole, outside tokio's cooperative budget: a keyframe is some hundred
+    /// packets, each a few channel and lock operations deep in webrtc-rs, and with the budget
+    /// spent the task would be sent to the back of the run queue, behind every other viewer,
+    /// several times per keyframe.
+    async fn write(&mut self, f: &Frame, latency: Option<&LatencyHistogram>) -> bool {
+        tokio::task::unconstrained(self.write_frame(f, latency)).await
+    }
+
+    async fn write_frame(&mut self, f: &Frame, latency: Option<&LatencyHistogram>) -> bool {
+        let duration = match (f.codec, f.pts_90k, self.last_pts) {
+            // G.711: one byte per sample at 8 kHz.
+            (Codec::G711A | Codec::G711U, _, _) => Duration::from_micros(f.data.len() as u64 * 125),
+            (_, Some(p), Some(l)) if p > l && p - l < 90_000 => {
+                Duration::from_micros((p - l) * 100 / 9)
+            }
+            (Codec::Opus, _, _) => Duration::from_millis(20),
+            _ => Duration::from_millis(40),
+        };
+        if f.pts_90k.is_some() {
+            self.last_pts = f.pts_90k;
+        }
+        let parts = payloads(f);
+        let last = parts.len().saturating_sub(1);
+        for (i, payload) in parts.iter().enumerate() {
+            let p = rtp::packet::Packet {
+                header: rtp::header::Header {
+                    version: 2,
+                    marker: i == last,
+                    sequence_number: self.seq,
+                    timestamp: self.timestamp,
+                    ..Default::default()
+                },
+                payload: payload.clone(),
+            };
+            self.seq = self.seq.wrapping_add(1);
+            if let Err(e) = self.track.write_rtp(&p).await {
+                tracing::debug!(error = %e, "whep.write_failed");
+                return false;
+            }
+        }
+        let samples = (duration.as_secs_f64() * f64::from(self.clock_rate)) as u32;
+        self.timestamp = self.timestamp.wrapping_add(samples);
+        if let (Some(h), Some(at)) = (latency, f.received) {
+            h.record(at.elapsed());
+        }
+        true
+    }
 }
 
 /// Feed the track until the session ends; returns why.
 /// The tracks of a session: video (its codec) and audio, when the channel has audio the
 /// browser takes.
 struct Tracks {
-    video: (Codec, Arc<TrackLocalStaticSample>),
-    audio: Option<Arc<TrackLocalStaticSample>>,
+    video: (Codec, Out),
+    audio: Option<Out>,
 }
 
 async fn pump(
@@ -421,9 +527,8 @@ async fn pump(
         _ = stop.changed() => return "stopped before connecting".into(),
     }
     let mut stream_state = viewer.stream().subscribe_state();
-    let (video_codec, track) = tracks.video;
-    let mut last_pts = None;
-    let mut last_audio_pts = None;
+    let (video_codec, mut video) = tracks.video;
+    let mut audio = tracks.audio;
     let mut need_key = true;
     let initial: Vec<Arc<Frame>> = std::mem::take(&mut viewer.initial);
     for f in initial.iter().filter(|f| f.codec == video_codec) {
@@ -431,7 +536,7 @@ async fn pump(
             continue;
         }
         need_key = false;
-        if !write(&track, f, &mut last_pts, None).await {
+        if !video.write(f, None).await {
             return "the track closed".into();
         }
     }
@@ -443,14 +548,14 @@ async fn pump(
                         continue;
                     }
                     need_key = false;
-                    if !write(&track, &f, &mut last_pts, Some(latency)).await {
+                    if !video.write(&f, Some(latency)).await {
                         return "the track closed".into();
                     }
                 }
                 Ok(f) if !f.codec.is_video() => {
-                    if let Some(a) = &tracks.audio {
+                    if let Some(a) = &mut audio {
                         // A closed audio track (not negotiated) is not a reason to stop.
-                        let _ = write(a, &f, &mut last_audio_pts, None).await;
+                        let _ = a.write(&f, None).await;
                     }
                 }
                 Ok(_) => {}
@@ -473,5 +578,68 @@ async fn pump(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(codec: Codec, data: Vec<u8>) -> Frame {
+        Frame {
+            codec,
+            pts_90k: Some(0),
+            dts_90k: Some(0),
+            data,
+            keyframe: true,
+            received: None,
+            rtp_payloads: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_frame_is_cut_once_and_its_payloads_are_shared() {
+        // SPS, PPS and a 5,000-byte IDR slice.
+        let mut au = vec![
+            0, 0, 0, 1, 0x67, 0x42, 0xe0, 0x1f, 0, 0, 0, 1, 0x68, 0xce, 0x3c, 0x80,
+        ];
+        au.extend_from_slice(&[0, 0, 1, 0x65]);
+        au.extend((0..5_000u32).map(|i| (i % 251) as u8 | 1));
+        let f = frame(Codec::H264, au);
+        let a = payloads(&f);
+        let b = payloads(&f);
+        assert!(
+            Arc::ptr_eq(&a, &b),
+            "the second viewer must reuse the first one's cut"
+        );
+        assert!(a.iter().all(|p| p.len() <= RTP_PAYLOAD_MTU));
+        // STAP-A with SPS and PPS first, then the slice in FU-A fragments.
+        assert_eq!(a[0][0] & 0x1f, 24, "STAP-A");
+        assert!(a[1..].iter().all(|p| p[0] & 0x1f == 28), "FU-A");
+        assert_eq!(a[1][1] & 0x80, 0x80, "first fragment has the start bit");
+        assert_eq!(
+            a[a.len() - 1][1] & 0x40,
+            0x40,
+            "last fragment has the end bit"
+        );
+        let carried: usize = a[1..].iter().map(|p| p.len() - 2).sum();
+        assert_eq!(carried, 5_000, "the slice's bytes after its NAL header");
+        // The same payload bytes, not copies, for every viewer.
+        assert_eq!(a[1].as_ptr(), b[1].as_ptr());
+    }
+
+    #[test]
+    fn h265_three_byte_start_codes_are_split_and_g711_fits_packets() {
+        // VPS, SPS, PPS with three-byte start codes, then a small IDR.
+        let mut au = Vec::new();
+        for t in [32u8, 33, 34, 19] {
+            au.extend_from_slice(&[0, 0, 1, t << 1, 1, 0xaa, 0xbb]);
+        }
+        let p = payloads(&frame(Codec::H265, au));
+        assert!(!p.is_empty());
+        assert!(p.iter().all(|x| x.len() <= RTP_PAYLOAD_MTU));
+        let g = payloads(&frame(Codec::G711A, vec![0xd5; 320]));
+        assert_eq!(g.iter().map(|x| x.len()).sum::<usize>(), 320);
+        assert!(payloads(&frame(Codec::Aac, vec![1, 2, 3])).is_empty());
     }
 }

@@ -210,6 +210,7 @@ impl Whip {
                                 keyframe: is_keyframe(Codec::H264, &data),
                                 data,
                                 received: None,
+                                rtp_payloads: Default::default(),
                             });
                         }
                     }
@@ -227,6 +228,7 @@ impl Whip {
                             keyframe: true,
                             data: p.payload.to_vec(),
                             received: None,
+                            rtp_payloads: Default::default(),
                         });
                     }
                 }
