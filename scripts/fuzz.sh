@@ -12,6 +12,11 @@ for t in table uscc search jt808 dispatch_ws sip manscdp ps rtp; do
   mkdir -p "corpus/$t"
   cp -n corpus-seed/"$t"/* "corpus/$t/" 2>/dev/null || true
   echo "fuzzing $t for ${secs}s"
+  if ! cargo fuzz build "$t" >"$log" 2>&1; then
+    cat "$log"
+    echo "fuzz target $t does not build"
+    exit 1
+  fi
   if ! cargo fuzz run "$t" "corpus/$t" -- -max_total_time="$secs" -rss_limit_mb=2048 >"$log" 2>&1; then
     cat "$log"
     echo "fuzz target $t failed; the crashing input is under fuzz/artifacts/$t/"

@@ -585,14 +585,7 @@ async fn hub_phase(
             };
             set.spawn(async move {
                 tokio::time::sleep(delay).await;
-                // One retry: a simulated recorder now and then misses an INVITE under this load.
-                match whep_viewer(&api, &http, &token, &id, rx.clone()).await {
-                    Ok(v) => Ok(v),
-                    Err(e) => {
-                        eprintln!("retrying once: {e}");
-                        whep_viewer(&api, &http, &token, &id, rx).await
-                    }
-                }
+                whep_viewer(&api, &http, &token, &id, rx).await
             });
         }
         while let Some(r) = set.join_next().await {

@@ -991,14 +991,15 @@ async fn run_ingest(
     let (tx, mut updates) = mpsc::unbounded_channel();
     let call_id = inner
         .sip
-        .invite(device, channel, &offer)
+        .invite(device, channel, &offer, |call_id| {
+            inner
+                .calls
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(call_id.to_string(), tx);
+        })
         .await
         .map_err(|e| HubError::Device(e.into()))?;
-    inner
-        .calls
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(call_id.clone(), tx);
     *stream.call_id.lock().unwrap_or_else(|e| e.into_inner()) = Some(call_id.clone());
     let answer = tokio::select! {
         u = tokio::time::timeout(inner.cfg.answer_timeout, updates.recv()) => match u {

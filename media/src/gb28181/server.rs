@@ -256,16 +256,24 @@ impl SipServer {
     }
 
     /// Ask a device to stream a channel (see [`Platform::invite`]); the Call-ID on success.
+    ///
+    /// `before_send` gets the dialog's Call-ID before the INVITE leaves, so that whoever waits
+    /// for the answer is registered when it comes: a device on the same network answers in less
+    /// time than a busy task takes to be scheduled again.
     pub async fn invite(
         &self,
         device_id: &str,
         channel_id: &str,
         offer: &Offer,
+        before_send: impl FnOnce(&str),
     ) -> Result<String, &'static str> {
         let mut r = Err("not started");
         let out = self
             .inner
             .with_platform(|p, now| r = p.invite(device_id, channel_id, offer, now));
+        if let Ok(call_id) = &r {
+            before_send(call_id);
+        }
         self.inner.carry_out(out).await;
         r
     }
