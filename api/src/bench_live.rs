@@ -79,6 +79,16 @@ pub struct LiveBenchArgs {
 const SHARED: &str = "Bench#2026x";
 /// The simulated recorders' group of pictures: a keyframe every 25 frames at 25 fps.
 const GOP: Duration = Duration::from_secs(1);
+
+/// When the `i`th of `n` streams starts: spread over one GOP, or all at once with
+/// `--aligned-keyframes`.
+fn start_delay(a: &LiveBenchArgs, i: usize, n: usize) -> Duration {
+    if a.aligned_keyframes {
+        Duration::ZERO
+    } else {
+        GOP * i as u32 / n.max(1) as u32
+    }
+}
 const BASE: &str = "31010000001320000001";
 const USER: &str = "livebench";
 
@@ -578,8 +588,8 @@ async fn hub_phase(
             let rx = Arc::new(Rx::default());
             rxs.push(rx.clone());
             // The recorders start streaming (with a keyframe) when their first viewer comes.
-            let delay = if round == 0 && !a.aligned_keyframes {
-                GOP * i as u32 / ids.len() as u32
+            let delay = if round == 0 {
+                start_delay(a, i, ids.len())
             } else {
                 Duration::ZERO
             };
@@ -883,12 +893,7 @@ async fn janus_phase(
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     for (i, (_, p)) in mounts.iter().enumerate() {
-        // Keyframes spread over one GOP as in the hub phase, or together.
-        let delay = if a.aligned_keyframes {
-            Duration::ZERO
-        } else {
-            GOP * i as u32 / mounts.len() as u32
-        };
+        let delay = start_delay(a, i, mounts.len());
         tokio::spawn(feed(*p, sample.clone(), delay, stop_rx.clone()));
     }
     let api = Arc::new(load_api()?);

@@ -39,8 +39,7 @@ use webrtc::rtp::codecs::h264::H264Payloader;
 use webrtc::rtp::codecs::h265::HevcPayloader;
 use webrtc::rtp::codecs::opus::OpusPayloader;
 use webrtc::rtp::packetizer::Payloader;
-use webrtc::rtp_transceiver::rtp_codec::RTCRtpCodecCapability;
-use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
+use webrtc::rtp_transceiver::rtp_codec::{RTCRtpCodecCapability, RTPCodecType};
 use webrtc::rtp_transceiver::RTCPFeedback;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 use webrtc::track::track_local::{TrackLocal, TrackLocalWriter};
@@ -152,8 +151,8 @@ fn interceptors(m: &mut MediaEngine) -> Result<Registry, WhepError> {
     configure_twcc_receiver_only(registry, m).map_err(internal)
 }
 
-/// The WebRTC API over `m` with webrtc-rs's default interceptors and the ICE settings of `cfg` (shared
-/// by WHEP and WHIP). `cm_first`: offer SRTP AES-CM + HMAC-SHA1 before AES-GCM.
+/// The WebRTC API over `m` with the [`interceptors`] and the ICE settings of `cfg` (shared by
+/// WHEP and WHIP). `cm_first`: offer SRTP AES-CM + HMAC-SHA1 before AES-GCM.
 pub(crate) fn build_api(
     cfg: &WhepConfig,
     mut m: MediaEngine,
@@ -388,9 +387,9 @@ const RTP_PAYLOAD_MTU: usize = 1_188;
 fn payloads(f: &Frame) -> Arc<[Bytes]> {
     f.rtp_payloads
         .get_or_init(|| {
+            let copy = || Bytes::copy_from_slice(&f.data);
             let cut = match f.codec {
-                Codec::H264 => H264Payloader::default()
-                    .payload(RTP_PAYLOAD_MTU, &Bytes::copy_from_slice(&f.data)),
+                Codec::H264 => H264Payloader::default().payload(RTP_PAYLOAD_MTU, &copy()),
                 Codec::H265 => {
                     // webrtc-rs's H.265 payloader splits only at four-byte start codes when
                     // there are any; encoders use three-byte ones inside an access unit.
@@ -401,12 +400,8 @@ fn payloads(f: &Frame) -> Arc<[Bytes]> {
                     }
                     HevcPayloader::default().payload(RTP_PAYLOAD_MTU, &Bytes::from(b))
                 }
-                Codec::G711A | Codec::G711U => {
-                    G7xxPayloader.payload(RTP_PAYLOAD_MTU, &Bytes::copy_from_slice(&f.data))
-                }
-                Codec::Opus => {
-                    OpusPayloader.payload(RTP_PAYLOAD_MTU, &Bytes::copy_from_slice(&f.data))
-                }
+                Codec::G711A | Codec::G711U => G7xxPayloader.payload(RTP_PAYLOAD_MTU, &copy()),
+                Codec::Opus => OpusPayloader.payload(RTP_PAYLOAD_MTU, &copy()),
                 Codec::Aac => Ok(Vec::new()),
             };
             cut.unwrap_or_else(|e| {
@@ -490,7 +485,6 @@ impl Out {
     }
 }
 
-/// Feed the track until the session ends; returns why.
 /// The tracks of a session: video (its codec) and audio, when the channel has audio the
 /// browser takes.
 struct Tracks {
@@ -498,6 +492,7 @@ struct Tracks {
     audio: Option<Out>,
 }
 
+/// Feed the tracks until the session ends; returns why.
 async fn pump(
     mut viewer: Viewer,
     tracks: Tracks,
