@@ -153,6 +153,25 @@ impl From<StorageError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "version_conflict", e.to_string())
             }
             StorageError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            StorageError::WrongState {
+                kind, ref state, ..
+            } => {
+                let state = state.clone();
+                ApiError::new(StatusCode::CONFLICT, "invalid_state", e.to_string())
+                    .with("kind", kind.into())
+                    .with("state", state.into())
+            }
+            StorageError::OverCap { visits, cap } => {
+                let mut err = ApiError::new(StatusCode::CONFLICT, "over_cap", e.to_string())
+                    .with("visits", visits.into())
+                    .with("cap", cap.into());
+                err.errors.push(RowError {
+                    row: None,
+                    field: "over_cap_reason".into(),
+                    message: "required: the visit is over the yearly inspect-once cap".into(),
+                });
+                err
+            }
             StorageError::Invalid { field, message } => ApiError::validation(vec![RowError {
                 row: None,
                 field,

@@ -22,6 +22,25 @@ pub enum StorageError {
     /// The record is in a state that does not allow the operation (e.g. closing a closed alarm).
     #[error("{0}")]
     Conflict(String),
+    /// A workflow step is not allowed in the record's current state (e.g. closing a hazard that
+    /// was never re-inspected). Carries the current state so the caller can say what it is.
+    #[error("not allowed while the {kind} is {state}: {message}")]
+    WrongState {
+        /// The kind of record (`inspection`, `hazard`, `case`, …).
+        kind: &'static str,
+        /// Its current state code.
+        state: String,
+        /// What was refused and why.
+        message: String,
+    },
+    /// A visit beyond the enterprise's yearly inspect-once cap without an over-cap filing reason.
+    #[error("the enterprise has had {visits} inspections this year; its yearly cap is {cap}: an over-cap filing with a reason is required")]
+    OverCap {
+        /// Inspections of the enterprise this year so far (cancelled ones excluded).
+        visits: i64,
+        /// The cap from its sector and supervision grade.
+        cap: i64,
+    },
     /// A value broke a rule the storage layer enforces (e.g. a reference to a missing row).
     #[error("{field}: {message}")]
     Invalid {
@@ -45,6 +64,19 @@ pub enum StorageError {
 }
 
 impl StorageError {
+    /// A [`StorageError::WrongState`].
+    pub fn wrong_state(
+        kind: &'static str,
+        state: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::WrongState {
+            kind,
+            state: state.into(),
+            message: message.into(),
+        }
+    }
+
     /// An `Invalid` error for `field`.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Invalid {
@@ -104,6 +136,10 @@ fn constraint_field(c: &str) -> &str {
         "enterprise_key_units_",
         "vehicles_",
         "recorders_",
+        "inspections_",
+        "hazards_",
+        "cases_",
+        "case_documents_",
     ] {
         if let Some(col) = c.strip_prefix(table) {
             return col;

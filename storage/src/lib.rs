@@ -7,7 +7,10 @@
 //! * Each domain area has a repository reached from [`Db`]: [`Db::org_units`], [`Db::accounts`],
 //!   [`Db::sessions`], [`Db::audit`], [`Db::enterprises`], [`Db::officers`],
 //!   [`Db::inspection_items`], [`Db::vehicles`], [`Db::positions`], [`Db::geofences`],
-//!   [`Db::assignments`], [`Db::sos`], [`Db::recorders`]. No SQL lives outside this crate.
+//!   [`Db::assignments`], [`Db::sos`], [`Db::recorders`], and the enforcement work:
+//!   [`Db::rules`] (deadlines, inspect-once caps), [`Db::inspections`], [`Db::hazards`],
+//!   [`Db::cases`] (sensitive fields sealed with SM4-GCM, [`crypto::FieldCipher`]). No SQL lives
+//!   outside this crate.
 //! * Every mutating repository call that changes business data takes an [`audit::AuditEntry`] and
 //!   writes it in the same transaction, so a change and its audit row land together or not at all.
 //! * Times are UTC milliseconds since the Unix epoch in every table (`*_at_ms`); ids are UUIDv7
@@ -23,11 +26,16 @@ pub mod accounts;
 pub mod assignments;
 pub mod audit;
 pub mod blob;
+pub mod cases;
+pub mod crypto;
 mod db;
+pub mod enforcement;
 pub mod enterprises;
 mod error;
 pub mod geofences;
+pub mod hazards;
 pub mod inspection_items;
+pub mod inspections;
 pub mod model;
 pub mod officers;
 pub mod org_units;
