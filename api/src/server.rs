@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use shouhu_storage::blob::LocalBlobStore;
+use shouhu_storage::crypto::FieldCipher;
 use shouhu_storage::Db;
 use tokio::net::TcpListener;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -49,6 +50,7 @@ pub async fn build_state_with_db(
 ) -> anyhow::Result<AppState> {
     std::fs::create_dir_all(&cfg.server.data_dir)?;
     let media_key = media_key(&cfg)?;
+    let cipher = Arc::new(field_cipher(&cfg)?);
     let blobs = Arc::new(LocalBlobStore::new(cfg.server.data_dir.join("blobs")));
     let now: Arc<dyn Fn() -> i64 + Send + Sync> = {
         let c = clock.clone();
@@ -98,6 +100,7 @@ pub async fn build_state_with_db(
         sessions: Arc::new(SessionCache::default()),
         blobs,
         media_key: Arc::new(media_key),
+        cipher,
         tls: false,
         hub,
         jt808,
@@ -172,28 +175,60 @@ pub async fn build_default_state(cfg: Config) -> anyhow::Result<AppState> {
 }
 
 fn media_key(cfg: &Config) -> anyhow::Result<[u8; 32]> {
-    let hex_key = if cfg.auth.media_token_key.0.is_empty() {
-        let path = cfg.server.data_dir.join("media-token.key");
+    key_from(
+        cfg,
+        &cfg.auth.media_token_key.0,
+        "media-token.key",
+        "auth.media_token_key",
+    )
+}
+
+/// The SM4 key sealing sensitive case fields.
+fn field_cipher(cfg: &Config) -> anyhow::Result<FieldCipher> {
+    let key: [u8; 16] = key_from(cfg, &cfg.auth.field_key.0, "field.key", "auth.field_key")?;
+    Ok(FieldCipher::new(&key))
+}
+
+/// A key of `N` bytes: the configured hex value, else the one generated once into
+/// `<data_dir>/<file>` (created with fresh random bytes on first start).
+fn key_from<const N: usize>(
+    cfg: &Config,
+    configured: &str,
+    file: &str,
+    name: &str,
+) -> anyhow::Result<[u8; N]> {
+    let hex_key = if configured.is_empty() {
+        let path = cfg.server.data_dir.join(file);
         match std::fs::read_to_string(&path) {
             Ok(s) => s.trim().to_string(),
             Err(_) => {
                 use rand::RngCore;
-                let mut k = [0u8; 32];
+                let mut k = [0u8; N];
                 rand::rngs::OsRng.fill_bytes(&mut k);
                 let s = hex::encode(k);
-                std::fs::write(&path, &s)
+                write_private(&path, &s)
                     .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
                 s
             }
         }
     } else {
-        cfg.auth.media_token_key.0.clone()
+        configured.to_string()
     };
-    let bytes = hex::decode(&hex_key)
-        .map_err(|_| anyhow::anyhow!("auth.media_token_key must be 64 hex characters"))?;
-    bytes
+    let bad = || anyhow::anyhow!("{name} must be {} hex characters", N * 2);
+    hex::decode(hex_key.trim())
+        .map_err(|_| bad())?
         .try_into()
-        .map_err(|_| anyhow::anyhow!("auth.media_token_key must be 64 hex characters"))
+        .map_err(|_| bad())
+}
+
+/// Write a secret readable by the owner only.
+fn write_private(path: &std::path::Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    opts.open(path)?.write_all(content.as_bytes())
 }
 
 /// The whole application router.

@@ -83,12 +83,32 @@ pub struct CaseSummary {
     /// State.
     pub status: String,
     /// Filed, ms.
+    #[serde(
+        rename = "filed_at",
+        serialize_with = "crate::enforcement::rfc3339::ms"
+    )]
+    #[schema(value_type = String, format = DateTime)]
     pub filed_at_ms: i64,
     /// Decision due, ms (from the filing approval).
+    #[serde(
+        rename = "decision_due",
+        serialize_with = "crate::enforcement::rfc3339::ms_opt"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub decision_due_ms: Option<i64>,
     /// Decided, ms.
+    #[serde(
+        rename = "decided_at",
+        serialize_with = "crate::enforcement::rfc3339::ms_opt"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub decided_at_ms: Option<i64>,
     /// Closed, ms.
+    #[serde(
+        rename = "closed_at",
+        serialize_with = "crate::enforcement::rfc3339::ms_opt"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub closed_at_ms: Option<i64>,
     /// Optimistic-lock version.
     pub version: i64,
@@ -119,16 +139,31 @@ pub struct Case {
     /// Penalty decision number.
     pub decision_number: Option<String>,
     /// Payment due, ms.
+    #[serde(
+        rename = "payment_due",
+        serialize_with = "crate::enforcement::rfc3339::ms_opt"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub payment_due_ms: Option<i64>,
     /// Paid, fen.
     pub paid_cents: Option<i64>,
     /// Paid, ms.
+    #[serde(
+        rename = "paid_at",
+        serialize_with = "crate::enforcement::rfc3339::ms_opt"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub paid_at_ms: Option<i64>,
     /// Referred to the judicial organs.
     pub criminal_referral: bool,
     /// Referral note.
     pub referral_note: Option<String>,
     /// Filing decided, ms.
+    #[serde(
+        rename = "filing_decided_at",
+        serialize_with = "crate::enforcement::rfc3339::ms_opt"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub filing_decided_at_ms: Option<i64>,
     /// Reason of the last decision (filing or closing).
     pub decision_reason: Option<String>,
@@ -175,8 +210,18 @@ pub struct CaseDocument {
     /// `draft`, `approved`.
     pub status: String,
     /// Created, ms.
+    #[serde(
+        rename = "created_at",
+        serialize_with = "crate::enforcement::rfc3339::ms"
+    )]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at_ms: i64,
     /// Approved, ms.
+    #[serde(
+        rename = "approved_at",
+        serialize_with = "crate::enforcement::rfc3339::ms_opt"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub approved_at_ms: Option<i64>,
 }
 

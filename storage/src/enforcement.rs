@@ -42,6 +42,29 @@ pub fn shanghai_date(at_ms: i64) -> String {
         .unwrap_or_default()
 }
 
+/// Serde helpers writing `*_ms` fields as RFC 3339 UTC strings, the API's time format.
+pub mod rfc3339 {
+    /// Milliseconds to `2026-11-22T01:02:03.456Z`.
+    pub fn format(ms: i64) -> String {
+        chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    }
+
+    /// Serialize ms as RFC 3339.
+    pub fn ms<S: serde::Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(*ms))
+    }
+
+    /// Serialize optional ms as RFC 3339 or null.
+    pub fn ms_opt<S: serde::Serializer>(ms: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+        match ms {
+            Some(v) => s.serialize_str(&format(*v)),
+            None => s.serialize_none(),
+        }
+    }
+}
+
 /// A legal deadline rule.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct DeadlineRule {

@@ -80,10 +80,25 @@ pub struct Hazard {
     /// Number of the rectification order.
     pub order_number: String,
     /// Found, ms.
+    #[serde(
+        rename = "found_at",
+        serialize_with = "crate::enforcement::rfc3339::ms"
+    )]
+    #[schema(value_type = String, format = DateTime)]
     pub found_at_ms: i64,
     /// Rectification deadline, ms.
+    #[serde(
+        rename = "rectification_deadline",
+        serialize_with = "crate::enforcement::rfc3339::ms"
+    )]
+    #[schema(value_type = String, format = DateTime)]
     pub rectification_deadline_ms: i64,
     /// Re-inspection due by, ms.
+    #[serde(
+        rename = "reinspection_due",
+        serialize_with = "crate::enforcement::rfc3339::ms"
+    )]
+    #[schema(value_type = String, format = DateTime)]
     pub reinspection_due_ms: i64,
     /// The enterprise's (or officer's) rectification report.
     pub rectification_note: Option<String>,
@@ -91,6 +106,11 @@ pub struct Hazard {
     #[serde(skip)]
     pub rectification_evidence: String,
     /// Reported rectified, ms.
+    #[serde(
+        rename = "rectified_at",
+        serialize_with = "crate::enforcement::rfc3339::ms_opt"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub rectified_at_ms: Option<i64>,
     /// `passed`, `failed`.
     pub reinspection_result: Option<String>,
@@ -101,12 +121,32 @@ pub struct Hazard {
     /// Re-inspected by (account).
     pub reinspected_by: Option<String>,
     /// Re-inspected, ms.
+    #[serde(
+        rename = "reinspected_at",
+        serialize_with = "crate::enforcement::rfc3339::ms_opt"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub reinspected_at_ms: Option<i64>,
     /// Closed, ms.
+    #[serde(
+        rename = "closed_at",
+        serialize_with = "crate::enforcement::rfc3339::ms_opt"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub closed_at_ms: Option<i64>,
     /// Created, ms.
+    #[serde(
+        rename = "created_at",
+        serialize_with = "crate::enforcement::rfc3339::ms"
+    )]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at_ms: i64,
     /// Updated, ms.
+    #[serde(
+        rename = "updated_at",
+        serialize_with = "crate::enforcement::rfc3339::ms"
+    )]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at_ms: i64,
     /// Optimistic-lock version.
     pub version: i64,
@@ -138,8 +178,9 @@ pub struct HazardFilter {
     pub enterprise_id: Option<String>,
     /// Inspection.
     pub inspection_id: Option<String>,
-    /// Re-inspection due before, ms.
-    pub due_before_ms: Option<i64>,
+    /// Needing action before, ms: reported rectified (awaiting re-inspection), or with a
+    /// rectification deadline (hence the re-inspection window) before this time.
+    pub action_before_ms: Option<i64>,
 }
 
 /// The hazard repository.
@@ -206,8 +247,11 @@ impl HazardRepo<'_> {
         if let Some(v) = &f.inspection_id {
             conds.push(format!("h.inspection_id = {}", b.s(v.clone())));
         }
-        if let Some(v) = f.due_before_ms {
-            conds.push(format!("h.reinspection_due_ms < {}", b.i(v)));
+        if let Some(v) = f.action_before_ms {
+            conds.push(format!(
+                "(h.status = 'rectified' OR h.rectification_deadline_ms < {})",
+                b.i(v)
+            ));
         }
         let wh = conds.join(" AND ");
         let count_sql = format!(

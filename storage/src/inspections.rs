@@ -40,9 +40,9 @@ pub struct InspectionInput {
     pub kind: String,
     /// The officers on site (at least two, distinct).
     pub officer_ids: Vec<String>,
-    /// Start of the visit, ms (default: now).
+    /// Start of the visit, RFC 3339 (default: now).
     #[serde(default)]
-    pub started_at_ms: Option<i64>,
+    pub started_at: Option<String>,
     /// Reason of the over-cap filing, required when the visit is over the yearly cap.
     #[serde(default)]
     pub over_cap_reason: Option<String>,
@@ -97,8 +97,18 @@ pub struct Inspection {
     /// Calendar year (Asia/Shanghai) counted against the cap.
     pub year: i64,
     /// Start, ms.
+    #[serde(
+        rename = "started_at",
+        serialize_with = "crate::enforcement::rfc3339::ms"
+    )]
+    #[schema(value_type = String, format = DateTime)]
     pub started_at_ms: i64,
     /// Completion, ms.
+    #[serde(
+        rename = "completed_at",
+        serialize_with = "crate::enforcement::rfc3339::ms_opt"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub completed_at_ms: Option<i64>,
     /// Number of the on-site inspection record (set on completion).
     pub record_number: Option<String>,
@@ -113,8 +123,18 @@ pub struct Inspection {
     /// Hazards found.
     pub hazard_count: i64,
     /// Created, ms.
+    #[serde(
+        rename = "created_at",
+        serialize_with = "crate::enforcement::rfc3339::ms"
+    )]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at_ms: i64,
     /// Updated, ms.
+    #[serde(
+        rename = "updated_at",
+        serialize_with = "crate::enforcement::rfc3339::ms"
+    )]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at_ms: i64,
     /// Optimistic-lock version.
     pub version: i64,
@@ -185,10 +205,20 @@ pub struct OverCapFiling {
     /// Filed by (account).
     pub filed_by: Option<String>,
     /// Filed, ms.
+    #[serde(
+        rename = "filed_at",
+        serialize_with = "crate::enforcement::rfc3339::ms"
+    )]
+    #[schema(value_type = String, format = DateTime)]
     pub filed_at_ms: i64,
     /// Acknowledged by (account).
     pub acknowledged_by: Option<String>,
     /// Acknowledged, ms.
+    #[serde(
+        rename = "acknowledged_at",
+        serialize_with = "crate::enforcement::rfc3339::ms_opt"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub acknowledged_at_ms: Option<i64>,
 }
 

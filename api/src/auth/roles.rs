@@ -32,11 +32,23 @@ pub enum Perm {
     DispatchCommand,
     /// Manage vehicles (terminals) and geofences.
     DeviceManage,
+    /// Read inspections, hazards and cases in scope (open cases of other units stay hidden).
+    EnforcementRead,
+    /// Start and record inspections, hazards, rectifications and re-inspections.
+    InspectionWrite,
+    /// File cases and draft their documents.
+    CaseWrite,
+    /// Approve case filing, documents and closing.
+    CaseApprove,
+    /// Acknowledge over-cap filings routed to one's unit.
+    FilingAcknowledge,
+    /// Edit the inspect-once caps and the deadline table.
+    RuleManage,
 }
 
 impl Perm {
     /// Every permission.
-    pub const ALL: [Perm; 13] = [
+    pub const ALL: [Perm; 19] = [
         Perm::RegistryRead,
         Perm::EnterpriseWrite,
         Perm::OfficerWrite,
@@ -50,6 +62,12 @@ impl Perm {
         Perm::DispatchView,
         Perm::DispatchCommand,
         Perm::DeviceManage,
+        Perm::EnforcementRead,
+        Perm::InspectionWrite,
+        Perm::CaseWrite,
+        Perm::CaseApprove,
+        Perm::FilingAcknowledge,
+        Perm::RuleManage,
     ];
 
     /// The code the API reports (`/auth/me` `permissions`).
@@ -68,6 +86,12 @@ impl Perm {
             Perm::DispatchView => "dispatch.view",
             Perm::DispatchCommand => "dispatch.command",
             Perm::DeviceManage => "device.manage",
+            Perm::EnforcementRead => "enforcement.read",
+            Perm::InspectionWrite => "inspection.write",
+            Perm::CaseWrite => "case.write",
+            Perm::CaseApprove => "case.approve",
+            Perm::FilingAcknowledge => "filing.acknowledge",
+            Perm::RuleManage => "rule.manage",
         }
     }
 }
@@ -135,6 +159,16 @@ pub fn grants(role: &str, perm: Perm) -> bool {
         ),
         DispatchCommand => matches!(role, "admin" | "operator" | "brigade_head" | "squad_leader"),
         DeviceManage => matches!(role, "admin" | "brigade_head"),
+        EnforcementRead => is_role(role) && role != "soe_user",
+        InspectionWrite => matches!(
+            role,
+            "admin" | "corps_leader" | "brigade_head" | "squad_leader" | "officer"
+        ),
+        CaseWrite => matches!(role, "admin" | "brigade_head" | "squad_leader" | "officer"),
+        CaseApprove | FilingAcknowledge => {
+            matches!(role, "admin" | "corps_leader" | "brigade_head")
+        }
+        RuleManage => matches!(role, "admin" | "corps_leader"),
     }
 }
 

@@ -4,10 +4,14 @@ pub mod accounts;
 pub mod applications;
 pub mod audit;
 pub mod auth;
+pub mod cases;
 pub mod dispatch;
 pub mod dispatch_ws;
+pub mod enforcement;
 pub mod enterprises;
+pub mod hazards;
 pub mod health;
+pub mod inspections;
 pub mod items;
 pub mod officers;
 pub mod org_units;
@@ -35,6 +39,7 @@ use crate::state::AppState;
         (name = "officers", description = "Officer registry"),
         (name = "inspection-items", description = "Inspection item list"),
         (name = "reference", description = "Code lists"),
+        (name = "enforcement", description = "Daily enforcement work: inspections (inspect-once caps, over-cap filings), hazards and their rectification loop, cases (confidential while open) with their documents, the workbench, attachments"),
         (name = "dispatch", description = "Live units, positions, tracks, assignments, SOS alarms, geofences, vehicles; WebSocket at /dispatch/ws"),
     ),
     components(schemas(crate::error::ErrorBody, crate::error::RowError)),
@@ -70,6 +75,7 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let uploads = OpenApiRouter::new()
         .merge(enterprises::upload_router())
         .merge(officers::upload_router())
+        .merge(enforcement::upload_router())
         .layer(upload_limit);
     let rest = OpenApiRouter::new()
         .nest("/auth", auth::router())
@@ -85,6 +91,10 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(recorders::router())
         .merge(streams::router())
         .merge(dispatch_ws::router())
+        .merge(inspections::router())
+        .merge(hazards::router())
+        .merge(cases::router())
+        .merge(enforcement::router())
         .layer(json_limit);
     let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", uploads.merge(rest))

@@ -1,0 +1,772 @@
+//! The daily enforcement workflows through the HTTP API, on both engines: inspections with the
+//! inspect-once cap, the hazard rectification loop, cases from filing to closing, and the
+//! open-case confidentiality rule both ways. Each happy path is followed by its refusals (wrong
+//! state, wrong role, wrong org unit, missing approval, over the cap).
+
+mod common;
+
+use common::Server;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use shouhu_storage::enforcement::{shanghai_date, DAY_MS};
+
+/// Two active officers of Huangpu (registered by its brigade head); their ids.
+async fn huangpu_officers(s: &Server, head: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    for (name, cert) in [("张伟", "HP-0001"), ("李娜", "HP-0002")] {
+        let (st, b) = s
+            .send(
+                Method::POST,
+                head,
+                "/api/v1/officers",
+                json!({"name": name, "certificate_no": cert, "org_unit_id": s.huangpu.id}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{b}");
+        ids.push(b["id"].as_str().unwrap().to_string());
+    }
+    ids
+}
+
+async fn item_ids(s: &Server, token: &str) -> Vec<String> {
+    let (st, b) = s.get(token, "/api/v1/inspection-items?page_size=3").await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    b["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn date_in(s: &Server, days: i64) -> String {
+    shanghai_date(s.state.now() + days * DAY_MS)
+}
+
+/// Start an inspection of `enterprise`; (status, body).
+async fn start(
+    s: &Server,
+    token: &str,
+    enterprise: &str,
+    officers: &[String],
+    reason: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut body = json!({"enterprise_id": enterprise, "kind": "planned", "officer_ids": officers});
+    if let Some(r) = reason {
+        body["over_cap_reason"] = r.into();
+    }
+    s.send(Method::POST, token, "/api/v1/inspections", body)
+        .await
+}
+
+/// A completed inspection with one passed item; its id.
+async fn completed_inspection(
+    s: &Server,
+    token: &str,
+    enterprise: &str,
+    officers: &[String],
+) -> String {
+    let (st, b) = start(s, token, enterprise, officers, None).await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    let id = b["id"].as_str().unwrap().to_string();
+    let items = item_ids(s, token).await;
+    let (st, b) = s
+        .send(
+            Method::PUT,
+            token,
+            &format!("/api/v1/inspections/{id}/results"),
+            json!({"results": [{"item_id": items[0], "result": "pass"}]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    let (st, b) = s
+        .send(
+            Method::POST,
+            token,
+            &format!("/api/v1/inspections/{id}/complete"),
+            json!({"summary": "检查完毕"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    id
+}
+
+on_both!(inspection_and_hazard_loop, |s: Server| async move {
+    let head = s.login("hp_head").await;
+    let officer = s.login("hp_officer").await;
+    let xh = s.login("xh_head").await;
+    let officers = huangpu_officers(&s, &head).await;
+    let steel = s.enterprise_id("黄浦钢结构").await;
+    let xh_firm = s.enterprise_id("徐汇粉末冶金").await;
+
+    // Refusals at the start: one officer, another district's enterprise, an unknown kind.
+    let (st, b) = start(&s, &officer, &steel, &officers[..1], None).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert_eq!(b["errors"][0]["field"], "officer_ids");
+    let (st, b) = start(&s, &officer, &xh_firm, &officers, None).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert_eq!(b["errors"][0]["field"], "enterprise_id");
+    let (st, b) = s
+        .send(
+            Method::POST,
+            &officer,
+            "/api/v1/inspections",
+            json!({"enterprise_id": steel, "kind": "whim", "officer_ids": officers}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert_eq!(b["errors"][0]["field"], "kind");
+
+    let (st, b) = start(&s, &officer, &steel, &officers, None).await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    let id = b["id"].as_str().unwrap().to_string();
+    assert!(b["code"].as_str().unwrap().starts_with("JC310101"), "{b}");
+    assert_eq!(b["status"], "in_progress");
+    assert_eq!(b["officers"].as_array().unwrap().len(), 2);
+    // Another district does not see it.
+    let (st, _) = s.get(&xh, &format!("/api/v1/inspections/{id}")).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+
+    let items = item_ids(&s, &officer).await;
+    let (st, b) = s
+        .send(
+            Method::PUT,
+            &officer,
+            &format!("/api/v1/inspections/{id}/results"),
+            json!({"results": [
+                {"item_id": items[0], "result": "pass"},
+                {"item_id": items[1], "result": "hazard", "note": "除尘系统未设泄爆装置"},
+                {"item_id": "no-such-item", "result": "maybe"}]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    let fields: Vec<&str> = b["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert!(
+        fields.contains(&"results[2].result") && fields.contains(&"results[2].item_id"),
+        "{b}"
+    );
+    // Nothing half-written: the valid rows of the refused request were not stored.
+    let (_, b) = s.get(&officer, &format!("/api/v1/inspections/{id}")).await;
+    assert_eq!(b["results"].as_array().unwrap().len(), 0);
+
+    let (st, b) = s
+        .send(
+            Method::PUT,
+            &officer,
+            &format!("/api/v1/inspections/{id}/results"),
+            json!({"results": [
+                {"item_id": items[0], "result": "pass"},
+                {"item_id": items[1], "result": "hazard", "note": "除尘系统未设泄爆装置"}]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    assert_eq!(b["results"].as_array().unwrap().len(), 2);
+
+    // An item marked as hazard without a hazard recorded blocks completion.
+    let (st, b) = s
+        .send(
+            Method::POST,
+            &officer,
+            &format!("/api/v1/inspections/{id}/complete"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert_eq!(b["errors"][0]["field"], "results");
+
+    let hz = |deadline: String| json!({"item_id": items[1], "level": "general", "description": "除尘系统未设泄爆装置", "rectification_deadline": deadline});
+    let (st, b) = s
+        .send(
+            Method::POST,
+            &officer,
+            &format!("/api/v1/inspections/{id}/hazards"),
+            hz(date_in(&s, -3)),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert_eq!(b["errors"][0]["field"], "rectification_deadline");
+    let (st, b) = s
+        .send(
+            Method::POST,
+            &officer,
+            &format!("/api/v1/inspections/{id}/hazards"),
+            hz("2026-13-45".into()),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    let (st, hazard) = s
+        .send(
+            Method::POST,
+            &officer,
+            &format!("/api/v1/inspections/{id}/hazards"),
+            hz(date_in(&s, 5)),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{hazard}");
+    assert!(
+        hazard["order_number"]
+            .as_str()
+            .unwrap()
+            .starts_with("黄浦应急责改〔"),
+        "{hazard}"
+    );
+    assert_eq!(hazard["status"], "rectifying");
+    let hid = hazard["id"].as_str().unwrap().to_string();
+    // Re-inspection due = deadline + the 10-day window of the deadline table.
+    let t = |k: &str| shouhu_api::clock::parse_time(hazard[k].as_str().unwrap()).unwrap();
+    assert_eq!(
+        t("reinspection_due") - t("rectification_deadline"),
+        10 * DAY_MS
+    );
+
+    let (st, b) = s
+        .send(
+            Method::POST,
+            &officer,
+            &format!("/api/v1/inspections/{id}/complete"),
+            json!({"summary": "发现一般隐患1项"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    assert_eq!(b["status"], "completed");
+    assert!(b["record_number"].as_str().unwrap().contains("检记"), "{b}");
+    // Wrong state: no hazards after completion, no second completion, no cancelling.
+    let (st, b) = s
+        .send(
+            Method::POST,
+            &officer,
+            &format!("/api/v1/inspections/{id}/hazards"),
+            hz(date_in(&s, 5)),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{b}");
+    assert_eq!(b["code"], "invalid_state");
+    assert_eq!(b["state"], "completed");
+    let (st, b) = s
+        .send(
+            Method::POST,
+            &officer,
+            &format!("/api/v1/inspections/{id}/cancel"),
+            json!({"reason": "x"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{b}");
+
+    // The workbench lists the hazard as due this week.
+    let (st, wb) = s.get(&head, "/api/v1/workbench").await;
+    assert_eq!(st, StatusCode::OK, "{wb}");
+    assert!(
+        wb["hazards_due"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["id"] == hid.as_str()),
+        "{wb}"
+    );
+    assert_eq!(wb["hazard_counts"]["open"], 1);
+
+    // Rectification loop; another district can neither see nor touch it.
+    let (st, _) = s.get(&xh, &format!("/api/v1/hazards/{hid}")).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, _) = s
+        .send(
+            Method::POST,
+            &xh,
+            &format!("/api/v1/hazards/{hid}/rectification"),
+            json!({"note": "x"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, b) = s
+        .send(
+            Method::POST,
+            &officer,
+            &format!("/api/v1/hazards/{hid}/rectification"),
+            json!({"note": ""}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert_eq!(b["errors"][0]["field"], "note");
+    let (st, b) = s
+        .send(
+            Method::POST,
+            &officer,
+            &format!("/api/v1/hazards/{hid}/rectification"),
+            json!({"note": "已加装泄爆片"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    assert_eq!(b["status"], "rectified");
+    let (st, b) = s
+        .send(
+            Method::POST,
+            &officer,
+            &format!("/api/v1/hazards/{hid}/rectification"),
+            json!({"note": "again"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{b}");
+    assert_eq!(b["state"], "rectified");
+
+    // A failed re-inspection with a new deadline re-orders the rectification.
+    let (st, b) = s
+        .send(
+            Method::POST,
+            &officer,
+            &format!("/api/v1/hazards/{hid}/reinspection"),
+            json!({"result": "failed", "note": "泄爆片规格不符", "new_deadline": date_in(&s, 7)}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    assert_eq!(b["status"], "rectifying");
+    s.clock.advance(2 * DAY_MS);
+    // Two days later: a new session (the old one ended while idle).
+    let officer = s.login("hp_officer").await;
+    let op = s.login("operator").await;
+    let (st, b) = s
+        .send(
+            Method::POST,
+            &officer,
+            &format!("/api/v1/hazards/{hid}/reinspection"),
+            json!({"result": "passed", "note": "整改到位，同意销号"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    assert_eq!(b["status"], "closed");
+    assert!(
+        b["reinspection_number"].as_str().unwrap().contains("复查"),
+        "{b}"
+    );
+    let (st, b) = s
+        .send(
+            Method::POST,
+            &officer,
+            &format!("/api/v1/hazards/{hid}/reinspection"),
+            json!({"result": "passed", "note": "x"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{b}");
+    assert_eq!(b["state"], "closed");
+    assert_eq!(s.audit("hazard.reinspection").await.len(), 2);
+    assert_eq!(s.audit("inspection.complete").await.len(), 1);
+
+    // Roles: the operator reads but does not inspect.
+    let (st, _) = start(&s, &op, &steel, &officers, None).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+});
+
+on_both!(inspect_once_cap, |s: Server| async move {
+    let head = s.login("hp_head").await;
+    let officer = s.login("hp_officer").await;
+    let xh = s.login("xh_head").await;
+    let officers = huangpu_officers(&s, &head).await;
+    let steel = s.enterprise_id("黄浦钢结构").await;
+
+    // Industry & trade, grade A: one visit a year.
+    let (st, b) = s
+        .send(
+            Method::PUT,
+            &head,
+            &format!("/api/v1/enterprises/{steel}/supervision"),
+            json!({"grade": "E"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    let (st, b) = s
+        .send(
+            Method::PUT,
+            &head,
+            &format!("/api/v1/enterprises/{steel}/supervision"),
+            json!({"grade": "A"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    assert_eq!(b["yearly_cap"], 1);
+    assert_eq!(b["visits_this_year"], 0);
+
+    completed_inspection(&s, &officer, &steel, &officers).await;
+    let (st, b) = start(&s, &officer, &steel, &officers, None).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{b}");
+    assert_eq!(b["code"], "over_cap");
+    assert_eq!(b["visits"], 1);
+    assert_eq!(b["cap"], 1);
+    assert_eq!(b["errors"][0]["field"], "over_cap_reason");
+    let (st, b) = start(
+        &s,
+        &officer,
+        &steel,
+        &officers,
+        Some("群众举报粉尘超标，需再次检查"),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    assert_eq!(b["over_cap"], true);
+    assert_eq!(b["over_cap_filing"]["status"], "pending");
+    let filing = b["over_cap_filing"]["id"].as_str().unwrap().to_string();
+
+    // Routed to the supervising unit (Huangpu), not to Xuhui; officers cannot acknowledge.
+    let (_, b) = s.get(&xh, "/api/v1/over-cap-filings?status=pending").await;
+    assert_eq!(b["total"], 0, "{b}");
+    let (_, b) = s
+        .get(&head, "/api/v1/over-cap-filings?status=pending")
+        .await;
+    assert_eq!(b["total"], 1, "{b}");
+    let (st, _) = s
+        .send(
+            Method::POST,
+            &officer,
+            &format!("/api/v1/over-cap-filings/{filing}/acknowledge"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _) = s
+        .send(
+            Method::POST,
+            &xh,
+            &format!("/api/v1/over-cap-filings/{filing}/acknowledge"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, b) = s
+        .send(
+            Method::POST,
+            &head,
+            &format!("/api/v1/over-cap-filings/{filing}/acknowledge"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    assert_eq!(b["status"], "acknowledged");
+    let (st, b) = s
+        .send(
+            Method::POST,
+            &head,
+            &format!("/api/v1/over-cap-filings/{filing}/acknowledge"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{b}");
+
+    // A cancelled visit does not count; caps are editable by the corps only.
+    let (st, _) = s
+        .send(
+            Method::PUT,
+            &head,
+            "/api/v1/inspection-caps",
+            json!([{"sector": "05", "grade": "A", "yearly_cap": 5}]),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let admin = s.login("admin").await;
+    let (st, b) = s
+        .send(
+            Method::PUT,
+            &admin,
+            "/api/v1/inspection-caps",
+            json!([{"sector": "05", "grade": "A", "yearly_cap": 5}]),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    let (st, b) = start(&s, &officer, &steel, &officers, None).await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    assert_eq!(b["over_cap"], false);
+});
+
+on_both!(case_workflow_and_confidentiality, |s: Server| async move {
+    let head = s.login("hp_head").await;
+    let officer = s.login("hp_officer").await;
+    let xh = s.login("xh_head").await;
+    let corps = s.login("admin").await;
+    let officers = huangpu_officers(&s, &head).await;
+    let steel = s.enterprise_id("黄浦钢结构").await;
+    let chem = s.enterprise_id("黄浦化工").await;
+    let insp = completed_inspection(&s, &officer, &steel, &officers).await;
+    let other = completed_inspection(&s, &officer, &chem, &officers).await;
+
+    let case = |ids: Vec<&String>| {
+        json!({"enterprise_id": steel, "inspection_ids": ids, "title": "未按规定设置泄爆装置案",
+               "violation": "粉尘爆炸危险场所除尘系统未设泄爆装置", "responsible_person": "王强",
+               "party_id_number": "31010119800101123X", "party_phone": "13800138000", "proposed_fine_cents": 5_000_000})
+    };
+    // Refusals: an inspection of another enterprise; a bad ID number; no inspection at all.
+    let (st, b) = s
+        .send(Method::POST, &officer, "/api/v1/cases", case(vec![&other]))
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert_eq!(b["errors"][0]["field"], "inspection_ids");
+    let mut bad = case(vec![&insp]);
+    bad["party_id_number"] = "12345".into();
+    let (st, b) = s.send(Method::POST, &officer, "/api/v1/cases", bad).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert_eq!(b["errors"][0]["field"], "party_id_number");
+
+    let (st, c) = s
+        .send(Method::POST, &officer, "/api/v1/cases", case(vec![&insp]))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{c}");
+    let id = c["id"].as_str().unwrap().to_string();
+    assert_eq!(c["status"], "filing_review");
+    assert_eq!(c["party_id_number"], "31010119800101123X");
+    assert_eq!(c["proposed_fine_cents"], 5_000_000);
+
+    // Sealed at rest with SM4-GCM: the database holds no clear value.
+    let (pid, phone, fine) = s
+        .state
+        .db
+        .cases(&s.state.cipher)
+        .sealed_values(&id)
+        .await
+        .unwrap();
+    for v in [&pid, &phone, &fine] {
+        let v = v.as_deref().unwrap();
+        assert!(v.starts_with("v1:"), "{v}");
+        assert!(
+            !v.contains("31010119800101123X")
+                && !v.contains("13800138000")
+                && !v.contains("5000000")
+        );
+    }
+    // Audit rows never carry the sensitive values either.
+    let created = s.audit("case.create").await;
+    assert!(!created[0]
+        .details
+        .to_string()
+        .contains("31010119800101123X"));
+
+    // Open case: confidential. Xuhui sees nothing; the corps sees it.
+    let (st, _) = s.get(&xh, &format!("/api/v1/cases/{id}")).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (_, l) = s.get(&xh, "/api/v1/cases").await;
+    assert_eq!(l["total"], 0, "{l}");
+    let (st, b) = s.get(&corps, &format!("/api/v1/cases/{id}")).await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+
+    // Filing approval: not by an officer; approved by the head.
+    let (st, _) = s
+        .send(
+            Method::POST,
+            &officer,
+            &format!("/api/v1/cases/{id}/filing-decision"),
+            json!({"approve": true}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, b) = s
+        .send(
+            Method::POST,
+            &head,
+            &format!("/api/v1/cases/{id}/filing-decision"),
+            json!({"approve": false}),
+        )
+        .await;
+    assert_eq!(
+        st,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "rejecting needs a reason: {b}"
+    );
+    let (st, c) = s
+        .send(
+            Method::POST,
+            &head,
+            &format!("/api/v1/cases/{id}/filing-decision"),
+            json!({"approve": true}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{c}");
+    assert_eq!(c["status"], "open");
+    assert!(
+        c["number"].as_str().unwrap().starts_with("黄浦应急案〔"),
+        "{c}"
+    );
+    assert_eq!(c["documents"][0]["doc_type"], "D36");
+    assert_eq!(c["documents"][0]["status"], "approved");
+
+    // Missing approval: no decision before an approved penalty notice; no transfer before D32.
+    let pen = json!({"company_fine_cents": 5_000_000, "person_fine_cents": 800_000});
+    let (st, b) = s
+        .send(
+            Method::POST,
+            &head,
+            &format!("/api/v1/cases/{id}/penalty"),
+            pen.clone(),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{b}");
+    assert_eq!(b["state"], "open");
+    let (st, b) = s
+        .send(
+            Method::POST,
+            &officer,
+            &format!("/api/v1/cases/{id}/documents"),
+            json!({"doc_type": "D33"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{b}");
+    let (st, b) = s
+        .send(
+            Method::POST,
+            &officer,
+            &format!("/api/v1/cases/{id}/documents"),
+            json!({"doc_type": "D99"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert_eq!(b["errors"][0]["field"], "doc_type");
+    let (st, notice) = s
+        .send(
+            Method::POST,
+            &officer,
+            &format!("/api/v1/cases/{id}/documents"),
+            json!({"doc_type": "D15", "content": "拟处罚款"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{notice}");
+    let (st, record) = s
+        .send(
+            Method::POST,
+            &officer,
+            &format!("/api/v1/cases/{id}/documents"),
+            json!({"doc_type": "D02", "content": "询问笔录"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{record}");
+    // Another district cannot approve even by guessing the ids.
+    let (st, _) = s
+        .send(
+            Method::POST,
+            &xh,
+            &format!(
+                "/api/v1/cases/{id}/documents/{}/approve",
+                notice["id"].as_str().unwrap()
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, b) = s
+        .send(
+            Method::POST,
+            &head,
+            &format!(
+                "/api/v1/cases/{id}/documents/{}/approve",
+                notice["id"].as_str().unwrap()
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    let (st, c) = s
+        .send(
+            Method::POST,
+            &head,
+            &format!("/api/v1/cases/{id}/penalty"),
+            pen.clone(),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{c}");
+    assert!(
+        c["decision_number"].as_str().unwrap().contains("应急罚〔"),
+        "{c}"
+    );
+    assert_eq!(c["person_fine_cents"], 800_000);
+    let (st, _) = s
+        .send(
+            Method::POST,
+            &head,
+            &format!("/api/v1/cases/{id}/penalty"),
+            pen,
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    let (st, c) = s
+        .send(
+            Method::POST,
+            &officer,
+            &format!("/api/v1/cases/{id}/payment"),
+            json!({"paid_cents": 5_800_000}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{c}");
+
+    // Closing comes after every other document is approved.
+    let (st, b) = s
+        .send(
+            Method::POST,
+            &officer,
+            &format!("/api/v1/cases/{id}/closing-request"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{b}");
+    assert!(
+        b["message"]
+            .as_str()
+            .unwrap()
+            .contains(record["number"].as_str().unwrap()),
+        "{b}"
+    );
+    let (st, _) = s
+        .send(
+            Method::POST,
+            &head,
+            &format!(
+                "/api/v1/cases/{id}/documents/{}/approve",
+                record["id"].as_str().unwrap()
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, c) = s
+        .send(
+            Method::POST,
+            &officer,
+            &format!("/api/v1/cases/{id}/closing-request"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{c}");
+    assert_eq!(c["status"], "closing_review");
+    let (st, c) = s
+        .send(
+            Method::POST,
+            &head,
+            &format!("/api/v1/cases/{id}/closing-decision"),
+            json!({"approve": true}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{c}");
+    assert_eq!(c["status"], "closed");
+    assert!(
+        c["documents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["status"] == "approved"),
+        "{c}"
+    );
+
+    // Closed: every unit reads it, but only its own unit writes.
+    let (st, b) = s.get(&xh, &format!("/api/v1/cases/{id}")).await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    let (_, l) = s.get(&xh, "/api/v1/cases").await;
+    assert_eq!(l["total"], 1, "{l}");
+    let (st, _) = s
+        .send(
+            Method::POST,
+            &xh,
+            &format!("/api/v1/cases/{id}/closing-decision"),
+            json!({"approve": true}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    // Reads of case details are audited.
+    assert!(s.audit("case.view").await.len() >= 2);
+});
