@@ -133,3 +133,60 @@ export function label(map: Record<string, string>, code: string | null | undefin
   if (code === null || code === undefined || code === '') return '—';
   return map[code] ?? code;
 }
+
+export const INSPECTION_KIND: Record<string, string> = {
+  planned: '计划检查',
+  complaint: '投诉举报',
+  referral: '转办交办',
+  triggered: '触发式监管',
+};
+
+export const INSPECTION_STATUS: Record<string, string> = {
+  in_progress: '检查中',
+  completed: '已完成',
+  cancelled: '已取消',
+};
+
+export const ITEM_RESULT: Record<string, string> = {
+  pass: '符合',
+  hazard: '存在隐患',
+  not_applicable: '不适用',
+};
+
+export const HAZARD_LEVEL: Record<string, string> = {
+  general: '一般隐患',
+  major: '重大事故隐患',
+};
+
+export const HAZARD_STATUS: Record<string, string> = {
+  rectifying: '整改中',
+  rectified: '待复查',
+  closed: '已销号',
+  escalated: '已移交立案',
+};
+
+export const CASE_STATUS: Record<string, string> = {
+  filing_review: '立案审批中',
+  open: '办理中',
+  closing_review: '结案审批中',
+  closed: '已结案',
+  not_filed: '不予立案',
+};
+
+export const DOC_STATUS: Record<string, string> = {
+  draft: '草稿',
+  approved: '已审批',
+};
+
+/** Fen as "12,345.00 元". */
+export function fmtYuan(cents: number | null | undefined): string {
+  if (cents === null || cents === undefined) return '—';
+  const yuan = (cents / 100).toLocaleString('zh-CN', { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  return `${yuan} 元`;
+}
+
+/** Today's date in Asia/Shanghai plus `days`, as YYYY-MM-DD (for date inputs). */
+export function shanghaiDatePlus(days: number): string {
+  const d = new Date(Date.now() + 8 * 3600_000 + days * 86_400_000);
+  return d.toISOString().slice(0, 10);
+}

@@ -94,6 +94,41 @@ export const AUDIT_FIELDS: Labels = {
   to: '截止时间',
 };
 
+export const ENFORCEMENT_FIELDS: Labels = {
+  enterprise_id: '企业',
+  kind: '检查类型',
+  officer_ids: '执法人员',
+  started_at: '开始时间',
+  over_cap_reason: '超限检查报备理由',
+  results: '检查结果',
+  item_id: '检查事项',
+  result: '结论',
+  note: '说明',
+  photo_keys: '照片',
+  level: '隐患级别',
+  description: '隐患描述',
+  rectification_deadline: '整改期限',
+  new_deadline: '重新整改期限',
+  evidence_keys: '整改证据',
+  summary: '检查小结',
+  inspection_ids: '关联检查',
+  title: '案由',
+  violation: '违法事实',
+  responsible_person: '责任人',
+  party_id_number: '身份证号',
+  party_phone: '联系电话',
+  proposed_fine_cents: '拟罚款金额',
+  company_fine_cents: '对单位罚款',
+  person_fine_cents: '对个人罚款',
+  paid_cents: '缴款金额',
+  paid_at: '缴款时间',
+  doc_type: '文书类型',
+  content: '内容',
+  grade: '监管等级',
+  days: '天数',
+  action_within_days: '办理期限',
+};
+
 /** Labels for fields outside any form; ambiguous names get a neutral word. */
 const GENERIC_FIELDS: Labels = {
   ...AUDIT_FIELDS,
@@ -115,6 +150,7 @@ const GENERIC_FIELDS: Labels = {
   ttl_secs: '有效期',
   key: '关键字段',
   reference: '关联记录',
+  ...ENFORCEMENT_FIELDS,
 };
 
 /** The Chinese label of an API field: the caller's labels first, then the general list. */
@@ -188,6 +224,21 @@ type Rule = [RegExp, (m: RegExpExecArray) => string];
 
 // Field messages (errors[].message), by pattern. Order matters: specific before general.
 const FIELD_RULES: Rule[] = [
+  [/^at least two officers inspect together$/i, () => '现场检查须至少两名执法人员'],
+  [/^an officer is listed twice$/i, () => '执法人员重复'],
+  [/^no such enterprise in your scope$/i, () => '企业不存在或不在您的管辖范围内'],
+  [/^the enterprise is closed$/i, () => '企业已关闭'],
+  [/^must not be in the past$/i, () => '不能早于今天'],
+  [/^must be a date YYYY-MM-DD$/i, () => '日期格式应为 YYYY-MM-DD'],
+  [/^at most one year ahead$/i, () => '不能晚于一年以后'],
+  [/^check at least one item before completing the inspection$/i, () => '请至少检查一项后再完成检查'],
+  [/^items marked as hazard have no hazard recorded: (.+)$/i, (m) => `以下事项标为“存在隐患”但未登记隐患：${m[1]}`],
+  [/^a case comes from at least one inspection$/i, () => '立案须关联至少一次检查'],
+  [/^must be an 18-character resident ID number$/i, () => '应为 18 位居民身份证号'],
+  [/^not an enforcement document type$/i, () => '不是执法文书类型'],
+  [/^this document is created by the case workflow.*$/i, () => '该文书由立案、处罚决定或结案流程自动生成'],
+  [/^required: the visit is over the yearly inspect-once cap$/i, () => '本次检查超过“综合查一次”年度上限，须填写报备理由'],
+  [/^a penalty fines the company, the person or both$/i, () => '处罚须对单位或个人（或两者）处以罚款'],
   [/^must not be empty$/i, () => '不能为空'],
   [/^required$/i, () => '必填'],
   [/^already exists$/i, () => '已存在'],
@@ -268,6 +319,22 @@ const FIELD_RULES: Rule[] = [
 
 // Whole-request messages (the top-level `message` of codes without a fixed text).
 const MESSAGE_RULES: Rule[] = [
+  [/^hazards are recorded while the inspection is in progress$/i, () => '检查进行中才能登记隐患'],
+  [/^an inspection that recorded hazards cannot be cancelled; complete it$/i, () => '已登记隐患的检查不能取消，请完成检查'],
+  [/^a rectification can be reported only while the hazard is being rectified$/i, () => '隐患处于整改中才能上报整改情况'],
+  [/^only a hazard under rectification can be re-inspected$/i, () => '只有整改中或待复查的隐患才能复查'],
+  [/^the penalty notice \(D15\) must be approved before the decision$/i, () => '须先审批行政处罚告知书，才能作出处罚决定'],
+  [/^the penalty was already decided$/i, () => '已作出处罚决定'],
+  [/^no penalty has been decided yet$/i, () => '尚未作出处罚决定'],
+  [/^a case transfer \(D33\) needs an approved transfer approval form \(D32\) first$/i, () => '案件移送书须先有已审批的案件移送审批表'],
+  [/^a criminal referral needs an approved transfer approval form \(D32\)$/i, () => '移送司法机关须先审批案件移送审批表'],
+  [/^decide the penalty or refer the case before closing$/i, () => '结案前须作出处罚决定或移送'],
+  [/^every document must be approved before closing; not approved: (.+)$/i, (m) => `结案前须审批全部文书，尚未审批：${m[1]}`],
+  [/^the filing was already acknowledged$/i, () => '该报备已确认'],
+  [/^the document is already approved$/i, () => '该文书已审批'],
+  [/^.*only while the inspection is in progress$/i, () => '检查已完成或已取消'],
+  [/^only a case awaiting (filing|closing) approval can be decided$/i, (m) => (m[1] === 'filing' ? '案件不在立案审批中' : '案件不在结案审批中')],
+  [/^(documents are (drafted|approved)|a (penalty|payment|referral) is (decided|recorded|made)|closing is requested) while the case is open$/i, () => '案件办理中才能执行此操作'],
   [/^the file is empty$/i, () => '文件为空'],
   [/^the file has no header row$/i, () => '文件没有表头行'],
   [/^the file has no data rows$/i, () => '文件没有数据行（表头下方为空）'],
@@ -497,6 +564,12 @@ export function describeError(status: number, code: string, body: Record<string,
       const t = translateMessage(message);
       return t ?? (message ? `请求有误：${original(message)}` : '请求参数有误');
     }
+    case 'invalid_state': {
+      const why = translateMessage(message.replace(/^not allowed while the \S+ is \S+: /, ''));
+      return `当前状态下不能执行此操作${why ? `：${why}` : ''}`;
+    }
+    case 'over_cap':
+      return `该企业本年度已检查 ${String(body.visits ?? '')} 次，已达“综合查一次”上限 ${String(body.cap ?? '')} 次，须填写超限检查报备理由`;
     case 'too_many_requests':
     case 'rate_limited':
       return '请求过于频繁，请稍后再试';

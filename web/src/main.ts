@@ -21,6 +21,10 @@ import { renderAccounts } from './pages/accounts';
 import { renderApplications } from './pages/applications';
 import { renderAudit } from './pages/audit';
 import { renderDispatch } from './pages/dispatch';
+import { renderWorkbench } from './pages/workbench';
+import { renderInspectionDetail, renderInspectionList, renderInspectionNew } from './pages/inspections';
+import { renderHazardDetail, renderHazardList } from './pages/hazards';
+import { renderCaseDetail, renderCaseList, renderCaseNew } from './pages/cases';
 
 const app = document.getElementById('app')!;
 
@@ -47,6 +51,15 @@ const routes: Route[] = [
   { pattern: '/accounts', render: renderAccounts },
   { pattern: '/applications', render: renderApplications },
   { pattern: '/audit', render: renderAudit },
+  { pattern: '/workbench', render: needs('enforcement.read', (o) => renderWorkbench(o)) },
+  { pattern: '/inspections', render: needs('enforcement.read', renderInspectionList) },
+  { pattern: '/inspections/new', render: needs('inspection.write', (o) => renderInspectionNew(o)) },
+  { pattern: '/inspections/:id', render: needs('enforcement.read', renderInspectionDetail) },
+  { pattern: '/hazards', render: needs('enforcement.read', renderHazardList) },
+  { pattern: '/hazards/:id', render: needs('enforcement.read', renderHazardDetail) },
+  { pattern: '/cases', render: needs('enforcement.read', renderCaseList) },
+  { pattern: '/cases/new', render: needs('case.write', renderCaseNew) },
+  { pattern: '/cases/:id', render: needs('enforcement.read', renderCaseDetail) },
   { pattern: '/dispatch', render: needs('dispatch.view', (o) => renderDispatch(o)) },
   { pattern: '/change-password', render: (o) => renderChangePassword(o, { forced: false, onDone: afterPasswordChange }) },
 ];

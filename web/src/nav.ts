@@ -27,7 +27,10 @@ export interface NavItem {
   perms?: Permission[];
 }
 
+const ENFORCEMENT_ROLES = ALL_ROLES.filter((r) => r !== 'soe_user');
+
 export const NAV: NavItem[] = [
+  { id: 'workbench', path: '/workbench', label: '工作台', icon: '台', roles: ['brigade_head', 'squad_leader', 'officer'], perms: ['enforcement.read'] },
   { id: 'enterprises', path: '/enterprises', label: '企业档案', icon: '企', roles: ALL_ROLES, perms: ['registry.read'] },
   {
     id: 'officers',
@@ -39,6 +42,9 @@ export const NAV: NavItem[] = [
   },
   // Not first: the landing page (first allowed entry) stays 企业档案.
   { id: 'dispatch', path: '/dispatch', label: '调度指挥', icon: '调', roles: ALL_ROLES, perms: ['dispatch.view'] },
+  { id: 'inspections', path: '/inspections', label: '现场检查', icon: '检', roles: ENFORCEMENT_ROLES, perms: ['enforcement.read'] },
+  { id: 'hazards', path: '/hazards', label: '隐患整改', icon: '患', roles: ENFORCEMENT_ROLES, perms: ['enforcement.read'] },
+  { id: 'cases', path: '/cases', label: '案件办理', icon: '案', roles: ENFORCEMENT_ROLES, perms: ['enforcement.read'] },
   { id: 'inspection-items', path: '/inspection-items', label: '检查事项清单', icon: '单', roles: ALL_ROLES, perms: ['registry.read'] },
   { id: 'org-units', path: '/org-units', label: '组织架构', icon: '组', roles: ['admin', 'corps_leader'] },
   { id: 'accounts', path: '/accounts', label: '账号管理', icon: '账', roles: ['admin'], perms: ['account.manage'] },

@@ -33,6 +33,12 @@ const ROLE_PERMISSIONS: Record<string, Permission[]> = (() => {
     'audit.read': ['admin'],
     'dispatch.view': ['admin', 'corps_leader', 'operator', 'brigade_head', 'squad_leader'],
     'dispatch.command': ['admin', 'operator', 'brigade_head', 'squad_leader'],
+    'enforcement.read': all.filter((r) => r !== 'soe_user'),
+    'inspection.write': ['admin', 'corps_leader', 'brigade_head', 'squad_leader', 'officer'],
+    'case.write': ['admin', 'brigade_head', 'squad_leader', 'officer'],
+    'case.approve': ['admin', 'corps_leader', 'brigade_head'],
+    'filing.acknowledge': ['admin', 'corps_leader', 'brigade_head'],
+    'rule.manage': ['admin', 'corps_leader'],
   };
   const out: Record<string, Permission[]> = {};
   for (const r of all) out[r] = (Object.keys(grants) as Permission[]).filter((p) => grants[p].includes(r));

@@ -46,7 +46,13 @@ export type Permission =
   | 'application.decide'
   | 'audit.read'
   | 'dispatch.view'
-  | 'dispatch.command';
+  | 'dispatch.command'
+  | 'enforcement.read'
+  | 'inspection.write'
+  | 'case.write'
+  | 'case.approve'
+  | 'filing.acknowledge'
+  | 'rule.manage';
 
 /** `GET /auth/me`: the account plus what its role may do. Older servers omit the extras. */
 export interface Me extends Account {
@@ -188,4 +194,164 @@ export interface ImportRowError {
   row: number;
   field: string;
   message: string;
+}
+
+// ---- Daily enforcement work -------------------------------------------------------------------
+
+export interface OfficerRef {
+  id: string;
+  name: string;
+  certificate_no: string;
+}
+
+export interface Inspection {
+  id: string;
+  code: string;
+  org_unit_id: string;
+  org_unit_name: string;
+  enterprise_id: string;
+  enterprise_name: string;
+  kind: string;
+  status: string;
+  year: number;
+  started_at: string;
+  completed_at: string | null;
+  record_number: string | null;
+  summary: string;
+  cancel_reason: string | null;
+  over_cap: boolean;
+  officers: OfficerRef[];
+  hazard_count: number;
+  created_at: string;
+  updated_at: string;
+  version: number;
+}
+
+export interface ItemResult {
+  item_id: string;
+  item_code: string;
+  item_title: string;
+  result: string;
+  note: string;
+  photo_keys: string[];
+}
+
+export interface OverCapFiling {
+  id: string;
+  inspection_id: string;
+  inspection_code: string;
+  enterprise_id: string;
+  enterprise_name: string;
+  supervising_unit_id: string;
+  reason: string;
+  visits_before: number;
+  yearly_cap: number;
+  status: string;
+  filed_at: string;
+  acknowledged_at: string | null;
+}
+
+export interface Hazard {
+  id: string;
+  inspection_id: string;
+  inspection_code: string;
+  enterprise_id: string;
+  enterprise_name: string;
+  org_unit_id: string;
+  item_id: string | null;
+  item_title: string | null;
+  level: string;
+  description: string;
+  status: string;
+  order_number: string;
+  found_at: string;
+  rectification_deadline: string;
+  reinspection_due: string;
+  rectification_note: string | null;
+  rectified_at: string | null;
+  reinspection_result: string | null;
+  reinspection_note: string | null;
+  reinspection_number: string | null;
+  reinspected_at: string | null;
+  closed_at: string | null;
+  evidence_keys: string[];
+  overdue: boolean;
+  version: number;
+}
+
+export interface InspectionDetail extends Inspection {
+  results: ItemResult[];
+  hazards: Hazard[];
+  over_cap_filing: OverCapFiling | null;
+}
+
+export interface CaseSummary {
+  id: string;
+  number: string | null;
+  org_unit_id: string;
+  enterprise_id: string;
+  enterprise_name: string;
+  title: string;
+  status: string;
+  filed_at: string;
+  decision_due: string | null;
+  decided_at: string | null;
+  closed_at: string | null;
+  version: number;
+}
+
+export interface CaseDocument {
+  id: string;
+  case_id: string;
+  doc_type: string;
+  number: string;
+  title: string;
+  content: string;
+  status: string;
+  created_at: string;
+  approved_at: string | null;
+}
+
+export interface CaseDetail extends CaseSummary {
+  org_unit_name: string;
+  violation: string;
+  responsible_person: string;
+  party_id_number: string;
+  party_phone: string;
+  proposed_fine_cents: number | null;
+  company_fine_cents: number | null;
+  person_fine_cents: number | null;
+  decision_number: string | null;
+  payment_due: string | null;
+  paid_cents: number | null;
+  paid_at: string | null;
+  criminal_referral: boolean;
+  referral_note: string | null;
+  filing_decided_at: string | null;
+  decision_reason: string | null;
+  inspection_ids: string[];
+  documents: CaseDocument[];
+}
+
+export interface DocType {
+  code: string;
+  name: string;
+  abbr: string;
+}
+
+export interface HazardCounts {
+  total: number;
+  open: number;
+  overdue: number;
+  closed: number;
+  major: number;
+}
+
+export interface Workbench {
+  hazard_counts: HazardCounts;
+  hazards_due: Hazard[];
+  inspections_in_progress: Inspection[];
+  cases_awaiting_approval: CaseSummary[];
+  open_cases: CaseSummary[];
+  filings_pending: OverCapFiling[];
 }
