@@ -1,6 +1,6 @@
 //! Demo data: Shanghai's 16 districts as brigades (with towns and squads), SOE groups, plausible
 //! enterprises (valid USCCs, locations inside their districts), officers, one account per role,
-//! and a pending account application. `shouhu demo` seeds a fresh SQLite database with it and
+//! a pending account application, and a year of enforcement work ([`enforcement`]). `shouhu demo` seeds a fresh SQLite database with it and
 //! serves; the benchmark reuses the generators for 100,000 enterprises.
 //!
 //! Generation is deterministic (a seeded RNG), so a demo looks the same every time.
@@ -22,6 +22,8 @@ use shouhu_storage::{uscc, Db};
 use crate::cli::DemoArgs;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+
+pub mod enforcement;
 
 const SHANGHAI_JSON: &str = include_str!("demo/shanghai.json");
 const NAMES_JSON: &str = include_str!("demo/names.json");
@@ -667,8 +669,13 @@ pub async fn run(mut cfg: Config, args: DemoArgs) -> anyhow::Result<()> {
     state.hub.refresh_registry().await?;
     state.hub.reload_fences().await?;
     crate::sip::load_registry(&state.db, &state.sip, &cfg).await?;
+    let work =
+        enforcement::seed(&state.db, &state.cipher, &org, SystemClock.now_ms(), 2026).await?;
     tracing::info!(
         enterprises = args.enterprises,
+        inspections = work.inspections,
+        hazards = work.hazards,
+        cases = work.cases,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "demo data seeded"
     );

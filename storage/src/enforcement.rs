@@ -173,10 +173,14 @@ pub fn unit_short_name(name: &str, is_root: bool) -> String {
         return "市".into();
     }
     let mut s = name.to_string();
-    for suffix in ["执法大队", "区大队", "大队", "执法支队", "支队", "区"] {
-        if let Some(t) = s.strip_suffix(suffix) {
+    // "浦东新区应急管理局执法大队" → "浦东": the unit word, then the bureau, then the district word.
+    for group in [
+        &["执法大队", "执法支队", "大队", "支队"][..],
+        &["应急管理局"][..],
+        &["新区", "区", "县"][..],
+    ] {
+        if let Some(t) = group.iter().find_map(|suffix| s.strip_suffix(suffix)) {
             s = t.to_string();
-            break;
         }
     }
     if s.is_empty() {
@@ -353,6 +357,8 @@ mod tests {
     #[test]
     fn numbering() {
         assert_eq!(unit_short_name("黄浦区大队", false), "黄浦");
+        assert_eq!(unit_short_name("浦东新区应急管理局执法大队", false), "浦东");
+        assert_eq!(unit_short_name("崇明区应急管理局执法大队", false), "崇明");
         assert_eq!(unit_short_name("总队", true), "市");
         assert_eq!(doc_prefix("黄浦", "责改", 2026), "黄浦应急责改〔2026〕");
         assert!(DOC_TYPES.iter().all(|d| doc_type(d.code).is_some()));

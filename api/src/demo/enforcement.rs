@@ -1,0 +1,445 @@
+//! A year of daily enforcement work for the demo: inspections by pairs of officers, item results,
+//! hazards with their rectification loop at every stage, over-cap filings, and cases from the
+//! escalated hazards at every stage from filing review to closed.
+//!
+//! Everything goes through the storage repositories with audit entries dated in the past (each
+//! call's audit time is its "now"), so numbering, deadlines, audit rows and states are exactly
+//! what the live workflow produces. Deterministic (seeded RNG); the last days before `now` hold
+//! the open work a squad leader sees on the workbench: inspections in progress, hazards whose
+//! deadline falls this week, rectifications awaiting re-inspection, overdue re-inspections.
+
+use std::collections::HashMap;
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use shouhu_storage::audit::{Actor, AuditEntry};
+use shouhu_storage::cases::CaseInput;
+use shouhu_storage::crypto::FieldCipher;
+use shouhu_storage::enforcement::{shanghai_date, DAY_MS};
+use shouhu_storage::enterprises::EnterpriseFilter;
+use shouhu_storage::hazards::HazardInput;
+use shouhu_storage::inspections::{InspectionInput, ResultInput};
+use shouhu_storage::officers::OfficerFilter;
+use shouhu_storage::org_units::Scope;
+use shouhu_storage::{Db, PageRequest, StorageError};
+
+use super::DemoOrg;
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// What was seeded.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Seeded {
+    /// Inspections.
+    pub inspections: usize,
+    /// Hazards.
+    pub hazards: usize,
+    /// Cases.
+    pub cases: usize,
+}
+
+fn at(action: &str, ms: i64) -> AuditEntry {
+    AuditEntry::new(
+        &Actor {
+            account_id: None,
+            username: Some("demo".into()),
+            ip: None,
+        },
+        action,
+        ms,
+    )
+}
+
+const SUMMARIES: &[&str] = &[
+    "企业安全管理制度基本健全，现场发现的问题已责令限期整改。",
+    "现场检查未发现明显问题，督促企业持续做好隐患排查治理。",
+    "企业落实安全生产主体责任情况一般，已下达整改指令。",
+];
+
+/// Seed a year of work ending at `now_ms` (roughly 1.5 inspections per enterprise).
+pub async fn seed(
+    db: &Db,
+    cipher: &FieldCipher,
+    org: &DemoOrg,
+    now_ms: i64,
+    seed: u64,
+) -> anyhow::Result<Seeded> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    // Item ids and their titles: a hazard found under an item is described by it (the titles
+    // are the hazard-judgement wording, "…未…的").
+    let item_titles: HashMap<String, String> = db
+        .inspection_items()
+        .list(None, None, Some(true), PageRequest::new(None, Some(500)))
+        .await?
+        .items
+        .into_iter()
+        .map(|i| (i.id, i.title.trim_end_matches(['的', '。']).to_string()))
+        .collect();
+    let mut items: Vec<String> = item_titles.keys().cloned().collect();
+    items.sort();
+    // Enterprises and officers of each district.
+    let mut work: Vec<(String, Vec<String>, Vec<String>)> = Vec::new();
+    for (b, _, _, _) in &org.districts {
+        let ents: Vec<String> = db
+            .enterprises()
+            .list(
+                &Scope::All,
+                &EnterpriseFilter {
+                    district_id: Some(b.id.clone()),
+                    ..Default::default()
+                },
+                PageRequest::new(None, Some(500)),
+            )
+            .await?
+            .items
+            .into_iter()
+            .filter(|e| e.status == "operating")
+            .map(|e| e.id)
+            .collect();
+        let offs: Vec<String> = db
+            .officers()
+            .list(
+                &Scope::All,
+                &OfficerFilter {
+                    org_unit_id: Some(b.id.clone()),
+                    ..Default::default()
+                },
+                PageRequest::new(None, Some(500)),
+            )
+            .await?
+            .items
+            .into_iter()
+            .map(|o| o.id)
+            .collect();
+        if !ents.is_empty() && offs.len() >= 2 {
+            work.push((b.id.clone(), ents, offs));
+        }
+    }
+    // Visits spread over the year, in time order; the busiest district (黄浦, the first) gets
+    // a guaranteed set of recent ones so the workbench has this week's work.
+    // (start, district, must happen: the recent visits the workbench shows)
+    let mut visits: Vec<(i64, usize, bool)> = Vec::new();
+    for (d, (_, ents, _)) in work.iter().enumerate() {
+        let n = ents.len() * 3 / 2;
+        for _ in 0..n {
+            let age = rng.gen_range(0..365 * DAY_MS);
+            visits.push((now_ms - age, d, false));
+        }
+        if d == 0 {
+            for k in 0..8 {
+                visits.push((now_ms - (k as i64 * 2 + 1) * DAY_MS - 3 * HOUR_MS, d, true));
+            }
+            // Today's visits, still under way.
+            visits.push((now_ms - 2 * HOUR_MS, d, true));
+            visits.push((now_ms - HOUR_MS, d, true));
+        }
+    }
+    visits.sort_unstable();
+    let kinds = [
+        ("planned", 70),
+        ("complaint", 15),
+        ("referral", 10),
+        ("triggered", 5),
+    ];
+    let mut out = Seeded::default();
+    let mut escalated: Vec<(String, String, String, i64, String)> = Vec::new();
+    // A recent completed inspection of the first district, for an open case there.
+    let mut recent: Option<(String, String, String, i64)> = None;
+    for (started, d, must) in visits {
+        let (unit, ents, offs) = &work[d];
+        // Office hours in Shanghai: 09:00–16:00 local = 01:00–08:00 UTC.
+        let day = started - started.rem_euclid(DAY_MS);
+        let started = if now_ms - started < 3 * HOUR_MS {
+            started
+        } else {
+            (day + HOUR_MS + rng.gen_range(0..7 * HOUR_MS)).min(now_ms - 3 * HOUR_MS)
+        };
+        let enterprise = ents.choose(&mut rng).expect("non-empty").clone();
+        let pair: Vec<String> = offs.choose_multiple(&mut rng, 2).cloned().collect();
+        let pick = rng.gen_range(0..100);
+        let mut acc = 0;
+        let kind = kinds
+            .iter()
+            .find(|(_, w)| {
+                acc += w;
+                pick < acc
+            })
+            .map(|(k, _)| *k)
+            .unwrap_or("planned");
+        let mut input = InspectionInput {
+            enterprise_id: enterprise.clone(),
+            kind: kind.into(),
+            officer_ids: pair,
+            started_at: None,
+            over_cap_reason: None,
+        };
+        let repo = db.inspections();
+        let id = match repo
+            .create(unit, &input, started, &at("inspection.create", started))
+            .await
+        {
+            Ok(id) => id,
+            Err(StorageError::OverCap { .. }) => {
+                if !must && rng.gen_bool(0.7) {
+                    continue; // the squad picked another enterprise that day
+                }
+                input.over_cap_reason = Some("群众投诉举报，需再次现场核查".into());
+                repo.create(unit, &input, started, &at("inspection.create", started))
+                    .await?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        out.inspections += 1;
+        let n_items = rng.gen_range(5..10);
+        let mut checked: Vec<&String> = items.choose_multiple(&mut rng, n_items).collect();
+        checked.sort();
+        let results: Vec<ResultInput> = checked
+            .iter()
+            .map(|item| {
+                let r = rng.gen_range(0..100);
+                ResultInput {
+                    item_id: (*item).clone(),
+                    result: if r < 80 {
+                        "pass"
+                    } else if r < 92 {
+                        "hazard"
+                    } else {
+                        "not_applicable"
+                    }
+                    .into(),
+                    note: String::new(),
+                    photo_keys: vec![],
+                }
+            })
+            .collect();
+        let t = started + HOUR_MS;
+        repo.set_results(&Scope::All, &id, &results, &at("inspection.results", t))
+            .await?;
+        let mut hazards = Vec::new();
+        for r in results.iter().filter(|r| r.result == "hazard") {
+            let days = *[7i64, 10, 15, 30].choose(&mut rng).expect("days");
+            let input = HazardInput {
+                item_id: Some(r.item_id.clone()),
+                level: if rng.gen_bool(0.06) {
+                    "major"
+                } else {
+                    "general"
+                }
+                .into(),
+                description: item_titles[&r.item_id].clone(),
+                rectification_deadline: shanghai_date(t + days * DAY_MS),
+            };
+            let h = db
+                .hazards()
+                .create(&Scope::All, &id, &input, &at("hazard.create", t))
+                .await?;
+            hazards.push(h);
+            out.hazards += 1;
+        }
+        // The last hours' visits are still under way.
+        if now_ms - started < 3 * HOUR_MS {
+            continue;
+        }
+        repo.complete(
+            &Scope::All,
+            &id,
+            SUMMARIES[if hazards.is_empty() { 1 } else { 0 }],
+            &at("inspection.complete", t + HOUR_MS),
+        )
+        .await?;
+        if must && d == 0 {
+            recent = Some((unit.clone(), enterprise.clone(), id.clone(), t + HOUR_MS));
+        }
+        // The rectification loop of each hazard, as far as time has come.
+        for h in hazards {
+            let deadline = h.rectification_deadline_ms;
+            let fate = rng.gen_range(0..100);
+            let reported = deadline - rng.gen_range(0..4) * DAY_MS - 5 * HOUR_MS;
+            if reported >= now_ms || (deadline > now_ms && fate < 50) {
+                continue; // still being rectified
+            }
+            if fate >= 95 && deadline < now_ms {
+                continue; // never reported: overdue for re-inspection
+            }
+            db.hazards()
+                .report_rectification(
+                    &Scope::All,
+                    &h.id,
+                    "企业已按整改指令完成整改，附整改前后照片。",
+                    &[],
+                    &at("hazard.rectification", reported),
+                )
+                .await?;
+            let re = reported + rng.gen_range(1..9) * DAY_MS;
+            if re >= now_ms {
+                continue; // awaiting re-inspection
+            }
+            let passed = fate < 88;
+            let h = db
+                .hazards()
+                .reinspect(
+                    &Scope::All,
+                    &h.id,
+                    passed,
+                    if passed {
+                        "经复查，隐患已整改到位，同意销号。"
+                    } else {
+                        "经复查，企业未按要求完成整改，移交立案查处。"
+                    },
+                    None,
+                    &at("hazard.reinspection", re),
+                )
+                .await?;
+            if !passed {
+                escalated.push((
+                    unit.clone(),
+                    enterprise.clone(),
+                    id.clone(),
+                    re,
+                    h.description,
+                ));
+            }
+        }
+    }
+    // Cases from the escalated hazards, each as far along as its age allows.
+    let cases = db.cases(cipher);
+    let mut filed: HashMap<String, ()> = HashMap::new();
+    for (n, (unit, enterprise, inspection, re, what)) in escalated.into_iter().enumerate() {
+        if filed.insert(inspection.clone(), ()).is_some() {
+            continue;
+        }
+        let t0 = re + DAY_MS;
+        if t0 >= now_ms {
+            continue;
+        }
+        let input = CaseInput {
+            enterprise_id: enterprise,
+            inspection_ids: vec![inspection],
+            title: format!("{what}案"),
+            violation: format!("经现场检查及复查，{what}，逾期未整改。"),
+            responsible_person: "企业主要负责人".into(),
+            party_id_number: format!(
+                "3101011975{:02}{:02}{:03}X",
+                1 + n % 12,
+                1 + n % 28,
+                n % 1000
+            ),
+            party_phone: format!("1380013{:04}", n % 10_000),
+            proposed_fine_cents: Some(rng.gen_range(2..30) * 1_000_000),
+        };
+        let id = cases.create(&unit, &input, &at("case.create", t0)).await?;
+        out.cases += 1;
+        let step = |k: i64| t0 + k * 3 * DAY_MS;
+        if step(1) >= now_ms {
+            continue; // filing review
+        }
+        cases
+            .decide_filing(
+                &Scope::All,
+                &id,
+                true,
+                "同意立案",
+                &at("case.filing_decision", step(1)),
+            )
+            .await?;
+        if step(3) >= now_ms {
+            continue;
+        }
+        for (code, text) in [
+            ("D02", "询问笔录：当事人对违法事实无异议。"),
+            ("D15", "拟对当事人处以罚款。"),
+        ] {
+            let d = cases
+                .add_document(&Scope::All, &id, code, text, &at("case.document", step(2)))
+                .await?;
+            cases
+                .approve_document(
+                    &Scope::All,
+                    &id,
+                    &d.id,
+                    &at("case.document_approve", step(3)),
+                )
+                .await?;
+        }
+        if step(5) >= now_ms {
+            continue; // investigating
+        }
+        let fine = rng.gen_range(2..30) * 1_000_000;
+        cases
+            .decide_penalty(
+                &Scope::All,
+                &id,
+                fine,
+                fine / 10,
+                &at("case.penalty", step(5)),
+            )
+            .await?;
+        if step(8) >= now_ms {
+            continue; // decided, awaiting payment
+        }
+        cases
+            .record_payment(
+                &Scope::All,
+                &id,
+                fine + fine / 10,
+                step(8),
+                &at("case.payment", step(8)),
+            )
+            .await?;
+        cases
+            .request_closing(&Scope::All, &id, &at("case.closing_request", step(9)))
+            .await?;
+        if step(10) >= now_ms {
+            continue; // closing review
+        }
+        cases
+            .decide_closing(
+                &Scope::All,
+                &id,
+                true,
+                "同意结案",
+                &at("case.closing_decision", step(10)),
+            )
+            .await?;
+    }
+    // Every district sees some open work: make sure the first district has an open case.
+    if let Some((unit, enterprise, inspection, t)) = recent {
+        let open = cases
+            .list(
+                &Scope::Subtree(unit.clone()),
+                &shouhu_storage::cases::CaseFilter {
+                    status: Some("open".into()),
+                    ..Default::default()
+                },
+                PageRequest::new(None, Some(1)),
+            )
+            .await?;
+        if open.total == 0 {
+            let input = CaseInput {
+                enterprise_id: enterprise,
+                inspection_ids: vec![inspection],
+                title: "未按规定对从业人员进行安全生产教育和培训案".into(),
+                violation: "经现场检查，企业未按规定对从业人员进行安全生产教育和培训。".into(),
+                responsible_person: "企业主要负责人".into(),
+                party_id_number: "31010119750101123X".into(),
+                party_phone: "13800130000".into(),
+                proposed_fine_cents: Some(3_000_000),
+            };
+            let id = cases
+                .create(&unit, &input, &at("case.create", t + HOUR_MS))
+                .await?;
+            cases
+                .decide_filing(
+                    &Scope::All,
+                    &id,
+                    true,
+                    "同意立案",
+                    &at("case.filing_decision", t + 2 * HOUR_MS),
+                )
+                .await?;
+            out.cases += 1;
+        }
+    }
+    Ok(out)
+}
