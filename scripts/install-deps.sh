@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(nodejs npm chromium fonts-wqy-microhei openssl curl ca-certificates sip-tester ffmpeg
+APT_PACKAGES=(nodejs npm chromium fonts-wqy-microhei poppler-utils openssl curl ca-certificates sip-tester ffmpeg
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev pkg-config)
 [[ "${1:-}" == "--bench" ]] && APT_PACKAGES+=(wrk mosquitto janus)

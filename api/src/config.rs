@@ -53,6 +53,28 @@ pub struct Config {
     pub sip: SipConfig,
     /// The stream hub: RTP ingest of live video.
     pub media: MediaConfig,
+    /// Enforcement documents (PDF and Word).
+    pub documents: DocumentsConfig,
+}
+
+/// `[documents]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DocumentsConfig {
+    /// TrueType/OpenType font (or collection) with Chinese glyphs, embedded as a subset in PDFs.
+    /// Default: WenQuanYi Micro Hei from Debian's `fonts-wqy-microhei`.
+    pub font_path: PathBuf,
+    /// Face index within a font collection (`.ttc`). Default 0.
+    pub font_index: u32,
+}
+
+impl Default for DocumentsConfig {
+    fn default() -> Self {
+        Self {
+            font_path: PathBuf::from("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"),
+            font_index: 0,
+        }
+    }
 }
 
 /// `[media]`

@@ -21,6 +21,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod documents;
 pub mod dto;
 pub mod error;
 pub mod extract;

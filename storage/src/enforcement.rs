@@ -336,6 +336,67 @@ impl RulesRepo<'_> {
     }
 }
 
+/// A rendered document as stored.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct RenderedDocument {
+    /// Document number.
+    pub number: String,
+    /// `pdf` or `docx`.
+    pub format: String,
+    /// Blob key.
+    pub blob_key: String,
+    /// Bytes.
+    pub size: i64,
+    /// SHA-256, hex.
+    pub sha256: String,
+    /// SM3, hex.
+    pub sm3: String,
+    /// Rendered, ms.
+    pub rendered_at_ms: i64,
+}
+
+impl RulesRepo<'_> {
+    /// The stored rendering of document `number` in `format`, if any.
+    pub async fn rendered(
+        &self,
+        number: &str,
+        format: &str,
+    ) -> StorageResult<Option<RenderedDocument>> {
+        with_pool!(self.db, p => Ok(sqlx::query_as::<_, RenderedDocument>(
+            "SELECT number, format, blob_key, size, sha256, sm3, rendered_at_ms FROM rendered_documents WHERE number = $1 AND format = $2")
+            .bind(number).bind(format).fetch_optional(p).await?))
+    }
+
+    /// Record a rendering; the first one recorded wins (a concurrent second is ignored) and is
+    /// returned.
+    pub async fn record_rendered(
+        &self,
+        d: &RenderedDocument,
+        audit: &AuditEntry,
+    ) -> StorageResult<RenderedDocument> {
+        let a = audit
+            .clone()
+            .target("document", &d.number)
+            .details(serde_json::json!({
+                "format": d.format, "sha256": d.sha256, "sm3": d.sm3, "size": d.size,
+            }));
+        with_pool!(self.db, p => {
+            let mut tx = p.begin().await?;
+            let n = sqlx::query("INSERT INTO rendered_documents (number, format, blob_key, size, sha256, sm3, rendered_at_ms) \
+                                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (number, format) DO NOTHING")
+                .bind(&d.number).bind(&d.format).bind(&d.blob_key).bind(d.size).bind(&d.sha256).bind(&d.sm3).bind(d.rendered_at_ms)
+                .execute(&mut *tx).await?.rows_affected();
+            if n > 0 {
+                insert_audit!(&mut *tx, &a)?;
+            }
+            tx.commit().await?;
+        });
+        self.rendered(&d.number, &d.format)
+            .await?
+            .ok_or(StorageError::NotFound("rendered document"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

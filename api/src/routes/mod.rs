@@ -95,6 +95,7 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(hazards::router())
         .merge(cases::router())
         .merge(enforcement::router())
+        .merge(crate::documents::router())
         .layer(json_limit);
     let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", uploads.merge(rest))

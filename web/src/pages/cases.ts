@@ -197,8 +197,15 @@ export async function renderCaseDetail(outlet: HTMLElement, ctx: RouteContext): 
       { title: '状态', width: '80px', render: (d) => badge(label(DOC_STATUS, d.status), d.status === 'approved' ? 'ok' : 'warn') },
       {
         title: '',
-        width: '80px',
-        render: (d) => (open && d.status === 'draft' && can('case.approve') ? btn('审批', 'doc-approve', act(`documents/${encodeURIComponent(d.id)}/approve`, {}, '文书已审批'), 'btn small') : null),
+        width: '150px',
+        render: (d) =>
+          h(
+            'span',
+            { class: 'row-actions' },
+            h('a', { class: 'btn small', href: `/api/v1/cases/${encodeURIComponent(id)}/documents/${encodeURIComponent(d.id)}/file?format=pdf`, target: '_blank', rel: 'noopener', testid: 'doc-pdf' }, 'PDF'),
+            h('a', { class: 'btn small', href: `/api/v1/cases/${encodeURIComponent(id)}/documents/${encodeURIComponent(d.id)}/file?format=docx`, testid: 'doc-docx' }, 'Word'),
+            open && d.status === 'draft' && can('case.approve') ? btn('审批', 'doc-approve', act(`documents/${encodeURIComponent(d.id)}/approve`, {}, '文书已审批'), 'btn small') : null,
+          ),
       },
     ],
   });

@@ -204,7 +204,14 @@ export async function renderHazardDetail(outlet: HTMLElement, ctx: RouteContext)
 
   mount(
     outlet,
-    pageHeader(`隐患：${x.enterprise_name}`, back),
+    pageHeader(
+      `隐患：${x.enterprise_name}`,
+      h('a', { class: 'btn', href: `/api/v1/hazards/${encodeURIComponent(x.id)}/order?format=pdf`, target: '_blank', rel: 'noopener', testid: 'order-pdf' }, '整改指令书'),
+      x.reinspection_number
+        ? h('a', { class: 'btn', href: `/api/v1/hazards/${encodeURIComponent(x.id)}/reinspection-opinion?format=pdf`, target: '_blank', rel: 'noopener', testid: 'opinion-pdf' }, '复查意见书')
+        : null,
+      back,
+    ),
     h(
       'div',
       { class: 'panel', testid: 'hazard-detail', 'data-id': x.id },

@@ -349,6 +349,13 @@ export async function renderInspectionDetail(outlet: HTMLElement, ctx: RouteCont
     });
     actions = h('section', { class: 'panel' }, h('h2', { class: 'wb-title' }, '完成检查'), summary, h('div', { class: 'form-actions' }, complete, cancel));
   }
+  const docLinks =
+    x.status === 'completed'
+      ? [
+          h('a', { class: 'btn', href: `/api/v1/inspections/${encodeURIComponent(x.id)}/record?format=pdf`, target: '_blank', rel: 'noopener', testid: 'record-pdf' }, '现场检查记录（PDF）'),
+          h('a', { class: 'btn', href: `/api/v1/inspections/${encodeURIComponent(x.id)}/record?format=docx`, testid: 'record-docx' }, 'Word'),
+        ]
+      : [];
   const fileCase =
     x.status === 'completed' && can('case.write')
       ? h('a', { class: 'btn', href: `#/cases/new?inspection_id=${encodeURIComponent(x.id)}`, testid: 'inspection-file-case' }, '立案')
@@ -356,7 +363,7 @@ export async function renderInspectionDetail(outlet: HTMLElement, ctx: RouteCont
 
   mount(
     outlet,
-    pageHeader(`现场检查：${x.enterprise_name}`, fileCase, back),
+    pageHeader(`现场检查：${x.enterprise_name}`, ...docLinks, fileCase, back),
     h('div', { class: 'panel', testid: 'inspection-detail', 'data-id': x.id }, facts),
     h('section', { class: 'panel' }, h('h2', { class: 'wb-title' }, '检查事项'), checklist),
     h('section', { class: 'panel' }, h('h2', { class: 'wb-title' }, '发现的隐患'), hazards, hazardForm ? h('div', { class: 'subform' }, h('h3', null, '登记隐患'), hazardForm.el) : null),

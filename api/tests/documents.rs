@@ -1,0 +1,244 @@
+//! Enforcement documents open in independent readers: the PDF's text comes out of poppler's
+//! `pdftotext` (Debian `poppler-utils`), the Word file is unpacked and read back with Python's
+//! standard `zipfile` and `xml.etree`. A final document is stored once: the second download is
+//! the same bytes, and the digest headers match them.
+
+mod common;
+
+use std::process::Command;
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use sha2::Digest;
+use shouhu_storage::enforcement::{shanghai_date, DAY_MS};
+
+async fn download(
+    s: &common::Server,
+    token: &str,
+    path: &str,
+) -> (StatusCode, reqwest::header::HeaderMap, Vec<u8>) {
+    let r = reqwest::Client::new()
+        .get(s.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    (
+        r.status(),
+        r.headers().clone(),
+        r.bytes().await.unwrap().to_vec(),
+    )
+}
+
+fn pdf_text(pdf: &[u8]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("d.pdf");
+    std::fs::write(&f, pdf).unwrap();
+    let out = Command::new("pdftotext")
+        .args(["-enc", "UTF-8"])
+        .arg(&f)
+        .arg("-")
+        .output()
+        .expect("pdftotext (Debian poppler-utils) is installed by scripts/install-deps.sh");
+    assert!(
+        out.status.success(),
+        "pdftotext: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // pdftotext separates glyph runs with spaces and newlines; compare without them.
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .collect()
+}
+
+fn docx_text(docx: &[u8]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("d.docx");
+    std::fs::write(&f, docx).unwrap();
+    let script = "import sys, zipfile, xml.etree.ElementTree as ET\n\
+        z = zipfile.ZipFile(sys.argv[1])\n\
+        assert z.testzip() is None\n\
+        ns = '{http://schemas.openxmlformats.org/wordprocessingml/2006/main}'\n\
+        root = ET.fromstring(z.read('word/document.xml'))\n\
+        print(''.join(t.text or '' for t in root.iter(ns + 't')))\n";
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python3: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_open_in_independent_readers() {
+    let s = common::start(common::Engine::Sqlite).await.unwrap();
+    let head = s.login("hp_head").await;
+    let mut officers = Vec::new();
+    for (name, cert) in [("张伟", "HP-0001"), ("李娜", "HP-0002")] {
+        let (st, b) = s
+            .send(
+                Method::POST,
+                &head,
+                "/api/v1/officers",
+                json!({"name": name, "certificate_no": cert, "org_unit_id": s.huangpu.id}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{b}");
+        officers.push(b["id"].as_str().unwrap().to_string());
+    }
+    let steel = s.enterprise_id("黄浦钢结构").await;
+    let (st, insp) = s
+        .send(
+            Method::POST,
+            &head,
+            "/api/v1/inspections",
+            json!({"enterprise_id": steel, "kind": "planned", "officer_ids": officers}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{insp}");
+    let id = insp["id"].as_str().unwrap().to_string();
+    // No record before completion.
+    let (st, _, _) = download(&s, &head, &format!("/api/v1/inspections/{id}/record")).await;
+    assert_eq!(st, StatusCode::CONFLICT);
+
+    let (_, items) = s.get(&head, "/api/v1/inspection-items?page_size=2").await;
+    let item = items["items"][0]["id"].as_str().unwrap().to_string();
+    let item_title = items["items"][0]["title"].as_str().unwrap().to_string();
+    let (st, b) = s
+        .send(
+            Method::PUT,
+            &head,
+            &format!("/api/v1/inspections/{id}/results"),
+            json!({"results": [{"item_id": item, "result": "hazard"}]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    let deadline = shanghai_date(s.state.now() + 10 * DAY_MS);
+    let (st, hazard) = s
+        .send(
+            Method::POST,
+            &head,
+            &format!("/api/v1/inspections/{id}/hazards"),
+            json!({"item_id": item, "level": "major", "description": "除尘系统未设置泄爆装置", "rectification_deadline": deadline}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{hazard}");
+    let (st, done) = s
+        .send(
+            Method::POST,
+            &head,
+            &format!("/api/v1/inspections/{id}/complete"),
+            json!({"summary": "发现重大事故隐患1项"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{done}");
+    let record_no = done["record_number"].as_str().unwrap().to_string();
+
+    // The inspection record as PDF: text extracted by poppler.
+    let (st, h, pdf) = download(
+        &s,
+        &head,
+        &format!("/api/v1/inspections/{id}/record?format=pdf"),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(h["content-type"], "application/pdf");
+    assert!(pdf.starts_with(b"%PDF-1.7"));
+    assert_eq!(
+        h["x-content-sha256"].to_str().unwrap(),
+        hex::encode(sha2::Sha256::digest(&pdf))
+    );
+    let text = pdf_text(&pdf);
+    for want in [
+        "现场检查记录",
+        record_no.as_str(),
+        "黄浦钢结构有限公司",
+        "张伟（HP-0001）",
+        "除尘系统未设置泄爆装置",
+        "重大事故隐患",
+        "黄浦区大队",
+    ] {
+        let want: String = want.split_whitespace().collect();
+        assert!(
+            text.contains(&want),
+            "{want} missing from the PDF text: {text}"
+        );
+    }
+    let title: String = item_title.split_whitespace().collect();
+    assert!(
+        text.contains(&title[..title.len().min(30)]),
+        "item title missing: {text}"
+    );
+    // The font is a subset: the whole CJK font is megabytes, the document far less.
+    assert!(pdf.len() < 200_000, "{} bytes", pdf.len());
+    // Stored once: the second download is the same bytes.
+    let (_, _, again) = download(&s, &head, &format!("/api/v1/inspections/{id}/record")).await;
+    assert_eq!(again, pdf);
+    assert_eq!(s.audit("document.render").await.len(), 1);
+
+    // The same record as Word, read back with Python's zipfile.
+    let (st, h, docx) = download(
+        &s,
+        &head,
+        &format!("/api/v1/inspections/{id}/record?format=docx"),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(h["content-disposition"]
+        .to_str()
+        .unwrap()
+        .starts_with("attachment;"));
+    let text = docx_text(&docx);
+    assert!(
+        text.contains("现场检查记录")
+            && text.contains(&record_no)
+            && text.contains("黄浦钢结构有限公司"),
+        "{text}"
+    );
+
+    // The rectification order names the deadline.
+    let hid = hazard["id"].as_str().unwrap();
+    let (st, _, pdf) = download(&s, &head, &format!("/api/v1/hazards/{hid}/order")).await;
+    assert_eq!(st, StatusCode::OK);
+    let text = pdf_text(&pdf);
+    let (y, rest) = deadline.split_at(4);
+    let m: u32 = rest[1..3].parse().unwrap();
+    let d: u32 = rest[4..6].parse().unwrap();
+    let cn = format!("{y}年{m}月{d}日");
+    assert!(
+        text.contains("责令限期整改指令书") && text.contains(&cn),
+        "{cn} missing: {text}"
+    );
+    assert!(
+        text.contains(hazard["order_number"].as_str().unwrap()),
+        "{text}"
+    );
+    // No re-inspection opinion before the re-inspection; another district sees nothing.
+    let (st, _, _) = download(
+        &s,
+        &head,
+        &format!("/api/v1/hazards/{hid}/reinspection-opinion"),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    let xh = s.login("xh_head").await;
+    let (st, _, _) = download(&s, &xh, &format!("/api/v1/hazards/{hid}/order")).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, _, _) = download(
+        &s,
+        &head,
+        &format!("/api/v1/hazards/{hid}/order?format=odt"),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+}
