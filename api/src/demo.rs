@@ -676,6 +676,7 @@ pub async fn run(mut cfg: Config, args: DemoArgs) -> anyhow::Result<()> {
         inspections = work.inspections,
         hazards = work.hazards,
         cases = work.cases,
+        work_orders = work.work_orders,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "demo data seeded"
     );

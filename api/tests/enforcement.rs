@@ -770,3 +770,214 @@ on_both!(case_workflow_and_confidentiality, |s: Server| async move {
     // Reads of case details are audited.
     assert!(s.audit("case.view").await.len() >= 2);
 });
+
+on_both!(
+    work_orders_between_corps_and_brigades,
+    |s: Server| async move {
+        let corps = s.login("admin").await;
+        let hp = s.login("hp_head").await;
+        let officer = s.login("hp_officer").await;
+        let order = |deadline: String, to: Vec<&String>| {
+            json!({"title": "关于开展有限空间作业专项检查的通知", "body": "请于期限内报送检查情况。",
+               "deadline": deadline, "recipient_unit_ids": to})
+        };
+        // Refusals: a role without work orders; a deadline in the past; no recipient.
+        let (st, _) = s
+            .send(
+                Method::POST,
+                &officer,
+                "/api/v1/work-orders",
+                order(date_in(&s, 7), vec![&s.huangpu.id]),
+            )
+            .await;
+        assert_eq!(st, StatusCode::FORBIDDEN);
+        let (st, b) = s
+            .send(
+                Method::POST,
+                &corps,
+                "/api/v1/work-orders",
+                order(date_in(&s, -1), vec![]),
+            )
+            .await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+        let fields: Vec<&str> = b["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["field"].as_str().unwrap())
+            .collect();
+        assert!(
+            fields.contains(&"deadline") && fields.contains(&"recipient_unit_ids"),
+            "{b}"
+        );
+
+        let (st, o) = s
+            .send(
+                Method::POST,
+                &corps,
+                "/api/v1/work-orders",
+                order(date_in(&s, 7), vec![&s.huangpu.id, &s.xuhui.id]),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{o}");
+        let id = o["id"].as_str().unwrap().to_string();
+        assert!(o["number"].as_str().unwrap().starts_with("GD"), "{o}");
+        assert_eq!(o["recipients"].as_array().unwrap().len(), 2);
+        // Each brigade sees it in its inbox; the corps in its outbox.
+        let (_, inbox) = s.get(&hp, "/api/v1/work-orders?box=inbox").await;
+        assert_eq!(inbox["total"], 1, "{inbox}");
+        let (_, outbox) = s.get(&corps, "/api/v1/work-orders?box=outbox").await;
+        assert_eq!(outbox["total"], 1, "{outbox}");
+
+        // Wrong state: no reply before receipt.
+        let (st, b) = s
+            .send(
+                Method::POST,
+                &hp,
+                &format!("/api/v1/work-orders/{id}/reply"),
+                json!({"text": "已完成"}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CONFLICT, "{b}");
+        assert_eq!(b["state"], "dispatched");
+        let (st, _) = s
+            .send(
+                Method::POST,
+                &hp,
+                &format!("/api/v1/work-orders/{id}/receive"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK);
+        let (st, _) = s
+            .send(
+                Method::POST,
+                &hp,
+                &format!("/api/v1/work-orders/{id}/reply"),
+                json!({"text": "已检查12家企业。"}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK);
+        // Only the sender returns or accepts.
+        let hp_unit = s.huangpu.id.clone();
+        let (st, _) = s
+            .send(
+                Method::POST,
+                &hp,
+                &format!("/api/v1/work-orders/{id}/recipients/{hp_unit}/accept"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::FORBIDDEN);
+        let (st, b) = s
+            .send(
+                Method::POST,
+                &corps,
+                &format!("/api/v1/work-orders/{id}/recipients/{hp_unit}/return"),
+                json!({"reason": "请附检查清单"}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{b}");
+        let (st, _) = s
+            .send(
+                Method::POST,
+                &hp,
+                &format!("/api/v1/work-orders/{id}/reply"),
+                json!({"text": "已检查12家企业，清单见附件。"}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK);
+        let (st, _) = s
+            .send(
+                Method::POST,
+                &corps,
+                &format!("/api/v1/work-orders/{id}/recipients/{hp_unit}/accept"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK);
+
+        // Xuhui has not replied: a reminder reaches it, closing without force is refused.
+        let (st, b) = s
+            .send(
+                Method::POST,
+                &corps,
+                &format!("/api/v1/work-orders/{id}/remind"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{b}");
+        let xh_row = b["recipients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["unit_id"] == s.xuhui.id.as_str())
+            .unwrap()
+            .clone();
+        assert_eq!(xh_row["reminders"], 1);
+        let (st, b) = s
+            .send(
+                Method::POST,
+                &corps,
+                &format!("/api/v1/work-orders/{id}/close"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CONFLICT, "{b}");
+        // Past the deadline the order shows overdue.
+        s.clock.advance(8 * DAY_MS);
+        let corps = s.login("admin").await;
+        let xh = s.login("xh_head").await;
+        let (_, b) = s.get(&corps, &format!("/api/v1/work-orders/{id}")).await;
+        assert_eq!(b["overdue"], true, "{b}");
+        let (st, _) = s
+            .send(
+                Method::POST,
+                &xh,
+                &format!("/api/v1/work-orders/{id}/receive"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK);
+        let (st, _) = s
+            .send(
+                Method::POST,
+                &xh,
+                &format!("/api/v1/work-orders/{id}/reply"),
+                json!({"text": "已完成"}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK);
+        let xh_unit = s.xuhui.id.clone();
+        let (st, _) = s
+            .send(
+                Method::POST,
+                &corps,
+                &format!("/api/v1/work-orders/{id}/recipients/{xh_unit}/accept"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK);
+        let (st, b) = s
+            .send(
+                Method::POST,
+                &corps,
+                &format!("/api/v1/work-orders/{id}/close"),
+                json!({"note": "全部办结"}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{b}");
+        assert_eq!(b["status"], "closed");
+        assert_eq!(b["overdue"], false);
+        let (st, _) = s
+            .send(
+                Method::POST,
+                &corps,
+                &format!("/api/v1/work-orders/{id}/close"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CONFLICT);
+        assert!(s.audit("work_order.").await.len() >= 10);
+    }
+);

@@ -9,7 +9,8 @@
 //!   [`Db::inspection_items`], [`Db::vehicles`], [`Db::positions`], [`Db::geofences`],
 //!   [`Db::assignments`], [`Db::sos`], [`Db::recorders`], and the enforcement work:
 //!   [`Db::rules`] (deadlines, inspect-once caps), [`Db::inspections`], [`Db::hazards`],
-//!   [`Db::cases`] (sensitive fields sealed with SM4-GCM, [`crypto::FieldCipher`]). No SQL lives
+//!   [`Db::cases`] (sensitive fields sealed with SM4-GCM, [`crypto::FieldCipher`]),
+//!   [`Db::work_orders`]. No SQL lives
 //!   outside this crate.
 //! * Every mutating repository call that changes business data takes an [`audit::AuditEntry`] and
 //!   writes it in the same transaction, so a change and its audit row land together or not at all.
@@ -46,6 +47,7 @@ pub mod sessions;
 pub mod sos;
 pub mod uscc;
 pub mod vehicles;
+pub mod work_orders;
 
 pub use db::{Db, Engine};
 pub use error::{StorageError, StorageResult};

@@ -183,4 +183,29 @@ describe("a squad leader's day", { skip: skipReason }, () => {
       await shot('enf-04-case');
     });
   });
+
+  it('receives and answers a work order from the corps', async () => {
+    await step('work-order', async () => {
+      const token = await apiLogin('hp_head');
+      const inbox = await apiGet(token, '/work-orders?box=inbox&status=open');
+      const hp = inbox.body.items.find((o) => o.recipients.some((r) => r.unit_name.includes('黄浦') && r.status === 'dispatched'));
+      assert.ok(hp, 'the demo leaves a work order for Huangpu to receive');
+      await login('hp_head');
+      await page.goto(`${BASE}/#/work-orders`);
+      await page.locator(`[data-testid="wo-row"][data-id="${hp.id}"]`).waitFor();
+      await page.locator(`[data-testid="wo-row"][data-id="${hp.id}"] a.row-link`).click();
+      await page.getByTestId('wo-detail').waitFor();
+      await page.getByTestId('wo-receive').click();
+      await page.getByTestId('wo-reply-text').waitFor();
+      await page.getByTestId('wo-reply-text').fill('已完成辖区企业核查，情况详见回复。');
+      await page.getByTestId('wo-reply-submit').click();
+      await page.getByTestId('wo-reply-text').waitFor({ state: 'detached' });
+      // One session per account: the browser login ended the API session; the API logs in anew.
+      const after = await apiGet(await apiLogin('hp_head'), `/work-orders/${hp.id}`);
+      const mine = after.body.recipients.find((r) => r.unit_name.includes('黄浦'));
+      assert.equal(mine.status, 'replied');
+      assert.equal(mine.reply, '已完成辖区企业核查，情况详见回复。');
+      await shot('enf-05-work-order');
+    });
+  });
 });

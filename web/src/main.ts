@@ -25,6 +25,7 @@ import { renderWorkbench } from './pages/workbench';
 import { renderInspectionDetail, renderInspectionList, renderInspectionNew } from './pages/inspections';
 import { renderHazardDetail, renderHazardList } from './pages/hazards';
 import { renderCaseDetail, renderCaseList, renderCaseNew } from './pages/cases';
+import { renderWorkOrderDetail, renderWorkOrderList, renderWorkOrderNew } from './pages/work-orders';
 
 const app = document.getElementById('app')!;
 
@@ -60,6 +61,9 @@ const routes: Route[] = [
   { pattern: '/cases', render: needs('enforcement.read', renderCaseList) },
   { pattern: '/cases/new', render: needs('case.write', renderCaseNew) },
   { pattern: '/cases/:id', render: needs('enforcement.read', renderCaseDetail) },
+  { pattern: '/work-orders', render: needs('enforcement.read', renderWorkOrderList) },
+  { pattern: '/work-orders/new', render: needs('work_order.write', (o) => renderWorkOrderNew(o)) },
+  { pattern: '/work-orders/:id', render: needs('enforcement.read', renderWorkOrderDetail) },
   { pattern: '/dispatch', render: needs('dispatch.view', (o) => renderDispatch(o)) },
   { pattern: '/change-password', render: (o) => renderChangePassword(o, { forced: false, onDone: afterPasswordChange }) },
 ];

@@ -45,6 +45,7 @@ export const NAV: NavItem[] = [
   { id: 'inspections', path: '/inspections', label: '现场检查', icon: '检', roles: ENFORCEMENT_ROLES, perms: ['enforcement.read'] },
   { id: 'hazards', path: '/hazards', label: '隐患整改', icon: '患', roles: ENFORCEMENT_ROLES, perms: ['enforcement.read'] },
   { id: 'cases', path: '/cases', label: '案件办理', icon: '案', roles: ENFORCEMENT_ROLES, perms: ['enforcement.read'] },
+  { id: 'work-orders', path: '/work-orders', label: '工单', icon: '工', roles: ENFORCEMENT_ROLES, perms: ['enforcement.read'] },
   { id: 'inspection-items', path: '/inspection-items', label: '检查事项清单', icon: '单', roles: ALL_ROLES, perms: ['registry.read'] },
   { id: 'org-units', path: '/org-units', label: '组织架构', icon: '组', roles: ['admin', 'corps_leader'] },
   { id: 'accounts', path: '/accounts', label: '账号管理', icon: '账', roles: ['admin'], perms: ['account.manage'] },

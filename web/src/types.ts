@@ -52,7 +52,8 @@ export type Permission =
   | 'case.write'
   | 'case.approve'
   | 'filing.acknowledge'
-  | 'rule.manage';
+  | 'rule.manage'
+  | 'work_order.write';
 
 /** `GET /auth/me`: the account plus what its role may do. Older servers omit the extras. */
 export interface Me extends Account {

@@ -44,11 +44,13 @@ pub enum Perm {
     FilingAcknowledge,
     /// Edit the inspect-once caps and the deadline table.
     RuleManage,
+    /// Dispatch, receive and answer work orders.
+    WorkOrderWrite,
 }
 
 impl Perm {
     /// Every permission.
-    pub const ALL: [Perm; 19] = [
+    pub const ALL: [Perm; 20] = [
         Perm::RegistryRead,
         Perm::EnterpriseWrite,
         Perm::OfficerWrite,
@@ -68,6 +70,7 @@ impl Perm {
         Perm::CaseApprove,
         Perm::FilingAcknowledge,
         Perm::RuleManage,
+        Perm::WorkOrderWrite,
     ];
 
     /// The code the API reports (`/auth/me` `permissions`).
@@ -92,6 +95,7 @@ impl Perm {
             Perm::CaseApprove => "case.approve",
             Perm::FilingAcknowledge => "filing.acknowledge",
             Perm::RuleManage => "rule.manage",
+            Perm::WorkOrderWrite => "work_order.write",
         }
     }
 }
@@ -169,6 +173,10 @@ pub fn grants(role: &str, perm: Perm) -> bool {
             matches!(role, "admin" | "corps_leader" | "brigade_head")
         }
         RuleManage => matches!(role, "admin" | "corps_leader"),
+        WorkOrderWrite => matches!(
+            role,
+            "admin" | "corps_leader" | "brigade_head" | "squad_leader" | "clerk"
+        ),
     }
 }
 

@@ -37,6 +37,8 @@ pub struct Seeded {
     pub hazards: usize,
     /// Cases.
     pub cases: usize,
+    /// Work orders.
+    pub work_orders: usize,
 }
 
 fn at(action: &str, ms: i64) -> AuditEntry {
@@ -441,5 +443,108 @@ pub async fn seed(
             out.cases += 1;
         }
     }
+    out.work_orders = seed_work_orders(db, org, now_ms, &mut rng).await?;
     Ok(out)
+}
+
+/// Work orders from the corps to the brigades over the last two months, at every stage.
+async fn seed_work_orders(
+    db: &Db,
+    org: &DemoOrg,
+    now_ms: i64,
+    rng: &mut StdRng,
+) -> anyhow::Result<usize> {
+    use shouhu_storage::work_orders::WorkOrderInput;
+    const TOPICS: &[(&str, &str)] = &[
+        (
+            "关于开展有限空间作业专项执法检查的通知",
+            "请各区大队于期限内完成辖区有限空间作业企业专项检查，报送检查企业清单及发现问题。",
+        ),
+        (
+            "关于报送本季度“三率”统计数据的通知",
+            "请报送本季度重点单位检查覆盖率、隐患整改率、行政处罚率及相关明细。",
+        ),
+        (
+            "关于转办群众投诉举报线索的函",
+            "现将群众投诉举报线索转你单位核查处理，请于期限内反馈核查结果。",
+        ),
+        (
+            "关于做好节假日期间安全生产执法检查的通知",
+            "请加强节日期间重点行业领域执法检查，做好值班值守。",
+        ),
+        (
+            "关于开展粉尘涉爆企业复查的通知",
+            "请对辖区粉尘涉爆企业开展复查，重点检查泄爆、隔爆装置设置情况。",
+        ),
+        (
+            "关于核实企业基础信息的函",
+            "请核实附件所列企业的统一社会信用代码、地址及监管等级信息。",
+        ),
+    ];
+    let repo = db.work_orders();
+    let brigades: Vec<String> = org.districts.iter().map(|d| d.0.id.clone()).collect();
+    let mut n = 0;
+    for (k, (title, body)) in TOPICS.iter().enumerate() {
+        let created = now_ms - (55 - k as i64 * 9) * DAY_MS;
+        // The first brigade (黄浦) is always a recipient, so its clerk has work.
+        let mut to: Vec<String> = brigades.choose_multiple(rng, 3).cloned().collect();
+        if !to.contains(&brigades[0]) {
+            to[0] = brigades[0].clone();
+        }
+        let input = WorkOrderInput {
+            title: (*title).into(),
+            body: (*body).into(),
+            deadline: shanghai_date(created + 14 * DAY_MS),
+            recipient_unit_ids: to.clone(),
+            attachment_keys: vec![],
+        };
+        let id = repo
+            .create(
+                &org.corps.id,
+                &input,
+                created + 15 * DAY_MS - HOUR_MS,
+                &at("work_order.create", created),
+            )
+            .await?;
+        n += 1;
+        for (j, unit) in to.iter().enumerate() {
+            let t = created + (j as i64 + 1) * HOUR_MS;
+            // Older orders are further along; the newest are still waiting.
+            let stage = (TOPICS.len() - k) as i64 + j as i64 - 1;
+            if stage < 1 || t >= now_ms {
+                continue;
+            }
+            let o = repo.get(&Scope::All, &id).await?;
+            repo.receive(&o, unit, &at("work_order.receive", t)).await?;
+            if stage < 2 {
+                continue;
+            }
+            let o = repo.get(&Scope::All, &id).await?;
+            repo.reply(
+                &o,
+                unit,
+                "已按要求办理，情况如下：已完成辖区相关企业检查，发现问题均已责令整改。",
+                &[],
+                &at("work_order.reply", t + 3 * DAY_MS),
+            )
+            .await?;
+            if stage < 3 {
+                continue;
+            }
+            let o = repo.get(&Scope::All, &id).await?;
+            repo.accept(&o, unit, &at("work_order.accept", t + 4 * DAY_MS))
+                .await?;
+        }
+        let o = repo.get(&Scope::All, &id).await?;
+        if o.recipients.iter().all(|r| r.status == "accepted") {
+            repo.close(
+                &o,
+                "全部办结",
+                false,
+                &at("work_order.close", created + 6 * DAY_MS),
+            )
+            .await?;
+        }
+    }
+    Ok(n)
 }

@@ -18,6 +18,7 @@ pub mod org_units;
 pub mod recorders;
 pub mod reference;
 pub mod streams;
+pub mod work_orders;
 
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
@@ -96,6 +97,7 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(cases::router())
         .merge(enforcement::router())
         .merge(crate::documents::router())
+        .merge(work_orders::router())
         .layer(json_limit);
     let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", uploads.merge(rest))
