@@ -68,6 +68,8 @@ pub enum BenchWhat {
     Sip(crate::bench_sip::SipBenchArgs),
     /// Live video: recorders streaming through the hub to WebRTC viewers, then Janus.
     Live(crate::bench_live::LiveBenchArgs),
+    /// Daily enforcement work: a year of inspections, hazards and cases; 70 users, mixed load.
+    Enforcement(crate::bench_enforcement::EnforcementBenchArgs),
 }
 
 const BENCH_PASSWORD: &str = "Bench@2026x";
@@ -78,6 +80,7 @@ pub async fn run(mut cfg: Config, args: BenchArgs) -> anyhow::Result<()> {
         Some(BenchWhat::Positions(a)) => return crate::bench_positions::run(a).await,
         Some(BenchWhat::Sip(a)) => return crate::bench_sip::run(a).await,
         Some(BenchWhat::Live(a)) => return crate::bench_live::run(a).await,
+        Some(BenchWhat::Enforcement(a)) => return crate::bench_enforcement::run(cfg, a).await,
         None => {}
     }
     let dir = std::env::temp_dir().join(format!("shouhu-bench-{}", std::process::id()));

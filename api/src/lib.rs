@@ -14,6 +14,7 @@
 
 pub mod auth;
 pub mod bench;
+pub mod bench_enforcement;
 pub mod bench_live;
 pub mod bench_positions;
 pub mod bench_sip;

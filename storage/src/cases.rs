@@ -345,9 +345,9 @@ impl CaseRepo<'_> {
         let mut b = SqlBuilder::default();
         let mut conds = vec![read_condition(scope, &mut b)];
         if let Some(q) = f.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
-            let a = b.s(format!("%{q}%"));
+            let a = b.s(crate::search::like_pattern(q));
             conds.push(format!(
-                "(c.title LIKE {a} OR c.number LIKE {a} OR e.name LIKE {a})"
+                "(c.title LIKE {a} ESCAPE '\\' OR c.number LIKE {a} ESCAPE '\\' OR e.name LIKE {a} ESCAPE '\\')"
             ));
         }
         if let Some(v) = &f.status {

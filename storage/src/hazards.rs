@@ -231,8 +231,10 @@ impl HazardRepo<'_> {
         let mut b = SqlBuilder::default();
         let mut conds = vec![unit_condition("h", scope, &mut b)];
         if let Some(q) = f.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
-            let a = b.s(format!("%{q}%"));
-            conds.push(format!("(h.description LIKE {a} OR e.name LIKE {a})"));
+            let a = b.s(crate::search::like_pattern(q));
+            conds.push(format!(
+                "(h.description LIKE {a} ESCAPE '\\' OR e.name LIKE {a} ESCAPE '\\')"
+            ));
         }
         if !f.statuses.is_empty() {
             let ph: Vec<String> = f.statuses.iter().map(|s| b.s(s.clone())).collect();

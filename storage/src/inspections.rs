@@ -334,9 +334,21 @@ impl InspectionRepo<'_> {
         let mut b = SqlBuilder::default();
         let mut conds = vec![unit_condition("i", scope, &mut b)];
         if let Some(q) = f.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
-            let code = b.s(format!("{}%", q.to_ascii_uppercase()));
-            let name = b.s(format!("%{q}%"));
-            conds.push(format!("(i.code LIKE {code} OR e.name LIKE {name})"));
+            let upper = q.to_ascii_uppercase();
+            if upper.starts_with("JC")
+                && upper.len() > 2
+                && upper[2..].bytes().all(|c| c.is_ascii_digit())
+            {
+                // An inspection code: exact (the unique index), or a prefix of one.
+                if upper.len() >= 20 {
+                    conds.push(format!("i.code = {}", b.s(upper)));
+                } else {
+                    conds.push(format!("i.code LIKE {}", b.s(format!("{upper}%"))));
+                }
+            } else {
+                let name = b.s(crate::search::like_pattern(q));
+                conds.push(format!("e.name LIKE {name} ESCAPE '\\'"));
+            }
         }
         if let Some(v) = &f.enterprise_id {
             conds.push(format!("i.enterprise_id = {}", b.s(v.clone())));
@@ -405,6 +417,11 @@ impl InspectionRepo<'_> {
         let mut details = serde_json::to_value(input).unwrap_or_default();
         with_pool!(self.db, p => {
             let mut tx = p.begin().await?;
+            // Write first: on SQLite this takes the write lock before the cap is counted, so the
+            // count and the insert are serialized (a read-then-write transaction could fail with
+            // SQLITE_BUSY_SNAPSHOT when another writer commits in between).
+            let seq = next_seq!(&mut *tx, &code_prefix);
+            let code = format!("{code_prefix}{seq:06}");
             let (sector, grade, district): (String, String, String) = sqlx::query_as(
                 "SELECT sector, supervision_grade, district_id FROM enterprises WHERE id = $1")
                 .bind(&input.enterprise_id).fetch_optional(&mut *tx).await?
@@ -418,8 +435,6 @@ impl InspectionRepo<'_> {
             if over && reason.is_none() {
                 return Err(StorageError::OverCap { visits, cap: cap.unwrap_or_default() });
             }
-            let seq = next_seq!(&mut *tx, &code_prefix);
-            let code = format!("{code_prefix}{seq:06}");
             sqlx::query("INSERT INTO inspections (id, code, org_unit_id, enterprise_id, kind, status, year, started_at_ms, summary, over_cap, \
                          created_by, created_at_ms, updated_at_ms, version) VALUES ($1, $2, $3, $4, $5, 'in_progress', $6, $7, '', $8, $9, $10, $10, 1)")
                 .bind(&id).bind(&code).bind(org_unit_id).bind(&input.enterprise_id).bind(&input.kind).bind(year)

@@ -27,6 +27,7 @@ pub mod accounts;
 pub mod assignments;
 pub mod audit;
 pub mod blob;
+pub mod bulk;
 pub mod cases;
 pub mod crypto;
 mod db;
