@@ -53,6 +53,8 @@ bench: deps
 	./target/release/shouhu bench positions --skip-compare --database-url $(SHOUHU_TEST_PG_URL)
 	./target/release/shouhu bench sip
 	SHOUHU_LOG=off ./target/release/shouhu bench live
+	SHOUHU_LOG=warn ./target/release/shouhu bench enforcement --engine sqlite
+	SHOUHU_LOG=warn ./target/release/shouhu bench enforcement --engine postgres --database-url $(SHOUHU_TEST_PG_URL)
 
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps

@@ -671,12 +671,14 @@ pub async fn run(mut cfg: Config, args: DemoArgs) -> anyhow::Result<()> {
     crate::sip::load_registry(&state.db, &state.sip, &cfg).await?;
     let work =
         enforcement::seed(&state.db, &state.cipher, &org, SystemClock.now_ms(), 2026).await?;
+    let case_files = enforcement::seed_case_files(&state, SystemClock.now_ms()).await?;
     tracing::info!(
         enterprises = args.enterprises,
         inspections = work.inspections,
         hazards = work.hazards,
         cases = work.cases,
         work_orders = work.work_orders,
+        case_files,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "demo data seeded"
     );

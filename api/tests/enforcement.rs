@@ -8,6 +8,7 @@ mod common;
 use common::Server;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use sha2::Digest;
 use shouhu_storage::enforcement::{shanghai_date, DAY_MS};
 
 /// Two active officers of Huangpu (registered by its brigade head); their ids.
@@ -769,6 +770,98 @@ on_both!(case_workflow_and_confidentiality, |s: Server| async move {
     assert_eq!(st, StatusCode::NOT_FOUND);
     // Reads of case details are audited.
     assert!(s.audit("case.view").await.len() >= 2);
+
+    // The electronic case file: uploaded by the handling unit once closed.
+    let upload = |token: String, body: Vec<u8>| {
+        let url = s.url(&format!(
+            "/api/v1/cases/{id}/case-file?filename=%E6%A1%88%E5%8D%B7.pdf"
+        ));
+        async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(token)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let st = r.status();
+            (st, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let pdf = b"%PDF-1.4\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n".to_vec();
+    let (st, b) = upload(xh.clone(), pdf.clone()).await;
+    assert_eq!(
+        st,
+        StatusCode::NOT_FOUND,
+        "another district may read a closed case, not add to it: {b}"
+    );
+    let (st, b) = upload(officer.clone(), b"MZ not a pdf".to_vec()).await;
+    assert_eq!(st, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{b}");
+    let (st, item) = upload(officer.clone(), pdf.clone()).await;
+    assert_eq!(st, StatusCode::CREATED, "{item}");
+    assert_eq!(item["filename"], "案卷.pdf");
+    assert_eq!(
+        item["sha256"].as_str().unwrap(),
+        hex::encode(sha2::Sha256::digest(&pdf))
+    );
+
+    // Review against the rule set: only corps reviewers; every active rule scored.
+    let (_, rules) = s.get(&corps, "/api/v1/case-review-rules").await;
+    let rules = rules.as_array().unwrap().clone();
+    let full: Vec<Value> = rules
+        .iter()
+        .map(|r| json!({"rule_id": r["id"], "score": r["points"], "finding": "符合要求"}))
+        .collect();
+    let (st, _) = s
+        .send(
+            Method::POST,
+            &head,
+            &format!("/api/v1/cases/{id}/reviews"),
+            json!({"findings": full}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, b) = s
+        .send(
+            Method::POST,
+            &corps,
+            &format!("/api/v1/cases/{id}/reviews"),
+            json!({"findings": full[1..]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert_eq!(b["errors"][0]["field"], "findings");
+    let mut over = full.clone();
+    over[1]["score"] = json!(rules[1]["points"].as_i64().unwrap() + 1);
+    let (st, b) = s
+        .send(
+            Method::POST,
+            &corps,
+            &format!("/api/v1/cases/{id}/reviews"),
+            json!({"findings": over}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    let (st, r) = s
+        .send(
+            Method::POST,
+            &corps,
+            &format!("/api/v1/cases/{id}/reviews"),
+            json!({"findings": full, "exemplary": true, "comment": "案卷规范"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    assert_eq!(r["grade"], "excellent");
+    assert_eq!(r["total"], r["max_total"]);
+    // Exemplary cases are readable city-wide.
+    let (_, ex) = s.get(&xh, "/api/v1/exemplary-cases").await;
+    assert!(
+        ex.as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["id"] == id.as_str()),
+        "{ex}"
+    );
 });
 
 on_both!(

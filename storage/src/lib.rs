@@ -28,6 +28,7 @@ pub mod assignments;
 pub mod audit;
 pub mod blob;
 pub mod bulk;
+pub mod case_files;
 pub mod cases;
 pub mod crypto;
 mod db;

@@ -39,6 +39,7 @@ const ROLE_PERMISSIONS: Record<string, Permission[]> = (() => {
     'case.approve': ['admin', 'corps_leader', 'brigade_head'],
     'filing.acknowledge': ['admin', 'corps_leader', 'brigade_head'],
     'rule.manage': ['admin', 'corps_leader'],
+    'case.review': ['admin', 'corps_leader'],
     'work_order.write': ['admin', 'corps_leader', 'brigade_head', 'squad_leader', 'clerk'],
   };
   const out: Record<string, Permission[]> = {};

@@ -53,7 +53,8 @@ export type Permission =
   | 'case.approve'
   | 'filing.acknowledge'
   | 'rule.manage'
-  | 'work_order.write';
+  | 'work_order.write'
+  | 'case.review';
 
 /** `GET /auth/me`: the account plus what its role may do. Older servers omit the extras. */
 export interface Me extends Account {
@@ -355,4 +356,5 @@ export interface Workbench {
   cases_awaiting_approval: CaseSummary[];
   open_cases: CaseSummary[];
   filings_pending: OverCapFiling[];
+  cases_missing_file: CaseSummary[];
 }

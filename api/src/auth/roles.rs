@@ -46,11 +46,13 @@ pub enum Perm {
     RuleManage,
     /// Dispatch, receive and answer work orders.
     WorkOrderWrite,
+    /// Review case files (score them against the rule set, mark exemplary cases).
+    CaseReview,
 }
 
 impl Perm {
     /// Every permission.
-    pub const ALL: [Perm; 20] = [
+    pub const ALL: [Perm; 21] = [
         Perm::RegistryRead,
         Perm::EnterpriseWrite,
         Perm::OfficerWrite,
@@ -71,6 +73,7 @@ impl Perm {
         Perm::FilingAcknowledge,
         Perm::RuleManage,
         Perm::WorkOrderWrite,
+        Perm::CaseReview,
     ];
 
     /// The code the API reports (`/auth/me` `permissions`).
@@ -96,6 +99,7 @@ impl Perm {
             Perm::FilingAcknowledge => "filing.acknowledge",
             Perm::RuleManage => "rule.manage",
             Perm::WorkOrderWrite => "work_order.write",
+            Perm::CaseReview => "case.review",
         }
     }
 }
@@ -173,6 +177,7 @@ pub fn grants(role: &str, perm: Perm) -> bool {
             matches!(role, "admin" | "corps_leader" | "brigade_head")
         }
         RuleManage => matches!(role, "admin" | "corps_leader"),
+        CaseReview => matches!(role, "admin" | "corps_leader"),
         WorkOrderWrite => matches!(
             role,
             "admin" | "corps_leader" | "brigade_head" | "squad_leader" | "clerk"

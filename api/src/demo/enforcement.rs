@@ -548,3 +548,100 @@ async fn seed_work_orders(
     }
     Ok(n)
 }
+
+/// Electronic case files for half of the closed cases (a generated 案卷目录 PDF each), and a
+/// review of some of them — the rest stay on the workbench's "not yet archived" reminder.
+pub async fn seed_case_files(state: &crate::state::AppState, now_ms: i64) -> anyhow::Result<usize> {
+    use crate::documents::{chinese_date, Block, Document};
+    use shouhu_storage::case_files::{CaseFileItem, Finding};
+    let cases = state.db.cases(&state.cipher);
+    let closed = cases
+        .list(
+            &Scope::All,
+            &shouhu_storage::cases::CaseFilter {
+                status: Some("closed".into()),
+                ..Default::default()
+            },
+            PageRequest::new(None, Some(200)),
+        )
+        .await?
+        .items;
+    let font = match crate::documents::font(state) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!(error = %e.message, "no Chinese font: the demo's case files are skipped");
+            return Ok(0);
+        }
+    };
+    let rules = state.db.case_files().rules().await?;
+    let mut n = 0;
+    for (k, c) in closed.iter().enumerate().filter(|(k, _)| k % 2 == 0) {
+        let full = cases.get(&Scope::All, &c.id).await?;
+        let closed_at = c.closed_at_ms.unwrap_or(now_ms);
+        let doc = Document {
+            issuer: state.db.org_units().get(&c.org_unit_id).await?.name,
+            title: "案卷目录".into(),
+            number: c.number.clone().unwrap_or_default(),
+            blocks: full
+                .documents
+                .iter()
+                .enumerate()
+                .map(|(i, d)| Block::Field(format!("{}. {}", i + 1, d.title), d.number.clone()))
+                .collect(),
+            date: chinese_date(closed_at),
+        };
+        let pdf = crate::documents::pdf::render(&doc, &font, "D:20260101000000+08'00'")
+            .map_err(|e| anyhow::anyhow!(e))?;
+        let item_id = shouhu_storage::new_id();
+        let key = format!("case-files/{}/{item_id}.pdf", c.id);
+        let info = state.blobs.put(&key, &pdf).await?;
+        let at_ms = closed_at + 2 * DAY_MS;
+        state
+            .db
+            .case_files()
+            .add_item(
+                &CaseFileItem {
+                    id: item_id,
+                    case_id: c.id.clone(),
+                    filename: format!("{}案卷.pdf", c.number.clone().unwrap_or_default()),
+                    content_type: "application/pdf".into(),
+                    blob_key: key,
+                    size: info.size as i64,
+                    sha256: info.sha256,
+                    sm3: info.sm3,
+                    uploaded_at_ms: at_ms,
+                },
+                &at("case_file.upload", at_ms),
+            )
+            .await?;
+        n += 1;
+        if k % 4 == 0 {
+            let findings: Vec<Finding> = rules
+                .iter()
+                .filter(|r| r.active)
+                .enumerate()
+                .map(|(i, r)| Finding {
+                    rule_id: r.id.clone(),
+                    score: if k % 8 == 0 || i > 0 {
+                        r.points
+                    } else {
+                        r.points - 2
+                    },
+                    finding: "符合要求".into(),
+                })
+                .collect();
+            state
+                .db
+                .case_files()
+                .review(
+                    &c.id,
+                    &findings,
+                    k % 8 == 0,
+                    "案卷材料齐全，程序规范。",
+                    &at("case.review", at_ms + DAY_MS),
+                )
+                .await?;
+        }
+    }
+    Ok(n)
+}

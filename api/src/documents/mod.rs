@@ -80,7 +80,7 @@ type FontCache = HashMap<(PathBuf, u32), Arc<pdf::Font>>;
 static FONTS: Mutex<Option<FontCache>> = Mutex::new(None);
 
 /// The configured font, loaded once.
-fn font(state: &AppState) -> ApiResult<Arc<pdf::Font>> {
+pub(crate) fn font(state: &AppState) -> ApiResult<Arc<pdf::Font>> {
     let key = (
         state.cfg.documents.font_path.clone(),
         state.cfg.documents.font_index,

@@ -253,6 +253,8 @@ pub struct Workbench {
     pub open_cases: Vec<CaseSummary>,
     /// Over-cap filings awaiting acknowledgement.
     pub filings_pending: Vec<OverCapFiling>,
+    /// Closed cases whose electronic case file is still missing 30 days after closing.
+    pub cases_missing_file: Vec<CaseSummary>,
 }
 
 /// The caller's workbench ("my tasks, due this week").
@@ -315,7 +317,17 @@ async fn workbench(State(state): State<AppState>, caller: Caller) -> ApiResult<J
     } else {
         Vec::new()
     };
+    let mut cases_missing_file = Vec::new();
+    for id in state
+        .db
+        .case_files()
+        .missing_files(scope, now, 30, 20)
+        .await?
+    {
+        cases_missing_file.push(cases.get(scope, &id).await?.summary);
+    }
     Ok(Json(Workbench {
+        cases_missing_file,
         hazard_counts,
         hazards_due,
         inspections_in_progress,

@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod applications;
 pub mod audit;
 pub mod auth;
+pub mod case_files;
 pub mod cases;
 pub mod dispatch;
 pub mod dispatch_ws;
@@ -77,6 +78,7 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(enterprises::upload_router())
         .merge(officers::upload_router())
         .merge(enforcement::upload_router())
+        .merge(case_files::upload_router())
         .layer(upload_limit);
     let rest = OpenApiRouter::new()
         .nest("/auth", auth::router())
@@ -98,6 +100,7 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(enforcement::router())
         .merge(crate::documents::router())
         .merge(work_orders::router())
+        .merge(case_files::router())
         .layer(json_limit);
     let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", uploads.merge(rest))

@@ -1,13 +1,127 @@
 // 案件办理 — list, filing from inspections, and one case: documents with approval, dual penalty,
 // payment, criminal referral, closing with approval. Open cases of other units are not listed.
 
-import { ApiError, get, post } from '../api';
+import { ApiError, api, get, post } from '../api';
 import { h, mount, select } from '../dom';
 import { CASE_STATUS, DOC_STATUS, fmtDate, fmtDateTime, fmtYuan, label } from '../format';
 import { pageHeader, setTitle } from '../layout';
 import { navigate, type RouteContext } from '../router';
 import { can } from '../session';
 import type { CaseDetail, CaseDocument, CaseSummary, DocType, InspectionDetail, Page } from '../types';
+
+interface CaseFileItem {
+  id: string;
+  filename: string;
+  content_type: string;
+  size: number;
+  sha256: string;
+  sm3: string;
+  uploaded_at: string;
+}
+
+interface ReviewRule {
+  id: string;
+  code: string;
+  title: string;
+  points: number;
+  active: boolean;
+}
+
+interface CaseReview {
+  id: string;
+  total: number;
+  max_total: number;
+  grade: string;
+  exemplary: boolean;
+  comment: string;
+  created_at: string;
+  findings: { rule_id: string; score: number; finding: string }[];
+}
+
+const REVIEW_GRADE: Record<string, string> = { excellent: '优秀', qualified: '合格', unqualified: '不合格' };
+
+/** 案卷: the uploaded electronic case file and its reviews (closed cases). */
+async function caseFilePanel(c: CaseDetail, reload: () => void): Promise<HTMLElement | null> {
+  if (c.status !== 'closed') return null;
+  const id = encodeURIComponent(c.id);
+  let file: { items: CaseFileItem[]; reviews: CaseReview[] };
+  let rules: ReviewRule[] = [];
+  try {
+    file = await get(`/cases/${id}/case-file`);
+    if (can('case.review')) rules = (await get<ReviewRule[]>('/case-review-rules')).filter((r) => r.active);
+  } catch (e) {
+    return errorBox(`加载案卷失败：${errMsg(e)}`);
+  }
+  const items = dataTable<CaseFileItem>({
+    testid: 'case-file-items',
+    rowTestid: 'case-file-item',
+    rowId: (x) => x.id,
+    rows: file.items,
+    empty: '尚未上传电子案卷',
+    columns: [
+      { title: '文件', render: (x) => h('a', { href: `/api/v1/cases/${id}/case-file/${encodeURIComponent(x.id)}`, target: '_blank', rel: 'noopener' }, x.filename) },
+      { title: '大小', width: '90px', render: (x) => `${Math.ceil(x.size / 1024)} KB` },
+      { title: 'SM3', className: 'mono ellipsis', tooltip: (x) => x.sm3, render: (x) => x.sm3 },
+      { title: '上传时间', width: '150px', render: (x) => fmtDateTime(x.uploaded_at) },
+    ],
+  });
+  const parts: HTMLElement[] = [h('h2', { class: 'wb-title' }, '电子案卷'), items];
+  if (can('case.write')) {
+    const input = h('input', { type: 'file', accept: 'application/pdf,image/jpeg,image/png', testid: 'case-file-input' });
+    const btn = h('button', { type: 'button', class: 'btn', testid: 'case-file-upload' }, '上传');
+    btn.addEventListener('click', async () => {
+      const f = input.files?.[0];
+      if (!f) return toast('请选择 PDF 或图片文件', 'error');
+      btn.setAttribute('disabled', '');
+      try {
+        await api(`/cases/${id}/case-file`, { method: 'POST', query: { filename: f.name }, body: f, contentType: 'application/octet-stream' });
+        toast('已上传', 'ok');
+        reload();
+      } catch (e) {
+        toast(`上传失败：${errMsg(e)}`, 'error', 6000);
+      } finally {
+        btn.removeAttribute('disabled');
+      }
+    });
+    parts.push(h('div', { class: 'form-actions' }, input, btn));
+  }
+  for (const r of file.reviews) {
+    parts.push(
+      h('div', { class: 'subform', testid: 'case-review' },
+        h('h3', null, `评查：${r.total} / ${r.max_total} 分，${REVIEW_GRADE[r.grade] ?? r.grade}${r.exemplary ? '，典型案例' : ''}（${fmtDateTime(r.created_at)}）`),
+        r.comment ? h('p', null, r.comment) : null),
+    );
+  }
+  if (can('case.review') && file.items.length && rules.length) {
+    const rows = rules.map((r) => ({
+      r,
+      score: h('input', { type: 'number', min: 0, max: r.points, value: r.points, testid: 'review-score', style: { width: '70px' } }),
+      note: h('input', { type: 'text', maxlength: 2000, placeholder: '评查意见', testid: 'review-finding' }),
+    }));
+    const exemplaryBox = h('input', { type: 'checkbox', testid: 'review-exemplary' });
+    const comment = h('input', { type: 'text', maxlength: 4000, placeholder: '总体评价', class: 'wide-input', testid: 'review-comment' });
+    const submit = h('button', { type: 'button', class: 'btn primary', testid: 'review-submit' }, '提交评查');
+    submit.addEventListener('click', async () => {
+      try {
+        await post(`/cases/${id}/reviews`, {
+          findings: rows.map((x) => ({ rule_id: x.r.id, score: Number(x.score.value), finding: x.note.value.trim() })),
+          exemplary: exemplaryBox.checked,
+          comment: comment.value.trim(),
+        });
+        toast('评查已提交', 'ok');
+        reload();
+      } catch (e) {
+        toast(`提交失败：${errMsg(e)}`, 'error', 8000);
+      }
+    });
+    parts.push(
+      h('div', { class: 'subform' }, h('h3', null, '案卷评查'),
+        h('table', { class: 'data-table' }, h('tbody', null, rows.map((x) => h('tr', null, h('td', { class: 'mono' }, x.r.code), h('td', null, x.r.title), h('td', null, x.score, ` / ${x.r.points}`), h('td', null, x.note))))),
+        comment, h('label', { class: 'chk' }, exemplaryBox, ' 评为典型案例（仅优秀案卷）'), h('div', { class: 'form-actions' }, submit)),
+    );
+  }
+  return h('section', { class: 'panel', testid: 'case-file-panel' }, parts);
+}
 import { Form } from '../ui/form';
 import { pager } from '../ui/pager';
 import { badge, dataTable, errorBox, loadingBox } from '../ui/table';
@@ -281,11 +395,13 @@ export async function renderCaseDetail(outlet: HTMLElement, ctx: RouteContext): 
     );
   }
 
+  const filePanel = await caseFilePanel(c, reload);
   mount(
     outlet,
     pageHeader(`案件：${c.title}`, back),
     h('div', { class: 'panel', testid: 'case-detail', 'data-id': c.id }, facts),
     h('section', { class: 'panel' }, h('h2', { class: 'wb-title' }, '执法文书'), docs),
     panels,
+    filePanel,
   );
 }

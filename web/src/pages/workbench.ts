@@ -149,5 +149,8 @@ export async function renderWorkbench(outlet: HTMLElement): Promise<void> {
     can('case.approve') ? section('待我审批的案件', 'wb-approvals-section', caseTable(wb.cases_awaiting_approval, 'wb-approvals', '没有待审批的案件'), wb.cases_awaiting_approval.length) : null,
     section('办理中的案件', 'wb-cases-section', caseTable(wb.open_cases, 'wb-cases', '没有办理中的案件'), wb.open_cases.length),
     can('filing.acknowledge') ? section('待确认的超限检查报备', 'wb-filings-section', filings, wb.filings_pending.length) : null,
+    wb.cases_missing_file.length
+      ? section('结案超过 30 天尚未归档案卷', 'wb-missing-files-section', caseTable(wb.cases_missing_file, 'wb-missing-files', ''), wb.cases_missing_file.length)
+      : null,
   );
 }
