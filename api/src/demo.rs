@@ -678,6 +678,7 @@ pub async fn run(mut cfg: Config, args: DemoArgs) -> anyhow::Result<()> {
         hazards = work.hazards,
         cases = work.cases,
         work_orders = work.work_orders,
+        plans = work.plans,
         case_files,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "demo data seeded"

@@ -1074,3 +1074,349 @@ on_both!(
         assert!(s.audit("work_order.").await.len() >= 10);
     }
 );
+
+on_both!(
+    plans_proposal_review_and_execution,
+    |s: Server| async move {
+        use shouhu_storage::plans::Period;
+        let head = s.login("hp_head").await;
+        let officer = s.login("hp_officer").await;
+        let xh = s.login("xh_head").await;
+        let officers = huangpu_officers(&s, &head).await;
+        let steel = s.enterprise_id("黄浦钢结构").await;
+        let chem = s.enterprise_id("黄浦化工").await;
+        let xh_firm = s.enterprise_id("徐汇粉末冶金").await;
+        let month = Period::month_of(s.state.now()).label;
+
+        // Data the proposal draws on: a hazard at the steel works due for re-inspection this month,
+        // the chemical works under grade D and never inspected.
+        let (st, b) = start(&s, &officer, &steel, &officers, None).await;
+        assert_eq!(st, StatusCode::OK, "{b}");
+        let insp = b["id"].as_str().unwrap().to_string();
+        let items = item_ids(&s, &officer).await;
+        let (st, b) = s
+            .send(
+                Method::PUT,
+                &officer,
+                &format!("/api/v1/inspections/{insp}/results"),
+                json!({"results": [{"item_id": items[0], "result": "hazard"}]}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{b}");
+        let (st, b) = s
+        .send(
+            Method::POST,
+            &officer,
+            &format!("/api/v1/inspections/{insp}/hazards"),
+            json!({"item_id": items[0], "level": "general", "description": "配电箱未接地", "rectification_deadline": date_in(&s, 3)}),
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK, "{b}");
+        let hazard = b["id"].as_str().unwrap().to_string();
+        let (st, b) = s
+            .send(
+                Method::POST,
+                &officer,
+                &format!("/api/v1/inspections/{insp}/complete"),
+                json!({"summary": "已责令整改"}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{b}");
+        let (st, b) = s
+            .send(
+                Method::PUT,
+                &head,
+                &format!("/api/v1/enterprises/{chem}/supervision"),
+                json!({"grade": "D"}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{b}");
+
+        // Officers do not plan; bad periods are named.
+        let (st, _) = s
+            .send(
+                Method::POST,
+                &officer,
+                "/api/v1/plans/proposal",
+                json!({"period": month}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::FORBIDDEN);
+        for bad in ["2027-13", "2027-Q1", "someday"] {
+            let (st, b) = s
+                .send(
+                    Method::POST,
+                    &head,
+                    "/api/v1/plans/proposal",
+                    json!({"period": bad}),
+                )
+                .await;
+            assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {b}");
+            assert_eq!(b["errors"][0]["field"], "period");
+        }
+
+        let (st, b) = s
+            .send(
+                Method::POST,
+                &head,
+                "/api/v1/plans/proposal",
+                json!({"period": month}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{b}");
+        let plan = b["id"].as_str().unwrap().to_string();
+        assert_eq!(b["status"], "draft");
+        assert_eq!(b["generated"], true);
+        assert_eq!(b["org_unit_id"], s.huangpu.id.as_str());
+        let visits = b["visits"].as_array().unwrap();
+        assert_eq!(visits.len(), 2, "{b}");
+        let v_steel = visits
+            .iter()
+            .find(|v| v["enterprise_id"] == steel.as_str())
+            .unwrap();
+        assert_eq!(v_steel["reason"], "hazard_recheck");
+        assert_eq!(v_steel["hazard_id"], hazard.as_str());
+        let v_chem = visits
+            .iter()
+            .find(|v| v["enterprise_id"] == chem.as_str())
+            .unwrap();
+        assert_eq!(v_chem["reason"], "grade");
+        assert!(v_chem["inspection_code"].is_null());
+        let (chem_visit, steel_visit) = (
+            v_chem["id"].as_str().unwrap().to_string(),
+            v_steel["id"].as_str().unwrap().to_string(),
+        );
+
+        // One plan per unit and period.
+        let (st, b) = s
+            .send(
+                Method::POST,
+                &head,
+                "/api/v1/plans/proposal",
+                json!({"period": month}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CONFLICT, "{b}");
+        assert_eq!(b["plan_id"], plan.as_str());
+        // Only enterprises the unit supervises; another district does not see the plan.
+        let (st, b) = s
+            .send(
+                Method::POST,
+                &head,
+                &format!("/api/v1/plans/{plan}/visits"),
+                json!({"enterprise_id": xh_firm}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+        assert_eq!(b["errors"][0]["field"], "enterprise_id");
+        let (st, _) = s.get(&xh, &format!("/api/v1/plans/{plan}")).await;
+        assert_eq!(st, StatusCode::NOT_FOUND);
+
+        // Review: submit, the submitter may not approve, the corps approves.
+        let (st, b) = s
+            .send(
+                Method::POST,
+                &head,
+                &format!("/api/v1/plans/{plan}/submit"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{b}");
+        assert_eq!(b["status"], "review");
+        let (st, b) = s
+            .send(
+                Method::POST,
+                &head,
+                &format!("/api/v1/plans/{plan}/submit"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CONFLICT, "{b}");
+        assert_eq!(b["state"], "review");
+        let (st, b) = s
+            .send(
+                Method::POST,
+                &head,
+                &format!("/api/v1/plans/{plan}/approve"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{b}");
+        let admin = s.login("admin").await;
+        let (st, b) = s
+            .send(
+                Method::POST,
+                &admin,
+                &format!("/api/v1/plans/{plan}/approve"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{b}");
+        assert_eq!(b["status"], "published");
+        assert_eq!(b["number"], format!("JH310101-{month}").as_str());
+        let codes: Vec<String> = b["visits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["inspection_code"].as_str().unwrap().to_string())
+            .collect();
+        assert!(codes.iter().all(|c| c.starts_with("JC310101")), "{codes:?}");
+        let chem_code = b["visits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["id"] == chem_visit.as_str())
+            .unwrap()["inspection_code"]
+            .clone();
+        let (st, b) = s
+            .send(
+                Method::PUT,
+                &head,
+                &format!("/api/v1/plans/{plan}"),
+                json!({"title": "改", "version": b["version"]}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CONFLICT, "{b}");
+        assert_eq!(b["state"], "published");
+
+        // Execution: a visit for the wrong enterprise is refused; a planned inspection of the
+        // chemical works links itself to its visit and carries the visit's code.
+        let (st, b) = s
+        .send(
+            Method::POST,
+            &officer,
+            "/api/v1/inspections",
+            json!({"enterprise_id": chem, "kind": "planned", "officer_ids": officers, "plan_visit_id": steel_visit}),
+        )
+        .await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+        assert_eq!(b["errors"][0]["field"], "plan_visit_id");
+        let (st, b) = start(&s, &officer, &chem, &officers, None).await;
+        assert_eq!(st, StatusCode::OK, "{b}");
+        assert_eq!(b["code"], chem_code);
+        let (_, b) = s.get(&head, &format!("/api/v1/plans/{plan}")).await;
+        assert_eq!(b["progress"]["visits"], 2, "{b}");
+        assert_eq!(b["progress"]["in_progress"], 1, "{b}");
+        assert_eq!(b["progress"]["not_started"], 1, "{b}");
+        // An executed visit stays in the plan.
+        let (st, b) = s
+            .send(
+                Method::DELETE,
+                &head,
+                &format!("/api/v1/plans/{plan}/visits/{chem_visit}"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CONFLICT, "{b}");
+
+        // Roll-up to the corps: the year holds the month; another district sees none of it.
+        let year = &month[..4];
+        let (st, b) = s
+            .get(&admin, &format!("/api/v1/plans/rollup?period={year}"))
+            .await;
+        assert_eq!(st, StatusCode::OK, "{b}");
+        assert_eq!(b["total"]["plans"], 1, "{b}");
+        assert_eq!(b["total"]["visits"], 2, "{b}");
+        assert_eq!(b["total"]["in_progress"], 1, "{b}");
+        assert_eq!(b["rows"][0]["unit_name"], "黄浦区大队");
+        let (_, b) = s
+            .get(&xh, &format!("/api/v1/plans/rollup?period={year}"))
+            .await;
+        assert_eq!(b["total"]["visits"], 0, "{b}");
+        let (st, b) = s.get(&admin, "/api/v1/plans/rollup?period=20x7").await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+
+        // A quarterly plan by hand, returned by the review with a reason.
+        let quarter = format!("{year}-Q1");
+        let (st, b) = s
+            .send(
+                Method::POST,
+                &head,
+                "/api/v1/plans",
+                json!({"period": quarter, "target_visits": 12}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{b}");
+        assert_eq!(b["period_kind"], "quarter");
+        assert_eq!(
+            b["title"],
+            format!("黄浦区大队{year}年第1季度执法检查计划").as_str()
+        );
+        let q = b["id"].as_str().unwrap().to_string();
+        let (st, _) = s
+            .send(
+                Method::POST,
+                &head,
+                &format!("/api/v1/plans/{q}/submit"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK);
+        let (st, b) = s
+            .send(
+                Method::POST,
+                &admin,
+                &format!("/api/v1/plans/{q}/return"),
+                json!({"reason": " "}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+        assert_eq!(b["errors"][0]["field"], "reason");
+        let (st, b) = s
+            .send(
+                Method::POST,
+                &admin,
+                &format!("/api/v1/plans/{q}/return"),
+                json!({"reason": "目标偏低"}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{b}");
+        assert_eq!(b["status"], "draft");
+        assert_eq!(b["return_reason"], "目标偏低");
+        let (_, b) = s
+            .get(
+                &head,
+                &format!("/api/v1/plans?period={year}&period_kind=quarter"),
+            )
+            .await;
+        assert_eq!(b["total"], 1, "{b}");
+
+        // At its yearly cap an enterprise is not proposed (the steel works stays for its hazard).
+        let (st, _) = s
+            .send(
+                Method::DELETE,
+                &head,
+                &format!("/api/v1/plans/{q}"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::NO_CONTENT);
+        let (st, b) = s
+            .send(
+                Method::PUT,
+                &admin,
+                "/api/v1/inspection-caps",
+                json!([{"sector": "05", "grade": "D", "yearly_cap": 1}]),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{b}");
+        let next = Period::month_of(Period::parse(&month).unwrap().end_ms).label;
+        let (st, b) = s
+            .send(
+                Method::POST,
+                &head,
+                "/api/v1/plans/proposal",
+                json!({"period": next}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{b}");
+        let ents: Vec<&str> = b["visits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["enterprise_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ents, vec![steel.as_str()], "{b}");
+        assert!(s.audit("plan.").await.len() >= 8);
+    }
+);

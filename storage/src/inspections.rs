@@ -46,6 +46,11 @@ pub struct InspectionInput {
     /// Reason of the over-cap filing, required when the visit is over the yearly cap.
     #[serde(default)]
     pub over_cap_reason: Option<String>,
+    /// The planned visit this inspection executes (kind `planned`); the inspection takes the
+    /// visit's inspection code. Without it, a planned inspection links itself to the open visit
+    /// for the enterprise in the current published plan, if there is one.
+    #[serde(default)]
+    pub plan_visit_id: Option<String>,
 }
 
 /// One checked item.
@@ -420,8 +425,18 @@ impl InspectionRepo<'_> {
             // Write first: on SQLite this takes the write lock before the cap is counted, so the
             // count and the insert are serialized (a read-then-write transaction could fail with
             // SQLITE_BUSY_SNAPSHOT when another writer commits in between).
-            let seq = next_seq!(&mut *tx, &code_prefix);
-            let code = format!("{code_prefix}{seq:06}");
+            let code = match &input.plan_visit_id {
+                // The visit's code, given when its plan was published (the no-op UPDATE takes
+                // the write lock as next_seq does).
+                Some(v) => {
+                    sqlx::query("UPDATE plan_visits SET note = note WHERE id = $1").bind(v).execute(&mut *tx).await?;
+                    sqlx::query_scalar::<_, Option<String>>(
+                        "SELECT inspection_code FROM plan_visits WHERE id = $1 AND inspection_id IS NULL")
+                        .bind(v).fetch_optional(&mut *tx).await?.flatten()
+                        .ok_or_else(|| StorageError::invalid("plan_visit_id", "no such open planned visit"))?
+                }
+                None => format!("{code_prefix}{:06}", next_seq!(&mut *tx, &code_prefix)),
+            };
             let (sector, grade, district): (String, String, String) = sqlx::query_as(
                 "SELECT sector, supervision_grade, district_id FROM enterprises WHERE id = $1")
                 .bind(&input.enterprise_id).fetch_optional(&mut *tx).await?
@@ -439,6 +454,13 @@ impl InspectionRepo<'_> {
                          created_by, created_at_ms, updated_at_ms, version) VALUES ($1, $2, $3, $4, $5, 'in_progress', $6, $7, '', $8, $9, $10, $10, 1)")
                 .bind(&id).bind(&code).bind(org_unit_id).bind(&input.enterprise_id).bind(&input.kind).bind(year)
                 .bind(started_at_ms).bind(over).bind(&account).bind(audit.at_ms).execute(&mut *tx).await?;
+            if let Some(v) = &input.plan_visit_id {
+                let n = sqlx::query("UPDATE plan_visits SET inspection_id = $2 WHERE id = $1 AND inspection_id IS NULL")
+                    .bind(v).bind(&id).execute(&mut *tx).await?.rows_affected();
+                if n == 0 {
+                    return Err(StorageError::wrong_state("plan visit", "executed", "another inspection executed this visit meanwhile"));
+                }
+            }
             for o in &input.officer_ids {
                 sqlx::query("INSERT INTO inspection_officers (inspection_id, officer_id) VALUES ($1, $2)")
                     .bind(&id).bind(o).execute(&mut *tx).await?;

@@ -42,6 +42,7 @@ pub mod inspections;
 pub mod model;
 pub mod officers;
 pub mod org_units;
+pub mod plans;
 pub mod positions;
 pub mod recorders;
 pub mod search;

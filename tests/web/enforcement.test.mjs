@@ -208,4 +208,55 @@ describe("a squad leader's day", { skip: skipReason }, () => {
       await shot('enf-05-work-order');
     });
   });
+
+  it("reviews next month's proposed plan: the squad adds a firm and submits, the head publishes", async () => {
+    let planId = '';
+    let extra = null;
+    await step('plan-lookup', async () => {
+      const token = await apiLogin('hp_head');
+      const drafts = await apiGet(token, '/plans?status=draft&period_kind=month');
+      const plan = drafts.body.items.find((p) => p.generated);
+      assert.ok(plan, 'the demo proposes next month’s plan for Huangpu');
+      planId = plan.id;
+      const detail = await apiGet(token, `/plans/${planId}`);
+      const planned = new Set(detail.body.visits.map((v) => v.enterprise_id));
+      const ents = await apiGet(token, '/enterprises?status=operating&page_size=100');
+      extra = ents.body.items.find((e) => !planned.has(e.id));
+      assert.ok(extra, 'an enterprise outside the proposal');
+    });
+    await step('plan-draft', async () => {
+      await login('hp_squad');
+      await page.goto(`${BASE}/#/plans?status=draft`);
+      await page.locator(`[data-testid="plan-row"][data-id="${planId}"] a.row-link`).click();
+      await page.getByTestId('plan-detail').waitFor();
+      assert.equal(await page.getByTestId('plan-detail').getAttribute('data-status'), 'draft');
+      const rows = page.getByTestId('plan-visit-row');
+      const before = await rows.count();
+      assert.ok(before > 0, 'the proposal lists firms');
+      // Search-as-you-type picker: the firm appears in the suggestions, then it is added.
+      await page.getByTestId('plan-visit-enterprise').fill(extra.name);
+      await page.locator(`datalist option[value="${extra.name}"]`).waitFor({ state: 'attached' });
+      await page.getByTestId('plan-visit-note').fill('群众反映夜间违规作业');
+      await page.getByTestId('plan-visit-add').click();
+      await page.waitForFunction((n) => document.querySelectorAll('[data-testid="plan-visit-row"]').length === n, before + 1);
+      await shot('enf-06-plan-draft');
+      await page.getByTestId('plan-submit').click();
+      await page.locator('[data-testid="plan-detail"][data-status="review"]').waitFor();
+    });
+    await step('plan-publish', async () => {
+      await login('hp_head');
+      await page.goto(`${BASE}/#/plans/${planId}`);
+      await page.getByTestId('plan-approve').click();
+      await page.locator('[data-testid="plan-detail"][data-status="published"]').waitFor();
+      const codes = await page.locator('[data-testid="plan-visit-row"] td.mono').allTextContents();
+      assert.ok(codes.length > 1 && codes.every((c) => /^JC\d+$/.test(c.trim())), codes.join(','));
+      await shot('enf-07-plan-published');
+      // The roll-up of the year lists the district's published plans.
+      const year = new Date(Date.now() + 8 * 3_600_000).getUTCFullYear();
+      await page.goto(`${BASE}/#/plans?tab=rollup&rollup=${year}`);
+      await page.getByTestId('rollup-table').waitFor();
+      assert.ok((await page.getByTestId('rollup-row').count()) >= 2, 'a district row and the total');
+      await shot('enf-08-plan-rollup');
+    });
+  });
 });

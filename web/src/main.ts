@@ -25,6 +25,7 @@ import { renderWorkbench } from './pages/workbench';
 import { renderInspectionDetail, renderInspectionList, renderInspectionNew } from './pages/inspections';
 import { renderHazardDetail, renderHazardList } from './pages/hazards';
 import { renderCaseDetail, renderCaseList, renderCaseNew } from './pages/cases';
+import { renderPlanDetail, renderPlanList } from './pages/plans';
 import { renderWorkOrderDetail, renderWorkOrderList, renderWorkOrderNew } from './pages/work-orders';
 
 const app = document.getElementById('app')!;
@@ -61,6 +62,8 @@ const routes: Route[] = [
   { pattern: '/cases', render: needs('enforcement.read', renderCaseList) },
   { pattern: '/cases/new', render: needs('case.write', renderCaseNew) },
   { pattern: '/cases/:id', render: needs('enforcement.read', renderCaseDetail) },
+  { pattern: '/plans', render: needs('enforcement.read', renderPlanList) },
+  { pattern: '/plans/:id', render: needs('enforcement.read', renderPlanDetail) },
   { pattern: '/work-orders', render: needs('enforcement.read', renderWorkOrderList) },
   { pattern: '/work-orders/new', render: needs('work_order.write', (o) => renderWorkOrderNew(o)) },
   { pattern: '/work-orders/:id', render: needs('enforcement.read', renderWorkOrderDetail) },

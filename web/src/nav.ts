@@ -42,6 +42,7 @@ export const NAV: NavItem[] = [
   },
   // Not first: the landing page (first allowed entry) stays 企业档案.
   { id: 'dispatch', path: '/dispatch', label: '调度指挥', icon: '调', roles: ALL_ROLES, perms: ['dispatch.view'] },
+  { id: 'plans', path: '/plans', label: '执法计划', icon: '计', roles: ENFORCEMENT_ROLES, perms: ['enforcement.read'] },
   { id: 'inspections', path: '/inspections', label: '现场检查', icon: '检', roles: ENFORCEMENT_ROLES, perms: ['enforcement.read'] },
   { id: 'hazards', path: '/hazards', label: '隐患整改', icon: '患', roles: ENFORCEMENT_ROLES, perms: ['enforcement.read'] },
   { id: 'cases', path: '/cases', label: '案件办理', icon: '案', roles: ENFORCEMENT_ROLES, perms: ['enforcement.read'] },

@@ -41,6 +41,8 @@ const ROLE_PERMISSIONS: Record<string, Permission[]> = (() => {
     'rule.manage': ['admin', 'corps_leader'],
     'case.review': ['admin', 'corps_leader'],
     'work_order.write': ['admin', 'corps_leader', 'brigade_head', 'squad_leader', 'clerk'],
+    'plan.write': ['admin', 'corps_leader', 'brigade_head', 'squad_leader'],
+    'plan.approve': ['admin', 'corps_leader', 'brigade_head'],
   };
   const out: Record<string, Permission[]> = {};
   for (const r of all) out[r] = (Object.keys(grants) as Permission[]).filter((p) => grants[p].includes(r));

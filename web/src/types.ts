@@ -54,6 +54,8 @@ export type Permission =
   | 'filing.acknowledge'
   | 'rule.manage'
   | 'work_order.write'
+  | 'plan.write'
+  | 'plan.approve'
   | 'case.review';
 
 /** `GET /auth/me`: the account plus what its role may do. Older servers omit the extras. */
@@ -357,4 +359,6 @@ export interface Workbench {
   open_cases: CaseSummary[];
   filings_pending: OverCapFiling[];
   cases_missing_file: CaseSummary[];
+  planned_visits_open?: { id: string; plan_id: string; enterprise_id: string; enterprise_name: string; reason: string; note: string; inspection_code: string | null }[];
+  plans_awaiting_review?: { id: string; title: string; unit_name: string; period: string }[];
 }

@@ -48,11 +48,15 @@ pub enum Perm {
     WorkOrderWrite,
     /// Review case files (score them against the rule set, mark exemplary cases).
     CaseReview,
+    /// Draft inspection plans, generate proposals, submit them for review.
+    PlanWrite,
+    /// Approve (publish) or return plans under review.
+    PlanApprove,
 }
 
 impl Perm {
     /// Every permission.
-    pub const ALL: [Perm; 21] = [
+    pub const ALL: [Perm; 23] = [
         Perm::RegistryRead,
         Perm::EnterpriseWrite,
         Perm::OfficerWrite,
@@ -74,6 +78,8 @@ impl Perm {
         Perm::RuleManage,
         Perm::WorkOrderWrite,
         Perm::CaseReview,
+        Perm::PlanWrite,
+        Perm::PlanApprove,
     ];
 
     /// The code the API reports (`/auth/me` `permissions`).
@@ -100,6 +106,8 @@ impl Perm {
             Perm::RuleManage => "rule.manage",
             Perm::WorkOrderWrite => "work_order.write",
             Perm::CaseReview => "case.review",
+            Perm::PlanWrite => "plan.write",
+            Perm::PlanApprove => "plan.approve",
         }
     }
 }
@@ -178,6 +186,11 @@ pub fn grants(role: &str, perm: Perm) -> bool {
         }
         RuleManage => matches!(role, "admin" | "corps_leader"),
         CaseReview => matches!(role, "admin" | "corps_leader"),
+        PlanWrite => matches!(
+            role,
+            "admin" | "corps_leader" | "brigade_head" | "squad_leader"
+        ),
+        PlanApprove => matches!(role, "admin" | "corps_leader" | "brigade_head"),
         WorkOrderWrite => matches!(
             role,
             "admin" | "corps_leader" | "brigade_head" | "squad_leader" | "clerk"

@@ -22,6 +22,7 @@ use shouhu_storage::hazards::HazardInput;
 use shouhu_storage::inspections::{InspectionInput, ResultInput};
 use shouhu_storage::officers::OfficerFilter;
 use shouhu_storage::org_units::Scope;
+use shouhu_storage::plans::{Period, ProposedVisit};
 use shouhu_storage::{Db, PageRequest, StorageError};
 
 use super::DemoOrg;
@@ -39,6 +40,8 @@ pub struct Seeded {
     pub cases: usize,
     /// Work orders.
     pub work_orders: usize,
+    /// Plans.
+    pub plans: usize,
 }
 
 fn at(action: &str, ms: i64) -> AuditEntry {
@@ -138,13 +141,14 @@ pub async fn seed(
         }
     }
     visits.sort_unstable();
+    let mut out = Seeded::default();
+    let mut plan_visits = seed_plans(db, &work, &visits, now_ms, &mut rng, &mut out).await?;
     let kinds = [
         ("planned", 70),
         ("complaint", 15),
         ("referral", 10),
         ("triggered", 5),
     ];
-    let mut out = Seeded::default();
     let mut escalated: Vec<(String, String, String, i64, String)> = Vec::new();
     // A recent completed inspection of the first district, for an open case there.
     let mut recent: Option<(String, String, String, i64)> = None;
@@ -169,12 +173,22 @@ pub async fn seed(
             })
             .map(|(k, _)| *k)
             .unwrap_or("planned");
+        // A planned visit executes the next visit of the month's published plan.
+        let (enterprise, plan_visit_id) = match plan_visits
+            .get_mut(&(d, Period::month_of(started).label))
+            .filter(|_| kind == "planned")
+            .and_then(|v| v.pop())
+        {
+            Some((visit, ent)) => (ent, Some(visit)),
+            None => (enterprise, None),
+        };
         let mut input = InspectionInput {
             enterprise_id: enterprise.clone(),
             kind: kind.into(),
             officer_ids: pair,
             started_at: None,
             over_cap_reason: None,
+            plan_visit_id,
         };
         let repo = db.inspections();
         let id = match repo
@@ -444,10 +458,170 @@ pub async fn seed(
         }
     }
     out.work_orders = seed_work_orders(db, org, now_ms, &mut rng).await?;
+    out.plans += seed_proposal(db, &work, now_ms).await?;
     Ok(out)
 }
 
 /// Work orders from the corps to the brigades over the last two months, at every stage.
+/// Visits of the published monthly plans still to execute, by (district index, month).
+type PlanVisits = HashMap<(usize, String), Vec<(String, String)>>;
+
+/// Create a plan and take it through review to publication, `at_ms` being its drafting time.
+async fn publish_plan(
+    db: &Db,
+    unit: &str,
+    period: &Period,
+    target: i64,
+    visits: &[ProposedVisit],
+    at_ms: i64,
+) -> anyhow::Result<String> {
+    let unit_name = db.org_units().get(unit).await?.name;
+    let when = match period.kind {
+        "month" => format!(
+            "{}年{}月",
+            period.year,
+            period.label[5..].trim_start_matches('0')
+        ),
+        "quarter" => format!("{}年第{}季度", period.year, &period.label[6..]),
+        _ => format!("{}年度", period.year),
+    };
+    let plans = db.plans();
+    let id = plans
+        .create(
+            unit,
+            period,
+            &format!("{unit_name}{when}执法检查计划"),
+            "重点检查危险化学品、工贸企业有限空间作业和粉尘涉爆场所。",
+            target,
+            false,
+            visits,
+            &at("plan.create", at_ms),
+        )
+        .await?;
+    let plan = plans.get(&Scope::All, &id).await?;
+    plans
+        .submit(&plan, &at("plan.submit", at_ms + HOUR_MS))
+        .await?;
+    let plan = plans.get(&Scope::All, &id).await?;
+    plans
+        .approve(&plan, &at("plan.approve", at_ms + DAY_MS))
+        .await?;
+    Ok(id)
+}
+
+/// Annual and quarterly plans with targets, and a published monthly plan per district and month
+/// whose visits the planned inspections then execute.
+async fn seed_plans(
+    db: &Db,
+    work: &[(String, Vec<String>, Vec<String>)],
+    visits: &[(i64, usize, bool)],
+    now_ms: i64,
+    rng: &mut StdRng,
+    out: &mut Seeded,
+) -> anyhow::Result<PlanVisits> {
+    let mut months = vec![Period::month_of(now_ms - 365 * DAY_MS)];
+    while let Some(m) = months.last().filter(|m| m.end_ms <= now_ms) {
+        months.push(Period::month_of(m.end_ms));
+    }
+    let mut longer: Vec<Period> = Vec::new();
+    for m in &months {
+        let q = format!(
+            "{}-Q{}",
+            m.year,
+            (m.label[5..].parse::<u32>().unwrap_or(1) - 1) / 3 + 1
+        );
+        for p in [Period::parse(&m.year.to_string()), Period::parse(&q)]
+            .into_iter()
+            .flatten()
+        {
+            if !longer.contains(&p) {
+                longer.push(p);
+            }
+        }
+    }
+    let mut todo = PlanVisits::new();
+    for (d, (unit, ents, _)) in work.iter().enumerate() {
+        for p in &longer {
+            let share = if p.kind == "year" { 1.0 } else { 0.25 };
+            let target = (ents.len() as f64 * 1.5 * 0.7 * share).round() as i64;
+            publish_plan(db, unit, p, target, &[], p.start_ms - 20 * DAY_MS).await?;
+            out.plans += 1;
+        }
+        for m in &months {
+            let n = visits
+                .iter()
+                .filter(|(t, dd, _)| *dd == d && *t >= m.start_ms && *t < m.end_ms)
+                .count();
+            let k = (n * 3 / 4 + 1).min(ents.len());
+            let chosen: Vec<ProposedVisit> = ents
+                .choose_multiple(rng, k)
+                .map(|e| ProposedVisit {
+                    enterprise_id: e.clone(),
+                    reason: if rng.gen_bool(0.3) {
+                        "key_unit"
+                    } else {
+                        "grade"
+                    }
+                    .into(),
+                    hazard_id: None,
+                    note: "按分类分级监管频次安排".into(),
+                })
+                .collect();
+            let id = publish_plan(
+                db,
+                unit,
+                m,
+                chosen.len() as i64,
+                &chosen,
+                m.start_ms - 7 * DAY_MS,
+            )
+            .await?;
+            out.plans += 1;
+            let mut vs: Vec<(String, String)> = db
+                .plans()
+                .visits(&id)
+                .await?
+                .into_iter()
+                .map(|v| (v.id, v.enterprise_id))
+                .collect();
+            vs.shuffle(rng);
+            todo.insert((d, m.label.clone()), vs);
+        }
+    }
+    Ok(todo)
+}
+
+/// The next month's plan of the first district, proposed from the data (a draft to review).
+async fn seed_proposal(
+    db: &Db,
+    work: &[(String, Vec<String>, Vec<String>)],
+    now_ms: i64,
+) -> anyhow::Result<usize> {
+    let Some((unit, _, _)) = work.first() else {
+        return Ok(0);
+    };
+    let next = Period::month_of(Period::month_of(now_ms).end_ms);
+    let visits = db.plans().propose(unit, &next, 30).await?;
+    let unit_name = db.org_units().get(unit).await?.name;
+    db.plans()
+        .create(
+            unit,
+            &next,
+            &format!(
+                "{unit_name}{}年{}月执法检查计划",
+                next.year,
+                next.label[5..].trim_start_matches('0')
+            ),
+            "系统根据数据生成的建议，待内部审核。",
+            visits.len() as i64,
+            true,
+            &visits,
+            &at("plan.propose", now_ms - HOUR_MS),
+        )
+        .await?;
+    Ok(1)
+}
+
 async fn seed_work_orders(
     db: &Db,
     org: &DemoOrg,

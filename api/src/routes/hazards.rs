@@ -255,6 +255,10 @@ pub struct Workbench {
     pub filings_pending: Vec<OverCapFiling>,
     /// Closed cases whose electronic case file is still missing 30 days after closing.
     pub cases_missing_file: Vec<CaseSummary>,
+    /// Visits of the current published plans not started yet.
+    pub planned_visits_open: Vec<shouhu_storage::plans::PlanVisit>,
+    /// Plans awaiting the caller's review.
+    pub plans_awaiting_review: Vec<shouhu_storage::plans::Plan>,
 }
 
 /// The caller's workbench ("my tasks, due this week").
@@ -326,7 +330,27 @@ async fn workbench(State(state): State<AppState>, caller: Caller) -> ApiResult<J
     {
         cases_missing_file.push(cases.get(scope, &id).await?.summary);
     }
+    let planned_visits_open = state.db.plans().open_visits(scope, now, 50).await?;
+    let plans_awaiting_review = if grants(&caller.account.role, Perm::PlanApprove) {
+        state
+            .db
+            .plans()
+            .list(
+                scope,
+                &shouhu_storage::plans::PlanFilter {
+                    status: Some("review".into()),
+                    ..Default::default()
+                },
+                page,
+            )
+            .await?
+            .items
+    } else {
+        Vec::new()
+    };
     Ok(Json(Workbench {
+        planned_visits_open,
+        plans_awaiting_review,
         cases_missing_file,
         hazard_counts,
         hazards_due,

@@ -11,7 +11,7 @@ use shouhu_storage::inspections::{
     Inspection, InspectionFilter, InspectionInput, ItemResult, OverCapFiling, ResultInput, KINDS,
     RESULTS,
 };
-use shouhu_storage::PageRequest;
+use shouhu_storage::{PageRequest, StorageError};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -254,6 +254,47 @@ async fn create(
             Ok(_) => {}
             Err(shouhu_storage::StorageError::NotFound(_)) => {
                 p.add("officer_ids", format!("no such officer in your scope: {o}"))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    // The planned visit this inspection executes: named, or found for a planned inspection.
+    let mut input = input;
+    if input.kind == "planned" && input.plan_visit_id.is_none() {
+        let unit = &caller.account.org_unit_id;
+        input.plan_visit_id = state
+            .db
+            .plans()
+            .open_visit_for(unit, &input.enterprise_id, started)
+            .await?;
+    } else if let Some(v) = &input.plan_visit_id {
+        match state.db.plans().visit(v).await {
+            Ok(visit) => {
+                let plan = state.db.plans().get(&caller.scope, &visit.plan_id).await;
+                if plan.is_err() {
+                    p.add("plan_visit_id", "no such planned visit in your scope");
+                } else if plan.is_ok_and(|pl| pl.status != "published") {
+                    p.add("plan_visit_id", "the visit's plan is not published");
+                } else if visit.enterprise_id != input.enterprise_id {
+                    p.add(
+                        "plan_visit_id",
+                        "the visit is planned for another enterprise",
+                    );
+                } else if visit.inspection_id.is_some() {
+                    p.add(
+                        "plan_visit_id",
+                        "another inspection already executed this visit",
+                    );
+                }
+                if input.kind != "planned" {
+                    p.add(
+                        "kind",
+                        "an inspection executing a planned visit is of kind planned",
+                    );
+                }
+            }
+            Err(StorageError::NotFound(_)) => {
+                p.add("plan_visit_id", "no such planned visit in your scope")
             }
             Err(e) => return Err(e.into()),
         }

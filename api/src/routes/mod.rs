@@ -16,6 +16,7 @@ pub mod inspections;
 pub mod items;
 pub mod officers;
 pub mod org_units;
+pub mod plans;
 pub mod recorders;
 pub mod reference;
 pub mod streams;
@@ -100,6 +101,7 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(enforcement::router())
         .merge(crate::documents::router())
         .merge(work_orders::router())
+        .merge(plans::router())
         .merge(case_files::router())
         .layer(json_limit);
     let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())

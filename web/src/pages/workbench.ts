@@ -130,6 +130,34 @@ export async function renderWorkbench(outlet: HTMLElement): Promise<void> {
     ],
   });
 
+  const visits = wb.planned_visits_open ?? [];
+  const plannedTable = dataTable({
+    testid: 'wb-planned',
+    rowTestid: 'wb-planned-row',
+    rowId: (x) => x.id,
+    rows: visits,
+    onRowClick: (x) => navigate(`/plans/${encodeURIComponent(x.plan_id)}`),
+    empty: '本期计划检查均已开始',
+    columns: [
+      { title: '企业', className: 'ellipsis wide', render: (x) => x.enterprise_name },
+      { title: '检查编码', className: 'mono', width: '190px', render: (x) => x.inspection_code ?? '—' },
+      { title: '说明', className: 'ellipsis wide', tooltip: (x) => x.note, render: (x) => x.note || '—' },
+    ],
+  });
+  const reviews = wb.plans_awaiting_review ?? [];
+  const reviewTable = dataTable({
+    testid: 'wb-plan-reviews',
+    rowTestid: 'wb-plan-review-row',
+    rowId: (x) => x.id,
+    rows: reviews,
+    onRowClick: (x) => navigate(`/plans/${encodeURIComponent(x.id)}`),
+    empty: '没有待审核的计划',
+    columns: [
+      { title: '计划', className: 'ellipsis wide', render: (x) => x.title },
+      { title: '单位', className: 'ellipsis', render: (x) => x.unit_name },
+      { title: '期间', width: '90px', render: (x) => x.period },
+    ],
+  });
   mount(
     outlet,
     pageHeader(
@@ -146,6 +174,8 @@ export async function renderWorkbench(outlet: HTMLElement): Promise<void> {
     ),
     section('本周待办隐患（整改到期或待复查）', 'wb-hazards-section', hazards, wb.hazards_due.length),
     section('进行中的检查', 'wb-inspections-section', inspections, wb.inspections_in_progress.length),
+    section('本期计划检查（未开始）', 'wb-planned-section', plannedTable, visits.length),
+    can('plan.approve') && reviews.length ? section('待我审核的执法计划', 'wb-plan-reviews-section', reviewTable, reviews.length) : null,
     can('case.approve') ? section('待我审批的案件', 'wb-approvals-section', caseTable(wb.cases_awaiting_approval, 'wb-approvals', '没有待审批的案件'), wb.cases_awaiting_approval.length) : null,
     section('办理中的案件', 'wb-cases-section', caseTable(wb.open_cases, 'wb-cases', '没有办理中的案件'), wb.open_cases.length),
     can('filing.acknowledge') ? section('待确认的超限检查报备', 'wb-filings-section', filings, wb.filings_pending.length) : null,

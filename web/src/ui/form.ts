@@ -12,6 +12,7 @@ export type FieldType =
   | 'textarea'
   | 'checkbox'
   | 'date'
+  | 'month'
   | 'datetime-local'
   | 'tel';
 
@@ -127,7 +128,8 @@ export class Form {
     } else {
       const input = h('input', { ...common, type, step: f.step });
       input.value = f.value === null || f.value === undefined ? '' : String(f.value);
-      if (f.suggestions && f.suggestions.length) {
+      // An empty list too: pages fill it as the user types (search-as-you-type pickers).
+      if (f.suggestions) {
         const listId = `${id}-list`;
         input.setAttribute('list', listId);
         datalist = h('datalist', { id: listId });
