@@ -64,9 +64,13 @@ pub struct EnforcementBenchArgs {
     /// Concurrent users.
     #[arg(long, default_value_t = 70)]
     pub clients: usize,
-    /// Seconds of load.
+    /// Seconds of load (per phase).
     #[arg(long, default_value_t = 60)]
     pub duration: u64,
+    /// Think time of a user between requests, ms, in the first phase (office users click every
+    /// second or so); a second phase runs without think time (saturation).
+    #[arg(long, default_value_t = 1000)]
+    pub think_ms: u64,
 }
 
 const PASSWORD: &str = "Bench@2026x";
@@ -312,143 +316,150 @@ pub async fn run(mut cfg: Config, args: EnforcementBenchArgs) -> anyhow::Result<
     }
     let pools = Arc::new(pools);
     let items = Arc::new(items);
-    let deadline = Instant::now() + Duration::from_secs(args.duration);
-    let mut tasks = Vec::new();
-    for (c, (d, token)) in client_district.into_iter().enumerate() {
-        let pools = pools.clone();
-        let items = items.clone();
-        let client = client.clone();
-        let base = base.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut rng = StdRng::seed_from_u64(1000 + c as u64);
-            let mut lat: HashMap<Op, Vec<Duration>> = HashMap::new();
-            let mut errors: HashMap<Op, u64> = HashMap::new();
-            let pool = &pools[d];
-            while Instant::now() < deadline {
-                let op = Op::pick(rng.gen_range(0..100));
-                let auth = format!("Bearer {token}");
-                let (method, path, body): (reqwest::Method, String, Option<serde_json::Value>) = match op {
-                    Op::HazardsDue => (reqwest::Method::GET, "/api/v1/hazards?status=rectifying,rectified&action_within_days=7".into(), None),
-                    Op::InspectionDetail => {
-                        let (id, _) = pool.inspections.choose(&mut rng).expect("inspections");
-                        (reqwest::Method::GET, format!("/api/v1/inspections/{id}"), None)
+    for think_ms in [args.think_ms, 0] {
+        let think = Duration::from_millis(think_ms);
+        let deadline = Instant::now() + Duration::from_secs(args.duration);
+        let mut tasks = Vec::new();
+        for (c, (d, token)) in client_district.iter().cloned().enumerate() {
+            let pools = pools.clone();
+            let items = items.clone();
+            let client = client.clone();
+            let base = base.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut rng = StdRng::seed_from_u64(1000 + c as u64);
+                let mut lat: HashMap<Op, Vec<Duration>> = HashMap::new();
+                let mut errors: HashMap<Op, u64> = HashMap::new();
+                let pool = &pools[d];
+                while Instant::now() < deadline {
+                    let op = Op::pick(rng.gen_range(0..100));
+                    let auth = format!("Bearer {token}");
+                    let (method, path, body): (reqwest::Method, String, Option<serde_json::Value>) = match op {
+                        Op::HazardsDue => (reqwest::Method::GET, "/api/v1/hazards?status=rectifying,rectified&action_within_days=7".into(), None),
+                        Op::InspectionDetail => {
+                            let (id, _) = pool.inspections.choose(&mut rng).expect("inspections");
+                            (reqwest::Method::GET, format!("/api/v1/inspections/{id}"), None)
+                        }
+                        Op::HazardDetail => (reqwest::Method::GET, format!("/api/v1/hazards/{}", pool.hazards.choose(&mut rng).expect("hazards")), None),
+                        Op::EnterpriseInspections => (
+                            reqwest::Method::GET,
+                            format!("/api/v1/inspections?enterprise_id={}", pool.enterprises.choose(&mut rng).expect("enterprises")),
+                            None,
+                        ),
+                        Op::CodeLookup => {
+                            let (_, code) = pool.inspections.choose(&mut rng).expect("inspections");
+                            (reqwest::Method::GET, format!("/api/v1/inspections?q={code}"), None)
+                        }
+                        Op::CaseDetail => match pool.cases.choose(&mut rng) {
+                            Some(id) => (reqwest::Method::GET, format!("/api/v1/cases/{id}"), None),
+                            None => continue,
+                        },
+                        Op::StartInspection => {
+                            let offs: Vec<&String> = pool.officers.choose_multiple(&mut rng, 2).collect();
+                            (
+                                reqwest::Method::POST,
+                                "/api/v1/inspections".into(),
+                                Some(serde_json::json!({"enterprise_id": pool.enterprises.choose(&mut rng).expect("e"), "kind": "complaint",
+                                    "officer_ids": offs, "over_cap_reason": "群众投诉举报，需现场核查"})),
+                            )
+                        }
+                        Op::RecordResults => {
+                            let Some(id) = pool.in_progress.lock().await.last().cloned() else { continue };
+                            let picked: Vec<&String> = items.choose_multiple(&mut rng, 3).collect();
+                            (
+                                reqwest::Method::PUT,
+                                format!("/api/v1/inspections/{id}/results"),
+                                Some(serde_json::json!({"results": picked.iter().map(|i| serde_json::json!({"item_id": i, "result": "pass"})).collect::<Vec<_>>()})),
+                            )
+                        }
+                        Op::Reinspect => {
+                            let Some(id) = pool.open_hazards.lock().await.pop() else { continue };
+                            (
+                                reqwest::Method::POST,
+                                format!("/api/v1/hazards/{id}/reinspection"),
+                                Some(serde_json::json!({"result": "passed", "note": "经复查，整改到位。"})),
+                            )
+                        }
+                    };
+                    let mut req = client.request(method, format!("{base}{path}")).header("authorization", auth);
+                    if let Some(b) = &body {
+                        req = req.json(b);
                     }
-                    Op::HazardDetail => (reqwest::Method::GET, format!("/api/v1/hazards/{}", pool.hazards.choose(&mut rng).expect("hazards")), None),
-                    Op::EnterpriseInspections => (
-                        reqwest::Method::GET,
-                        format!("/api/v1/inspections?enterprise_id={}", pool.enterprises.choose(&mut rng).expect("enterprises")),
-                        None,
-                    ),
-                    Op::CodeLookup => {
-                        let (_, code) = pool.inspections.choose(&mut rng).expect("inspections");
-                        (reqwest::Method::GET, format!("/api/v1/inspections?q={code}"), None)
+                    let t = Instant::now();
+                    let resp = req.send().await;
+                    let (ok, json) = match resp {
+                        Ok(r) => {
+                            let ok = r.status().is_success();
+                            (ok, r.json::<serde_json::Value>().await.ok())
+                        }
+                        Err(_) => (false, None),
+                    };
+                    let el = t.elapsed();
+                    lat.entry(op).or_default().push(el);
+                    if think > Duration::ZERO {
+                        tokio::time::sleep(think).await;
                     }
-                    Op::CaseDetail => match pool.cases.choose(&mut rng) {
-                        Some(id) => (reqwest::Method::GET, format!("/api/v1/cases/{id}"), None),
-                        None => continue,
-                    },
-                    Op::StartInspection => {
-                        let offs: Vec<&String> = pool.officers.choose_multiple(&mut rng, 2).collect();
-                        (
-                            reqwest::Method::POST,
-                            "/api/v1/inspections".into(),
-                            Some(serde_json::json!({"enterprise_id": pool.enterprises.choose(&mut rng).expect("e"), "kind": "complaint",
-                                "officer_ids": offs, "over_cap_reason": "群众投诉举报，需现场核查"})),
-                        )
+                    if !ok {
+                        *errors.entry(op).or_default() += 1;
+                    } else if op == Op::StartInspection {
+                        if let Some(id) = json.as_ref().and_then(|j| j["id"].as_str()) {
+                            pool.in_progress.lock().await.push(id.to_string());
+                        }
                     }
-                    Op::RecordResults => {
-                        let Some(id) = pool.in_progress.lock().await.last().cloned() else { continue };
-                        let picked: Vec<&String> = items.choose_multiple(&mut rng, 3).collect();
-                        (
-                            reqwest::Method::PUT,
-                            format!("/api/v1/inspections/{id}/results"),
-                            Some(serde_json::json!({"results": picked.iter().map(|i| serde_json::json!({"item_id": i, "result": "pass"})).collect::<Vec<_>>()})),
-                        )
-                    }
-                    Op::Reinspect => {
-                        let Some(id) = pool.open_hazards.lock().await.pop() else { continue };
-                        (
-                            reqwest::Method::POST,
-                            format!("/api/v1/hazards/{id}/reinspection"),
-                            Some(serde_json::json!({"result": "passed", "note": "经复查，整改到位。"})),
-                        )
-                    }
-                };
-                let mut req = client.request(method, format!("{base}{path}")).header("authorization", auth);
-                if let Some(b) = &body {
-                    req = req.json(b);
                 }
-                let t = Instant::now();
-                let resp = req.send().await;
-                let (ok, json) = match resp {
-                    Ok(r) => {
-                        let ok = r.status().is_success();
-                        (ok, r.json::<serde_json::Value>().await.ok())
-                    }
-                    Err(_) => (false, None),
-                };
-                let el = t.elapsed();
-                lat.entry(op).or_default().push(el);
-                if !ok {
-                    *errors.entry(op).or_default() += 1;
-                } else if op == Op::StartInspection {
-                    if let Some(id) = json.as_ref().and_then(|j| j["id"].as_str()) {
-                        pool.in_progress.lock().await.push(id.to_string());
-                    }
-                }
+                (lat, errors)
+            }));
+        }
+        let mut lat: HashMap<Op, Vec<Duration>> = HashMap::new();
+        let mut errors: HashMap<Op, u64> = HashMap::new();
+        for t in tasks {
+            let (l, e) = t.await?;
+            for (k, v) in l {
+                lat.entry(k).or_default().extend(v);
             }
-            (lat, errors)
-        }));
-    }
-    let mut lat: HashMap<Op, Vec<Duration>> = HashMap::new();
-    let mut errors: HashMap<Op, u64> = HashMap::new();
-    for t in tasks {
-        let (l, e) = t.await?;
-        for (k, v) in l {
-            lat.entry(k).or_default().extend(v);
+            for (k, v) in e {
+                *errors.entry(k).or_default() += v;
+            }
         }
-        for (k, v) in e {
-            *errors.entry(k).or_default() += v;
+        let engine = db.engine();
+        let mut ops: Vec<Op> = lat.keys().copied().collect();
+        ops.sort();
+        let (mut reads, mut writes) = (Vec::new(), Vec::new());
+        let (mut read_err, mut write_err) = (0, 0);
+        for op in ops {
+            let mut v = lat.remove(&op).unwrap_or_default();
+            v.sort();
+            let e = errors.get(&op).copied().unwrap_or(0);
+            println!(
+                "| {engine:?} | {} | {} | {:.1} | {:.1} | {e} |",
+                op.label(),
+                v.len(),
+                ms(pct(&v, 0.50)),
+                ms(pct(&v, 0.99))
+            );
+            if op.write() {
+                writes.extend(v);
+                write_err += e;
+            } else {
+                reads.extend(v);
+                read_err += e;
+            }
         }
-    }
-    let engine = db.engine();
-    let mut ops: Vec<Op> = lat.keys().copied().collect();
-    ops.sort();
-    let (mut reads, mut writes) = (Vec::new(), Vec::new());
-    let (mut read_err, mut write_err) = (0, 0);
-    for op in ops {
-        let mut v = lat.remove(&op).unwrap_or_default();
-        v.sort();
-        let e = errors.get(&op).copied().unwrap_or(0);
-        println!(
-            "| {engine:?} | {} | {} | {:.1} | {:.1} | {e} |",
-            op.label(),
-            v.len(),
-            ms(pct(&v, 0.50)),
-            ms(pct(&v, 0.99))
-        );
-        if op.write() {
-            writes.extend(v);
-            write_err += e;
-        } else {
-            reads.extend(v);
-            read_err += e;
+        for (label, mut v, e) in [
+            ("all reads", reads, read_err),
+            ("all writes", writes, write_err),
+        ] {
+            v.sort();
+            println!(
+                "| {engine:?} | **{label}**, {} users, think {} ms, {} s ({:.0} req/s) | {} | {:.1} | {:.1} | {e} |",
+                args.clients,
+                think.as_millis(),
+                args.duration,
+                v.len() as f64 / args.duration as f64,
+                v.len(),
+                ms(pct(&v, 0.50)),
+                ms(pct(&v, 0.99))
+            );
         }
-    }
-    for (label, mut v, e) in [
-        ("all reads", reads, read_err),
-        ("all writes", writes, write_err),
-    ] {
-        v.sort();
-        println!(
-            "| {engine:?} | **{label}**, {} users, {} s ({:.0} req/s) | {} | {:.1} | {:.1} | {e} |",
-            args.clients,
-            args.duration,
-            v.len() as f64 / args.duration as f64,
-            v.len(),
-            ms(pct(&v, 0.50)),
-            ms(pct(&v, 0.99))
-        );
     }
     let _ = stop_tx.send(());
     let _ = server.await;

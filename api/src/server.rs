@@ -90,6 +90,7 @@ pub async fn build_state_with_db(
         shouhu_media::whip::Whip::new(webrtc).map_err(|e| anyhow::anyhow!("WebRTC: {e}"))?,
     );
     Ok(AppState {
+        batches: Default::default(),
         whep,
         whip,
         streams,
@@ -352,6 +353,26 @@ async fn metrics_page(
     )
 }
 
+/// One run of the scheduled work-order reminders; returns how many recipients were reminded.
+pub async fn remind_work_orders(state: &AppState) -> anyhow::Result<u64> {
+    const DAY_MS: i64 = 86_400_000;
+    let actor = shouhu_storage::audit::Actor {
+        account_id: None,
+        username: Some("system".into()),
+        ip: None,
+    };
+    let audit = shouhu_storage::audit::AuditEntry::new(&actor, "work_order.remind", state.now());
+    let n = state
+        .db
+        .work_orders()
+        .auto_remind(DAY_MS, DAY_MS, &audit)
+        .await?;
+    if n > 0 {
+        tracing::info!(reminded = n, "scheduled work-order reminders");
+    }
+    Ok(n)
+}
+
 /// Serve until `shutdown` resolves, then drain for up to 10 s.
 pub async fn serve(
     mut state: AppState,
@@ -376,6 +397,24 @@ pub async fn serve(
         tokio::spawn(async move {
             if let Err(e) = axum::serve(ml, app).with_graceful_shutdown(wait(rx)).await {
                 tracing::error!(error = %e, "metrics listener failed");
+            }
+        });
+    }
+    // Scheduled work-order reminders: hourly, recipients that have not replied to an order due
+    // within a day (or overdue) are reminded, at most once a day each.
+    {
+        let st = state.clone();
+        let mut rx = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = rx.wait_for(|v| *v) => break,
+                }
+                if let Err(e) = remind_work_orders(&st).await {
+                    tracing::warn!(error = %e, "scheduled work-order reminders failed");
+                }
             }
         });
     }

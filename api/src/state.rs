@@ -40,6 +40,8 @@ pub struct AppState {
     pub whep: Arc<shouhu_media::whep::Whep>,
     /// WHIP ingest (phone apps publishing a channel).
     pub whip: Arc<shouhu_media::whip::Whip>,
+    /// Document batches being rendered or ready for download.
+    pub batches: Arc<crate::documents::batch::Batches>,
 }
 
 impl AppState {

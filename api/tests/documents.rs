@@ -241,4 +241,140 @@ async fn documents_open_in_independent_readers() {
     )
     .await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
+
+    // A batch: the record of the completed inspection plus an id that is not one; the progress
+    // is polled until the archive is ready, which holds the same stored bytes and SHA256SUMS.
+    let (st, b) = s
+        .send(
+            Method::POST,
+            &head,
+            "/api/v1/document-batches",
+            json!({"kind": "inspection_records", "ids": [id, "no-such-inspection"]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{b}");
+    let batch = b["id"].as_str().unwrap().to_string();
+    assert_eq!(b["total"], 2);
+    let mut status = b;
+    for _ in 0..400 {
+        if status["finished"] == true {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        status = s
+            .get(&head, &format!("/api/v1/document-batches/{batch}"))
+            .await
+            .1;
+    }
+    assert_eq!(status["finished"], true, "{status}");
+    assert_eq!(status["done"], 2);
+    assert_eq!(status["failed"][0]["id"], "no-such-inspection", "{status}");
+    let (st, _) = s
+        .get(&xh, &format!("/api/v1/document-batches/{batch}"))
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "a batch is its owner's");
+    let (st, h, zip) = download(
+        &s,
+        &head,
+        &format!("/api/v1/document-batches/{batch}/archive"),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(h["content-type"], "application/zip");
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("b.zip");
+    std::fs::write(&f, &zip).unwrap();
+    let script = "import sys, zipfile, hashlib\n\
+        z = zipfile.ZipFile(sys.argv[1])\n\
+        assert z.testzip() is None\n\
+        sums = z.read('SHA256SUMS').decode().splitlines()\n\
+        assert len(sums) == 1, sums\n\
+        for line in sums:\n\
+        \x20   digest, name = line.split('  ', 1)\n\
+        \x20   assert hashlib.sha256(z.read(name)).hexdigest() == digest, name\n\
+        \x20   print(digest, name)\n";
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python3: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = String::from_utf8(out.stdout).unwrap();
+    let (_, _, record_pdf) = download(&s, &head, &format!("/api/v1/inspections/{id}/record")).await;
+    assert!(
+        listed.starts_with(&hex::encode(sha2::Sha256::digest(&record_pdf))),
+        "{listed}"
+    );
+    assert!(listed.contains(&record_no), "{listed}");
+    let (st, b) = s
+        .send(
+            Method::POST,
+            &head,
+            "/api/v1/document-batches",
+            json!({"kind": "everything", "ids": []}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert_eq!(b["errors"].as_array().unwrap().len(), 2, "{b}");
+
+    // Photos of checked items: uploaded as attachments, listed on the result, served only for
+    // the inspection that lists them, to its units.
+    let png: Vec<u8> = [&b"\x89PNG\r\n\x1a\n"[..], &[7u8; 64][..]].concat();
+    let r = reqwest::Client::new()
+        .post(s.url("/api/v1/attachments"))
+        .bearer_auth(&head)
+        .header("content-type", "application/octet-stream")
+        .body(png.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let key = r.json::<serde_json::Value>().await.unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (st, second) = s
+        .send(
+            Method::POST,
+            &head,
+            "/api/v1/inspections",
+            json!({"enterprise_id": steel, "kind": "complaint", "officer_ids": officers}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{second}");
+    let id2 = second["id"].as_str().unwrap().to_string();
+    let (st, b) = s
+        .send(
+            Method::PUT,
+            &head,
+            &format!("/api/v1/inspections/{id2}/results"),
+            json!({"results": [{"item_id": item, "result": "pass", "photo_keys": [key]}]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    let photo = format!(
+        "/api/v1/inspections/{id2}/photo?key={}",
+        common::urlencode(&key)
+    );
+    let (st, h, got) = download(&s, &head, &photo).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(h["content-type"], "image/png");
+    assert_eq!(got, png);
+    let (st, _, _) = download(&s, &xh, &photo).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, _, _) = download(
+        &s,
+        &head,
+        &format!(
+            "/api/v1/inspections/{id}/photo?key={}",
+            common::urlencode(&key)
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "not listed on that inspection");
 }

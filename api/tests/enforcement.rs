@@ -1420,3 +1420,91 @@ on_both!(
         assert!(s.audit("plan.").await.len() >= 8);
     }
 );
+
+on_both!(work_orders_scheduled_reminders, |s: Server| async move {
+    let corps = s.login("admin").await;
+    let hp = s.login("hp_head").await;
+    let mk = |days: i64| {
+        json!({"title": "关于报送安全生产月活动总结的通知", "body": "请按期报送。",
+               "deadline": date_in(&s, days), "recipient_unit_ids": [s.huangpu.id, s.xuhui.id]})
+    };
+    // Due tomorrow (end of that day, Shanghai) and due in ten days.
+    let (st, soon) = s
+        .send(Method::POST, &corps, "/api/v1/work-orders", mk(0))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{soon}");
+    let (st, later) = s
+        .send(Method::POST, &corps, "/api/v1/work-orders", mk(10))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{later}");
+    let soon = soon["id"].as_str().unwrap().to_string();
+    let later = later["id"].as_str().unwrap().to_string();
+
+    // The order due within a day: both recipients; the other one not yet.
+    assert_eq!(
+        shouhu_api::server::remind_work_orders(&s.state)
+            .await
+            .unwrap(),
+        2
+    );
+    // Within the same day nobody is reminded twice.
+    assert_eq!(
+        shouhu_api::server::remind_work_orders(&s.state)
+            .await
+            .unwrap(),
+        0
+    );
+    let (_, b) = s.get(&hp, &format!("/api/v1/work-orders/{soon}")).await;
+    assert!(
+        b["recipients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["reminders"] == 1),
+        "{b}"
+    );
+    let (_, b) = s.get(&hp, &format!("/api/v1/work-orders/{later}")).await;
+    assert!(
+        b["recipients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["reminders"] == 0),
+        "{b}"
+    );
+
+    // Huangpu answers; a day later only Xuhui, now overdue, is reminded again.
+    for (path, body) in [("receive", json!({})), ("reply", json!({"text": "已报送"}))] {
+        let (st, b) = s
+            .send(
+                Method::POST,
+                &hp,
+                &format!("/api/v1/work-orders/{soon}/{path}"),
+                body,
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{path}: {b}");
+    }
+    s.clock.advance(DAY_MS + 1);
+    assert_eq!(
+        shouhu_api::server::remind_work_orders(&s.state)
+            .await
+            .unwrap(),
+        1
+    );
+    // A day later the sessions have ended (idle timeout): log in again.
+    let corps = s.login("admin").await;
+    let (st, b) = s.get(&corps, &format!("/api/v1/work-orders/{soon}")).await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    assert_eq!(b["overdue"], true);
+    for r in b["recipients"].as_array().unwrap() {
+        let want = if r["unit_id"] == s.xuhui.id.as_str() {
+            2
+        } else {
+            1
+        };
+        assert_eq!(r["reminders"], want, "{b}");
+    }
+    let rows = s.audit("work_order.remind").await;
+    assert_eq!(rows.len(), 2, "one audit row per order and run");
+});

@@ -340,7 +340,8 @@ impl CaseFileRepo<'_> {
         limit: i64,
     ) -> StorageResult<Vec<String>> {
         let mut b = SqlBuilder::default();
-        let cond = crate::enforcement::unit_condition("c", scope, &mut b);
+        let cond =
+            crate::enforcement::unit_condition("c", &self.db.scope_units(scope).await?, &mut b);
         let cutoff = b.i(now_ms - grace_days * DAY_MS);
         let lim = b.i(limit);
         let sql = format!(

@@ -157,12 +157,17 @@ pub fn doc_type(code: &str) -> Option<&'static DocType> {
 }
 
 /// The SQL condition bounding rows of alias `alias` (with an `org_unit_id` column) to a scope.
-pub(crate) fn unit_condition(alias: &str, scope: &Scope, b: &mut SqlBuilder) -> String {
-    match scope {
-        Scope::All => "1 = 1".to_string(),
-        Scope::Subtree(root) => {
-            let r = b.s(root.clone());
-            format!("{alias}.org_unit_id IN (SELECT descendant_id FROM org_unit_closure WHERE ancestor_id = {r})")
+pub(crate) fn unit_condition(
+    alias: &str,
+    units: &Option<std::sync::Arc<Vec<String>>>,
+    b: &mut SqlBuilder,
+) -> String {
+    match units {
+        None => "1 = 1".to_string(),
+        Some(ids) if ids.is_empty() => "1 = 0".to_string(),
+        Some(ids) => {
+            let ph: Vec<String> = ids.iter().map(|u| b.s(u.clone())).collect();
+            format!("{alias}.org_unit_id IN ({})", ph.join(", "))
         }
     }
 }

@@ -196,11 +196,14 @@ impl Db {
     }
 }
 
+// The joins compare with `h.… || ''`: the expression keeps the planners from driving the query
+// from `enterprises` through `hazards_enterprise` (SQLite scanned every enterprise and two
+// million hazards for a district's open ones); hazards come first through `hazards_org_due`.
 const SELECT: &str = "SELECT h.id, h.inspection_id, i.code AS inspection_code, h.enterprise_id, e.name AS enterprise_name, h.org_unit_id, \
      h.item_id, it.title AS item_title, h.level, h.description, h.status, h.order_number, h.found_at_ms, h.rectification_deadline_ms, \
      h.reinspection_due_ms, h.rectification_note, h.rectification_evidence, h.rectified_at_ms, h.reinspection_result, h.reinspection_note, \
      h.reinspection_number, h.reinspected_by, h.reinspected_at_ms, h.closed_at_ms, h.created_at_ms, h.updated_at_ms, h.version \
-     FROM hazards h JOIN inspections i ON i.id = h.inspection_id JOIN enterprises e ON e.id = h.enterprise_id \
+     FROM hazards h JOIN inspections i ON i.id = h.inspection_id || '' JOIN enterprises e ON e.id = h.enterprise_id || '' \
      LEFT JOIN inspection_items it ON it.id = h.item_id";
 
 /// Parse a `YYYY-MM-DD` deadline into the end of that Shanghai day.
@@ -214,7 +217,7 @@ impl HazardRepo<'_> {
     /// One hazard visible in `scope`.
     pub async fn get(&self, scope: &Scope, id: &str) -> StorageResult<Hazard> {
         let mut b = SqlBuilder::default();
-        let cond = unit_condition("h", scope, &mut b);
+        let cond = unit_condition("h", &self.db.scope_units(scope).await?, &mut b);
         let idp = b.s(id);
         let sql = format!("{SELECT} WHERE h.id = {idp} AND {cond}");
         with_pool!(self.db, p => bind_args!(sqlx::query_as::<_, Hazard>(&sql), b.args).fetch_optional(p).await?)
@@ -229,7 +232,11 @@ impl HazardRepo<'_> {
         page: PageRequest,
     ) -> StorageResult<Page<Hazard>> {
         let mut b = SqlBuilder::default();
-        let mut conds = vec![unit_condition("h", scope, &mut b)];
+        let mut conds = vec![unit_condition(
+            "h",
+            &self.db.scope_units(scope).await?,
+            &mut b,
+        )];
         if let Some(q) = f.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
             let a = b.s(crate::search::like_pattern(q));
             conds.push(format!(
@@ -257,7 +264,7 @@ impl HazardRepo<'_> {
         }
         let wh = conds.join(" AND ");
         let count_sql = format!(
-            "SELECT COUNT(*) FROM hazards h JOIN enterprises e ON e.id = h.enterprise_id WHERE {wh}"
+            "SELECT COUNT(*) FROM hazards h JOIN enterprises e ON e.id = h.enterprise_id || '' WHERE {wh}"
         );
         let n = b.args.len();
         let lim = b.i(page.page_size);
@@ -444,7 +451,7 @@ impl HazardRepo<'_> {
     /// Counts by state in `scope` (for the workbench and statistics).
     pub async fn counts(&self, scope: &Scope, now_ms: i64) -> StorageResult<HazardCounts> {
         let mut b = SqlBuilder::default();
-        let cond = unit_condition("h", scope, &mut b);
+        let cond = unit_condition("h", &self.db.scope_units(scope).await?, &mut b);
         let nowp = b.i(now_ms);
         let sql = format!(
             "SELECT COUNT(*), \

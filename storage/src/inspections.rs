@@ -263,7 +263,7 @@ const SELECT: &str = "SELECT i.id, i.code, i.org_unit_id, i.enterprise_id, e.nam
      i.started_at_ms, i.completed_at_ms, i.record_number, i.summary, i.cancel_reason, i.over_cap, \
      (SELECT COUNT(*) FROM hazards h WHERE h.inspection_id = i.id) AS hazard_count, \
      i.created_at_ms, i.updated_at_ms, i.version \
-     FROM inspections i JOIN enterprises e ON e.id = i.enterprise_id";
+     FROM inspections i JOIN enterprises e ON e.id = i.enterprise_id || ''";
 
 const FILING_SELECT: &str = "SELECT f.id, f.inspection_id, i.code AS inspection_code, f.enterprise_id, e.name AS enterprise_name, \
      f.supervising_unit_id, f.reason, f.visits_before, f.yearly_cap, f.status, f.filed_by, f.filed_at_ms, f.acknowledged_by, f.acknowledged_at_ms \
@@ -321,7 +321,7 @@ impl InspectionRepo<'_> {
     /// One inspection visible in `scope`.
     pub async fn get(&self, scope: &Scope, id: &str) -> StorageResult<Inspection> {
         let mut b = SqlBuilder::default();
-        let cond = unit_condition("i", scope, &mut b);
+        let cond = unit_condition("i", &self.db.scope_units(scope).await?, &mut b);
         let idp = b.s(id);
         let sql = format!("{SELECT} WHERE i.id = {idp} AND {cond}");
         let row: Option<Row> = with_pool!(self.db, p => bind_args!(sqlx::query_as(&sql), b.args).fetch_optional(p).await?);
@@ -337,7 +337,11 @@ impl InspectionRepo<'_> {
         page: PageRequest,
     ) -> StorageResult<Page<Inspection>> {
         let mut b = SqlBuilder::default();
-        let mut conds = vec![unit_condition("i", scope, &mut b)];
+        let mut conds = vec![unit_condition(
+            "i",
+            &self.db.scope_units(scope).await?,
+            &mut b,
+        )];
         if let Some(q) = f.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
             let upper = q.to_ascii_uppercase();
             if upper.starts_with("JC")
@@ -345,7 +349,7 @@ impl InspectionRepo<'_> {
                 && upper[2..].bytes().all(|c| c.is_ascii_digit())
             {
                 // An inspection code: exact (the unique index), or a prefix of one.
-                if upper.len() >= 20 {
+                if upper.len() >= 18 {
                     conds.push(format!("i.code = {}", b.s(upper)));
                 } else {
                     conds.push(format!("i.code LIKE {}", b.s(format!("{upper}%"))));
@@ -378,7 +382,7 @@ impl InspectionRepo<'_> {
         }
         let wh = conds.join(" AND ");
         let count_sql = format!(
-            "SELECT COUNT(*) FROM inspections i JOIN enterprises e ON e.id = i.enterprise_id WHERE {wh}"
+            "SELECT COUNT(*) FROM inspections i JOIN enterprises e ON e.id = i.enterprise_id || '' WHERE {wh}"
         );
         let lim = b.i(page.page_size);
         let off = b.i(page.offset());

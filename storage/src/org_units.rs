@@ -180,6 +180,7 @@ impl OrgUnitRepo<'_> {
             tx.commit().await?;
         });
         self.db.org_names.clear();
+        self.db.subtrees.clear();
         Ok(unit)
     }
 
@@ -209,6 +210,7 @@ impl OrgUnitRepo<'_> {
             tx.commit().await?;
         });
         self.db.org_names.clear();
+        self.db.subtrees.clear();
         self.get(id).await
     }
 

@@ -414,7 +414,7 @@ impl PlanRepo<'_> {
     /// One plan visible to `scope` (its unit's subtree, or everything for the corps).
     pub async fn get(&self, scope: &Scope, id: &str) -> StorageResult<Plan> {
         let mut b = SqlBuilder::default();
-        let cond = unit_condition("p", scope, &mut b);
+        let cond = unit_condition("p", &self.db.scope_units(scope).await?, &mut b);
         let idp = b.s(id);
         let sql = format!("SELECT {COLS} FROM plans p WHERE p.id = {idp} AND {cond}");
         let p: Option<Plan> = with_pool!(self.db, pool => bind_args!(sqlx::query_as(&sql), b.args).fetch_optional(pool).await?);
@@ -442,7 +442,7 @@ impl PlanRepo<'_> {
         limit: i64,
     ) -> StorageResult<Vec<PlanVisit>> {
         let mut b = SqlBuilder::default();
-        let cond = unit_condition("p", scope, &mut b);
+        let cond = unit_condition("p", &self.db.scope_units(scope).await?, &mut b);
         let at = b.i(at_ms);
         let at2 = b.i(at_ms);
         let lim = b.i(limit);
@@ -505,7 +505,11 @@ impl PlanRepo<'_> {
         page: PageRequest,
     ) -> StorageResult<Page<Plan>> {
         let mut b = SqlBuilder::default();
-        let mut conds = vec![unit_condition("p", scope, &mut b)];
+        let mut conds = vec![unit_condition(
+            "p",
+            &self.db.scope_units(scope).await?,
+            &mut b,
+        )];
         if let Some(v) = &f.period_kind {
             conds.push(format!("p.period_kind = {}", b.s(v.clone())));
         }
@@ -561,7 +565,7 @@ impl PlanRepo<'_> {
 
         // 1. Hazards due for re-inspection.
         let mut b = SqlBuilder::default();
-        let cond = unit_condition("h", &scope, &mut b);
+        let cond = unit_condition("h", &self.db.scope_units(&scope).await?, &mut b);
         let end = b.i(month.end_ms);
         let sql = format!(
             "SELECT h.enterprise_id, h.id, h.order_number, h.reinspection_due_ms FROM hazards h \
@@ -954,7 +958,7 @@ impl PlanRepo<'_> {
         let mut rows: BTreeMap<String, RollupRow> = BTreeMap::new();
 
         let mut b = SqlBuilder::default();
-        let cond = unit_condition("p", scope, &mut b);
+        let cond = unit_condition("p", &self.db.scope_units(scope).await?, &mut b);
         let s = b.i(period.start_ms);
         let e = b.i(period.end_ms);
         let sql = format!(
@@ -983,7 +987,7 @@ impl PlanRepo<'_> {
         }
         // Visits and the hazards their inspections found.
         let mut b = SqlBuilder::default();
-        let cond = unit_condition("p", scope, &mut b);
+        let cond = unit_condition("p", &self.db.scope_units(scope).await?, &mut b);
         let s = b.i(period.start_ms);
         let e = b.i(period.end_ms);
         let sql = format!(
@@ -1024,7 +1028,7 @@ impl PlanRepo<'_> {
         }
         // Inspections of the period that no plan covers, by the brigade that made them.
         let mut b = SqlBuilder::default();
-        let cond = unit_condition("i", scope, &mut b);
+        let cond = unit_condition("i", &self.db.scope_units(scope).await?, &mut b);
         let s = b.i(period.start_ms);
         let e = b.i(period.end_ms);
         let sql = format!(

@@ -451,6 +451,41 @@ impl WorkOrderRepo<'_> {
         Ok(n)
     }
 
+    /// The scheduled reminder: every recipient that has not replied to an open order due within
+    /// `ahead_ms` (or overdue) and was not reminded in the last `every_ms` is reminded (counted,
+    /// timestamped, one audit row per order). Returns how many recipients were reminded.
+    pub async fn auto_remind(
+        &self,
+        ahead_ms: i64,
+        every_ms: i64,
+        audit: &AuditEntry,
+    ) -> StorageResult<u64> {
+        let now = audit.at_ms;
+        let pending = "status IN ('dispatched','received','returned') AND (reminded_at_ms IS NULL OR reminded_at_ms < $2)";
+        let sql_orders = format!(
+            "SELECT DISTINCT r.order_id FROM work_order_recipients r JOIN work_orders w ON w.id = r.order_id \
+             WHERE w.status = 'open' AND w.deadline_ms < $1 AND r.{pending} ORDER BY r.order_id"
+        );
+        let sql_update = format!(
+            "UPDATE work_order_recipients SET reminded_at_ms = $3, reminders = reminders + 1 WHERE order_id = $1 AND {pending}"
+        );
+        let mut total = 0;
+        with_pool!(self.db, p => {
+            let mut tx = p.begin().await?;
+            let orders: Vec<String> = sqlx::query_scalar(&sql_orders)
+                .bind(now + ahead_ms).bind(now - every_ms).fetch_all(&mut *tx).await?;
+            for o in orders {
+                let n = sqlx::query(&sql_update).bind(&o).bind(now - every_ms).bind(now)
+                    .execute(&mut *tx).await?.rows_affected();
+                let a = audit.clone().target("work_order", &o).details(serde_json::json!({"reminded": n, "scheduled": true}));
+                insert_audit!(&mut *tx, &a)?;
+                total += n;
+            }
+            tx.commit().await?;
+        });
+        Ok(total)
+    }
+
     /// Close the order: every recipient accepted, or `force` with a note.
     pub async fn close(
         &self,

@@ -7,6 +7,7 @@
 //! be checked against the digest. Drafts of case documents render with "（草稿）" and are not
 //! stored.
 
+pub mod batch;
 pub mod docx;
 pub mod pdf;
 
@@ -113,7 +114,7 @@ pub enum Format {
 }
 
 impl Format {
-    fn ext(self) -> &'static str {
+    pub(crate) fn ext(self) -> &'static str {
         match self {
             Format::Pdf => "pdf",
             Format::Docx => "docx",
@@ -169,6 +170,21 @@ async fn serve(
     final_doc: bool,
     issued_at_ms: i64,
 ) -> ApiResult<Response> {
+    let (filename, bytes, sha, sm3) =
+        obtain(state, caller, doc, format, final_doc, issued_at_ms).await?;
+    respond(filename, format, bytes, sha, sm3)
+}
+
+/// The bytes of a document (the stored rendering of a final one, rendered and stored the first
+/// time; a fresh rendering of a draft) with its file name and digests. Audited as a download.
+pub(crate) async fn obtain(
+    state: &AppState,
+    caller: &Caller,
+    doc: Document,
+    format: Format,
+    final_doc: bool,
+    issued_at_ms: i64,
+) -> ApiResult<(String, Vec<u8>, String, String)> {
     let filename = format!("{}-{}.{}", doc.title, doc.number, format.ext());
     let number = doc.number.clone();
     let (bytes, sha, sm3) = if final_doc {
@@ -218,6 +234,16 @@ async fn serve(
                 ),
         )
         .await?;
+    Ok((filename, bytes, sha, sm3))
+}
+
+fn respond(
+    filename: String,
+    format: Format,
+    bytes: Vec<u8>,
+    sha: String,
+    sm3: String,
+) -> ApiResult<Response> {
     let mut h = HeaderMap::new();
     h.insert(
         header::CONTENT_TYPE,
@@ -281,6 +307,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(rectification_order))
         .routes(routes!(reinspection_opinion))
         .routes(routes!(case_document))
+        .merge(batch::router())
 }
 
 const KIND_NAMES: &[(&str, &str)] = shouhu_storage::inspections::KINDS;
@@ -295,7 +322,25 @@ async fn inspection_record(
     ApiQuery(q): ApiQuery<FormatQuery>,
 ) -> ApiResult<Response> {
     caller.require(Perm::EnforcementRead)?;
-    let i = state.db.inspections().get(&caller.scope, &id).await?;
+    let (doc, at) = inspection_record_doc(&state, &caller.scope, &id).await?;
+    serve(
+        &state,
+        &caller,
+        doc,
+        q.format.unwrap_or(Format::Pdf),
+        true,
+        at,
+    )
+    .await
+}
+
+/// The 现场检查记录 of a completed inspection visible in `scope`, with its issue time.
+pub(crate) async fn inspection_record_doc(
+    state: &AppState,
+    scope: &Scope,
+    id: &str,
+) -> ApiResult<(Document, i64)> {
+    let i = state.db.inspections().get(scope, id).await?;
     let Some(number) = i.record_number.clone() else {
         return Err(shouhu_storage::StorageError::wrong_state(
             "inspection",
@@ -309,14 +354,14 @@ async fn inspection_record(
         .enterprises()
         .get(&Scope::All, &i.enterprise_id)
         .await?;
-    let results = state.db.inspections().results(&id).await?;
+    let results = state.db.inspections().results(id).await?;
     let hazards = state
         .db
         .hazards()
         .list(
             &Scope::All,
             &shouhu_storage::hazards::HazardFilter {
-                inspection_id: Some(id.clone()),
+                inspection_id: Some(id.to_string()),
                 ..Default::default()
             },
             shouhu_storage::PageRequest::new(None, Some(500)),
@@ -372,7 +417,7 @@ async fn inspection_record(
         .map(|(_, n)| *n)
         .unwrap_or("");
     let doc = Document {
-        issuer: issuer_of(&state, &i.org_unit_id).await?,
+        issuer: issuer_of(state, &i.org_unit_id).await?,
         title: "现场检查记录".into(),
         number,
         blocks: vec![
@@ -410,15 +455,8 @@ async fn inspection_record(
         ],
         date: chinese_date(i.completed_at_ms.unwrap_or(i.started_at_ms)),
     };
-    serve(
-        &state,
-        &caller,
-        doc,
-        q.format.unwrap_or(Format::Pdf),
-        true,
-        i.completed_at_ms.unwrap_or(i.started_at_ms),
-    )
-    .await
+    let at = i.completed_at_ms.unwrap_or(i.started_at_ms);
+    Ok((doc, at))
 }
 
 /// 责令限期整改指令书 (D11) of a hazard.
@@ -431,9 +469,27 @@ async fn rectification_order(
     ApiQuery(q): ApiQuery<FormatQuery>,
 ) -> ApiResult<Response> {
     caller.require(Perm::EnforcementRead)?;
-    let h = state.db.hazards().get(&caller.scope, &id).await?;
+    let (doc, at) = rectification_order_doc(&state, &caller.scope, &id).await?;
+    serve(
+        &state,
+        &caller,
+        doc,
+        q.format.unwrap_or(Format::Pdf),
+        true,
+        at,
+    )
+    .await
+}
+
+/// The 责令限期整改指令书 of a hazard visible in `scope`, with its issue time.
+pub(crate) async fn rectification_order_doc(
+    state: &AppState,
+    scope: &Scope,
+    id: &str,
+) -> ApiResult<(Document, i64)> {
+    let h = state.db.hazards().get(scope, id).await?;
     let doc = Document {
-        issuer: issuer_of(&state, &h.org_unit_id).await?,
+        issuer: issuer_of(state, &h.org_unit_id).await?,
         title: "责令限期整改指令书".into(),
         number: h.order_number.clone(),
         blocks: vec![
@@ -448,15 +504,7 @@ async fn rectification_order(
         ],
         date: chinese_date(h.found_at_ms),
     };
-    serve(
-        &state,
-        &caller,
-        doc,
-        q.format.unwrap_or(Format::Pdf),
-        true,
-        h.found_at_ms,
-    )
-    .await
+    Ok((doc, h.found_at_ms))
 }
 
 /// 整改复查意见书 (D12) of a re-inspected hazard.

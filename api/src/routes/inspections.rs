@@ -28,6 +28,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list, create))
         .routes(routes!(get_one))
         .routes(routes!(set_results))
+        .routes(routes!(photo))
         .routes(routes!(add_hazard))
         .routes(routes!(complete))
         .routes(routes!(cancel))
@@ -545,4 +546,56 @@ async fn acknowledge(
             )
             .await?,
     ))
+}
+
+/// Which photo.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PhotoQuery {
+    /// The photo's attachment key, as listed in the item result's `photo_keys`.
+    pub key: String,
+}
+
+/// A photo of an item result of a visible inspection (JPEG or PNG).
+#[utoipa::path(get, path = "/inspections/{id}/photo", tag = "enforcement", params(("id" = String, Path), PhotoQuery),
+    responses((status = 200, description = "the image"), (status = 404, body = ErrorBody)))]
+async fn photo(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<PhotoQuery>,
+) -> ApiResult<axum::response::Response> {
+    use axum::http::{header, HeaderValue};
+    use axum::response::IntoResponse;
+    caller.require(Perm::EnforcementRead)?;
+    state.db.inspections().get(&caller.scope, &id).await?;
+    let listed = state
+        .db
+        .inspections()
+        .results(&id)
+        .await?
+        .iter()
+        .any(|r| r.photo_keys.contains(&q.key));
+    if !listed {
+        return Err(ApiError::not_found("photo"));
+    }
+    let bytes = state.blobs.get(&q.key).await?;
+    let ct = if q.key.ends_with(".png") {
+        "image/png"
+    } else if q.key.ends_with(".pdf") {
+        "application/pdf"
+    } else {
+        "image/jpeg"
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(ct)),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("private, max-age=3600"),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
 }

@@ -5,6 +5,7 @@ import { ApiError, get, post } from '../api';
 import { h, mount, select } from '../dom';
 import { HAZARD_LEVEL, HAZARD_STATUS, fmtDate, fmtDateTime, label, shanghaiDatePlus } from '../format';
 import { pageHeader, setTitle } from '../layout';
+import { batchPrint } from '../ui/batch';
 import { navigate, type RouteContext } from '../router';
 import { can } from '../session';
 import type { Hazard, Page } from '../types';
@@ -61,7 +62,18 @@ export async function renderHazardList(outlet: HTMLElement, ctx: RouteContext): 
   });
   for (const s of [status, level, due]) s.addEventListener('change', apply);
   const listBox = h('div', { class: 'list-box' });
-  mount(outlet, pageHeader('隐患整改'), bar, listBox);
+  let shown: Hazard[] = [];
+  const printAll = h('button', {
+    type: 'button',
+    class: 'btn',
+    testid: 'hazard-batch-print',
+    title: '本页列出的隐患的责令限期整改指令书，打包下载',
+    onclick: () => {
+      if (!shown.length) return toast('本页没有隐患', 'error');
+      void batchPrint('rectification_orders', shown.map((x) => x.id));
+    },
+  }, '批量打印整改指令书（本页）');
+  mount(outlet, pageHeader('隐患整改', printAll), bar, listBox);
 
   async function load(): Promise<void> {
     writeState(state, DEFAULTS);
@@ -75,6 +87,7 @@ export async function renderHazardList(outlet: HTMLElement, ctx: RouteContext): 
       return;
     }
     const pg = r.value!;
+    shown = pg.items;
     mount(
       listBox,
       dataTable<Hazard>({

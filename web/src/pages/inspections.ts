@@ -1,10 +1,11 @@
 // 现场检查 — list, start (with the inspect-once over-cap filing), and one inspection: the item
 // checklist, hazards found with their rectification orders, completion or cancellation.
 
-import { ApiError, get, post, put } from '../api';
+import { ApiError, api, get, post, put } from '../api';
 import { h, mount, select } from '../dom';
 import { HAZARD_LEVEL, INSPECTION_KIND, INSPECTION_STATUS, ITEM_RESULT, fmtDate, fmtDateTime, label, shanghaiDatePlus } from '../format';
 import { pageHeader, setTitle } from '../layout';
+import { batchPrint } from '../ui/batch';
 import { navigate, type RouteContext } from '../router';
 import { can } from '../session';
 import type { Enterprise, Hazard, InspectionDetail, Inspection, InspectionItem, Officer, Page } from '../types';
@@ -53,9 +54,24 @@ export async function renderInspectionList(outlet: HTMLElement, ctx: RouteContex
   });
   for (const s of [status, kind, from, to]) s.addEventListener('change', apply);
   const listBox = h('div', { class: 'list-box' });
+  let shown: Inspection[] = [];
   mount(
     outlet,
-    pageHeader('现场检查', can('inspection.write') ? h('a', { class: 'btn primary', href: '#/inspections/new', testid: 'inspection-new' }, '开始检查') : null),
+    pageHeader(
+      '现场检查',
+      h('button', {
+        type: 'button',
+        class: 'btn',
+        testid: 'inspection-batch-print',
+        title: '本页已完成检查的现场检查记录，打包下载',
+        onclick: () => {
+          const done = shown.filter((x) => x.status === 'completed');
+          if (!done.length) return toast('本页没有已完成的检查', 'error');
+          void batchPrint('inspection_records', done.map((x) => x.id));
+        },
+      }, '批量打印检查记录（本页）'),
+      can('inspection.write') ? h('a', { class: 'btn primary', href: '#/inspections/new', testid: 'inspection-new' }, '开始检查') : null,
+    ),
     bar,
     listBox,
   );
@@ -78,6 +94,7 @@ export async function renderInspectionList(outlet: HTMLElement, ctx: RouteContex
       return;
     }
     const pg = r.value!;
+    shown = pg.items;
     mount(
       listBox,
       dataTable<Inspection>({
@@ -239,11 +256,38 @@ export async function renderInspectionDetail(outlet: HTMLElement, ctx: RouteCont
         cur?.result ?? '',
       );
       const note = h('input', { type: 'text', value: cur?.note ?? '', maxlength: 1000, placeholder: '备注', testid: 'item-note' });
-      return { it, sel, note };
+      // Photos: uploaded at once (JPEG/PNG), their keys saved with the result.
+      const keys: string[] = [...(cur?.photo_keys ?? [])];
+      const count = h('span', { class: 'photo-count', testid: 'item-photo-count' });
+      const showCount = () => {
+        count.textContent = keys.length ? `${keys.length} 张` : '';
+      };
+      showCount();
+      const file = h('input', { type: 'file', accept: 'image/jpeg,image/png', multiple: true, capture: 'environment', testid: 'item-photo', class: 'photo-input', 'aria-label': `${it.code} 现场照片` });
+      file.addEventListener('change', async () => {
+        const files = Array.from(file.files ?? []);
+        for (const [n, f] of files.entries()) {
+          if (keys.length >= 20) {
+            toast('每个检查事项最多 20 张照片', 'error');
+            break;
+          }
+          count.textContent = `上传中 ${n + 1}/${files.length}…`;
+          try {
+            const a = await api<{ key: string }>('/attachments', { method: 'POST', body: f, contentType: 'application/octet-stream' });
+            keys.push(a.key);
+          } catch (e) {
+            toast(`照片“${f.name}”上传失败：${errMsg(e)}`, 'error', 6000);
+          }
+        }
+        file.value = '';
+        showCount();
+      });
+      const photo = h('label', { class: 'btn small photo-btn' }, '拍照/上传', file);
+      return { it, sel, note, keys, cell: h('span', { class: 'row-actions' }, photo, count) };
     });
     const save = h('button', { type: 'button', class: 'btn primary', testid: 'results-save' }, '保存检查结果');
     save.addEventListener('click', async () => {
-      const results = rows.filter((r) => r.sel.value).map((r) => ({ item_id: r.it.id, result: r.sel.value, note: r.note.value.trim() }));
+      const results = rows.filter((r) => r.sel.value).map((r) => ({ item_id: r.it.id, result: r.sel.value, note: r.note.value.trim(), photo_keys: r.keys }));
       if (!results.length) {
         toast('请至少检查一项', 'error');
         return;
@@ -268,8 +312,8 @@ export async function renderInspectionDetail(outlet: HTMLElement, ctx: RouteCont
         h(
           'table',
           { class: 'data-table', testid: 'checklist' },
-          h('thead', null, h('tr', null, h('th', { style: { width: '90px' } }, '编号'), h('th', null, '检查事项'), h('th', { style: { width: '120px' } }, '结果'), h('th', null, '备注'))),
-          h('tbody', null, rows.map((r) => h('tr', { testid: 'checklist-row' }, h('td', { class: 'mono' }, r.it.code), h('td', null, r.it.title), h('td', null, r.sel), h('td', null, r.note)))),
+          h('thead', null, h('tr', null, h('th', { style: { width: '90px' } }, '编号'), h('th', null, '检查事项'), h('th', { style: { width: '120px' } }, '结果'), h('th', null, '备注'), h('th', { style: { width: '170px' } }, '现场照片'))),
+          h('tbody', null, rows.map((r) => h('tr', { testid: 'checklist-row' }, h('td', { class: 'mono' }, r.it.code), h('td', null, r.it.title), h('td', null, r.sel), h('td', null, r.note), h('td', null, r.cell)))),
         ),
       ),
       h('div', { class: 'form-actions' }, save),
@@ -284,6 +328,14 @@ export async function renderInspectionDetail(outlet: HTMLElement, ctx: RouteCont
         { title: '检查事项', className: 'wide', render: (r) => r.item_title },
         { title: '结果', width: '100px', render: (r) => badge(label(ITEM_RESULT, r.result), r.result === 'hazard' ? 'bad' : r.result === 'pass' ? 'ok' : 'muted') },
         { title: '备注', render: (r) => r.note || '—' },
+        {
+          title: '现场照片',
+          width: '150px',
+          render: (r) =>
+            r.photo_keys.length
+              ? h('span', { class: 'row-actions', testid: 'result-photos' }, r.photo_keys.map((k, n) => h('a', { href: `/api/v1/inspections/${encodeURIComponent(x.id)}/photo?key=${encodeURIComponent(k)}`, target: '_blank', rel: 'noopener' }, `照片${n + 1}`)))
+              : '—',
+        },
       ],
     });
   }

@@ -1,0 +1,322 @@
+//! Document batches (`/api/v1/document-batches`): many final documents — the 现场检查记录 of
+//! inspections, the 责令限期整改指令书 of hazards — rendered in the background into one ZIP for
+//! printing, with progress the page polls. Each document goes through the same path as a single
+//! download (stored once with its digests, audited); the ZIP adds a `SHA256SUMS` listing.
+//! A batch belongs to the account that started it and is kept for an hour after it finishes.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::Format;
+use crate::auth::roles::Perm;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::ApiJson;
+use crate::routes::inspections::Problems;
+use crate::state::AppState;
+
+/// How long a finished batch is kept.
+const KEEP_MS: i64 = 3_600_000;
+/// At most this many documents per batch.
+const MAX_DOCS: usize = 500;
+
+/// A failed document of a batch.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BatchError {
+    /// The inspection or hazard.
+    pub id: String,
+    /// Why.
+    pub message: String,
+}
+
+/// A batch's progress.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BatchStatus {
+    /// Id.
+    pub id: String,
+    /// `inspection_records` or `rectification_orders`.
+    pub kind: String,
+    /// `pdf` or `docx`.
+    pub format: String,
+    /// Documents asked for.
+    pub total: usize,
+    /// Documents handled so far (rendered or failed).
+    pub done: usize,
+    /// Documents that could not be produced.
+    pub failed: Vec<BatchError>,
+    /// Whether the archive is ready.
+    pub finished: bool,
+    /// Archive size, bytes, once finished.
+    pub size: Option<usize>,
+}
+
+struct Batch {
+    owner: String,
+    status: BatchStatus,
+    archive: Option<Arc<Vec<u8>>>,
+    finished_at_ms: Option<i64>,
+}
+
+/// The batches of this node.
+#[derive(Default)]
+pub struct Batches {
+    inner: Mutex<HashMap<String, Batch>>,
+}
+
+impl std::fmt::Debug for Batches {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batches").finish_non_exhaustive()
+    }
+}
+
+impl Batches {
+    fn with<R>(&self, f: impl FnOnce(&mut HashMap<String, Batch>) -> R) -> R {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut g)
+    }
+
+    /// Forget batches finished more than an hour ago.
+    fn expire(&self, now_ms: i64) {
+        self.with(|m| m.retain(|_, b| b.finished_at_ms.is_none_or(|t| now_ms - t < KEEP_MS)));
+    }
+}
+
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(start))
+        .routes(routes!(status))
+        .routes(routes!(archive))
+}
+
+/// A batch to start.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// `inspection_records` (completed inspections) or `rectification_orders` (hazards).
+    pub kind: String,
+    /// The inspections or hazards (1–500, in the caller's scope).
+    pub ids: Vec<String>,
+    /// `pdf` (default) or `docx`.
+    #[serde(default)]
+    pub format: Option<Format>,
+}
+
+/// Start rendering a batch of documents into one ZIP; poll `GET /document-batches/{id}`.
+#[utoipa::path(post, path = "/document-batches", tag = "enforcement", request_body = BatchRequest,
+    responses((status = 202, body = BatchStatus), (status = 422, body = ErrorBody)))]
+async fn start(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<BatchRequest>,
+) -> ApiResult<(StatusCode, Json<BatchStatus>)> {
+    caller.require(Perm::EnforcementRead)?;
+    let mut p = Problems::default();
+    if !["inspection_records", "rectification_orders"].contains(&req.kind.as_str()) {
+        p.add("kind", "must be inspection_records or rectification_orders");
+    }
+    if req.ids.is_empty() || req.ids.len() > MAX_DOCS {
+        p.add("ids", format!("1 to {MAX_DOCS} ids"));
+    }
+    let mut ids = req.ids.clone();
+    ids.sort();
+    ids.dedup();
+    if ids.len() != req.ids.len() {
+        p.add("ids", "an id is listed twice");
+    }
+    p.finish()?;
+    let format = req.format.unwrap_or(Format::Pdf);
+    state.batches.expire(state.now());
+    let id = shouhu_storage::new_id();
+    let st = BatchStatus {
+        id: id.clone(),
+        kind: req.kind.clone(),
+        format: format.ext().into(),
+        total: req.ids.len(),
+        done: 0,
+        failed: Vec::new(),
+        finished: false,
+        size: None,
+    };
+    state.batches.with(|m| {
+        m.insert(
+            id.clone(),
+            Batch {
+                owner: caller.account.id.clone(),
+                status: st.clone(),
+                archive: None,
+                finished_at_ms: None,
+            },
+        )
+    });
+    state
+        .db
+        .audit()
+        .record(
+            &caller
+                .audit("document.batch", state.now())
+                .target("document_batch", &id)
+                .details(
+                    serde_json::json!({"kind": req.kind, "format": format.ext(), "ids": req.ids}),
+                ),
+        )
+        .await?;
+    let bg = state.clone();
+    tokio::spawn(async move {
+        run(bg, caller, id, req.kind, req.ids, format).await;
+    });
+    Ok((StatusCode::ACCEPTED, Json(st)))
+}
+
+async fn run(
+    state: AppState,
+    caller: Caller,
+    id: String,
+    kind: String,
+    ids: Vec<String>,
+    format: Format,
+) {
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let mut sums = String::new();
+    let mut names: HashMap<String, usize> = HashMap::new();
+    for doc_id in &ids {
+        let r = async {
+            let (doc, at) = if kind == "inspection_records" {
+                super::inspection_record_doc(&state, &caller.scope, doc_id).await?
+            } else {
+                super::rectification_order_doc(&state, &caller.scope, doc_id).await?
+            };
+            super::obtain(&state, &caller, doc, format, true, at).await
+        }
+        .await;
+        let failure = match r {
+            Ok((filename, bytes, sha, _)) => {
+                // Two documents cannot share a name inside the archive.
+                let n = names.entry(filename.clone()).or_insert(0);
+                *n += 1;
+                let name = if *n == 1 {
+                    filename
+                } else {
+                    format!("{n}-{filename}")
+                };
+                sums.push_str(&format!("{sha}  {name}\n"));
+                zip.start_file(name.as_str(), opts)
+                    .and_then(|_| zip.write_all(&bytes).map_err(Into::into))
+                    .err()
+                    .map(|e| e.to_string())
+            }
+            Err(e) => Some(e.message),
+        };
+        state.batches.with(|m| {
+            if let Some(b) = m.get_mut(&id) {
+                b.status.done += 1;
+                if let Some(message) = failure {
+                    b.status.failed.push(BatchError {
+                        id: doc_id.clone(),
+                        message,
+                    });
+                }
+            }
+        });
+    }
+    let archive = zip
+        .start_file("SHA256SUMS", opts)
+        .and_then(|_| zip.write_all(sums.as_bytes()).map_err(Into::into))
+        .and_then(|_| zip.finish())
+        .map(|c| c.into_inner());
+    let now = state.now();
+    state.batches.with(|m| {
+        if let Some(b) = m.get_mut(&id) {
+            match archive {
+                Ok(bytes) => {
+                    b.status.size = Some(bytes.len());
+                    b.archive = Some(Arc::new(bytes));
+                }
+                Err(e) => b.status.failed.push(BatchError {
+                    id: String::new(),
+                    message: format!("archive: {e}"),
+                }),
+            }
+            b.status.finished = true;
+            b.finished_at_ms = Some(now);
+        }
+    });
+}
+
+fn mine(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> ApiResult<(BatchStatus, Option<Arc<Vec<u8>>>)> {
+    state
+        .batches
+        .with(|m| {
+            m.get(id)
+                .filter(|b| b.owner == caller.account.id)
+                .map(|b| (b.status.clone(), b.archive.clone()))
+        })
+        .ok_or_else(|| ApiError::not_found("document batch"))
+}
+
+/// A batch's progress.
+#[utoipa::path(get, path = "/document-batches/{id}", tag = "enforcement", params(("id" = String, Path)),
+    responses((status = 200, body = BatchStatus), (status = 404, body = ErrorBody)))]
+async fn status(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<BatchStatus>> {
+    caller.require(Perm::EnforcementRead)?;
+    Ok(Json(mine(&state, &caller, &id)?.0))
+}
+
+/// The finished batch as a ZIP (the documents and `SHA256SUMS`).
+#[utoipa::path(get, path = "/document-batches/{id}/archive", tag = "enforcement", params(("id" = String, Path)),
+    responses((status = 200, description = "application/zip"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn archive(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    caller.require(Perm::EnforcementRead)?;
+    let (st, bytes) = mine(&state, &caller, &id)?;
+    let Some(bytes) = bytes else {
+        return Err(shouhu_storage::StorageError::wrong_state(
+            "document batch",
+            if st.finished { "failed" } else { "running" },
+            "the archive is not ready",
+        )
+        .into());
+    };
+    let name = if st.kind == "inspection_records" {
+        "inspection-records"
+    } else {
+        "rectification-orders"
+    };
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/zip"),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_str(&format!("attachment; filename=\"{name}.zip\""))
+                    .map_err(ApiError::internal)?,
+            ),
+        ],
+        bytes.as_ref().clone(),
+    )
+        .into_response())
+}
