@@ -127,6 +127,9 @@ impl Db {
                 // default is 2 MiB): the indexes of a city's year of work stay in memory instead
                 // of being re-read and re-written through the OS on every random insert.
                 .pragma("cache_size", "-131072")
+                // Read pages through a memory map: a connection whose cache another connection's
+                // write invalidated re-reads from the map instead of copying through `pread`.
+                .pragma("mmap_size", "8589934592")
                 // Each embedded connection keeps its prepared statements (and page cache) in our
                 // process: a modest cache, and connections a burst opened are closed once idle.
                 .statement_cache_capacity(32);
