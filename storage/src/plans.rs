@@ -110,6 +110,21 @@ impl Period {
         Period::parse(&format!("{}-{:02}", d.year(), d.month())).expect("a valid month")
     }
 
+    /// The standard title of `unit_name`'s plan for this period
+    /// (`黄浦区大队2026年12月执法检查计划`).
+    pub fn plan_title(&self, unit_name: &str) -> String {
+        let when = match self.kind {
+            "month" => format!(
+                "{}年{}月",
+                self.year,
+                self.label[5..].trim_start_matches('0')
+            ),
+            "quarter" => format!("{}年第{}季度", self.year, &self.label[6..]),
+            _ => format!("{}年度", self.year),
+        };
+        format!("{unit_name}{when}执法检查计划")
+    }
+
     /// Whether `other` lies within this period.
     pub fn contains(&self, other: &Period) -> bool {
         other.start_ms >= self.start_ms && other.end_ms <= self.end_ms

@@ -476,21 +476,12 @@ async fn publish_plan(
     at_ms: i64,
 ) -> anyhow::Result<String> {
     let unit_name = db.org_units().get(unit).await?.name;
-    let when = match period.kind {
-        "month" => format!(
-            "{}年{}月",
-            period.year,
-            period.label[5..].trim_start_matches('0')
-        ),
-        "quarter" => format!("{}年第{}季度", period.year, &period.label[6..]),
-        _ => format!("{}年度", period.year),
-    };
     let plans = db.plans();
     let id = plans
         .create(
             unit,
             period,
-            &format!("{unit_name}{when}执法检查计划"),
+            &period.plan_title(&unit_name),
             "重点检查危险化学品、工贸企业有限空间作业和粉尘涉爆场所。",
             target,
             false,
@@ -607,11 +598,7 @@ async fn seed_proposal(
         .create(
             unit,
             &next,
-            &format!(
-                "{unit_name}{}年{}月执法检查计划",
-                next.year,
-                next.label[5..].trim_start_matches('0')
-            ),
+            &next.plan_title(&unit_name),
             "系统根据数据生成的建议，待内部审核。",
             visits.len() as i64,
             true,

@@ -144,16 +144,7 @@ async fn planning_unit(
 }
 
 fn default_title(unit: &str, period: &Period) -> String {
-    let when = match period.kind {
-        "month" => format!(
-            "{}年{}月",
-            period.year,
-            period.label[5..].trim_start_matches('0')
-        ),
-        "quarter" => format!("{}年第{}季度", period.year, &period.label[6..]),
-        _ => format!("{}年度", period.year),
-    };
-    format!("{unit}{when}执法检查计划")
+    period.plan_title(unit)
 }
 
 fn check_plan_text(p: &mut Problems, title: &str, notes: &str, target: i64) {
