@@ -532,9 +532,14 @@ async fn seed_plans(
     }
     let mut todo = PlanVisits::new();
     for (d, (unit, ents, _)) in work.iter().enumerate() {
+        if ents.is_empty() {
+            // A brigade without enterprises in the demo has nothing to plan.
+            continue;
+        }
         for p in &longer {
             let share = if p.kind == "year" { 1.0 } else { 0.25 };
-            let target = (ents.len() as f64 * 1.5 * 0.7 * share).round() as i64;
+            // A small demo (a handful of firms per district) still plans at least one visit.
+            let target = ((ents.len() as f64 * 1.5 * 0.7 * share).round() as i64).max(1);
             publish_plan(db, unit, p, target, &[], p.start_ms - 20 * DAY_MS).await?;
             out.plans += 1;
         }
