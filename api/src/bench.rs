@@ -285,12 +285,17 @@ pub(crate) async fn fresh_pg(url: &str) -> anyhow::Result<String> {
         .await?;
     admin.execute_raw("CREATE DATABASE shouhu_bench").await?;
     admin.close().await;
+    Ok(bench_pg_url(url))
+}
+
+/// The URL of the `shouhu_bench` database on the server of `url`.
+pub(crate) fn bench_pg_url(url: &str) -> String {
     let base = url.split('?').next().unwrap_or(url);
     let cut = base
         .rfind('/')
         .filter(|i| *i > base.find("://").map(|j| j + 2).unwrap_or(0))
         .unwrap_or(base.len());
-    Ok(format!("{}/shouhu_bench", &base[..cut]))
+    format!("{}/shouhu_bench", &base[..cut])
 }
 
 struct WrkResult {

@@ -71,6 +71,12 @@ pub struct EnforcementBenchArgs {
     /// second or so); a second phase runs without think time (saturation).
     #[arg(long, default_value_t = 1000)]
     pub think_ms: u64,
+    /// Keep the seeded database for later runs: the data directory (and the SQLite file) goes
+    /// here, and a run whose directory holds a database seeded with the same sizes (the
+    /// PostgreSQL database `shouhu_bench`, for `--engine postgres`) skips seeding and samples
+    /// the workload's ids from it. Without it the database is made afresh and removed.
+    #[arg(long)]
+    pub keep: Option<std::path::PathBuf>,
 }
 
 const PASSWORD: &str = "Bench@2026x";
@@ -139,8 +145,25 @@ struct Pool {
 
 /// Run the benchmark.
 pub async fn run(mut cfg: Config, args: EnforcementBenchArgs) -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!("shouhu-bench-enf-{}", std::process::id()));
+    let dir = args.keep.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("shouhu-bench-enf-{}", std::process::id()))
+    });
     std::fs::create_dir_all(&dir)?;
+    let marker_path = dir.join("seeded.txt");
+    let marker = format!(
+        "{} {} {} {} {}\n",
+        args.engine, args.enterprises, args.inspections, args.hazards, args.cases
+    );
+    let reuse =
+        args.keep.is_some() && std::fs::read_to_string(&marker_path).is_ok_and(|m| m == marker);
+    if !reuse {
+        let _ = std::fs::remove_file(&marker_path);
+        if args.engine == "sqlite" {
+            for f in ["shouhu.db", "shouhu.db-wal", "shouhu.db-shm"] {
+                let _ = std::fs::remove_file(dir.join(f));
+            }
+        }
+    }
     cfg.server.data_dir = dir.clone();
     cfg.metrics.enabled = false;
     cfg.jt808.enabled = false;
@@ -149,25 +172,39 @@ pub async fn run(mut cfg: Config, args: EnforcementBenchArgs) -> anyhow::Result<
     cfg.auth.session_cache_secs = 5;
     cfg.database.url = Secret(match args.engine.as_str() {
         "sqlite" => Db::sqlite_url_in(&dir),
+        "postgres" if reuse => crate::bench::bench_pg_url(&args.database_url),
         "postgres" => crate::bench::fresh_pg(&args.database_url).await?,
         other => anyhow::bail!("unknown engine {other:?}"),
     });
     let state = crate::server::build_state(cfg.clone(), Arc::new(SystemClock)).await?;
     let db = state.db.clone();
     let t = Instant::now();
-    let org = crate::demo::seed_org(&db).await?;
-    crate::demo::insert_enterprises(&db, &crate::demo::enterprises(&org, args.enterprises, 7))
-        .await?;
-    let officers = crate::demo::officers(&org, 20, 7);
     let actor = Actor {
         account_id: None,
         username: Some("bench".into()),
         ip: None,
     };
     let audit = |a: &str| AuditEntry::new(&actor, a, SystemClock.now_ms());
-    db.officers()
-        .insert_many(&officers, &audit("officer.import"), "officer.import")
-        .await?;
+    let brigades: Vec<shouhu_storage::org_units::OrgUnit> = if reuse {
+        let mut b: Vec<_> = db
+            .org_units()
+            .list()
+            .await?
+            .into_iter()
+            .filter(|u| u.kind == "brigade")
+            .collect();
+        b.sort_by(|x, y| x.code.cmp(&y.code));
+        b
+    } else {
+        let org = crate::demo::seed_org(&db).await?;
+        crate::demo::insert_enterprises(&db, &crate::demo::enterprises(&org, args.enterprises, 7))
+            .await?;
+        let officers = crate::demo::officers(&org, 20, 7);
+        db.officers()
+            .insert_many(&officers, &audit("officer.import"), "officer.import")
+            .await?;
+        org.districts.into_iter().map(|d| d.0).collect()
+    };
     let items: Vec<String> = db
         .inspection_items()
         .list(None, None, Some(true), PageRequest::new(None, Some(500)))
@@ -177,7 +214,7 @@ pub async fn run(mut cfg: Config, args: EnforcementBenchArgs) -> anyhow::Result<
         .map(|i| i.id)
         .collect();
     let mut districts = Vec::new();
-    for (b, _, _, _) in &org.districts {
+    for b in &brigades {
         let mut enterprises = Vec::new();
         let mut page = 1;
         loop {
@@ -230,37 +267,53 @@ pub async fn run(mut cfg: Config, args: EnforcementBenchArgs) -> anyhow::Result<
     }
     let seeded_registry = t.elapsed();
     let t = Instant::now();
-    let samples = shouhu_storage::bulk::seed(
-        &db,
-        &state.cipher,
-        &districts,
-        &items,
-        Plan {
-            inspections: args.inspections,
-            hazards: args.hazards,
-            cases: args.cases,
-            now_ms: SystemClock.now_ms(),
-            seed: 7,
-        },
-    )
-    .await?;
-    eprintln!(
-        "seeded {} enterprises in {:.1} s; {} inspections, {} hazards, {} cases in {:.1} s ({:?})",
-        args.enterprises,
-        seeded_registry.as_secs_f64(),
-        args.inspections,
-        args.hazards,
-        args.cases,
-        t.elapsed().as_secs_f64(),
-        db.engine()
-    );
+    let samples = if reuse {
+        let mut v = Vec::new();
+        for d in &districts {
+            v.push(shouhu_storage::bulk::sample(&db, &d.unit_id).await?);
+        }
+        eprintln!(
+            "reusing the database seeded earlier in {} ({:?}); sampled in {:.1} s",
+            dir.display(),
+            db.engine(),
+            t.elapsed().as_secs_f64()
+        );
+        v
+    } else {
+        let samples = shouhu_storage::bulk::seed(
+            &db,
+            &state.cipher,
+            &districts,
+            &items,
+            Plan {
+                inspections: args.inspections,
+                hazards: args.hazards,
+                cases: args.cases,
+                now_ms: SystemClock.now_ms(),
+                seed: 7,
+            },
+        )
+        .await?;
+        eprintln!(
+            "seeded {} enterprises in {:.1} s; {} inspections, {} hazards, {} cases in {:.1} s ({:?})",
+            args.enterprises,
+            seeded_registry.as_secs_f64(),
+            args.inspections,
+            args.hazards,
+            args.cases,
+            t.elapsed().as_secs_f64(),
+            db.engine()
+        );
+        samples
+    };
     // One brigade head per client, spread over the districts.
     let hash = crate::auth::password::hash(&cfg.auth, PASSWORD).await?;
     let mut users = Vec::new();
     for c in 0..args.clients {
         let d = c % districts.len();
         let username = format!("head{c:03}");
-        db.accounts()
+        let created = db
+            .accounts()
             .create(
                 &NewAccount {
                     username: username.clone(),
@@ -272,8 +325,17 @@ pub async fn run(mut cfg: Config, args: EnforcementBenchArgs) -> anyhow::Result<
                 },
                 &audit("account.create"),
             )
-            .await?;
+            .await;
+        match created {
+            Ok(_) => {}
+            // A kept database has the accounts of the earlier run.
+            Err(shouhu_storage::StorageError::Conflict(_)) if reuse => {}
+            Err(e) => return Err(e.into()),
+        }
         users.push((d, username));
+    }
+    if args.keep.is_some() && !reuse {
+        std::fs::write(&marker_path, &marker)?;
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
@@ -464,7 +526,9 @@ pub async fn run(mut cfg: Config, args: EnforcementBenchArgs) -> anyhow::Result<
     let _ = stop_tx.send(());
     let _ = server.await;
     db.close().await;
-    let _ = std::fs::remove_dir_all(&dir);
+    if args.keep.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     Ok(())
 }
 

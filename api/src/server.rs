@@ -91,6 +91,7 @@ pub async fn build_state_with_db(
     );
     Ok(AppState {
         batches: Default::default(),
+        imports: Default::default(),
         whep,
         whip,
         streams,

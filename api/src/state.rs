@@ -42,6 +42,8 @@ pub struct AppState {
     pub whip: Arc<shouhu_media::whip::Whip>,
     /// Document batches being rendered or ready for download.
     pub batches: Arc<crate::documents::batch::Batches>,
+    /// Registry imports in progress (and for ten minutes after), by their `X-Import-Id`.
+    pub imports: Arc<crate::routes::imports::Imports>,
 }
 
 impl AppState {

@@ -478,6 +478,41 @@ on_both!(inspect_once_cap, |s: Server| async move {
     let (st, b) = start(&s, &officer, &steel, &officers, None).await;
     assert_eq!(st, StatusCode::OK, "{b}");
     assert_eq!(b["over_cap"], false);
+
+    // One visit left under the cap, four officers start at once: exactly one gets it, the
+    // others are over the cap (the count and the insert are serialized on both engines).
+    let (st, b) = s
+        .send(
+            Method::PUT,
+            &head,
+            &format!("/api/v1/enterprises/{steel}/supervision"),
+            json!({"grade": "A"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    let visits = b["visits_this_year"].as_i64().unwrap();
+    let (st, b) = s
+        .send(
+            Method::PUT,
+            &admin,
+            "/api/v1/inspection-caps",
+            json!([{"sector": "05", "grade": "A", "yearly_cap": visits + 1}]),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    let racers = (0..4).map(|_| start(&s, &officer, &steel, &officers, None));
+    let results = futures::future::join_all(racers).await;
+    let ok = results
+        .iter()
+        .filter(|(st, _)| *st == StatusCode::OK)
+        .count();
+    assert_eq!(ok, 1, "{results:?}");
+    assert!(
+        results
+            .iter()
+            .all(|(st, b)| *st == StatusCode::OK || b["code"] == "over_cap"),
+        "{results:?}"
+    );
 });
 
 on_both!(case_workflow_and_confidentiality, |s: Server| async move {
@@ -770,6 +805,52 @@ on_both!(case_workflow_and_confidentiality, |s: Server| async move {
     assert_eq!(st, StatusCode::NOT_FOUND);
     // Reads of case details are audited.
     assert!(s.audit("case.view").await.len() >= 2);
+
+    // The closed case's approved documents print as one batch: every document in the ZIP,
+    // each listed in SHA256SUMS with its digest.
+    let approved = c["documents"].as_array().unwrap().len();
+    let (st, b) = s
+        .send(
+            Method::POST,
+            &head,
+            "/api/v1/document-batches",
+            json!({"kind": "case_documents", "ids": [id]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{b}");
+    let batch = b["id"].as_str().unwrap().to_string();
+    let mut status = b;
+    for _ in 0..400 {
+        if status["finished"] == true {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        status = s
+            .get(&head, &format!("/api/v1/document-batches/{batch}"))
+            .await
+            .1;
+    }
+    assert_eq!(status["finished"], true, "{status}");
+    assert_eq!(status["failed"], json!([]), "{status}");
+    let r = reqwest::Client::new()
+        .get(s.url(&format!("/api/v1/document-batches/{batch}/archive")))
+        .bearer_auth(&head)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let bytes = r.bytes().await.unwrap();
+    let mut z = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
+    let mut sums = String::new();
+    std::io::Read::read_to_string(&mut z.by_name("SHA256SUMS").unwrap(), &mut sums).unwrap();
+    assert_eq!(sums.lines().count(), approved, "{sums}");
+    for line in sums.lines() {
+        let (digest, name) = line.split_once("  ").unwrap();
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut z.by_name(name).unwrap(), &mut body).unwrap();
+        assert!(body.starts_with(b"%PDF"), "{name}");
+        assert_eq!(hex::encode(sha2::Sha256::digest(&body)), digest, "{name}");
+    }
 
     // The electronic case file: uploaded by the handling unit once closed.
     let upload = |token: String, body: Vec<u8>| {

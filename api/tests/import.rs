@@ -180,3 +180,105 @@ on_both!(
         assert_eq!(s.get(&t, "/healthz").await.0, StatusCode::OK);
     }
 );
+
+async fn upload_as(s: &common::Server, token: &str, id: &str, body: String) -> (StatusCode, Value) {
+    let r = reqwest::Client::new()
+        .post(s.url("/api/v1/enterprises/import"))
+        .bearer_auth(token)
+        .header("content-type", "text/csv")
+        .header("x-import-id", id)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let st = r.status();
+    (st, r.json().await.unwrap_or(Value::Null))
+}
+
+on_both!(
+    import_progress_is_reported_under_its_id,
+    |s: common::Server| async move {
+        let t = s.login("hp_head").await;
+        let mut csv = HEADER.to_string();
+        for k in 0..300 {
+            csv.push_str(&format!(
+                "进度企业{k},{},黄浦区大队,,,,,,,,私营,C3311,05,,,\n",
+                code(2000 + k)
+            ));
+        }
+        // Read the progress while the import runs: whatever is seen is a known phase, the rows
+        // are the file's, and the written count never goes back.
+        let id = "progress-test-0001";
+        let poller = {
+            let (url, t) = (s.url(&format!("/api/v1/imports/{id}")), t.clone());
+            tokio::spawn(async move {
+                let c = reqwest::Client::new();
+                let mut seen: Vec<(String, u64, u64)> = Vec::new();
+                loop {
+                    let r = c.get(&url).bearer_auth(&t).send().await.unwrap();
+                    if r.status() == StatusCode::OK {
+                        let b: Value = r.json().await.unwrap();
+                        let p = b["phase"].as_str().unwrap().to_string();
+                        seen.push((
+                            p.clone(),
+                            b["rows"].as_u64().unwrap(),
+                            b["written"].as_u64().unwrap(),
+                        ));
+                        if !["reading", "checking", "writing"].contains(&p.as_str()) {
+                            return seen;
+                        }
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+            })
+        };
+        let (st, b) = upload_as(&s, &t, id, csv).await;
+        assert_eq!(st, StatusCode::OK, "{b}");
+        assert_eq!(b["imported"], 300);
+        let seen = tokio::time::timeout(std::time::Duration::from_secs(30), poller)
+            .await
+            .expect("the progress reaches an end")
+            .unwrap();
+        assert_eq!(
+            seen.last().unwrap(),
+            &("finished".to_string(), 300, 300),
+            "{seen:?}"
+        );
+        assert!(seen.windows(2).all(|w| w[0].2 <= w[1].2), "{seen:?}");
+        assert!(
+            seen.iter().all(|(p, rows, _)| match p.as_str() {
+                "reading" => *rows == 0,
+                "checking" | "writing" | "finished" => *rows == 300,
+                _ => false,
+            }),
+            "{seen:?}"
+        );
+
+        // Only the importing account reads it; an id names one import; ids are checked.
+        let other = s.login("xh_head").await;
+        let (st, _) = s.get(&other, &format!("/api/v1/imports/{id}")).await;
+        assert_eq!(st, StatusCode::NOT_FOUND);
+        let (st, b) = upload_as(&s, &t, id, HEADER.to_string()).await;
+        assert_eq!(st, StatusCode::CONFLICT, "{b}");
+        assert_eq!(b["code"], "import_id_in_use");
+        let (st, b) = upload_as(&s, &t, "x", HEADER.to_string()).await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+        assert_eq!(b["errors"][0]["field"], "X-Import-Id");
+
+        // A rejected file ends `rejected` with nothing written.
+        let bad =
+            format!("{HEADER}坏代码企业,91310000000000000X,黄浦区大队,,,,,,,,私营,C3311,05,,,\n");
+        let (st, _) = upload_as(&s, &t, "progress-test-0002", bad).await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+        let (st, b) = s.get(&t, "/api/v1/imports/progress-test-0002").await;
+        assert_eq!(st, StatusCode::OK, "{b}");
+        assert_eq!(
+            (
+                b["phase"].as_str(),
+                b["rows"].as_u64(),
+                b["written"].as_u64()
+            ),
+            (Some("rejected"), Some(1), Some(0))
+        );
+    }
+);

@@ -164,6 +164,21 @@ async fn drop_secondary_indexes(db: &Db) -> StorageResult<Vec<(String, String)>>
     Ok(defs)
 }
 
+/// Samples of a seeded database as it is now (for a workload run on a database seeded earlier):
+/// random inspections, hazards, open hazards and cases of one unit.
+pub async fn sample(db: &Db, unit_id: &str) -> StorageResult<Samples> {
+    Ok(with_pool!(db, p => Samples {
+        inspections: sqlx::query_as("SELECT id, code FROM inspections WHERE org_unit_id = $1 ORDER BY random() LIMIT 2000")
+            .bind(unit_id).fetch_all(p).await?,
+        open_hazards: sqlx::query_scalar("SELECT id FROM hazards WHERE org_unit_id = $1 AND status IN ('rectifying', 'rectified') ORDER BY random() LIMIT 2000")
+            .bind(unit_id).fetch_all(p).await?,
+        hazards: sqlx::query_scalar("SELECT id FROM hazards WHERE org_unit_id = $1 ORDER BY random() LIMIT 2000")
+            .bind(unit_id).fetch_all(p).await?,
+        cases: sqlx::query_scalar("SELECT id FROM cases WHERE org_unit_id = $1 ORDER BY random() LIMIT 500")
+            .bind(unit_id).fetch_all(p).await?,
+    }))
+}
+
 /// Seed the plan across `districts`; returns samples per district (same order).
 pub async fn seed(
     db: &Db,

@@ -509,6 +509,19 @@ impl EnterpriseRepo<'_> {
         audit: &AuditEntry,
         action: &str,
     ) -> StorageResult<Vec<String>> {
+        self.insert_many_reporting(inputs, audit, action, &|_| {})
+            .await
+    }
+
+    /// [`Self::insert_many`], calling `progress` with the number of rows written so far (every
+    /// 100 rows and at the end, before the commit).
+    pub async fn insert_many_reporting(
+        &self,
+        inputs: &[EnterpriseInput],
+        audit: &AuditEntry,
+        action: &str,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> StorageResult<Vec<String>> {
         let now = audit.at_ms;
         let mut ids = Vec::with_capacity(inputs.len());
         let mut grams: Vec<(String, String, String)> = Vec::new();
@@ -537,11 +550,15 @@ impl EnterpriseRepo<'_> {
                     .details(serde_json::json!({"name": input.name, "uscc": input.uscc}));
                 insert_audit!(&mut *tx, &a)?;
                 ids.push(id);
+                if ids.len() % 100 == 0 {
+                    progress(ids.len());
+                }
             }
             for chunk in grams.chunks(GRAM_BATCH) {
                 let (sql, b) = gram_insert(chunk);
                 bind_args!(sqlx::query(&sql), b.args).execute(&mut *tx).await?;
             }
+            progress(ids.len());
             tx.commit().await?;
         });
         self.db.counts.clear();

@@ -263,26 +263,52 @@ impl HazardRepo<'_> {
             ));
         }
         let wh = conds.join(" AND ");
-        let count_sql = format!(
-            "SELECT COUNT(*) FROM hazards h JOIN enterprises e ON e.id = h.enterprise_id || '' WHERE {wh}"
-        );
+        // Two steps: the page's ids from `hazards` alone (with the covering `hazards_org_due`,
+        // the workbench's filter, order and count read only the index), then the page's rows
+        // with their joins. Joining first would join every matching hazard before the sort.
+        let join = if wh.contains("e.name") {
+            " JOIN enterprises e ON e.id = h.enterprise_id || ''"
+        } else {
+            ""
+        };
+        let count_sql = format!("SELECT COUNT(*) FROM hazards h{join} WHERE {wh}");
         let n = b.args.len();
         let lim = b.i(page.page_size);
         let off = b.i(page.offset());
-        let sql = format!(
-            "{SELECT} WHERE {wh} ORDER BY h.reinspection_due_ms, h.id LIMIT {lim} OFFSET {off}"
+        let ids_sql = format!(
+            "SELECT h.id FROM hazards h{join} WHERE {wh} ORDER BY h.reinspection_due_ms, h.id LIMIT {lim} OFFSET {off}"
         );
-        let (total, items) = with_pool!(self.db, p => {
+        let (total, ids) = with_pool!(self.db, p => {
             let total: i64 = bind_args!(sqlx::query_scalar(&count_sql), b.args[..n]).fetch_one(p).await?;
-            let items: Vec<Hazard> = bind_args!(sqlx::query_as(&sql), b.args).fetch_all(p).await?;
-            (total, items)
+            let ids: Vec<String> = bind_args!(sqlx::query_scalar(&ids_sql), b.args).fetch_all(p).await?;
+            (total, ids)
         });
+        let items = self.by_ids(&ids).await?;
         Ok(Page {
             items,
             total,
             page: page.page,
             page_size: page.page_size,
         })
+    }
+
+    /// The hazards of `ids` (already scoped), in that order.
+    async fn by_ids(&self, ids: &[String]) -> StorageResult<Vec<Hazard>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut b = SqlBuilder::default();
+        let ph: Vec<String> = ids.iter().map(|id| b.s(id.clone())).collect();
+        let sql = format!("{SELECT} WHERE h.id IN ({})", ph.join(", "));
+        let mut rows: Vec<Hazard> =
+            with_pool!(self.db, p => bind_args!(sqlx::query_as(&sql), b.args).fetch_all(p).await?);
+        let pos: std::collections::HashMap<&str, usize> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.as_str(), i))
+            .collect();
+        rows.sort_by_key(|h| pos.get(h.id.as_str()).copied().unwrap_or(usize::MAX));
+        Ok(rows)
     }
 
     /// Record a hazard found by an in-progress inspection; numbers its rectification order.

@@ -381,20 +381,38 @@ impl InspectionRepo<'_> {
             conds.push(format!("i.started_at_ms < {}", b.i(v)));
         }
         let wh = conds.join(" AND ");
-        let count_sql = format!(
-            "SELECT COUNT(*) FROM inspections i JOIN enterprises e ON e.id = i.enterprise_id || '' WHERE {wh}"
-        );
+        // The page's ids from `inspections` alone (joining the enterprise only to match its
+        // name), then the page's rows: joining first would join every match before the sort.
+        let join = if wh.contains("e.name") {
+            " JOIN enterprises e ON e.id = i.enterprise_id || ''"
+        } else {
+            ""
+        };
+        let count_sql = format!("SELECT COUNT(*) FROM inspections i{join} WHERE {wh}");
+        let n_count_args = b.args.len();
         let lim = b.i(page.page_size);
         let off = b.i(page.offset());
-        let sql = format!(
-            "{SELECT} WHERE {wh} ORDER BY i.started_at_ms DESC, i.id DESC LIMIT {lim} OFFSET {off}"
+        let ids_sql = format!(
+            "SELECT i.id FROM inspections i{join} WHERE {wh} ORDER BY i.started_at_ms DESC, i.id DESC LIMIT {lim} OFFSET {off}"
         );
-        let n_count_args = b.args.len() - 2;
-        let (total, rows): (i64, Vec<Row>) = with_pool!(self.db, p => {
+        let (total, ids): (i64, Vec<String>) = with_pool!(self.db, p => {
             let total: i64 = bind_args!(sqlx::query_scalar(&count_sql), b.args[..n_count_args]).fetch_one(p).await?;
-            let rows = bind_args!(sqlx::query_as(&sql), b.args).fetch_all(p).await?;
-            (total, rows)
+            let ids = bind_args!(sqlx::query_scalar(&ids_sql), b.args).fetch_all(p).await?;
+            (total, ids)
         });
+        let mut rows: Vec<Row> = Vec::new();
+        if !ids.is_empty() {
+            let mut b = SqlBuilder::default();
+            let ph: Vec<String> = ids.iter().map(|id| b.s(id.clone())).collect();
+            let sql = format!("{SELECT} WHERE i.id IN ({})", ph.join(", "));
+            rows = with_pool!(self.db, p => bind_args!(sqlx::query_as(&sql), b.args).fetch_all(p).await?);
+            let pos: std::collections::HashMap<&str, usize> = ids
+                .iter()
+                .enumerate()
+                .map(|(k, id)| (id.as_str(), k))
+                .collect();
+            rows.sort_by_key(|r| pos.get(r.id.as_str()).copied().unwrap_or(usize::MAX));
+        }
         Ok(Page {
             items: self.decorate(rows).await?,
             total,
@@ -424,6 +442,14 @@ impl InspectionRepo<'_> {
             .map(str::trim)
             .filter(|r| !r.is_empty());
         let mut details = serde_json::to_value(input).unwrap_or_default();
+        let enterprise_sql = format!(
+            "SELECT sector, supervision_grade, district_id FROM enterprises WHERE id = $1{}",
+            if self.db.engine() == crate::Engine::Postgres {
+                " FOR UPDATE"
+            } else {
+                ""
+            }
+        );
         with_pool!(self.db, p => {
             let mut tx = p.begin().await?;
             // Write first: on SQLite this takes the write lock before the cap is counted, so the
@@ -441,8 +467,9 @@ impl InspectionRepo<'_> {
                 }
                 None => format!("{code_prefix}{:06}", next_seq!(&mut *tx, &code_prefix)),
             };
-            let (sector, grade, district): (String, String, String) = sqlx::query_as(
-                "SELECT sector, supervision_grade, district_id FROM enterprises WHERE id = $1")
+            // PostgreSQL: the enterprise's row lock serializes two creates for one enterprise,
+            // so both cannot count the visits before either inserts (read committed).
+            let (sector, grade, district): (String, String, String) = sqlx::query_as(&enterprise_sql)
                 .bind(&input.enterprise_id).fetch_optional(&mut *tx).await?
                 .ok_or_else(|| StorageError::invalid("enterprise_id", "no such enterprise"))?;
             let cap: Option<i64> = sqlx::query_scalar("SELECT yearly_cap FROM inspection_caps WHERE sector = $1 AND grade = $2")

@@ -173,6 +173,19 @@ impl OfficerRepo<'_> {
         audit: &AuditEntry,
         action: &str,
     ) -> StorageResult<Vec<String>> {
+        self.insert_many_reporting(inputs, audit, action, &|_| {})
+            .await
+    }
+
+    /// [`Self::insert_many`], calling `progress` with the number of rows written so far (every
+    /// 100 rows and at the end, before the commit).
+    pub async fn insert_many_reporting(
+        &self,
+        inputs: &[OfficerInput],
+        audit: &AuditEntry,
+        action: &str,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> StorageResult<Vec<String>> {
         let mut ids = Vec::new();
         with_pool!(self.db, p => {
             let mut tx = p.begin().await?;
@@ -186,7 +199,11 @@ impl OfficerRepo<'_> {
                     .details(serde_json::json!({"name": i.name, "certificate_no": i.certificate_no}));
                 insert_audit!(&mut *tx, &a)?;
                 ids.push(id);
+                if ids.len() % 100 == 0 {
+                    progress(ids.len());
+                }
             }
+            progress(ids.len());
             tx.commit().await?;
         });
         Ok(ids)

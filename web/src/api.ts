@@ -44,6 +44,8 @@ export interface RequestOptions {
   /** Do not run the global 401/403 handlers (login form, session probe). */
   noAuthRedirect?: boolean;
   signal?: AbortSignal;
+  /** Extra request headers (`X-Import-Id` of an import whose progress the page polls). */
+  headers?: Record<string, string>;
 }
 
 export function buildQuery(q?: RequestOptions['query']): string {
@@ -85,7 +87,7 @@ export function apiHeaders(accept = 'application/json'): Record<string, string> 
 }
 
 export async function request(path: string, opts: RequestOptions = {}): Promise<Response> {
-  const headers = apiHeaders(opts.accept);
+  const headers = { ...apiHeaders(opts.accept), ...opts.headers };
   let body: BodyInit | undefined = opts.body;
   if (opts.json !== undefined) {
     headers['Content-Type'] = 'application/json';

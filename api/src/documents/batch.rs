@@ -1,5 +1,6 @@
 //! Document batches (`/api/v1/document-batches`): many final documents — the 现场检查记录 of
-//! inspections, the 责令限期整改指令书 of hazards — rendered in the background into one ZIP for
+//! inspections, the 责令限期整改指令书 of hazards, the approved documents of cases (for the case
+//! file) — rendered in the background into one ZIP for
 //! printing, with progress the page polls. Each document goes through the same path as a single
 //! download (stored once with its digests, audited); the ZIP adds a `SHA256SUMS` listing.
 //! A batch belongs to the account that started it and is kept for an hour after it finishes.
@@ -27,8 +28,13 @@ use crate::state::AppState;
 
 /// How long a finished batch is kept.
 const KEEP_MS: i64 = 3_600_000;
-/// At most this many documents per batch.
+/// At most this many inspections, hazards or cases per batch.
 const MAX_DOCS: usize = 500;
+const KINDS: [&str; 3] = [
+    "inspection_records",
+    "rectification_orders",
+    "case_documents",
+];
 
 /// A failed document of a batch.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -44,13 +50,13 @@ pub struct BatchError {
 pub struct BatchStatus {
     /// Id.
     pub id: String,
-    /// `inspection_records` or `rectification_orders`.
+    /// `inspection_records`, `rectification_orders` or `case_documents`.
     pub kind: String,
     /// `pdf` or `docx`.
     pub format: String,
-    /// Documents asked for.
+    /// Inspections, hazards or cases asked for.
     pub total: usize,
-    /// Documents handled so far (rendered or failed).
+    /// Of those, handled so far (rendered or failed).
     pub done: usize,
     /// Documents that could not be produced.
     pub failed: Vec<BatchError>,
@@ -102,9 +108,10 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
-    /// `inspection_records` (completed inspections) or `rectification_orders` (hazards).
+    /// `inspection_records` (completed inspections), `rectification_orders` (hazards) or
+    /// `case_documents` (every approved document of each case).
     pub kind: String,
-    /// The inspections or hazards (1–500, in the caller's scope).
+    /// The inspections, hazards or cases (1–500, in the caller's scope).
     pub ids: Vec<String>,
     /// `pdf` (default) or `docx`.
     #[serde(default)]
@@ -121,8 +128,11 @@ async fn start(
 ) -> ApiResult<(StatusCode, Json<BatchStatus>)> {
     caller.require(Perm::EnforcementRead)?;
     let mut p = Problems::default();
-    if !["inspection_records", "rectification_orders"].contains(&req.kind.as_str()) {
-        p.add("kind", "must be inspection_records or rectification_orders");
+    if !KINDS.contains(&req.kind.as_str()) {
+        p.add(
+            "kind",
+            "must be inspection_records, rectification_orders or case_documents",
+        );
     }
     if req.ids.is_empty() || req.ids.len() > MAX_DOCS {
         p.add("ids", format!("1 to {MAX_DOCS} ids"));
@@ -191,33 +201,35 @@ async fn run(
     let mut sums = String::new();
     let mut names: HashMap<String, usize> = HashMap::new();
     for doc_id in &ids {
-        let r = async {
-            let (doc, at) = if kind == "inspection_records" {
-                super::inspection_record_doc(&state, &caller.scope, doc_id).await?
-            } else {
-                super::rectification_order_doc(&state, &caller.scope, doc_id).await?
-            };
-            super::obtain(&state, &caller, doc, format, true, at).await
-        }
-        .await;
-        let failure = match r {
-            Ok((filename, bytes, sha, _)) => {
-                // Two documents cannot share a name inside the archive.
-                let n = names.entry(filename.clone()).or_insert(0);
-                *n += 1;
-                let name = if *n == 1 {
-                    filename
-                } else {
-                    format!("{n}-{filename}")
-                };
-                sums.push_str(&format!("{sha}  {name}\n"));
-                zip.start_file(name.as_str(), opts)
-                    .and_then(|_| zip.write_all(&bytes).map_err(Into::into))
-                    .err()
-                    .map(|e| e.to_string())
+        let docs = documents_of(&state, &caller, &kind, doc_id).await;
+        let mut failure = None;
+        match docs {
+            Ok(docs) => {
+                for (doc, at) in docs {
+                    match super::obtain(&state, &caller, doc, format, true, at).await {
+                        Ok((filename, bytes, sha, _)) => {
+                            // Two documents cannot share a name inside the archive.
+                            let n = names.entry(filename.clone()).or_insert(0);
+                            *n += 1;
+                            let name = if *n == 1 {
+                                filename
+                            } else {
+                                format!("{n}-{filename}")
+                            };
+                            sums.push_str(&format!("{sha}  {name}\n"));
+                            if let Err(e) = zip
+                                .start_file(name.as_str(), opts)
+                                .and_then(|_| zip.write_all(&bytes).map_err(Into::into))
+                            {
+                                failure = Some(e.to_string());
+                            }
+                        }
+                        Err(e) => failure = Some(e.message),
+                    }
+                }
             }
-            Err(e) => Some(e.message),
-        };
+            Err(e) => failure = Some(e.message),
+        }
         state.batches.with(|m| {
             if let Some(b) = m.get_mut(&id) {
                 b.status.done += 1;
@@ -252,6 +264,39 @@ async fn run(
             b.finished_at_ms = Some(now);
         }
     });
+}
+
+/// The documents one id of a batch stands for, with their dates.
+async fn documents_of(
+    state: &AppState,
+    caller: &Caller,
+    kind: &str,
+    id: &str,
+) -> ApiResult<Vec<(super::Document, i64)>> {
+    match kind {
+        "inspection_records" => Ok(vec![
+            super::inspection_record_doc(state, &caller.scope, id).await?,
+        ]),
+        "rectification_orders" => Ok(vec![
+            super::rectification_order_doc(state, &caller.scope, id).await?,
+        ]),
+        _ => {
+            let c = state.db.cases(&state.cipher).get(&caller.scope, id).await?;
+            let mut out = Vec::new();
+            for d in c.documents.iter().filter(|d| d.status == "approved") {
+                out.push(super::case_document_doc(state, &c, d).await?);
+            }
+            if out.is_empty() {
+                return Err(shouhu_storage::StorageError::wrong_state(
+                    "case",
+                    c.summary.status.clone(),
+                    "the case has no approved document yet",
+                )
+                .into());
+            }
+            Ok(out)
+        }
+    }
 }
 
 fn mine(
@@ -299,11 +344,7 @@ async fn archive(
         )
         .into());
     };
-    let name = if st.kind == "inspection_records" {
-        "inspection-records"
-    } else {
-        "rectification-orders"
-    };
+    let name = st.kind.replace('_', "-");
     Ok((
         [
             (

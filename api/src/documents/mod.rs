@@ -572,11 +572,30 @@ async fn case_document(
         .documents
         .iter()
         .find(|d| d.id == doc_id)
-        .cloned()
         .ok_or(ApiError::not_found("document"))?;
     let approved = d.status == "approved";
+    let (doc, at) = case_document_doc(&state, &c, d).await?;
+    serve(
+        &state,
+        &caller,
+        doc,
+        q.format.unwrap_or(Format::Pdf),
+        approved,
+        at,
+    )
+    .await
+}
+
+/// The document `d` of case `c`, and its date (approval, or drafting for a draft).
+pub(crate) async fn case_document_doc(
+    state: &AppState,
+    c: &shouhu_storage::cases::Case,
+    d: &shouhu_storage::cases::CaseDocument,
+) -> ApiResult<(Document, i64)> {
+    let approved = d.status == "approved";
+    let at = d.approved_at_ms.unwrap_or(d.created_at_ms);
     let doc = Document {
-        issuer: issuer_of(&state, &c.summary.org_unit_id).await?,
+        issuer: issuer_of(state, &c.summary.org_unit_id).await?,
         title: if approved {
             d.title.clone()
         } else {
@@ -591,15 +610,7 @@ async fn case_document(
             Block::Gap,
             Block::Paragraph(d.content.clone()),
         ],
-        date: chinese_date(d.approved_at_ms.unwrap_or(d.created_at_ms)),
+        date: chinese_date(at),
     };
-    serve(
-        &state,
-        &caller,
-        doc,
-        q.format.unwrap_or(Format::Pdf),
-        approved,
-        d.approved_at_ms.unwrap_or(d.created_at_ms),
-    )
-    .await
+    Ok((doc, at))
 }

@@ -522,7 +522,8 @@ fn row_input(row: &tabular::Row, units: &[OrgUnit]) -> Result<EnterpriseInput, V
 /// Import enterprises from CSV (UTF-8 or GBK) or Excel. The body is the file itself
 /// (`Content-Type: text/csv` or the xlsx type). Columns are matched by the Chinese headers of the
 /// export or by field names. All rows are checked first; if any row is bad, nothing is imported
-/// and the answer (422 `import_rejected`) lists every bad row.
+/// and the answer (422 `import_rejected`) lists every bad row. With an `X-Import-Id` header its
+/// progress can be polled at `GET /imports/{id}` meanwhile.
 #[utoipa::path(post, path = "/enterprises/import", tag = "enterprises",
     request_body(content = Vec<u8>, content_type = "text/csv"),
     responses((status = 200, body = Imported), (status = 422, body = ErrorBody)))]
@@ -533,10 +534,14 @@ async fn import(
     body: Bytes,
 ) -> ApiResult<Json<Imported>> {
     caller.require(Perm::EnterpriseWrite)?;
+    let run = state
+        .imports
+        .begin(&headers, &caller, "enterprises", state.now())?;
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let rows = tabular::parse(&body, ct, COLUMNS)?;
+    run.checking(rows.len());
     let units = state.db.org_units().list().await?;
     let mut errors = Vec::new();
     let mut inputs = Vec::with_capacity(rows.len());
@@ -596,18 +601,22 @@ async fn import(
             .outcome(shouhu_storage::audit::Outcome::Failure)
             .details(serde_json::json!({"rows": rows.len(), "errors": errors.len()}));
         state.db.audit().record(&audit).await?;
+        run.reject();
         return Err(tabular::import_rejected(errors));
     }
     let inputs: Vec<EnterpriseInput> = inputs.into_iter().map(|(_, i)| i).collect();
+    run.writing();
     let ids = state
         .db
         .enterprises()
-        .insert_many(
+        .insert_many_reporting(
             &inputs,
             &caller.audit("enterprise.import", state.now()),
             "enterprise.import",
+            &|n| run.written(n),
         )
         .await?;
+    run.finish();
     if ids.len() >= 1000 {
         // A bulk load shifts the registry's statistics; refresh them for the search plans.
         if let Err(e) = state.db.enterprises().refresh_statistics().await {

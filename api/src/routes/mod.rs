@@ -12,6 +12,7 @@ pub mod enforcement;
 pub mod enterprises;
 pub mod hazards;
 pub mod health;
+pub mod imports;
 pub mod inspections;
 pub mod items;
 pub mod officers;
@@ -103,6 +104,7 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(work_orders::router())
         .merge(plans::router())
         .merge(case_files::router())
+        .merge(imports::router())
         .layer(json_limit);
     let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", uploads.merge(rest))

@@ -232,7 +232,8 @@ const COLUMNS: &[Column] = &[
     },
 ];
 
-/// Import officers from CSV or Excel: all rows or none, with a per-row report.
+/// Import officers from CSV or Excel: all rows or none, with a per-row report. With an
+/// `X-Import-Id` header its progress can be polled at `GET /imports/{id}` meanwhile.
 #[utoipa::path(post, path = "/officers/import", tag = "officers", request_body(content = Vec<u8>, content_type = "text/csv"),
     responses((status = 200, body = Imported), (status = 422, body = ErrorBody)))]
 async fn import(
@@ -242,10 +243,14 @@ async fn import(
     body: Bytes,
 ) -> ApiResult<Json<Imported>> {
     caller.require(Perm::OfficerWrite)?;
+    let run = state
+        .imports
+        .begin(&headers, &caller, "officers", state.now())?;
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let rows = tabular::parse(&body, ct, COLUMNS)?;
+    run.checking(rows.len());
     let units = state.db.org_units().list().await?;
     let visible = state.db.org_units().visible_ids(&caller.scope).await?;
     let mut errors = Vec::new();
@@ -322,18 +327,22 @@ async fn import(
     }
     if !errors.is_empty() {
         errors.sort_by_key(|e| e.row);
+        run.reject();
         return Err(tabular::import_rejected(errors));
     }
     let inputs: Vec<OfficerInput> = inputs.into_iter().map(|(_, i)| i).collect();
+    run.writing();
     let ids = state
         .db
         .officers()
-        .insert_many(
+        .insert_many_reporting(
             &inputs,
             &caller.audit("officer.import", state.now()),
             "officer.import",
+            &|n| run.written(n),
         )
         .await?;
+    run.finish();
     refresh_units(&state).await;
     Ok(Json(Imported {
         imported: ids.len(),

@@ -5,6 +5,7 @@ import { ApiError, api, get, post } from '../api';
 import { h, mount, select } from '../dom';
 import { CASE_STATUS, DOC_STATUS, fmtDate, fmtDateTime, fmtYuan, label } from '../format';
 import { pageHeader, setTitle } from '../layout';
+import { batchPrint } from '../ui/batch';
 import { navigate, type RouteContext } from '../router';
 import { can } from '../session';
 import type { CaseDetail, CaseDocument, CaseSummary, DocType, InspectionDetail, Page } from '../types';
@@ -150,7 +151,18 @@ export async function renderCaseList(outlet: HTMLElement, ctx: RouteContext): Pr
   });
   status.addEventListener('change', apply);
   const listBox = h('div', { class: 'list-box' });
-  mount(outlet, pageHeader('案件办理'), h('p', { class: 'page-desc muted' }, '在办案件仅承办单位和总队可见；结案后全市可查阅。'), bar, listBox);
+  let shown: CaseSummary[] = [];
+  const printAll = h('button', {
+    type: 'button',
+    class: 'btn',
+    testid: 'case-batch-print',
+    title: '本页列出的案件中已审批的执法文书，打包下载（用于案卷归档）',
+    onclick: () => {
+      if (!shown.length) return toast('本页没有案件', 'error');
+      void batchPrint('case_documents', shown.map((x) => x.id));
+    },
+  }, '批量打印案件文书（本页）');
+  mount(outlet, pageHeader('案件办理', printAll), h('p', { class: 'page-desc muted' }, '在办案件仅承办单位和总队可见；结案后全市可查阅。'), bar, listBox);
 
   async function load(): Promise<void> {
     writeState(state, DEFAULTS);
@@ -164,6 +176,7 @@ export async function renderCaseList(outlet: HTMLElement, ctx: RouteContext): Pr
       return;
     }
     const pg = r.value!;
+    shown = pg.items;
     mount(
       listBox,
       dataTable<CaseSummary>({

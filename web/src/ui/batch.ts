@@ -14,11 +14,12 @@ interface BatchStatus {
   size: number | null;
 }
 
-export type BatchKind = 'inspection_records' | 'rectification_orders';
+export type BatchKind = 'inspection_records' | 'rectification_orders' | 'case_documents';
 
 const TITLES: Record<BatchKind, string> = {
   inspection_records: '批量打印现场检查记录',
   rectification_orders: '批量打印责令限期整改指令书',
+  case_documents: '批量打印案件文书',
 };
 
 /** Render the documents of `ids` into one ZIP with a progress dialog. */
@@ -55,7 +56,7 @@ export async function batchPrint(kind: BatchKind, ids: string[], format: 'pdf' |
   }
   if (!d.el.isConnected) return;
   const ok = st.total - st.failed.filter((f) => f.id).length;
-  text.textContent = `已完成：${ok} 份文书${st.failed.length ? `，${st.failed.length} 份失败` : ''}`;
+  text.textContent = `已完成：${ok} ${kind === 'case_documents' ? '件案件的文书' : '份文书'}${st.failed.length ? `，${st.failed.length} 份失败` : ''}`;
   if (st.size !== null) {
     actions.replaceChildren(
       h('button', { type: 'button', class: 'btn primary', testid: 'batch-download', onclick: () => void download(`/document-batches/${encodeURIComponent(st.id)}/archive`, undefined, `${kind}.zip`) }, `下载压缩包（${Math.ceil(st.size / 1024)} KB）`),

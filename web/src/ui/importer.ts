@@ -1,11 +1,17 @@
 // Import (CSV / Excel upload) button + report panel, shared by the registry pages.
 
-import { ApiError, api, importContentType } from '../api';
+import { ApiError, api, get, importContentType } from '../api';
 import { h, mount } from '../dom';
 import { errorText, fieldLabel, fieldProblems, translateFieldMessage, type FieldProblem } from '../i18n';
 import { dataTable } from './table';
 
 const MAX_BYTES = 20 * 1024 * 1024;
+
+interface ImportProgress {
+  phase: 'reading' | 'checking' | 'writing' | 'finished' | 'rejected' | 'failed';
+  rows: number;
+  written: number;
+}
 
 /**
  * Returns the toolbar button and the report panel. Upload goes to POST `endpoint` with the raw
@@ -62,12 +68,40 @@ export function importer(o: { endpoint: string; what: string; fieldLabels?: Reco
       return;
     }
     button.setAttribute('disabled', '');
-    show('info', `正在导入 ${file.name} …`);
+    const fill = h('span', { class: 'progress-fill', style: 'width:0%' });
+    const stage = h('span', { testid: 'import-progress-text' }, `正在上传 ${file.name} …`);
+    show('info', h('span', null, `正在导入 ${file.name}`), h('div', { class: 'progress-cell', testid: 'import-progress' }, h('span', { class: 'progress-track wide' }, fill), stage));
+    // The server reports the import's phase and rows written under this id while the upload
+    // request is pending (GET /imports/{id}).
+    const id = Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, '0')).join('');
+    let pending = true;
+    const poll = async () => {
+      while (pending) {
+        await new Promise((r) => setTimeout(r, 300));
+        if (!pending) break;
+        try {
+          const p = await get<ImportProgress>(`/imports/${id}`);
+          if (!pending) break;
+          if (p.phase === 'reading') stage.textContent = `正在读取 ${file.name} …`;
+          else if (p.phase === 'checking') stage.textContent = `正在校验 ${p.rows} 行数据…`;
+          else if (p.phase === 'writing') {
+            const pct = p.rows ? Math.round((p.written * 100) / p.rows) : 100;
+            fill.style.width = `${pct}%`;
+            stage.textContent = `正在写入：${p.written} / ${p.rows} 行（${pct}%）`;
+          }
+        } catch {
+          /* not registered yet (upload still running), or already gone: keep the last text */
+        }
+      }
+    };
+    void poll();
     try {
-      const res = await api<{ imported: number }>(o.endpoint, { method: 'POST', body: file, contentType: type });
+      const res = await api<{ imported: number }>(o.endpoint, { method: 'POST', body: file, contentType: type, headers: { 'X-Import-Id': id } });
+      pending = false;
       show('ok', `已导入 ${res?.imported ?? 0} 条${o.what}（${file.name}）`);
       o.onImported();
     } catch (e) {
+      pending = false;
       const errors = e instanceof ApiError ? fieldProblems(e.body) : [];
       if (e instanceof ApiError && errors.length && (e.code === 'import_rejected' || e.code === 'validation_failed')) {
         const rows = new Set(errors.filter((r) => r.row).map((r) => r.row)).size;
@@ -96,6 +130,7 @@ export function importer(o: { endpoint: string; what: string; fieldLabels?: Reco
         show('error', `导入失败（${file.name}）：${errorText(e)}`);
       }
     } finally {
+      pending = false;
       button.removeAttribute('disabled');
     }
   });
