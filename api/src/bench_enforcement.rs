@@ -67,8 +67,9 @@ pub struct EnforcementBenchArgs {
     /// Seconds of load (per phase).
     #[arg(long, default_value_t = 60)]
     pub duration: u64,
-    /// Think time of a user between requests, ms, in the first phase (office users click every
-    /// second or so); a second phase runs without think time (saturation).
+    /// Mean think time of a user between requests, ms, in the first phase (office users click
+    /// every second or so; each pause is drawn from 0.5–1.5 × this, and each user starts at a
+    /// random point of its first pause); a second phase runs without think time (saturation).
     #[arg(long, default_value_t = 1000)]
     pub think_ms: u64,
     /// Keep the seeded database for later runs: the data directory (and the SQLite file) goes
@@ -329,7 +330,7 @@ pub async fn run(mut cfg: Config, args: EnforcementBenchArgs) -> anyhow::Result<
         match created {
             Ok(_) => {}
             // A kept database has the accounts of the earlier run.
-            Err(shouhu_storage::StorageError::Conflict(_)) if reuse => {}
+            Err(shouhu_storage::StorageError::Duplicate { .. }) if reuse => {}
             Err(e) => return Err(e.into()),
         }
         users.push((d, username));
@@ -392,6 +393,12 @@ pub async fn run(mut cfg: Config, args: EnforcementBenchArgs) -> anyhow::Result<
                 let mut lat: HashMap<Op, Vec<Duration>> = HashMap::new();
                 let mut errors: HashMap<Op, u64> = HashMap::new();
                 let pool = &pools[d];
+                // Users are not in step: each starts at a random point of its first think time
+                // and thinks 0.5–1.5 × the think time (in step, 70 users send 70 requests in the
+                // same millisecond once a second).
+                if think > Duration::ZERO {
+                    tokio::time::sleep(think.mul_f64(rng.gen_range(0.0..1.0))).await;
+                }
                 while Instant::now() < deadline {
                     let op = Op::pick(rng.gen_range(0..100));
                     let auth = format!("Bearer {token}");
@@ -458,7 +465,7 @@ pub async fn run(mut cfg: Config, args: EnforcementBenchArgs) -> anyhow::Result<
                     let el = t.elapsed();
                     lat.entry(op).or_default().push(el);
                     if think > Duration::ZERO {
-                        tokio::time::sleep(think).await;
+                        tokio::time::sleep(think.mul_f64(rng.gen_range(0.5..1.5))).await;
                     }
                     if !ok {
                         *errors.entry(op).or_default() += 1;

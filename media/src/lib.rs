@@ -10,6 +10,7 @@
 pub mod gb28181;
 pub mod hub;
 pub mod jt808;
+pub mod mp4;
 pub mod ps;
 pub mod rtp;
 pub mod sip;

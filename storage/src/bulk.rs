@@ -202,7 +202,13 @@ pub async fn seed(
         indexes_s = (t.elapsed() - loaded).as_secs_f64(),
         "bulk seeding done"
     );
-    db.execute_raw("ANALYZE").await?;
+    // PostgreSQL: VACUUM too, so the loaded tables' visibility map is set and index-only scans
+    // (the workbench's hazard list) need not visit the heap, as autovacuum would do in time.
+    db.execute_raw(match db.engine() {
+        crate::Engine::Postgres => "VACUUM ANALYZE",
+        crate::Engine::Sqlite => "ANALYZE",
+    })
+    .await?;
     Ok(samples)
 }
 

@@ -1,0 +1,265 @@
+//! Fragmented MP4 segments written by `mp4::fmp4::Writer` from ffmpeg's elementary streams
+//! (H.264 with G.711 A-law, H.265 with AAC), then read back by ffprobe and decoded by ffmpeg:
+//! the codecs, the picture size, every frame, the duration within one frame, no errors.
+
+use std::path::Path;
+use std::process::Command;
+
+use shouhu_media::mp4::fmp4::{AudioConfig, VideoConfig, Writer};
+use shouhu_media::mp4::params::nal_units;
+use shouhu_media::ps::Codec;
+
+fn ffmpeg(args: &[&str]) {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-y"])
+        .args(args)
+        .output()
+        .expect("ffmpeg (Debian package ffmpeg) runs");
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Access units of an Annex B stream with access unit delimiters, each with whether it is a
+/// keyframe.
+fn access_units(codec: Codec, data: &[u8]) -> Vec<(Vec<u8>, bool)> {
+    type Is = fn(&[u8]) -> bool;
+    let (aud, key): (Is, Is) = match codec {
+        Codec::H265 => (
+            |n| (n[0] >> 1) & 0x3F == 35,
+            |n| (16..=21).contains(&((n[0] >> 1) & 0x3F)),
+        ),
+        _ => (|n| n[0] & 0x1F == 9, |n| n[0] & 0x1F == 5),
+    };
+    let mut out: Vec<(Vec<u8>, bool)> = Vec::new();
+    for nal in nal_units(data) {
+        if nal.is_empty() {
+            continue;
+        }
+        if aud(nal) || out.is_empty() {
+            out.push((Vec::new(), false));
+        }
+        let au = out.last_mut().unwrap();
+        au.0.extend_from_slice(&[0, 0, 0, 1]);
+        au.0.extend_from_slice(nal);
+        au.1 |= key(nal);
+    }
+    out
+}
+
+fn probe(file: &Path) -> serde_json::Value {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_streams",
+            "-show_format",
+            "-of",
+            "json",
+        ])
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "ffprobe reported: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn decodes_cleanly(file: &Path) {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(file)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "ffmpeg decoding reported: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Mux `aus` (25 fps) and `audio` frames (each with its 90 kHz time) into one segment, a
+/// fragment per keyframe.
+fn mux(
+    codec: Codec,
+    aus: &[(Vec<u8>, bool)],
+    audio: AudioConfig,
+    frames: &[(u64, Vec<u8>)],
+) -> Vec<u8> {
+    let video = VideoConfig::from_access_unit(codec, &aus[0].0)
+        .unwrap()
+        .expect("parameter sets in the first access unit");
+    let mut w = Writer::new(Some(video), Some(audio));
+    let mut out = w.init();
+    let mut a = frames.iter().peekable();
+    for (i, (au, key)) in aus.iter().enumerate() {
+        let t = i as u64 * 3600;
+        if *key && i > 0 {
+            out.extend(w.fragment().unwrap());
+        }
+        while let Some((at, f)) = a.next_if(|(at, _)| *at <= t) {
+            w.push_audio(*at, f).unwrap();
+        }
+        w.push_video(t, t, *key, au).unwrap();
+    }
+    for (at, f) in a {
+        w.push_audio(*at, f).unwrap();
+    }
+    out.extend(w.finish().unwrap());
+    out
+}
+
+#[test]
+fn h264_with_g711a_plays() {
+    let dir = tempfile::tempdir().unwrap();
+    let (v, a) = (dir.path().join("v.h264"), dir.path().join("a.alaw"));
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=640x360:rate=25",
+        "-t",
+        "4",
+        "-c:v",
+        "libx264",
+        "-bf",
+        "0",
+        "-g",
+        "25",
+        "-bsf:v",
+        "h264_metadata=aud=insert",
+        "-f",
+        "h264",
+        v.to_str().unwrap(),
+    ]);
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=8000",
+        "-t",
+        "4",
+        "-c:a",
+        "pcm_alaw",
+        "-f",
+        "alaw",
+        a.to_str().unwrap(),
+    ]);
+    let aus = access_units(Codec::H264, &std::fs::read(&v).unwrap());
+    assert_eq!(aus.len(), 100);
+    assert_eq!(aus.iter().filter(|a| a.1).count(), 4);
+    // G.711 in 20 ms frames (160 samples).
+    let pcm = std::fs::read(&a).unwrap();
+    let frames: Vec<(u64, Vec<u8>)> = pcm
+        .chunks(160)
+        .enumerate()
+        .map(|(k, c)| (k as u64 * 1800, c.to_vec()))
+        .collect();
+    let seg = mux(Codec::H264, &aus, AudioConfig::G711A, &frames);
+    let f = dir.path().join("seg.mp4");
+    std::fs::write(&f, &seg).unwrap();
+    let p = probe(&f);
+    let streams = p["streams"].as_array().unwrap();
+    let video = streams.iter().find(|s| s["codec_type"] == "video").unwrap();
+    assert_eq!(video["codec_name"], "h264");
+    assert_eq!(
+        (video["width"].as_u64(), video["height"].as_u64()),
+        (Some(640), Some(360))
+    );
+    assert_eq!(video["nb_read_frames"], "100");
+    let vd: f64 = video["duration"].as_str().unwrap().parse().unwrap();
+    assert!((vd - 4.0).abs() <= 0.04 + 1e-9, "video duration {vd}");
+    let audio = streams.iter().find(|s| s["codec_type"] == "audio").unwrap();
+    assert_eq!(audio["codec_name"], "pcm_alaw");
+    assert_eq!(audio["sample_rate"], "8000");
+    let ad: f64 = audio["duration"].as_str().unwrap().parse().unwrap();
+    assert!((ad - 4.0).abs() <= 0.04 + 1e-9, "audio duration {ad}");
+    decodes_cleanly(&f);
+}
+
+#[test]
+fn h265_with_aac_plays() {
+    let dir = tempfile::tempdir().unwrap();
+    let (v, a) = (dir.path().join("v.hevc"), dir.path().join("a.aac"));
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=1280x720:rate=25",
+        "-t",
+        "2",
+        "-c:v",
+        "libx265",
+        "-x265-params",
+        "log-level=error:bframes=0:keyint=25:min-keyint=25:scenecut=0",
+        "-bsf:v",
+        "hevc_metadata=aud=insert",
+        "-f",
+        "hevc",
+        v.to_str().unwrap(),
+    ]);
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-t",
+        "2",
+        "-c:a",
+        "aac",
+        "-ac",
+        "1",
+        "-f",
+        "adts",
+        a.to_str().unwrap(),
+    ]);
+    let aus = access_units(Codec::H265, &std::fs::read(&v).unwrap());
+    assert_eq!(aus.len(), 50);
+    let adts = std::fs::read(&a).unwrap();
+    let mut frames = Vec::new();
+    let mut i = 0;
+    while i + 7 <= adts.len() {
+        let len = ((usize::from(adts[i + 3] & 3)) << 11)
+            | (usize::from(adts[i + 4]) << 3)
+            | usize::from(adts[i + 5] >> 5);
+        frames.push((
+            frames.len() as u64 * 1024 * 90_000 / 48_000,
+            adts[i..i + len].to_vec(),
+        ));
+        i += len;
+    }
+    let audio = AudioConfig::from_frame(Codec::Aac, &frames[0].1).unwrap();
+    assert_eq!(audio.rate(), 48_000);
+    let seg = mux(Codec::H265, &aus, audio, &frames);
+    let f = dir.path().join("seg.mp4");
+    std::fs::write(&f, &seg).unwrap();
+    let p = probe(&f);
+    let streams = p["streams"].as_array().unwrap();
+    let video = streams.iter().find(|s| s["codec_type"] == "video").unwrap();
+    assert_eq!(video["codec_name"], "hevc");
+    assert_eq!(
+        (video["width"].as_u64(), video["height"].as_u64()),
+        (Some(1280), Some(720))
+    );
+    assert_eq!(video["nb_read_frames"], "50");
+    let audio = streams.iter().find(|s| s["codec_type"] == "audio").unwrap();
+    assert_eq!(audio["codec_name"], "aac");
+    assert_eq!(
+        audio["nb_read_frames"]
+            .as_str()
+            .unwrap()
+            .parse::<usize>()
+            .unwrap(),
+        frames.len()
+    );
+    decodes_cleanly(&f);
+}
