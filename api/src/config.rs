@@ -377,6 +377,9 @@ pub struct AuthConfig {
     /// SM4 key sealing sensitive case fields at rest (hex, 16 bytes); empty = generated once into
     /// the data directory (`field.key`).
     pub field_key: Secret,
+    /// Ed25519 seed signing recordings' digest chains and export manifests (hex, 32 bytes);
+    /// empty = generated once into the data directory (`evidence.key`).
+    pub evidence_key: Secret,
     /// Lifetime of a signed media token, seconds. Default 300.
     pub media_token_ttl_secs: u64,
     /// How long a node trusts its cached view of a session, seconds. Default 5.
@@ -396,6 +399,7 @@ impl Default for AuthConfig {
             argon2_parallelism: 1,
             media_token_key: Secret::default(),
             field_key: Secret::default(),
+            evidence_key: Secret::default(),
             media_token_ttl_secs: 300,
             session_cache_secs: 5,
         }

@@ -191,6 +191,29 @@ fn field_cipher(cfg: &Config) -> anyhow::Result<FieldCipher> {
     Ok(FieldCipher::new(&key))
 }
 
+/// The key signing recordings' chain heads and export manifests.
+pub fn evidence_signer(cfg: &Config) -> anyhow::Result<shouhu_storage::evidence::Signer> {
+    let seed: [u8; 32] = key_from(
+        cfg,
+        &cfg.auth.evidence_key.0,
+        "evidence.key",
+        "auth.evidence_key",
+    )?;
+    Ok(shouhu_storage::evidence::Signer::from_seed(&seed))
+}
+
+/// The public key (hex) of the configured evidence key, without creating one.
+pub fn evidence_public_key(cfg: &Config) -> anyhow::Result<String> {
+    let configured = !cfg.auth.evidence_key.0.is_empty();
+    if !configured && !cfg.server.data_dir.join("evidence.key").exists() {
+        anyhow::bail!(
+            "no evidence key in auth.evidence_key or {}: pass the server's public key with --public-key",
+            cfg.server.data_dir.join("evidence.key").display()
+        );
+    }
+    Ok(evidence_signer(cfg)?.public_key_hex())
+}
+
 /// A key of `N` bytes: the configured hex value, else the one generated once into
 /// `<data_dir>/<file>` (created with fresh random bytes on first start).
 fn key_from<const N: usize>(

@@ -263,3 +263,141 @@ fn h265_with_aac_plays() {
     );
     decodes_cleanly(&f);
 }
+
+fn frame(codec: Codec, t: u64, key: bool, data: Vec<u8>) -> shouhu_media::ps::Frame {
+    shouhu_media::ps::Frame {
+        codec,
+        pts_90k: Some(t),
+        dts_90k: Some(t),
+        data,
+        keyframe: key,
+        received: None,
+        rtp_payloads: Default::default(),
+    }
+}
+
+#[test]
+fn segments_are_cut_at_keyframes_and_each_plays_alone() {
+    use shouhu_media::mp4::segmenter::{Output, Segmenter};
+    let dir = tempfile::tempdir().unwrap();
+    let (v, a) = (dir.path().join("v.h264"), dir.path().join("a.alaw"));
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=25",
+        "-t",
+        "4",
+        "-c:v",
+        "libx264",
+        "-bf",
+        "0",
+        "-g",
+        "25",
+        "-bsf:v",
+        "h264_metadata=aud=insert",
+        "-f",
+        "h264",
+        v.to_str().unwrap(),
+    ]);
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=8000",
+        "-t",
+        "4",
+        "-c:a",
+        "pcm_alaw",
+        "-f",
+        "alaw",
+        a.to_str().unwrap(),
+    ]);
+    let aus = access_units(Codec::H264, &std::fs::read(&v).unwrap());
+    let pcm = std::fs::read(&a).unwrap();
+    // Timestamps near the 33-bit wrap, so the segmenter has to unwrap them.
+    let base: u64 = (1 << 33) - 90_000;
+    let mut frames = Vec::new();
+    let mut chunks = pcm.chunks(160).enumerate().peekable();
+    for (i, (au, key)) in aus.iter().enumerate() {
+        let t = i as u64 * 3600;
+        while let Some((k, c)) = chunks.next_if(|(k, _)| *k as u64 * 1800 <= t) {
+            frames.push(frame(
+                Codec::G711A,
+                (base + k as u64 * 1800) % (1 << 33),
+                true,
+                c.to_vec(),
+            ));
+        }
+        frames.push(frame(Codec::H264, (base + t) % (1 << 33), *key, au.clone()));
+    }
+    let mut seg = Segmenter::new(1);
+    let mut out = Vec::new();
+    for f in &frames {
+        seg.push(f, &mut out);
+    }
+    seg.finish(&mut out);
+    // Write each segment to its own file as the recorder would.
+    let mut files: Vec<Vec<u8>> = Vec::new();
+    let mut infos = Vec::new();
+    for o in out {
+        match o {
+            Output::Begin { index } => {
+                assert_eq!(index as usize, files.len());
+                files.push(Vec::new());
+            }
+            Output::Data(d) => files.last_mut().unwrap().extend(d),
+            Output::End(info) => {
+                assert_eq!(info.bytes as usize, files.last().unwrap().len());
+                infos.push(info);
+            }
+        }
+    }
+    assert_eq!(files.len(), 4, "{infos:?}");
+    assert_eq!(seg.stats.dropped_video, 0);
+    let mut total = 0;
+    for (k, (bytes, info)) in files.iter().zip(&infos).enumerate() {
+        if k > 0 {
+            assert_eq!(
+                infos[k - 1].end_90k,
+                info.start_90k,
+                "segments are contiguous"
+            );
+        }
+        assert_eq!(
+            info.start_90k,
+            k as u64 * 90_000,
+            "the recording's time 0 is its first frame"
+        );
+        let f = dir.path().join(format!("seg{k}.mp4"));
+        std::fs::write(&f, bytes).unwrap();
+        let p = probe(&f);
+        let video = p["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["codec_type"] == "video")
+            .unwrap()
+            .clone();
+        let n: u64 = video["nb_read_frames"].as_str().unwrap().parse().unwrap();
+        total += n;
+        // ffprobe gives a fragmented file's stream start and its end time (from 0) as duration.
+        let start: f64 = video["start_time"].as_str().unwrap().parse().unwrap();
+        let end: f64 = video["duration"].as_str().unwrap().parse().unwrap();
+        let (istart, iend) = (
+            info.start_90k as f64 / 90_000.0,
+            info.end_90k as f64 / 90_000.0,
+        );
+        assert!(
+            (start - istart).abs() <= 0.04 + 1e-9 && (end - iend).abs() <= 0.04 + 1e-9,
+            "segment {k}: {start}–{end} s in the file, {istart}–{iend} s indexed"
+        );
+        assert!(p["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["codec_name"] == "pcm_alaw"));
+        decodes_cleanly(&f);
+    }
+    assert_eq!(total, 100);
+}

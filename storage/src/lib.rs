@@ -35,6 +35,7 @@ mod db;
 pub mod enforcement;
 pub mod enterprises;
 mod error;
+pub mod evidence;
 pub mod geofences;
 pub mod hazards;
 pub mod inspection_items;

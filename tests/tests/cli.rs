@@ -363,3 +363,101 @@ mod shouhu_storage_free {
         }
     }
 }
+
+/// `shouhu verify FILE MANIFEST`: an intact export passes; a changed file, a changed manifest,
+/// a manifest re-signed with another key, and a wrong trusted key all fail with the reason.
+#[test]
+fn verify_checks_an_export_against_its_manifest() {
+    use shouhu_storage::evidence::{append, genesis, head_message, Manifest, SignedHead, Signer};
+    let dir = tempfile::tempdir().unwrap();
+    let seed = [7u8; 32];
+    let server = Signer::from_seed(&seed);
+    let other = Signer::from_seed(&[9u8; 32]);
+    // Three 60 s segments of a recording, and an export cut from them.
+    let mut prev = genesis("rec-cli");
+    let mut segments = Vec::new();
+    for (i, body) in [&b"segment zero"[..], b"segment one", b"segment two"]
+        .iter()
+        .enumerate()
+    {
+        let s = append(
+            &prev,
+            i as u32,
+            body,
+            i as i64 * 60_000,
+            (i as i64 + 1) * 60_000,
+        );
+        prev = s.link_bytes().unwrap();
+        segments.push(s);
+    }
+    let export = b"an exported mp4 cut from the three segments".to_vec();
+    let (sha, sm3) = shouhu_storage::evidence::digests(&export);
+    let manifest = Manifest {
+        format: "shouhu-manifest-v1".into(),
+        recording_id: "rec-cli".into(),
+        from_ms: 0,
+        to_ms: 180_000,
+        export_sha256: hex::encode(sha),
+        export_sm3: hex::encode(sm3),
+        export_bytes: export.len() as u64,
+        chain_start: hex::encode(genesis("rec-cli")),
+        segments,
+        head: Some(SignedHead {
+            segments: 3,
+            head: hex::encode(prev),
+            signature: server.sign(&head_message("rec-cli", 3, &prev)),
+        }),
+        public_key: String::new(),
+        signature: String::new(),
+    }
+    .sign(&server);
+    let file = dir.path().join("export.mp4");
+    let mpath = dir.path().join("export.manifest.json");
+    std::fs::write(&file, &export).unwrap();
+    std::fs::write(&mpath, serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
+    let run = |extra: &[&str], key: Option<&str>| {
+        let mut c = shouhu(dir.path());
+        if let Some(k) = key {
+            c.env("SHOUHU__AUTH__EVIDENCE_KEY", k);
+        }
+        c.arg("verify").arg(&file).arg(&mpath).args(extra);
+        let out = c.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let key = hex::encode(seed);
+    let (ok, out) = run(&[], Some(&key));
+    assert!(ok, "{out}");
+    assert!(out.contains("OK") && out.contains("rec-cli"), "{out}");
+    // Without a configured key there is nothing to trust unless one is given.
+    let (ok, out) = run(&[], None);
+    assert!(!ok && out.contains("--public-key"), "{out}");
+    let (ok, out) = run(&["--public-key", &server.public_key_hex()], None);
+    assert!(ok, "{out}");
+    let (ok, out) = run(&["--public-key", &other.public_key_hex()], None);
+    assert!(!ok && out.contains("signature"), "{out}");
+
+    // A changed export.
+    let mut changed = export.clone();
+    changed[3] ^= 0x20;
+    std::fs::write(&file, &changed).unwrap();
+    let (ok, out) = run(&[], Some(&key));
+    assert!(!ok && out.contains("digest"), "{out}");
+    std::fs::write(&file, &export).unwrap();
+    // A changed manifest, and the same change re-signed with another key.
+    let mut edited = manifest.clone();
+    edited.to_ms = 120_000;
+    std::fs::write(&mpath, serde_json::to_vec(&edited).unwrap()).unwrap();
+    let (ok, out) = run(&[], Some(&key));
+    assert!(!ok && out.contains("signature"), "{out}");
+    std::fs::write(&mpath, serde_json::to_vec(&edited.sign(&other)).unwrap()).unwrap();
+    let (ok, out) = run(&[], Some(&key));
+    assert!(!ok && out.contains("signature"), "{out}");
+    // Not a manifest at all.
+    std::fs::write(&mpath, b"{\"format\": 1}").unwrap();
+    let (ok, out) = run(&[], Some(&key));
+    assert!(!ok && out.contains("not a manifest"), "{out}");
+}

@@ -371,14 +371,14 @@ impl Writer {
         })
     }
 
-    /// Decode time (90 kHz) just after the last sample written so far.
+    /// Decode time (90 kHz) just after the last sample written so far: of the video, or of the
+    /// audio when there is no video (the segment's span on the recording's timeline).
     pub fn end_90k(&self) -> Option<u64> {
-        let v = self.v.next_dts;
-        let a = self
-            .audio
-            .as_ref()
-            .and_then(|c| Some(self.a.next_dts? * 90_000 / u64::from(c.rate())));
-        v.into_iter().chain(a).max()
+        if self.video.is_some() {
+            return self.v.next_dts;
+        }
+        let rate = u64::from(self.audio.as_ref()?.rate());
+        Some(self.a.next_dts? * 90_000 / rate)
     }
 
     /// `ftyp` + `moov`.

@@ -1,9 +1,11 @@
 //! ISO BMFF (MP4) for recordings: fragmented MP4 segments written from the stream hub's access
-//! units without transcoding ([`fmp4`]), and the video parameter sets they need ([`params`]).
+//! units without transcoding ([`fmp4`]), cut into self-contained segments at keyframes
+//! ([`segmenter`]), and the video parameter sets they need ([`params`]).
 //! Sans-IO and clock-free: frames in, bytes out; the recorder decides where the bytes go.
 
 pub mod fmp4;
 pub mod params;
+pub mod segmenter;
 
 /// Why an access unit or a parameter set could not be muxed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
