@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(nodejs npm chromium fonts-wqy-microhei poppler-utils openssl curl ca-certificates sip-tester ffmpeg
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
-  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev pkg-config)
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev pkg-config python3-venv)
 [[ "${1:-}" == "--bench" ]] && APT_PACKAGES+=(wrk mosquitto janus)
 
 missing=()
@@ -24,6 +24,15 @@ if ((${#missing[@]})); then
   [[ $(id -u) -ne 0 ]] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Python test peers (moto's S3-compatible server for the S3 blob store), in a virtual
+# environment inside the checkout, only when missing.
+if [[ ! -x .venv-test/bin/moto_server ]]; then
+  echo "installing moto[server] into .venv-test"
+  rm -rf .venv-test
+  python3 -m venv .venv-test
+  .venv-test/bin/pip install -q --disable-pip-version-check 'moto[server]>=5.1,<6'
 fi
 
 # npm packages, only when the lock file changed since the last install.

@@ -55,6 +55,39 @@ pub struct Config {
     pub media: MediaConfig,
     /// Enforcement documents (PDF and Word).
     pub documents: DocumentsConfig,
+    /// Where blobs (files, documents, recordings) are stored.
+    pub blob: BlobConfig,
+}
+
+/// `[blob]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BlobConfig {
+    /// `local` (files under `<data_dir>/blobs`) or `s3` (an S3-compatible object store).
+    pub backend: String,
+    /// S3 endpoint URL, e.g. `http://minio:9000` (path-style requests).
+    pub s3_endpoint: String,
+    /// S3 bucket (created at start if it does not exist).
+    pub s3_bucket: String,
+    /// S3 region of the signature. Default `us-east-1`.
+    pub s3_region: String,
+    /// S3 access key id.
+    pub s3_access_key: String,
+    /// S3 secret access key.
+    pub s3_secret_key: Secret,
+}
+
+impl Default for BlobConfig {
+    fn default() -> Self {
+        Self {
+            backend: "local".into(),
+            s3_endpoint: String::new(),
+            s3_bucket: String::new(),
+            s3_region: "us-east-1".into(),
+            s3_access_key: String::new(),
+            s3_secret_key: Secret::default(),
+        }
+    }
 }
 
 /// `[documents]`

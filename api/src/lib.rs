@@ -27,6 +27,7 @@ pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod routes;
+pub mod s3;
 pub mod server;
 pub mod simulate;
 pub mod simulate_gb;

@@ -51,7 +51,17 @@ pub async fn build_state_with_db(
     std::fs::create_dir_all(&cfg.server.data_dir)?;
     let media_key = media_key(&cfg)?;
     let cipher = Arc::new(field_cipher(&cfg)?);
-    let blobs = Arc::new(LocalBlobStore::new(cfg.server.data_dir.join("blobs")));
+    let blobs: Arc<dyn shouhu_storage::blob::BlobStore> = match cfg.blob.backend.as_str() {
+        "local" => Arc::new(LocalBlobStore::new(cfg.server.data_dir.join("blobs"))),
+        "s3" => {
+            let s3 = crate::s3::S3BlobStore::new(&cfg.blob)?;
+            s3.ensure_bucket()
+                .await
+                .map_err(|e| anyhow::anyhow!("blob store {}: {e}", cfg.blob.s3_endpoint))?;
+            Arc::new(s3)
+        }
+        other => anyhow::bail!("blob.backend must be \"local\" or \"s3\", not {other:?}"),
+    };
     let now: Arc<dyn Fn() -> i64 + Send + Sync> = {
         let c = clock.clone();
         Arc::new(move || c.now_ms())

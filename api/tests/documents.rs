@@ -255,18 +255,7 @@ async fn documents_open_in_independent_readers() {
     assert_eq!(st, StatusCode::ACCEPTED, "{b}");
     let batch = b["id"].as_str().unwrap().to_string();
     assert_eq!(b["total"], 2);
-    let mut status = b;
-    for _ in 0..400 {
-        if status["finished"] == true {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-        status = s
-            .get(&head, &format!("/api/v1/document-batches/{batch}"))
-            .await
-            .1;
-    }
-    assert_eq!(status["finished"], true, "{status}");
+    let status = s.wait_batch(&head, b).await;
     assert_eq!(status["done"], 2);
     assert_eq!(status["failed"][0]["id"], "no-such-inspection", "{status}");
     let (st, _) = s

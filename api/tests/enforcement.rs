@@ -819,18 +819,7 @@ on_both!(case_workflow_and_confidentiality, |s: Server| async move {
         .await;
     assert_eq!(st, StatusCode::ACCEPTED, "{b}");
     let batch = b["id"].as_str().unwrap().to_string();
-    let mut status = b;
-    for _ in 0..400 {
-        if status["finished"] == true {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-        status = s
-            .get(&head, &format!("/api/v1/document-batches/{batch}"))
-            .await
-            .1;
-    }
-    assert_eq!(status["finished"], true, "{status}");
+    let status = s.wait_batch(&head, b).await;
     assert_eq!(status["failed"], json!([]), "{status}");
     let r = reqwest::Client::new()
         .get(s.url(&format!("/api/v1/document-batches/{batch}/archive")))

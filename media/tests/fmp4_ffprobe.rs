@@ -118,15 +118,16 @@ fn mux(
     out
 }
 
-#[test]
-fn h264_with_g711a_plays() {
-    let dir = tempfile::tempdir().unwrap();
-    let (v, a) = (dir.path().join("v.h264"), dir.path().join("a.alaw"));
+/// Four seconds of H.264 (25 fps, a keyframe a second, no B-frames, with access unit
+/// delimiters) of `size`, as access units, and of G.711 A-law at 8 kHz.
+fn h264_and_alaw(dir: &Path, size: &str) -> (Vec<(Vec<u8>, bool)>, Vec<u8>) {
+    let (v, a) = (dir.join("v.h264"), dir.join("a.alaw"));
+    let src = format!("testsrc2=size={size}:rate=25");
     ffmpeg(&[
         "-f",
         "lavfi",
         "-i",
-        "testsrc2=size=640x360:rate=25",
+        &src,
         "-t",
         "4",
         "-c:v",
@@ -154,11 +155,19 @@ fn h264_with_g711a_plays() {
         "alaw",
         a.to_str().unwrap(),
     ]);
-    let aus = access_units(Codec::H264, &std::fs::read(&v).unwrap());
+    (
+        access_units(Codec::H264, &std::fs::read(&v).unwrap()),
+        std::fs::read(&a).unwrap(),
+    )
+}
+
+#[test]
+fn h264_with_g711a_plays() {
+    let dir = tempfile::tempdir().unwrap();
+    let (aus, pcm) = h264_and_alaw(dir.path(), "640x360");
     assert_eq!(aus.len(), 100);
     assert_eq!(aus.iter().filter(|a| a.1).count(), 4);
     // G.711 in 20 ms frames (160 samples).
-    let pcm = std::fs::read(&a).unwrap();
     let frames: Vec<(u64, Vec<u8>)> = pcm
         .chunks(160)
         .enumerate()
@@ -280,41 +289,7 @@ fn frame(codec: Codec, t: u64, key: bool, data: Vec<u8>) -> shouhu_media::ps::Fr
 fn segments_are_cut_at_keyframes_and_each_plays_alone() {
     use shouhu_media::mp4::segmenter::{Output, Segmenter};
     let dir = tempfile::tempdir().unwrap();
-    let (v, a) = (dir.path().join("v.h264"), dir.path().join("a.alaw"));
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=320x240:rate=25",
-        "-t",
-        "4",
-        "-c:v",
-        "libx264",
-        "-bf",
-        "0",
-        "-g",
-        "25",
-        "-bsf:v",
-        "h264_metadata=aud=insert",
-        "-f",
-        "h264",
-        v.to_str().unwrap(),
-    ]);
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:sample_rate=8000",
-        "-t",
-        "4",
-        "-c:a",
-        "pcm_alaw",
-        "-f",
-        "alaw",
-        a.to_str().unwrap(),
-    ]);
-    let aus = access_units(Codec::H264, &std::fs::read(&v).unwrap());
-    let pcm = std::fs::read(&a).unwrap();
+    let (aus, pcm) = h264_and_alaw(dir.path(), "320x240");
     // Timestamps near the 33-bit wrap, so the segmenter has to unwrap them.
     let base: u64 = (1 << 33) - 90_000;
     let mut frames = Vec::new();

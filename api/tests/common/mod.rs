@@ -65,6 +65,11 @@ fn audit() -> AuditEntry {
 
 /// Start a server; `None` when the engine is PostgreSQL and none is reachable outside CI.
 pub async fn start(engine: Engine) -> Option<Server> {
+    start_with(engine, |_| {}).await
+}
+
+/// [`start`] with the test configuration changed by `configure` first.
+pub async fn start_with(engine: Engine, configure: impl FnOnce(&mut Config)) -> Option<Server> {
     let tdb = match engine {
         Engine::Sqlite => db::sqlite().await,
         Engine::Postgres => db::postgres().await?,
@@ -79,6 +84,7 @@ pub async fn start(engine: Engine) -> Option<Server> {
     cfg.auth.session_cache_secs = 0;
     cfg.jt808.listen = "127.0.0.1:0".parse().unwrap();
     cfg.sip.listen = "127.0.0.1:0".parse().unwrap();
+    configure(&mut cfg);
     let clock = Arc::new(ManualClock::new(1_800_000_000_000));
     let state = shouhu_api::server::build_state_with_db(cfg, clock.clone(), tdb.db.clone())
         .await
@@ -234,6 +240,24 @@ impl Server {
         let (s, b) = self.login_raw(&reqwest::Client::new(), user, PW).await;
         assert_eq!(s, StatusCode::OK, "{b}");
         b["token"].as_str().unwrap().to_string()
+    }
+
+    /// Poll a document batch (its start answer `started`) until it finishes; its last status.
+    pub async fn wait_batch(&self, token: &str, started: Value) -> Value {
+        let id = started["id"].as_str().unwrap().to_string();
+        let mut status = started;
+        for _ in 0..400 {
+            if status["finished"] == true {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            status = self
+                .get(token, &format!("/api/v1/document-batches/{id}"))
+                .await
+                .1;
+        }
+        assert_eq!(status["finished"], true, "{status}");
+        status
     }
 
     pub async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
