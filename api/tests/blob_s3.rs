@@ -9,7 +9,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reqwest::StatusCode;
 use shouhu_api::config::BlobConfig;
 use shouhu_api::s3::S3BlobStore;
 use shouhu_storage::blob::BlobStore;
@@ -173,19 +172,7 @@ async fn s3_store_contract_and_server_uploads() {
     .unwrap();
     let token = s.login("hp_head").await;
     let png: Vec<u8> = [&b"\x89PNG\r\n\x1a\n"[..], &[9u8; 300][..]].concat();
-    let r = reqwest::Client::new()
-        .post(s.url("/api/v1/attachments"))
-        .bearer_auth(&token)
-        .header("content-type", "application/octet-stream")
-        .body(png.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let key = r.json::<serde_json::Value>().await.unwrap()["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let key = s.upload_attachment(&token, png.clone()).await;
     let direct: Arc<dyn BlobStore> =
         Arc::new(S3BlobStore::new(&settings(&m.endpoint, "shouhu-blobs")).unwrap());
     assert_eq!(direct.get(&key).await.unwrap(), png);

@@ -314,19 +314,7 @@ async fn documents_open_in_independent_readers() {
     // Photos of checked items: uploaded as attachments, listed on the result, served only for
     // the inspection that lists them, to its units.
     let png: Vec<u8> = [&b"\x89PNG\r\n\x1a\n"[..], &[7u8; 64][..]].concat();
-    let r = reqwest::Client::new()
-        .post(s.url("/api/v1/attachments"))
-        .bearer_auth(&head)
-        .header("content-type", "application/octet-stream")
-        .body(png.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let key = r.json::<serde_json::Value>().await.unwrap()["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let key = s.upload_attachment(&head, png.clone()).await;
     let (st, second) = s
         .send(
             Method::POST,

@@ -17,14 +17,26 @@ fn code(seed: u32) -> String {
 const HEADER: &str = "企业名称,统一社会信用代码,所属区,街镇,地址,经度,纬度,法定代表人,主要负责人,主要负责人电话,国民经济类型,行业代码,监管行业,重点单位年度,经营状态,标签\n";
 
 async fn upload(s: &common::Server, token: &str, body: Vec<u8>, ct: &str) -> (StatusCode, Value) {
-    let r = reqwest::Client::new()
+    post_import(s, token, body, ct, None).await
+}
+
+/// `POST /enterprises/import`, named by an `X-Import-Id` when `id` is given.
+async fn post_import(
+    s: &common::Server,
+    token: &str,
+    body: Vec<u8>,
+    ct: &str,
+    id: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut req = reqwest::Client::new()
         .post(s.url("/api/v1/enterprises/import"))
         .bearer_auth(token)
         .header("content-type", ct)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+        .body(body);
+    if let Some(id) = id {
+        req = req.header("x-import-id", id);
+    }
+    let r = req.send().await.unwrap();
     let st = r.status();
     (st, r.json().await.unwrap_or(Value::Null))
 }
@@ -182,17 +194,7 @@ on_both!(
 );
 
 async fn upload_as(s: &common::Server, token: &str, id: &str, body: String) -> (StatusCode, Value) {
-    let r = reqwest::Client::new()
-        .post(s.url("/api/v1/enterprises/import"))
-        .bearer_auth(token)
-        .header("content-type", "text/csv")
-        .header("x-import-id", id)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let st = r.status();
-    (st, r.json().await.unwrap_or(Value::Null))
+    post_import(s, token, body.into_bytes(), "text/csv", Some(id)).await
 }
 
 on_both!(

@@ -242,6 +242,23 @@ impl Server {
         b["token"].as_str().unwrap().to_string()
     }
 
+    /// Upload an attachment (`POST /attachments`, 201); its blob key.
+    pub async fn upload_attachment(&self, token: &str, body: Vec<u8>) -> String {
+        let r = reqwest::Client::new()
+            .post(self.url("/api/v1/attachments"))
+            .bearer_auth(token)
+            .header("content-type", "application/octet-stream")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        r.json::<Value>().await.unwrap()["key"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     /// Poll a document batch (its start answer `started`) until it finishes; its last status.
     pub async fn wait_batch(&self, token: &str, started: Value) -> Value {
         let id = started["id"].as_str().unwrap().to_string();
