@@ -57,6 +57,37 @@ pub struct Config {
     pub documents: DocumentsConfig,
     /// Where blobs (files, documents, recordings) are stored.
     pub blob: BlobConfig,
+    /// Recording, retention and the disk-space watermark.
+    pub recording: RecordingConfig,
+}
+
+/// `[recording]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordingConfig {
+    /// Target segment length in seconds (cut at the next keyframe). Default 60.
+    pub segment_secs: u32,
+    /// Days a recording is kept (org units can set their own). Default 365.
+    pub retention_days: i64,
+    /// How often the retention job runs, seconds. Default 3600.
+    pub retention_interval_secs: u64,
+    /// Raise the low-disk alert when the data directory's file system has less than this
+    /// percentage free. Nothing is deleted because of it. Default 10.
+    pub min_free_percent: f64,
+    /// How long a start waits for the stream's first picture, seconds. Default 15.
+    pub start_timeout_secs: u64,
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        Self {
+            segment_secs: 60,
+            retention_days: 365,
+            retention_interval_secs: 3600,
+            min_free_percent: 10.0,
+            start_timeout_secs: 15,
+        }
+    }
 }
 
 /// `[blob]`

@@ -26,6 +26,7 @@ pub mod documents;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod recording_jobs;
 pub mod routes;
 pub mod s3;
 pub mod server;

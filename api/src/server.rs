@@ -99,7 +99,27 @@ pub async fn build_state_with_db(
     let whip = Arc::new(
         shouhu_media::whip::Whip::new(webrtc).map_err(|e| anyhow::anyhow!("WebRTC: {e}"))?,
     );
+    let signer = Arc::new(evidence_signer(&cfg)?);
+    let recorder = shouhu_media::recorder::Recorder::new(
+        streams.clone(),
+        db.clone(),
+        blobs.clone(),
+        signer.clone(),
+        shouhu_media::recorder::RecorderConfig {
+            segment_secs: cfg.recording.segment_secs.max(1),
+            spool_dir: cfg.server.data_dir.join("spool"),
+            start_timeout: Duration::from_secs(cfg.recording.start_timeout_secs.max(1)),
+            retry: Duration::from_secs(5),
+        },
+        {
+            let c = clock.clone();
+            Arc::new(move || c.now_ms())
+        },
+    );
     Ok(AppState {
+        recorder,
+        signer,
+        low_disk: Default::default(),
         batches: Default::default(),
         imports: Default::default(),
         whep,
@@ -483,6 +503,8 @@ pub async fn serve(
             .run(udp, tcp, stop_rx.clone())
             .map_err(|e| anyhow::anyhow!("SIP server: {e}"))?;
     }
+    crate::recording_jobs::start(&state, stop_rx.clone()).await?;
+    let recorder = state.recorder.clone();
     let hub = state.hub.clone();
     let addr = http.local_addr()?;
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
@@ -508,6 +530,8 @@ pub async fn serve(
                 .await?;
         }
     }
+    // Recordings end with their last segment stored and their chain head signed.
+    recorder.shutdown().await;
     hub.close().await;
     tracing::info!("server stopped");
     Ok(())

@@ -42,6 +42,12 @@ pub struct AppState {
     pub whip: Arc<shouhu_media::whip::Whip>,
     /// Document batches being rendered or ready for download.
     pub batches: Arc<crate::documents::batch::Batches>,
+    /// The recorder (live streams into indexed fMP4 segments).
+    pub recorder: shouhu_media::recorder::Recorder,
+    /// The server's evidence key (signs chain heads and export manifests).
+    pub signer: Arc<shouhu_storage::evidence::Signer>,
+    /// Whether the data directory's free space is below `recording.min_free_percent`.
+    pub low_disk: Arc<std::sync::atomic::AtomicBool>,
     /// Registry imports in progress (and for ten minutes after), by their `X-Import-Id`.
     pub imports: Arc<crate::routes::imports::Imports>,
 }

@@ -12,6 +12,8 @@ pub mod hub;
 pub mod jt808;
 pub mod mp4;
 pub mod ps;
+#[cfg(not(fuzzing))]
+pub mod recorder;
 pub mod rtp;
 pub mod sip;
 pub mod stats;

@@ -46,6 +46,7 @@ pub mod org_units;
 pub mod plans;
 pub mod positions;
 pub mod recorders;
+pub mod recordings;
 pub mod search;
 pub mod sessions;
 pub mod sos;

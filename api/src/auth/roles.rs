@@ -52,11 +52,16 @@ pub enum Perm {
     PlanWrite,
     /// Approve (publish) or return plans under review.
     PlanApprove,
+    /// Find, play and export recordings in scope.
+    RecordingView,
+    /// Link recordings to inspections, confirm suggestions, set legal holds, start and stop
+    /// recording, import camera footage.
+    RecordingReview,
 }
 
 impl Perm {
     /// Every permission.
-    pub const ALL: [Perm; 23] = [
+    pub const ALL: [Perm; 25] = [
         Perm::RegistryRead,
         Perm::EnterpriseWrite,
         Perm::OfficerWrite,
@@ -80,6 +85,8 @@ impl Perm {
         Perm::CaseReview,
         Perm::PlanWrite,
         Perm::PlanApprove,
+        Perm::RecordingView,
+        Perm::RecordingReview,
     ];
 
     /// The code the API reports (`/auth/me` `permissions`).
@@ -108,6 +115,8 @@ impl Perm {
             Perm::CaseReview => "case.review",
             Perm::PlanWrite => "plan.write",
             Perm::PlanApprove => "plan.approve",
+            Perm::RecordingView => "recording.view",
+            Perm::RecordingReview => "recording.review",
         }
     }
 }
@@ -191,6 +200,20 @@ pub fn grants(role: &str, perm: Perm) -> bool {
             "admin" | "corps_leader" | "brigade_head" | "squad_leader"
         ),
         PlanApprove => matches!(role, "admin" | "corps_leader" | "brigade_head"),
+        RecordingView => matches!(
+            role,
+            "admin"
+                | "corps_leader"
+                | "operator"
+                | "reviewer"
+                | "brigade_head"
+                | "squad_leader"
+                | "officer"
+        ),
+        RecordingReview => matches!(
+            role,
+            "admin" | "reviewer" | "brigade_head" | "squad_leader" | "officer"
+        ),
         WorkOrderWrite => matches!(
             role,
             "admin" | "corps_leader" | "brigade_head" | "squad_leader" | "clerk"

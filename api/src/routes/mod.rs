@@ -19,6 +19,7 @@ pub mod officers;
 pub mod org_units;
 pub mod plans;
 pub mod recorders;
+pub mod recordings;
 pub mod reference;
 pub mod streams;
 pub mod work_orders;
@@ -44,6 +45,7 @@ use crate::state::AppState;
         (name = "inspection-items", description = "Inspection item list"),
         (name = "reference", description = "Code lists"),
         (name = "enforcement", description = "Daily enforcement work: inspections (inspect-once caps, over-cap filings), hazards and their rectification loop, cases (confidential while open) with their documents, the workbench, attachments"),
+        (name = "recordings", description = "Recordings: search, HLS playback, export with a signed manifest, links to inspections, legal holds, retention, evidence packages"),
         (name = "dispatch", description = "Live units, positions, tracks, assignments, SOS alarms, geofences, vehicles; WebSocket at /dispatch/ws"),
     ),
     components(schemas(crate::error::ErrorBody, crate::error::RowError)),
@@ -94,6 +96,7 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(reference::router())
         .merge(dispatch::router())
         .merge(recorders::router())
+        .merge(recordings::router())
         .merge(streams::router())
         .merge(dispatch_ws::router())
         .merge(inspections::router())

@@ -5,6 +5,7 @@
 
 pub mod fmp4;
 pub mod params;
+pub mod recover;
 pub mod segmenter;
 
 /// Why an access unit or a parameter set could not be muxed.

@@ -269,6 +269,20 @@ impl Segmenter {
         }
     }
 
+    /// Learn the stream's audio from a frame without recording it (the recorder shows the
+    /// segmenter an audio frame of the cached group of pictures first, so the first segment,
+    /// opened at the keyframe before it, already carries the audio track).
+    pub fn prime(&mut self, f: &Frame) {
+        if matches!(f.codec, Codec::G711A | Codec::G711U | Codec::Aac)
+            && self.audio_codec != Some(f.codec)
+        {
+            if let Ok(c) = AudioConfig::from_frame(f.codec, &f.data) {
+                self.audio_cfg = Some(c);
+                self.audio_codec = Some(f.codec);
+            }
+        }
+    }
+
     /// The stream ended: finish the current segment.
     pub fn finish(&mut self, out: &mut Vec<Output>) {
         self.close(out);

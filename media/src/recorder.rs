@@ -1,0 +1,853 @@
+//! The recorder: what the stream hub carries, written as self-contained fMP4 segments into the
+//! blob store and indexed with their digests and the recording's chain.
+//!
+//! One task per recorded channel joins the hub like any viewer (so the stream stays up while it
+//! records) and feeds the [`Segmenter`]. The segment being written goes to a spool file
+//! (`<spool>/<recording>/<n>.part`, appended fragment by fragment: a crash loses at most the
+//! last fragment); when it is complete it is renamed `<n>.done` beside a `<n>.json` with its
+//! span, and a second task per recording stores it in the blob store and indexes it, in order,
+//! so a slow store never stalls the frames. A channel records while it has at least one
+//! trigger: always-on (per recorder), on demand (from the API), a dispatch call.
+//!
+//! After a crash, [`Recorder::reconcile`] (at start-up, before any recording starts) finishes
+//! what the spool holds: complete segments are stored and indexed, a partial segment is cut to
+//! its last complete fragment and indexed when that is playable, else dropped with a log line;
+//! then the interrupted recordings are closed and signed, and every indexed segment is checked
+//! to be in the blob store.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use shouhu_storage::audit::AuditEntry;
+use shouhu_storage::blob::BlobStore;
+use shouhu_storage::evidence::Signer;
+use shouhu_storage::org_units::Scope;
+use shouhu_storage::recordings::{NewRecording, NewSegment, Recording};
+use shouhu_storage::Db;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{broadcast, mpsc, watch};
+
+use crate::hub::{StreamHub, StreamState};
+use crate::mp4::segmenter::{Output, SegmentInfo, Segmenter};
+use crate::ps::Codec;
+
+/// Recorder settings (`[recording]`).
+#[derive(Debug, Clone)]
+pub struct RecorderConfig {
+    /// Target segment length (cut at the next keyframe).
+    pub segment_secs: u32,
+    /// Where segments are written while they grow.
+    pub spool_dir: PathBuf,
+    /// How long a start waits for the stream's first picture.
+    pub start_timeout: Duration,
+    /// How long to wait before restarting a recording whose stream dropped.
+    pub retry: Duration,
+}
+
+/// Why a channel records.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// The recorder is set to record whenever it streams.
+    Always,
+    /// Someone asked through the API.
+    OnDemand,
+    /// A dispatch call is in progress.
+    DispatchCall,
+}
+
+impl Trigger {
+    /// Its code in the index.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Always => "always",
+            Trigger::OnDemand => "on_demand",
+            Trigger::DispatchCall => "dispatch_call",
+        }
+    }
+}
+
+/// Why a recording could not start.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RecordError {
+    /// The device is not registered as a recorder.
+    #[error("no recorder {0}")]
+    UnknownDevice(String),
+    /// The stream did not start or gave no picture in time.
+    #[error("{0}")]
+    NoMedia(String),
+    /// The index could not be written.
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+/// A channel being recorded.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ActiveRecording {
+    /// Device id.
+    pub device_id: String,
+    /// Channel id.
+    pub channel_id: String,
+    /// The recording being written (none while the stream (re)starts).
+    pub recording_id: Option<String>,
+    /// Why it records.
+    pub triggers: Vec<Trigger>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Status {
+    Starting,
+    Recording(String),
+    Failed(String),
+}
+
+type Key = (String, String);
+
+#[derive(Debug)]
+struct Active {
+    triggers: BTreeSet<Trigger>,
+    stop: watch::Sender<bool>,
+    status: watch::Receiver<Status>,
+    done: watch::Receiver<bool>,
+}
+
+/// Called with every recording that closed (for link suggestions).
+pub type ClosedHook = Arc<dyn Fn(Recording) + Send + Sync>;
+
+/// The recorder. Cheap to clone.
+#[derive(Clone)]
+pub struct Recorder {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    hub: StreamHub,
+    db: Db,
+    blobs: Arc<dyn BlobStore>,
+    signer: Arc<Signer>,
+    cfg: RecorderConfig,
+    now: Arc<dyn Fn() -> i64 + Send + Sync>,
+    active: Mutex<HashMap<Key, Active>>,
+    on_closed: Mutex<Option<ClosedHook>>,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("cfg", &self.inner.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The codec's name in the index.
+pub fn codec_name(c: Codec) -> &'static str {
+    match c {
+        Codec::H264 => "h264",
+        Codec::H265 => "h265",
+        Codec::G711A => "g711a",
+        Codec::G711U => "g711u",
+        Codec::Aac => "aac",
+        Codec::Opus => "opus",
+    }
+}
+
+/// The blob key of a recording's segment.
+pub fn segment_key(recording_id: &str, seq: i64) -> String {
+    format!("recordings/{recording_id}/{seq:06}.mp4")
+}
+
+/// Length of an MP4 file's init section: the top-level boxes before the first `moof`.
+pub fn init_len(file: &[u8]) -> Option<usize> {
+    let mut at = 0usize;
+    while at + 8 <= file.len() {
+        let size = u32::from_be_bytes(file[at..at + 4].try_into().ok()?) as usize;
+        if &file[at + 4..at + 8] == b"moof" {
+            return Some(at);
+        }
+        if size < 8 || at + size > file.len() {
+            return None;
+        }
+        at += size;
+    }
+    None
+}
+
+/// What the spool keeps beside a completed segment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SpoolInfo {
+    start_90k: u64,
+    end_90k: u64,
+    video: Option<String>,
+    audio: Option<String>,
+    payload_bytes: u64,
+}
+
+impl From<&SegmentInfo> for SpoolInfo {
+    fn from(i: &SegmentInfo) -> Self {
+        SpoolInfo {
+            start_90k: i.start_90k,
+            end_90k: i.end_90k,
+            video: i.video.map(|c| codec_name(c).to_string()),
+            audio: i.audio.map(|c| codec_name(c).to_string()),
+            payload_bytes: i.payload_bytes,
+        }
+    }
+}
+
+/// What the start-up check found and did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct ReconcileReport {
+    /// Interrupted recordings closed.
+    pub closed: u64,
+    /// Complete segments from the spool stored and indexed.
+    pub indexed: u64,
+    /// Partial segments cut to their last complete fragment and indexed.
+    pub recovered: u64,
+    /// Partial segments dropped (nothing playable in them).
+    pub dropped: u64,
+    /// Indexed segments whose file is not in the blob store.
+    pub missing: u64,
+}
+
+impl Recorder {
+    /// A recorder over the hub, writing through `blobs` and indexing in `db`.
+    pub fn new(
+        hub: StreamHub,
+        db: Db,
+        blobs: Arc<dyn BlobStore>,
+        signer: Arc<Signer>,
+        cfg: RecorderConfig,
+        now: Arc<dyn Fn() -> i64 + Send + Sync>,
+    ) -> Recorder {
+        Recorder {
+            inner: Arc::new(Inner {
+                hub,
+                db,
+                blobs,
+                signer,
+                cfg,
+                now,
+                active: Mutex::new(HashMap::new()),
+                on_closed: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// Set what runs when a recording closes.
+    pub fn on_closed(&self, hook: ClosedHook) {
+        *self
+            .inner
+            .on_closed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(hook);
+    }
+
+    /// Channels being recorded now.
+    pub fn active(&self) -> Vec<ActiveRecording> {
+        let m = self.inner.active.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<ActiveRecording> = m
+            .iter()
+            .map(|((d, c), a)| ActiveRecording {
+                device_id: d.clone(),
+                channel_id: c.clone(),
+                recording_id: match &*a.status.borrow() {
+                    Status::Recording(id) => Some(id.clone()),
+                    _ => None,
+                },
+                triggers: a.triggers.iter().copied().collect(),
+            })
+            .collect();
+        v.sort_by(|a, b| (&a.device_id, &a.channel_id).cmp(&(&b.device_id, &b.channel_id)));
+        v
+    }
+
+    /// Record a channel for `trigger` (joining a recording already running for another
+    /// trigger). Waits for the first picture; returns the recording's id. `audit` is written
+    /// with the recording when it is a new one started on someone's request.
+    pub async fn start(
+        &self,
+        device_id: &str,
+        channel_id: &str,
+        trigger: Trigger,
+        audit: Option<AuditEntry>,
+    ) -> Result<String, RecordError> {
+        let key: Key = (device_id.to_string(), channel_id.to_string());
+        let recorder = self
+            .inner
+            .db
+            .recorders()
+            .get(&Scope::All, device_id)
+            .await
+            .map_err(|_| RecordError::UnknownDevice(device_id.to_string()))?;
+        let mut status = {
+            let mut m = self.inner.active.lock().unwrap_or_else(|e| e.into_inner());
+            let running = m
+                .get(&key)
+                .filter(|a| !*a.done.borrow() && !matches!(*a.status.borrow(), Status::Failed(_)));
+            match running {
+                Some(_) => {
+                    let a = m.get_mut(&key).expect("present");
+                    a.triggers.insert(trigger);
+                    a.status.clone()
+                }
+                None => {
+                    let (stop, stop_rx) = watch::channel(false);
+                    let (status_tx, status) = watch::channel(Status::Starting);
+                    let (done_tx, done) = watch::channel(false);
+                    m.insert(
+                        key.clone(),
+                        Active {
+                            triggers: [trigger].into(),
+                            stop,
+                            status: status.clone(),
+                            done,
+                        },
+                    );
+                    let ctx = Channel {
+                        inner: self.inner.clone(),
+                        key: key.clone(),
+                        officer_id: recorder.officer_id.clone(),
+                        org_unit_id: recorder.org_unit_id.clone(),
+                        trigger,
+                        audit,
+                    };
+                    tokio::spawn(async move {
+                        ctx.run(stop_rx, status_tx).await;
+                        let _ = done_tx.send(true);
+                    });
+                    status
+                }
+            }
+        };
+        let wait = self.inner.cfg.start_timeout;
+        let r = tokio::time::timeout(wait, async {
+            loop {
+                match status.borrow_and_update().clone() {
+                    Status::Recording(id) => return Ok(id),
+                    Status::Failed(why) => return Err(RecordError::NoMedia(why)),
+                    Status::Starting => {}
+                }
+                if status.changed().await.is_err() {
+                    return Err(RecordError::NoMedia("the recording ended".into()));
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(RecordError::NoMedia(
+                "no picture from the device in time".into(),
+            ))
+        });
+        if r.is_err() {
+            self.release(&key, trigger);
+        }
+        r
+    }
+
+    /// Drop `trigger` from a channel; when no trigger is left the recording stops (its last
+    /// segment is stored and it is closed before this returns). Returns the recording's id.
+    pub async fn stop(
+        &self,
+        device_id: &str,
+        channel_id: &str,
+        trigger: Trigger,
+    ) -> Option<String> {
+        let key: Key = (device_id.to_string(), channel_id.to_string());
+        let (id, done) = {
+            let m = self.inner.active.lock().unwrap_or_else(|e| e.into_inner());
+            let a = m.get(&key)?;
+            let id = match &*a.status.borrow() {
+                Status::Recording(id) => Some(id.clone()),
+                _ => None,
+            };
+            (id, a.done.clone())
+        };
+        if self.release(&key, trigger) {
+            let mut done = done;
+            let _ = done.wait_for(|d| *d).await;
+        }
+        id
+    }
+
+    /// Remove a trigger; stops the channel when none is left. Returns whether it stopped.
+    fn release(&self, key: &Key, trigger: Trigger) -> bool {
+        let mut m = self.inner.active.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(a) = m.get_mut(key) else {
+            return false;
+        };
+        a.triggers.remove(&trigger);
+        if a.triggers.is_empty() {
+            let _ = a.stop.send(true);
+            m.remove(key);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Stop every recording and wait until each is stored and closed (server shutdown).
+    pub async fn shutdown(&self) {
+        let dones: Vec<watch::Receiver<bool>> = {
+            let mut m = self.inner.active.lock().unwrap_or_else(|e| e.into_inner());
+            m.drain()
+                .map(|(_, a)| {
+                    let _ = a.stop.send(true);
+                    a.done
+                })
+                .collect()
+        };
+        for mut d in dones {
+            let _ = d.wait_for(|d| *d).await;
+        }
+    }
+
+    /// The start-up check after a crash (see the module docs). Run before recording starts.
+    pub async fn reconcile(&self) -> Result<ReconcileReport, RecordError> {
+        let inner = &self.inner;
+        let mut report = ReconcileReport::default();
+        let unfinished = inner
+            .db
+            .recordings()
+            .unfinished()
+            .await
+            .map_err(|e| RecordError::Storage(e.to_string()))?;
+        for r in unfinished {
+            let dir = inner.cfg.spool_dir.join(&r.id);
+            let mut spooled: Vec<(u32, PathBuf)> = Vec::new();
+            if let Ok(mut rd) = tokio::fs::read_dir(&dir).await {
+                while let Ok(Some(e)) = rd.next_entry().await {
+                    let p = e.path();
+                    let idx = p
+                        .file_stem()
+                        .and_then(|s| s.to_str())
+                        .and_then(|s| s.parse::<u32>().ok());
+                    let ext = p.extension().and_then(|s| s.to_str()).unwrap_or("");
+                    if let (Some(i), "done" | "part") = (idx, ext) {
+                        spooled.push((i, p));
+                    }
+                }
+            }
+            spooled.sort();
+            for (i, p) in spooled {
+                let done = p.extension().is_some_and(|e| e == "done");
+                let data = tokio::fs::read(&p).await.unwrap_or_default();
+                let info = if done {
+                    tokio::fs::read(p.with_extension("json"))
+                        .await
+                        .ok()
+                        .and_then(|j| serde_json::from_slice::<SpoolInfo>(&j).ok())
+                } else {
+                    None
+                };
+                let (data, info, recovered) = match info {
+                    Some(info) => (data, Some(info), false),
+                    None => match crate::mp4::recover::cut(&data) {
+                        Some(cut) => {
+                            let info = SpoolInfo {
+                                start_90k: cut.start_90k,
+                                end_90k: cut.end_90k,
+                                video: cut.video.map(|c| codec_name(c).to_string()),
+                                audio: cut.audio.map(|c| codec_name(c).to_string()),
+                                payload_bytes: cut.payload_bytes,
+                            };
+                            let mut d = data;
+                            d.truncate(cut.len);
+                            (d, Some(info), true)
+                        }
+                        None => (data, None, false),
+                    },
+                };
+                match info {
+                    Some(info) => match store_segment(inner, &r.id, &data, &info).await {
+                        Ok(seq) => {
+                            if recovered {
+                                report.recovered += 1;
+                                tracing::warn!(recording.id = %r.id, segment = seq, bytes = data.len(), "recording.segment_recovered: a partial segment was cut to its last complete fragment and indexed");
+                            } else {
+                                report.indexed += 1;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(recording.id = %r.id, spool = i, error = %e, "recording.segment_lost: a spooled segment could not be stored");
+                        }
+                    },
+                    None => {
+                        report.dropped += 1;
+                        tracing::warn!(recording.id = %r.id, spool = i, bytes = data.len(), "recording.segment_dropped: the partial segment holds no complete fragment");
+                    }
+                }
+                remove_spooled(&p).await;
+            }
+            let _ = tokio::fs::remove_dir(&dir).await;
+            match close_recording(inner, &r.id).await {
+                Ok(_) => report.closed += 1,
+                Err(e) => {
+                    tracing::error!(recording.id = %r.id, error = %e, "recording.close_failed")
+                }
+            }
+        }
+        // Index and files agree: every segment of the recordings closed now is in the store.
+        // (Segments are stored before they are indexed, so only an outside deletion loses one.)
+        report.missing = self.check_recent().await?;
+        // Spool directories of recordings that no longer exist (deleted before being indexed).
+        if let Ok(mut rd) = tokio::fs::read_dir(&inner.cfg.spool_dir).await {
+            while let Ok(Some(e)) = rd.next_entry().await {
+                let id = e.file_name().to_string_lossy().to_string();
+                if inner.db.recordings().get(&Scope::All, &id).await.is_err() {
+                    tracing::warn!(recording.id = %id, "recording.spool_orphan: removed a spool directory without a recording");
+                    let _ = tokio::fs::remove_dir_all(e.path()).await;
+                }
+            }
+        }
+        if report != ReconcileReport::default() {
+            tracing::info!(?report, "recording.reconciled");
+        }
+        Ok(report)
+    }
+
+    /// Check that the segments of the last day's recordings are in the blob store; returns how
+    /// many are missing (each logged).
+    async fn check_recent(&self) -> Result<u64, RecordError> {
+        let inner = &self.inner;
+        let since = (inner.now)() - shouhu_storage::recordings::DAY_MS;
+        let f = shouhu_storage::recordings::RecordingFilter {
+            from_ms: Some(since),
+            ..Default::default()
+        };
+        let page = inner
+            .db
+            .recordings()
+            .search(
+                &Scope::All,
+                &f,
+                shouhu_storage::PageRequest::new(Some(1), Some(500)),
+            )
+            .await
+            .map_err(|e| RecordError::Storage(e.to_string()))?;
+        let mut missing = 0;
+        for r in page.items {
+            let segs = inner
+                .db
+                .recordings()
+                .segments(&r.id, None, None)
+                .await
+                .map_err(|e| RecordError::Storage(e.to_string()))?;
+            for s in segs {
+                if !inner.blobs.exists(&s.blob_key).await.unwrap_or(false) {
+                    missing += 1;
+                    tracing::error!(recording.id = %r.id, segment = s.seq, key = %s.blob_key, "recording.segment_missing: an indexed segment is not in the blob store");
+                }
+            }
+        }
+        Ok(missing)
+    }
+}
+
+async fn remove_spooled(p: &Path) {
+    let _ = tokio::fs::remove_file(p).await;
+    let _ = tokio::fs::remove_file(p.with_extension("json")).await;
+}
+
+/// Store one complete segment and index it as the recording's next; returns its sequence number.
+async fn store_segment(
+    inner: &Inner,
+    recording_id: &str,
+    data: &[u8],
+    info: &SpoolInfo,
+) -> Result<i64, RecordError> {
+    let storage = |e: shouhu_storage::StorageError| RecordError::Storage(e.to_string());
+    let r = inner
+        .db
+        .recordings()
+        .get(&Scope::All, recording_id)
+        .await
+        .map_err(storage)?;
+    let seq = r.segment_count;
+    let key = segment_key(recording_id, seq);
+    inner.blobs.put(&key, data).await.map_err(storage)?;
+    let (sha256, sm3) = shouhu_storage::evidence::digests(data);
+    let init = init_len(data).unwrap_or(data.len());
+    inner
+        .db
+        .recordings()
+        .add_segment(
+            recording_id,
+            &NewSegment {
+                seq,
+                start_90k: info.start_90k as i64,
+                end_90k: info.end_90k as i64,
+                blob_key: key,
+                bytes: data.len() as i64,
+                init_bytes: init as i64,
+                payload_bytes: info.payload_bytes as i64,
+                video_codec: info.video.clone(),
+                audio_codec: info.audio.clone(),
+                sha256,
+                sm3,
+            },
+        )
+        .await
+        .map_err(storage)?;
+    Ok(seq)
+}
+
+async fn close_recording(inner: &Inner, id: &str) -> Result<Option<Recording>, RecordError> {
+    let signer = inner.signer.clone();
+    let sign = move |m: &[u8]| signer.sign(m);
+    let r = inner
+        .db
+        .recordings()
+        .close(id, &sign)
+        .await
+        .map_err(|e| RecordError::Storage(e.to_string()))?;
+    if let Some(r) = &r {
+        tracing::info!(recording.id = %r.id, device.id = %r.device_id, segments = r.segment_count, bytes = r.bytes, "recording.closed");
+        let hook = inner
+            .on_closed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(h) = hook {
+            h(r.clone());
+        }
+    }
+    Ok(r)
+}
+
+/// One recorded channel.
+struct Channel {
+    inner: Arc<Inner>,
+    key: Key,
+    officer_id: Option<String>,
+    org_unit_id: String,
+    trigger: Trigger,
+    audit: Option<AuditEntry>,
+}
+
+enum Ended {
+    Stopped,
+    StreamEnded(String),
+}
+
+impl Channel {
+    async fn run(mut self, mut stop: watch::Receiver<bool>, status: watch::Sender<Status>) {
+        let mut first = true;
+        loop {
+            match self.record_once(&mut stop, &status).await {
+                Ok(Ended::Stopped) => return,
+                Ok(Ended::StreamEnded(why)) | Err(why) => {
+                    if first && !matches!(*status.borrow(), Status::Recording(_)) {
+                        let _ = status.send(Status::Failed(why));
+                        return;
+                    }
+                    tracing::warn!(device.id = %self.key.0, channel.id = %self.key.1, reason = %why, "recording.interrupted: the stream dropped; recording again when it returns");
+                    let _ = status.send(Status::Starting);
+                }
+            }
+            first = false;
+            self.audit = None;
+            tokio::select! {
+                _ = tokio::time::sleep(self.inner.cfg.retry) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    /// One recording: until stopped or until the stream ends.
+    async fn record_once(
+        &mut self,
+        stop: &mut watch::Receiver<bool>,
+        status: &watch::Sender<Status>,
+    ) -> Result<Ended, String> {
+        let inner = self.inner.clone();
+        let (device, channel) = self.key.clone();
+        let mut viewer = inner.hub.watch(&device, &channel);
+        let wait = inner.cfg.start_timeout;
+        tokio::select! {
+            r = async {
+                viewer.wait_live(wait).await?;
+                viewer.wait_picture(wait).await
+            } => r.map_err(|e| e.to_string())?,
+            _ = stop.wait_for(|s| *s) => return Ok(Ended::Stopped),
+        }
+        let id = shouhu_storage::new_id();
+        let started = (inner.now)();
+        let rec = inner
+            .db
+            .recordings()
+            .open(
+                &NewRecording {
+                    id: id.clone(),
+                    device_id: device.clone(),
+                    channel_id: channel.clone(),
+                    officer_id: self.officer_id.clone(),
+                    org_unit_id: self.org_unit_id.clone(),
+                    source: "live".into(),
+                    trigger: self.trigger.as_str().into(),
+                    started_at_ms: started,
+                },
+                self.audit.as_ref(),
+            )
+            .await
+            .map_err(|e| format!("the index: {e}"))?;
+        let dir = inner.cfg.spool_dir.join(&rec.id);
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| format!("spool {}: {e}", dir.display()))?;
+        tracing::info!(recording.id = %id, device.id = %device, channel.id = %channel, trigger = self.trigger.as_str(), "recording.started");
+        let _ = status.send(Status::Recording(id.clone()));
+
+        // Completed segments go to the storing task in order.
+        let (jobs, mut jobs_rx) = mpsc::unbounded_channel::<(PathBuf, SpoolInfo)>();
+        let storer = {
+            let inner = inner.clone();
+            let id = id.clone();
+            tokio::spawn(async move {
+                while let Some((path, info)) = jobs_rx.recv().await {
+                    match tokio::fs::read(&path).await {
+                        Ok(data) => match store_segment(&inner, &id, &data, &info).await {
+                            Ok(_) => remove_spooled(&path).await,
+                            Err(e) => {
+                                tracing::error!(recording.id = %id, spool = %path.display(), error = %e, "recording.segment_not_stored: kept in the spool for the start-up check")
+                            }
+                        },
+                        Err(e) => {
+                            tracing::error!(recording.id = %id, spool = %path.display(), error = %e, "recording.segment_unreadable")
+                        }
+                    }
+                }
+            })
+        };
+
+        let mut seg = Segmenter::new(inner.cfg.segment_secs);
+        let mut initial = std::mem::take(&mut viewer.initial);
+        if !initial.iter().any(|f| !f.codec.is_video()) {
+            // The first segment opens at the keyframe: learn the audio first (cameras
+            // interleave it with the pictures), so that segment carries it too.
+            let _ = tokio::time::timeout(Duration::from_millis(600), async {
+                while let Ok(f) = viewer.rx.recv().await {
+                    let audio = !f.codec.is_video();
+                    initial.push(f);
+                    if audio {
+                        return;
+                    }
+                }
+            })
+            .await;
+        }
+        if let Some(a) = initial.iter().find(|f| !f.codec.is_video()) {
+            seg.prime(a);
+        }
+        let mut file = SpoolFile::default();
+        let mut out = Vec::new();
+        let mut lagged = 0u64;
+        let mut state = viewer.stream().subscribe_state();
+        for f in &initial {
+            seg.push(f, &mut out);
+        }
+        let why = loop {
+            if let Err(e) = file.apply(&dir, &mut out, &jobs).await {
+                break Ended::StreamEnded(format!("spool: {e}"));
+            }
+            if let StreamState::Ended(why) = state.borrow_and_update().clone() {
+                break Ended::StreamEnded(why);
+            }
+            tokio::select! {
+                f = viewer.rx.recv() => match f {
+                    Ok(f) => seg.push(&f, &mut out),
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        lagged += n;
+                        tracing::warn!(recording.id = %id, frames = n, "recording.lagged: frames lost (the store or the disk is too slow)");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break Ended::StreamEnded("the stream ended".into()),
+                },
+                _ = state.changed() => {}
+                _ = stop.wait_for(|s| *s) => break Ended::Stopped,
+            }
+        };
+        drop(viewer);
+        seg.finish(&mut out);
+        if let Err(e) = file.apply(&dir, &mut out, &jobs).await {
+            tracing::error!(recording.id = %id, error = %e, "recording.spool_failed");
+        }
+        drop(jobs);
+        let _ = storer.await;
+        let _ = tokio::fs::remove_dir(&dir).await;
+        if seg.stats.dropped_video + seg.stats.refused + lagged > 0 {
+            tracing::info!(recording.id = %id, dropped_video = seg.stats.dropped_video, dropped_audio = seg.stats.dropped_audio, refused = seg.stats.refused, lagged, "recording.losses");
+        }
+        close_recording(&inner, &id)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(why)
+    }
+}
+
+/// The segment file growing in the spool.
+#[derive(Default)]
+struct SpoolFile {
+    open: Option<(u32, PathBuf, tokio::fs::File)>,
+}
+
+impl SpoolFile {
+    /// Carry out the segmenter's outputs.
+    async fn apply(
+        &mut self,
+        dir: &Path,
+        out: &mut Vec<Output>,
+        jobs: &mpsc::UnboundedSender<(PathBuf, SpoolInfo)>,
+    ) -> std::io::Result<()> {
+        for o in out.drain(..) {
+            match o {
+                Output::Begin { index } => {
+                    let path = dir.join(format!("{index:06}.part"));
+                    let f = tokio::fs::File::create(&path).await?;
+                    self.open = Some((index, path, f));
+                }
+                Output::Data(d) => {
+                    if let Some((_, _, f)) = &mut self.open {
+                        f.write_all(&d).await?;
+                    }
+                }
+                Output::End(info) => {
+                    let Some((index, path, mut f)) = self.open.take() else {
+                        continue;
+                    };
+                    f.flush().await?;
+                    f.sync_data().await?;
+                    drop(f);
+                    if info.end_90k <= info.start_90k {
+                        // Nothing in it (the stream stopped right after a cut).
+                        let _ = tokio::fs::remove_file(&path).await;
+                        continue;
+                    }
+                    let done = dir.join(format!("{index:06}.done"));
+                    let spool = SpoolInfo::from(&info);
+                    tokio::fs::write(
+                        done.with_extension("json"),
+                        serde_json::to_vec(&spool).unwrap_or_default(),
+                    )
+                    .await?;
+                    tokio::fs::rename(&path, &done).await?;
+                    let _ = jobs.send((done, spool));
+                }
+            }
+        }
+        Ok(())
+    }
+}

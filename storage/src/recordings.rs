@@ -1,0 +1,702 @@
+//! The recording index: recordings, their segments (each a self-contained fMP4 file in the
+//! blob store) with digests and the chain, links to inspections, legal holds and retention.
+//!
+//! A segment is indexed only after its file is stored, in one transaction that also advances
+//! the recording's chain link, so the index never names a file that is not there and the chain
+//! in the index always runs without gaps. Times: each segment's span on the recording's 90 kHz
+//! timeline (0 = the first frame, at `started_at_ms`) and in UTC ms for search.
+
+use serde::Serialize;
+
+use crate::audit::{insert_audit, AuditEntry};
+use crate::db::{bind_args, with_pool, SqlBuilder};
+use crate::evidence;
+use crate::org_units::Scope;
+use crate::{Db, Page, PageRequest, StorageError, StorageResult};
+
+/// Milliseconds in a day.
+pub const DAY_MS: i64 = 86_400_000;
+
+/// A recording about to start.
+#[derive(Debug, Clone)]
+pub struct NewRecording {
+    /// Its id (the caller's, so blob keys can be made before the row exists).
+    pub id: String,
+    /// Device (recorder or app) id.
+    pub device_id: String,
+    /// Channel id.
+    pub channel_id: String,
+    /// The officer bound to the device now.
+    pub officer_id: Option<String>,
+    /// The device's org unit.
+    pub org_unit_id: String,
+    /// `live`, `upload` or `device`.
+    pub source: String,
+    /// `always`, `on_demand`, `dispatch_call` or `import`.
+    pub trigger: String,
+    /// UTC ms of the recording's first frame (its 90 kHz time 0).
+    pub started_at_ms: i64,
+}
+
+/// A recording as stored.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Recording {
+    /// Id.
+    pub id: String,
+    /// Device id.
+    pub device_id: String,
+    /// Channel id.
+    pub channel_id: String,
+    /// Officer bound to the device when it started.
+    pub officer_id: Option<String>,
+    /// Officer's name.
+    pub officer_name: Option<String>,
+    /// Org unit.
+    pub org_unit_id: String,
+    /// `live`, `upload`, `device`.
+    pub source: String,
+    /// Why it records: `always`, `on_demand`, `dispatch_call`, `import`.
+    pub trigger_kind: String,
+    /// `recording` or `closed`.
+    pub status: String,
+    /// UTC ms of its time 0.
+    pub started_at_ms: i64,
+    /// UTC ms of its end (the last segment's end once closed).
+    pub ended_at_ms: Option<i64>,
+    /// Video codec (`h264`, `h265`).
+    pub video_codec: Option<String>,
+    /// Audio codec (`g711a`, `g711u`, `aac`).
+    pub audio_codec: Option<String>,
+    /// Segments indexed.
+    pub segment_count: i64,
+    /// Bytes of all segments.
+    pub bytes: i64,
+    /// The chain link after the last segment (the head once closed), hex.
+    pub chain_link: String,
+    /// The server's signature over the head (once closed), hex.
+    pub head_signature: Option<String>,
+    /// Under a reviewer's legal hold.
+    pub held: bool,
+    /// Why.
+    pub hold_reason: Option<String>,
+    /// Created by (for on-demand recordings and uploads).
+    pub created_by: Option<String>,
+    /// Created, ms.
+    pub created_at_ms: i64,
+}
+
+/// A segment about to be indexed (its file is stored).
+#[derive(Debug, Clone)]
+pub struct NewSegment {
+    /// Position in the recording (must be the next one).
+    pub seq: i64,
+    /// Span on the recording's timeline, 90 kHz.
+    pub start_90k: i64,
+    /// End, 90 kHz.
+    pub end_90k: i64,
+    /// Blob key of the file.
+    pub blob_key: String,
+    /// File size.
+    pub bytes: i64,
+    /// Length of its init section (ftyp + moov).
+    pub init_bytes: i64,
+    /// Elementary-stream bytes it carries.
+    pub payload_bytes: i64,
+    /// Video codec.
+    pub video_codec: Option<String>,
+    /// Audio codec.
+    pub audio_codec: Option<String>,
+    /// SHA-256 of the file, raw.
+    pub sha256: [u8; 32],
+    /// SM3 of the file, raw.
+    pub sm3: [u8; 32],
+}
+
+/// An indexed segment.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Segment {
+    /// Recording.
+    pub recording_id: String,
+    /// Position, from 0.
+    pub seq: i64,
+    /// Start on the recording's timeline, 90 kHz.
+    pub start_90k: i64,
+    /// End, 90 kHz.
+    pub end_90k: i64,
+    /// Start, UTC ms.
+    pub start_ms: i64,
+    /// End, UTC ms.
+    pub end_ms: i64,
+    /// Blob key.
+    pub blob_key: String,
+    /// Size.
+    pub bytes: i64,
+    /// Init section length.
+    pub init_bytes: i64,
+    /// Elementary-stream bytes.
+    pub payload_bytes: i64,
+    /// Video codec.
+    pub video_codec: Option<String>,
+    /// Audio codec.
+    pub audio_codec: Option<String>,
+    /// SHA-256, hex.
+    pub sha256: String,
+    /// SM3, hex.
+    pub sm3: String,
+    /// Chain link after this segment, hex.
+    pub link: String,
+}
+
+impl Segment {
+    /// The chain entry of this segment.
+    pub fn chained(&self) -> evidence::ChainedSegment {
+        evidence::ChainedSegment {
+            seq: self.seq as u32,
+            sha256: self.sha256.clone(),
+            sm3: self.sm3.clone(),
+            start_ms: self.start_ms,
+            end_ms: self.end_ms,
+            link: self.link.clone(),
+        }
+    }
+}
+
+/// A recording's link to an inspection.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct RecordingLink {
+    /// Recording.
+    pub recording_id: String,
+    /// Inspection.
+    pub inspection_id: String,
+    /// Inspection code.
+    pub inspection_code: String,
+    /// Enterprise of the inspection.
+    pub enterprise_id: String,
+    /// Enterprise name.
+    pub enterprise_name: String,
+    /// `linked`, `suggested` or `dismissed`.
+    pub state: String,
+    /// Who linked it (none: suggested by the system).
+    pub created_by: Option<String>,
+    /// When, ms.
+    pub created_at_ms: i64,
+    /// Last change, ms.
+    pub updated_at_ms: i64,
+}
+
+/// Search filter of `GET /recordings`.
+#[derive(Debug, Clone, Default)]
+pub struct RecordingFilter {
+    /// Device id.
+    pub device_id: Option<String>,
+    /// Officer id.
+    pub officer_id: Option<String>,
+    /// Org unit (its subtree).
+    pub org_unit_id: Option<String>,
+    /// Enterprise (of a linked inspection).
+    pub enterprise_id: Option<String>,
+    /// Linked inspection.
+    pub inspection_id: Option<String>,
+    /// Overlapping this range, UTC ms.
+    pub from_ms: Option<i64>,
+    /// Overlapping this range, UTC ms.
+    pub to_ms: Option<i64>,
+    /// `recording` / `closed`.
+    pub status: Option<String>,
+    /// Only held ones.
+    pub held: Option<bool>,
+}
+
+/// The recording repository.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordingRepo<'a> {
+    db: &'a Db,
+}
+
+impl Db {
+    /// Recordings.
+    pub fn recordings(&self) -> RecordingRepo<'_> {
+        RecordingRepo { db: self }
+    }
+}
+
+const SELECT: &str = "SELECT r.id, r.device_id, r.channel_id, r.officer_id, o.name AS officer_name, r.org_unit_id, r.source, \
+    r.trigger_kind, r.status, r.started_at_ms, r.ended_at_ms, r.video_codec, r.audio_codec, r.segment_count, r.bytes, \
+    r.chain_link, r.head_signature, r.held, r.hold_reason, r.created_by, r.created_at_ms \
+    FROM recordings r LEFT JOIN officers o ON o.id = r.officer_id";
+
+const SEGMENT_COLUMNS: &str = "recording_id, seq, start_90k, end_90k, start_ms, end_ms, blob_key, bytes, init_bytes, payload_bytes, \
+    video_codec, audio_codec, sha256, sm3, link";
+
+/// A 90 kHz offset as ms (rounded down).
+pub fn ms_of_90k(t: i64) -> i64 {
+    t.div_euclid(90)
+}
+
+impl RecordingRepo<'_> {
+    /// Start a recording (audited when `audit` is given: on-demand starts and uploads).
+    pub async fn open(
+        &self,
+        n: &NewRecording,
+        audit: Option<&AuditEntry>,
+    ) -> StorageResult<Recording> {
+        let genesis = hex::encode(evidence::genesis(&n.id));
+        let a = audit.map(|a| {
+            a.clone()
+                .target("recording", &n.id)
+                .details(serde_json::json!({"device_id": n.device_id, "channel_id": n.channel_id, "trigger": n.trigger}))
+        });
+        let by = audit.and_then(|a| a.actor.account_id.clone());
+        with_pool!(self.db, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query("INSERT INTO recordings (id, device_id, channel_id, officer_id, org_unit_id, source, trigger_kind, status, \
+                         started_at_ms, chain_link, created_by, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, 'recording', $8, $9, $10, $8)")
+                .bind(&n.id).bind(&n.device_id).bind(&n.channel_id).bind(&n.officer_id).bind(&n.org_unit_id)
+                .bind(&n.source).bind(&n.trigger).bind(n.started_at_ms).bind(&genesis).bind(&by)
+                .execute(&mut *tx).await?;
+            if let Some(a) = &a {
+                insert_audit!(&mut *tx, a)?;
+            }
+            tx.commit().await?;
+        });
+        self.get(&Scope::All, &n.id).await
+    }
+
+    /// Index the next segment of an open recording: checks its sequence number, computes its
+    /// chain link from the recording's current one, and advances the recording, atomically.
+    pub async fn add_segment(&self, id: &str, s: &NewSegment) -> StorageResult<Segment> {
+        with_pool!(self.db, p => {
+            let mut tx = p.begin().await?;
+            let row: Option<(String, i64, i64, String)> = sqlx::query_as(
+                "SELECT status, started_at_ms, segment_count, chain_link FROM recordings WHERE id = $1")
+                .bind(id).fetch_optional(&mut *tx).await?;
+            let Some((status, started, count, prev)) = row else {
+                return Err(StorageError::NotFound("recording"));
+            };
+            if status != "recording" {
+                return Err(StorageError::WrongState { kind: "recording", state: status, message: "a closed recording takes no more segments".into() });
+            }
+            if s.seq != count {
+                return Err(StorageError::Conflict(format!("segment {} of a recording with {count} segments", s.seq)));
+            }
+            let prev: [u8; 32] = hex::decode(&prev).ok().and_then(|v| v.try_into().ok())
+                .ok_or_else(|| StorageError::Conflict("the recording's chain link is malformed".into()))?;
+            let (start_ms, end_ms) = (started + ms_of_90k(s.start_90k), started + ms_of_90k(s.end_90k));
+            let link = hex::encode(evidence::link(&prev, s.seq as u32, &s.sha256, &s.sm3, start_ms, end_ms));
+            sqlx::query(&format!("INSERT INTO recording_segments ({SEGMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"))
+                .bind(id).bind(s.seq).bind(s.start_90k).bind(s.end_90k).bind(start_ms).bind(end_ms).bind(&s.blob_key)
+                .bind(s.bytes).bind(s.init_bytes).bind(s.payload_bytes).bind(&s.video_codec).bind(&s.audio_codec)
+                .bind(hex::encode(s.sha256)).bind(hex::encode(s.sm3)).bind(&link)
+                .execute(&mut *tx).await?;
+            sqlx::query("UPDATE recordings SET segment_count = segment_count + 1, bytes = bytes + $2, chain_link = $3, ended_at_ms = $4, \
+                         video_codec = COALESCE(video_codec, $5), audio_codec = COALESCE(audio_codec, $6) WHERE id = $1")
+                .bind(id).bind(s.bytes).bind(&link).bind(end_ms).bind(&s.video_codec).bind(&s.audio_codec)
+                .execute(&mut *tx).await?;
+            tx.commit().await?;
+        });
+        self.segment(id, s.seq).await
+    }
+
+    /// Close a recording: its head (the last link) is signed with `sign` over
+    /// [`evidence::head_message`]. A recording without segments is deleted instead (nothing
+    /// was recorded); returns `None` then.
+    pub async fn close(
+        &self,
+        id: &str,
+        sign: &(dyn Fn(&[u8]) -> String + Send + Sync),
+    ) -> StorageResult<Option<Recording>> {
+        let r = self.get(&Scope::All, id).await?;
+        if r.status == "closed" {
+            return Ok(Some(r));
+        }
+        if r.segment_count == 0 {
+            with_pool!(self.db, p => {
+                let mut tx = p.begin().await?;
+                sqlx::query("DELETE FROM recording_links WHERE recording_id = $1").bind(id).execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM recordings WHERE id = $1 AND segment_count = 0").bind(id).execute(&mut *tx).await?;
+                tx.commit().await?;
+            });
+            return Ok(None);
+        }
+        let head: [u8; 32] = hex::decode(&r.chain_link)
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .ok_or_else(|| {
+                StorageError::Conflict("the recording's chain link is malformed".into())
+            })?;
+        let sig = sign(&evidence::head_message(id, r.segment_count as u32, &head));
+        with_pool!(self.db, p => {
+            sqlx::query("UPDATE recordings SET status = 'closed', head_signature = $2 WHERE id = $1 AND status = 'recording' AND chain_link = $3")
+                .bind(id).bind(&sig).bind(&r.chain_link).execute(p).await?;
+        });
+        self.get(&Scope::All, id).await.map(Some)
+    }
+
+    /// One recording within `scope`.
+    pub async fn get(&self, scope: &Scope, id: &str) -> StorageResult<Recording> {
+        let mut b = SqlBuilder::default();
+        let sql = format!(
+            "{SELECT} WHERE r.id = {} AND {}",
+            b.s(id),
+            scope_cond(scope, &mut b)
+        );
+        let r: Option<Recording> = with_pool!(self.db, p => bind_args!(sqlx::query_as(&sql), b.args).fetch_optional(p).await?);
+        r.ok_or(StorageError::NotFound("recording"))
+    }
+
+    /// Recordings still marked `recording` (at start-up: interrupted by a crash).
+    pub async fn unfinished(&self) -> StorageResult<Vec<Recording>> {
+        let sql = format!("{SELECT} WHERE r.status = 'recording' ORDER BY r.started_at_ms");
+        Ok(with_pool!(self.db, p => sqlx::query_as(&sql).fetch_all(p).await?))
+    }
+
+    /// One segment.
+    pub async fn segment(&self, id: &str, seq: i64) -> StorageResult<Segment> {
+        let sql = format!(
+            "SELECT {SEGMENT_COLUMNS} FROM recording_segments WHERE recording_id = $1 AND seq = $2"
+        );
+        let s: Option<Segment> = with_pool!(self.db, p => sqlx::query_as(&sql).bind(id).bind(seq).fetch_optional(p).await?);
+        s.ok_or(StorageError::NotFound("segment"))
+    }
+
+    /// The segments overlapping `[from_90k, to_90k)` on the recording's timeline, in order
+    /// (all of them without bounds).
+    pub async fn segments(
+        &self,
+        id: &str,
+        from_90k: Option<i64>,
+        to_90k: Option<i64>,
+    ) -> StorageResult<Vec<Segment>> {
+        let sql = format!(
+            "SELECT {SEGMENT_COLUMNS} FROM recording_segments WHERE recording_id = $1 AND end_90k > $2 AND start_90k < $3 ORDER BY end_90k"
+        );
+        Ok(
+            with_pool!(self.db, p => sqlx::query_as(&sql).bind(id).bind(from_90k.unwrap_or(i64::MIN)).bind(to_90k.unwrap_or(i64::MAX)).fetch_all(p).await?),
+        )
+    }
+
+    /// Search, newest first.
+    pub async fn search(
+        &self,
+        scope: &Scope,
+        f: &RecordingFilter,
+        page: PageRequest,
+    ) -> StorageResult<Page<Recording>> {
+        let mut b = SqlBuilder::default();
+        let mut w = vec![scope_cond(scope, &mut b)];
+        if let Some(d) = &f.device_id {
+            w.push(format!("r.device_id = {}", b.s(d.clone())));
+        }
+        if let Some(o) = &f.officer_id {
+            w.push(format!("r.officer_id = {}", b.s(o.clone())));
+        }
+        if let Some(u) = &f.org_unit_id {
+            w.push(format!(
+                "r.org_unit_id IN (SELECT descendant_id FROM org_unit_closure WHERE ancestor_id = {})",
+                b.s(u.clone())
+            ));
+        }
+        if let Some(i) = &f.inspection_id {
+            w.push(format!("r.id IN (SELECT recording_id FROM recording_links WHERE inspection_id = {} AND state = 'linked')", b.s(i.clone())));
+        }
+        if let Some(e) = &f.enterprise_id {
+            w.push(format!("r.id IN (SELECT l.recording_id FROM recording_links l JOIN inspections i ON i.id = l.inspection_id \
+                            WHERE i.enterprise_id = {} AND l.state = 'linked')", b.s(e.clone())));
+        }
+        if let Some(t) = f.from_ms {
+            w.push(format!(
+                "COALESCE(r.ended_at_ms, r.started_at_ms) >= {}",
+                b.i(t)
+            ));
+        }
+        if let Some(t) = f.to_ms {
+            w.push(format!("r.started_at_ms < {}", b.i(t)));
+        }
+        if let Some(s) = &f.status {
+            w.push(format!("r.status = {}", b.s(s.clone())));
+        }
+        if let Some(h) = f.held {
+            w.push(if h { "r.held" } else { "NOT r.held" }.into());
+        }
+        let cond = w.join(" AND ");
+        let count_sql = format!("SELECT COUNT(*) FROM recordings r WHERE {cond}");
+        let total: i64 = with_pool!(self.db, p => bind_args!(sqlx::query_scalar(&count_sql), b.args).fetch_one(p).await?);
+        let sql = format!(
+            "{SELECT} WHERE {cond} ORDER BY r.started_at_ms DESC, r.id DESC LIMIT {} OFFSET {}",
+            page.page_size,
+            page.offset()
+        );
+        let items: Vec<Recording> =
+            with_pool!(self.db, p => bind_args!(sqlx::query_as(&sql), b.args).fetch_all(p).await?);
+        Ok(Page {
+            items,
+            total,
+            page: page.page,
+            page_size: page.page_size,
+        })
+    }
+
+    /// The links of a recording (every state).
+    pub async fn links(&self, id: &str) -> StorageResult<Vec<RecordingLink>> {
+        Ok(with_pool!(self.db, p => sqlx::query_as(
+            "SELECT l.recording_id, l.inspection_id, i.code AS inspection_code, i.enterprise_id, e.name AS enterprise_name, l.state, \
+             l.created_by, l.created_at_ms, l.updated_at_ms FROM recording_links l JOIN inspections i ON i.id = l.inspection_id \
+             JOIN enterprises e ON e.id = i.enterprise_id WHERE l.recording_id = $1 ORDER BY l.created_at_ms")
+            .bind(id).fetch_all(p).await?))
+    }
+
+    /// Set a link's state: `linked` (by an officer or reviewer, also confirming a suggestion),
+    /// `dismissed` (a suggestion rejected, or a link removed). Audited.
+    pub async fn set_link(
+        &self,
+        id: &str,
+        inspection_id: &str,
+        state: &str,
+        audit: &AuditEntry,
+    ) -> StorageResult<()> {
+        let exists: Option<String> = with_pool!(self.db, p => sqlx::query_scalar("SELECT id FROM inspections WHERE id = $1")
+            .bind(inspection_id).fetch_optional(p).await?);
+        if exists.is_none() {
+            return Err(StorageError::Invalid {
+                field: "inspection_id".into(),
+                message: "no such inspection".into(),
+            });
+        }
+        let a = audit
+            .clone()
+            .target("recording", id)
+            .details(serde_json::json!({"inspection_id": inspection_id, "state": state}));
+        with_pool!(self.db, p => {
+            let mut tx = p.begin().await?;
+            let prev: Option<String> = sqlx::query_scalar("SELECT state FROM recording_links WHERE recording_id = $1 AND inspection_id = $2")
+                .bind(id).bind(inspection_id).fetch_optional(&mut *tx).await?;
+            match prev {
+                None if state == "dismissed" => return Err(StorageError::NotFound("link")),
+                None => {
+                    sqlx::query("INSERT INTO recording_links (recording_id, inspection_id, state, created_by, created_at_ms, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $5)")
+                        .bind(id).bind(inspection_id).bind(state).bind(audit.actor.account_id.as_deref()).bind(audit.at_ms)
+                        .execute(&mut *tx).await?;
+                }
+                Some(_) => {
+                    sqlx::query("UPDATE recording_links SET state = $3, created_by = COALESCE($4, created_by), updated_at_ms = $5 WHERE recording_id = $1 AND inspection_id = $2")
+                        .bind(id).bind(inspection_id).bind(state).bind(audit.actor.account_id.as_deref()).bind(audit.at_ms)
+                        .execute(&mut *tx).await?;
+                }
+            }
+            insert_audit!(&mut *tx, &a)?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Propose links found by the system; an existing link of any state is left as it is (a
+    /// dismissed suggestion is not proposed again). Returns how many were new.
+    pub async fn suggest(
+        &self,
+        id: &str,
+        inspections: &[String],
+        at_ms: i64,
+    ) -> StorageResult<u64> {
+        let mut n = 0;
+        for i in inspections {
+            n += with_pool!(self.db, p => sqlx::query("INSERT INTO recording_links (recording_id, inspection_id, state, created_by, created_at_ms, updated_at_ms) \
+                VALUES ($1, $2, 'suggested', NULL, $3, $3) ON CONFLICT (recording_id, inspection_id) DO NOTHING")
+                .bind(id).bind(i).bind(at_ms).execute(p).await?.rows_affected());
+        }
+        Ok(n)
+    }
+
+    /// Inspections that could be evidenced by a recording of `officer_id` over
+    /// `[from_ms, to_ms]`: open at some point in that span and conducted by the officer (or,
+    /// when the officer is on none, any of the org unit's), with the enterprise's location.
+    pub async fn candidate_inspections(
+        &self,
+        officer_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> StorageResult<Vec<CandidateInspection>> {
+        Ok(with_pool!(self.db, p => sqlx::query_as(
+            "SELECT i.id, i.enterprise_id, e.lat, e.lon FROM inspections i JOIN inspection_officers io ON io.inspection_id = i.id \
+             JOIN enterprises e ON e.id = i.enterprise_id \
+             WHERE io.officer_id = $1 AND i.status <> 'cancelled' AND i.started_at_ms <= $3 \
+             AND (i.completed_at_ms IS NULL OR i.completed_at_ms >= $2)")
+            .bind(officer_id).bind(from_ms).bind(to_ms).fetch_all(p).await?))
+    }
+
+    /// Mark or release a reviewer's legal hold. Audited.
+    pub async fn set_hold(
+        &self,
+        scope: &Scope,
+        id: &str,
+        held: bool,
+        reason: Option<&str>,
+        audit: &AuditEntry,
+    ) -> StorageResult<Recording> {
+        self.get(scope, id).await?;
+        let a = audit
+            .clone()
+            .target("recording", id)
+            .details(serde_json::json!({"held": held, "reason": reason}));
+        with_pool!(self.db, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query("UPDATE recordings SET held = $2, hold_reason = $3 WHERE id = $1")
+                .bind(id).bind(held).bind(if held { reason } else { None }).execute(&mut *tx).await?;
+            insert_audit!(&mut *tx, &a)?;
+            tx.commit().await?;
+        });
+        self.get(scope, id).await
+    }
+
+    /// Set an org unit's retention (days); it applies to its subtree where no nearer unit has
+    /// its own.
+    pub async fn set_retention(
+        &self,
+        org_unit_id: &str,
+        days: i64,
+        audit: &AuditEntry,
+    ) -> StorageResult<()> {
+        if !(1..=36_500).contains(&days) {
+            return Err(StorageError::Invalid {
+                field: "days".into(),
+                message: "must be between 1 and 36500".into(),
+            });
+        }
+        let a = audit
+            .clone()
+            .target("org_unit", org_unit_id)
+            .details(serde_json::json!({"recording_retention_days": days}));
+        with_pool!(self.db, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query("INSERT INTO recording_retention (org_unit_id, days, updated_at_ms) VALUES ($1, $2, $3) \
+                         ON CONFLICT (org_unit_id) DO UPDATE SET days = excluded.days, updated_at_ms = excluded.updated_at_ms")
+                .bind(org_unit_id).bind(days).bind(audit.at_ms).execute(&mut *tx).await?;
+            insert_audit!(&mut *tx, &a)?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// The retention (days) that applies to an org unit: its own, else the nearest ancestor's,
+    /// else `default_days`.
+    pub async fn retention_days(&self, org_unit_id: &str, default_days: i64) -> StorageResult<i64> {
+        let d: Option<i64> = with_pool!(self.db, p => sqlx::query_scalar(
+            "SELECT rr.days FROM org_unit_closure c JOIN recording_retention rr ON rr.org_unit_id = c.ancestor_id \
+             WHERE c.descendant_id = $1 ORDER BY c.depth LIMIT 1").bind(org_unit_id).fetch_optional(p).await?);
+        Ok(d.unwrap_or(default_days))
+    }
+
+    /// Closed recordings past their retention at `now_ms` that no hold keeps: not marked by a
+    /// reviewer, and not linked to an inspection of a case still open.
+    pub async fn expired(&self, now_ms: i64, default_days: i64) -> StorageResult<Vec<Recording>> {
+        let shortest: Option<i64> = with_pool!(self.db, p => sqlx::query_scalar("SELECT MIN(days) FROM recording_retention").fetch_one(p).await?);
+        let shortest = shortest.unwrap_or(default_days).min(default_days);
+        let sql = format!(
+            "{SELECT} WHERE r.status = 'closed' AND NOT r.held AND r.ended_at_ms < $1 AND NOT EXISTS ( \
+             SELECT 1 FROM recording_links l JOIN case_inspections ci ON ci.inspection_id = l.inspection_id \
+             JOIN cases c ON c.id = ci.case_id WHERE l.recording_id = r.id AND l.state = 'linked' \
+             AND c.status NOT IN ('closed', 'not_filed')) ORDER BY r.ended_at_ms LIMIT 1000"
+        );
+        let rows: Vec<Recording> = with_pool!(self.db, p => sqlx::query_as(&sql).bind(now_ms - shortest * DAY_MS).fetch_all(p).await?);
+        let mut out = Vec::new();
+        let mut days_of = std::collections::HashMap::new();
+        for r in rows {
+            let days = match days_of.get(&r.org_unit_id) {
+                Some(d) => *d,
+                None => {
+                    let d = self.retention_days(&r.org_unit_id, default_days).await?;
+                    days_of.insert(r.org_unit_id.clone(), d);
+                    d
+                }
+            };
+            if r.ended_at_ms.unwrap_or(r.started_at_ms) + days * DAY_MS < now_ms {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Remove a recording's index rows (its blobs are already deleted), with the audit entry,
+    /// unless it was held meanwhile. Returns whether it was removed.
+    pub async fn delete(&self, id: &str, audit: &AuditEntry) -> StorageResult<bool> {
+        let a = audit.clone().target("recording", id);
+        let done = with_pool!(self.db, p => {
+            let mut tx = p.begin().await?;
+            let held: Option<bool> = sqlx::query_scalar("SELECT held FROM recordings WHERE id = $1").bind(id).fetch_optional(&mut *tx).await?;
+            if held != Some(false) {
+                false
+            } else {
+                sqlx::query("DELETE FROM recording_links WHERE recording_id = $1").bind(id).execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM recording_segments WHERE recording_id = $1").bind(id).execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM recordings WHERE id = $1").bind(id).execute(&mut *tx).await?;
+                insert_audit!(&mut *tx, &a)?;
+                tx.commit().await?;
+                true
+            }
+        });
+        Ok(done)
+    }
+}
+
+impl RecordingRepo<'_> {
+    /// Recorders set to record whenever they are online (active ones), with their catalog
+    /// channels.
+    pub async fn always_on(&self) -> StorageResult<Vec<(String, String)>> {
+        Ok(with_pool!(self.db, p => sqlx::query_as(
+            "SELECT r.device_id, c.channel_id FROM recorders r JOIN recorder_channels c ON c.device_id = r.device_id \
+             WHERE r.record_always AND r.status = 'active' ORDER BY r.device_id, c.channel_id")
+            .fetch_all(p).await?))
+    }
+
+    /// Set a recorder's always-on recording. Audited.
+    pub async fn set_always(
+        &self,
+        scope: &Scope,
+        device_id: &str,
+        always: bool,
+        audit: &AuditEntry,
+    ) -> StorageResult<()> {
+        self.db.recorders().get(scope, device_id).await?;
+        let a = audit
+            .clone()
+            .target("recorder", device_id)
+            .details(serde_json::json!({"record_always": always}));
+        with_pool!(self.db, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query("UPDATE recorders SET record_always = $2 WHERE device_id = $1")
+                .bind(device_id).bind(always).execute(&mut *tx).await?;
+            insert_audit!(&mut *tx, &a)?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Whether a recorder records always.
+    pub async fn is_always(&self, device_id: &str) -> StorageResult<bool> {
+        let v: Option<bool> = with_pool!(self.db, p => sqlx::query_scalar("SELECT record_always FROM recorders WHERE device_id = $1")
+            .bind(device_id).fetch_optional(p).await?);
+        Ok(v.unwrap_or(false))
+    }
+}
+
+/// An inspection a recording may be evidence of, with its enterprise's location.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CandidateInspection {
+    /// Inspection id.
+    pub id: String,
+    /// Enterprise id.
+    pub enterprise_id: String,
+    /// Enterprise latitude (WGS-84).
+    pub lat: Option<f64>,
+    /// Enterprise longitude.
+    pub lon: Option<f64>,
+}
+
+fn scope_cond(scope: &Scope, b: &mut SqlBuilder) -> String {
+    match scope {
+        Scope::All => "1 = 1".into(),
+        Scope::Subtree(root) => format!(
+            "r.org_unit_id IN (SELECT descendant_id FROM org_unit_closure WHERE ancestor_id = {})",
+            b.s(root.clone())
+        ),
+    }
+}

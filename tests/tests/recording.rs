@@ -1,0 +1,554 @@
+//! Recording end to end, with the real binary: a simulated GB/T 28181 recorder streams PS over
+//! RTP (H.264 + G.711 A-law); the recorder writes 1 s fMP4 segments through the blob store and
+//! indexes them. Checked by independent readers: ffprobe on every segment and on the export
+//! (codec, duration within one frame of the index, no errors), ffmpeg reading the HLS playlist
+//! end to end (AAC audio on the way out), `shouhu verify` on the export and its manifest (and
+//! failing on a changed export). Linking, audit rows, the evidence package; and `kill -9`
+//! during a recording: after a restart the completed segments are intact and indexed, the
+//! partial one recovered or dropped, the recording closed and signed, the spool empty.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use shouhu_e2e::{shouhu, Running};
+
+const PW: &str = "Shouhu@2026";
+/// A demo recorder (the simulation streams it).
+const DEVICE: &str = "31010000001320000001";
+
+struct Demo {
+    run: Running,
+    http: String,
+    token: String,
+}
+
+async fn login(http: &str) -> String {
+    let r: Value = reqwest::Client::new()
+        .post(format!("{http}/api/v1/auth/login"))
+        .json(&json!({"username": "admin", "password": PW}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    r["token"].as_str().expect("token").to_string()
+}
+
+fn env(c: &mut Command) {
+    c.env("SHOUHU__RECORDING__SEGMENT_SECS", "1")
+        .env("SHOUHU__MEDIA__GRACE_SECS", "1")
+        .env("SHOUHU__DISPATCH__HISTORY_FLUSH_MS", "200");
+}
+
+async fn demo(dir: &Path) -> Demo {
+    let mut c = shouhu(dir);
+    c.args(["demo", "--enterprises", "10"]);
+    env(&mut c);
+    let run = Running::start(c, "http");
+    let http = run.base.clone();
+    let token = login(&http).await;
+    Demo { run, http, token }
+}
+
+impl Demo {
+    async fn req(&self, m: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut r = reqwest::Client::new()
+            .request(m, format!("{}/api/v1{path}", self.http))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let r = r.send().await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.req(reqwest::Method::GET, path, None).await
+    }
+
+    async fn bytes(&self, path: &str) -> (u16, Vec<u8>) {
+        let r = reqwest::Client::new()
+            .get(format!("{}/api/v1{path}", self.http))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
+    }
+
+    async fn wait_for(&self, path: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            let (_, v) = self.get(path).await;
+            if ok(&v) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "{what}: last {path} = {v}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn channel(&self) -> String {
+        let rec = self
+            .wait_for(
+                &format!("/recorders/{DEVICE}"),
+                "registered with its catalog",
+                |v| {
+                    v["access"]["online"] == json!(true)
+                        && v["channel_list"].as_array().is_some_and(|c| !c.is_empty())
+                },
+            )
+            .await;
+        rec["channel_list"][0]["channel_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+}
+
+/// ffprobe a file: (codec names, duration in s, stderr).
+fn probe(path: &Path) -> (Vec<String>, f64, f64, String) {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name:format=duration,start_time",
+            "-of",
+            "json",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let codecs = v["streams"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s["codec_name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let num = |k: &str| {
+        v["format"][k]
+            .as_str()
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or(-1.0)
+    };
+    (
+        codecs,
+        num("start_time"),
+        num("duration"),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Decode a file or URL completely with ffmpeg; returns stderr (empty when clean).
+fn decode(input: &str, headers: Option<&str>) -> (bool, String) {
+    let mut c = Command::new("ffmpeg");
+    c.args(["-v", "error", "-nostdin"]);
+    if let Some(h) = headers {
+        c.args(["-headers", h]);
+    }
+    c.args(["-i", input, "-f", "null", "-"]);
+    let out = c.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A stored segment, fetched as its HLS parts (init + media) without transcoding: the file as
+/// stored, byte for byte.
+async fn segment_file(d: &Demo, id: &str, seq: i64) -> Vec<u8> {
+    let (s, mut init) = d
+        .bytes(&format!(
+            "/recordings/{id}/segments/{seq}/init.mp4?audio=original"
+        ))
+        .await;
+    assert_eq!(s, 200);
+    let (s, media) = d
+        .bytes(&format!(
+            "/recordings/{id}/segments/{seq}/media.m4s?audio=original"
+        ))
+        .await;
+    assert_eq!(s, 200);
+    init.extend(media);
+    init
+}
+
+fn check_segment(dir: &Path, seg: &Value, file: &[u8]) {
+    use sha2_check::sha256_hex;
+    assert_eq!(sha256_hex(file), seg["sha256"].as_str().unwrap(), "digest");
+    assert_eq!(file.len() as i64, seg["bytes"].as_i64().unwrap());
+    let p = dir.join(format!("seg{}.mp4", seg["seq"]));
+    std::fs::write(&p, file).unwrap();
+    let (codecs, start, end, err) = probe(&p);
+    assert!(err.is_empty(), "segment {}: {err}", seg["seq"]);
+    assert_eq!(codecs, ["h264", "pcm_alaw"], "segment {}", seg["seq"]);
+    // ffprobe's duration of a fragmented file is its end on the timeline.
+    let (s90, e90) = (
+        seg["start_90k"].as_f64().unwrap() / 90_000.0,
+        seg["end_90k"].as_f64().unwrap() / 90_000.0,
+    );
+    assert!(
+        (start - s90).abs() <= 0.041,
+        "segment {} starts at {start}, index {s90}",
+        seg["seq"]
+    );
+    assert!(
+        (end - e90).abs() <= 0.041,
+        "segment {} ends at {end}, index {e90}",
+        seg["seq"]
+    );
+    let (ok, err) = decode(p.to_str().unwrap(), None);
+    assert!(ok && err.is_empty(), "segment {}: {err}", seg["seq"]);
+}
+
+mod sha2_check {
+    pub fn sha256_hex(b: &[u8]) -> String {
+        let out = std::process::Command::new("sha256sum")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(b)?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_recording_is_segmented_played_linked_and_exported_with_proof() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = demo(dir.path()).await;
+    let channel = d.channel().await;
+    let (s, v) = d
+        .req(
+            reqwest::Method::POST,
+            "/recordings/start",
+            Some(json!({"device_id": DEVICE, "channel_id": channel})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let id = v["recording_id"].as_str().unwrap().to_string();
+    d.wait_for(&format!("/recordings/{id}"), "three segments", |v| {
+        v["segment_count"].as_i64() >= Some(3)
+    })
+    .await;
+    let (s, v) = d
+        .req(
+            reqwest::Method::POST,
+            "/recordings/stop",
+            Some(json!({"device_id": DEVICE, "channel_id": channel})),
+        )
+        .await;
+    assert_eq!((s, v["recording_id"].as_str()), (200, Some(id.as_str())));
+    let (_, rec) = d.get(&format!("/recordings/{id}")).await;
+    assert_eq!(rec["status"], "closed", "{rec}");
+    assert!(rec["head_signature"]
+        .as_str()
+        .is_some_and(|s| s.len() == 128));
+    assert_eq!(rec["video_codec"], "h264");
+    assert_eq!(rec["audio_codec"], "g711a");
+    assert_eq!(rec["retention_days"], 365);
+    let segs = rec["segments"].as_array().unwrap().clone();
+    assert_eq!(segs.len() as i64, rec["segment_count"].as_i64().unwrap());
+    // Contiguous spans, each segment valid on its own.
+    for w in segs.windows(2) {
+        assert_eq!(w[0]["end_90k"], w[1]["start_90k"], "contiguous");
+    }
+    for seg in &segs {
+        let f = segment_file(&d, &id, seg["seq"].as_i64().unwrap()).await;
+        check_segment(dir.path(), seg, &f);
+    }
+
+    // Search: by recorder, by time, and nothing for another recorder.
+    let (_, found) = d.get(&format!("/recordings?device_id={DEVICE}")).await;
+    assert!(found["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["id"] == json!(id)));
+    let (_, none) = d.get("/recordings?device_id=31010000001320000099").await;
+    assert_eq!(none["total"], 0);
+
+    // HLS: ffmpeg reads the playlist end to end, the audio as AAC.
+    let header = format!("Authorization: Bearer {}\r\n", d.token);
+    let url = format!("{}/api/v1/recordings/{id}/playlist.m3u8", d.http);
+    let (ok, err) = decode(&url, Some(&header));
+    assert!(ok && err.is_empty(), "playlist: {err}");
+    let pl = reqwest::Client::new()
+        .get(&url)
+        .bearer_auth(&d.token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        pl.contains("#EXT-X-PLAYLIST-TYPE:VOD") && pl.contains("#EXT-X-ENDLIST"),
+        "{pl}"
+    );
+    assert!(pl.contains("audio=aac"), "{pl}");
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-headers",
+            &header,
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "csv=p=0",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    let codecs = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        codecs.contains("h264") && codecs.contains("aac"),
+        "{codecs}"
+    );
+    // A range seeks into the recording: only the overlapping segments, starting at `from`.
+    let start = rec["started_at_ms"].as_i64().unwrap();
+    let (s, body) = d
+        .bytes(&format!(
+            "/recordings/{id}/playlist.m3u8?from={}&to={}",
+            start + 1500,
+            start + 2500
+        ))
+        .await;
+    let body = String::from_utf8(body).unwrap();
+    assert_eq!(s, 200, "{body}");
+    assert!(
+        body.matches("#EXTINF").count() <= 2 && body.contains("TIME-OFFSET"),
+        "{body}"
+    );
+
+    // Export with its manifest; `shouhu verify` passes it and fails a changed export.
+    let (s, export) = d.bytes(&format!("/recordings/{id}/export.mp4")).await;
+    assert_eq!(s, 200);
+    let (s, manifest) = d.get(&format!("/recordings/{id}/manifest")).await;
+    assert_eq!(s, 200, "{manifest}");
+    assert_eq!(manifest["segments"].as_array().unwrap().len(), segs.len());
+    let xp = dir.path().join("export.mp4");
+    let mp = dir.path().join("manifest.json");
+    std::fs::write(&xp, &export).unwrap();
+    std::fs::write(&mp, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let (codecs, _, end, err) = probe(&xp);
+    assert!(err.is_empty(), "export: {err}");
+    assert_eq!(codecs, ["h264", "pcm_alaw"]);
+    let last_end = segs.last().unwrap()["end_90k"].as_f64().unwrap() / 90_000.0;
+    assert!(
+        (end - last_end).abs() <= 0.041,
+        "export ends at {end}, index {last_end}"
+    );
+    let (ok, err) = decode(xp.to_str().unwrap(), None);
+    assert!(ok && err.is_empty(), "export: {err}");
+    let verify = |file: &Path| {
+        let mut c = shouhu(&dir.path().join("demo"));
+        c.arg("verify").arg(file).arg(&mp);
+        let out = c.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, out) = verify(&xp);
+    assert!(ok, "{out}");
+    let mut changed = export.clone();
+    let n = changed.len();
+    changed[n - 10] ^= 0x55;
+    let cp = dir.path().join("changed.mp4");
+    std::fs::write(&cp, &changed).unwrap();
+    let (ok, out) = verify(&cp);
+    assert!(!ok && out.contains("digest"), "{out}");
+    // Range requests.
+    let r = reqwest::Client::new()
+        .get(format!("{}/api/v1/recordings/{id}/export.mp4", d.http))
+        .bearer_auth(&d.token)
+        .header("Range", "bytes=100-199")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &export[100..200]);
+
+    // Link to an inspection, unlink, link again; the evidence package carries it.
+    let (_, insp) = d.get("/inspections?page_size=1").await;
+    let inspection = insp["items"][0]["id"]
+        .as_str()
+        .expect("a demo inspection")
+        .to_string();
+    let (s, links) = d
+        .req(
+            reqwest::Method::POST,
+            &format!("/recordings/{id}/links"),
+            Some(json!({"inspection_id": inspection})),
+        )
+        .await;
+    assert_eq!(s, 200, "{links}");
+    assert_eq!(links[0]["state"], "linked");
+    let (s, _) = d
+        .req(
+            reqwest::Method::POST,
+            &format!("/recordings/{id}/links"),
+            Some(json!({"inspection_id": "no-such-inspection"})),
+        )
+        .await;
+    assert_eq!(s, 422);
+    let (_, found) = d
+        .get(&format!("/recordings?inspection_id={inspection}"))
+        .await;
+    assert_eq!(found["total"], 1, "{found}");
+    let (s, zip) = d
+        .bytes(&format!("/inspections/{inspection}/evidence.zip"))
+        .await;
+    assert_eq!(s, 200);
+    let zp = dir.path().join("evidence.zip");
+    std::fs::write(&zp, &zip).unwrap();
+    let list = Command::new("python3")
+        .args(["-c", "import sys,zipfile; z=zipfile.ZipFile(sys.argv[1]); print('\\n'.join(z.namelist())); assert z.testzip() is None"])
+        .arg(&zp)
+        .output()
+        .unwrap();
+    let names = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    for n in [
+        format!("{id}/recording.mp4"),
+        format!("{id}/manifest.json"),
+        "inspection.json".into(),
+        "SHA256SUMS".into(),
+    ] {
+        assert!(names.lines().any(|l| l == n), "{n} in {names}");
+    }
+    let (s, links) = d
+        .req(
+            reqwest::Method::DELETE,
+            &format!("/recordings/{id}/links/{inspection}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(links[0]["state"], "dismissed");
+    let (_, found) = d
+        .get(&format!("/recordings?inspection_id={inspection}"))
+        .await;
+    assert_eq!(found["total"], 0);
+
+    // Every playback start, export and link change is on record with the account.
+    for action in [
+        "recording.start",
+        "recording.stop",
+        "recording.play",
+        "recording.export",
+        "recording.link",
+        "recording.unlink",
+    ] {
+        let (_, a) = d.get(&format!("/audit?action={action}")).await;
+        let items = a["items"].as_array().cloned().unwrap_or_default();
+        assert!(
+            items
+                .iter()
+                .any(|e| e["target_id"] == json!(id) && e["username"] == "admin"),
+            "{action}: {a}"
+        );
+    }
+    let (st, _) = d.run.stop();
+    assert!(st.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_kill_9_completed_segments_are_intact_and_the_index_agrees() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = demo(dir.path()).await;
+    let channel = d.channel().await;
+    let (s, v) = d
+        .req(
+            reqwest::Method::POST,
+            "/recordings/start",
+            Some(json!({"device_id": DEVICE, "channel_id": channel})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let id = v["recording_id"].as_str().unwrap().to_string();
+    let before = d
+        .wait_for(&format!("/recordings/{id}"), "segments stored", |v| {
+            v["segment_count"].as_i64() >= Some(3)
+        })
+        .await["segment_count"]
+        .as_i64()
+        .unwrap();
+    // Mid-segment: give the current one a fragment or so, then SIGKILL.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    d.run.child.kill().unwrap();
+    d.run.child.wait().unwrap();
+    let data = dir.path().join("demo");
+    let spool = data.join("spool").join(&id);
+    assert!(
+        spool.exists(),
+        "the recording's spool is left behind by the kill"
+    );
+
+    // Restart on the same data (serve, not demo: the demo starts afresh).
+    let mut c = shouhu(&data);
+    c.arg("serve");
+    env(&mut c);
+    let run = Running::start(c, "http");
+    let http = run.base.clone();
+    let token = login(&http).await;
+    let d = Demo { run, http, token };
+    let (_, rec) = d.get(&format!("/recordings/{id}")).await;
+    assert_eq!(rec["status"], "closed", "closed at start-up: {rec}");
+    assert!(rec["head_signature"].as_str().is_some());
+    let segs = rec["segments"].as_array().unwrap().clone();
+    assert!(
+        segs.len() as i64 >= before,
+        "{} segments, {before} before the kill",
+        segs.len()
+    );
+    for w in segs.windows(2) {
+        assert_eq!(w[0]["end_90k"], w[1]["start_90k"], "contiguous");
+    }
+    for seg in &segs {
+        let f = segment_file(&d, &id, seg["seq"].as_i64().unwrap()).await;
+        check_segment(dir.path(), seg, &f);
+    }
+    assert!(!spool.exists(), "the spool was reconciled");
+    // The chain verifies end to end.
+    let (s, manifest) = d.get(&format!("/recordings/{id}/manifest")).await;
+    assert_eq!(s, 200, "{manifest}");
+    let (_, export) = d.bytes(&format!("/recordings/{id}/export.mp4")).await;
+    let xp = dir.path().join("export.mp4");
+    let mp = dir.path().join("manifest.json");
+    std::fs::write(&xp, &export).unwrap();
+    std::fs::write(&mp, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let mut c = shouhu(&data);
+    c.arg("verify").arg(&xp).arg(&mp);
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (st, lines) = d.run.stop();
+    assert!(st.success());
+    let _ = lines;
+}
