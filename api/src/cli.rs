@@ -73,6 +73,10 @@ pub struct DemoArgs {
     /// Serve without the simulated vehicles and phone apps.
     #[arg(long)]
     pub no_simulation: bool,
+    /// How many simulated recorders record always (the last ones by device id), so there is
+    /// footage to find, play, link and export.
+    #[arg(long, default_value_t = 2)]
+    pub always_on_recorders: usize,
 }
 
 /// `admin` tasks.

@@ -647,6 +647,10 @@ pub async fn run(mut cfg: Config, args: DemoArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     cfg.server.data_dir = dir.clone();
     cfg.database.url = crate::config::Secret(Db::sqlite_url_in(&dir));
+    if cfg.recording.segment_secs == crate::config::RecordingConfig::default().segment_secs {
+        // Footage to play within seconds of starting the demo (a configured length is kept).
+        cfg.recording.segment_secs = 10;
+    }
     if cfg.jt808.enabled && cfg.jt808.listen.port() == 0 {
         // The simulator must know the port before the server binds it: take a free one.
         let probe = std::net::TcpListener::bind(cfg.jt808.listen)?;
@@ -718,6 +722,35 @@ pub async fn run(mut cfg: Config, args: DemoArgs) -> anyhow::Result<()> {
             l.port(),
         );
         start_recorders(&org, sip, &cfg);
+        if args.always_on_recorders > 0 {
+            let mut all = state
+                .db
+                .recorders()
+                .list(&shouhu_storage::org_units::Scope::All)
+                .await?;
+            all.sort_by(|a, b| a.device_id.cmp(&b.device_id));
+            let audit = shouhu_storage::audit::AuditEntry::new(
+                &shouhu_storage::audit::Actor {
+                    account_id: None,
+                    username: Some("demo".into()),
+                    ip: None,
+                },
+                "recorder.record_always",
+                SystemClock.now_ms(),
+            );
+            for r in all.iter().rev().take(args.always_on_recorders) {
+                state
+                    .db
+                    .recordings()
+                    .set_always(
+                        &shouhu_storage::org_units::Scope::All,
+                        &r.device_id,
+                        true,
+                        &audit,
+                    )
+                    .await?;
+            }
+        }
     }
     println!();
     println!("  守护 Shouhu demo is running: http://{addr}/");

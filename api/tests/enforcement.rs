@@ -5,40 +5,11 @@
 
 mod common;
 
-use common::Server;
+use common::{huangpu_officers, item_ids, Server};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sha2::Digest;
 use shouhu_storage::enforcement::{shanghai_date, DAY_MS};
-
-/// Two active officers of Huangpu (registered by its brigade head); their ids.
-async fn huangpu_officers(s: &Server, head: &str) -> Vec<String> {
-    let mut ids = Vec::new();
-    for (name, cert) in [("张伟", "HP-0001"), ("李娜", "HP-0002")] {
-        let (st, b) = s
-            .send(
-                Method::POST,
-                head,
-                "/api/v1/officers",
-                json!({"name": name, "certificate_no": cert, "org_unit_id": s.huangpu.id}),
-            )
-            .await;
-        assert_eq!(st, StatusCode::OK, "{b}");
-        ids.push(b["id"].as_str().unwrap().to_string());
-    }
-    ids
-}
-
-async fn item_ids(s: &Server, token: &str) -> Vec<String> {
-    let (st, b) = s.get(token, "/api/v1/inspection-items?page_size=3").await;
-    assert_eq!(st, StatusCode::OK, "{b}");
-    b["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["id"].as_str().unwrap().to_string())
-        .collect()
-}
 
 fn date_in(s: &Server, days: i64) -> String {
     shanghai_date(s.state.now() + days * DAY_MS)

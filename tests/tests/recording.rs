@@ -45,7 +45,7 @@ fn env(c: &mut Command) {
 
 async fn demo(dir: &Path) -> Demo {
     let mut c = shouhu(dir);
-    c.args(["demo", "--enterprises", "10"]);
+    c.args(["demo", "--enterprises", "10", "--always-on-recorders", "0"]);
     env(&mut c);
     let run = Running::start(c, "http");
     let http = run.base.clone();

@@ -440,7 +440,11 @@ async fn a_flood_of_registrations_is_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_recorders_register_report_their_catalog_and_move_their_officers() {
-    let d = demo_with(&[], &[("SHOUHU__MEDIA__GRACE_SECS", "1")]).await;
+    let d = demo_with(
+        &["--always-on-recorders", "0"],
+        &[("SHOUHU__MEDIA__GRACE_SECS", "1")],
+    )
+    .await;
     // Every district's recorder registers over SIP and keeps its officer's marker moving.
     let list = d
         .wait_for("/recorders", "16 demo recorders registered", |v| {

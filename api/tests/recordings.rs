@@ -1,0 +1,528 @@
+//! Recordings through the HTTP API on both engines: the retention job with a simulated clock
+//! (deletes exactly the expired, un-held recordings — a reviewer's hold, an open case and a
+//! unit's longer retention keep theirs; a shorter one inherited from the brigade expires a
+//! town's), links with the system's suggestions from geofences and positions, their audit
+//! rows, and data scope. The recordings are indexed through the repository with their blobs in
+//! the server's store (the live recorder is covered end to end in `tests/tests/recording.rs`).
+
+mod common;
+
+use common::{huangpu_officers, item_ids, Server};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use shouhu_storage::model::{Position, PositionSource};
+use shouhu_storage::positions::TrackPoint;
+use shouhu_storage::recordings::{NewRecording, NewSegment, DAY_MS};
+
+/// A closed recording of `minutes` one-minute segments starting at `start_ms`, its segment
+/// files in the server's blob store; its id.
+async fn recording(
+    s: &Server,
+    org: &str,
+    officer: Option<&str>,
+    start_ms: i64,
+    minutes: i64,
+) -> String {
+    let id = shouhu_storage::new_id();
+    let repo = s.state.db.recordings();
+    repo.open(
+        &NewRecording {
+            id: id.clone(),
+            device_id: "31010000001320000001".into(),
+            channel_id: "31010000001310000001".into(),
+            officer_id: officer.map(str::to_string),
+            org_unit_id: org.into(),
+            source: "live".into(),
+            trigger: "on_demand".into(),
+            started_at_ms: start_ms,
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    for seq in 0..minutes {
+        let data = format!("segment {seq} of {id}").into_bytes();
+        let key = shouhu_media::recorder::segment_key(&id, seq);
+        s.state.blobs.put(&key, &data).await.unwrap();
+        let (sha256, sm3) = shouhu_storage::evidence::digests(&data);
+        repo.add_segment(
+            &id,
+            &NewSegment {
+                seq,
+                start_90k: seq * 60 * 90_000,
+                end_90k: (seq + 1) * 60 * 90_000,
+                blob_key: key,
+                bytes: data.len() as i64,
+                init_bytes: 0,
+                payload_bytes: data.len() as i64,
+                video_codec: Some("h264".into()),
+                audio_codec: None,
+                sha256,
+                sm3,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let signer = s.state.signer.clone();
+    let r = repo
+        .close(&id, &move |m: &[u8]| signer.sign(m))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.status, "closed");
+    id
+}
+
+/// An inspection of `enterprise` by `officers`, left in progress; its id.
+async fn inspection(s: &Server, token: &str, enterprise: &str, officers: &[String]) -> String {
+    let (st, b) = s
+        .send(
+            Method::POST,
+            token,
+            "/api/v1/inspections",
+            json!({"enterprise_id": enterprise, "kind": "planned", "officer_ids": officers}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    b["id"].as_str().unwrap().to_string()
+}
+
+/// Record a passed item and complete the inspection (a case needs a completed one).
+async fn complete(s: &Server, token: &str, id: &str) {
+    let items = item_ids(s, token).await;
+    let (st, b) = s
+        .send(
+            Method::PUT,
+            token,
+            &format!("/api/v1/inspections/{id}/results"),
+            json!({"results": [{"item_id": items[0], "result": "pass"}]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    let (st, b) = s
+        .send(
+            Method::POST,
+            token,
+            &format!("/api/v1/inspections/{id}/complete"),
+            json!({"summary": "检查完毕"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+}
+
+async fn link(s: &Server, token: &str, rec: &str, inspection: &str) -> StatusCode {
+    s.send(
+        Method::POST,
+        token,
+        &format!("/api/v1/recordings/{rec}/links"),
+        json!({ "inspection_id": inspection }),
+    )
+    .await
+    .0
+}
+
+on_both!(
+    retention_deletes_exactly_the_expired_unheld_recordings,
+    |s: Server| async move {
+        let admin = s.login("admin").await;
+        let head = s.login("hp_head").await;
+        let officer = s.login("hp_officer").await;
+        let officers = huangpu_officers(&s, &head).await;
+        let steel = s.enterprise_id("黄浦钢结构").await;
+        let chem = s.enterprise_id("黄浦化工").await;
+        let now = s.state.now();
+        let ago = |days: i64| now - days * DAY_MS;
+        let (hp, xh) = (s.huangpu.id.clone(), s.xuhui.id.clone());
+        let town = s
+            .state
+            .db
+            .org_units()
+            .list()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|u| u.name == "外滩街道")
+            .unwrap()
+            .id;
+
+        let old = recording(&s, &hp, None, ago(400), 2).await;
+        let held = recording(&s, &hp, None, ago(400), 1).await;
+        let of_case = recording(&s, &hp, None, ago(400), 1).await;
+        let of_inspection = recording(&s, &hp, None, ago(400), 1).await;
+        let recent = recording(&s, &hp, None, ago(100), 1).await;
+        let long_unit = recording(&s, &xh, None, ago(400), 1).await;
+        let town_rec = recording(&s, &town, None, ago(100), 1).await;
+
+        // A reviewer's hold needs a reason.
+        let (st, b) = s
+            .send(
+                Method::PUT,
+                &head,
+                &format!("/api/v1/recordings/{held}/hold"),
+                json!({"held": true}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+        let (st, b) = s
+            .send(
+                Method::PUT,
+                &head,
+                &format!("/api/v1/recordings/{held}/hold"),
+                json!({"held": true, "reason": "举报复核中"}),
+            )
+            .await;
+        assert_eq!((st, &b["held"]), (StatusCode::OK, &json!(true)), "{b}");
+        // A recording linked to an inspection whose case is open; another to one without a case.
+        let insp = inspection(&s, &officer, &steel, &officers).await;
+        let other = inspection(&s, &officer, &chem, &officers).await;
+        complete(&s, &officer, &insp).await;
+        assert_eq!(link(&s, &head, &of_case, &insp).await, StatusCode::OK);
+        assert_eq!(
+            link(&s, &head, &of_inspection, &other).await,
+            StatusCode::OK
+        );
+        let (st, c) = s
+        .send(
+            Method::POST,
+            &officer,
+            "/api/v1/cases",
+            json!({"enterprise_id": steel, "inspection_ids": [insp], "title": "未按规定设置泄爆装置案",
+                   "violation": "粉尘爆炸危险场所除尘系统未设泄爆装置", "responsible_person": "王强",
+                   "party_id_number": "31010119800101123X", "party_phone": "13800138000", "proposed_fine_cents": 5_000_000}),
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK, "{c}");
+        // Xuhui keeps recordings 1000 days; Huangpu 30 days, which its town inherits.
+        for (unit, days) in [(&xh, 1000), (&hp, 30)] {
+            let (st, b) = s
+                .send(
+                    Method::PUT,
+                    &admin,
+                    &format!("/api/v1/recordings/retention/{unit}"),
+                    json!({ "days": days }),
+                )
+                .await;
+            assert_eq!(st, StatusCode::OK, "{b}");
+        }
+        let (st, _) = s
+            .send(
+                Method::PUT,
+                &head,
+                &format!("/api/v1/recordings/retention/{hp}"),
+                json!({"days": 1}),
+            )
+            .await;
+        assert_eq!(
+            st,
+            StatusCode::FORBIDDEN,
+            "retention is the administrator's"
+        );
+        let (st, _) = s
+            .send(
+                Method::PUT,
+                &admin,
+                &format!("/api/v1/recordings/retention/{hp}"),
+                json!({"days": 0}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+        let (_, d) = s
+            .get(&admin, &format!("/api/v1/recordings/{town_rec}"))
+            .await;
+        assert_eq!(d["retention_days"], 30, "{d}");
+
+        let report = shouhu_api::recording_jobs::retention_run(&s.state, s.state.now())
+            .await
+            .unwrap();
+        let mut deleted = report.deleted.clone();
+        deleted.sort();
+        let mut expected = vec![
+            old.clone(),
+            of_inspection.clone(),
+            town_rec.clone(),
+            recent.clone(),
+        ];
+        // `recent` (100 days) is past Huangpu's 30 days too.
+        expected.sort();
+        assert_eq!(deleted, expected);
+        assert!(report.failed.is_empty());
+        for id in &expected {
+            let (st, _) = s.get(&admin, &format!("/api/v1/recordings/{id}")).await;
+            assert_eq!(st, StatusCode::NOT_FOUND, "{id} deleted");
+            let key = shouhu_media::recorder::segment_key(id, 0);
+            assert!(
+                !s.state.blobs.exists(&key).await.unwrap(),
+                "{id}'s file deleted"
+            );
+        }
+        for id in [&held, &of_case, &long_unit] {
+            let (st, d) = s.get(&admin, &format!("/api/v1/recordings/{id}")).await;
+            assert_eq!(st, StatusCode::OK, "{id} kept");
+            let key = d["segments"][0]["blob_key"].as_str().unwrap().to_string();
+            assert!(
+                s.state.blobs.exists(&key).await.unwrap(),
+                "{id}'s file kept"
+            );
+        }
+        let rows = s.audit("recording.delete").await;
+        assert_eq!(rows.len(), expected.len(), "every deletion on record");
+        // Released from the hold, it goes at the next run; the simulated clock moves 700 days on
+        // and Xuhui's 1000 days are over too; the open case still keeps its recording.
+        let (st, _) = s
+            .send(
+                Method::PUT,
+                &head,
+                &format!("/api/v1/recordings/{held}/hold"),
+                json!({"held": false}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK);
+        s.clock.advance(700 * DAY_MS);
+        let report = shouhu_api::recording_jobs::retention_run(&s.state, s.state.now())
+            .await
+            .unwrap();
+        let mut deleted = report.deleted;
+        deleted.sort();
+        let mut expected = vec![held.clone(), long_unit.clone()];
+        expected.sort();
+        assert_eq!(deleted, expected);
+        let admin = s.login("admin").await;
+        let (st, _) = s
+            .get(&admin, &format!("/api/v1/recordings/{of_case}"))
+            .await;
+        assert_eq!(st, StatusCode::OK, "the open case's recording is kept");
+    }
+);
+
+on_both!(links_suggestions_audit_and_scope, |s: Server| async move {
+    let head = s.login("hp_head").await;
+    let officer = s.login("hp_officer").await;
+    let xh = s.login("xh_head").await;
+    let operator = s.login("operator").await;
+    let officers = huangpu_officers(&s, &head).await;
+    let steel = s.enterprise_id("黄浦钢结构").await;
+    let chem = s.enterprise_id("黄浦化工").await;
+    let now = s.state.now();
+    // The steel works' geofence: 150 m around (31.23, 121.47).
+    s.state
+        .db
+        .geofences()
+        .insert(
+            &shouhu_storage::geofences::Geofence {
+                id: shouhu_storage::new_id(),
+                name: "黄浦钢结构".into(),
+                kind: "enterprise".into(),
+                org_unit_id: s.huangpu.id.clone(),
+                enterprise_id: Some(steel.clone()),
+                geometry: None,
+                center_lat: Some(31.23),
+                center_lon: Some(121.47),
+                radius_m: Some(150.0),
+                created_at_ms: now,
+                updated_at_ms: now,
+            },
+            &shouhu_storage::audit::AuditEntry::new(
+                &shouhu_storage::audit::Actor::default(),
+                "geofence.create",
+                now,
+            ),
+        )
+        .await
+        .unwrap();
+    // Inspections of both enterprises by the two officers, open from now on.
+    let insp = inspection(&s, &officer, &steel, &officers).await;
+    let other = inspection(&s, &officer, &chem, &officers).await;
+    let fix = |lat: f64, lon: f64, t: i64| TrackPoint {
+        position: Position {
+            unit_id: officers[0].clone(),
+            time_ms: t,
+            lat,
+            lon,
+            speed_kmh: None,
+            heading_deg: None,
+            altitude_m: None,
+            accuracy_m: Some(5.0),
+            source: PositionSource::Gb28181,
+            alarm_flags: 0,
+        },
+        flags: 0,
+        received_at_ms: t,
+    };
+    // The officer walks into the steel works 5 minutes into the recording.
+    s.state
+        .db
+        .positions()
+        .insert_batch(&[
+            fix(31.25, 121.50, now + 60_000),
+            fix(31.2301, 121.4701, now + 300_000),
+        ])
+        .await
+        .unwrap();
+    let inside = recording(&s, &s.huangpu.id, Some(&officers[0]), now, 10).await;
+    // Before the inspections began, and another officer's: nothing to suggest.
+    let before = recording(
+        &s,
+        &s.huangpu.id,
+        Some(&officers[0]),
+        now - 3 * 3_600_000,
+        10,
+    )
+    .await;
+    let others = recording(&s, &s.huangpu.id, Some(&officers[1]), now, 10).await;
+
+    let (st, links) = s
+        .send(
+            Method::POST,
+            &head,
+            &format!("/api/v1/recordings/{inside}/suggestions"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{links}");
+    let links = links.as_array().unwrap().clone();
+    assert_eq!(
+        links.len(),
+        1,
+        "only the steel works' inspection: {links:?}"
+    );
+    assert_eq!(
+        (
+            links[0]["inspection_id"].as_str(),
+            links[0]["state"].as_str()
+        ),
+        (Some(insp.as_str()), Some("suggested"))
+    );
+    assert!(links[0]["created_by"].is_null(), "suggested by the system");
+    for r in [&before, &others] {
+        let (_, l) = s
+            .send(
+                Method::POST,
+                &head,
+                &format!("/api/v1/recordings/{r}/suggestions"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(l, json!([]), "{r}");
+    }
+    // A suggestion is not a link: the inspection's recordings list only confirmed ones.
+    let (_, found) = s
+        .get(&head, &format!("/api/v1/recordings?inspection_id={insp}"))
+        .await;
+    assert_eq!(found["total"], 0);
+    // The reviewer confirms it, links the other inspection by hand, then unlinks that one.
+    assert_eq!(link(&s, &head, &inside, &insp).await, StatusCode::OK);
+    assert_eq!(link(&s, &officer, &inside, &other).await, StatusCode::OK);
+    let (st, l) = s
+        .send(
+            Method::DELETE,
+            &head,
+            &format!("/api/v1/recordings/{inside}/links/{other}"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{l}");
+    let (_, found) = s
+        .get(&head, &format!("/api/v1/recordings?inspection_id={insp}"))
+        .await;
+    assert_eq!(found["total"], 1);
+    assert_eq!(found["items"][0]["id"], json!(inside));
+    let (_, found) = s
+        .get(&head, &format!("/api/v1/recordings?enterprise_id={steel}"))
+        .await;
+    assert_eq!(found["total"], 1);
+    let (_, found) = s
+        .get(&head, &format!("/api/v1/recordings?enterprise_id={chem}"))
+        .await;
+    assert_eq!(found["total"], 0, "unlinked");
+    // A dismissed suggestion is not proposed again.
+    let (_, l) = s
+        .send(
+            Method::POST,
+            &head,
+            &format!("/api/v1/recordings/{inside}/suggestions"),
+            json!({}),
+        )
+        .await;
+    let states: Vec<(&str, &str)> = l
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["inspection_id"].as_str().unwrap(),
+                x["state"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        states.contains(&(insp.as_str(), "linked"))
+            && states.contains(&(other.as_str(), "dismissed")),
+        "{l}"
+    );
+    // Every link change on record with the account and the recording.
+    let links = s.audit("recording.link").await;
+    assert_eq!(links.len(), 2);
+    assert!(links
+        .iter()
+        .all(|a| a.target_id.as_deref() == Some(inside.as_str())));
+    assert!(links
+        .iter()
+        .any(|a| a.username.as_deref() == Some("hp_head")));
+    assert!(links
+        .iter()
+        .any(|a| a.username.as_deref() == Some("hp_officer")));
+    let unlinks = s.audit("recording.unlink").await;
+    assert_eq!(unlinks.len(), 1);
+    assert_eq!(unlinks[0].username.as_deref(), Some("hp_head"));
+
+    // Refusals: an unknown inspection, a role that may only watch, another district.
+    let (st, b) = s
+        .send(
+            Method::POST,
+            &head,
+            &format!("/api/v1/recordings/{inside}/links"),
+            json!({"inspection_id": "nope"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert_eq!(b["errors"][0]["field"], "inspection_id");
+    assert_eq!(
+        link(&s, &operator, &inside, &insp).await,
+        StatusCode::FORBIDDEN
+    );
+    let (st, _) = s
+        .get(&operator, &format!("/api/v1/recordings/{inside}"))
+        .await;
+    assert_eq!(st, StatusCode::OK, "the command centre may watch");
+    let (st, _) = s.get(&xh, &format!("/api/v1/recordings/{inside}")).await;
+    assert_eq!(
+        st,
+        StatusCode::NOT_FOUND,
+        "another district does not see it"
+    );
+    let (_, l) = s.get(&xh, "/api/v1/recordings").await;
+    assert_eq!(l["total"], 0);
+    assert_eq!(link(&s, &xh, &inside, &insp).await, StatusCode::NOT_FOUND);
+    let (st, b) = s.get(&head, "/api/v1/recordings?status=paused").await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    // Search by officer and time.
+    let (_, l) = s
+        .get(
+            &head,
+            &format!(
+                "/api/v1/recordings?officer_id={}&from={}&to={}",
+                officers[0],
+                now - 60_000,
+                now + 60_000
+            ),
+        )
+        .await;
+    let ids: Vec<&str> = l["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [inside.as_str()]);
+});
