@@ -8,7 +8,7 @@ command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-for t in table uscc search jt808 dispatch_ws sip manscdp ps rtp mp4 mp4_recover; do
+for t in table uscc search jt808 dispatch_ws sip manscdp ps rtp mp4 mp4_recover mp4_demux; do
   mkdir -p "corpus/$t"
   cp -n corpus-seed/"$t"/* "corpus/$t/" 2>/dev/null || true
   echo "fuzzing $t for ${secs}s"

@@ -70,6 +70,10 @@ pub enum BenchWhat {
     Live(crate::bench_live::LiveBenchArgs),
     /// Daily enforcement work: a year of inspections, hazards and cases; 70 users, mixed load.
     Enforcement(crate::bench_enforcement::EnforcementBenchArgs),
+    /// Recording: streams recorded into fMP4 segments by the hub, then by ffmpeg.
+    Recording(crate::bench_recording::RecordingBenchArgs),
+    /// Seeking in a year of recordings: playlist request to first media byte.
+    Seek(crate::bench_recording::SeekBenchArgs),
 }
 
 const BENCH_PASSWORD: &str = "Bench@2026x";
@@ -81,6 +85,8 @@ pub async fn run(mut cfg: Config, args: BenchArgs) -> anyhow::Result<()> {
         Some(BenchWhat::Sip(a)) => return crate::bench_sip::run(a).await,
         Some(BenchWhat::Live(a)) => return crate::bench_live::run(a).await,
         Some(BenchWhat::Enforcement(a)) => return crate::bench_enforcement::run(cfg, a).await,
+        Some(BenchWhat::Recording(a)) => return crate::bench_recording::run(a).await,
+        Some(BenchWhat::Seek(a)) => return crate::bench_recording::seek(cfg, a).await,
         None => {}
     }
     let dir = std::env::temp_dir().join(format!("shouhu-bench-{}", std::process::id()));

@@ -339,6 +339,12 @@ fn print_outcome(o: &Outcome) {
 }
 
 async fn seed(url: &str, n: u64) -> anyhow::Result<()> {
+    seed_with(url, n, BASE, USER).await
+}
+
+/// A database with `n` recorders (ids from `base`) spread over the demo's districts, and the
+/// operator account `user`.
+pub(crate) async fn seed_with(url: &str, n: u64, base: &str, user: &str) -> anyhow::Result<()> {
     let db = Db::connect(url, 4).await?;
     db.migrate().await?;
     let org = crate::demo::seed_org(&db).await?;
@@ -346,7 +352,7 @@ async fn seed(url: &str, n: u64) -> anyhow::Result<()> {
         username: Some("bench".into()),
         ..Default::default()
     };
-    let ids = crate::simulate::recorder_ids(BASE, n)?;
+    let ids = crate::simulate::recorder_ids(base, n)?;
     let n_d = org.districts.len();
     for (i, id) in ids.iter().enumerate() {
         let input = RecorderInput {
@@ -374,8 +380,8 @@ async fn seed(url: &str, n: u64) -> anyhow::Result<()> {
     db.accounts()
         .create(
             &NewAccount {
-                username: USER.into(),
-                display_name: USER.into(),
+                username: user.into(),
+                display_name: user.into(),
                 password_hash: hash,
                 role: "operator".into(),
                 org_unit_id: org.corps.id.clone(),
@@ -736,7 +742,7 @@ fn rfc6184(au: &[u8], mtu: usize) -> Vec<Vec<u8>> {
 }
 
 /// Feed a mountpoint after `delay`: the sample's access units as RTP H.264, one per 40 ms.
-async fn feed(
+pub(crate) async fn feed(
     port: u16,
     sample: Arc<Sample>,
     delay: Duration,

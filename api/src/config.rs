@@ -76,6 +76,9 @@ pub struct RecordingConfig {
     pub min_free_percent: f64,
     /// How long a start waits for the stream's first picture, seconds. Default 15.
     pub start_timeout_secs: u64,
+    /// Largest camera file `POST /recordings/import` takes, bytes (it is held in memory while
+    /// it is cut into segments). Default 2 GiB.
+    pub max_import_bytes: usize,
 }
 
 impl Default for RecordingConfig {
@@ -86,6 +89,7 @@ impl Default for RecordingConfig {
             retention_interval_secs: 3600,
             min_free_percent: 10.0,
             start_timeout_secs: 15,
+            max_import_bytes: 2 << 30,
         }
     }
 }

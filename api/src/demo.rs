@@ -738,7 +738,8 @@ pub async fn run(mut cfg: Config, args: DemoArgs) -> anyhow::Result<()> {
                 "recorder.record_always",
                 SystemClock.now_ms(),
             );
-            for r in all.iter().rev().take(args.always_on_recorders) {
+            // The last recorder is the H.265 camera, which browsers cannot play back: skip it.
+            for r in all.iter().rev().skip(1).take(args.always_on_recorders) {
                 state
                     .db
                     .recordings()

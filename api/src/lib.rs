@@ -17,6 +17,7 @@ pub mod bench;
 pub mod bench_enforcement;
 pub mod bench_live;
 pub mod bench_positions;
+pub mod bench_recording;
 pub mod bench_sip;
 pub mod cli;
 pub mod clock;

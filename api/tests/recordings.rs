@@ -526,3 +526,243 @@ on_both!(links_suggestions_audit_and_scope, |s: Server| async move {
         .collect();
     assert_eq!(ids, [inside.as_str()]);
 });
+
+/// A camera's MP4 file (H.264 baseline without B-frames and AAC, as body cameras write them).
+fn camera_file(dir: &std::path::Path, faststart: bool) -> Vec<u8> {
+    let out = dir.join(format!("camera-{faststart}.mp4"));
+    let mut c = std::process::Command::new("ffmpeg");
+    c.args([
+        "-v",
+        "error",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=320x240:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=16000",
+        "-t",
+        "3.2",
+        "-c:v",
+        "libx264",
+        "-profile:v",
+        "baseline",
+        "-g",
+        "25",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "32k",
+    ]);
+    if faststart {
+        c.args(["-movflags", "+faststart"]);
+    }
+    let st = c
+        .arg(&out)
+        .status()
+        .expect("ffmpeg (Debian package ffmpeg)");
+    assert!(st.success());
+    std::fs::read(out).unwrap()
+}
+
+async fn import(
+    s: &Server,
+    token: &str,
+    query: &str,
+    body: Vec<u8>,
+) -> (StatusCode, serde_json::Value) {
+    let r = s
+        .client()
+        .post(s.url(&format!("/api/v1/recordings/import?{query}")))
+        .bearer_auth(token)
+        .header("content-type", "video/mp4")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.json().await.unwrap_or_default())
+}
+
+async fn camera_files_are_imported(s: Server) {
+    let head = s.login("hp_head").await;
+    let officer = s.login("hp_officer").await;
+    let officers = huangpu_officers(&s, &head).await;
+    let device = "31010100001320000077";
+    let (st, b) = s
+        .send(
+            Method::POST,
+            &head,
+            "/api/v1/recorders",
+            json!({"device_id": device, "name": "记录仪077", "org_unit_id": s.huangpu.id, "officer_id": officers[0]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = camera_file(dir.path(), false);
+    let filmed = s.state.now() - 3_600_000;
+    let q = format!("device_id={device}&started_at={filmed}&file_name=20261204_0930.MP4");
+    let (st, r) = import(&s, &officer, &q, file.clone()).await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    let id = r["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        (
+            r["source"].as_str(),
+            r["trigger_kind"].as_str(),
+            r["status"].as_str()
+        ),
+        (Some("upload"), Some("import"), Some("closed"))
+    );
+    assert_eq!(r["video_codec"], "h264");
+    assert_eq!(r["audio_codec"], "aac");
+    assert_eq!(r["started_at_ms"], filmed);
+    // Filmed an hour ago, before the recorder was bound: no officer then.
+    assert!(r["officer_id"].is_null(), "{r}");
+    assert!(r["head_signature"].as_str().is_some());
+    let (_, d) = s.get(&head, &format!("/api/v1/recordings/{id}")).await;
+    let segs = d["segments"].as_array().unwrap().clone();
+    assert!(segs.len() >= 3, "1 s segments of a 3.2 s file: {d}");
+    let mut total = 0.0;
+    for seg in &segs {
+        let n = seg["seq"].as_i64().unwrap();
+        let mut bytes = Vec::new();
+        for part in ["init.mp4", "media.m4s"] {
+            let r = s
+                .client()
+                .get(s.url(&format!(
+                    "/api/v1/recordings/{id}/segments/{n}/{part}?audio=original"
+                )))
+                .bearer_auth(&head)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            bytes.extend_from_slice(&r.bytes().await.unwrap());
+        }
+        let hex = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        assert_eq!(hex, seg["sha256"].as_str().unwrap());
+        let p = dir.path().join(format!("seg{n}.mp4"));
+        std::fs::write(&p, &bytes).unwrap();
+        let out = std::process::Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "stream=codec_name,duration",
+                "-of",
+                "json",
+            ])
+            .arg(&p)
+            .output()
+            .unwrap();
+        assert!(
+            out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let codecs: Vec<&str> = v["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["codec_name"].as_str().unwrap())
+            .collect();
+        assert_eq!(codecs, ["h264", "aac"]);
+        // The video's end (an AAC frame may run past the cut by less than its 64 ms).
+        let end: f64 = v["streams"][0]["duration"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            (end - seg["end_90k"].as_f64().unwrap() / 90_000.0).abs() <= 0.041,
+            "{v} {seg}"
+        );
+        total += (seg["end_90k"].as_f64().unwrap() - seg["start_90k"].as_f64().unwrap()) / 90_000.0;
+    }
+    assert!((total - 3.2).abs() <= 0.041, "{total}");
+    // Filmed while bound: the officer of that time.
+    let later = camera_file(dir.path(), true);
+    let now = s.state.now();
+    let (st, r) = import(
+        &s,
+        &officer,
+        &format!("device_id={device}&started_at={now}"),
+        later.clone(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    assert_eq!(r["officer_id"], json!(officers[0]));
+    // The same file again: refused, pointing at the first import.
+    let (st, b) = import(&s, &officer, &q, file.clone()).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{b}");
+    assert_eq!(b["recording_id"], json!(id));
+    // Not an MP4, an MP4 cut short, no time: 422 with the reason, nothing kept.
+    let (st, b) = import(&s, &officer, &q, b"GIF89a not a video at all".to_vec()).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(b["message"].as_str().unwrap().contains("moov"), "{b}");
+    let cut = later[..later.len() / 2].to_vec();
+    let (st, b) = import(
+        &s,
+        &officer,
+        &format!("device_id={device}&started_at={now}"),
+        cut,
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(
+        b["message"].as_str().unwrap().contains("outside the file"),
+        "{b}"
+    );
+    let (st, b) = import(
+        &s,
+        &officer,
+        &format!("device_id={device}&started_at=x"),
+        later.clone(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{b}");
+    assert!(b["message"].as_str().unwrap().contains("started_at"), "{b}");
+    let (_, l) = s
+        .get(&head, &format!("/api/v1/recordings?device_id={device}"))
+        .await;
+    assert_eq!(l["total"], 2, "only the two good imports: {l}");
+    // Another district cannot import for this recorder; the imports are on record.
+    let xh = s.login("xh_head").await;
+    let (st, _) = import(
+        &s,
+        &xh,
+        &format!("device_id={device}&started_at={now}"),
+        later,
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let rows = s.audit("recording.import").await;
+    assert_eq!(
+        rows.iter()
+            .filter(|a| a.username.as_deref() == Some("hp_officer"))
+            .count(),
+        2,
+        "{rows:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn camera_files_are_imported_sqlite() {
+    let s = common::start_with(common::Engine::Sqlite, |c| c.recording.segment_secs = 1)
+        .await
+        .unwrap();
+    camera_files_are_imported(s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn camera_files_are_imported_postgres() {
+    if let Some(s) =
+        common::start_with(common::Engine::Postgres, |c| c.recording.segment_secs = 1).await
+    {
+        camera_files_are_imported(s).await;
+    }
+}

@@ -558,6 +558,145 @@ impl Recorder {
     }
 }
 
+/// A camera's file to import.
+#[derive(Debug, Clone)]
+pub struct Import {
+    /// Device.
+    pub device_id: String,
+    /// Channel.
+    pub channel_id: String,
+    /// Officer the device was bound to when it filmed.
+    pub officer_id: Option<String>,
+    /// Org unit.
+    pub org_unit_id: String,
+    /// UTC ms of the file's first frame.
+    pub started_at_ms: i64,
+    /// `upload` (docking station, browser) or `device` (GB/T 28181 download).
+    pub source: String,
+    /// What the index notes about it (`sha256:<hex of the file>`: a second import of the same
+    /// file is refused).
+    pub note: String,
+}
+
+/// Why an import failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ImportError {
+    /// The file cannot be read.
+    #[error("{0}")]
+    File(#[from] crate::mp4::demux::DemuxError),
+    /// Nothing in it could be recorded.
+    #[error("no playable video in the file")]
+    Empty,
+    /// Storage failed.
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+impl Recorder {
+    /// Import a camera's MP4 file as a closed recording: its frames cut into segments like a
+    /// live stream, stored, indexed with the same digests and chain, signed. The file is read
+    /// whole before anything is written; a failure while storing removes what was written.
+    pub async fn import(
+        &self,
+        i: &Import,
+        file: &[u8],
+        audit: &AuditEntry,
+    ) -> Result<Recording, ImportError> {
+        use crate::mp4::demux;
+        let movie = demux::parse(demux::find_moov(file)?)?;
+        // Every sample must be readable before a row is written.
+        let mut first_audio = None;
+        for f in movie.frames(file) {
+            let f = f?;
+            if first_audio.is_none() && !f.codec.is_video() {
+                first_audio = Some(f);
+            }
+        }
+        let inner = &self.inner;
+        let storage = |e: shouhu_storage::StorageError| ImportError::Storage(e.to_string());
+        let id = shouhu_storage::new_id();
+        inner
+            .db
+            .recordings()
+            .open(
+                &NewRecording {
+                    id: id.clone(),
+                    device_id: i.device_id.clone(),
+                    channel_id: i.channel_id.clone(),
+                    officer_id: i.officer_id.clone(),
+                    org_unit_id: i.org_unit_id.clone(),
+                    source: i.source.clone(),
+                    trigger: "import".into(),
+                    started_at_ms: i.started_at_ms,
+                },
+                Some(
+                    &audit
+                        .clone()
+                        .details(serde_json::json!({"note": i.note, "bytes": file.len()})),
+                ),
+            )
+            .await
+            .map_err(storage)?;
+        inner
+            .db
+            .recordings()
+            .set_note(&id, &i.note)
+            .await
+            .map_err(storage)?;
+        let result = async {
+            let mut seg = Segmenter::new(inner.cfg.segment_secs);
+            if let Some(a) = &first_audio {
+                seg.prime(a);
+            }
+            let mut out = Vec::new();
+            let mut cur = Vec::new();
+            let mut stored = 0u32;
+            let mut frames = movie.frames(file);
+            loop {
+                let f = frames.next().transpose()?;
+                match &f {
+                    Some(f) => seg.push(f, &mut out),
+                    None => seg.finish(&mut out),
+                }
+                for o in out.drain(..) {
+                    match o {
+                        Output::Begin { .. } => cur.clear(),
+                        Output::Data(d) => cur.extend_from_slice(&d),
+                        Output::End(info) if info.end_90k > info.start_90k => {
+                            store_segment(inner, &id, &cur, &SpoolInfo::from(&info))
+                                .await
+                                .map_err(|e| ImportError::Storage(e.to_string()))?;
+                            stored += 1;
+                        }
+                        Output::End(_) => {}
+                    }
+                }
+                if f.is_none() {
+                    break;
+                }
+            }
+            if stored == 0 {
+                return Err(ImportError::Empty);
+            }
+            close_recording(inner, &id)
+                .await
+                .map_err(|e| ImportError::Storage(e.to_string()))?
+                .ok_or(ImportError::Empty)
+        }
+        .await;
+        if result.is_err() {
+            // Nothing half written: the segments stored so far and the rows go.
+            if let Ok(segs) = inner.db.recordings().segments(&id, None, None).await {
+                for s in segs {
+                    let _ = inner.blobs.delete(&s.blob_key).await;
+                }
+            }
+            let _ = inner.db.recordings().discard(&id).await;
+        }
+        result
+    }
+}
+
 async fn remove_spooled(p: &Path) {
     let _ = tokio::fs::remove_file(p).await;
     let _ = tokio::fs::remove_file(p.with_extension("json")).await;

@@ -376,3 +376,137 @@ fn segments_are_cut_at_keyframes_and_each_plays_alone() {
     }
     assert_eq!(total, 100);
 }
+
+/// A camera's MP4 file (H.264 or H.265 with B-frames, AAC; the index at the end or at the
+/// front) read by `mp4::demux` and cut by the segmenter: every segment plays alone with both
+/// tracks, the segments hold every video frame of the file, and their spans add up to its
+/// duration within a frame.
+#[test]
+fn camera_files_are_imported_into_segments() {
+    use shouhu_media::mp4::demux;
+    use shouhu_media::mp4::segmenter::{Output, Segmenter};
+    let dir = tempfile::tempdir().unwrap();
+    // Body cameras encode without B-frames; a file with them is imported too, its spans (decode
+    // times) then trail the presentation by the reordering delay.
+    for (name, vcodec, extra, bframes) in [
+        ("h264.mp4", "libx264", &["-bf", "0"][..], false),
+        (
+            "h265.mp4",
+            "libx265",
+            &["-x265-params", "log-level=error:bframes=0"][..],
+            false,
+        ),
+        (
+            "faststart.mp4",
+            "libx264",
+            &["-bf", "0", "-movflags", "+faststart"][..],
+            false,
+        ),
+        ("bframes.mp4", "libx264", &["-bf", "2"][..], true),
+    ] {
+        let src = dir.path().join(name);
+        let mut args = vec![
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=25",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+            "3.2",
+            "-c:v",
+            vcodec,
+            "-g",
+            "25",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "64k",
+        ];
+        args.extend_from_slice(extra);
+        let s = src.to_str().unwrap();
+        args.push(s);
+        ffmpeg(&args);
+        let file = std::fs::read(&src).unwrap();
+        let movie = demux::parse(demux::find_moov(&file).unwrap()).unwrap();
+        let expected_frames = movie.video.samples.len();
+        assert_eq!(expected_frames, 80, "{name}");
+        let mut seg = Segmenter::new(1);
+        let mut out = Vec::new();
+        let mut files: Vec<(Vec<u8>, u64, u64)> = Vec::new();
+        let mut cur = Vec::new();
+        let mut collect = |out: &mut Vec<Output>, files: &mut Vec<(Vec<u8>, u64, u64)>| {
+            for o in out.drain(..) {
+                match o {
+                    Output::Begin { .. } => cur.clear(),
+                    Output::Data(d) => cur.extend(d),
+                    Output::End(i) => {
+                        files.push((std::mem::take(&mut cur), i.start_90k, i.end_90k))
+                    }
+                }
+            }
+        };
+        let frames: Vec<_> = movie.frames(&file).collect::<Result<_, _>>().unwrap();
+        let cts0 = frames
+            .iter()
+            .find(|f| f.codec.is_video())
+            .map(|f| f.pts_90k.unwrap() - f.dts_90k.unwrap())
+            .unwrap();
+        if let Some(a) = frames.iter().find(|f| !f.codec.is_video()) {
+            seg.prime(a);
+        }
+        for f in &frames {
+            seg.push(f, &mut out);
+            collect(&mut out, &mut files);
+        }
+        seg.finish(&mut out);
+        collect(&mut out, &mut files);
+        assert_eq!(
+            seg.stats.dropped_video + seg.stats.refused,
+            0,
+            "{name}: {:?}",
+            seg.stats
+        );
+        assert!(files.len() >= 3, "{name}: {} segments", files.len());
+        let mut video_frames = 0;
+        for (i, (bytes, start, end)) in files.iter().enumerate() {
+            let p = dir.path().join(format!("{name}.{i}.mp4"));
+            std::fs::write(&p, bytes).unwrap();
+            let v = probe(&p);
+            let codecs: Vec<&str> = v["streams"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["codec_name"].as_str().unwrap())
+                .collect();
+            let want = if vcodec == "libx265" { "hevc" } else { "h264" };
+            assert_eq!(codecs, [want, "aac"], "{name} segment {i}");
+            video_frames += v["streams"][0]["nb_read_frames"]
+                .as_str()
+                .unwrap()
+                .parse::<usize>()
+                .unwrap();
+            // ffprobe gives presentation times; the index holds decode times, which B-frames
+            // delay by the reordering.
+            let dur: f64 = v["format"]["duration"].as_str().unwrap().parse().unwrap();
+            let tolerance = if bframes { 0.2 } else { 0.041 };
+            assert!(
+                (dur - (*end + cts0) as f64 / 90_000.0).abs() <= tolerance,
+                "{name} segment {i}: ends {dur}, index {}",
+                *end as f64 / 90_000.0
+            );
+            assert!(end > start);
+            decodes_cleanly(&p);
+        }
+        assert_eq!(video_frames, expected_frames, "{name}: every frame kept");
+        let total = files.last().unwrap().2 - files[0].1;
+        assert!(
+            (total as f64 / 90_000.0 - 3.2).abs() <= 0.041,
+            "{name}: {total}"
+        );
+    }
+}

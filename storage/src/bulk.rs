@@ -449,3 +449,138 @@ async fn seed_rows(
     });
     Ok(samples)
 }
+
+/// What [`seed_recordings`] makes: one recording a day per recorder, `segments_per_day`
+/// consecutive segments each, every segment naming the same real file.
+#[derive(Debug, Clone)]
+pub struct RecordingPlan {
+    /// Recorders.
+    pub recorders: u64,
+    /// Days.
+    pub days: u64,
+    /// Segments per recording.
+    pub segments_per_day: u64,
+    /// Segment length, ms.
+    pub segment_ms: i64,
+    /// Midnight UTC of the first day, ms.
+    pub base_ms: i64,
+    /// Org units the recorders are spread over.
+    pub org_units: Vec<String>,
+    /// The blob every segment names.
+    pub blob_key: String,
+    /// Its size.
+    pub bytes: i64,
+    /// Its init section's length.
+    pub init_bytes: i64,
+}
+
+/// The id of the benchmark's recording of recorder `r` on day `d`.
+pub fn bench_recording_id(r: u64, d: u64) -> String {
+    format!("bench-r{r:04}-d{d:04}")
+}
+
+/// The recording benchmark's index: recordings in multi-row inserts, their segments generated
+/// by the database itself (`INSERT … SELECT` over a recursive counter, one statement per
+/// recorder), the secondary indexes dropped during the load and made again after it.
+pub async fn seed_recordings(db: &Db, plan: &RecordingPlan) -> StorageResult<()> {
+    let t = std::time::Instant::now();
+    let day = 86_400_000i64;
+    let hex64 = "ab".repeat(32);
+    let chain = crate::evidence::genesis("bench");
+    let mut recs = Batch::new(
+        "recordings",
+        "id, device_id, channel_id, officer_id, org_unit_id, source, trigger_kind, status, started_at_ms, ended_at_ms, \
+         video_codec, audio_codec, segment_count, bytes, chain_link, head_signature, held, created_at_ms",
+    );
+    let seg_ms = plan.segment_ms;
+    let n_seg = plan.segments_per_day as i64;
+    let segs_sql = format!(
+        "WITH RECURSIVE s(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM s WHERE n < {last}) \
+         INSERT INTO recording_segments (recording_id, seq, start_90k, end_90k, start_ms, end_ms, blob_key, bytes, init_bytes, \
+         payload_bytes, video_codec, audio_codec, sha256, sm3, link) \
+         SELECT r.id, s.n, s.n * {s90}, (s.n + 1) * {s90}, r.started_at_ms + s.n * {seg_ms}, r.started_at_ms + (s.n + 1) * {seg_ms}, \
+         $2, $3, $4, $3 - $4, 'h264', NULL, $5, $5, $5 FROM recordings r, s WHERE r.device_id = $1 ORDER BY r.id, s.n",
+        last = n_seg - 1,
+        s90 = seg_ms * 90,
+    );
+    let indexes: Vec<(String, String)> = match db.engine() {
+        crate::Engine::Sqlite => with_pool!(db, p => sqlx::query_as(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL AND tbl_name IN ('recordings', 'recording_segments')")
+            .fetch_all(p).await?),
+        crate::Engine::Postgres => with_pool!(db, p => sqlx::query_as(
+            "SELECT indexname::text, indexdef FROM pg_indexes WHERE schemaname = current_schema() \
+             AND tablename IN ('recordings', 'recording_segments') AND indexname NOT IN (SELECT conname FROM pg_constraint)")
+            .fetch_all(p).await?),
+    };
+    for (name, _) in &indexes {
+        db.execute_raw(&format!("DROP INDEX {name}")).await?;
+    }
+    for r in 0..plan.recorders {
+        let device = format!("3101150000132{:07}", r + 1);
+        let unit = &plan.org_units[r as usize % plan.org_units.len().max(1)];
+        for d in 0..plan.days {
+            // 08:00 Asia/Shanghai is 00:00 UTC.
+            let start = plan.base_ms + d as i64 * day;
+            recs.push(vec![
+                s(bench_recording_id(r, d)),
+                s(device.clone()),
+                s(format!("3101150000131{:07}", r + 1)),
+                n_s(),
+                s(unit.clone()),
+                s("live"),
+                s("always"),
+                s("closed"),
+                i(start),
+                i(start + n_seg * seg_ms),
+                s("h264"),
+                n_s(),
+                i(n_seg),
+                i(n_seg * plan.bytes),
+                s(hex::encode(chain)),
+                s("00".repeat(64)),
+                i(0),
+                i(start),
+            ]);
+        }
+        with_pool!(db, p => {
+            let mut tx = p.begin().await?;
+            flush!(tx, recs);
+            sqlx::query(&segs_sql)
+                .bind(&device)
+                .bind(&plan.blob_key)
+                .bind(plan.bytes)
+                .bind(plan.init_bytes)
+                .bind(&hex64)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
+        if (r + 1) % 25 == 0 {
+            tracing::info!(
+                recorders = r + 1,
+                of = plan.recorders,
+                elapsed_s = t.elapsed().as_secs(),
+                "seeding recordings"
+            );
+        }
+    }
+    let loaded = t.elapsed();
+    for (_, sql) in &indexes {
+        db.execute_raw(sql).await?;
+    }
+    match db.engine() {
+        crate::Engine::Postgres => {
+            db.execute_raw("VACUUM ANALYZE recordings").await?;
+            db.execute_raw("VACUUM ANALYZE recording_segments").await?;
+        }
+        crate::Engine::Sqlite => {
+            db.execute_raw("ANALYZE").await?;
+        }
+    }
+    tracing::info!(
+        rows_s = loaded.as_secs_f64(),
+        total_s = t.elapsed().as_secs_f64(),
+        "recording index seeded"
+    );
+    Ok(())
+}

@@ -315,6 +315,24 @@ impl Db {
         Ok(found)
     }
 
+    /// The database's size on disk, bytes.
+    pub async fn size_bytes(&self) -> StorageResult<i64> {
+        Ok(match &self.pool {
+            Pool::Sqlite(p) => {
+                sqlx::query_scalar(
+                    "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+                )
+                .fetch_one(p)
+                .await?
+            }
+            Pool::Postgres(p) => {
+                sqlx::query_scalar("SELECT pg_database_size(current_database())")
+                    .fetch_one(p)
+                    .await?
+            }
+        })
+    }
+
     /// Run one statement without parameters (administrative SQL such as `CREATE DATABASE`).
     pub async fn execute_raw(&self, sql: &str) -> StorageResult<u64> {
         with_pool!(self, p => Ok(sqlx::raw_sql(sql).execute(p).await?.rows_affected()))

@@ -670,6 +670,40 @@ impl RecordingRepo<'_> {
         Ok(())
     }
 
+    /// Every segment's (blob key, bytes, elementary-stream bytes, start, end), for the
+    /// recording benchmark.
+    pub async fn segment_summary(&self) -> StorageResult<Vec<(String, i64, i64, i64, i64)>> {
+        Ok(with_pool!(self.db, p => sqlx::query_as(
+            "SELECT blob_key, bytes, payload_bytes, start_90k, end_90k FROM recording_segments ORDER BY recording_id, seq")
+            .fetch_all(p).await?))
+    }
+
+    /// Set a recording's note.
+    pub async fn set_note(&self, id: &str, note: &str) -> StorageResult<()> {
+        with_pool!(self.db, p => { sqlx::query("UPDATE recordings SET note = $2 WHERE id = $1").bind(id).bind(note).execute(p).await?; });
+        Ok(())
+    }
+
+    /// The recording with this note (an import of the same file).
+    pub async fn by_note(&self, note: &str) -> StorageResult<Option<String>> {
+        Ok(
+            with_pool!(self.db, p => sqlx::query_scalar("SELECT id FROM recordings WHERE note = $1 LIMIT 1")
+            .bind(note).fetch_optional(p).await?),
+        )
+    }
+
+    /// Remove a recording that failed to import (its blobs are deleted by the caller).
+    pub async fn discard(&self, id: &str) -> StorageResult<()> {
+        with_pool!(self.db, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query("DELETE FROM recording_links WHERE recording_id = $1").bind(id).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM recording_segments WHERE recording_id = $1").bind(id).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM recordings WHERE id = $1").bind(id).execute(&mut *tx).await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
     /// Whether a recorder records always.
     pub async fn is_always(&self, device_id: &str) -> StorageResult<bool> {
         let v: Option<bool> = with_pool!(self.db, p => sqlx::query_scalar("SELECT record_always FROM recorders WHERE device_id = $1")

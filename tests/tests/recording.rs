@@ -302,6 +302,23 @@ async fn a_live_recording_is_segmented_played_linked_and_exported_with_proof() {
         "{pl}"
     );
     assert!(pl.contains("audio=aac"), "{pl}");
+    // The segment URLs carry a media token: a player needs no header.
+    let init = pl
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\""))
+        .and_then(|l| l.split('"').next())
+        .unwrap();
+    let r = reqwest::get(format!("{}/api/v1/recordings/{id}/{init}", d.http))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{init}");
+    let r = reqwest::get(format!(
+        "{}/api/v1/recordings/{id}/segments/0/init.mp4",
+        d.http
+    ))
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 401, "no token, no footage");
     let out = Command::new("ffprobe")
         .args([
             "-v",

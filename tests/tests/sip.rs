@@ -33,7 +33,9 @@ async fn demo() -> Demo {
 async fn demo_with(args: &[&str], env: &[(&str, &str)]) -> Demo {
     let dir = tempfile::tempdir().unwrap();
     let mut c = shouhu(dir.path());
-    c.args(["demo", "--enterprises", "10"]).args(args);
+    // No always-on recording: these tests watch the streams themselves.
+    c.args(["demo", "--enterprises", "10", "--always-on-recorders", "0"])
+        .args(args);
     for (k, v) in env {
         c.env(k, v);
     }
@@ -440,11 +442,7 @@ async fn a_flood_of_registrations_is_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_recorders_register_report_their_catalog_and_move_their_officers() {
-    let d = demo_with(
-        &["--always-on-recorders", "0"],
-        &[("SHOUHU__MEDIA__GRACE_SECS", "1")],
-    )
-    .await;
+    let d = demo_with(&[], &[("SHOUHU__MEDIA__GRACE_SECS", "1")]).await;
     // Every district's recorder registers over SIP and keeps its officer's marker moving.
     let list = d
         .wait_for("/recorders", "16 demo recorders registered", |v| {

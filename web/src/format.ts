@@ -190,3 +190,79 @@ export function shanghaiDatePlus(days: number): string {
   const d = new Date(Date.now() + 8 * 3600_000 + days * 86_400_000);
   return d.toISOString().slice(0, 10);
 }
+
+/** UTC ms as "2024-05-01 16:00:00" in Asia/Shanghai ("—" when absent). */
+export function fmtMs(ms: number | null | undefined): string {
+  if (ms === null || ms === undefined || !Number.isFinite(ms)) return '—';
+  return fmtDateTime(new Date(ms).toISOString());
+}
+
+/** UTC ms as the value of an <input type="datetime-local" step="1"> (Asia/Shanghai wall time). */
+export function msToShanghaiLocal(ms: number): string {
+  const p = parts(dateTimeFmt, new Date(ms));
+  return `${p.year}-${p.month}-${p.day}T${p.hour}:${p.minute}:${p.second}`;
+}
+
+/** The value of a datetime-local input (Asia/Shanghai) as UTC ms, or null when empty / invalid. */
+export function shanghaiLocalToMs(local: string): number | null {
+  const utc = shanghaiLocalToUtc(local);
+  if (!utc) return null;
+  const ms = Date.parse(utc);
+  return Number.isNaN(ms) ? null : ms;
+}
+
+/** A span of milliseconds as "1:02:03" or "02:03". */
+export function fmtDuration(ms: number | null | undefined): string {
+  if (ms === null || ms === undefined || !Number.isFinite(ms) || ms < 0) return '—';
+  const s = Math.round(ms / 1000);
+  const hh = Math.floor(s / 3600);
+  const mm = String(Math.floor((s % 3600) / 60)).padStart(2, '0');
+  const ss = String(s % 60).padStart(2, '0');
+  return hh ? `${hh}:${mm}:${ss}` : `${mm}:${ss}`;
+}
+
+/** Bytes as "1.2 MB". */
+export function fmtBytes(n: number | null | undefined): string {
+  if (n === null || n === undefined || !Number.isFinite(n)) return '—';
+  if (n < 1024) return `${n} B`;
+  const units = ['KB', 'MB', 'GB', 'TB'];
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
+}
+
+export const RECORDING_STATUS: Record<string, string> = {
+  recording: '录制中',
+  closed: '已结束',
+};
+
+export const RECORDING_SOURCE: Record<string, string> = {
+  live: '实时流',
+  upload: '上传',
+  device: '设备导入',
+};
+
+export const RECORDING_TRIGGER: Record<string, string> = {
+  always: '始终录像',
+  on_demand: '按需录像',
+  dispatch_call: '调度呼叫',
+  import: '导入',
+};
+
+export const LINK_STATE: Record<string, string> = {
+  linked: '已关联',
+  suggested: '系统建议',
+  dismissed: '已忽略',
+};
+
+export const CODEC_NAMES: Record<string, string> = {
+  h264: 'H.264',
+  h265: 'H.265',
+  g711a: 'G.711A',
+  g711u: 'G.711U',
+  aac: 'AAC',
+};

@@ -129,6 +129,22 @@ export const ENFORCEMENT_FIELDS: Labels = {
   action_within_days: '办理期限',
 };
 
+export const RECORDING_FIELDS: Labels = {
+  device_id: '记录仪',
+  channel_id: '通道',
+  officer_id: '执法人员',
+  org_unit_id: '所属单位',
+  enterprise_id: '企业',
+  inspection_id: '关联检查',
+  from: '起始时间',
+  to: '截止时间',
+  status: '状态',
+  held: '法律保全',
+  reason: '保全原因',
+  audio: '音频格式',
+  days: '保存天数',
+};
+
 /** Labels for fields outside any form; ambiguous names get a neutral word. */
 const GENERIC_FIELDS: Labels = {
   ...AUDIT_FIELDS,
@@ -218,6 +234,11 @@ const NOT_FOUND_WHAT: Labels = {
   sos: '紧急报警',
   geofence: '电子围栏',
   assignment: '派遣任务',
+  recording: '录像',
+  recorder: '执法记录仪',
+  segment: '录像片段',
+  inspection: '现场检查',
+  'on-demand recording of this channel': '该通道的按需录像',
 };
 
 type Rule = [RegExp, (m: RegExpExecArray) => string];
@@ -239,6 +260,13 @@ const FIELD_RULES: Rule[] = [
   [/^this document is created by the case workflow.*$/i, () => '该文书由立案、处罚决定或结案流程自动生成'],
   [/^required: the visit is over the yearly inspect-once cap$/i, () => '本次检查超过“综合查一次”年度上限，须填写报备理由'],
   [/^a penalty fines the company, the person or both$/i, () => '处罚须对单位或个人（或两者）处以罚款'],
+  [/^no such inspection in your scope$/i, () => '检查不存在或不在您的管辖范围内'],
+  [/^a hold needs a reason$/i, () => '设置法律保全须填写原因'],
+  [/^must be after from$/i, () => '须晚于起始时间'],
+  [/^must not be before from$/i, () => '不能早于起始时间'],
+  [/^must be recording or closed$/i, () => '应为录制中或已结束'],
+  [/^must be aac or original$/i, () => '应为 aac 或 original'],
+  [/^1 to 32 letters or digits$/i, () => '应为 1–32 位字母或数字'],
   [/^must not be empty$/i, () => '不能为空'],
   [/^required$/i, () => '必填'],
   [/^already exists$/i, () => '已存在'],
@@ -335,6 +363,8 @@ const MESSAGE_RULES: Rule[] = [
   [/^.*only while the inspection is in progress$/i, () => '检查已完成或已取消'],
   [/^only a case awaiting (filing|closing) approval can be decided$/i, (m) => (m[1] === 'filing' ? '案件不在立案审批中' : '案件不在结案审批中')],
   [/^(documents are (drafted|approved)|a (penalty|payment|referral) is (decided|recorded|made)|closing is requested) while the case is open$/i, () => '案件办理中才能执行此操作'],
+  [/^no footage of this recording in that range$/i, () => '该时段没有录像'],
+  [/^segment (\d+) of the recording does not match its recorded digest.*$/i, (m) => `序号 ${m[1]} 的录像片段与登记的摘要不符，可能已被篡改或损坏`],
   [/^the file is empty$/i, () => '文件为空'],
   [/^the file has no header row$/i, () => '文件没有表头行'],
   [/^the file has no data rows$/i, () => '文件没有数据行（表头下方为空）'],
@@ -638,6 +668,16 @@ export const AUDIT_ACTIONS: Record<string, string> = {
   'recorder.update': '修改执法记录仪',
   'stream.view': '查看视频',
   'stream.view_end': '结束查看视频',
+  'recording.play': '回放录像',
+  'recording.export': '导出录像',
+  'recording.link': '关联检查',
+  'recording.unlink': '取消关联/忽略建议',
+  'recording.hold': '法律保全',
+  'recording.start': '开始录像',
+  'recording.stop': '停止录像',
+  'recording.retention': '设置录像保存期限',
+  'recorder.record_always': '设置始终录像',
+  'inspection.evidence_package': '导出证据包',
 };
 
 /** An audit action as "中文名（code）", or the code alone when it has no name yet. */

@@ -27,6 +27,7 @@ import { renderHazardDetail, renderHazardList } from './pages/hazards';
 import { renderCaseDetail, renderCaseList, renderCaseNew } from './pages/cases';
 import { renderPlanDetail, renderPlanList } from './pages/plans';
 import { renderWorkOrderDetail, renderWorkOrderList, renderWorkOrderNew } from './pages/work-orders';
+import { renderRecordingDetail, renderRecordingList } from './pages/recordings';
 
 const app = document.getElementById('app')!;
 
@@ -68,6 +69,8 @@ const routes: Route[] = [
   { pattern: '/work-orders/new', render: needs('work_order.write', (o) => renderWorkOrderNew(o)) },
   { pattern: '/work-orders/:id', render: needs('enforcement.read', renderWorkOrderDetail) },
   { pattern: '/dispatch', render: needs('dispatch.view', (o) => renderDispatch(o)) },
+  { pattern: '/recordings', render: needs('recording.view', renderRecordingList) },
+  { pattern: '/recordings/:id', render: needs('recording.view', renderRecordingDetail) },
   { pattern: '/change-password', render: (o) => renderChangePassword(o, { forced: false, onDone: afterPasswordChange }) },
 ];
 

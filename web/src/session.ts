@@ -43,6 +43,8 @@ const ROLE_PERMISSIONS: Record<string, Permission[]> = (() => {
     'work_order.write': ['admin', 'corps_leader', 'brigade_head', 'squad_leader', 'clerk'],
     'plan.write': ['admin', 'corps_leader', 'brigade_head', 'squad_leader'],
     'plan.approve': ['admin', 'corps_leader', 'brigade_head'],
+    'recording.view': ['admin', 'corps_leader', 'operator', 'reviewer', 'brigade_head', 'squad_leader', 'officer'],
+    'recording.review': ['admin', 'reviewer', 'brigade_head', 'squad_leader', 'officer'],
   };
   const out: Record<string, Permission[]> = {};
   for (const r of all) out[r] = (Object.keys(grants) as Permission[]).filter((p) => grants[p].includes(r));

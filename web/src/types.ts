@@ -56,7 +56,9 @@ export type Permission =
   | 'work_order.write'
   | 'plan.write'
   | 'plan.approve'
-  | 'case.review';
+  | 'case.review'
+  | 'recording.view'
+  | 'recording.review';
 
 /** `GET /auth/me`: the account plus what its role may do. Older servers omit the extras. */
 export interface Me extends Account {
@@ -361,4 +363,78 @@ export interface Workbench {
   cases_missing_file: CaseSummary[];
   planned_visits_open?: { id: string; plan_id: string; enterprise_id: string; enterprise_name: string; reason: string; note: string; inspection_code: string | null }[];
   plans_awaiting_review?: { id: string; title: string; unit_name: string; period: string }[];
+}
+
+// ---- Recordings (录像) --------------------------------------------------------------------------
+
+/** `GET /recordings` item. Times are UTC ms. */
+export interface Recording {
+  id: string;
+  device_id: string;
+  channel_id: string;
+  officer_id: string | null;
+  officer_name: string | null;
+  org_unit_id: string;
+  /** `live`, `upload`, `device`. */
+  source: string;
+  /** `always`, `on_demand`, `dispatch_call`, `import`. */
+  trigger_kind: string;
+  /** `recording` or `closed`. */
+  status: string;
+  started_at_ms: number;
+  ended_at_ms: number | null;
+  video_codec: string | null;
+  audio_codec: string | null;
+  segment_count: number;
+  bytes: number;
+  chain_link: string;
+  head_signature: string | null;
+  held: boolean;
+  hold_reason: string | null;
+  created_by: string | null;
+  created_at_ms: number;
+}
+
+export interface RecordingSegment {
+  recording_id: string;
+  seq: number;
+  start_90k: number;
+  end_90k: number;
+  start_ms: number;
+  end_ms: number;
+  bytes: number;
+  video_codec: string | null;
+  audio_codec: string | null;
+  sha256: string;
+  sm3: string;
+  link: string;
+}
+
+export interface RecordingLink {
+  recording_id: string;
+  inspection_id: string;
+  inspection_code: string;
+  enterprise_id: string;
+  enterprise_name: string;
+  /** `linked`, `suggested`, `dismissed`. */
+  state: string;
+  created_by: string | null;
+  created_at_ms: number;
+  updated_at_ms: number;
+}
+
+/** `GET /recordings/{id}`. */
+export interface RecordingDetail extends Recording {
+  segments: RecordingSegment[];
+  links: RecordingLink[];
+  retention_days: number;
+  /** None while recording. */
+  expires_at_ms: number | null;
+}
+
+/** `GET /recordings/status`. */
+export interface RecordingStatus {
+  active: { device_id: string; channel_id: string; recording_id: string | null; triggers: string[] }[];
+  free_percent: number | null;
+  low_disk: boolean;
 }

@@ -401,12 +401,15 @@ async fn media_token_caller(
         return Ok(None);
     };
     let token = percent_decode(token);
-    let Some(account_id) = verify_media_token(
-        &state.media_key[..],
-        &token,
-        parts.uri.path(),
-        state.clock.now_ms(),
-    ) else {
+    // The full path: under a nested router `parts.uri` lacks the `/api/v1` prefix.
+    let path = parts
+        .extensions
+        .get::<axum::extract::OriginalUri>()
+        .map(|u| u.0.path().to_string())
+        .unwrap_or_else(|| parts.uri.path().to_string());
+    let Some(account_id) =
+        verify_media_token(&state.media_key[..], &token, &path, state.clock.now_ms())
+    else {
         return Err(ApiError::unauthenticated("invalid or expired media token"));
     };
     let account = state.db.accounts().get(&account_id).await?;

@@ -84,6 +84,8 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(enforcement::upload_router())
         .merge(case_files::upload_router())
         .layer(upload_limit);
+    let imports = recordings::import_router()
+        .layer(DefaultBodyLimit::max(state.cfg.recording.max_import_bytes));
     let rest = OpenApiRouter::new()
         .nest("/auth", auth::router())
         .merge(accounts::router())
@@ -110,7 +112,7 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(imports::router())
         .layer(json_limit);
     let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .nest("/api/v1", uploads.merge(rest))
+        .nest("/api/v1", uploads.merge(imports).merge(rest))
         .split_for_parts();
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     (router, doc)

@@ -132,6 +132,115 @@ async fn set_always(
     Ok(StatusCode::OK)
 }
 
+/// The import route (its own body limit, `recording.max_import_bytes`).
+pub(crate) fn import_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(import))
+}
+
+/// Where an imported file comes from.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ImportQuery {
+    /// The recorder that filmed it.
+    pub device_id: String,
+    /// Its channel (default: the recorder's first catalog channel, else `1`).
+    pub channel_id: Option<String>,
+    /// When filming began, UTC ms. Default: the file's own creation time (`mvhd`), which
+    /// cameras often write in local time — give it when known.
+    pub started_at: Option<i64>,
+    /// The file's name on the camera (kept in the audit row).
+    pub file_name: Option<String>,
+}
+
+/// Import a camera's MP4 file (as a docking station delivers it; the body is the file): cut
+/// into segments like a live recording, stored, indexed with the same digests and chain and
+/// signed, with the officer the recorder was bound to at that time. The same file twice is
+/// refused (409 `duplicate` with `recording_id`); a file that is not a readable MP4 with H.264
+/// or H.265 video is refused (422) with the reason, and nothing is kept. Audited
+/// (`recording.import`).
+#[utoipa::path(post, path = "/recordings/import", tag = "recordings", params(ImportQuery),
+    request_body(content = Vec<u8>, content_type = "video/mp4"),
+    responses((status = 200, body = Recording), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn import(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ImportQuery>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Recording>> {
+    caller.require(Perm::RecordingReview)?;
+    let recorder = state
+        .db
+        .recorders()
+        .get(&caller.scope, &q.device_id)
+        .await?;
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
+    let note = format!("sha256:{sha}");
+    if let Some(existing) = state.db.recordings().by_note(&note).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "duplicate",
+            "this file was imported already",
+        )
+        .with("recording_id", serde_json::json!(existing)));
+    }
+    let file = body.to_vec();
+    let created = shouhu_media::mp4::demux::find_moov(&file)
+        .and_then(shouhu_media::mp4::demux::parse)
+        .map_err(|e| crate::routes::auth::field_error("file", &e.to_string()))?
+        .created_ms;
+    let started = q.started_at.or(created).ok_or_else(|| {
+        crate::routes::auth::field_error(
+            "started_at",
+            "the file does not say when it was filmed: give started_at",
+        )
+    })?;
+    let channel = match q.channel_id {
+        Some(c) => c,
+        None => state
+            .db
+            .recorders()
+            .channels(&q.device_id)
+            .await?
+            .first()
+            .map(|c| c.channel_id.clone())
+            .unwrap_or_else(|| "1".into()),
+    };
+    let officer = state
+        .db
+        .recorders()
+        .bindings(&q.device_id)
+        .await?
+        .into_iter()
+        .find(|b| b.bound_at_ms <= started && b.unbound_at_ms.is_none_or(|u| u > started))
+        .map(|b| b.officer_id);
+    let audit = caller
+        .audit("recording.import", state.now())
+        .details(serde_json::json!({"file_name": q.file_name}));
+    let r = state
+        .recorder
+        .import(
+            &shouhu_media::recorder::Import {
+                device_id: q.device_id.clone(),
+                channel_id: channel,
+                officer_id: officer,
+                org_unit_id: recorder.org_unit_id.clone(),
+                started_at_ms: started,
+                source: "upload".into(),
+                note,
+            },
+            &file,
+            &audit,
+        )
+        .await
+        .map_err(|e| match e {
+            shouhu_media::recorder::ImportError::Storage(m) => ApiError::internal(m),
+            other => crate::routes::auth::field_error("file", &other.to_string()),
+        })?;
+    let r = state.db.recordings().get(&caller.scope, &r.id).await?;
+    Ok(Json(r))
+}
+
 /// Recording search.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]

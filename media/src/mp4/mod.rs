@@ -3,6 +3,7 @@
 //! ([`segmenter`]), and the video parameter sets they need ([`params`]).
 //! Sans-IO and clock-free: frames in, bytes out; the recorder decides where the bytes go.
 
+pub mod demux;
 pub mod fmp4;
 pub mod params;
 pub mod recover;

@@ -51,6 +51,16 @@ fn boxes(b: &[u8]) -> impl Iterator<Item = ([u8; 4], &[u8], usize)> {
     })
 }
 
+/// Boxes in `b` (see `boxes`), for the demuxer.
+pub(crate) fn boxes_of(b: &[u8]) -> impl Iterator<Item = ([u8; 4], &[u8], usize)> {
+    boxes(b)
+}
+
+/// The body of the first child box of `kind`.
+pub(crate) fn child_of<'a>(b: &'a [u8], kind: &[u8; 4]) -> Option<&'a [u8]> {
+    child(b, kind)
+}
+
 fn child<'a>(b: &'a [u8], kind: &[u8; 4]) -> Option<&'a [u8]> {
     boxes(b)
         .find(|(k, _, _)| k == kind)

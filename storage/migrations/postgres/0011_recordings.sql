@@ -81,3 +81,6 @@ CREATE TABLE recording_retention (
 
 -- Always-on recording per recorder: recorded whenever it is online.
 ALTER TABLE recorders ADD COLUMN record_always BOOLEAN NOT NULL DEFAULT FALSE;
+
+-- Imports note the file's digest: the same file is not imported twice.
+CREATE INDEX recordings_note ON recordings(note);

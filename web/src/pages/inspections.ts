@@ -3,12 +3,12 @@
 
 import { ApiError, api, get, post, put } from '../api';
 import { h, mount, select } from '../dom';
-import { HAZARD_LEVEL, INSPECTION_KIND, INSPECTION_STATUS, ITEM_RESULT, fmtDate, fmtDateTime, label, shanghaiDatePlus } from '../format';
+import { HAZARD_LEVEL, INSPECTION_KIND, INSPECTION_STATUS, ITEM_RESULT, RECORDING_STATUS, fmtDate, fmtDateTime, fmtDuration, fmtMs, label, shanghaiDatePlus } from '../format';
 import { pageHeader, setTitle } from '../layout';
 import { batchPrint } from '../ui/batch';
 import { navigate, type RouteContext } from '../router';
 import { can } from '../session';
-import type { Enterprise, Hazard, InspectionDetail, Inspection, InspectionItem, Officer, Page } from '../types';
+import type { Enterprise, Hazard, InspectionDetail, Inspection, InspectionItem, Officer, Page, Recording } from '../types';
 import { confirmDialog } from '../ui/dialog';
 import { Form } from '../ui/form';
 import { pager } from '../ui/pager';
@@ -408,6 +408,11 @@ export async function renderInspectionDetail(outlet: HTMLElement, ctx: RouteCont
           h('a', { class: 'btn', href: `/api/v1/inspections/${encodeURIComponent(x.id)}/record?format=docx`, testid: 'record-docx' }, 'Word'),
         ]
       : [];
+  // 证据包: every linked (closed) recording with its signed manifest, the summary, the public key.
+  const evidence = can('recording.view')
+    ? h('a', { class: 'btn', href: `/api/v1/inspections/${encodeURIComponent(x.id)}/evidence.zip`, download: '', testid: 'inspection-evidence', title: '关联的已结束录像（MP4）及其签名校验清单、检查摘要，打包下载' }, '证据包')
+    : null;
+  const recordings = can('recording.view') ? linkedRecordings(x.id) : null;
   const fileCase =
     x.status === 'completed' && can('case.write')
       ? h('a', { class: 'btn', href: `#/cases/new?inspection_id=${encodeURIComponent(x.id)}`, testid: 'inspection-file-case' }, '立案')
@@ -415,10 +420,45 @@ export async function renderInspectionDetail(outlet: HTMLElement, ctx: RouteCont
 
   mount(
     outlet,
-    pageHeader(`现场检查：${x.enterprise_name}`, ...docLinks, fileCase, back),
+    pageHeader(`现场检查：${x.enterprise_name}`, ...docLinks, evidence, fileCase, back),
     h('div', { class: 'panel', testid: 'inspection-detail', 'data-id': x.id }, facts),
     h('section', { class: 'panel' }, h('h2', { class: 'wb-title' }, '检查事项'), checklist),
     h('section', { class: 'panel' }, h('h2', { class: 'wb-title' }, '发现的隐患'), hazards, hazardForm ? h('div', { class: 'subform' }, h('h3', null, '登记隐患'), hazardForm.el) : null),
+    recordings,
     actions,
   );
+}
+
+/** 关联录像: the recordings linked to an inspection, filled in when they arrive. */
+function linkedRecordings(inspectionId: string): HTMLElement {
+  const title = h('h2', { class: 'wb-title' }, '关联录像');
+  const box = h('div', null, loadingBox());
+  const all = h('a', { class: 'btn small', href: `#/recordings?inspection_id=${encodeURIComponent(inspectionId)}`, testid: 'inspection-recordings-all' }, '在录像管理中查看');
+  void get<Page<Recording>>('/recordings', { inspection_id: inspectionId, page_size: 20 }).then(
+    (pg) => {
+      title.replaceChildren(`关联录像（${pg.total}）`, all);
+      mount(
+        box,
+        dataTable<Recording>({
+          testid: 'inspection-recordings',
+          rowTestid: 'inspection-recording-row',
+          rowId: (r) => r.id,
+          rows: pg.items,
+          onRowClick: (r) => navigate(`/recordings/${encodeURIComponent(r.id)}`),
+          empty: '没有关联的录像',
+          columns: [
+            { title: '开始时间', width: '150px', className: 'nowrap', render: (r) => h('a', { class: 'row-link', href: `#/recordings/${encodeURIComponent(r.id)}` }, fmtMs(r.started_at_ms)) },
+            { title: '时长', width: '80px', render: (r) => (r.ended_at_ms === null ? '—' : fmtDuration(r.ended_at_ms - r.started_at_ms)) },
+            { title: '记录仪', className: 'mono ellipsis', render: (r) => r.device_id },
+            { title: '执法人员', width: '100px', className: 'ellipsis', render: (r) => r.officer_name ?? '—' },
+            { title: '片段数', width: '64px', render: (r) => String(r.segment_count) },
+            { title: '状态', width: '80px', render: (r) => badge(label(RECORDING_STATUS, r.status), r.status === 'recording' ? 'info' : 'muted') },
+          ],
+        }),
+        pg.total > pg.items.length ? h('div', { class: 'field-hint' }, `仅列出前 ${pg.items.length} 条。`) : null,
+      );
+    },
+    (e) => mount(box, errorBox(`加载关联录像失败：${errMsg(e)}`)),
+  );
+  return h('section', { class: 'panel', testid: 'inspection-recordings-panel' }, title, box);
 }
