@@ -344,7 +344,7 @@ async fn ffmpeg_phase(
     let mut children = Vec::new();
     let mut ports = Vec::new();
     for i in 0..a.recorders {
-        let port = 36_000 + 2 * i as u16;
+        let port = free_rtp_port()?;
         let sdir = fdir.join(format!("s{i:03}"));
         std::fs::create_dir_all(&sdir)?;
         let sdp = sdir.join("in.sdp");
@@ -380,7 +380,7 @@ async fn ffmpeg_phase(
             ])
             .arg(sdir.join("out%03d.mp4"))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(sdir.join("ffmpeg.log"))?)
             .spawn()
             .context("ffmpeg (Debian package ffmpeg)")?;
         children.push(Child2(child));
@@ -408,11 +408,19 @@ async fn ffmpeg_phase(
         if writing == ports.len() {
             break;
         }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "only {writing} of {} ffmpeg processes write",
-            ports.len()
-        );
+        if Instant::now() > deadline {
+            let idle: Vec<String> = ports
+                .iter()
+                .filter(|(_, d)| {
+                    !std::fs::metadata(d.join("out000.mp4")).is_ok_and(|m| m.len() > 100_000)
+                })
+                .map(|(p, d)| format!("port {p} ({})", d.display()))
+                .collect();
+            anyhow::bail!(
+                "only {writing} of {} ffmpeg processes write; idle: {idle:?}",
+                ports.len()
+            );
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     eprintln!("ffmpeg: every process writes; measuring");
@@ -426,6 +434,18 @@ async fn ffmpeg_phase(
     let _ = stop_tx.send(true);
     drop(children);
     Ok(pct)
+}
+
+/// An even UDP port whose successor (RTCP) is free too.
+fn free_rtp_port() -> anyhow::Result<u16> {
+    for _ in 0..200 {
+        let a = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        let p = a.local_addr()?.port();
+        if p % 2 == 0 && p < 65_000 && std::net::UdpSocket::bind(("127.0.0.1", p + 1)).is_ok() {
+            return Ok(p);
+        }
+    }
+    anyhow::bail!("no free RTP port pair")
 }
 
 /// Run `shouhu bench seek`.

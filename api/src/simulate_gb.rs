@@ -71,6 +71,10 @@ pub struct GbStats {
     pub errors: AtomicU64,
 }
 
+/// An answered INVITE: how to reach the platform, the SSRC, and for a download the frames to
+/// send and the speed.
+type Answered = (MediaPath, u32, Option<(u64, u32)>);
+
 struct Device {
     spec: RecorderSpec,
     target: GbTarget,
@@ -82,8 +86,11 @@ struct Device {
     tag: String,
     sn: u32,
     subscribed: Option<(String, String)>,
-    /// Answered INVITEs waiting for their ACK: call id → (how to reach the platform, SSRC).
-    offers: std::collections::HashMap<String, (MediaPath, u32)>,
+    /// Answered INVITEs waiting for their ACK: call id → (how to reach the platform, SSRC, for
+    /// a download the frames to send and the speed).
+    offers: std::collections::HashMap<String, Answered>,
+    /// Downloads that sent everything (call ids), for their `MediaStatus` 121.
+    done_tx: tokio::sync::mpsc::UnboundedSender<String>,
     /// Running streams: call id → stop.
     streams: std::collections::HashMap<String, watch::Sender<bool>>,
     /// The 200 sent for each INVITE, for its retransmissions.
@@ -387,11 +394,19 @@ impl Sink {
 
 /// Stream the sample as PS over RTP until `stop`: per 40 ms one video pack, and the audio
 /// frames that fall in that interval as packs of their own.
+/// A download sends `frames` frames at `speed` times real time, then reports its call id.
+type DownloadDone = (
+    (u64, u32),
+    String,
+    tokio::sync::mpsc::UnboundedSender<String>,
+);
+
 async fn stream_to(
     path: MediaPath,
     ssrc: u32,
     media: (MediaProfile, Arc<Sample>),
     mut stop: watch::Receiver<bool>,
+    download: Option<DownloadDone>,
 ) {
     let Ok(mut sink) = Sink::open(path).await else {
         return;
@@ -402,10 +417,17 @@ async fn stream_to(
         audio: profile.audio,
     };
     let mut seq: u16 = rand::random();
-    let mut every = tokio::time::interval(Duration::from_millis(40));
+    let speed = download.as_ref().map_or(1, |d| d.0 .1.clamp(1, 16));
+    let mut every = tokio::time::interval(Duration::from_micros(40_000 / u64::from(speed)));
     let base: u64 = 3600;
     let mut audio_next = 0usize;
     for (n, au) in (0u64..).zip(sample.video.iter().cycle()) {
+        if let Some(((frames, _), call, done)) = &download {
+            if n >= *frames {
+                let _ = done.send(call.clone());
+                return;
+            }
+        }
         tokio::select! {
             _ = every.tick() => {}
             _ = stop.changed() => return,
@@ -601,13 +623,14 @@ impl Device {
         match method.as_str() {
             "INVITE" => return self.on_invite(req).await,
             "ACK" => {
-                if let Some((path, ssrc)) = self.offers.remove(&call) {
+                if let Some((path, ssrc, download)) = self.offers.remove(&call) {
                     let profile = self.profile().clone();
                     if let Some(smp) = sample(&profile).await {
                         let (tx, rx) = watch::channel(false);
-                        self.streams.insert(call, tx);
+                        self.streams.insert(call.clone(), tx);
                         let media = (profile, smp);
-                        tokio::spawn(stream_to(path, ssrc, media, rx));
+                        let done = download.map(|d| (d, call, self.done_tx.clone()));
+                        tokio::spawn(stream_to(path, ssrc, media, rx, done));
                     }
                 }
                 return Ok(());
@@ -671,6 +694,33 @@ impl Device {
                     channel_of(&id),
                     &id[16..]
                 )),
+                Some("RecordInfo") => {
+                    // Footage "stored" on the card: 20 s at 10, 20 and 30 minutes before the
+                    // end of the range (on the ten minutes), within the range.
+                    let t = |n: &str| tree.text_of(n).and_then(manscdp::parse_local_time);
+                    let (from, to) = (t("StartTime").unwrap_or(0), t("EndTime").unwrap_or(0));
+                    let chan = tree.text_of("DeviceID").unwrap_or(&id).to_string();
+                    let slot = to.div_euclid(600_000) * 600_000;
+                    let items: Vec<String> = (1..=3)
+                        .map(|k| slot - k * 600_000)
+                        .filter(|s| *s >= from && *s + 20_000 <= to)
+                        .map(|s| {
+                            let f = |ms: i64| manscdp::format_local_time(ms).chars().take(19).collect::<String>();
+                            format!(
+                                "<Item>\r\n<DeviceID>{chan}</DeviceID>\r\n<Name>执法记录仪{}</Name>\r\n<FilePath>/sd/{}.mp4</FilePath>\r\n\
+                                 <Address>SD</Address>\r\n<StartTime>{}</StartTime>\r\n<EndTime>{}</EndTime>\r\n<Secrecy>0</Secrecy>\r\n\
+                                 <Type>time</Type>\r\n<FileSize>5242880</FileSize>\r\n</Item>\r\n",
+                                &id[16..], s / 1000, f(s), f(s + 20_000)
+                            )
+                        })
+                        .collect();
+                    Some(format!(
+                        "<?xml version=\"1.0\" encoding=\"GB2312\"?>\r\n<Response>\r\n<CmdType>RecordInfo</CmdType>\r\n<SN>{sn}</SN>\r\n\
+                         <DeviceID>{chan}</DeviceID>\r\n<Name>执法记录仪</Name>\r\n<SumNum>{n}</SumNum>\r\n<RecordList Num=\"{n}\">\r\n{}</RecordList>\r\n</Response>\r\n",
+                        items.concat(),
+                        n = items.len()
+                    ))
+                }
                 Some("DeviceInfo") => Some(format!(
                     "<?xml version=\"1.0\" encoding=\"GB2312\"?>\r\n<Response>\r\n<CmdType>DeviceInfo</CmdType>\r\n<SN>{sn}</SN>\r\n\
                      <DeviceID>{id}</DeviceID>\r\n<Result>OK</Result>\r\n<DeviceName>执法记录仪</DeviceName>\r\n<Manufacturer>Shouhu</Manufacturer>\r\n\
@@ -734,9 +784,32 @@ impl Device {
                 )
             }
         };
-        self.offers.insert(call.clone(), (path, ssrc));
+        // A download: the `t=` range at `a=downloadspeed`, as 25 frames a second.
+        let text = req.body_text();
+        let download = m.session.eq_ignore_ascii_case("Download").then(|| {
+            let line = |p: &str| {
+                text.lines()
+                    .find_map(|l| l.trim().strip_prefix(p).map(str::to_string))
+            };
+            let (a, b) = line("t=")
+                .and_then(|t| {
+                    let mut it = t.split_whitespace().map(|x| x.parse::<u64>().ok());
+                    Some((it.next()??, it.next()??))
+                })
+                .unwrap_or((0, 0));
+            let speed = line("a=downloadspeed:")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1);
+            (b.saturating_sub(a) * 25, speed)
+        });
+        let session = if download.is_some() {
+            "Download"
+        } else {
+            "Play"
+        };
+        self.offers.insert(call.clone(), (path, ssrc, download));
         let answer = format!(
-            "v=0\r\no={} 0 0 IN IP4 {ip}\r\ns=Play\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=video {port} {media_line}\r\na=rtpmap:96 PS/90000\r\ny={ssrc_text}\r\nf=\r\n",
+            "v=0\r\no={} 0 0 IN IP4 {ip}\r\ns={session}\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=video {port} {media_line}\r\na=rtpmap:96 PS/90000\r\ny={ssrc_text}\r\nf=\r\n",
             self.spec.device_id,
         );
         let mut r = req.response(200, "OK", Some(&self.tag));
@@ -792,7 +865,9 @@ pub async fn run_recorder(
         }
     };
     let local = sock.local_addr().expect("bound");
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let mut d = Device {
+        done_tx,
         tag: format!("{:x}", rand::random::<u32>()),
         call_id: format!("ka-{}@{}", spec.device_id, local),
         spec,
@@ -835,6 +910,18 @@ pub async fn run_recorder(
                     return;
                 }
                 _ = tokio::time::sleep_until(reregister) => continue 'outer,
+                Some(call) = done_rx.recv() => {
+                    // A download sent everything: say so (MediaStatus 121); the platform hangs up.
+                    d.streams.remove(&call);
+                    d.sn += 1;
+                    let body = format!(
+                        "<?xml version=\"1.0\" encoding=\"GB2312\"?>\r\n<Notify>\r\n<CmdType>MediaStatus</CmdType>\r\n<SN>{}</SN>\r\n<DeviceID>{}</DeviceID>\r\n<NotifyType>121</NotifyType>\r\n</Notify>\r\n",
+                        d.sn, channel_of(&d.spec.device_id)
+                    );
+                    let to = d.target.platform_id.clone();
+                    let m = d.request("MESSAGE", &to, &format!("ms-{call}"), Some(body));
+                    let _ = d.send(&m).await;
+                }
                 _ = keepalive.tick() => {
                     d.sn += 1;
                     let body = format!(

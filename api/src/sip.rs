@@ -260,6 +260,8 @@ async fn persist_updates(db: Db, mut rx: mpsc::UnboundedReceiver<DeviceUpdate>) 
                     .replace_channels(device_id, &chans, now)
                     .await
             }
+            // Answers to queries someone waits for; the SIP server hands them over itself.
+            DeviceUpdate::RecordInfo { .. } => Ok(()),
         };
         if let Err(e) = r {
             tracing::warn!(error = %e, update = ?u, "sip.persist_failed");

@@ -205,6 +205,8 @@ pub struct Stream {
     /// Fed by a publisher (WHIP) rather than an ingest the hub runs: it lives while the
     /// publisher does, whatever the viewers do.
     published: bool,
+    /// A download of stored footage (GB/T 28181 `s=Download`) rather than the live picture.
+    download: Option<sdp::Download>,
     /// Video and audio codecs seen so far.
     codecs: Mutex<(Option<Codec>, Option<Codec>)>,
 }
@@ -592,7 +594,11 @@ impl StreamHub {
             .any(|(d, _)| d == device_id)
     }
 
-    fn new_stream(key: Key, published: bool) -> (Arc<Stream>, watch::Receiver<bool>) {
+    fn new_stream(
+        key: Key,
+        published: bool,
+        download: Option<sdp::Download>,
+    ) -> (Arc<Stream>, watch::Receiver<bool>) {
         let (tx, _) = broadcast::channel(256);
         let (state, _) = watch::channel(StreamState::Starting);
         let (stop, stop_rx) = watch::channel(false);
@@ -608,6 +614,7 @@ impl StreamHub {
             packets: AtomicU64::new(0),
             lost: AtomicU64::new(0),
             published,
+            download,
             codecs: Mutex::new((None, None)),
         });
         (s, stop_rx)
@@ -634,6 +641,15 @@ impl StreamHub {
         key: Key,
         start: impl FnOnce(Arc<Inner>, Arc<Stream>, watch::Receiver<bool>),
     ) -> Viewer {
+        self.join_or_start_with(key, None, start)
+    }
+
+    fn join_or_start_with(
+        &self,
+        key: Key,
+        download: Option<sdp::Download>,
+        start: impl FnOnce(Arc<Inner>, Arc<Stream>, watch::Receiver<bool>),
+    ) -> Viewer {
         let mut m = self.inner.streams.lock().unwrap_or_else(|e| e.into_inner());
         let live = m
             .get(&key)
@@ -642,7 +658,7 @@ impl StreamHub {
         let stream = match live {
             Some(s) => s,
             None => {
-                let (s, stop_rx) = Self::new_stream(key.clone(), false);
+                let (s, stop_rx) = Self::new_stream(key.clone(), false, download);
                 m.insert(key, s.clone());
                 start(self.inner.clone(), s.clone(), stop_rx);
                 s
@@ -656,6 +672,29 @@ impl StreamHub {
     pub fn watch(&self, device_id: &str, channel_id: &str) -> Viewer {
         let key = (device_id.to_string(), channel_id.to_string());
         self.join_or_start(key, |inner, s, stop| {
+            tokio::spawn(ingest(inner, s, stop));
+        })
+    }
+
+    /// Download footage the device stored (GB/T 28181 `INVITE` with `s=Download`, sent at
+    /// `speed` times real time): a stream of its own (`<channel>@dl<start>`) that ends when the
+    /// device has sent it all (its `BYE`, or `MediaStatus` 121), or when no media comes.
+    pub fn download(
+        &self,
+        device_id: &str,
+        channel_id: &str,
+        start_ms: i64,
+        end_ms: i64,
+        speed: u32,
+    ) -> Viewer {
+        let key = (device_id.to_string(), format!("{channel_id}@dl{start_ms}"));
+        let d = sdp::Download {
+            channel_id: channel_id.to_string(),
+            start_s: start_ms.div_euclid(1000),
+            end_s: (end_ms + 999).div_euclid(1000),
+            speed: speed.clamp(1, 16),
+        };
+        self.join_or_start_with(key, Some(d), |inner, s, stop| {
             tokio::spawn(ingest(inner, s, stop));
         })
     }
@@ -728,7 +767,7 @@ impl StreamHub {
         {
             return Err(HubError::Busy);
         }
-        let (s, _stop) = Self::new_stream(key.clone(), true);
+        let (s, _stop) = Self::new_stream(key.clone(), true, None);
         m.insert(key, s.clone());
         Ok(Publisher {
             stream: s,
@@ -933,7 +972,12 @@ async fn run_ingest(
     stream: &Arc<Stream>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), HubError> {
-    let (device, channel) = (&stream.key.0, &stream.key.1);
+    let device = &stream.key.0;
+    let channel = stream
+        .download
+        .as_ref()
+        .map(|d| &d.channel_id)
+        .unwrap_or(&stream.key.1);
     let transport = inner.cfg.transport;
     let shared = if transport == MediaTransport::Udp && inner.cfg.shared_port != 0 {
         let addr = SocketAddr::new(inner.cfg.bind_ip, inner.cfg.shared_port);
@@ -970,7 +1014,11 @@ async fn run_ingest(
         ),
     };
     let seq = inner.ssrc_seq.fetch_add(1, Ordering::Relaxed);
-    let ssrc = sdp::live_ssrc(&inner.cfg.domain, seq);
+    let ssrc = if stream.download.is_some() {
+        sdp::history_ssrc(&inner.cfg.domain, seq)
+    } else {
+        sdp::live_ssrc(&inner.cfg.domain, seq)
+    };
     let advertise_ip = if inner.cfg.advertise_ip.is_unspecified() {
         inner
             .sip
@@ -987,6 +1035,7 @@ async fn run_ingest(
         port,
         transport,
         ssrc: ssrc.clone(),
+        download: stream.download.clone(),
     };
     let (tx, mut updates) = mpsc::unbounded_channel();
     let call_id = inner

@@ -697,6 +697,204 @@ impl Recorder {
     }
 }
 
+/// Footage stored on a device, to download into the index (GB/T 28181 `Download`).
+#[derive(Debug, Clone)]
+pub struct DeviceDownload {
+    /// Device.
+    pub device_id: String,
+    /// Channel.
+    pub channel_id: String,
+    /// The record's start, UTC ms.
+    pub start_ms: i64,
+    /// Its end, UTC ms.
+    pub end_ms: i64,
+    /// Times real time the device is asked to send.
+    pub speed: u32,
+    /// Officer the device was bound to then.
+    pub officer_id: Option<String>,
+    /// Org unit.
+    pub org_unit_id: String,
+}
+
+/// Give up a download after this many interrupted attempts.
+const DOWNLOAD_ATTEMPTS: u32 = 4;
+
+impl Recorder {
+    /// Download a record from the device into a new recording (`source = device`, its time 0
+    /// the record's start). Returns the recording's id once the first picture arrived; the rest
+    /// comes in the background. When the stream stops short of the record's end (the device
+    /// hung up, the network dropped), the download resumes from the end of what was stored, up
+    /// to four attempts; the recording is closed and signed when the footage is complete or the
+    /// attempts are spent (logged with how much is missing).
+    pub async fn download(
+        &self,
+        d: &DeviceDownload,
+        audit: &AuditEntry,
+    ) -> Result<String, RecordError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let inner = self.inner.clone();
+        let d = d.clone();
+        let audit = audit.clone();
+        tokio::spawn(async move {
+            let mut tx = Some(tx);
+            let r = download_task(&inner, &d, &audit, &mut tx).await;
+            if let Err(e) = r {
+                match tx.take() {
+                    Some(tx) => {
+                        let _ = tx.send(Err(e));
+                    }
+                    None => {
+                        tracing::error!(device.id = %d.device_id, error = %e, "recording.download_failed")
+                    }
+                }
+            }
+        });
+        rx.await
+            .unwrap_or_else(|_| Err(RecordError::NoMedia("the download ended".into())))
+    }
+}
+
+type Started = Option<tokio::sync::oneshot::Sender<Result<String, RecordError>>>;
+
+async fn download_task(
+    inner: &Arc<Inner>,
+    d: &DeviceDownload,
+    audit: &AuditEntry,
+    started: &mut Started,
+) -> Result<(), RecordError> {
+    let storage = |e: shouhu_storage::StorageError| RecordError::Storage(e.to_string());
+    let id = shouhu_storage::new_id();
+    let wanted_90k = ((d.end_ms - d.start_ms).max(0) as u64) * 90;
+    let mut done_90k = 0u64;
+    let mut opened = false;
+    let mut attempts = 0;
+    while attempts < DOWNLOAD_ATTEMPTS && done_90k + 2 * 90_000 < wanted_90k {
+        attempts += 1;
+        let from = d.start_ms + (done_90k / 90) as i64;
+        let mut viewer = inner
+            .hub
+            .download(&d.device_id, &d.channel_id, from, d.end_ms, d.speed);
+        let wait = inner.cfg.start_timeout;
+        let ready = async {
+            viewer.wait_live(wait).await?;
+            viewer.wait_picture(wait).await
+        }
+        .await;
+        if let Err(e) = ready {
+            if !opened {
+                return Err(RecordError::NoMedia(e.to_string()));
+            }
+            tracing::warn!(recording.id = %id, attempt = attempts, error = %e, "recording.download_retry");
+            tokio::time::sleep(inner.cfg.retry).await;
+            continue;
+        }
+        if !opened {
+            inner
+                .db
+                .recordings()
+                .open(
+                    &NewRecording {
+                        id: id.clone(),
+                        device_id: d.device_id.clone(),
+                        channel_id: d.channel_id.clone(),
+                        officer_id: d.officer_id.clone(),
+                        org_unit_id: d.org_unit_id.clone(),
+                        source: "device".into(),
+                        trigger: "import".into(),
+                        started_at_ms: d.start_ms,
+                    },
+                    Some(&audit.clone().details(serde_json::json!({
+                        "device_id": d.device_id, "channel_id": d.channel_id,
+                        "start_ms": d.start_ms, "end_ms": d.end_ms, "speed": d.speed}))),
+                )
+                .await
+                .map_err(storage)?;
+            opened = true;
+            tracing::info!(recording.id = %id, device.id = %d.device_id, start_ms = d.start_ms, end_ms = d.end_ms, "recording.download_started");
+            if let Some(tx) = started.take() {
+                let _ = tx.send(Ok(id.clone()));
+            }
+        }
+        // This attempt's frames: its time 0 is where the stored footage ends.
+        let base = done_90k;
+        let mut seg = Segmenter::new(inner.cfg.segment_secs);
+        let mut initial = std::mem::take(&mut viewer.initial);
+        if !initial.iter().any(|f| !f.codec.is_video()) {
+            let _ = tokio::time::timeout(Duration::from_millis(600), async {
+                while let Ok(f) = viewer.rx.recv().await {
+                    let audio = !f.codec.is_video();
+                    initial.push(f);
+                    if audio {
+                        return;
+                    }
+                }
+            })
+            .await;
+        }
+        if let Some(a) = initial.iter().find(|f| !f.codec.is_video()) {
+            seg.prime(a);
+        }
+        let mut out = Vec::new();
+        let mut cur = Vec::new();
+        let mut state = viewer.stream().subscribe_state();
+        for f in &initial {
+            seg.push(f, &mut out);
+        }
+        let mut finished = false;
+        loop {
+            for o in out.drain(..) {
+                match o {
+                    Output::Begin { .. } => cur.clear(),
+                    Output::Data(b) => cur.extend_from_slice(&b),
+                    Output::End(mut info) if info.end_90k > info.start_90k => {
+                        info.start_90k += base;
+                        info.end_90k += base;
+                        store_segment(inner, &id, &cur, &SpoolInfo::from(&info)).await?;
+                        done_90k = done_90k.max(info.end_90k);
+                    }
+                    Output::End(_) => {}
+                }
+            }
+            if finished {
+                break;
+            }
+            if matches!(*state.borrow_and_update(), StreamState::Ended(_)) {
+                seg.finish(&mut out);
+                finished = true;
+                continue;
+            }
+            tokio::select! {
+                f = viewer.rx.recv() => match f {
+                    Ok(f) => {
+                        // Frames past the record's end (a device that sends more) are not kept.
+                        seg.push(&f, &mut out);
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(recording.id = %id, frames = n, "recording.lagged");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => {
+                        seg.finish(&mut out);
+                        finished = true;
+                    }
+                },
+                _ = state.changed() => {}
+            }
+        }
+        drop(viewer);
+        if done_90k + 2 * 90_000 < wanted_90k {
+            tracing::warn!(recording.id = %id, attempt = attempts, stored_s = done_90k / 90_000, wanted_s = wanted_90k / 90_000, "recording.download_interrupted: resuming from the end of the stored footage");
+        }
+    }
+    if !opened {
+        return Err(RecordError::NoMedia("the device sent no footage".into()));
+    }
+    if done_90k + 2 * 90_000 < wanted_90k {
+        tracing::error!(recording.id = %id, stored_s = done_90k / 90_000, wanted_s = wanted_90k / 90_000, "recording.download_incomplete: closed with what the device sent");
+    }
+    close_recording(inner, &id).await?;
+    Ok(())
+}
+
 async fn remove_spooled(p: &Path) {
     let _ = tokio::fs::remove_file(p).await;
     let _ = tokio::fs::remove_file(p.with_extension("json")).await;
@@ -718,8 +916,12 @@ async fn store_segment(
         .map_err(storage)?;
     let seq = r.segment_count;
     let key = segment_key(recording_id, seq);
-    inner.blobs.put(&key, data).await.map_err(storage)?;
-    let (sha256, sm3) = shouhu_storage::evidence::digests(data);
+    let stored = inner.blobs.put(&key, data).await.map_err(storage)?;
+    let raw = |h: &str| -> Option<[u8; 32]> { hex::decode(h).ok()?.try_into().ok() };
+    let (sha256, sm3) = match (raw(&stored.sha256), raw(&stored.sm3)) {
+        (Some(a), Some(b)) => (a, b),
+        _ => shouhu_storage::evidence::digests(data),
+    };
     let init = init_len(data).unwrap_or(data.len());
     inner
         .db

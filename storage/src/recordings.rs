@@ -267,6 +267,11 @@ impl RecordingRepo<'_> {
     pub async fn add_segment(&self, id: &str, s: &NewSegment) -> StorageResult<Segment> {
         with_pool!(self.db, p => {
             let mut tx = p.begin().await?;
+            // Take the write lock first (SQLite: a read transaction that later writes fails with
+            // SQLITE_BUSY when another writer went first; PostgreSQL: the recording's row lock
+            // orders concurrent appends).
+            sqlx::query("UPDATE recordings SET segment_count = segment_count WHERE id = $1")
+                .bind(id).execute(&mut *tx).await?;
             let row: Option<(String, i64, i64, String)> = sqlx::query_as(
                 "SELECT status, started_at_ms, segment_count, chain_link FROM recordings WHERE id = $1")
                 .bind(id).fetch_optional(&mut *tx).await?;
@@ -468,6 +473,8 @@ impl RecordingRepo<'_> {
             .details(serde_json::json!({"inspection_id": inspection_id, "state": state}));
         with_pool!(self.db, p => {
             let mut tx = p.begin().await?;
+            // The write lock first (see `add_segment`).
+            sqlx::query("UPDATE recordings SET held = held WHERE id = $1").bind(id).execute(&mut *tx).await?;
             let prev: Option<String> = sqlx::query_scalar("SELECT state FROM recording_links WHERE recording_id = $1 AND inspection_id = $2")
                 .bind(id).bind(inspection_id).fetch_optional(&mut *tx).await?;
             match prev {
@@ -621,6 +628,7 @@ impl RecordingRepo<'_> {
         let a = audit.clone().target("recording", id);
         let done = with_pool!(self.db, p => {
             let mut tx = p.begin().await?;
+            sqlx::query("UPDATE recordings SET held = held WHERE id = $1").bind(id).execute(&mut *tx).await?;
             let held: Option<bool> = sqlx::query_scalar("SELECT held FROM recordings WHERE id = $1").bind(id).fetch_optional(&mut *tx).await?;
             if held != Some(false) {
                 false

@@ -569,3 +569,85 @@ async fn after_kill_9_completed_segments_are_intact_and_the_index_agrees() {
     assert!(st.success());
     let _ = lines;
 }
+
+/// Footage filmed while nobody watched: the recorder lists what its card holds (GB/T 28181
+/// `RecordInfo`), one record is downloaded (`INVITE` with `s=Download` at 4× speed, ended by
+/// the device's `MediaStatus` 121) into a recording whose time 0 is the record's start, cut
+/// into valid segments covering the record to within a frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn footage_stored_on_a_camera_is_listed_and_downloaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = demo(dir.path()).await;
+    let channel = d.channel().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let path = format!(
+        "/recorders/{DEVICE}/records?from={}&to={now}",
+        now - 3_600_000
+    );
+    let (s, records) = d.get(&path).await;
+    assert_eq!(s, 200, "{records}");
+    let list = records.as_array().unwrap().clone();
+    assert_eq!(list.len(), 3, "{records}");
+    let rec = &list[0];
+    assert_eq!(rec["channel_id"], json!(channel));
+    assert!(rec["recording_id"].is_null());
+    let (start, end) = (
+        rec["start_ms"].as_i64().unwrap(),
+        rec["end_ms"].as_i64().unwrap(),
+    );
+    assert_eq!(end - start, 20_000);
+    let (s, v) = d
+        .req(
+            reqwest::Method::POST,
+            "/recordings/download",
+            Some(json!({"device_id": DEVICE, "start": start, "end": end, "speed": 4})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let id = v["recording_id"].as_str().unwrap().to_string();
+    let r = d
+        .wait_for(&format!("/recordings/{id}"), "the download closed", |v| {
+            v["status"] == "closed"
+        })
+        .await;
+    assert_eq!(r["source"], "device");
+    assert_eq!(r["started_at_ms"], start);
+    assert!(r["head_signature"].as_str().is_some());
+    let segs = r["segments"].as_array().unwrap().clone();
+    for w in segs.windows(2) {
+        assert_eq!(w[0]["end_90k"], w[1]["start_90k"], "contiguous");
+    }
+    let span =
+        segs.last().unwrap()["end_90k"].as_i64().unwrap() - segs[0]["start_90k"].as_i64().unwrap();
+    assert!(
+        (span - 20 * 90_000).abs() <= 3600,
+        "the record's 20 s, within a frame: {span}"
+    );
+    for seg in &segs {
+        let f = segment_file(&d, &id, seg["seq"].as_i64().unwrap()).await;
+        check_segment(dir.path(), seg, &f);
+    }
+    // The listing now points at the download; the download is on record.
+    let (_, records) = d.get(&path).await;
+    assert_eq!(records[0]["recording_id"], json!(id), "{records}");
+    let (_, a) = d.get("/audit?action=recording.download").await;
+    assert!(a.to_string().contains(&id), "{a}");
+    // Refusals: a range the wrong way round, an unknown recorder.
+    let (s, _) = d
+        .req(
+            reqwest::Method::POST,
+            "/recordings/download",
+            Some(json!({"device_id": DEVICE, "start": end, "end": start})),
+        )
+        .await;
+    assert_eq!(s, 422);
+    let (s, _) = d
+        .get("/recorders/31010000001320000999/records?from=0&to=1")
+        .await;
+    assert_eq!(s, 404);
+    let (st, _) = d.run.stop();
+    assert!(st.success());
+}

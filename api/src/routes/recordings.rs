@@ -55,7 +55,215 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(set_retention))
         .routes(routes!(evidence_package))
         .routes(routes!(recording_status))
+        .routes(routes!(device_records))
+        .routes(routes!(download))
         .routes(routes!(set_always))
+}
+
+/// Footage stored on a device.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeviceRecord {
+    /// Channel id.
+    pub channel_id: String,
+    /// Start, UTC ms.
+    pub start_ms: i64,
+    /// End, UTC ms.
+    pub end_ms: i64,
+    /// Name the device gives it.
+    pub name: Option<String>,
+    /// Path on the device.
+    pub file_path: Option<String>,
+    /// `time`, `alarm`, `manual`.
+    pub kind: Option<String>,
+    /// Size, bytes.
+    pub file_size: Option<u64>,
+    /// The recording it was downloaded into already, if any.
+    pub recording_id: Option<String>,
+}
+
+/// A range of a device's footage.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RecordsQuery {
+    /// Channel (default: the recorder's first catalog channel).
+    pub channel_id: Option<String>,
+    /// From, UTC ms.
+    pub from: i64,
+    /// To, UTC ms (at most 7 days after `from`).
+    pub to: i64,
+}
+
+async fn channel_or_first(state: &AppState, device: &str, c: Option<String>) -> ApiResult<String> {
+    Ok(match c {
+        Some(c) => c,
+        None => state
+            .db
+            .recorders()
+            .channels(device)
+            .await?
+            .first()
+            .map(|c| c.channel_id.clone())
+            .ok_or_else(|| {
+                crate::routes::auth::field_error(
+                    "channel_id",
+                    "the recorder reported no channel; give channel_id",
+                )
+            })?,
+    })
+}
+
+/// The footage a recorder stored on its card in a time range (GB/T 28181 `RecordInfo`, asked
+/// of the device now; every page of its answer collected). `504` when the device does not
+/// answer, `409` when it is not registered.
+#[utoipa::path(get, path = "/recorders/{id}/records", tag = "recordings", params(("id" = String, Path), RecordsQuery),
+    responses((status = 200, body = Vec<DeviceRecord>), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 504, body = ErrorBody)))]
+async fn device_records(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<RecordsQuery>,
+) -> ApiResult<Json<Vec<DeviceRecord>>> {
+    caller.require(Perm::RecordingView)?;
+    state.db.recorders().get(&caller.scope, &id).await?;
+    if q.to <= q.from || q.to - q.from > 7 * 86_400_000 {
+        return Err(crate::routes::auth::field_error(
+            "to",
+            "must be after from, by at most 7 days",
+        ));
+    }
+    if state.sip.access(&id).is_none() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "offline",
+            "the recorder is not registered",
+        ));
+    }
+    let channel = channel_or_first(&state, &id, q.channel_id).await?;
+    let items = state
+        .sip
+        .record_info(
+            &id,
+            &channel,
+            q.from,
+            q.to,
+            std::time::Duration::from_secs(15),
+        )
+        .await
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "no_answer",
+                "the recorder did not answer the RecordInfo query",
+            )
+        })?;
+    let mut out = Vec::new();
+    for i in items {
+        let f = RecordingFilter {
+            device_id: Some(id.clone()),
+            from_ms: Some(i.start_ms),
+            to_ms: Some(i.end_ms),
+            ..Default::default()
+        };
+        let have = state
+            .db
+            .recordings()
+            .search(&caller.scope, &f, PageRequest::new(Some(1), Some(50)))
+            .await?
+            .items
+            .into_iter()
+            .find(|r| r.source == "device" && r.started_at_ms == i.start_ms)
+            .map(|r| r.id);
+        out.push(DeviceRecord {
+            channel_id: i.device_id,
+            start_ms: i.start_ms,
+            end_ms: i.end_ms,
+            name: i.name,
+            file_path: i.file_path,
+            kind: i.kind,
+            file_size: i.file_size,
+            recording_id: have,
+        });
+    }
+    Ok(Json(out))
+}
+
+/// Footage to download from a device.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DownloadInput {
+    /// Recorder.
+    pub device_id: String,
+    /// Channel (default: the recorder's first catalog channel).
+    pub channel_id: Option<String>,
+    /// From, UTC ms (a record's start).
+    pub start: i64,
+    /// To, UTC ms (at most 24 h after `start`).
+    pub end: i64,
+    /// Times real time the device is asked to send (1–16, default 4).
+    pub speed: Option<u32>,
+}
+
+/// Download footage stored on a recorder into the index (GB/T 28181 `INVITE` with
+/// `s=Download`), as a recording of its own whose time 0 is `start`, with the officer the
+/// recorder was bound to then. Answers once the first picture arrived; the rest follows in the
+/// background (resumed where it stopped if the stream drops), then the recording is closed and
+/// signed. Audited (`recording.download`).
+#[utoipa::path(post, path = "/recordings/download", tag = "recordings", request_body = DownloadInput,
+    responses((status = 200, body = Started), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 504, body = ErrorBody)))]
+async fn download(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(i): ApiJson<DownloadInput>,
+) -> ApiResult<Json<Started>> {
+    caller.require(Perm::RecordingReview)?;
+    let recorder = state
+        .db
+        .recorders()
+        .get(&caller.scope, &i.device_id)
+        .await?;
+    if i.end <= i.start || i.end - i.start > 86_400_000 {
+        return Err(crate::routes::auth::field_error(
+            "end",
+            "must be after start, by at most 24 hours",
+        ));
+    }
+    if i.speed.is_some_and(|s| !(1..=16).contains(&s)) {
+        return Err(crate::routes::auth::field_error("speed", "1 to 16"));
+    }
+    if state.sip.access(&i.device_id).is_none() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "offline",
+            "the recorder is not registered",
+        ));
+    }
+    let channel = channel_or_first(&state, &i.device_id, i.channel_id).await?;
+    let officer = state
+        .db
+        .recorders()
+        .bindings(&i.device_id)
+        .await?
+        .into_iter()
+        .find(|b| b.bound_at_ms <= i.start && b.unbound_at_ms.is_none_or(|u| u > i.start))
+        .map(|b| b.officer_id);
+    let id = state
+        .recorder
+        .download(
+            &shouhu_media::recorder::DeviceDownload {
+                device_id: i.device_id.clone(),
+                channel_id: channel,
+                start_ms: i.start,
+                end_ms: i.end,
+                speed: i.speed.unwrap_or(4),
+                officer_id: officer,
+                org_unit_id: recorder.org_unit_id,
+            },
+            &caller.audit("recording.download", state.now()),
+        )
+        .await
+        .map_err(|e| ApiError::new(StatusCode::GATEWAY_TIMEOUT, "no_media", e.to_string()))?;
+    Ok(Json(Started { recording_id: id }))
 }
 
 /// The recorder's state.

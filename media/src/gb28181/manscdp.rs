@@ -209,6 +209,25 @@ pub struct MobilePosition {
     pub altitude_m: Option<f64>,
 }
 
+/// One record of a `RecordInfo` answer: footage stored on the device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordItem {
+    /// Channel id.
+    pub device_id: String,
+    /// `Name`.
+    pub name: Option<String>,
+    /// `FilePath`.
+    pub file_path: Option<String>,
+    /// `StartTime`, UTC ms.
+    pub start_ms: i64,
+    /// `EndTime`, UTC ms.
+    pub end_ms: i64,
+    /// `Type` (`time`, `alarm`, `manual`).
+    pub kind: Option<String>,
+    /// `FileSize`, bytes.
+    pub file_size: Option<u64>,
+}
+
 /// One catalog item (a channel, or a sub-device).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct CatalogItem {
@@ -301,6 +320,24 @@ pub enum Body {
         ok: Option<bool>,
         /// `Record` is `ON`.
         recording: Option<bool>,
+    },
+    /// `Response/RecordInfo` (one page of it): footage stored on the device.
+    RecordInfo {
+        /// SN of the query.
+        sn: Option<u32>,
+        /// Channel id.
+        device_id: String,
+        /// `SumNum`: records in all pages.
+        sum: Option<u32>,
+        /// This page's records.
+        items: Vec<RecordItem>,
+    },
+    /// `Notify/MediaStatus`: `NotifyType` 121 = a playback or download reached its end.
+    MediaStatus {
+        /// Device id.
+        device_id: String,
+        /// `NotifyType`.
+        notify_type: Option<u32>,
     },
     /// Anything else, kept by kind so it can be answered and logged.
     Other {
@@ -439,6 +476,44 @@ pub fn parse(xml: &str) -> Result<Body, ManscdpError> {
                 items,
             }
         }
+        ("Response", c) if c.eq_ignore_ascii_case("RecordInfo") => {
+            let mut items = Vec::new();
+            if let Some(l) = root.child("RecordList") {
+                for i in l
+                    .children
+                    .iter()
+                    .filter(|i| i.name.eq_ignore_ascii_case("Item"))
+                {
+                    let (Some(start_ms), Some(end_ms)) =
+                        (time_field(i, "StartTime")?, time_field(i, "EndTime")?)
+                    else {
+                        continue;
+                    };
+                    if end_ms <= start_ms || items.len() >= 4096 {
+                        continue;
+                    }
+                    items.push(RecordItem {
+                        device_id: i.text_of("DeviceID").unwrap_or(&device_id).to_string(),
+                        name: opt(i, "Name"),
+                        file_path: opt(i, "FilePath"),
+                        start_ms,
+                        end_ms,
+                        kind: opt(i, "Type"),
+                        file_size: num(i, "FileSize").ok().flatten(),
+                    });
+                }
+            }
+            Body::RecordInfo {
+                sn,
+                device_id,
+                sum: num(&root, "SumNum")?,
+                items,
+            }
+        }
+        ("Notify", c) if c.eq_ignore_ascii_case("MediaStatus") => Body::MediaStatus {
+            device_id,
+            notify_type: num(&root, "NotifyType").ok().flatten(),
+        },
         ("Response", c) if c.eq_ignore_ascii_case("DeviceInfo") => Body::DeviceInfo {
             sn,
             device_id,
@@ -463,6 +538,19 @@ pub fn parse(xml: &str) -> Result<Body, ManscdpError> {
             device_id,
         },
     })
+}
+
+/// A `Query/RecordInfo` body: the footage a channel stored between two instants (UTC ms,
+/// written in Beijing time).
+pub fn record_info_query(sn: u32, channel_id: &str, start_ms: i64, end_ms: i64) -> String {
+    let t = |ms: i64| format_local_time(ms).chars().take(19).collect::<String>();
+    format!(
+        "<?xml version=\"1.0\" encoding=\"GB2312\"?>\r\n<Query>\r\n<CmdType>RecordInfo</CmdType>\r\n\
+         <SN>{sn}</SN>\r\n<DeviceID>{channel_id}</DeviceID>\r\n<StartTime>{}</StartTime>\r\n\
+         <EndTime>{}</EndTime>\r\n<Secrecy>0</Secrecy>\r\n<Type>all</Type>\r\n</Query>\r\n",
+        t(start_ms),
+        t(end_ms)
+    )
 }
 
 /// A `Query` body (`Catalog`, `DeviceInfo`, `DeviceStatus`) as GB2312-declared XML.
@@ -499,6 +587,68 @@ pub fn encode(xml: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn record_info_answers_and_media_status_parse() {
+        // A page of a RecordInfo answer as Hikvision-style cameras send it (Beijing time).
+        let b = parse(
+            "<?xml version=\"1.0\" encoding=\"GB2312\"?><Response><CmdType>RecordInfo</CmdType><SN>17</SN>\
+             <DeviceID>34020000001310000001</DeviceID><Name>Camera</Name><SumNum>3</SumNum><RecordList Num=\"2\">\
+             <Item><DeviceID>34020000001310000001</DeviceID><Name>Camera</Name><FilePath>/sd/1.mp4</FilePath>\
+             <StartTime>2026-12-04T10:00:00</StartTime><EndTime>2026-12-04T10:00:20</EndTime><Secrecy>0</Secrecy>\
+             <Type>time</Type><FileSize>5242880</FileSize></Item>\
+             <Item><DeviceID>34020000001310000001</DeviceID><StartTime>2026-12-04 10:10:00</StartTime>\
+             <EndTime>2026-12-04 10:09:00</EndTime></Item></RecordList></Response>",
+        )
+        .unwrap();
+        let Body::RecordInfo { sn, sum, items, .. } = b else {
+            panic!("{b:?}")
+        };
+        assert_eq!((sn, sum), (Some(17), Some(3)));
+        // The second item ends before it starts: dropped.
+        assert_eq!(items.len(), 1);
+        assert_eq!(
+            items[0].start_ms,
+            parse_local_time("2026-12-04T10:00:00").unwrap()
+        );
+        assert_eq!(items[0].end_ms - items[0].start_ms, 20_000);
+        assert_eq!(items[0].file_size, Some(5_242_880));
+        assert_eq!(items[0].kind.as_deref(), Some("time"));
+        // A time that is not one is named.
+        let e = parse(
+            "<Response><CmdType>RecordInfo</CmdType><DeviceID>1</DeviceID><RecordList>\
+             <Item><StartTime>yesterday</StartTime><EndTime>today</EndTime></Item></RecordList></Response>",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("StartTime"), "{e}");
+        let b = parse(
+            "<Notify><CmdType>MediaStatus</CmdType><SN>2</SN><DeviceID>34020000001310000001</DeviceID><NotifyType>121</NotifyType></Notify>",
+        )
+        .unwrap();
+        assert_eq!(
+            b,
+            Body::MediaStatus {
+                device_id: "34020000001310000001".into(),
+                notify_type: Some(121)
+            }
+        );
+        // The query carries the range in Beijing time, without fractions.
+        let q = record_info_query(
+            5,
+            "34020000001310000001",
+            1_764_813_600_000,
+            1_764_817_200_000,
+        );
+        assert!(
+            q.contains("<CmdType>RecordInfo</CmdType>") && q.contains("<SN>5</SN>"),
+            "{q}"
+        );
+        assert!(
+            q.contains("<StartTime>2025-12-04T10:00:00</StartTime>"),
+            "{q}"
+        );
+        assert!(q.contains("<EndTime>2025-12-04T11:00:00</EndTime>"), "{q}");
+    }
 
     #[test]
     fn keepalive() {

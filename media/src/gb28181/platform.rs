@@ -114,6 +114,15 @@ impl Default for PlatformConfig {
 /// A change in a device's access state, for the registry and the API.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DeviceUpdate {
+    /// Every page of a `RecordInfo` answer collected (records sorted by start).
+    RecordInfo {
+        /// Device id.
+        device_id: String,
+        /// SN of the query.
+        sn: u32,
+        /// The records.
+        items: Vec<manscdp::RecordItem>,
+    },
     /// Registered (first time since being away).
     Registered {
         /// Device id.
@@ -215,6 +224,8 @@ struct Dialog {
     to_tag: Option<String>,
     cseq: u32,
     answered: bool,
+    /// A download (`s=Download`): `MediaStatus` 121 from the device ends it.
+    download: bool,
 }
 
 /// One registered device's live state (see [`Platform::device`]).
@@ -233,6 +244,8 @@ pub struct DeviceState {
     last_nonce: Option<(String, u32)>,
     catalog: Vec<CatalogItem>,
     catalog_sum: Option<u32>,
+    /// `RecordInfo` answers being collected, by SN: (expected sum, records so far).
+    records: HashMap<u32, (Option<u32>, Vec<manscdp::RecordItem>)>,
 }
 
 #[derive(Debug)]
@@ -548,6 +561,7 @@ impl Platform {
                                 last_nonce: Some((nonce, nc)),
                                 catalog: Vec::new(),
                                 catalog_sum: None,
+                                records: HashMap::new(),
                             },
                         );
                         self.out.push(Output::Event(UnitEvent::Online {
@@ -744,6 +758,51 @@ impl Platform {
             })),
             Body::DeviceStatus { online, .. } => {
                 tracing::debug!(device.id = %device_id, ?online, "sip.device_status");
+            }
+            Body::RecordInfo { sn, sum, items, .. } => {
+                let Some(dev) = self.devices.get_mut(&device_id) else {
+                    return;
+                };
+                let sn = sn.unwrap_or(0);
+                if !dev.records.contains_key(&sn) && dev.records.len() >= 16 {
+                    return;
+                }
+                let entry = dev.records.entry(sn).or_insert((None, Vec::new()));
+                entry.0 = sum.or(entry.0);
+                for it in items {
+                    if entry.1.len() < 4096 {
+                        entry.1.push(it);
+                    }
+                }
+                let want = entry.0.unwrap_or(0) as usize;
+                if entry.1.len() >= want.min(4096) {
+                    let (_, mut items) = dev.records.remove(&sn).unwrap_or_default();
+                    items.sort_by_key(|i| i.start_ms);
+                    self.out.push(Output::Device(DeviceUpdate::RecordInfo {
+                        device_id,
+                        sn,
+                        items,
+                    }));
+                }
+            }
+            Body::MediaStatus { notify_type, .. } => {
+                tracing::info!(device.id = %device_id, ?notify_type, "sip.media_status");
+                if notify_type == Some(121) {
+                    // The device sent all of a download: end its download dialogs.
+                    let done: Vec<String> = self
+                        .dialogs
+                        .iter()
+                        .filter(|(_, d)| d.device_id == device_id && d.download)
+                        .map(|(c, _)| c.clone())
+                        .collect();
+                    for call_id in done {
+                        self.bye(&call_id, now);
+                        self.out.push(Output::Stream(StreamUpdate::Ended {
+                            call_id,
+                            reason: "the device sent the whole download (MediaStatus 121)",
+                        }));
+                    }
+                }
             }
             Body::Other { root, cmd_type, .. } => {
                 tracing::debug!(device.id = %device_id, root = %root, cmd = %cmd_type, "sip.manscdp_ignored");
@@ -957,9 +1016,10 @@ impl Platform {
                 to_tag: None,
                 cseq: 1,
                 answered: false,
+                download: offer.download.is_some(),
             },
         );
-        tracing::info!(device.id = device_id, channel.id = channel_id, call_id = %call_id, ssrc = %offer.ssrc, media.port = offer.port, "sip.invite");
+        tracing::info!(device.id = device_id, channel.id = channel_id, call_id = %call_id, ssrc = %offer.ssrc, media.port = offer.port, download = offer.download.is_some(), "sip.invite");
         self.send(peer, bytes);
         Ok(call_id)
     }
@@ -1025,6 +1085,22 @@ impl Platform {
         let sn = (self.next_id() % 1_000_000) as u32;
         let body = manscdp::query(cmd_type, sn, device_id);
         self.request(device_id, "MESSAGE", body, now)
+    }
+
+    /// Ask a registered device for the footage a channel stored between two instants
+    /// (`RecordInfo`); the answer comes as [`DeviceUpdate::RecordInfo`] with the returned SN.
+    /// `None` when the device is not registered.
+    pub fn record_info(
+        &mut self,
+        device_id: &str,
+        channel_id: &str,
+        start_ms: i64,
+        end_ms: i64,
+        now: Now,
+    ) -> Option<u32> {
+        let sn = (self.next_id() % 1_000_000) as u32;
+        let body = manscdp::record_info_query(sn, channel_id, start_ms, end_ms);
+        self.request(device_id, "MESSAGE", body, now).then_some(sn)
     }
 
     fn subscribe_positions(&mut self, device_id: &str, now: Now) {

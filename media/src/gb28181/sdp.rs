@@ -43,6 +43,22 @@ pub struct Offer {
     pub transport: MediaTransport,
     /// The 10-digit SSRC the platform expects (`y=`).
     pub ssrc: String,
+    /// A download of stored footage instead of the live picture.
+    pub download: Option<Download>,
+}
+
+/// A download of footage stored on the device (§9.8: `s=Download`, `u=`, `t=`,
+/// `a=downloadspeed:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Download {
+    /// The channel whose footage it is.
+    pub channel_id: String,
+    /// From, Unix seconds.
+    pub start_s: i64,
+    /// To, Unix seconds.
+    pub end_s: i64,
+    /// Times real time the device is asked to send (1–4 in the standard's examples).
+    pub speed: u32,
 }
 
 impl Offer {
@@ -53,11 +69,22 @@ impl Offer {
             MediaTransport::Udp => "RTP/AVP",
             _ => "TCP/RTP/AVP",
         };
+        let (session, uri, times) = match &self.download {
+            None => ("Play".to_string(), String::new(), "0 0".to_string()),
+            Some(d) => (
+                "Download".to_string(),
+                format!("u={}:0\r\n", d.channel_id),
+                format!("{} {}", d.start_s, d.end_s),
+            ),
+        };
         let mut s = format!(
-            "v=0\r\no={} 0 0 IN {ipv} {}\r\ns=Play\r\nc=IN {ipv} {}\r\nt=0 0\r\nm=video {} {proto} 96 98 97\r\n\
+            "v=0\r\no={} 0 0 IN {ipv} {}\r\ns={session}\r\n{uri}c=IN {ipv} {}\r\nt={times}\r\nm=video {} {proto} 96 98 97\r\n\
              a=recvonly\r\na=rtpmap:96 PS/90000\r\na=rtpmap:98 H264/90000\r\na=rtpmap:97 MPEG4/90000\r\n",
             self.platform_id, self.ip, self.ip, self.port
         );
+        if let Some(d) = &self.download {
+            s.push_str(&format!("a=downloadspeed:{}\r\n", d.speed.max(1)));
+        }
         match self.transport {
             MediaTransport::Udp => {}
             MediaTransport::TcpPassive => s.push_str("a=setup:passive\r\na=connection:new\r\n"),
@@ -154,8 +181,15 @@ pub fn parse(text: &str) -> Result<Media, SdpError> {
     })
 }
 
+/// The SSRC of a playback or download: `1` (history) + the domain's digits 4–8 + a 4-digit
+/// sequence (GB/T 28181 附录 F).
+pub fn history_ssrc(domain: &str, seq: u32) -> String {
+    let mid: String = domain.chars().skip(3).take(5).collect();
+    format!("1{:0>5}{:04}", mid, seq % 10_000)
+}
+
 /// The SSRC a platform uses for a live stream: `0` (real time) + the domain's digits 4–8 + a
-/// 4-digit sequence (GB/T 28181 §附录 F).
+/// 4-digit sequence (GB/T 28181 附录 F).
 pub fn live_ssrc(domain: &str, seq: u32) -> String {
     let mid: String = domain.chars().skip(3).take(5).collect();
     format!("0{:0>5}{:04}", mid, seq % 10_000)
@@ -166,6 +200,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn download_offers_carry_the_range_and_speed() {
+        let o = Offer {
+            platform_id: "34020000002000000001".into(),
+            ip: "10.0.0.1".parse().unwrap(),
+            port: 30002,
+            transport: MediaTransport::Udp,
+            ssrc: history_ssrc("3402000000", 8),
+            download: Some(Download {
+                channel_id: "34020000001310000001".into(),
+                start_s: 1_764_813_600,
+                end_s: 1_764_813_620,
+                speed: 4,
+            }),
+        };
+        assert_eq!(o.ssrc, "1200000008");
+        let sdp = o.to_sdp();
+        for line in [
+            "s=Download",
+            "u=34020000001310000001:0",
+            "t=1764813600 1764813620",
+            "a=downloadspeed:4",
+            "y=1200000008",
+        ] {
+            assert!(sdp.lines().any(|l| l == line), "{line} in {sdp}");
+        }
+        let m = parse(&sdp).unwrap();
+        assert_eq!((m.session.as_str(), m.port), ("Download", 30002));
+    }
+
+    #[test]
     fn offer_round_trips_and_device_answers_parse() {
         let o = Offer {
             platform_id: "34020000002000000001".into(),
@@ -173,6 +237,7 @@ mod tests {
             port: 30000,
             transport: MediaTransport::Udp,
             ssrc: live_ssrc("3402000000", 7),
+            download: None,
         };
         assert_eq!(o.ssrc, "0200000007");
         let m = parse(&o.to_sdp()).unwrap();

@@ -72,6 +72,9 @@ pub struct AccessState {
     pub registered_until_ms: i64,
 }
 
+/// Who waits for a `RecordInfo` answer.
+type RecordWaiter = tokio::sync::oneshot::Sender<Vec<super::manscdp::RecordItem>>;
+
 struct Inner {
     platform: Mutex<Platform>,
     udp: OnceLock<Arc<UdpSocket>>,
@@ -84,6 +87,8 @@ struct Inner {
     next_conn: AtomicU64,
     stats: SipStats,
     cfg: SipServerConfig,
+    /// `RecordInfo` queries waiting for their answer, by (device, SN).
+    records: Mutex<HashMap<(String, u32), RecordWaiter>>,
 }
 
 /// The SIP server: created with [`SipServer::new`], serving once [`SipServer::run`] hands it
@@ -144,6 +149,20 @@ impl Inner {
                     }
                 }
                 Output::Event(e) => self.sink.publish(e),
+                Output::Device(DeviceUpdate::RecordInfo {
+                    device_id,
+                    sn,
+                    items,
+                }) => {
+                    let waiter = self
+                        .records
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&(device_id, sn));
+                    if let Some(tx) = waiter {
+                        let _ = tx.send(items);
+                    }
+                }
                 Output::Device(u) => {
                     let _ = self.updates.send(u);
                 }
@@ -180,6 +199,7 @@ impl SipServer {
                 next_conn: AtomicU64::new(1),
                 stats: SipStats::default(),
                 cfg,
+                records: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -275,6 +295,45 @@ impl SipServer {
             before_send(call_id);
         }
         self.inner.carry_out(out).await;
+        r
+    }
+
+    /// The footage a device's channel stored between two instants (GB/T 28181 `RecordInfo`),
+    /// every page of the answer collected. `None` when the device is not registered or does not
+    /// answer within `timeout`.
+    pub async fn record_info(
+        &self,
+        device_id: &str,
+        channel_id: &str,
+        start_ms: i64,
+        end_ms: i64,
+        timeout: std::time::Duration,
+    ) -> Option<Vec<super::manscdp::RecordItem>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut sn = None;
+        let out = self.inner.with_platform(|p, now| {
+            sn = p.record_info(device_id, channel_id, start_ms, end_ms, now);
+            if let Some(sn) = sn {
+                self.inner
+                    .records
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert((device_id.to_string(), sn), tx);
+            }
+        });
+        let sn = sn?;
+        self.inner.carry_out(out).await;
+        let r = tokio::time::timeout(timeout, rx)
+            .await
+            .ok()
+            .and_then(Result::ok);
+        if r.is_none() {
+            self.inner
+                .records
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&(device_id.to_string(), sn));
+        }
         r
     }
 
