@@ -150,15 +150,11 @@ pub struct PsDemuxer {
     stats: DemuxStats,
 }
 
-fn find_start(b: &[u8], from: usize) -> Option<usize> {
-    let mut i = from;
-    while i + 2 < b.len() {
-        if b[i] == 0 && b[i + 1] == 0 && b[i + 2] == 1 {
-            return Some(i);
-        }
-        i += 1;
-    }
-    None
+/// The next start code (`00 00 01`) at or after `from` (SIMD search: the hub scans every byte
+/// of every stream for these).
+pub(crate) fn find_start(b: &[u8], from: usize) -> Option<usize> {
+    let rest = b.get(from..)?;
+    memchr::memmem::find(rest, &[0, 0, 1]).map(|p| p + from)
 }
 
 /// A start code whose stream id begins a pack, system header, PSM or PES (0xB9..=0xFF).
@@ -185,16 +181,11 @@ fn read_ts(b: &[u8]) -> u64 {
 fn nal_headers(data: &[u8]) -> impl Iterator<Item = (u8, Option<u8>)> + '_ {
     let mut i = 0;
     std::iter::from_fn(move || {
-        while i + 3 < data.len() {
-            if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
-                let h = data[i + 3];
-                let h2 = data.get(i + 4).copied();
-                i += 3;
-                return Some((h, h2));
-            }
-            i += 1;
-        }
-        None
+        let p = find_start(data, i)?;
+        let h = *data.get(p + 3)?;
+        let h2 = data.get(p + 4).copied();
+        i = p + 3;
+        Some((h, h2))
     })
 }
 
@@ -241,13 +232,9 @@ pub fn probe_video(data: &[u8]) -> Option<Codec> {
 pub fn nal_units(data: &[u8]) -> Vec<&[u8]> {
     let mut starts = Vec::new();
     let mut i = 0;
-    while i + 2 < data.len() {
-        if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
-            starts.push(i + 3);
-            i += 3;
-        } else {
-            i += 1;
-        }
+    while let Some(p) = find_start(data, i) {
+        starts.push(p + 3);
+        i = p + 3;
     }
     let mut out = Vec::with_capacity(starts.len());
     for (k, &s) in starts.iter().enumerate() {
@@ -430,9 +417,17 @@ impl PsDemuxer {
         let mut i = self.video.scan;
         while i + 6 <= data_len {
             let d = &self.video.data;
-            if !(d[i] == 0 && d[i + 1] == 0 && d[i + 2] == 1) {
-                i += 1;
-                continue;
+            match find_start(&d[..data_len], i) {
+                Some(p) if p + 6 <= data_len => i = p,
+                // Too close to the end to read its header: scan it again with more data.
+                Some(p) => {
+                    i = p;
+                    break;
+                }
+                None => {
+                    i = i.max(data_len - 5);
+                    break;
+                }
             }
             // Include a leading zero of a 4-byte start code in the unit it starts.
             let sc = if i > 0 && d[i - 1] == 0 { i - 1 } else { i };

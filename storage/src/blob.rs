@@ -33,6 +33,14 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     async fn put(&self, key: &str, data: &[u8]) -> StorageResult<BlobInfo>;
     /// Read a whole blob.
     async fn get(&self, key: &str) -> StorageResult<Vec<u8>>;
+    /// Read `len` bytes of a blob from `offset` (fewer at its end). The default reads the whole
+    /// blob; stores that can read a part override it.
+    async fn get_range(&self, key: &str, offset: u64, len: u64) -> StorageResult<Vec<u8>> {
+        let all = self.get(key).await?;
+        let start = (offset as usize).min(all.len());
+        let end = start.saturating_add(len as usize).min(all.len());
+        Ok(all[start..end].to_vec())
+    }
     /// Delete a blob; deleting a missing blob is not an error.
     async fn delete(&self, key: &str) -> StorageResult<()>;
     /// Whether a blob exists.
@@ -113,6 +121,22 @@ impl BlobStore for LocalBlobStore {
             sha256,
             sm3,
         })
+    }
+
+    async fn get_range(&self, key: &str, offset: u64, len: u64) -> StorageResult<Vec<u8>> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let path = self.path_of(key)?;
+        let mut f = match tokio::fs::File::open(&path).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StorageError::NotFound("blob"))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        f.seek(std::io::SeekFrom::Start(offset)).await?;
+        let mut out = Vec::with_capacity(len.min(64 << 20) as usize);
+        f.take(len).read_to_end(&mut out).await?;
+        Ok(out)
     }
 
     async fn get(&self, key: &str) -> StorageResult<Vec<u8>> {

@@ -490,12 +490,12 @@ pub async fn seed_recordings(db: &Db, plan: &RecordingPlan) -> StorageResult<()>
     let mut recs = Batch::new(
         "recordings",
         "id, device_id, channel_id, officer_id, org_unit_id, source, trigger_kind, status, started_at_ms, ended_at_ms, \
-         video_codec, audio_codec, segment_count, bytes, chain_link, head_signature, held, created_at_ms",
+         video_codec, audio_codec, segment_count, bytes, chain_link, head_signature, created_at_ms",
     );
     let seg_ms = plan.segment_ms;
     let n_seg = plan.segments_per_day as i64;
     let segs_sql = format!(
-        "WITH RECURSIVE s(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM s WHERE n < {last}) \
+        "WITH RECURSIVE s(n) AS (SELECT CAST(0 AS BIGINT) UNION ALL SELECT n + 1 FROM s WHERE n < {last}) \
          INSERT INTO recording_segments (recording_id, seq, start_90k, end_90k, start_ms, end_ms, blob_key, bytes, init_bytes, \
          payload_bytes, video_codec, audio_codec, sha256, sm3, link) \
          SELECT r.id, s.n, s.n * {s90}, (s.n + 1) * {s90}, r.started_at_ms + s.n * {seg_ms}, r.started_at_ms + (s.n + 1) * {seg_ms}, \
@@ -538,7 +538,6 @@ pub async fn seed_recordings(db: &Db, plan: &RecordingPlan) -> StorageResult<()>
                 i(n_seg * plan.bytes),
                 s(hex::encode(chain)),
                 s("00".repeat(64)),
-                i(0),
                 i(start),
             ]);
         }

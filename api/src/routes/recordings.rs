@@ -796,6 +796,16 @@ async fn segment_file(
         let data = state.blobs.get(&s.blob_key).await?;
         return Ok((Arc::new(data), s.init_bytes as usize));
     }
+    segment_aac(state, id, seq, &s).await
+}
+
+/// A segment's AAC variant (transcoded once, kept while it is being played).
+async fn segment_aac(
+    state: &AppState,
+    id: &str,
+    seq: i64,
+    s: &Segment,
+) -> ApiResult<(Arc<Vec<u8>>, usize)> {
     let key = (id.to_string(), seq);
     if let Some(hit) = transcoded()
         .lock()
@@ -901,6 +911,17 @@ async fn segment_init(
     Path((id, seq)): Path<(String, i64)>,
     ApiQuery(q): ApiQuery<RangeQuery>,
 ) -> ApiResult<Response> {
+    caller.require(Perm::RecordingView)?;
+    let r = state.db.recordings().get(&caller.scope, &id).await?;
+    if !aac_wanted(&r, &q)? {
+        // Only the init section is read from the store.
+        let s = state.db.recordings().segment(&id, seq).await?;
+        let init = state
+            .blobs
+            .get_range(&s.blob_key, 0, s.init_bytes as u64)
+            .await?;
+        return Ok(media_response("video/mp4", init));
+    }
     let (data, init) = segment_file(&state, &caller, &id, seq, &q).await?;
     Ok(media_response(
         "video/mp4",
@@ -1274,7 +1295,8 @@ async fn suggest(
     Ok(Json(state.db.recordings().links(&id).await?))
 }
 
-/// Propose links for a recording (see [`suggest`]); returns how many were new.
+/// Propose links for a recording (as `POST /recordings/{id}/suggestions` does); returns how
+/// many were new.
 pub async fn suggest_links(state: &AppState, r: &Recording) -> anyhow::Result<u64> {
     use shouhu_dispatch::fence::Shape;
     let Some(officer) = &r.officer_id else {

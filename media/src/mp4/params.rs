@@ -8,25 +8,25 @@ use super::Mp4Error;
 /// The NAL units of an Annex B buffer (start codes `00 00 01` or `00 00 00 01` removed).
 pub fn nal_units(data: &[u8]) -> Vec<&[u8]> {
     let mut out = Vec::new();
-    let mut i = 0;
     let mut start: Option<usize> = None;
-    while i + 3 <= data.len() {
-        if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
-            if let Some(s) = start {
-                let mut end = i;
-                // A four-byte start code's leading zero belongs to it, not to the NAL unit.
-                while end > s && data[end - 1] == 0 {
-                    end -= 1;
-                }
-                if end > s {
-                    out.push(&data[s..end]);
-                }
-            }
-            i += 3;
-            start = Some(i);
-        } else {
-            i += 1;
+    // SIMD search for start codes: every byte of every recorded frame passes here.
+    for i in memchr::memmem::find_iter(data, &[0, 0, 1]) {
+        // Overlapping matches (`00 00 01` inside a start code just found) cannot occur: the
+        // pattern has no self-overlap, so each match is a start code.
+        if start.is_some_and(|s| i < s) {
+            continue;
         }
+        if let Some(s) = start {
+            let mut end = i;
+            // A four-byte start code's leading zero belongs to it, not to the NAL unit.
+            while end > s && data[end - 1] == 0 {
+                end -= 1;
+            }
+            if end > s {
+                out.push(&data[s..end]);
+            }
+        }
+        start = Some(i + 3);
     }
     if let Some(s) = start {
         if s < data.len() {
