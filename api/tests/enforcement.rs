@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{huangpu_officers, item_ids, Server};
+use common::{complete_inspection, huangpu_officers, item_ids, Server};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sha2::Digest;
@@ -41,25 +41,7 @@ async fn completed_inspection(
     let (st, b) = start(s, token, enterprise, officers, None).await;
     assert_eq!(st, StatusCode::OK, "{b}");
     let id = b["id"].as_str().unwrap().to_string();
-    let items = item_ids(s, token).await;
-    let (st, b) = s
-        .send(
-            Method::PUT,
-            token,
-            &format!("/api/v1/inspections/{id}/results"),
-            json!({"results": [{"item_id": items[0], "result": "pass"}]}),
-        )
-        .await;
-    assert_eq!(st, StatusCode::OK, "{b}");
-    let (st, b) = s
-        .send(
-            Method::POST,
-            token,
-            &format!("/api/v1/inspections/{id}/complete"),
-            json!({"summary": "检查完毕"}),
-        )
-        .await;
-    assert_eq!(st, StatusCode::OK, "{b}");
+    complete_inspection(s, token, &id).await;
     id
 }
 

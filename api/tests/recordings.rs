@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{huangpu_officers, item_ids, Server};
+use common::{complete_inspection as complete, huangpu_officers, Server};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use shouhu_storage::model::{Position, PositionSource};
@@ -86,29 +86,6 @@ async fn inspection(s: &Server, token: &str, enterprise: &str, officers: &[Strin
         .await;
     assert_eq!(st, StatusCode::OK, "{b}");
     b["id"].as_str().unwrap().to_string()
-}
-
-/// Record a passed item and complete the inspection (a case needs a completed one).
-async fn complete(s: &Server, token: &str, id: &str) {
-    let items = item_ids(s, token).await;
-    let (st, b) = s
-        .send(
-            Method::PUT,
-            token,
-            &format!("/api/v1/inspections/{id}/results"),
-            json!({"results": [{"item_id": items[0], "result": "pass"}]}),
-        )
-        .await;
-    assert_eq!(st, StatusCode::OK, "{b}");
-    let (st, b) = s
-        .send(
-            Method::POST,
-            token,
-            &format!("/api/v1/inspections/{id}/complete"),
-            json!({"summary": "检查完毕"}),
-        )
-        .await;
-    assert_eq!(st, StatusCode::OK, "{b}");
 }
 
 async fn link(s: &Server, token: &str, rec: &str, inspection: &str) -> StatusCode {

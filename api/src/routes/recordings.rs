@@ -93,7 +93,25 @@ pub struct RecordsQuery {
     pub to: i64,
 }
 
-async fn channel_or_first(state: &AppState, device: &str, c: Option<String>) -> ApiResult<String> {
+/// The officer a recorder was bound to at `at_ms` (its binding history).
+async fn officer_at(state: &AppState, device: &str, at_ms: i64) -> ApiResult<Option<String>> {
+    Ok(state
+        .db
+        .recorders()
+        .bindings(device)
+        .await?
+        .into_iter()
+        .find(|b| b.bound_at_ms <= at_ms && b.unbound_at_ms.is_none_or(|u| u > at_ms))
+        .map(|b| b.officer_id))
+}
+
+/// The channel given, else the recorder's first catalog channel, else `fallback`.
+async fn channel_or_first(
+    state: &AppState,
+    device: &str,
+    c: Option<String>,
+    fallback: Option<&str>,
+) -> ApiResult<String> {
     Ok(match c {
         Some(c) => c,
         None => state
@@ -103,6 +121,7 @@ async fn channel_or_first(state: &AppState, device: &str, c: Option<String>) -> 
             .await?
             .first()
             .map(|c| c.channel_id.clone())
+            .or(fallback.map(str::to_string))
             .ok_or_else(|| {
                 crate::routes::auth::field_error(
                     "channel_id",
@@ -138,7 +157,7 @@ async fn device_records(
             "the recorder is not registered",
         ));
     }
-    let channel = channel_or_first(&state, &id, q.channel_id).await?;
+    let channel = channel_or_first(&state, &id, q.channel_id, None).await?;
     let items = state
         .sip
         .record_info(
@@ -238,15 +257,8 @@ async fn download(
             "the recorder is not registered",
         ));
     }
-    let channel = channel_or_first(&state, &i.device_id, i.channel_id).await?;
-    let officer = state
-        .db
-        .recorders()
-        .bindings(&i.device_id)
-        .await?
-        .into_iter()
-        .find(|b| b.bound_at_ms <= i.start && b.unbound_at_ms.is_none_or(|u| u > i.start))
-        .map(|b| b.officer_id);
+    let channel = channel_or_first(&state, &i.device_id, i.channel_id, None).await?;
+    let officer = officer_at(&state, &i.device_id, i.start).await?;
     let id = state
         .recorder
         .download(
@@ -403,25 +415,9 @@ async fn import(
             "the file does not say when it was filmed: give started_at",
         )
     })?;
-    let channel = match q.channel_id {
-        Some(c) => c,
-        None => state
-            .db
-            .recorders()
-            .channels(&q.device_id)
-            .await?
-            .first()
-            .map(|c| c.channel_id.clone())
-            .unwrap_or_else(|| "1".into()),
-    };
-    let officer = state
-        .db
-        .recorders()
-        .bindings(&q.device_id)
-        .await?
-        .into_iter()
-        .find(|b| b.bound_at_ms <= started && b.unbound_at_ms.is_none_or(|u| u > started))
-        .map(|b| b.officer_id);
+    // A camera that never reported a catalog (files from a docking station): the camera itself.
+    let channel = channel_or_first(&state, &q.device_id, q.channel_id, Some(&q.device_id)).await?;
+    let officer = officer_at(&state, &q.device_id, started).await?;
     let audit = caller
         .audit("recording.import", state.now())
         .details(serde_json::json!({"file_name": q.file_name}));

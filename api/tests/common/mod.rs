@@ -370,6 +370,29 @@ pub async fn item_ids(s: &Server, token: &str) -> Vec<String> {
         .collect()
 }
 
+/// Record a passed item and complete an inspection (a case needs a completed one).
+pub async fn complete_inspection(s: &Server, token: &str, id: &str) {
+    let items = item_ids(s, token).await;
+    let (st, b) = s
+        .send(
+            reqwest::Method::PUT,
+            token,
+            &format!("/api/v1/inspections/{id}/results"),
+            json!({"results": [{"item_id": items[0], "result": "pass"}]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+    let (st, b) = s
+        .send(
+            reqwest::Method::POST,
+            token,
+            &format!("/api/v1/inspections/{id}/complete"),
+            json!({"summary": "检查完毕"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+}
+
 pub fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| {
