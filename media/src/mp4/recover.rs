@@ -175,15 +175,15 @@ fn fragment_spans(moof: &[u8]) -> Vec<(u32, u64, u64)> {
                 break;
             }
             if flags & 0x100 == 0 {
-                total += u64::from(default_duration) * u64::from(count);
+                total = total.saturating_add(u64::from(default_duration) * u64::from(count));
                 continue;
             }
             for _ in 0..count {
-                total += u64::from(u32_at(trun, at).unwrap_or(0));
+                total = total.saturating_add(u64::from(u32_at(trun, at).unwrap_or(0)));
                 at += per;
             }
         }
-        v.push((id, base, base + total));
+        v.push((id, base, base.saturating_add(total)));
     }
     v
 }
@@ -335,6 +335,14 @@ mod tests {
         );
         // Only the init section: nothing playable.
         assert_eq!(cut(&WHOLE[..l.init_len + 10]), None);
+    }
+
+    #[test]
+    fn times_near_the_top_of_u64_do_not_overflow() {
+        // Found by the fuzzer: a `tfdt` near 2^64 plus the sample durations.
+        let crash = include_bytes!("../../../fuzz/corpus-seed/mp4_recover/overflow-tfdt.mp4");
+        let _ = layout(crash);
+        let _ = cut(crash);
     }
 
     #[test]
