@@ -125,7 +125,11 @@ pub fn parse(moov: &[u8]) -> Result<Movie, DemuxError> {
             u64::from(u32_at(m, 4)?)
         };
         // Seconds since 1904-01-01; 0 means unknown.
-        (secs > 2_082_844_800).then(|| (secs as i64 - 2_082_844_800) * 1000)
+        i64::try_from(secs)
+            .ok()?
+            .checked_sub(2_082_844_800)
+            .filter(|s| *s > 0)?
+            .checked_mul(1000)
     });
     if child_of(moov, b"mvex").is_some() {
         return Err(DemuxError::Fragmented);
