@@ -86,6 +86,24 @@ enum Source {
 }
 
 impl Source {
+    /// A packet already waiting, without waiting: `None` when there is none (or the source
+    /// cannot tell without waiting).
+    fn try_next(&mut self, buf: &mut [u8]) -> Option<std::io::Result<(usize, SocketAddr)>> {
+        match self {
+            Source::Udp(s) => match s.try_recv_from(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+                r => Some(r),
+            },
+            Source::Shared(rx) => {
+                let (p, from) = rx.try_recv().ok()?;
+                let n = p.len().min(buf.len());
+                buf[..n].copy_from_slice(&p[..n]);
+                Some(Ok((n, from)))
+            }
+            _ => None,
+        }
+    }
+
     /// The next packet into `buf`: (length, sender). An error ends the stream.
     async fn next(&mut self, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
         loop {
@@ -1133,48 +1151,66 @@ async fn run_ingest(
             },
             _ = stop.changed() => return Ok(()),
         };
-        let Ok(p) = Packet::parse(&buf[..n]) else {
-            not_rtp += 1;
-            continue;
-        };
-        if let Some(want) = expected_ssrc {
-            if p.ssrc != want && want != 0 {
-                // Many devices ignore y=; accept the first SSRC they use, but say so once.
-                if other_ssrc.is_none() {
-                    tracing::info!(device.id = %device, remote = %from, got = p.ssrc, asked = want, "stream.ssrc_differs");
-                }
-                other_ssrc = Some(p.ssrc);
-            }
-        }
-        last = Instant::now();
-        if !got_any {
-            got_any = true;
-            tracing::info!(device.id = %device, channel.id = %channel, remote = %from, port, "stream.media_started");
-        }
-        stream.packets.fetch_add(1, Ordering::Relaxed);
-        for o in reorder.push(p.seq, p.marker, p.payload) {
-            let frames = match o {
-                Ordered::Packet {
-                    marker, payload, ..
-                } => {
-                    let mut f = demux.push(&payload);
-                    if marker {
-                        f.extend(demux.end_of_frame());
+        // Take what else is already queued without another trip through the select (a frame
+        // arrives as a burst of packets), up to a bound so other streams get their turn.
+        let mut next = Some((n, from));
+        let mut burst = 0;
+        while let Some((n, from)) = next.take() {
+            'packet: {
+                let Ok(p) = Packet::parse(&buf[..n]) else {
+                    not_rtp += 1;
+                    break 'packet;
+                };
+                if let Some(want) = expected_ssrc {
+                    if p.ssrc != want && want != 0 {
+                        // Many devices ignore y=; accept the first SSRC they use, but say so once.
+                        if other_ssrc.is_none() {
+                            tracing::info!(device.id = %device, remote = %from, got = p.ssrc, asked = want, "stream.ssrc_differs");
+                        }
+                        other_ssrc = Some(p.ssrc);
                     }
-                    f
                 }
-                Ordered::Lost(n) => {
-                    stream.lost.fetch_add(n as u64, Ordering::Relaxed);
-                    demux.lost();
-                    Vec::new()
+                last = Instant::now();
+                if !got_any {
+                    got_any = true;
+                    tracing::info!(device.id = %device, channel.id = %channel, remote = %from, port, "stream.media_started");
                 }
-            };
-            for f in frames {
-                publish(stream, f);
+                stream.packets.fetch_add(1, Ordering::Relaxed);
+                for o in reorder.push(p.seq, p.marker, p.payload) {
+                    let frames = match o {
+                        Ordered::Packet {
+                            marker, payload, ..
+                        } => {
+                            let mut f = demux.push(&payload);
+                            if marker {
+                                f.extend(demux.end_of_frame());
+                            }
+                            f
+                        }
+                        Ordered::Lost(n) => {
+                            stream.lost.fetch_add(n as u64, Ordering::Relaxed);
+                            demux.lost();
+                            Vec::new()
+                        }
+                    };
+                    for f in frames {
+                        publish(stream, f);
+                    }
+                }
+            }
+            burst += 1;
+            if burst < MAX_BURST {
+                next = match source.try_next(&mut buf) {
+                    Some(Ok(x)) => Some(x),
+                    _ => None,
+                };
             }
         }
     }
 }
+
+/// Packets taken from a socket at one wake-up at most.
+const MAX_BURST: usize = 64;
 
 fn publish(stream: &Stream, mut f: Frame) {
     f.received = Some(Instant::now());

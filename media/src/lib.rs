@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod digester;
 pub mod gb28181;
 pub mod hub;
 pub mod jt808;

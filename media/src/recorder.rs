@@ -27,9 +27,9 @@ use shouhu_storage::evidence::Signer;
 use shouhu_storage::org_units::Scope;
 use shouhu_storage::recordings::{NewRecording, NewSegment, Recording};
 use shouhu_storage::Db;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::{broadcast, mpsc, watch};
 
+use crate::digester::{Digester, Digesting};
 use crate::hub::{StreamHub, StreamState};
 use crate::mp4::segmenter::{Output, SegmentInfo, Segmenter};
 use crate::ps::Codec;
@@ -144,6 +144,7 @@ struct Inner {
     now: Arc<dyn Fn() -> i64 + Send + Sync>,
     active: Mutex<HashMap<Key, Active>>,
     on_closed: Mutex<Option<ClosedHook>>,
+    digester: Digester,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -195,6 +196,20 @@ struct SpoolInfo {
     video: Option<String>,
     audio: Option<String>,
     payload_bytes: u64,
+    /// Taken while the file was written (live recording); the start-up check recomputes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    written: Option<Written>,
+}
+
+/// What the spool writer knows of a segment file it completed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Written {
+    bytes: u64,
+    init_bytes: u64,
+    #[serde(with = "hex::serde")]
+    sha256: [u8; 32],
+    #[serde(with = "hex::serde")]
+    sm3: [u8; 32],
 }
 
 impl From<&SegmentInfo> for SpoolInfo {
@@ -205,6 +220,7 @@ impl From<&SegmentInfo> for SpoolInfo {
             video: i.video.map(|c| codec_name(c).to_string()),
             audio: i.audio.map(|c| codec_name(c).to_string()),
             payload_bytes: i.payload_bytes,
+            written: None,
         }
     }
 }
@@ -244,6 +260,7 @@ impl Recorder {
                 now,
                 active: Mutex::new(HashMap::new()),
                 on_closed: Mutex::new(None),
+                digester: Digester::new(),
             }),
         }
     }
@@ -464,6 +481,7 @@ impl Recorder {
                                 video: cut.video.map(|c| codec_name(c).to_string()),
                                 audio: cut.audio.map(|c| codec_name(c).to_string()),
                                 payload_bytes: cut.payload_bytes,
+                                written: None,
                             };
                             let mut d = data;
                             d.truncate(cut.len);
@@ -908,21 +926,71 @@ async fn store_segment(
     info: &SpoolInfo,
 ) -> Result<i64, RecordError> {
     let storage = |e: shouhu_storage::StorageError| RecordError::Storage(e.to_string());
+    let seq = next_seq(inner, recording_id).await?;
+    let key = segment_key(recording_id, seq);
+    let stored = inner.blobs.put(&key, data).await.map_err(storage)?;
+    let init = init_len(data).unwrap_or(data.len()) as u64;
+    index_segment(inner, recording_id, seq, stored, init, info).await
+}
+
+/// Store a completed spool file (a local store links it in, no copy) with the digests taken while
+/// it was written, and index it as the recording's next segment. The spool file stays.
+async fn store_spooled(
+    inner: &Inner,
+    recording_id: &str,
+    path: &Path,
+    info: &SpoolInfo,
+) -> Result<i64, RecordError> {
+    let Some(w) = &info.written else {
+        let data = tokio::fs::read(path)
+            .await
+            .map_err(|e| RecordError::Storage(format!("spool {}: {e}", path.display())))?;
+        return store_segment(inner, recording_id, &data, info).await;
+    };
+    let storage = |e: shouhu_storage::StorageError| RecordError::Storage(e.to_string());
+    let seq = next_seq(inner, recording_id).await?;
+    let key = segment_key(recording_id, seq);
+    let stored = inner
+        .blobs
+        .put_file(&key, path, Some((w.sha256, w.sm3)))
+        .await
+        .map_err(storage)?;
+    if stored.size != w.bytes {
+        return Err(RecordError::Storage(format!(
+            "spool {}: {} bytes stored, {} written",
+            path.display(),
+            stored.size,
+            w.bytes
+        )));
+    }
+    index_segment(inner, recording_id, seq, stored, w.init_bytes, info).await
+}
+
+async fn next_seq(inner: &Inner, recording_id: &str) -> Result<i64, RecordError> {
     let r = inner
         .db
         .recordings()
         .get(&Scope::All, recording_id)
         .await
-        .map_err(storage)?;
-    let seq = r.segment_count;
-    let key = segment_key(recording_id, seq);
-    let stored = inner.blobs.put(&key, data).await.map_err(storage)?;
+        .map_err(|e| RecordError::Storage(e.to_string()))?;
+    Ok(r.segment_count)
+}
+
+async fn index_segment(
+    inner: &Inner,
+    recording_id: &str,
+    seq: i64,
+    stored: shouhu_storage::blob::BlobInfo,
+    init_bytes: u64,
+    info: &SpoolInfo,
+) -> Result<i64, RecordError> {
     let raw = |h: &str| -> Option<[u8; 32]> { hex::decode(h).ok()?.try_into().ok() };
-    let (sha256, sm3) = match (raw(&stored.sha256), raw(&stored.sm3)) {
-        (Some(a), Some(b)) => (a, b),
-        _ => shouhu_storage::evidence::digests(data),
+    let (Some(sha256), Some(sm3)) = (raw(&stored.sha256), raw(&stored.sm3)) else {
+        return Err(RecordError::Storage(format!(
+            "the blob store returned no digests for {}",
+            stored.key
+        )));
     };
-    let init = init_len(data).unwrap_or(data.len());
     inner
         .db
         .recordings()
@@ -932,9 +1000,9 @@ async fn store_segment(
                 seq,
                 start_90k: info.start_90k as i64,
                 end_90k: info.end_90k as i64,
-                blob_key: key,
-                bytes: data.len() as i64,
-                init_bytes: init as i64,
+                blob_key: stored.key,
+                bytes: stored.size as i64,
+                init_bytes: init_bytes as i64,
                 payload_bytes: info.payload_bytes as i64,
                 video_codec: info.video.clone(),
                 audio_codec: info.audio.clone(),
@@ -943,7 +1011,7 @@ async fn store_segment(
             },
         )
         .await
-        .map_err(storage)?;
+        .map_err(|e| RecordError::Storage(e.to_string()))?;
     Ok(seq)
 }
 
@@ -1060,15 +1128,10 @@ impl Channel {
             let id = id.clone();
             tokio::spawn(async move {
                 while let Some((path, info)) = jobs_rx.recv().await {
-                    match tokio::fs::read(&path).await {
-                        Ok(data) => match store_segment(&inner, &id, &data, &info).await {
-                            Ok(_) => remove_spooled(&path).await,
-                            Err(e) => {
-                                tracing::error!(recording.id = %id, spool = %path.display(), error = %e, "recording.segment_not_stored: kept in the spool for the start-up check")
-                            }
-                        },
+                    match store_spooled(&inner, &id, &path, &info).await {
+                        Ok(_) => remove_spooled(&path).await,
                         Err(e) => {
-                            tracing::error!(recording.id = %id, spool = %path.display(), error = %e, "recording.segment_unreadable")
+                            tracing::error!(recording.id = %id, spool = %path.display(), error = %e, "recording.segment_not_stored: kept in the spool for the start-up check")
                         }
                     }
                 }
@@ -1094,7 +1157,10 @@ impl Channel {
         if let Some(a) = initial.iter().find(|f| !f.codec.is_video()) {
             seg.prime(a);
         }
-        let mut file = SpoolFile::default();
+        let mut file = SpoolFile {
+            digester: inner.digester.clone(),
+            open: None,
+        };
         let mut out = Vec::new();
         let mut lagged = 0u64;
         let mut state = viewer.stream().subscribe_state();
@@ -1139,10 +1205,54 @@ impl Channel {
     }
 }
 
-/// The segment file growing in the spool.
-#[derive(Default)]
+/// The segment file growing in the spool, digested as it is written (the storing task then
+/// need not read it back).
 struct SpoolFile {
-    open: Option<(u32, PathBuf, tokio::fs::File)>,
+    digester: Digester,
+    open: Option<Growing>,
+}
+
+struct Growing {
+    index: u32,
+    path: PathBuf,
+    /// Written from the blocking pool, the fragment handed over rather than copied.
+    file: Arc<std::fs::File>,
+    bytes: u64,
+    /// The file's first bytes until its init section is known.
+    head: Vec<u8>,
+    init_bytes: Option<u64>,
+    digests: Digesting,
+}
+
+/// How much of a segment's start is kept to find its init section.
+const HEAD_MAX: usize = 1 << 20;
+
+impl Growing {
+    fn take(&mut self, d: Vec<u8>) {
+        if self.init_bytes.is_none() && self.head.len() < HEAD_MAX {
+            self.head.extend_from_slice(&d);
+            if let Some(n) = init_len(&self.head) {
+                self.init_bytes = Some(n as u64);
+                self.head = Vec::new();
+            }
+        }
+        self.bytes += d.len() as u64;
+        self.digests.update(d);
+    }
+
+    async fn written(self) -> std::io::Result<Written> {
+        let (sha256, sm3) = self
+            .digests
+            .finish()
+            .await
+            .ok_or_else(|| std::io::Error::other("the segment digest thread is gone"))?;
+        Ok(Written {
+            bytes: self.bytes,
+            init_bytes: self.init_bytes.unwrap_or(self.bytes),
+            sha256,
+            sm3,
+        })
+    }
 }
 
 impl SpoolFile {
@@ -1157,28 +1267,47 @@ impl SpoolFile {
             match o {
                 Output::Begin { index } => {
                     let path = dir.join(format!("{index:06}.part"));
-                    let f = tokio::fs::File::create(&path).await?;
-                    self.open = Some((index, path, f));
+                    let file = Arc::new(tokio::fs::File::create(&path).await?.into_std().await);
+                    self.open = Some(Growing {
+                        index,
+                        path,
+                        file,
+                        bytes: 0,
+                        head: Vec::new(),
+                        init_bytes: None,
+                        digests: self.digester.begin(),
+                    });
                 }
                 Output::Data(d) => {
-                    if let Some((_, _, f)) = &mut self.open {
-                        f.write_all(&d).await?;
+                    if let Some(g) = &mut self.open {
+                        let f = g.file.clone();
+                        let d = tokio::task::spawn_blocking(move || {
+                            use std::io::Write;
+                            (&*f).write_all(&d).map(|()| d)
+                        })
+                        .await
+                        .map_err(std::io::Error::other)??;
+                        g.take(d);
                     }
                 }
                 Output::End(info) => {
-                    let Some((index, path, mut f)) = self.open.take() else {
+                    let Some(g) = self.open.take() else {
                         continue;
                     };
-                    f.flush().await?;
-                    f.sync_data().await?;
-                    drop(f);
+                    let f = g.file.clone();
+                    tokio::task::spawn_blocking(move || f.sync_data())
+                        .await
+                        .map_err(std::io::Error::other)??;
+                    let (index, path) = (g.index, g.path.clone());
                     if info.end_90k <= info.start_90k {
                         // Nothing in it (the stream stopped right after a cut).
+                        drop(g);
                         let _ = tokio::fs::remove_file(&path).await;
                         continue;
                     }
                     let done = dir.join(format!("{index:06}.done"));
-                    let spool = SpoolInfo::from(&info);
+                    let mut spool = SpoolInfo::from(&info);
+                    spool.written = Some(g.written().await?);
                     tokio::fs::write(
                         done.with_extension("json"),
                         serde_json::to_vec(&spool).unwrap_or_default(),

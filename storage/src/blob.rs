@@ -41,6 +41,20 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
         let end = start.saturating_add(len as usize).min(all.len());
         Ok(all[start..end].to_vec())
     }
+    /// Store the file at `path` under `key`; the file itself stays where it is (the caller
+    /// removes it once it no longer needs it). `digests` are the file's (SHA-256, SM3) when the
+    /// caller took them while writing it, so the store need not read it again. The default reads
+    /// the file and calls [`BlobStore::put`]; a local store links the file in without copying.
+    async fn put_file(
+        &self,
+        key: &str,
+        path: &Path,
+        digests: Option<([u8; 32], [u8; 32])>,
+    ) -> StorageResult<BlobInfo> {
+        let _ = digests;
+        let data = tokio::fs::read(path).await?;
+        self.put(key, &data).await
+    }
     /// Delete a blob; deleting a missing blob is not an error.
     async fn delete(&self, key: &str) -> StorageResult<()>;
     /// Whether a blob exists.
@@ -49,6 +63,10 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
 
 /// Digests of `data`: (SHA-256 hex, SM3 hex).
 pub fn digests(data: &[u8]) -> (String, String) {
+    digests_of(data)
+}
+
+fn digests_of(data: &[u8]) -> (String, String) {
     let sha = hex::encode(Sha256::digest(data));
     let sm3 = hex::encode(sm3::Sm3::digest(data));
     (sha, sm3)
@@ -123,6 +141,45 @@ impl BlobStore for LocalBlobStore {
         })
     }
 
+    async fn put_file(
+        &self,
+        key: &str,
+        src: &Path,
+        digests: Option<([u8; 32], [u8; 32])>,
+    ) -> StorageResult<BlobInfo> {
+        let path = self.path_of(key)?;
+        let dir = path.parent().expect("a key has a parent under root");
+        tokio::fs::create_dir_all(dir).await?;
+        let tmp = dir.join(format!(".{}.tmp", crate::new_id()));
+        // A second name for the same file (no copy); across file systems, a copy made durable.
+        if tokio::fs::hard_link(src, &tmp).await.is_err() {
+            tokio::fs::copy(src, &tmp).await?;
+            tokio::fs::File::open(&tmp).await?.sync_all().await?;
+        }
+        if let Err(e) = tokio::fs::rename(&tmp, &path).await {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(e.into());
+        }
+        let size = tokio::fs::metadata(&path).await?.len();
+        let (sha256, sm3) = match digests {
+            Some((a, b)) => (hex::encode(a), hex::encode(b)),
+            None => {
+                let data = tokio::fs::read(&path).await?;
+                tokio::task::spawn_blocking(move || digests_of(&data))
+                    .await
+                    .map_err(|e| {
+                        StorageError::Blob(std::io::Error::other(format!("digest task: {e}")))
+                    })?
+            }
+        };
+        Ok(BlobInfo {
+            key: key.to_string(),
+            size,
+            sha256,
+            sm3,
+        })
+    }
+
     async fn get_range(&self, key: &str, offset: u64, len: u64) -> StorageResult<Vec<u8>> {
         use tokio::io::{AsyncReadExt, AsyncSeekExt};
         let path = self.path_of(key)?;
@@ -175,6 +232,33 @@ mod tests {
             assert!(validate_key(bad).is_err(), "{bad}");
         }
         validate_key("case-files/2026/abc.pdf").unwrap();
+    }
+
+    /// A file put by path is linked in (same content, the source stays), with the caller's
+    /// digests or, without them, its own.
+    #[tokio::test]
+    async fn put_file_links_and_digests() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalBlobStore::new(dir.path().join("blobs"));
+        let src = dir.path().join("spooled.part");
+        std::fs::write(&src, b"abc").unwrap();
+        let info = store.put_file("r/1.mp4", &src, None).await.unwrap();
+        assert_eq!(info.size, 3);
+        assert_eq!(
+            info.sm3,
+            "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0"
+        );
+        assert_eq!(store.get("r/1.mp4").await.unwrap(), b"abc");
+        assert!(src.exists(), "the source stays for its owner to remove");
+        let given = ([1u8; 32], [2u8; 32]);
+        let info = store.put_file("r/2.mp4", &src, Some(given)).await.unwrap();
+        assert_eq!(info.sha256, hex::encode([1u8; 32]));
+        assert_eq!(info.sm3, hex::encode([2u8; 32]));
+        assert!(store.put_file("../x", &src, None).await.is_err());
+        assert!(store
+            .put_file("r/3.mp4", &dir.path().join("missing"), None)
+            .await
+            .is_err());
     }
 
     #[tokio::test]

@@ -611,7 +611,13 @@ impl Writer {
             return None;
         }
         self.sequence += 1;
-        let mut w = Boxes::default();
+        // One allocation for the whole fragment: the payload plus its boxes (at most 16 bytes a
+        // sample and a few hundred for the rest).
+        let (payload, count) = tracks
+            .iter()
+            .flat_map(|t| &t.2)
+            .fold((0, 0), |(p, c), s| (p + s.data.len(), c + 1));
+        let mut w = Boxes(Vec::with_capacity(payload + 16 * count + 256));
         let moof = w.begin(b"moof");
         let mfhd = w.full(b"mfhd", 0, 0);
         w.u32(self.sequence);

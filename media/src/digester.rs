@@ -1,0 +1,251 @@
+//! Segment digests (SHA-256 and SM3) computed while the segments are written, on a thread of
+//! their own, many segments at once.
+//!
+//! Every recorded segment needs both digests for the index. Taking them when a segment ends
+//! meant reading it back and hashing 15 MB on the async runtime in one go; here the recorder
+//! hands each fragment over as it writes it, and one thread folds the fragments of all the
+//! recordings into their digests. SM3 is the expensive one (a chain of 64-byte compressions):
+//! the thread gathers the fragments of several recordings and hashes them side by side
+//! ([`shouhu_sm3::update_many`], eight at a time with AVX2). A fragment waits at most
+//! [`MAX_WAIT`] for company; a segment's digests are ready as soon as its last fragment is in.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use shouhu_sm3::Sm3State;
+use tokio::sync::oneshot;
+
+/// How long fragments wait for fragments of other segments to be hashed beside them.
+pub const MAX_WAIT: Duration = Duration::from_millis(250);
+
+/// Hash as soon as this many segments have fragments waiting (the AVX2 lanes are full).
+const BATCH: usize = 8;
+
+/// A segment's digests: (SHA-256, SM3).
+pub type Digests = ([u8; 32], [u8; 32]);
+
+enum Cmd {
+    Data(u64, Vec<u8>),
+    Finish(u64, oneshot::Sender<Digests>),
+    Forget(u64),
+}
+
+/// The digest thread; cloning shares it. The thread ends when the last clone and the last
+/// [`Digesting`] are dropped.
+#[derive(Clone)]
+pub struct Digester {
+    tx: mpsc::Sender<Cmd>,
+    next: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Digester {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Digester")
+    }
+}
+
+impl Default for Digester {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Digester {
+    /// Start the digest thread.
+    pub fn new() -> Self {
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("segment-digests".into())
+            .spawn(move || Worker::default().run(rx))
+            .expect("spawn the segment digest thread");
+        Digester {
+            tx,
+            next: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Begin the digests of one file.
+    pub fn begin(&self) -> Digesting {
+        Digesting {
+            id: self.next.fetch_add(1, Ordering::Relaxed),
+            tx: self.tx.clone(),
+            finished: false,
+        }
+    }
+}
+
+/// The digests of one file in progress: hand over its bytes in order, then [`Digesting::finish`].
+pub struct Digesting {
+    id: u64,
+    tx: mpsc::Sender<Cmd>,
+    finished: bool,
+}
+
+impl Digesting {
+    /// The next bytes of the file.
+    pub fn update(&self, data: Vec<u8>) {
+        if !data.is_empty() {
+            let _ = self.tx.send(Cmd::Data(self.id, data));
+        }
+    }
+
+    /// The digests of everything handed over; `None` only if the digest thread is gone.
+    pub async fn finish(mut self) -> Option<Digests> {
+        self.finished = true;
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Cmd::Finish(self.id, tx)).ok()?;
+        rx.await.ok()
+    }
+}
+
+impl Drop for Digesting {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = self.tx.send(Cmd::Forget(self.id));
+        }
+    }
+}
+
+#[derive(Default)]
+struct Entry {
+    sha256: Sha256,
+    sm3: Sm3State,
+    pending: VecDeque<Vec<u8>>,
+    finish: Option<oneshot::Sender<Digests>>,
+}
+
+#[derive(Default)]
+struct Worker {
+    entries: HashMap<u64, Entry>,
+    /// When the oldest fragment waiting arrived.
+    oldest: Option<Instant>,
+}
+
+impl Worker {
+    fn run(mut self, rx: mpsc::Receiver<Cmd>) {
+        loop {
+            let cmd = match self.oldest {
+                None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+                Some(t) => rx.recv_timeout(MAX_WAIT.saturating_sub(t.elapsed())),
+            };
+            let mut closed = false;
+            match cmd {
+                Ok(c) => self.apply(c),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => closed = true,
+            }
+            loop {
+                match rx.try_recv() {
+                    Ok(c) => self.apply(c),
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => {
+                        closed = true;
+                        break;
+                    }
+                }
+            }
+            let waiting = self
+                .entries
+                .values()
+                .filter(|e| !e.pending.is_empty())
+                .count();
+            let due = self.oldest.is_some_and(|t| t.elapsed() >= MAX_WAIT);
+            let asked = self.entries.values().any(|e| e.finish.is_some());
+            if closed || due || asked || waiting >= BATCH {
+                self.hash_all();
+            }
+            if closed {
+                return;
+            }
+        }
+    }
+
+    fn apply(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Data(id, d) => {
+                self.entries.entry(id).or_default().pending.push_back(d);
+                self.oldest.get_or_insert_with(Instant::now);
+            }
+            Cmd::Finish(id, tx) => self.entries.entry(id).or_default().finish = Some(tx),
+            Cmd::Forget(id) => {
+                self.entries.remove(&id);
+            }
+        }
+    }
+
+    /// Hash every fragment waiting (the first of each segment side by side, then the second…),
+    /// then answer the finished segments.
+    fn hash_all(&mut self) {
+        loop {
+            let mut jobs: Vec<(&mut Sm3State, Vec<u8>)> = Vec::new();
+            for e in self.entries.values_mut() {
+                if let Some(d) = e.pending.pop_front() {
+                    e.sha256.update(&d);
+                    jobs.push((&mut e.sm3, d));
+                }
+            }
+            if jobs.is_empty() {
+                break;
+            }
+            let mut refs: Vec<(&mut Sm3State, &[u8])> = jobs
+                .iter_mut()
+                .map(|(s, d)| (&mut **s, d.as_slice()))
+                .collect();
+            shouhu_sm3::update_many(&mut refs);
+        }
+        self.oldest = None;
+        let done: Vec<u64> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.finish.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in done {
+            if let Some(e) = self.entries.remove(&id) {
+                let out = (e.sha256.finalize().into(), e.sm3.finalize());
+                if let Some(tx) = e.finish {
+                    let _ = tx.send(out);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Interleaved files handed over in pieces get the digests of their whole contents.
+    #[tokio::test]
+    async fn digests_of_interleaved_files() {
+        let d = Digester::new();
+        let files: Vec<Vec<u8>> = (0..20u32)
+            .map(|i| {
+                (0..(i * 7919 % 50_000))
+                    .map(|k| (k * 31 + i) as u8)
+                    .collect()
+            })
+            .collect();
+        let hs: Vec<Digesting> = files.iter().map(|_| d.begin()).collect();
+        for piece in 0..10 {
+            for (f, h) in files.iter().zip(&hs) {
+                let n = f.len().div_ceil(10);
+                let from = (piece * n).min(f.len());
+                let to = ((piece + 1) * n).min(f.len());
+                h.update(f[from..to].to_vec());
+            }
+        }
+        let forgotten = d.begin();
+        forgotten.update(vec![1, 2, 3]);
+        drop(forgotten);
+        for (f, h) in files.iter().zip(hs) {
+            let (sha, sm3) = h.finish().await.expect("digests");
+            assert_eq!(sha, <[u8; 32]>::from(Sha256::digest(f)));
+            assert_eq!(sm3, <[u8; 32]>::from(sm3::Sm3::digest(f)));
+        }
+    }
+}
