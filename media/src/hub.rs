@@ -1109,6 +1109,7 @@ async fn run_ingest(
     };
     let mut demux = PsDemuxer::new();
     let mut reorder = Reorder::new();
+    let mut ordered = Vec::new();
     let mut buf = vec![0u8; 65_536];
     let mut other_ssrc: Option<u32> = None;
     let mut not_rtp = 0u64;
@@ -1176,7 +1177,8 @@ async fn run_ingest(
                     tracing::info!(device.id = %device, channel.id = %channel, remote = %from, port, "stream.media_started");
                 }
                 stream.packets.fetch_add(1, Ordering::Relaxed);
-                for o in reorder.push(p.seq, p.marker, p.payload) {
+                reorder.push_into(p.seq, p.marker, p.payload, &mut ordered);
+                for o in ordered.drain(..) {
                     let frames = match o {
                         Ordered::Packet {
                             marker, payload, ..

@@ -590,8 +590,12 @@ impl PsDemuxer {
                         }
                         n
                     };
-                    let pes = b[..n].to_vec();
-                    if !self.read_pes(id, &pes, out) {
+                    // The PES is read in place: the buffer is lent out for the call (reading a
+                    // PES never touches it).
+                    let buf = std::mem::take(&mut self.buf);
+                    let ok = self.read_pes(id, &buf[pos..pos + n], out);
+                    self.buf = buf;
+                    if !ok {
                         self.resync();
                         return;
                     }

@@ -164,6 +164,22 @@ impl Reorder {
     /// Take one packet; returns what can be released in order.
     pub fn push(&mut self, seq: u16, marker: bool, payload: &[u8]) -> Vec<Ordered> {
         let mut out = Vec::new();
+        self.push_into(seq, marker, payload, &mut out);
+        out
+    }
+
+    /// As [`Reorder::push`], appending to `out` (a buffer the caller reuses).
+    pub fn push_into(&mut self, seq: u16, marker: bool, payload: &[u8], out: &mut Vec<Ordered>) {
+        if self.primed && self.held.is_empty() && self.next == Some(seq) {
+            // The common case: the next packet in order, nothing held.
+            out.push(Ordered::Packet {
+                marker,
+                seq,
+                payload: payload.to_vec(),
+            });
+            self.next = Some(seq.wrapping_add(1));
+            return;
+        }
         if !self.primed {
             // Hold the first packets so one that overtook an earlier one does not make the
             // earlier one "late".
@@ -176,15 +192,15 @@ impl Reorder {
                 .or_insert_with(|| (marker, payload.to_vec()));
             if self.held.len() >= PRIME_PACKETS {
                 self.primed = true;
-                self.drain(&mut out);
+                self.drain(out);
             }
-            return out;
+            return;
         }
         let next = *self.next.get_or_insert(seq);
         let d = Self::dist(next, seq);
         if d < 0 {
             self.late += 1;
-            return out;
+            return;
         }
         if d > 1000 {
             // A jump (device restart): start over from here.
@@ -195,7 +211,7 @@ impl Reorder {
         self.held
             .entry(seq)
             .or_insert_with(|| (marker, payload.to_vec()));
-        self.drain(&mut out);
+        self.drain(out);
         if self.held.len() > REORDER_WINDOW {
             // Give up on the gap: skip to the oldest held packet.
             let n = self.next.unwrap_or(seq);
@@ -207,9 +223,8 @@ impl Reorder {
             let lost = Self::dist(n, oldest).max(0) as u16;
             out.push(Ordered::Lost(lost));
             self.next = Some(oldest);
-            self.drain(&mut out);
+            self.drain(out);
         }
-        out
     }
 
     fn drain(&mut self, out: &mut Vec<Ordered>) {

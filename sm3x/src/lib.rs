@@ -335,30 +335,76 @@ mod lanes {
         };
     }
 
+    /// Rows of eight 32-bit words → columns.
+    #[target_feature(enable = "avx2")]
+    fn transpose8(r: [__m256i; N]) -> [__m256i; N] {
+        let t0 = _mm256_unpacklo_epi32(r[0], r[1]);
+        let t1 = _mm256_unpackhi_epi32(r[0], r[1]);
+        let t2 = _mm256_unpacklo_epi32(r[2], r[3]);
+        let t3 = _mm256_unpackhi_epi32(r[2], r[3]);
+        let t4 = _mm256_unpacklo_epi32(r[4], r[5]);
+        let t5 = _mm256_unpackhi_epi32(r[4], r[5]);
+        let t6 = _mm256_unpacklo_epi32(r[6], r[7]);
+        let t7 = _mm256_unpackhi_epi32(r[6], r[7]);
+        let u0 = _mm256_unpacklo_epi64(t0, t2);
+        let u1 = _mm256_unpackhi_epi64(t0, t2);
+        let u2 = _mm256_unpacklo_epi64(t1, t3);
+        let u3 = _mm256_unpackhi_epi64(t1, t3);
+        let u4 = _mm256_unpacklo_epi64(t4, t6);
+        let u5 = _mm256_unpackhi_epi64(t4, t6);
+        let u6 = _mm256_unpacklo_epi64(t5, t7);
+        let u7 = _mm256_unpackhi_epi64(t5, t7);
+        [
+            _mm256_permute2x128_si256::<0x20>(u0, u4),
+            _mm256_permute2x128_si256::<0x20>(u1, u5),
+            _mm256_permute2x128_si256::<0x20>(u2, u6),
+            _mm256_permute2x128_si256::<0x20>(u3, u7),
+            _mm256_permute2x128_si256::<0x31>(u0, u4),
+            _mm256_permute2x128_si256::<0x31>(u1, u5),
+            _mm256_permute2x128_si256::<0x31>(u2, u6),
+            _mm256_permute2x128_si256::<0x31>(u3, u7),
+        ]
+    }
+
     /// One compression in each lane: `h[k][l]` is word `k` of lane `l`'s chaining value, `input[l]`
     /// its 64-byte block.
     #[target_feature(enable = "avx2")]
     unsafe fn compress8(h: &mut [[u32; N]; 8], input: &[&[u8]; N]) {
-        // The message words, lane by lane: word i of every lane in one vector.
-        let mut m = [[0u32; N]; 16];
-        for (l, block) in input.iter().enumerate() {
-            for (i, c) in block.chunks_exact(4).take(16).enumerate() {
-                m[i][l] = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
-            }
+        // The message words, lane by lane: word i of every lane in one vector (two 8×8
+        // transposes of the big-endian words).
+        let bswap = _mm256_setr_epi8(
+            3, 2, 1, 0, 7, 6, 5, 4, 11, 10, 9, 8, 15, 14, 13, 12, 3, 2, 1, 0, 7, 6, 5, 4, 11, 10,
+            9, 8, 15, 14, 13, 12,
+        );
+        // Rotating each 32-bit word left by 8 is a byte shuffle.
+        let rot8 = _mm256_setr_epi8(
+            3, 0, 1, 2, 7, 4, 5, 6, 11, 8, 9, 10, 15, 12, 13, 14, 3, 0, 1, 2, 7, 4, 5, 6, 11, 8, 9,
+            10, 15, 12, 13, 14,
+        );
+        let mut w = [_mm256_setzero_si256(); 68];
+        for half in 0..2 {
+            let rows: [__m256i; N] = std::array::from_fn(|l| {
+                let b = &input[l][half * 32..half * 32 + 32];
+                // SAFETY: `b` is 32 readable bytes (each block is 64); the load is unaligned.
+                let v = unsafe { _mm256_loadu_si256(b.as_ptr().cast()) };
+                _mm256_shuffle_epi8(v, bswap)
+            });
+            let t = transpose8(rows);
+            w[half * 8..half * 8 + 8].copy_from_slice(&t);
+        }
+        for j in 16..68 {
+            let x = _mm256_xor_si256(_mm256_xor_si256(w[j - 16], w[j - 9]), rotl!(w[j - 3], 15));
+            // P1(x) = x ^ (x <<< 15) ^ (x <<< 23) = x ^ ((x ^ (x <<< 8)) <<< 15).
+            let p1 = _mm256_xor_si256(
+                x,
+                rotl!(_mm256_xor_si256(x, _mm256_shuffle_epi8(x, rot8)), 15),
+            );
+            w[j] = _mm256_xor_si256(_mm256_xor_si256(p1, rotl!(w[j - 13], 7)), w[j - 6]);
         }
         let load = |row: &[u32; N]| {
             // SAFETY: `row` is 8 u32 = 32 readable bytes; the load is unaligned.
             unsafe { _mm256_loadu_si256(row.as_ptr().cast()) }
         };
-        let mut w = [_mm256_setzero_si256(); 68];
-        for i in 0..16 {
-            w[i] = load(&m[i]);
-        }
-        for j in 16..68 {
-            let x = _mm256_xor_si256(_mm256_xor_si256(w[j - 16], w[j - 9]), rotl!(w[j - 3], 15));
-            let p1 = _mm256_xor_si256(_mm256_xor_si256(x, rotl!(x, 15)), rotl!(x, 23));
-            w[j] = _mm256_xor_si256(_mm256_xor_si256(p1, rotl!(w[j - 13], 7)), w[j - 6]);
-        }
         let v: [__m256i; 8] = std::array::from_fn(|k| load(&h[k]));
         let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut hh] = v;
         macro_rules! round {
@@ -380,7 +426,11 @@ mod lanes {
                 hh = g;
                 g = rotl!(f, 19);
                 f = e;
-                e = _mm256_xor_si256(_mm256_xor_si256(tt2, rotl!(tt2, 9)), rotl!(tt2, 17));
+                // P0(x) = x ^ (x <<< 9) ^ (x <<< 17) = x ^ ((x ^ (x <<< 8)) <<< 9).
+                e = _mm256_xor_si256(
+                    tt2,
+                    rotl!(_mm256_xor_si256(tt2, _mm256_shuffle_epi8(tt2, rot8)), 9),
+                );
             }};
         }
         for j in 0..16 {
