@@ -177,16 +177,27 @@ impl Worker {
         }
     }
 
-    /// Hash every fragment waiting (the first of each segment side by side, then the second…),
-    /// then answer the finished segments.
+    /// Hash every fragment waiting (the segments side by side), then answer the finished ones.
     fn hash_all(&mut self) {
         loop {
             let mut jobs: Vec<(&mut Sm3State, Vec<u8>)> = Vec::new();
             for e in self.entries.values_mut() {
-                if let Some(d) = e.pending.pop_front() {
-                    e.sha256.update(&d);
-                    jobs.push((&mut e.sm3, d));
-                }
+                // All of a segment's waiting bytes as one job: the lanes then run messages of
+                // similar length (similar streams) and idle less.
+                let d = match e.pending.len() {
+                    0 => continue,
+                    1 => e.pending.pop_front().unwrap_or_default(),
+                    _ => {
+                        let mut all = crate::bufpool::take(e.pending.iter().map(Vec::len).sum());
+                        for p in e.pending.drain(..) {
+                            all.extend_from_slice(&p);
+                            crate::bufpool::give(p);
+                        }
+                        all
+                    }
+                };
+                e.sha256.update(&d);
+                jobs.push((&mut e.sm3, d));
             }
             if jobs.is_empty() {
                 break;
@@ -196,6 +207,10 @@ impl Worker {
                 .map(|(s, d)| (&mut **s, d.as_slice()))
                 .collect();
             shouhu_sm3::update_many(&mut refs);
+            drop(refs);
+            for (_, d) in jobs {
+                crate::bufpool::give(d);
+            }
         }
         self.oldest = None;
         let done: Vec<u64> = self

@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bufpool;
 pub mod digester;
 pub mod gb28181;
 pub mod hub;

@@ -154,8 +154,12 @@ pub struct PsDemuxer {
 /// of every stream for these).
 pub(crate) fn find_start(b: &[u8], from: usize) -> Option<usize> {
     let rest = b.get(from..)?;
-    memchr::memmem::find(rest, &[0, 0, 1]).map(|p| p + from)
+    START_CODE.find(rest).map(|p| p + from)
 }
+
+/// The start-code searcher, built once (building one costs more than most searches).
+pub(crate) static START_CODE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(&[0, 0, 1]));
 
 /// A start code whose stream id begins a pack, system header, PSM or PES (0xB9..=0xFF).
 fn find_ps_start(b: &[u8], from: usize) -> Option<usize> {

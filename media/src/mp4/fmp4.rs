@@ -617,7 +617,7 @@ impl Writer {
             .iter()
             .flat_map(|t| &t.2)
             .fold((0, 0), |(p, c), s| (p + s.data.len(), c + 1));
-        let mut w = Boxes(Vec::with_capacity(payload + 16 * count + 256));
+        let mut w = Boxes(crate::bufpool::take(payload + 16 * count + 256));
         let moof = w.begin(b"moof");
         let mfhd = w.full(b"mfhd", 0, 0);
         w.u32(self.sequence);

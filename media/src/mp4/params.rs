@@ -10,7 +10,7 @@ pub fn nal_units(data: &[u8]) -> Vec<&[u8]> {
     let mut out = Vec::new();
     let mut start: Option<usize> = None;
     // SIMD search for start codes: every byte of every recorded frame passes here.
-    for i in memchr::memmem::find_iter(data, &[0, 0, 1]) {
+    for i in crate::ps::START_CODE.find_iter(data) {
         // Overlapping matches (`00 00 01` inside a start code just found) cannot occur: the
         // pattern has no self-overlap, so each match is a start code.
         if start.is_some_and(|s| i < s) {
