@@ -343,8 +343,9 @@ async fn ffmpeg_phase(
     std::fs::create_dir_all(&fdir)?;
     let mut children = Vec::new();
     let mut ports = Vec::new();
+    let mut taken = std::collections::HashSet::new();
     for i in 0..a.recorders {
-        let port = free_rtp_port()?;
+        let port = free_rtp_port(&mut taken)?;
         let sdir = fdir.join(format!("s{i:03}"));
         std::fs::create_dir_all(&sdir)?;
         let sdp = sdir.join("in.sdp");
@@ -385,6 +386,18 @@ async fn ffmpeg_phase(
             .context("ffmpeg (Debian package ffmpeg)")?;
         children.push(Child2(child));
         ports.push((port, sdir));
+    }
+    // Every ffmpeg has bound its ports before the senders bind theirs (an ephemeral sender port
+    // could otherwise take one an ffmpeg still starting is about to bind).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ports.iter().any(|(p, _)| {
+        std::net::UdpSocket::bind(("127.0.0.1", *p)).is_ok()
+            || std::net::UdpSocket::bind(("127.0.0.1", *p + 1)).is_ok()
+    }) {
+        if Instant::now() > deadline {
+            anyhow::bail!("not every ffmpeg bound its RTP ports within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     for (i, (p, _)) in ports.iter().enumerate() {
@@ -436,12 +449,19 @@ async fn ffmpeg_phase(
     Ok(pct)
 }
 
-/// An even UDP port whose successor (RTCP) is free too.
-fn free_rtp_port() -> anyhow::Result<u16> {
-    for _ in 0..200 {
+/// An even UDP port whose successor (RTCP) is free too, not handed out before (the ports are
+/// only probed here: an ffmpeg still starting has not bound the last one yet, and the kernel
+/// would offer it again).
+fn free_rtp_port(taken: &mut std::collections::HashSet<u16>) -> anyhow::Result<u16> {
+    for _ in 0..1000 {
         let a = std::net::UdpSocket::bind("127.0.0.1:0")?;
         let p = a.local_addr()?.port();
-        if p % 2 == 0 && p < 65_000 && std::net::UdpSocket::bind(("127.0.0.1", p + 1)).is_ok() {
+        if p % 2 == 0
+            && p < 65_000
+            && !taken.contains(&p)
+            && std::net::UdpSocket::bind(("127.0.0.1", p + 1)).is_ok()
+        {
+            taken.insert(p);
             return Ok(p);
         }
     }

@@ -8,6 +8,10 @@
 #[allow(dead_code)]
 mod ps;
 
+#[path = "../../media/src/bufpool.rs"]
+#[allow(dead_code)]
+mod bufpool;
+
 #[path = "../../media/src/mp4/mod.rs"]
 #[allow(dead_code)]
 mod mp4;
