@@ -17,8 +17,7 @@ mod mp4;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(moov) = mp4::demux::find_moov(data) else { return };
-    let Ok(movie) = mp4::demux::parse(moov) else { return };
+    let Ok(movie) = mp4::demux::read(data) else { return };
     for f in movie.frames(data).take(10_000) {
         let Ok(f) = f else { break };
         assert!(f.dts_90k.is_some());

@@ -621,7 +621,7 @@ impl Recorder {
         audit: &AuditEntry,
     ) -> Result<Recording, ImportError> {
         use crate::mp4::demux;
-        let movie = demux::parse(demux::find_moov(file)?)?;
+        let movie = demux::read(file)?;
         // Every sample must be readable before a row is written.
         let mut first_audio = None;
         for f in movie.frames(file) {

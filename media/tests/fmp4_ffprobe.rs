@@ -432,7 +432,7 @@ fn camera_files_are_imported_into_segments() {
         args.push(s);
         ffmpeg(&args);
         let file = std::fs::read(&src).unwrap();
-        let movie = demux::parse(demux::find_moov(&file).unwrap()).unwrap();
+        let movie = demux::read(&file).unwrap();
         let expected_frames = movie.video.samples.len();
         assert_eq!(expected_frames, 80, "{name}");
         let mut seg = Segmenter::new(1);

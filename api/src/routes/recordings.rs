@@ -405,8 +405,7 @@ async fn import(
         .with("recording_id", serde_json::json!(existing)));
     }
     let file = body.to_vec();
-    let created = shouhu_media::mp4::demux::find_moov(&file)
-        .and_then(shouhu_media::mp4::demux::parse)
+    let created = shouhu_media::mp4::demux::read(&file)
         .map_err(|e| crate::routes::auth::field_error("file", &e.to_string()))?
         .created_ms;
     let started = q.started_at.or(created).ok_or_else(|| {

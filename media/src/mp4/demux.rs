@@ -116,8 +116,14 @@ pub fn find_moov(file: &[u8]) -> Result<&[u8], DemuxError> {
     moov.ok_or(DemuxError::NoMoov)
 }
 
-/// Parse a `moov` box's body.
-pub fn parse(moov: &[u8]) -> Result<Movie, DemuxError> {
+/// Find and parse the `moov` of a whole file.
+pub fn read(file: &[u8]) -> Result<Movie, DemuxError> {
+    parse(find_moov(file)?, file.len() as u64)
+}
+
+/// Parse a `moov` box's body; `file_len` is the length of the file it came from (the samples it
+/// declares must fit in it).
+pub fn parse(moov: &[u8], file_len: u64) -> Result<Movie, DemuxError> {
     let created_ms = child_of(moov, b"mvhd").and_then(|m| {
         let secs = if m.first() == Some(&1) {
             u64_at(m, 4)?
@@ -140,7 +146,9 @@ pub fn parse(moov: &[u8]) -> Result<Movie, DemuxError> {
         if &k != b"trak" {
             continue;
         }
-        let Some(t) = track(trak)? else { continue };
+        let Some(t) = track(trak, file_len)? else {
+            continue;
+        };
         if t.codec.is_video() {
             video.get_or_insert(t);
         } else {
@@ -154,7 +162,7 @@ pub fn parse(moov: &[u8]) -> Result<Movie, DemuxError> {
     })
 }
 
-fn track(trak: &[u8]) -> Result<Option<Track>, DemuxError> {
+fn track(trak: &[u8], file_len: u64) -> Result<Option<Track>, DemuxError> {
     let m = DemuxError::Malformed;
     let tkhd = child_of(trak, b"tkhd").ok_or(m("tkhd"))?;
     let id = if tkhd.first() == Some(&1) {
@@ -201,7 +209,7 @@ fn track(trak: &[u8]) -> Result<Option<Track>, DemuxError> {
         b"ulaw" => (Codec::G711U, Vec::new(), 0),
         _ => return Ok(None),
     };
-    let samples = samples(stbl, id)?;
+    let samples = samples(stbl, id, file_len)?;
     Ok(Some(Track {
         id,
         codec,
@@ -298,12 +306,17 @@ fn esds_asc(e: &[u8]) -> Option<Vec<u8>> {
     (asc.len() >= 2).then_some(asc)
 }
 
-fn samples(stbl: &[u8], track: u32) -> Result<Vec<SampleRef>, DemuxError> {
+fn samples(stbl: &[u8], track: u32, file_len: u64) -> Result<Vec<SampleRef>, DemuxError> {
     let m = DemuxError::Malformed;
     // Sizes.
     let stsz = child_of(stbl, b"stsz").ok_or(m("stsz"))?;
     let fixed = u32_at(stsz, 4).ok_or(m("stsz"))?;
     let (n, sizes) = table(stsz, 4, if fixed == 0 { 4 } else { 0 }, "stsz")?;
+    // With one size for all, the count is bounded by no table: bound it by the file, before a
+    // table of that many samples is built.
+    if fixed != 0 && (n as u64).saturating_mul(u64::from(fixed)) > file_len {
+        return Err(m("stsz"));
+    }
     let size = |i: usize| -> u32 {
         if fixed != 0 {
             fixed
@@ -532,9 +545,21 @@ mod tests {
             .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
             .collect();
         assert!(find_moov(&noise).is_err());
-        let _ = parse(&noise);
+        let _ = parse(&noise, noise.len() as u64);
         let fragmented = include_bytes!("../../../fuzz/corpus-seed/mp4_recover/whole.mp4");
         assert_eq!(find_moov(fragmented), Err(DemuxError::Fragmented));
+    }
+
+    /// A fixed sample size with a count whose samples cannot fit in the file is refused before
+    /// a table of that many samples is built (the fuzzer's slow inputs did this).
+    #[test]
+    fn a_sample_count_beyond_the_file_is_refused() {
+        let mut file = include_bytes!("../../../fuzz/corpus-seed/mp4_demux/camera.mp4").to_vec();
+        assert!(read(&file).is_ok());
+        let at = file.windows(4).position(|w| w == b"stsz").expect("stsz");
+        file[at + 8..at + 12].copy_from_slice(&1u32.to_be_bytes());
+        file[at + 12..at + 16].copy_from_slice(&20_000_000u32.to_be_bytes());
+        assert_eq!(read(&file).err(), Some(DemuxError::Malformed("stsz")));
     }
 
     #[test]
