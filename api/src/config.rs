@@ -313,6 +313,9 @@ pub struct DispatchConfig {
     pub history_flush_ms: u64,
     /// Latitude of the city, for the metric spatial index. Default 31.2 (Shanghai).
     pub reference_latitude: f64,
+    /// A call to an officer's phone app that nobody answers ends after this long (seconds).
+    /// Default 45.
+    pub call_ring_secs: u64,
 }
 
 impl Default for DispatchConfig {
@@ -328,6 +331,7 @@ impl Default for DispatchConfig {
             track_retention_days: 365,
             history_flush_ms: 2000,
             reference_latitude: 31.2,
+            call_ring_secs: 45,
         }
     }
 }

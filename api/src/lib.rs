@@ -19,6 +19,7 @@ pub mod bench_live;
 pub mod bench_positions;
 pub mod bench_recording;
 pub mod bench_sip;
+pub mod calls;
 pub mod cli;
 pub mod clock;
 pub mod config;

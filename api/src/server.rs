@@ -122,6 +122,7 @@ pub async fn build_state_with_db(
         low_disk: Default::default(),
         batches: Default::default(),
         imports: Default::default(),
+        calls: Default::default(),
         whep,
         whip,
         streams,
@@ -505,6 +506,7 @@ pub async fn serve(
     }
     crate::recording_jobs::start(&state, stop_rx.clone()).await?;
     let recorder = state.recorder.clone();
+    let calls = state.calls.clone();
     let hub = state.hub.clone();
     let addr = http.local_addr()?;
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
@@ -530,7 +532,9 @@ pub async fn serve(
                 .await?;
         }
     }
-    // Recordings end with their last segment stored and their chain head signed.
+    // Calls end (their recordings with them), then every other recording, each with its last
+    // segment stored and its chain head signed.
+    calls.shutdown().await;
     recorder.shutdown().await;
     hub.close().await;
     tracing::info!("server stopped");

@@ -48,6 +48,8 @@ pub struct AppState {
     pub signer: Arc<shouhu_storage::evidence::Signer>,
     /// Whether the data directory's free space is below `recording.min_free_percent`.
     pub low_disk: Arc<std::sync::atomic::AtomicBool>,
+    /// Dispatch calls, open and recently ended.
+    pub calls: Arc<crate::calls::Calls>,
     /// Registry imports in progress (and for ten minutes after), by their `X-Import-Id`.
     pub imports: Arc<crate::routes::imports::Imports>,
 }

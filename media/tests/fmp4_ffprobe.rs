@@ -510,3 +510,76 @@ fn camera_files_are_imported_into_segments() {
         );
     }
 }
+
+/// Opus (what a phone app sends over WebRTC) is kept as it is: a file with H.264 and Opus read
+/// by `mp4::demux`, cut by the segmenter, plays with an `opus` track of the file's duration
+/// (within one 20 ms packet) and decodes without errors.
+#[test]
+fn opus_sound_is_recorded_as_it_is() {
+    use shouhu_media::mp4::demux;
+    use shouhu_media::mp4::segmenter::{Output, Segmenter};
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("opus.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=320x240:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-t",
+        "2",
+        "-c:v",
+        "libx264",
+        "-bf",
+        "0",
+        "-g",
+        "50",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "libopus",
+        "-b:a",
+        "32k",
+        src.to_str().unwrap(),
+    ]);
+    let file = std::fs::read(&src).unwrap();
+    let movie = demux::read(&file).unwrap();
+    let frames: Vec<_> = movie.frames(&file).collect::<Result<_, _>>().unwrap();
+    let opus = frames.iter().filter(|f| f.codec == Codec::Opus).count();
+    assert!(opus >= 95, "{opus} Opus packets");
+    let mut seg = Segmenter::new(60);
+    seg.prime(frames.iter().find(|f| f.codec == Codec::Opus).unwrap());
+    let mut out = Vec::new();
+    for f in &frames {
+        seg.push(f, &mut out);
+    }
+    seg.finish(&mut out);
+    let mut data = Vec::new();
+    let mut ends = 0;
+    for o in out {
+        match o {
+            Output::Begin { .. } => {}
+            Output::Data(d) => data.extend(d),
+            Output::End(i) => {
+                ends += 1;
+                assert_eq!(i.audio, Some(Codec::Opus));
+            }
+        }
+    }
+    assert_eq!(ends, 1);
+    let f = dir.path().join("seg.mp4");
+    std::fs::write(&f, &data).unwrap();
+    let p = probe(&f);
+    let streams = p["streams"].as_array().unwrap();
+    let audio = streams.iter().find(|s| s["codec_type"] == "audio").unwrap();
+    assert_eq!(audio["codec_name"], "opus");
+    assert_eq!(audio["sample_rate"], "48000");
+    let ad: f64 = audio["duration"].as_str().unwrap().parse().unwrap();
+    assert!((ad - 2.0).abs() <= 0.02 + 1e-9, "audio duration {ad}");
+    let video = streams.iter().find(|s| s["codec_type"] == "video").unwrap();
+    assert_eq!(video["nb_read_frames"], "50");
+    decodes_cleanly(&f);
+}

@@ -651,3 +651,130 @@ async fn footage_stored_on_a_camera_is_listed_and_downloaded() {
     let (st, _) = d.run.stop();
     assert!(st.success());
 }
+
+/// A dispatch call records every stream of the called unit while it lasts: calling the officer
+/// who wears the simulated body camera connects at once (a camera has no answer button), the
+/// camera's channel records with the trigger `dispatch_call`, the officer shows `in_call`; a
+/// second call to the busy unit is refused; hanging up answers once the recording is closed
+/// and signed, its segments pass ffprobe, and the start and end are in the audit log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatch_call_records_every_stream_of_the_called_unit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = demo(dir.path()).await;
+    let channel = d.channel().await;
+    let (_, rec) = d.get(&format!("/recorders/{DEVICE}")).await;
+    let officer = rec["officer_id"].as_str().expect("bound").to_string();
+    let post = |path: String, body: Value| {
+        let d = &d;
+        async move { d.req(reqwest::Method::POST, &path, Some(body)).await }
+    };
+    let (s, call) = post("/calls".into(), json!({"unit_id": officer})).await;
+    assert_eq!(s, 200, "{call}");
+    assert_eq!(call["state"], "connected", "{call}");
+    assert_eq!(call["answer_needed"], false);
+    assert_eq!(call["devices"], json!([DEVICE]));
+    let call_id = call["id"].as_str().unwrap().to_string();
+    let active = d
+        .wait_for(
+            "/recordings/active",
+            "the camera records for the call",
+            |v| {
+                v.as_array().is_some_and(|a| {
+                    a.iter().any(|r| {
+                        r["device_id"] == DEVICE
+                            && r["channel_id"] == json!(channel)
+                            && r["triggers"] == json!(["dispatch_call"])
+                            && r["recording_id"].is_string()
+                    })
+                })
+            },
+        )
+        .await;
+    let id = active
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["device_id"] == DEVICE)
+        .unwrap()["recording_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, unit) = d.get(&format!("/units/{officer}")).await;
+    assert_eq!(unit["state"], "in_call", "{unit}");
+    // One call per unit at a time; vehicles take no calls.
+    let (s, busy) = post("/calls".into(), json!({"unit_id": officer})).await;
+    assert_eq!((s, busy["code"].as_str()), (409, Some("busy")), "{busy}");
+    let (_, vehicles) = d.get("/units?kind=vehicle").await;
+    if let Some(v) = vehicles["items"].as_array().and_then(|a| a.first()) {
+        let (s, e) = post("/calls".into(), json!({"unit_id": v["id"]})).await;
+        assert_eq!((s, e["code"].as_str()), (422, Some("no_device")), "{e}");
+    }
+    d.wait_for(&format!("/recordings/{id}"), "two segments", |v| {
+        v["segment_count"].as_i64() >= Some(2)
+    })
+    .await;
+    let (s, ended) = post(format!("/calls/{call_id}/hangup"), json!({})).await;
+    assert_eq!(s, 200, "{ended}");
+    assert_eq!(ended["state"], "ended");
+    assert_eq!(ended["end_reason"], "hangup");
+    assert_eq!(
+        ended["recordings"],
+        json!([{"device_id": DEVICE, "channel_id": channel, "recording_id": id}])
+    );
+    // Closed and signed when the hang-up answered.
+    let (_, rec) = d.get(&format!("/recordings/{id}")).await;
+    assert_eq!(rec["status"], "closed", "{rec}");
+    assert_eq!(rec["trigger_kind"], "dispatch_call");
+    assert_eq!(rec["officer_id"], json!(officer));
+    assert!(rec["head_signature"]
+        .as_str()
+        .is_some_and(|s| s.len() == 128));
+    let segs = rec["segments"].as_array().unwrap().clone();
+    assert!(segs.len() >= 2);
+    for seg in &segs {
+        let f = segment_file(&d, &id, seg["seq"].as_i64().unwrap()).await;
+        check_segment(dir.path(), seg, &f);
+    }
+    let (_, active) = d.get("/recordings/active").await;
+    assert!(
+        !active
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["device_id"] == DEVICE),
+        "{active}"
+    );
+    let (_, unit) = d.get(&format!("/units/{officer}")).await;
+    assert_ne!(unit["state"], "in_call", "{unit}");
+    let (_, listed) = d.get("/calls?state=ended").await;
+    assert!(listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["id"] == json!(call_id)));
+    let details = |e: &Value| e["details"].clone();
+    let (_, a) = d.get("/audit?action=call.start").await;
+    assert!(
+        a["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["target_id"] == json!(officer)
+                && e["username"] == "admin"
+                && details(e)["call_id"] == json!(call_id)),
+        "{a}"
+    );
+    let (_, a) = d.get("/audit?action=call.end").await;
+    assert!(
+        a["items"].as_array().unwrap().iter().any(|e| {
+            let x = details(e);
+            x["call_id"] == json!(call_id) && x["recordings"] == json!([id])
+        }),
+        "{a}"
+    );
+    // An ended call cannot be answered.
+    let (s, _) = post(format!("/calls/{call_id}/answer"), json!({})).await;
+    assert_eq!(s, 403, "admin is not the called officer");
+    let (st, _) = d.run.stop();
+    assert!(st.success());
+}

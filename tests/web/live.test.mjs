@@ -3,7 +3,10 @@
 // advancing at the camera's size; closing the player ends the session, and the stream is hung up
 // after the grace period. An H.265 camera with AAC sound plays too (Chromium takes neither: the
 // hub transcodes to H.264 and Opus). A phone app publishes its camera over WHIP (Chromium's fake
-// camera, H.264) and an operator watches it over WHEP.
+// camera, H.264) and an operator watches it over WHEP. An operator calls an officer's phone app
+// from the dispatch screen: the app (a second page, with the officer's own account) answers,
+// publishes its camera and microphone over WHIP and plays the command centre's side over WHEP;
+// the operator sees the officer; both sides are recorded (H.264 + Opus) until the hang-up.
 //
 //   SHOUHU_URL=http://127.0.0.1:8080 SHOUHU_ADMIN_PASSWORD=... node --test live.test.mjs
 //
@@ -321,6 +324,186 @@ describe('live video', { skip: skipReason }, () => {
         }
         assert.ok(rows.length > 0, `audit ${action}`);
       }
+    });
+  });
+  it('an operator calls an officer\'s phone app: both sides see each other and the call is recorded', async () => {
+    const login = async (username) => {
+      const r = await (await fetch(`${BASE}/api/v1/auth/login`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ username, password: process.env.SHOUHU_ADMIN_PASSWORD }),
+      })).json();
+      assert.ok(r.token, `login ${username}`);
+      return { Authorization: `Bearer ${r.token}`, token: r.token };
+    };
+    const admin = await login(process.env.SHOUHU_ADMIN_USER ?? 'admin');
+    const app = await login('app1');
+    const json = async (path, headers, init = {}) => {
+      const r = await fetch(`${BASE}/api/v1${path}`, { ...init, headers: { ...headers, ...(init.headers ?? {}) } });
+      const t = await r.text();
+      return { status: r.status, body: t ? JSON.parse(t) : null };
+    };
+    const adminH = { Authorization: admin.Authorization };
+    const appH = { Authorization: app.Authorization };
+    // The app's account belongs to an officer; the officer's phone is registered as a terminal.
+    const me = (await json('/auth/me', appH)).body;
+    const officers = (await json('/officers?page_size=500', adminH)).body.items;
+    const officer = officers.find((o) => o.account_id === me.id);
+    assert.ok(officer, 'the app account is bound to an officer');
+    const phone = '31010000001320000098';
+    const created = await json('/recorders', adminH, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ device_id: phone, name: '手机执法终端 098', org_unit_id: officer.org_unit_id, officer_id: officer.id }),
+    });
+    assert.ok([200, 409].includes(created.status), `register the phone: ${created.status} ${JSON.stringify(created.body)}`);
+    const appPage = await context.newPage();
+    await appPage.goto(`${BASE}/healthz`);
+    let callId;
+    await step('operator-calls', async () => {
+      await page.goto(`${BASE}/#/dispatch`);
+      await page.waitForFunction((id) => window.__dispatch?.units?.get(id)?.device, officer.id, { timeout: 60_000 });
+      const row = page.locator(`[data-testid=unit-list] [data-unit-id="${officer.id}"]`);
+      await row.scrollIntoViewIfNeeded();
+      await row.click();
+      await page.getByTestId('unit-call').click();
+      const panel = page.locator(`[data-test=call-panel][data-unit-id="${officer.id}"]`);
+      await panel.waitFor();
+      await page.waitForFunction(
+        (id) => document.querySelector(`[data-test=call-panel][data-unit-id="${id}"]`)?.getAttribute('data-state') === 'ringing',
+        officer.id,
+        { timeout: 20_000 },
+      );
+      callId = await panel.getAttribute('data-call-id');
+      assert.ok(callId);
+    });
+    await step('app-answers-and-talks', async () => {
+      const r = await appPage.evaluate(async ([token, phone]) => {
+        const auth = { Authorization: `Bearer ${token}` };
+        // The app's long poll: the ringing call arrives.
+        let version = 0;
+        let call;
+        for (let i = 0; i < 10 && !call; i++) {
+          const l = await (await fetch(`/api/v1/calls?after_version=${version}&wait_s=10`, { headers: auth })).json();
+          version = l.version;
+          call = l.items.find((c) => c.state === 'ringing');
+        }
+        if (!call) return { error: 'no ringing call reached the app' };
+        const a = await fetch(`/api/v1/calls/${call.id}/answer`, { method: 'POST', headers: auth });
+        if (a.status !== 200) return { error: `answer: ${a.status} ${await a.text()}` };
+        const gathered = (pc) => new Promise((resolve) => {
+          if (pc.iceGatheringState === 'complete') resolve();
+          pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && resolve();
+          setTimeout(resolve, 3000);
+        });
+        // The officer's camera and microphone (Chromium's fake devices) out over WHIP.
+        const media = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: true });
+        const pub = new RTCPeerConnection();
+        const vt = pub.addTransceiver(media.getVideoTracks()[0], { direction: 'sendonly' });
+        vt.setCodecPreferences(RTCRtpSender.getCapabilities('video').codecs.filter((c) => c.mimeType === 'video/H264'));
+        pub.addTransceiver(media.getAudioTracks()[0], { direction: 'sendonly' });
+        await pub.setLocalDescription(await pub.createOffer());
+        await gathered(pub);
+        const w = await fetch(`/api/v1/streams/${phone}/app/whip`, {
+          method: 'POST', headers: { ...auth, 'Content-Type': 'application/sdp' }, body: pub.localDescription.sdp,
+        });
+        if (w.status !== 201) return { error: `whip: ${w.status} ${await w.text()}` };
+        await pub.setRemoteDescription({ type: 'answer', sdp: await w.text() });
+        // The command centre's side over WHEP (it may take a moment to start speaking).
+        const pc = new RTCPeerConnection();
+        pc.addTransceiver('video', { direction: 'recvonly' });
+        pc.addTransceiver('audio', { direction: 'recvonly' });
+        const video = document.createElement('video');
+        video.muted = true;
+        video.autoplay = true;
+        document.body.append(video);
+        const stream = new MediaStream();
+        pc.ontrack = (ev) => {
+          stream.addTrack(ev.track);
+          video.srcObject = stream;
+          video.play().catch(() => {});
+        };
+        await pc.setLocalDescription(await pc.createOffer());
+        await gathered(pc);
+        let res;
+        for (let i = 0; i < 40; i++) {
+          res = await fetch(`/api/v1/calls/${call.id}/whep`, {
+            method: 'POST', headers: { ...auth, 'Content-Type': 'application/sdp' }, body: pc.localDescription.sdp,
+          });
+          if (res.status !== 409) break;
+          await new Promise((r) => setTimeout(r, 500));
+        }
+        if (res.status !== 201) return { error: `whep: ${res.status} ${await res.text()}` };
+        const answer = await res.text();
+        await pc.setRemoteDescription({ type: 'answer', sdp: answer });
+        window.__call = { pub, pc, video, media };
+        return { id: call.id, answer };
+      }, [app.token, phone]);
+      assert.equal(r.error, undefined, r.error);
+      assert.equal(r.id, callId);
+      assert.match(r.answer, /H264\/90000/);
+      // The command centre's picture plays on the phone.
+      await appPage.waitForFunction(() => window.__call.video.videoWidth > 0, null, { timeout: 30_000 });
+      const t0 = await appPage.evaluate(() => window.__call.video.currentTime);
+      await appPage.waitForFunction((t) => window.__call.video.currentTime > t + 1, t0, { timeout: 20_000 });
+    });
+    await step('operator-sees-the-officer', async () => {
+      await page.waitForFunction(
+        (id) => {
+          const p = document.querySelector(`[data-test=call-panel][data-unit-id="${id}"]`);
+          const v = p?.querySelector('[data-test=call-remote]');
+          return p?.getAttribute('data-state') === 'connected' && v?.videoWidth === 640 && !p.querySelector('[data-test=call-rec]').hidden;
+        },
+        officer.id,
+        { timeout: 45_000 },
+      );
+      const t0 = await page.evaluate((id) => document.querySelector(`[data-test=call-panel][data-unit-id="${id}"] [data-test=call-remote]`).currentTime, officer.id);
+      await page.waitForFunction(
+        ([id, t]) => document.querySelector(`[data-test=call-panel][data-unit-id="${id}"] [data-test=call-remote]`).currentTime > t + 1,
+        [officer.id, t0],
+        { timeout: 20_000 },
+      );
+      await page.screenshot({ path: join(ARTIFACTS, 'call-panel.png') });
+      // Both sides record for the call.
+      let active = [];
+      for (let i = 0; i < 60; i++) {
+        active = (await json('/recordings/active', adminH)).body.filter((a) => a.device_id === phone && a.recording_id && a.triggers.includes('dispatch_call'));
+        if (active.length === 2) break;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      assert.deepEqual(active.map((a) => a.channel_id).sort(), ['app', 'console']);
+    });
+    await step('hang-up', async () => {
+      await page.locator(`[data-test=call-panel][data-unit-id="${officer.id}"] [data-test=call-hangup]`).click();
+      await page.waitForFunction(
+        (id) => document.querySelector(`[data-test=call-panel][data-unit-id="${id}"]`)?.getAttribute('data-state') === 'ended',
+        officer.id,
+        { timeout: 30_000 },
+      );
+      const call = (await json(`/calls/${callId}`, adminH)).body;
+      assert.equal(call.state, 'ended');
+      assert.equal(call.end_reason, 'hangup');
+      const ids = call.recordings.filter((r) => r.recording_id).map((r) => [r.channel_id, r.recording_id]);
+      assert.equal(ids.length, 2, JSON.stringify(call.recordings));
+      for (const [channel, id] of ids) {
+        const rec = (await json(`/recordings/${id}`, adminH)).body;
+        assert.equal(rec.status, 'closed', `${channel}: ${rec.status}`);
+        assert.equal(rec.trigger_kind, 'dispatch_call');
+        assert.equal(rec.officer_id, officer.id);
+        assert.equal(rec.video_codec, 'h264', channel);
+        assert.equal(rec.audio_codec, 'opus', channel);
+        assert.ok(rec.segment_count >= 1, `${channel}: ${rec.segment_count} segments`);
+      }
+      const answered = (await json(`/audit?action=call.answer&target_id=${officer.id}`, adminH)).body.items;
+      assert.ok(answered.some((e) => e.details?.call_id === callId && e.username === 'app1'), JSON.stringify(answered));
+      await appPage.evaluate(() => {
+        window.__call.pub.close();
+        window.__call.pc.close();
+        for (const t of window.__call.media.getTracks()) t.stop();
+      });
+      await appPage.close();
+      await page.locator(`[data-test=call-panel][data-unit-id="${officer.id}"] [data-test=call-hangup]`).click();
+      await page.locator(`[data-test=call-panel][data-unit-id="${officer.id}"]`).waitFor({ state: 'detached' });
     });
   });
 });

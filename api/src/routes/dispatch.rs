@@ -171,7 +171,7 @@ async fn list_units(
     Ok(Json(UnitList { items }))
 }
 
-async fn visible_unit(
+pub(crate) async fn visible_unit(
     state: &AppState,
     caller: &Caller,
     id: &str,

@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod applications;
 pub mod audit;
 pub mod auth;
+pub mod calls;
 pub mod case_files;
 pub mod cases;
 pub mod dispatch;
@@ -100,6 +101,7 @@ pub fn api(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(recorders::router())
         .merge(recordings::router())
         .merge(streams::router())
+        .merge(calls::router())
         .merge(dispatch_ws::router())
         .merge(inspections::router())
         .merge(hazards::router())

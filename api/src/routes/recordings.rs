@@ -4,8 +4,9 @@
 //!
 //! Playback: `playlist.m3u8` lists the segments overlapping the range; each segment file is
 //! self-contained, so the playlist maps its init section (`EXT-X-MAP`) and its fragments
-//! separately (`…/init.mp4`, `…/media.m4s`). Browsers cannot play G.711 in MP4: when the
-//! recording's audio is G.711 the playlist points at the AAC variant (`?audio=aac`), which
+//! separately (`…/init.mp4`, `…/media.m4s`). Browsers cannot play G.711 in MP4 (nor Opus in
+//! HLS everywhere): when the recording's audio is G.711 or Opus (a phone app's, a dispatch
+//! call's) the playlist points at the AAC variant (`?audio=aac`), which
 //! ffmpeg makes from the stored segment on the way out (video copied; the stored file is never
 //! changed). Segment URLs carry a media token bound to the recording, so players need no header.
 
@@ -656,8 +657,8 @@ pub struct RangeQuery {
     pub from: Option<i64>,
     /// To this instant (UTC ms); default the end.
     pub to: Option<i64>,
-    /// `aac` (G.711 transcoded for browsers) or `original`; default `aac` when the audio is
-    /// G.711.
+    /// `aac` (G.711 or Opus transcoded for browsers) or `original`; default `aac` when the
+    /// audio is G.711 or Opus.
     pub audio: Option<String>,
     /// Media token (from the playlist's URLs).
     pub media_token: Option<String>,
@@ -692,10 +693,10 @@ async fn segments_of(
 }
 
 fn aac_wanted(r: &Recording, q: &RangeQuery) -> ApiResult<bool> {
-    let g711 = matches!(r.audio_codec.as_deref(), Some("g711a" | "g711u"));
+    let convert = matches!(r.audio_codec.as_deref(), Some("g711a" | "g711u" | "opus"));
     match q.audio.as_deref() {
-        None => Ok(g711),
-        Some("aac") => Ok(g711),
+        None => Ok(convert),
+        Some("aac") => Ok(convert),
         Some("original") => Ok(false),
         Some(_) => Err(crate::routes::auth::field_error(
             "audio",
@@ -831,7 +832,7 @@ fn transcoded() -> &'static Transcoded {
     CACHE.get_or_init(Default::default)
 }
 
-/// A segment with its G.711 audio as AAC (video copied), by ffmpeg.
+/// A segment with its G.711 or Opus audio as AAC (video copied), by ffmpeg.
 async fn to_aac(data: &[u8]) -> ApiResult<Vec<u8>> {
     use tokio::io::AsyncWriteExt;
     let mut child = tokio::process::Command::new("ffmpeg")

@@ -134,7 +134,7 @@ async fn stream_stats(State(state): State<AppState>, caller: Caller) -> ApiResul
     }))
 }
 
-fn hub_error(e: HubError) -> ApiError {
+pub(crate) fn hub_error(e: HubError) -> ApiError {
     match e {
         HubError::Device(m) => ApiError::new(StatusCode::BAD_GATEWAY, "device_refused", m),
         HubError::NoPort => ApiError::new(
@@ -149,7 +149,7 @@ fn hub_error(e: HubError) -> ApiError {
 }
 
 /// The callback that audits the end of a WebRTC session (`action`, with its length and why).
-fn end_audit(
+pub(crate) fn end_audit(
     state: &AppState,
     caller: &Caller,
     action: &str,
@@ -175,7 +175,7 @@ fn end_audit(
     })
 }
 
-fn webrtc_error(e: shouhu_media::whep::WhepError) -> ApiError {
+pub(crate) fn webrtc_error(e: shouhu_media::whep::WhepError) -> ApiError {
     match e {
         shouhu_media::whep::WhepError::Offer(m) => ApiError::bad_request(m),
         shouhu_media::whep::WhepError::Codec(m) => {
@@ -186,7 +186,7 @@ fn webrtc_error(e: shouhu_media::whep::WhepError) -> ApiError {
 }
 
 /// `201` with the SDP answer and the session's URL (`kind`: `whep` or `whip`).
-fn sdp_created(kind: &str, id: &str, answer: String) -> Response {
+pub(crate) fn sdp_created(kind: &str, id: &str, answer: String) -> Response {
     (
         StatusCode::CREATED,
         [

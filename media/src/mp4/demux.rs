@@ -207,6 +207,7 @@ fn track(trak: &[u8], file_len: u64) -> Result<Option<Track>, DemuxError> {
         }
         b"alaw" => (Codec::G711A, Vec::new(), 0),
         b"ulaw" => (Codec::G711U, Vec::new(), 0),
+        b"Opus" => (Codec::Opus, Vec::new(), 0),
         _ => return Ok(None),
     };
     let samples = samples(stbl, id, file_len)?;

@@ -100,6 +100,32 @@ pub enum AudioConfig {
         /// Channels.
         channels: u16,
     },
+    /// Opus (as WebRTC sends it), 48 kHz: one packet per sample (`Opus` + `dOps`).
+    Opus {
+        /// Output channels (2: WebRTC's `opus/48000/2`; a mono packet decodes to both).
+        channels: u8,
+    },
+}
+
+/// Samples (at 48 kHz) in one Opus packet, from its TOC byte (RFC 6716 §3.1): the frame size
+/// of its configuration times its frame count; `None` for a packet that is not valid.
+pub fn opus_samples(packet: &[u8]) -> Option<u32> {
+    let toc = *packet.first()?;
+    let config = toc >> 3;
+    // 2.5, 5, 10, 20, 40, 60 ms at 48 kHz.
+    let frame = match config {
+        0..=11 => [480, 960, 1920, 2880][usize::from(config & 3)],
+        12..=15 => [480, 960][usize::from(config & 1)],
+        _ => [120, 240, 480, 960][usize::from(config & 3)],
+    };
+    let frames = match toc & 3 {
+        0 => 1,
+        1 | 2 => 2,
+        _ => u32::from(*packet.get(1)? & 0x3F),
+    };
+    let n = frame * frames;
+    // At most 120 ms in a packet.
+    (frames > 0 && n <= 5760).then_some(n)
 }
 
 const AAC_RATES: [u32; 13] = [
@@ -145,8 +171,11 @@ impl AudioConfig {
                     channels,
                 })
             }
+            Codec::Opus => {
+                opus_samples(data).ok_or(Mp4Error::BadOpus)?;
+                Ok(AudioConfig::Opus { channels: 2 })
+            }
             Codec::H264 | Codec::H265 => Err(Mp4Error::UnexpectedCodec("video")),
-            Codec::Opus => Err(Mp4Error::UnexpectedCodec("Opus")),
         }
     }
 
@@ -154,6 +183,7 @@ impl AudioConfig {
     pub fn rate(&self) -> u32 {
         match self {
             AudioConfig::Aac { rate, .. } => *rate,
+            AudioConfig::Opus { .. } => 48_000,
             _ => 8000,
         }
     }
@@ -271,6 +301,7 @@ impl Writer {
     fn audio_default_duration(&self) -> u32 {
         match self.audio {
             Some(AudioConfig::Aac { .. }) => 1024,
+            Some(AudioConfig::Opus { .. }) => 960,
             _ => 160,
         }
     }
@@ -332,6 +363,9 @@ impl Writer {
             AudioConfig::Aac { .. } => {
                 let (_, _, _, header, len) = adts(data)?;
                 (data[header..len].to_vec(), 1024u32)
+            }
+            AudioConfig::Opus { .. } => {
+                (data.to_vec(), opus_samples(data).ok_or(Mp4Error::BadOpus)?)
             }
             _ => {
                 if data.is_empty() {
@@ -548,6 +582,7 @@ impl Writer {
             AudioConfig::G711A => (b"alaw", 1),
             AudioConfig::G711U => (b"ulaw", 1),
             AudioConfig::Aac { channels, .. } => (b"mp4a", *channels),
+            AudioConfig::Opus { channels } => (b"Opus", u16::from(*channels)),
         };
         let e = w.begin(kind);
         w.zeros(6);
@@ -578,6 +613,18 @@ impl Writer {
             w.u8(1);
             w.u8(0x02);
             w.end(esds);
+        }
+        if let AudioConfig::Opus { channels } = a {
+            // Encapsulation of Opus in ISO BMFF, §4.3.2: version, channels, pre-skip (WebRTC
+            // streams start mid-conversation: none), input rate, gain, mapping family 0.
+            let d = w.begin(b"dOps");
+            w.u8(0);
+            w.u8(*channels);
+            w.u16(0);
+            w.u32(48_000);
+            w.u16(0);
+            w.u8(0);
+            w.end(d);
         }
         w.end(e);
         w.end(stsd);
@@ -722,6 +769,31 @@ impl Boxes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn opus_packet_durations_come_from_the_toc() {
+        // SILK 20 ms, one frame; CELT 20 ms, two frames; CELT 2.5 ms, five frames (code 3).
+        assert_eq!(opus_samples(&[1 << 3, 0xAA]), Some(960));
+        assert_eq!(opus_samples(&[(31 << 3) | 1, 0, 0]), Some(1920));
+        assert_eq!(opus_samples(&[(16 << 3) | 3, 5, 0]), Some(600));
+        // Hybrid 10 ms.
+        assert_eq!(opus_samples(&[12 << 3]), Some(480));
+        // Nothing, a code-3 packet without its count or with none, more than 120 ms.
+        assert_eq!(opus_samples(&[]), None);
+        assert_eq!(opus_samples(&[(31 << 3) | 3]), None);
+        assert_eq!(opus_samples(&[(31 << 3) | 3, 0]), None);
+        assert_eq!(opus_samples(&[(3 << 3) | 3, 3]), None);
+        assert!(matches!(
+            AudioConfig::from_frame(Codec::Opus, &[]),
+            Err(Mp4Error::BadOpus)
+        ));
+        assert_eq!(
+            AudioConfig::from_frame(Codec::Opus, &[31 << 3])
+                .unwrap()
+                .rate(),
+            48_000
+        );
+    }
 
     /// The boxes at the top level of `data`: (kind, size).
     fn top_boxes(data: &[u8]) -> Vec<(String, usize)> {

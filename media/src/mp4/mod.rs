@@ -32,6 +32,9 @@ pub enum Mp4Error {
     /// An ADTS header that does not parse.
     #[error("bad ADTS header")]
     BadAdts,
+    /// An Opus packet whose TOC byte does not parse (or that is empty).
+    #[error("bad Opus packet")]
+    BadOpus,
     /// An access unit with no NAL unit in it.
     #[error("empty access unit")]
     EmptyAccessUnit,

@@ -179,8 +179,7 @@ impl Segmenter {
         };
         match f.codec {
             Codec::H264 | Codec::H265 => self.push_video(f, raw, out),
-            Codec::G711A | Codec::G711U | Codec::Aac => self.push_audio(f, raw),
-            Codec::Opus => self.stats.dropped_audio += 1,
+            Codec::G711A | Codec::G711U | Codec::Aac | Codec::Opus => self.push_audio(f, raw),
         }
     }
 
@@ -273,8 +272,10 @@ impl Segmenter {
     /// segmenter an audio frame of the cached group of pictures first, so the first segment,
     /// opened at the keyframe before it, already carries the audio track).
     pub fn prime(&mut self, f: &Frame) {
-        if matches!(f.codec, Codec::G711A | Codec::G711U | Codec::Aac)
-            && self.audio_codec != Some(f.codec)
+        if matches!(
+            f.codec,
+            Codec::G711A | Codec::G711U | Codec::Aac | Codec::Opus
+        ) && self.audio_codec != Some(f.codec)
         {
             if let Ok(c) = AudioConfig::from_frame(f.codec, &f.data) {
                 self.audio_cfg = Some(c);

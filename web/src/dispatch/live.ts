@@ -20,7 +20,7 @@ const ICE_GATHER_MS = 2000;
 type PlayerState = 'connecting' | 'playing' | 'error';
 
 /** Chinese text for a failed live view. */
-function liveError(e: unknown): string {
+export function liveError(e: unknown): string {
   if (e instanceof ApiError) {
     if (e.code === 'not_registered') return '记录仪未注册';
     if (e.code === 'device_refused' || e.status === 502) return '设备拒绝了视频请求';
@@ -31,7 +31,7 @@ function liveError(e: unknown): string {
 }
 
 /** Resolves when ICE gathering completes, or after `ms` (the offer then carries what was found). */
-function iceGathered(pc: RTCPeerConnection, ms: number): Promise<void> {
+export function iceGathered(pc: RTCPeerConnection, ms: number): Promise<void> {
   return new Promise((resolve) => {
     if (pc.iceGatheringState === 'complete') return resolve();
     const done = () => {

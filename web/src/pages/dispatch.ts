@@ -8,12 +8,13 @@ import { fmtDateTime } from '../format';
 import { describeError, errorText } from '../i18n';
 import { pageHeader, setTitle } from '../layout';
 import type { Cleanup } from '../router';
-import { can, orgOptions, orgUnitsOrEmpty } from '../session';
+import { can, orgOptions, orgUnitsOrEmpty, session } from '../session';
 import type { Enterprise, Page } from '../types';
 import { confirmDialog, openDialog } from '../ui/dialog';
 import { Form } from '../ui/form';
 import { toast } from '../ui/toast';
 import { type BBox } from '../dispatch/geo';
+import { CallPanel } from '../dispatch/call';
 import { LivePlayers } from '../dispatch/live';
 import { MapView, type SosPin } from '../dispatch/map';
 import {
@@ -298,6 +299,13 @@ export function renderDispatch(outlet: HTMLElement): Cleanup {
     { type: 'button', class: 'btn small', testid: 'live-video', 'data-test': 'live-video', title: '查看该单元记录仪的实时画面', onclick: () => openLive() },
     '实时视频',
   );
+  // One call at a time per unit; a call panel docks with the live players.
+  const calls = new Map<string, CallPanel>();
+  const callBtn = h(
+    'button',
+    { type: 'button', class: 'btn small', testid: 'unit-call', 'data-test': 'unit-call', title: '与该单元视频通话（通话全程录像）', onclick: () => placeCall() },
+    '视频通话',
+  );
   const card = h(
     'div',
     { class: 'unit-card', testid: 'unit-details', hidden: true },
@@ -315,7 +323,7 @@ export function renderDispatch(outlet: HTMLElement): Cleanup {
     ),
     detailNote,
     detailBody,
-    h('div', { class: 'unit-card-actions' }, canCommand ? [arriveBtn, clearBtn, locateBtn] : null, liveBtn, h('span', { class: 'track-group' }, trackRange, trackBtn, trackClearBtn)),
+    h('div', { class: 'unit-card-actions' }, canCommand ? [arriveBtn, clearBtn, locateBtn] : null, liveBtn, canCommand ? callBtn : null, h('span', { class: 'track-group' }, trackRange, trackBtn, trackClearBtn)),
     trackInfo,
   );
 
@@ -343,6 +351,19 @@ export function renderDispatch(outlet: HTMLElement): Cleanup {
     locateBtn.disabled = !jt808 || u.link === 'offline';
     locateBtn.title = !jt808 ? '仅车载终端（JT/T 808）支持点名定位' : u.link === 'offline' ? '终端离线，无法下发' : '向终端下发位置查询（JT/T 808 0x8201）';
     liveBtn.hidden = !u.device;
+    callBtn.hidden = !u.device || u.kind === 'vehicle';
+  }
+
+  function placeCall(): void {
+    const u = (selectedId && units.get(selectedId)) || selectedLast;
+    if (!u?.device || u.kind === 'vehicle') return;
+    const open = calls.get(u.id);
+    if (open) return open.focus();
+    const p = new CallPanel(u.id, u.name, session.account?.display_name ?? '指挥中心', (x) => {
+      if (calls.get(x.unitId) === x) calls.delete(x.unitId);
+    });
+    calls.set(u.id, p);
+    live.el.appendChild(p.el);
   }
 
   function openLive(): void {
@@ -1096,6 +1117,7 @@ export function renderDispatch(outlet: HTMLElement): Cleanup {
 
   return () => {
     alive = false;
+    for (const c of [...calls.values()]) c.close();
     live.destroy();
     socket.stop();
     map.destroy();
