@@ -493,6 +493,12 @@ describe('live video', { skip: skipReason }, () => {
         assert.equal(rec.video_codec, 'h264', channel);
         assert.equal(rec.audio_codec, 'opus', channel);
         assert.ok(rec.segment_count >= 1, `${channel}: ${rec.segment_count} segments`);
+        // Played back with the Opus sound as AAC.
+        const pl = await (await fetch(`${BASE}/api/v1/recordings/${id}/playlist.m3u8`, { headers: adminH })).text();
+        assert.match(pl, /audio=aac/, pl);
+        const init = pl.split('\n').find((l) => l.startsWith('#EXT-X-MAP:URI="')).slice(16).split('"')[0];
+        const bytes = Buffer.from(await (await fetch(`${BASE}/api/v1/recordings/${id}/${init}`)).arrayBuffer());
+        assert.ok(bytes.includes(Buffer.from('mp4a')) && bytes.includes(Buffer.from('avc1')), `${channel}: AAC and H.264 in ${init}`);
       }
       const answered = (await json(`/audit?action=call.answer&target_id=${officer.id}`, adminH)).body.items;
       assert.ok(answered.some((e) => e.details?.call_id === callId && e.username === 'app1'), JSON.stringify(answered));
