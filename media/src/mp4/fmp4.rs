@@ -198,11 +198,16 @@ struct Sample {
     cts: i32,
     duration: u32,
     keyframe: bool,
-    data: Vec<u8>,
+    /// Where its bytes are in the track's buffer.
+    at: usize,
+    len: usize,
 }
 
 #[derive(Debug, Default)]
 struct Track {
+    /// The bytes of the samples not yet written, one after another (one buffer reused for the
+    /// whole segment instead of an allocation per sample).
+    bytes: Vec<u8>,
     /// Samples with known durations.
     ready: Vec<Sample>,
     /// The newest sample, waiting for the next decode time.
@@ -255,6 +260,24 @@ impl Track {
             self.next_dts = Some(s.dts + u64::from(s.duration));
         }
         v
+    }
+
+    /// The bytes of `samples` (taken from the front), in order.
+    fn bytes_of(&self, samples: &[Sample]) -> &[u8] {
+        match (samples.first(), samples.last()) {
+            (Some(f), Some(l)) => &self.bytes[f.at..l.at + l.len],
+            _ => &[],
+        }
+    }
+
+    /// Forget the bytes of samples written (the waiting sample's move to the front).
+    fn release(&mut self, samples: &[Sample]) {
+        let Some(l) = samples.last() else { return };
+        let end = l.at + l.len;
+        self.bytes.drain(..end);
+        if let Some(w) = self.last.as_mut() {
+            w.at -= end;
+        }
     }
 }
 
@@ -325,15 +348,17 @@ impl Writer {
                 });
             }
         }
-        let mut data = Vec::with_capacity(annex_b.len() + 16);
+        let at = self.v.bytes.len();
+        self.v.bytes.reserve(annex_b.len() + 16);
         for nal in nal_units(annex_b) {
             if nal.is_empty() || out_of_band(cfg.codec, nal) {
                 continue;
             }
-            data.extend_from_slice(&(nal.len() as u32).to_be_bytes());
-            data.extend_from_slice(nal);
+            self.v.bytes.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+            self.v.bytes.extend_from_slice(nal);
         }
-        if data.is_empty() {
+        let len = self.v.bytes.len() - at;
+        if len == 0 {
             return Err(Mp4Error::EmptyAccessUnit);
         }
         self.last_video_dts_90k = Some(dts_90k);
@@ -346,7 +371,8 @@ impl Writer {
                 cts,
                 duration: 0,
                 keyframe,
-                data,
+                at,
+                len,
             },
             DEFAULT_VIDEO_DURATION,
         );
@@ -362,16 +388,14 @@ impl Writer {
         let (payload, samples) = match cfg {
             AudioConfig::Aac { .. } => {
                 let (_, _, _, header, len) = adts(data)?;
-                (data[header..len].to_vec(), 1024u32)
+                (&data[header..len], 1024u32)
             }
-            AudioConfig::Opus { .. } => {
-                (data.to_vec(), opus_samples(data).ok_or(Mp4Error::BadOpus)?)
-            }
+            AudioConfig::Opus { .. } => (data, opus_samples(data).ok_or(Mp4Error::BadOpus)?),
             _ => {
                 if data.is_empty() {
                     return Ok(());
                 }
-                (data.to_vec(), data.len() as u32)
+                (data, data.len() as u32)
             }
         };
         self.payload_bytes += data.len() as u64;
@@ -384,13 +408,16 @@ impl Writer {
             }
             _ => at.max(self.a.last.as_ref().map(|l| l.dts + 1).unwrap_or(0)),
         };
+        let start = self.a.bytes.len();
+        self.a.bytes.extend_from_slice(payload);
         self.a.push(
             Sample {
                 dts,
                 cts: 0,
                 duration: samples,
                 keyframe: true,
-                data: payload,
+                at: start,
+                len: payload.len(),
             },
             samples,
         );
@@ -663,7 +690,7 @@ impl Writer {
         let (payload, count) = tracks
             .iter()
             .flat_map(|t| &t.2)
-            .fold((0, 0), |(p, c), s| (p + s.data.len(), c + 1));
+            .fold((0, 0), |(p, c), s| (p + s.len, c + 1));
         let mut w = Boxes(crate::bufpool::take(payload + 16 * count + 256));
         let moof = w.begin(b"moof");
         let mfhd = w.full(b"mfhd", 0, 0);
@@ -685,7 +712,7 @@ impl Writer {
             w.u32(0);
             for s in samples {
                 w.u32(s.duration);
-                w.u32(s.data.len() as u32);
+                w.u32(s.len as u32);
                 w.u32(if s.keyframe { 0x0200_0000 } else { 0x0101_0000 });
                 if *video {
                     w.u32(s.cts as u32);
@@ -699,15 +726,22 @@ impl Writer {
         let mut data_at = moof_len + 8;
         for ((_, _, samples), at) in tracks.iter().zip(offsets) {
             w.0[at..at + 4].copy_from_slice(&(data_at as u32).to_be_bytes());
-            data_at += samples.iter().map(|s| s.data.len()).sum::<usize>();
+            data_at += samples.iter().map(|s| s.len).sum::<usize>();
         }
         let mdat = w.begin(b"mdat");
-        for (_, _, samples) in &tracks {
-            for s in samples {
-                w.raw(&s.data);
-            }
+        for (id, _, samples) in &tracks {
+            let t = if *id == VIDEO_TRACK { &self.v } else { &self.a };
+            w.raw(t.bytes_of(samples));
         }
         w.end(mdat);
+        for (id, _, samples) in &tracks {
+            let t = if *id == VIDEO_TRACK {
+                &mut self.v
+            } else {
+                &mut self.a
+            };
+            t.release(samples);
+        }
         Some(w.0)
     }
 }
