@@ -6,7 +6,8 @@
 //! hands each fragment over as it writes it, and one thread folds the fragments of all the
 //! recordings into their digests. SM3 is the expensive one (a chain of 64-byte compressions):
 //! the thread gathers the fragments of several recordings and hashes them side by side
-//! ([`shouhu_sm3::update_many`], eight at a time with AVX2). A fragment waits at most
+//! ([`shouhu_sm3::update_many`], eight at a time with AVX2 or AVX-512), and SHA-256 two at a time
+//! ([`shouhu_sm3::sha256::update_many`], interleaved on SHA-NI). A fragment waits at most
 //! [`MAX_WAIT`] for company; a segment's digests are ready as soon as its last fragment is in.
 
 use std::collections::{HashMap, VecDeque};
@@ -15,7 +16,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
+use shouhu_sm3::sha256::Sha256State;
 use shouhu_sm3::Sm3State;
 use tokio::sync::oneshot;
 
@@ -112,7 +113,7 @@ impl Drop for Digesting {
 
 #[derive(Default)]
 struct Entry {
-    sha256: Sha256,
+    sha256: Sha256State,
     sm3: Sm3State,
     pending: VecDeque<Vec<u8>>,
     finish: Option<oneshot::Sender<Digests>>,
@@ -180,7 +181,7 @@ impl Worker {
     /// Hash every fragment waiting (the segments side by side), then answer the finished ones.
     fn hash_all(&mut self) {
         loop {
-            let mut jobs: Vec<(&mut Sm3State, Vec<u8>)> = Vec::new();
+            let mut jobs: Vec<(&mut Sha256State, &mut Sm3State, Vec<u8>)> = Vec::new();
             for e in self.entries.values_mut() {
                 // All of a segment's waiting bytes as one job: the lanes then run messages of
                 // similar length (similar streams) and idle less.
@@ -196,19 +197,19 @@ impl Worker {
                         all
                     }
                 };
-                e.sha256.update(&d);
-                jobs.push((&mut e.sm3, d));
+                jobs.push((&mut e.sha256, &mut e.sm3, d));
             }
             if jobs.is_empty() {
                 break;
             }
-            let mut refs: Vec<(&mut Sm3State, &[u8])> = jobs
+            let (mut sha, mut sm3): (Vec<_>, Vec<_>) = jobs
                 .iter_mut()
-                .map(|(s, d)| (&mut **s, d.as_slice()))
-                .collect();
-            shouhu_sm3::update_many(&mut refs);
-            drop(refs);
-            for (_, d) in jobs {
+                .map(|(a, b, d)| ((&mut **a, d.as_slice()), (&mut **b, d.as_slice())))
+                .unzip();
+            shouhu_sm3::sha256::update_many(&mut sha);
+            shouhu_sm3::update_many(&mut sm3);
+            drop((sha, sm3));
+            for (_, _, d) in jobs {
                 crate::bufpool::give(d);
             }
         }
@@ -221,7 +222,7 @@ impl Worker {
             .collect();
         for id in done {
             if let Some(e) = self.entries.remove(&id) {
-                let out = (e.sha256.finalize().into(), e.sm3.finalize());
+                let out = (e.sha256.finalize(), e.sm3.finalize());
                 if let Some(tx) = e.finish {
                     let _ = tx.send(out);
                 }
@@ -259,8 +260,11 @@ mod tests {
         drop(forgotten);
         for (f, h) in files.iter().zip(hs) {
             let (sha, sm3) = h.finish().await.expect("digests");
-            assert_eq!(sha, <[u8; 32]>::from(Sha256::digest(f)));
-            assert_eq!(sm3, <[u8; 32]>::from(sm3::Sm3::digest(f)));
+            assert_eq!(
+                sha,
+                <[u8; 32]>::from(<sha2::Sha256 as sha2::Digest>::digest(f))
+            );
+            assert_eq!(sm3, <[u8; 32]>::from(<sm3::Sm3 as sha2::Digest>::digest(f)));
         }
     }
 }

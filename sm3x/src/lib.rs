@@ -39,61 +39,40 @@ const T: [u32; 64] = {
     t
 };
 
-/// An SM3 computation in progress: the chaining value, the bytes short of a whole block, and
-/// the message length so far.
+pub mod sha256;
+
+/// A Merkle–Damgård computation in progress (SM3 and SHA-256 pad the same way): the chaining
+/// value, the bytes short of a whole block, and the message length so far.
 #[derive(Clone)]
-pub struct Sm3State {
-    h: [u32; 8],
+pub(crate) struct Md {
+    pub(crate) h: [u32; 8],
     tail: [u8; 64],
     tail_len: usize,
-    len: u64,
+    pub(crate) len: u64,
 }
 
-impl Default for Sm3State {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl std::fmt::Debug for Sm3State {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sm3State").field("len", &self.len).finish()
-    }
-}
-
-impl Sm3State {
-    /// A new computation (empty message).
-    pub fn new() -> Self {
-        Sm3State {
-            h: IV,
+impl Md {
+    fn new(iv: [u32; 8]) -> Self {
+        Md {
+            h: iv,
             tail: [0; 64],
             tail_len: 0,
             len: 0,
         }
     }
 
-    /// Bytes absorbed so far.
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    /// Whether nothing was absorbed yet.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// Absorb `data`, one block after another.
-    pub fn update(&mut self, data: &[u8]) {
-        let whole = self.take_head(data);
-        let blocks = &data[whole.0..whole.1];
-        for b in blocks.chunks_exact(64) {
+    fn update(&mut self, data: &[u8], compress: fn(&mut [u32; 8], &[u8])) {
+        let whole = self.take_head(data, compress);
+        for b in data[whole.0..whole.1].chunks_exact(64) {
             compress(&mut self.h, b);
         }
         self.keep_tail(&data[whole.1..]);
     }
 
-    /// The digest of everything absorbed.
-    pub fn finalize(mut self) -> [u8; 32] {
+    /// The digest: padding (0x80, zeros, the length in bits, big-endian), the chaining value
+    /// big-endian.
+    fn finalize(mut self, compress: fn(&mut [u32; 8], &[u8])) -> [u8; 32] {
         let bits = self.len.wrapping_mul(8);
         let mut pad = [0u8; 128];
         pad[..self.tail_len].copy_from_slice(&self.tail[..self.tail_len]);
@@ -112,7 +91,7 @@ impl Sm3State {
 
     /// Complete a pending partial block from the front of `data` (compressing it when full);
     /// returns the range of `data` holding whole blocks after it.
-    fn take_head(&mut self, data: &[u8]) -> (usize, usize) {
+    fn take_head(&mut self, data: &[u8], compress: fn(&mut [u32; 8], &[u8])) -> (usize, usize) {
         self.len = self.len.wrapping_add(data.len() as u64);
         let mut at = 0;
         if self.tail_len > 0 {
@@ -135,6 +114,51 @@ impl Sm3State {
         debug_assert!(self.tail_len + rest.len() < 64);
         self.tail[self.tail_len..self.tail_len + rest.len()].copy_from_slice(rest);
         self.tail_len += rest.len();
+    }
+}
+
+/// An SM3 computation in progress.
+#[derive(Clone)]
+pub struct Sm3State(Md);
+
+impl Default for Sm3State {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Sm3State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sm3State")
+            .field("len", &self.0.len)
+            .finish()
+    }
+}
+
+impl Sm3State {
+    /// A new computation (empty message).
+    pub fn new() -> Self {
+        Sm3State(Md::new(IV))
+    }
+
+    /// Bytes absorbed so far.
+    pub fn len(&self) -> u64 {
+        self.0.len
+    }
+
+    /// Whether nothing was absorbed yet.
+    pub fn is_empty(&self) -> bool {
+        self.0.len == 0
+    }
+
+    /// Absorb `data`, one block after another.
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data, compress);
+    }
+
+    /// The digest of everything absorbed.
+    pub fn finalize(self) -> [u8; 32] {
+        self.0.finalize(compress)
     }
 }
 
@@ -184,7 +208,7 @@ fn update_many_with(jobs: &mut [(&mut Sm3State, &[u8])], kernel: Kernel) {
     // Whole-block work per job: (job index, blocks not yet compressed).
     let mut work: Vec<(usize, &[u8])> = Vec::with_capacity(jobs.len());
     for (i, (state, data)) in jobs.iter_mut().enumerate() {
-        let (from, to) = state.take_head(data);
+        let (from, to) = state.0.take_head(data, compress);
         ends.push(to);
         if to > from {
             work.push((i, &data[from..to]));
@@ -193,11 +217,11 @@ fn update_many_with(jobs: &mut [(&mut Sm3State, &[u8])], kernel: Kernel) {
     #[cfg(target_arch = "x86_64")]
     {
         if work.len() >= LANES_WORTH_IT && kernel != Kernel::Scalar {
-            let mut states: Vec<[u32; 8]> = work.iter().map(|(i, _)| jobs[*i].0.h).collect();
+            let mut states: Vec<[u32; 8]> = work.iter().map(|(i, _)| jobs[*i].0 .0.h).collect();
             let blocks: Vec<&[u8]> = work.iter().map(|(_, b)| *b).collect();
             lanes::run(&mut states, &blocks, kernel == Kernel::Avx512);
             for ((i, _), h) in work.iter().zip(states) {
-                jobs[*i].0.h = h;
+                jobs[*i].0 .0.h = h;
             }
             work.clear();
         }
@@ -206,12 +230,12 @@ fn update_many_with(jobs: &mut [(&mut Sm3State, &[u8])], kernel: Kernel) {
     let _ = kernel;
     for (i, blocks) in work {
         for b in blocks.chunks_exact(64) {
-            compress(&mut jobs[i].0.h, b);
+            compress(&mut jobs[i].0 .0.h, b);
         }
     }
     for ((state, data), end) in jobs.iter_mut().zip(ends) {
         let rest = &data[end..];
-        state.keep_tail(rest);
+        state.0.keep_tail(rest);
     }
 }
 
@@ -401,13 +425,19 @@ mod lanes {
     macro_rules! p0_avx2 {
         ($x:expr, $rot8:expr) => {{
             let x = $x;
-            _mm256_xor_si256(x, rotl_avx2!(_mm256_xor_si256(x, _mm256_shuffle_epi8(x, $rot8)), 9))
+            _mm256_xor_si256(
+                x,
+                rotl_avx2!(_mm256_xor_si256(x, _mm256_shuffle_epi8(x, $rot8)), 9),
+            )
         }};
     }
     macro_rules! p1_avx2 {
         ($x:expr, $rot8:expr) => {{
             let x = $x;
-            _mm256_xor_si256(x, rotl_avx2!(_mm256_xor_si256(x, _mm256_shuffle_epi8(x, $rot8)), 15))
+            _mm256_xor_si256(
+                x,
+                rotl_avx2!(_mm256_xor_si256(x, _mm256_shuffle_epi8(x, $rot8)), 15),
+            )
         }};
     }
     macro_rules! rotl_avx512 {
@@ -560,7 +590,16 @@ mod lanes {
         };
     }
 
-    compress8!(compress8_avx2, "avx2", rotl_avx2, xor3_avx2, maj_avx2, ch_avx2, p0_avx2, p1_avx2);
+    compress8!(
+        compress8_avx2,
+        "avx2",
+        rotl_avx2,
+        xor3_avx2,
+        maj_avx2,
+        ch_avx2,
+        p0_avx2,
+        p1_avx2
+    );
     compress8!(
         compress8_avx512,
         "avx2,avx512f,avx512vl",

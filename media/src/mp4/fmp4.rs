@@ -354,7 +354,9 @@ impl Writer {
             if nal.is_empty() || out_of_band(cfg.codec, nal) {
                 continue;
             }
-            self.v.bytes.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+            self.v
+                .bytes
+                .extend_from_slice(&(nal.len() as u32).to_be_bytes());
             self.v.bytes.extend_from_slice(nal);
         }
         let len = self.v.bytes.len() - at;
