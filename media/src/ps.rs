@@ -316,20 +316,14 @@ impl PsDemuxer {
     }
 
     /// Emit the current access unit `[au_start, end)` of the elementary stream.
-    /// With `whole`, the access unit is the whole buffer (the caller clears it after): the
-    /// buffer becomes the frame's data as it is, and a new one of about its size takes its place
-    /// (no copy).
-    fn emit_au(&mut self, end: usize, out: &mut Vec<Frame>, whole: bool) {
+    fn emit_au(&mut self, end: usize, out: &mut Vec<Frame>) {
         let Some(start) = self.video.au_start else {
             return;
         };
-        let data = if whole && start == 0 && end == self.video.data.len() {
-            // The next access unit is likely about this size.
-            let cap = end.clamp(4096, MAX_FRAME);
-            std::mem::replace(&mut self.video.data, Vec::with_capacity(cap))
-        } else {
-            self.video.data[start..end].to_vec()
-        };
+        // A copy of exactly the access unit: the buffer stays, at the size of the largest
+        // access unit so far. (Handing the buffer itself over and starting a new one measured
+        // worse: the new one grows by reallocation through fresh pages at every keyframe.)
+        let data = self.video.data[start..end].to_vec();
         let (mut pts, mut dts, vcl) = (self.video.au_pts, self.video.au_dts, self.video.au_vcl);
         self.video.au_start = None;
         self.video.au_vcl = false;
@@ -472,7 +466,7 @@ impl PsDemuxer {
             };
             if new_au {
                 if self.video.au_start.is_some() {
-                    self.emit_au(sc, out, false);
+                    self.emit_au(sc, out);
                 }
                 self.begin_au(sc);
             }
@@ -506,7 +500,7 @@ impl PsDemuxer {
     fn flush_video(&mut self, out: &mut Vec<Frame>) {
         if self.video.au_start.is_some() {
             let end = self.video.data.len();
-            self.emit_au(end, out, true);
+            self.emit_au(end, out);
             self.video.data.clear();
             self.video.base += end as u64;
             self.video.scan = 0;
