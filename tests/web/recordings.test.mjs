@@ -146,14 +146,16 @@ describe('recordings (录像管理)', { skip: skipReason }, () => {
       await page.getByTestId('rec-table').waitFor();
       // The first segment is stored ~10 s after the always-on recorders start streaming: refresh
       // the list with the page's own 刷新 until a recording with a stored segment is listed. The
-      // other always-on camera streams H.265, which Chromium does not decode: take an H.264 one.
+      // other always-on camera streams H.265, which Chromium does not decode: take an H.264 one
+      // with G.711 sound (a simulated body camera; the live suite's phone and call recordings
+      // are H.264 with Opus, at another size).
       const found = await page.waitForFunction(
         () => {
           const rows = [...document.querySelectorAll('[data-testid=rec-row]')];
           const hit = rows.find(
             (r) =>
               Number(r.querySelector('[data-testid=rec-segments]')?.textContent) >= 1 &&
-              /H\.264/.test(r.querySelector('[data-testid=rec-codecs]')?.textContent ?? ''),
+              /H\.264 \/ G\.711/.test(r.querySelector('[data-testid=rec-codecs]')?.textContent ?? ''),
           );
           if (hit) return hit.getAttribute('data-id');
           const now = Date.now();

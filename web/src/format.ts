@@ -265,4 +265,5 @@ export const CODEC_NAMES: Record<string, string> = {
   g711a: 'G.711A',
   g711u: 'G.711U',
   aac: 'AAC',
+  opus: 'Opus',
 };
