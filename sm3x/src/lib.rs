@@ -39,8 +39,6 @@ const T: [u32; 64] = {
     t
 };
 
-pub mod sha256;
-
 /// A Merkle–Damgård computation in progress (SM3 and SHA-256 pad the same way): the chaining
 /// value, the bytes short of a whole block, and the message length so far.
 #[derive(Clone)]
@@ -117,57 +115,73 @@ impl Md {
     }
 }
 
-/// An SM3 computation in progress.
-#[derive(Clone)]
-pub struct Sm3State(Md);
+/// A hash state type over [`Md`]: construction, length, incremental update, finalization, and
+/// a one-call digest function, for an initial value and a compression function.
+macro_rules! md_state {
+    ($(#[$doc:meta])* $state:ident, $name:literal, $iv:expr, $compress:path, $digest:ident) => {
+        $(#[$doc])*
+        #[derive(Clone)]
+        pub struct $state(pub(crate) $crate::Md);
 
-impl Default for Sm3State {
-    fn default() -> Self {
-        Self::new()
-    }
+        impl Default for $state {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl std::fmt::Debug for $state {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct($name).field("len", &self.0.len).finish()
+            }
+        }
+
+        impl $state {
+            /// A new computation (empty message).
+            pub fn new() -> Self {
+                $state($crate::Md::new($iv))
+            }
+
+            /// Bytes absorbed so far.
+            pub fn len(&self) -> u64 {
+                self.0.len
+            }
+
+            /// Whether nothing was absorbed yet.
+            pub fn is_empty(&self) -> bool {
+                self.0.len == 0
+            }
+
+            /// Absorb `data`, one block after another.
+            pub fn update(&mut self, data: &[u8]) {
+                self.0.update(data, $compress);
+            }
+
+            /// The digest of everything absorbed.
+            pub fn finalize(self) -> [u8; 32] {
+                self.0.finalize($compress)
+            }
+        }
+
+        /// The digest of `data` in one call.
+        pub fn $digest(data: &[u8]) -> [u8; 32] {
+            let mut s = $state::new();
+            s.update(data);
+            s.finalize()
+        }
+    };
 }
+pub(crate) use md_state;
 
-impl std::fmt::Debug for Sm3State {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sm3State")
-            .field("len", &self.0.len)
-            .finish()
-    }
-}
+md_state!(
+    /// An SM3 computation in progress.
+    Sm3State,
+    "Sm3State",
+    IV,
+    compress,
+    digest
+);
 
-impl Sm3State {
-    /// A new computation (empty message).
-    pub fn new() -> Self {
-        Sm3State(Md::new(IV))
-    }
-
-    /// Bytes absorbed so far.
-    pub fn len(&self) -> u64 {
-        self.0.len
-    }
-
-    /// Whether nothing was absorbed yet.
-    pub fn is_empty(&self) -> bool {
-        self.0.len == 0
-    }
-
-    /// Absorb `data`, one block after another.
-    pub fn update(&mut self, data: &[u8]) {
-        self.0.update(data, compress);
-    }
-
-    /// The digest of everything absorbed.
-    pub fn finalize(self) -> [u8; 32] {
-        self.0.finalize(compress)
-    }
-}
-
-/// The digest of `data` in one call.
-pub fn digest(data: &[u8]) -> [u8; 32] {
-    let mut s = Sm3State::new();
-    s.update(data);
-    s.finalize()
-}
+pub mod sha256;
 
 /// How [`update_many`] compresses whole blocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,8 +6,6 @@
 //! gives it one: two messages' compressions interleaved, instruction by instruction. Single
 //! messages and CPUs without SHA-NI go through the `sha2` crate (which uses SHA-NI when present).
 
-use crate::Md;
-
 /// The initial value of SHA-256.
 const IV: [u32; 8] = [
     0x6a09_e667,
@@ -20,63 +18,20 @@ const IV: [u32; 8] = [
     0x5be0_cd19,
 ];
 
-/// A SHA-256 computation in progress.
-#[derive(Clone)]
-pub struct Sha256State(Md);
-
-impl Default for Sha256State {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl std::fmt::Debug for Sha256State {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sha256State")
-            .field("len", &self.0.len)
-            .finish()
-    }
-}
-
 /// One compression by the `sha2` crate (SHA-NI when the CPU has it).
 fn compress(h: &mut [u32; 8], block: &[u8]) {
     let b = sha2::digest::generic_array::GenericArray::from_slice(block);
     sha2::compress256(h, std::slice::from_ref(b));
 }
 
-impl Sha256State {
-    /// A new computation (empty message).
-    pub fn new() -> Self {
-        Sha256State(Md::new(IV))
-    }
-
-    /// Bytes absorbed so far.
-    pub fn len(&self) -> u64 {
-        self.0.len
-    }
-
-    /// Whether nothing was absorbed yet.
-    pub fn is_empty(&self) -> bool {
-        self.0.len == 0
-    }
-
-    /// Absorb `data`.
-    pub fn update(&mut self, data: &[u8]) {
-        self.0.update(data, compress);
-    }
-
-    /// The digest of everything absorbed.
-    pub fn finalize(self) -> [u8; 32] {
-        self.0.finalize(compress)
-    }
-}
-
-/// The SHA-256 digest of `data` in one call.
-pub fn digest(data: &[u8]) -> [u8; 32] {
-    let mut s = Sha256State::new();
-    s.update(data);
-    s.finalize()
-}
+crate::md_state!(
+    /// A SHA-256 computation in progress.
+    Sha256State,
+    "Sha256State",
+    IV,
+    compress,
+    digest
+);
 
 /// Absorb each job's bytes into its state, as [`Sha256State::update`] would one after
 /// another; with SHA-NI the whole blocks of two jobs at a time are compressed interleaved.

@@ -26,7 +26,7 @@ use crate::calls::{Call, CallError, CallState, NewCall};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::ApiJson;
 use crate::routes::dispatch::{visible, visible_unit};
-use crate::routes::streams::{end_audit, hub_error, sdp_created, webrtc_error};
+use crate::routes::streams::{end_audit, hub_error, require_sdp, sdp_created, webrtc_error};
 use crate::state::AppState;
 
 /// The call routes.
@@ -293,16 +293,6 @@ async fn hang_up_call(
     };
     let call = state.calls.hang_up(&id, reason).await.map_err(call_error)?;
     Ok(Json(call))
-}
-
-fn require_sdp(offer: &str) -> ApiResult<()> {
-    if offer.trim_start().starts_with("v=0") {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(
-            "the body must be an SDP offer (application/sdp)",
-        ))
-    }
 }
 
 /// The console's side of the call (the operator's microphone, with a camera or a placard

@@ -198,6 +198,17 @@ pub(crate) fn sdp_created(kind: &str, id: &str, answer: String) -> Response {
         .into_response()
 }
 
+/// A WHEP/WHIP request body must be an SDP offer.
+pub(crate) fn require_sdp(offer: &str) -> ApiResult<()> {
+    if offer.trim_start().starts_with("v=0") {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "the body must be an SDP offer (application/sdp)",
+        ))
+    }
+}
+
 /// A channel can be watched when its recorder is registered over SIP or a publisher sends it.
 fn require_source(state: &AppState, device_id: &str, channel_id: &str) -> ApiResult<()> {
     if state.sip.access(device_id).is_none()
@@ -312,11 +323,7 @@ async fn whep_start(
     offer: String,
 ) -> ApiResult<Response> {
     caller.require(Perm::DispatchView)?;
-    if !offer.trim_start().starts_with("v=0") {
-        return Err(ApiError::bad_request(
-            "the body must be an SDP offer (application/sdp)",
-        ));
-    }
+    require_sdp(&offer)?;
     state.db.recorders().get(&caller.scope, &device_id).await?;
     require_source(&state, &device_id, &channel_id)?;
     let accept_h265 = offer.contains("H265/90000");
@@ -375,11 +382,7 @@ async fn whip_start(
     Path((device_id, channel_id)): Path<(String, String)>,
     offer: String,
 ) -> ApiResult<Response> {
-    if !offer.trim_start().starts_with("v=0") {
-        return Err(ApiError::bad_request(
-            "the body must be an SDP offer (application/sdp)",
-        ));
-    }
+    require_sdp(&offer)?;
     if channel_id.is_empty()
         || channel_id.len() > 32
         || !channel_id.bytes().all(|b| b.is_ascii_alphanumeric())
