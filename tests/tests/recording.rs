@@ -701,6 +701,23 @@ async fn a_dispatch_call_records_every_stream_of_the_called_unit() {
         .to_string();
     let (_, unit) = d.get(&format!("/units/{officer}")).await;
     assert_eq!(unit["state"], "in_call", "{unit}");
+    // Bad requests: a clear error, the open call untouched.
+    let (s, e) = post("/calls".into(), json!({"unit": officer})).await;
+    assert!(s == 400 || s == 422, "{s} {e}");
+    assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{e}");
+    let (s, _) = post("/calls".into(), json!({"unit_id": "no-such-unit"})).await;
+    assert_eq!(s, 404);
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/v1/calls/{call_id}/whip", d.http))
+        .bearer_auth(&d.token)
+        .header("Content-Type", "application/sdp")
+        .body("not an offer")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let (_, still) = d.get(&format!("/calls/{call_id}")).await;
+    assert_eq!(still["state"], "connected", "{still}");
     // One call per unit at a time; vehicles take no calls.
     let (s, busy) = post("/calls".into(), json!({"unit_id": officer})).await;
     assert_eq!((s, busy["code"].as_str()), (409, Some("busy")), "{busy}");
