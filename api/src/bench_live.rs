@@ -573,6 +573,7 @@ async fn hub_phase(
             position: Duration::from_secs(30),
             expires_secs: 3600,
             media: profile.clone(),
+            drop_first_download: false,
         },
         stop_rx,
     );

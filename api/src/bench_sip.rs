@@ -172,6 +172,7 @@ pub async fn run(a: SipBenchArgs) -> anyhow::Result<()> {
             position: Duration::from_secs(a.position_s.max(1)),
             expires_secs: 3600,
             media: Default::default(),
+            drop_first_download: false,
         },
         stop_rx,
     );

@@ -77,6 +77,10 @@ pub struct DemoArgs {
     /// footage to find, play, link and export.
     #[arg(long, default_value_t = 2)]
     pub always_on_recorders: usize,
+    /// The simulated body cameras hang up the first download of stored footage they are asked
+    /// for half-way (as a camera whose docking link drops), so the download's resumption shows.
+    #[arg(long)]
+    pub drop_first_downloads: bool,
 }
 
 /// `admin` tasks.

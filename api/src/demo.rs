@@ -555,7 +555,12 @@ async fn seed_recorders(db: &Db, cfg: &Config, org: &DemoOrg) -> anyhow::Result<
 }
 
 /// Start the demo's body-worn recorders over GB/T 28181, walking around their districts.
-pub fn start_recorders(org: &DemoOrg, sip: std::net::SocketAddr, cfg: &Config) {
+pub fn start_recorders(
+    org: &DemoOrg,
+    sip: std::net::SocketAddr,
+    cfg: &Config,
+    drop_first_download: bool,
+) {
     let mut rng = StdRng::seed_from_u64(28181);
     let ids = crate::simulate::recorder_ids(DEMO_RECORDER_BASE, org.districts.len() as u64)
         .expect("valid base");
@@ -597,6 +602,7 @@ pub fn start_recorders(org: &DemoOrg, sip: std::net::SocketAddr, cfg: &Config) {
             position: std::time::Duration::from_secs(5),
             expires_secs: 3600,
             media: Default::default(),
+            drop_first_download,
         },
         rx,
     );
@@ -721,7 +727,7 @@ pub async fn run(mut cfg: Config, args: DemoArgs) -> anyhow::Result<()> {
             },
             l.port(),
         );
-        start_recorders(&org, sip, &cfg);
+        start_recorders(&org, sip, &cfg, args.drop_first_downloads);
         if args.always_on_recorders > 0 {
             let mut all = state
                 .db

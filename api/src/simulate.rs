@@ -749,6 +749,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
                 audio: parse_audio(&args.audio).map_err(|e| anyhow::anyhow!("--audio: {e}"))?,
                 ..Default::default()
             },
+            drop_first_download: false,
         },
         stop_rx,
     );

@@ -52,6 +52,9 @@ pub struct GbTarget {
     pub expires_secs: u32,
     /// What they stream.
     pub media: MediaProfile,
+    /// Each device hangs up (BYE) the first download it is asked for half-way, as a camera
+    /// whose docking link drops would; the platform's next attempt gets the rest.
+    pub drop_first_download: bool,
 }
 
 /// Counters.
@@ -73,7 +76,7 @@ pub struct GbStats {
 
 /// An answered INVITE: how to reach the platform, the SSRC, and for a download the frames to
 /// send and the speed.
-type Answered = (MediaPath, u32, Option<(u64, u32)>);
+type Answered = (MediaPath, u32, Option<Download>);
 
 struct Device {
     spec: RecorderSpec,
@@ -89,8 +92,13 @@ struct Device {
     /// Answered INVITEs waiting for their ACK: call id → (how to reach the platform, SSRC, for
     /// a download the frames to send and the speed).
     offers: std::collections::HashMap<String, Answered>,
-    /// Downloads that sent everything (call ids), for their `MediaStatus` 121.
-    done_tx: tokio::sync::mpsc::UnboundedSender<String>,
+    /// Downloads that ended (call id; whether they sent everything): a complete one gets its
+    /// `MediaStatus` 121, a cut one the device's BYE.
+    done_tx: tokio::sync::mpsc::UnboundedSender<(String, bool)>,
+    /// Whether this device already cut a download short (see [`GbTarget::drop_first_download`]).
+    dropped_download: bool,
+    /// The platform's side of each answered INVITE (its `From`), for the device's own BYE.
+    peers: std::collections::HashMap<String, String>,
     /// Running streams: call id → stop.
     streams: std::collections::HashMap<String, watch::Sender<bool>>,
     /// The 200 sent for each INVITE, for its retransmissions.
@@ -394,12 +402,24 @@ impl Sink {
 
 /// Stream the sample as PS over RTP until `stop`: per 40 ms one video pack, and the audio
 /// frames that fall in that interval as packs of their own.
-/// A download sends `frames` frames at `speed` times real time, then reports its call id.
+/// A download sends `frames` frames at `speed` times real time (or stops after `cut` frames),
+/// then reports its call id and whether it sent everything.
 type DownloadDone = (
-    (u64, u32),
+    Download,
     String,
-    tokio::sync::mpsc::UnboundedSender<String>,
+    tokio::sync::mpsc::UnboundedSender<(String, bool)>,
 );
+
+/// What a download INVITE asked for.
+#[derive(Debug, Clone, Copy)]
+struct Download {
+    /// Frames in the asked range.
+    frames: u64,
+    /// Times real time.
+    speed: u32,
+    /// Stop after this many frames (a dropped link), if set.
+    cut: Option<u64>,
+}
 
 async fn stream_to(
     path: MediaPath,
@@ -417,14 +437,18 @@ async fn stream_to(
         audio: profile.audio,
     };
     let mut seq: u16 = rand::random();
-    let speed = download.as_ref().map_or(1, |d| d.0 .1.clamp(1, 16));
+    let speed = download.as_ref().map_or(1, |d| d.0.speed.clamp(1, 16));
     let mut every = tokio::time::interval(Duration::from_micros(40_000 / u64::from(speed)));
     let base: u64 = 3600;
     let mut audio_next = 0usize;
     for (n, au) in (0u64..).zip(sample.video.iter().cycle()) {
-        if let Some(((frames, _), call, done)) = &download {
-            if n >= *frames {
-                let _ = done.send(call.clone());
+        if let Some((d, call, done)) = &download {
+            if d.cut.is_some_and(|c| n >= c) {
+                let _ = done.send((call.clone(), false));
+                return;
+            }
+            if n >= d.frames {
+                let _ = done.send((call.clone(), true));
                 return;
             }
         }
@@ -629,7 +653,13 @@ impl Device {
                         let (tx, rx) = watch::channel(false);
                         self.streams.insert(call.clone(), tx);
                         let media = (profile, smp);
-                        let done = download.map(|d| (d, call, self.done_tx.clone()));
+                        let done = download.map(|mut d| {
+                            if self.target.drop_first_download && !self.dropped_download {
+                                self.dropped_download = true;
+                                d.cut = Some(d.frames / 2);
+                            }
+                            (d, call, self.done_tx.clone())
+                        });
                         tokio::spawn(stream_to(path, ssrc, media, rx, done));
                     }
                 }
@@ -638,6 +668,7 @@ impl Device {
             "BYE" => {
                 self.answers.remove(&call);
                 self.offers.remove(&call);
+                self.peers.remove(&call);
                 let known = self.streams.remove(&call).map(|tx| tx.send(true)).is_some();
                 let r = req.response(
                     if known { 200 } else { 481 },
@@ -800,7 +831,11 @@ impl Device {
             let speed = line("a=downloadspeed:")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(1);
-            (b.saturating_sub(a) * 25, speed)
+            Download {
+                frames: b.saturating_sub(a) * 25,
+                speed,
+                cut: None,
+            }
         });
         let session = if download.is_some() {
             "Download"
@@ -808,6 +843,9 @@ impl Device {
             "Play"
         };
         self.offers.insert(call.clone(), (path, ssrc, download));
+        if let Some(from) = req.header("From") {
+            self.peers.insert(call.clone(), from.to_string());
+        }
         let answer = format!(
             "v=0\r\no={} 0 0 IN IP4 {ip}\r\ns={session}\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=video {port} {media_line}\r\na=rtpmap:96 PS/90000\r\ny={ssrc_text}\r\nf=\r\n",
             self.spec.device_id,
@@ -865,9 +903,11 @@ pub async fn run_recorder(
         }
     };
     let local = sock.local_addr().expect("bound");
-    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<(String, bool)>();
     let mut d = Device {
         done_tx,
+        dropped_download: false,
+        peers: Default::default(),
         tag: format!("{:x}", rand::random::<u32>()),
         call_id: format!("ka-{}@{}", spec.device_id, local),
         spec,
@@ -910,9 +950,24 @@ pub async fn run_recorder(
                     return;
                 }
                 _ = tokio::time::sleep_until(reregister) => continue 'outer,
-                Some(call) = done_rx.recv() => {
-                    // A download sent everything: say so (MediaStatus 121); the platform hangs up.
+                Some((call, complete)) = done_rx.recv() => {
                     d.streams.remove(&call);
+                    if !complete {
+                    // A download cut short: the device hangs up its side of the dialog.
+                    d.answers.remove(&call);
+                    let to = d.target.platform_id.clone();
+                    let mut m = d.request("BYE", &to, &call, None);
+                    if let Some(peer) = d.peers.remove(&call) {
+                        m.set("To", peer);
+                    }
+                    tracing::info!(device.id = %d.spec.device_id, call_id = %call, "simulated recorder dropped a download");
+                    if d.transact(m).await.is_err() {
+                        stats.errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    continue;
+                    }
+                    // A download sent everything: say so (MediaStatus 121); the platform hangs up.
+                    d.peers.remove(&call);
                     d.sn += 1;
                     let body = format!(
                         "<?xml version=\"1.0\" encoding=\"GB2312\"?>\r\n<Notify>\r\n<CmdType>MediaStatus</CmdType>\r\n<SN>{}</SN>\r\n<DeviceID>{}</DeviceID>\r\n<NotifyType>121</NotifyType>\r\n</Notify>\r\n",

@@ -789,6 +789,13 @@ async fn download_task(
     while attempts < DOWNLOAD_ATTEMPTS && done_90k + 2 * 90_000 < wanted_90k {
         attempts += 1;
         let from = d.start_ms + (done_90k / 90) as i64;
+        // Devices seek to whole seconds (SDP `t=`): this attempt's time 0 is the second the
+        // stored footage ends in; what it repeats is skipped up to the next keyframe.
+        let base = if done_90k == 0 {
+            0
+        } else {
+            ((from.div_euclid(1000) * 1000 - d.start_ms).max(0) as u64) * 90
+        };
         let mut viewer = inner
             .hub
             .download(&d.device_id, &d.channel_id, from, d.end_ms, d.speed);
@@ -833,9 +840,9 @@ async fn download_task(
                 let _ = tx.send(Ok(id.clone()));
             }
         }
-        // This attempt's frames: its time 0 is where the stored footage ends.
-        let base = done_90k;
         let mut seg = Segmenter::new(inner.cfg.segment_secs);
+        seg.resume(base, done_90k);
+        let mut stored = 0u32;
         let mut initial = std::mem::take(&mut viewer.initial);
         if !initial.iter().any(|f| !f.codec.is_video()) {
             let _ = tokio::time::timeout(Duration::from_millis(600), async {
@@ -864,11 +871,17 @@ async fn download_task(
                 match o {
                     Output::Begin { .. } => cur.clear(),
                     Output::Data(b) => cur.extend_from_slice(&b),
-                    Output::End(mut info) if info.end_90k > info.start_90k => {
-                        info.start_90k += base;
-                        info.end_90k += base;
+                    Output::End(info) if info.end_90k > info.start_90k => {
+                        if finished && stored > 0 && info.end_90k + 2 * 90_000 < wanted_90k {
+                            // Cut short: the last segment does not end at a keyframe, so the
+                            // next attempt fetches it again from its start (no gap in the
+                            // evidence). An attempt that stored nothing else keeps it.
+                            tracing::info!(recording.id = %id, start_90k = info.start_90k, end_90k = info.end_90k, "recording.download_partial_refetched");
+                            continue;
+                        }
                         store_segment(inner, &id, &cur, &SpoolInfo::from(&info)).await?;
                         done_90k = done_90k.max(info.end_90k);
+                        stored += 1;
                     }
                     Output::End(_) => {}
                 }
@@ -883,10 +896,7 @@ async fn download_task(
             }
             tokio::select! {
                 f = viewer.rx.recv() => match f {
-                    Ok(f) => {
-                        // Frames past the record's end (a device that sends more) are not kept.
-                        seg.push(&f, &mut out);
-                    }
+                    Ok(f) => seg.push(&f, &mut out),
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         tracing::warn!(recording.id = %id, frames = n, "recording.lagged");
                     }

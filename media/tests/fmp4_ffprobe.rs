@@ -583,3 +583,67 @@ fn opus_sound_is_recorded_as_it_is() {
     assert_eq!(video["nb_read_frames"], "50");
     decodes_cleanly(&f);
 }
+
+/// A resumed download repeats up to a second of what is stored (devices seek to whole
+/// seconds): the segmenter starts at the first keyframe at or after the stored end, and the
+/// segment it writes plays alone from there.
+#[test]
+fn a_resumed_stream_starts_at_the_first_keyframe_after_what_is_stored() {
+    use shouhu_media::mp4::segmenter::{Output, Segmenter};
+    let dir = tempfile::tempdir().unwrap();
+    let (aus, _) = h264_and_alaw(dir.path(), "320x240");
+    // The stream's first frame is at 10 s of the recording; 11.5 s are stored.
+    let (at, skip) = (10 * 90_000, 90_000 + 45_000);
+    let mut seg = Segmenter::new(60);
+    seg.resume(at, at + skip);
+    let mut out = Vec::new();
+    for (i, (au, key)) in aus.iter().enumerate() {
+        let f = frame(Codec::H264, 7_200 + i as u64 * 3600, *key, au.clone());
+        seg.push(&f, &mut out);
+    }
+    seg.finish(&mut out);
+    let first_key = aus
+        .iter()
+        .enumerate()
+        .find(|(i, (_, key))| *key && *i as u64 * 3600 >= skip)
+        .map(|(i, _)| i as u64 * 3600)
+        .expect("a keyframe after 1.5 s");
+    assert_eq!(first_key, 2 * 90_000, "keyframes every second");
+    let mut file = Vec::new();
+    let mut infos = Vec::new();
+    for o in out {
+        match o {
+            Output::Begin { .. } => file.clear(),
+            Output::Data(d) => file.extend(d),
+            Output::End(info) => infos.push(info),
+        }
+    }
+    assert_eq!(infos.len(), 1, "{infos:?}");
+    assert_eq!(infos[0].start_90k, at + first_key);
+    assert_eq!(infos[0].end_90k, at + aus.len() as u64 * 3600);
+    // Frames before 11.5 s are skipped; the ones up to the keyframe at 12 s wait for it.
+    let before = skip.div_ceil(3600);
+    assert_eq!(seg.stats.skipped, before);
+    assert_eq!(seg.stats.dropped_video, first_key / 3600 - before);
+    let f = dir.path().join("resumed.mp4");
+    std::fs::write(&f, &file).unwrap();
+    let p = probe(&f);
+    let video = p["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["codec_type"] == "video")
+        .unwrap()
+        .clone();
+    let n: u64 = video["nb_read_frames"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        n,
+        aus.len() as u64 - first_key / 3600,
+        "every frame from the keyframe on decodes"
+    );
+    let start: f64 = video["start_time"].as_str().unwrap().parse().unwrap();
+    assert!(
+        (start - (at + first_key) as f64 / 90_000.0).abs() < 0.001,
+        "the file's timeline is the recording's: {start}"
+    );
+}

@@ -44,8 +44,13 @@ fn env(c: &mut Command) {
 }
 
 async fn demo(dir: &Path) -> Demo {
+    demo_with(dir, &[]).await
+}
+
+async fn demo_with(dir: &Path, extra: &[&str]) -> Demo {
     let mut c = shouhu(dir);
     c.args(["demo", "--enterprises", "10", "--always-on-recorders", "0"]);
+    c.args(extra);
     env(&mut c);
     let run = Running::start(c, "http");
     let http = run.base.clone();
@@ -650,6 +655,73 @@ async fn footage_stored_on_a_camera_is_listed_and_downloaded() {
     assert_eq!(s, 404);
     let (st, _) = d.run.stop();
     assert!(st.success());
+}
+
+/// A download the camera cuts short (its docking link drops: the camera hangs up half-way
+/// with a BYE) resumes from the end of what was stored: the segment cut mid-way is fetched
+/// again from its keyframe, the device is asked from that whole second on, and what it sends
+/// again is skipped, so the recording covers the record once, without a gap or an overlap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_download_resumes_from_the_end_of_what_was_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = demo_with(dir.path(), &["--drop-first-downloads"]).await;
+    d.channel().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let (s, records) = d
+        .get(&format!(
+            "/recorders/{DEVICE}/records?from={}&to={now}",
+            now - 3_600_000
+        ))
+        .await;
+    assert_eq!(s, 200, "{records}");
+    let rec = &records[0];
+    let (start, end) = (
+        rec["start_ms"].as_i64().unwrap(),
+        rec["end_ms"].as_i64().unwrap(),
+    );
+    let (s, v) = d
+        .req(
+            reqwest::Method::POST,
+            "/recordings/download",
+            Some(json!({"device_id": DEVICE, "start": start, "end": end, "speed": 4})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let id = v["recording_id"].as_str().unwrap().to_string();
+    let r = d
+        .wait_for(&format!("/recordings/{id}"), "the download closed", |v| {
+            v["status"] == "closed"
+        })
+        .await;
+    assert!(r["head_signature"].as_str().is_some());
+    let segs = r["segments"].as_array().unwrap().clone();
+    for w in segs.windows(2) {
+        assert_eq!(w[0]["end_90k"], w[1]["start_90k"], "contiguous: {segs:?}");
+    }
+    assert_eq!(segs[0]["start_90k"], 0);
+    let span = segs.last().unwrap()["end_90k"].as_i64().unwrap();
+    assert!(
+        (span - (end - start) * 90).abs() <= 3600,
+        "the record once, within a frame: {span}"
+    );
+    for seg in &segs {
+        let f = segment_file(&d, &id, seg["seq"].as_i64().unwrap()).await;
+        check_segment(dir.path(), seg, &f);
+    }
+    let (st, lines) = d.run.stop();
+    assert!(st.success());
+    let logged = |what: &str| lines.iter().filter(|l| l.contains(what)).count();
+    assert_eq!(
+        logged("sip.stream_bye_from_device"),
+        1,
+        "the camera hung up once"
+    );
+    assert_eq!(logged("recording.download_interrupted"), 1);
+    assert_eq!(logged("recording.download_partial_refetched"), 1);
+    assert_eq!(logged("recording.download_incomplete"), 0);
 }
 
 /// A dispatch call records every stream of the called unit while it lasts: calling the officer

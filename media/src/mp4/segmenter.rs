@@ -83,6 +83,9 @@ pub struct SegmenterStats {
     pub dropped_audio: u64,
     /// Frames refused by the muxer (timestamps going back, empty access units).
     pub refused: u64,
+    /// Video frames before the time given to [`Segmenter::resume`] (footage already
+    /// stored, sent again by a resumed download).
+    pub skipped: u64,
 }
 
 /// Cuts one stream into segments.
@@ -100,6 +103,10 @@ pub struct Segmenter {
     last_fragment_90k: u64,
     /// The first unwrapped timestamp of the stream: time 0 of the recording.
     origin: Option<u64>,
+    /// The recording's time of the stream's first frame (0 unless resumed).
+    offset_90k: u64,
+    /// The first segment starts at the first keyframe at or after this time.
+    skip_90k: u64,
     /// What could not be recorded.
     pub stats: SegmenterStats,
 }
@@ -121,6 +128,8 @@ impl Segmenter {
             audio_ts: Unwrap::default(),
             last_fragment_90k: 0,
             origin: None,
+            offset_90k: 0,
+            skip_90k: 0,
             stats: SegmenterStats::default(),
         }
     }
@@ -185,12 +194,16 @@ impl Segmenter {
 
     /// An unwrapped stream time as a time of the recording.
     fn rebase(&mut self, t: u64) -> u64 {
-        t.saturating_sub(*self.origin.get_or_insert(t))
+        t.saturating_sub(*self.origin.get_or_insert(t)) + self.offset_90k
     }
 
     fn push_video(&mut self, f: &Frame, raw: u64, out: &mut Vec<Output>) {
         let t = self.video_ts.at(raw);
         let dts = self.rebase(t);
+        if self.writer.is_none() && dts < self.skip_90k {
+            self.stats.skipped += 1;
+            return;
+        }
         let pts = f
             .pts_90k
             .map(|p| dts + (p % WRAP + WRAP - raw % WRAP) % WRAP)
@@ -282,6 +295,15 @@ impl Segmenter {
                 self.audio_codec = Some(f.codec);
             }
         }
+    }
+
+    /// Continue a recording: the stream's first frame is at `at_90k` of the recording, and
+    /// the first segment starts at the first keyframe at or after `stored_90k`, where the
+    /// stored footage ends (a resumed download asks the device from a whole second, so it
+    /// repeats up to a second of it). Call before the first frame.
+    pub fn resume(&mut self, at_90k: u64, stored_90k: u64) {
+        self.offset_90k = at_90k;
+        self.skip_90k = stored_90k;
     }
 
     /// The stream ended: finish the current segment.
