@@ -1,10 +1,13 @@
-//! Segment digests (SHA-256 and SM3) computed while the segments are written, on a thread of
-//! their own, many segments at once.
+//! Segment files written and digested (SHA-256 and SM3) on a thread of their own, many
+//! segments at once.
 //!
 //! Every recorded segment needs both digests for the index. Taking them when a segment ends
 //! meant reading it back and hashing 15 MB on the async runtime in one go; here the recorder
-//! hands each fragment over as it writes it, and one thread folds the fragments of all the
-//! recordings into their digests. SM3 is the expensive one (a chain of 64-byte compressions):
+//! hands each fragment over as the segmenter makes it, and one thread appends the fragments of
+//! all the recordings to their spool files and folds them into their digests. The thread wakes
+//! at most every [`TICK`] while fragments flow (a sender does not wake a thread that is not
+//! waiting on the channel), so a hundred recordings cost it a few dozen wake-ups a second, not
+//! one per fragment and write. SM3 is the expensive one (a chain of 64-byte compressions):
 //! the thread gathers the fragments of several recordings and hashes them side by side
 //! ([`shouhu_sm3::update_many`], eight at a time with AVX2 or AVX-512), and SHA-256 two at a time
 //! ([`shouhu_sm3::sha256::update_many`], interleaved on SHA-NI). A fragment waits at most
@@ -23,6 +26,9 @@ use tokio::sync::oneshot;
 /// How long fragments wait for fragments of other segments to be hashed beside them.
 pub const MAX_WAIT: Duration = Duration::from_millis(250);
 
+/// Once woken, the thread lets fragments gather this long before it writes and hashes them.
+pub const TICK: Duration = Duration::from_millis(40);
+
 /// Hash as soon as this many segments have fragments waiting (the AVX2 lanes are full).
 const BATCH: usize = 8;
 
@@ -30,9 +36,17 @@ const BATCH: usize = 8;
 pub type Digests = ([u8; 32], [u8; 32]);
 
 enum Cmd {
+    /// A file's digests begin; its bytes are appended to the file first, if any.
+    Begin(u64, Option<WriteTo>),
     Data(u64, Vec<u8>),
-    Finish(u64, oneshot::Sender<Digests>),
+    Finish(u64, oneshot::Sender<Result<Digests, String>>),
     Forget(u64),
+}
+
+/// Where a file's bytes go, and the first write error (shared with its [`Digesting`]).
+struct WriteTo {
+    file: Arc<std::fs::File>,
+    failed: Arc<std::sync::OnceLock<String>>,
 }
 
 /// The digest thread; cloning shares it. The thread ends when the last clone and the last
@@ -71,10 +85,29 @@ impl Digester {
 
     /// Begin the digests of one file.
     pub fn begin(&self) -> Digesting {
+        self.start(None)
+    }
+
+    /// Begin a file that this thread writes: each [`Digesting::update`] is appended to `file`
+    /// (in order) and digested. Write errors show in [`Digesting::failed`] and fail
+    /// [`Digesting::finish`].
+    pub fn begin_writing(&self, file: Arc<std::fs::File>) -> Digesting {
+        self.start(Some(file))
+    }
+
+    fn start(&self, file: Option<Arc<std::fs::File>>) -> Digesting {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let failed = Arc::new(std::sync::OnceLock::new());
+        let to = file.map(|file| WriteTo {
+            file,
+            failed: failed.clone(),
+        });
+        let _ = self.tx.send(Cmd::Begin(id, to));
         Digesting {
-            id: self.next.fetch_add(1, Ordering::Relaxed),
+            id,
             tx: self.tx.clone(),
             finished: false,
+            failed,
         }
     }
 }
@@ -84,6 +117,7 @@ pub struct Digesting {
     id: u64,
     tx: mpsc::Sender<Cmd>,
     finished: bool,
+    failed: Arc<std::sync::OnceLock<String>>,
 }
 
 impl Digesting {
@@ -94,12 +128,19 @@ impl Digesting {
         }
     }
 
-    /// The digests of everything handed over; `None` only if the digest thread is gone.
-    pub async fn finish(mut self) -> Option<Digests> {
+    /// The first error writing the file, if one happened yet.
+    pub fn failed(&self) -> Option<&str> {
+        self.failed.get().map(String::as_str)
+    }
+
+    /// The digests of everything handed over, once it is all written; an error if a write
+    /// failed or the thread is gone.
+    pub async fn finish(mut self) -> Result<Digests, String> {
         self.finished = true;
         let (tx, rx) = oneshot::channel();
-        self.tx.send(Cmd::Finish(self.id, tx)).ok()?;
-        rx.await.ok()
+        let gone = || "the segment digest thread is gone".to_string();
+        self.tx.send(Cmd::Finish(self.id, tx)).map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
     }
 }
 
@@ -116,7 +157,8 @@ struct Entry {
     sha256: Sha256State,
     sm3: Sm3State,
     pending: VecDeque<Vec<u8>>,
-    finish: Option<oneshot::Sender<Digests>>,
+    finish: Option<oneshot::Sender<Result<Digests, String>>>,
+    write: Option<WriteTo>,
 }
 
 #[derive(Default)]
@@ -135,7 +177,12 @@ impl Worker {
             };
             let mut closed = false;
             match cmd {
-                Ok(c) => self.apply(c),
+                Ok(c) => {
+                    self.apply(c);
+                    // Let the other recordings' fragments gather: senders do not wake a
+                    // thread that is not waiting on the channel.
+                    std::thread::sleep(TICK);
+                }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => closed = true,
             }
@@ -167,8 +214,18 @@ impl Worker {
 
     fn apply(&mut self, cmd: Cmd) {
         match cmd {
+            Cmd::Begin(id, write) => self.entries.entry(id).or_default().write = write,
             Cmd::Data(id, d) => {
-                self.entries.entry(id).or_default().pending.push_back(d);
+                let e = self.entries.entry(id).or_default();
+                if let Some(w) = &e.write {
+                    if w.failed.get().is_none() {
+                        use std::io::Write;
+                        if let Err(err) = (&*w.file).write_all(&d) {
+                            let _ = w.failed.set(err.to_string());
+                        }
+                    }
+                }
+                e.pending.push_back(d);
                 self.oldest.get_or_insert_with(Instant::now);
             }
             Cmd::Finish(id, tx) => self.entries.entry(id).or_default().finish = Some(tx),
@@ -222,7 +279,11 @@ impl Worker {
             .collect();
         for id in done {
             if let Some(e) = self.entries.remove(&id) {
-                let out = (e.sha256.finalize(), e.sm3.finalize());
+                let failed = e.write.as_ref().and_then(|w| w.failed.get().cloned());
+                let out = match failed {
+                    Some(err) => Err(err),
+                    None => Ok((e.sha256.finalize(), e.sm3.finalize())),
+                };
                 if let Some(tx) = e.finish {
                     let _ = tx.send(out);
                 }
@@ -258,6 +319,26 @@ mod tests {
         let forgotten = d.begin();
         forgotten.update(vec![1, 2, 3]);
         drop(forgotten);
+        // A written file: its bytes on disk in order, the same digests.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seg.part");
+        let file = Arc::new(std::fs::File::create(&path).unwrap());
+        let w = d.begin_writing(file);
+        for piece in files[7].chunks(1000) {
+            w.update(piece.to_vec());
+        }
+        let (sha, _) = w.finish().await.expect("written");
+        assert_eq!(std::fs::read(&path).unwrap(), files[7]);
+        assert_eq!(
+            sha,
+            <[u8; 32]>::from(<sha2::Sha256 as sha2::Digest>::digest(&files[7]))
+        );
+        // A file that cannot be written fails its digests with the error.
+        let ro = Arc::new(std::fs::File::open(&path).unwrap());
+        let w = d.begin_writing(ro);
+        w.update(vec![1; 10]);
+        let err = w.finish().await.expect_err("read-only file");
+        assert!(!err.is_empty());
         for (f, h) in files.iter().zip(hs) {
             let (sha, sm3) = h.finish().await.expect("digests");
             assert_eq!(

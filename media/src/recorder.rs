@@ -1225,7 +1225,7 @@ struct SpoolFile {
 struct Growing {
     index: u32,
     path: PathBuf,
-    /// Written from the blocking pool, the fragment handed over rather than copied.
+    /// Written by the digest thread (the fragments handed over, not copied); synced here.
     file: Arc<std::fs::File>,
     bytes: u64,
     /// The file's first bytes until its init section is known.
@@ -1238,7 +1238,13 @@ struct Growing {
 const HEAD_MAX: usize = 1 << 20;
 
 impl Growing {
-    fn take(&mut self, d: Vec<u8>) {
+    fn take(&mut self, d: Vec<u8>) -> std::io::Result<()> {
+        if let Some(e) = self.digests.failed() {
+            return Err(std::io::Error::other(format!(
+                "spool {}: {e}",
+                self.path.display()
+            )));
+        }
         if self.init_bytes.is_none() && self.head.len() < HEAD_MAX {
             self.head.extend_from_slice(&d);
             if let Some(n) = init_len(&self.head) {
@@ -1248,14 +1254,14 @@ impl Growing {
         }
         self.bytes += d.len() as u64;
         self.digests.update(d);
+        Ok(())
     }
 
     async fn written(self) -> std::io::Result<Written> {
-        let (sha256, sm3) = self
-            .digests
-            .finish()
-            .await
-            .ok_or_else(|| std::io::Error::other("the segment digest thread is gone"))?;
+        let (sha256, sm3) =
+            self.digests.finish().await.map_err(|e| {
+                std::io::Error::other(format!("spool {}: {e}", self.path.display()))
+            })?;
         Ok(Written {
             bytes: self.bytes,
             init_bytes: self.init_bytes.unwrap_or(self.bytes),
@@ -1281,33 +1287,22 @@ impl SpoolFile {
                     self.open = Some(Growing {
                         index,
                         path,
-                        file,
+                        file: file.clone(),
                         bytes: 0,
                         head: Vec::new(),
                         init_bytes: None,
-                        digests: self.digester.begin(),
+                        digests: self.digester.begin_writing(file),
                     });
                 }
                 Output::Data(d) => {
                     if let Some(g) = &mut self.open {
-                        let f = g.file.clone();
-                        let d = tokio::task::spawn_blocking(move || {
-                            use std::io::Write;
-                            (&*f).write_all(&d).map(|()| d)
-                        })
-                        .await
-                        .map_err(std::io::Error::other)??;
-                        g.take(d);
+                        g.take(d)?;
                     }
                 }
                 Output::End(info) => {
                     let Some(g) = self.open.take() else {
                         continue;
                     };
-                    let f = g.file.clone();
-                    tokio::task::spawn_blocking(move || f.sync_data())
-                        .await
-                        .map_err(std::io::Error::other)??;
                     let (index, path) = (g.index, g.path.clone());
                     if info.end_90k <= info.start_90k {
                         // Nothing in it (the stream stopped right after a cut).
@@ -1315,9 +1310,15 @@ impl SpoolFile {
                         let _ = tokio::fs::remove_file(&path).await;
                         continue;
                     }
+                    // Every fragment written (and digested), then on disk.
+                    let f = g.file.clone();
+                    let written = g.written().await?;
+                    tokio::task::spawn_blocking(move || f.sync_data())
+                        .await
+                        .map_err(std::io::Error::other)??;
                     let done = dir.join(format!("{index:06}.done"));
                     let mut spool = SpoolInfo::from(&info);
-                    spool.written = Some(g.written().await?);
+                    spool.written = Some(written);
                     tokio::fs::write(
                         done.with_extension("json"),
                         serde_json::to_vec(&spool).unwrap_or_default(),
