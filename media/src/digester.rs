@@ -157,8 +157,43 @@ struct Entry {
     sha256: Sha256State,
     sm3: Sm3State,
     pending: VecDeque<Vec<u8>>,
+    /// How many of `pending` (from the front) are in the file already.
+    written: usize,
     finish: Option<oneshot::Sender<Result<Digests, String>>>,
     write: Option<WriteTo>,
+}
+
+impl Entry {
+    /// Append the pieces not yet in the file, in one system call when it takes them all.
+    fn write(&mut self) {
+        let Some(w) = &self.write else { return };
+        if self.written >= self.pending.len() || w.failed.get().is_some() {
+            self.written = self.pending.len();
+            return;
+        }
+        let mut slices: Vec<std::io::IoSlice> = self
+            .pending
+            .range(self.written..)
+            .map(|p| std::io::IoSlice::new(p))
+            .collect();
+        let mut bufs = &mut slices[..];
+        while !bufs.is_empty() {
+            use std::io::Write;
+            match (&*w.file).write_vectored(bufs) {
+                Ok(0) => {
+                    let _ = w.failed.set("the disk took no more bytes".into());
+                    break;
+                }
+                Ok(n) => std::io::IoSlice::advance_slices(&mut bufs, n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let _ = w.failed.set(e.to_string());
+                    break;
+                }
+            }
+        }
+        self.written = self.pending.len();
+    }
 }
 
 #[derive(Default)]
@@ -196,6 +231,10 @@ impl Worker {
                     }
                 }
             }
+            // Into the files first (each file's new pieces at once), then maybe the digests.
+            for e in self.entries.values_mut() {
+                e.write();
+            }
             let waiting = self
                 .entries
                 .values()
@@ -216,16 +255,7 @@ impl Worker {
         match cmd {
             Cmd::Begin(id, write) => self.entries.entry(id).or_default().write = write,
             Cmd::Data(id, d) => {
-                let e = self.entries.entry(id).or_default();
-                if let Some(w) = &e.write {
-                    if w.failed.get().is_none() {
-                        use std::io::Write;
-                        if let Err(err) = (&*w.file).write_all(&d) {
-                            let _ = w.failed.set(err.to_string());
-                        }
-                    }
-                }
-                e.pending.push_back(d);
+                self.entries.entry(id).or_default().pending.push_back(d);
                 self.oldest.get_or_insert_with(Instant::now);
             }
             Cmd::Finish(id, tx) => self.entries.entry(id).or_default().finish = Some(tx),
@@ -240,20 +270,12 @@ impl Worker {
         loop {
             let mut jobs: Vec<(&mut Sha256State, &mut Sm3State, Vec<u8>)> = Vec::new();
             for e in self.entries.values_mut() {
-                // All of a segment's waiting bytes as one job: the lanes then run messages of
-                // similar length (similar streams) and idle less.
-                let d = match e.pending.len() {
-                    0 => continue,
-                    1 => e.pending.pop_front().unwrap_or_default(),
-                    _ => {
-                        let mut all = crate::bufpool::take(e.pending.iter().map(Vec::len).sum());
-                        for p in e.pending.drain(..) {
-                            all.extend_from_slice(&p);
-                            crate::bufpool::give(p);
-                        }
-                        all
-                    }
+                // Each segment's next piece: the segments' fragments come in the same pieces
+                // (boxes, video, audio), so the lanes run messages of similar length.
+                let Some(d) = e.pending.pop_front() else {
+                    continue;
                 };
+                e.written = e.written.saturating_sub(1);
                 jobs.push((&mut e.sha256, &mut e.sm3, d));
             }
             if jobs.is_empty() {

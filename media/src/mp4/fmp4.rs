@@ -262,22 +262,24 @@ impl Track {
         v
     }
 
-    /// The bytes of `samples` (taken from the front), in order.
-    fn bytes_of(&self, samples: &[Sample]) -> &[u8] {
-        match (samples.first(), samples.last()) {
-            (Some(f), Some(l)) => &self.bytes[f.at..l.at + l.len],
-            _ => &[],
-        }
-    }
-
-    /// Forget the bytes of samples written (the waiting sample's move to the front).
-    fn release(&mut self, samples: &[Sample]) {
-        let Some(l) = samples.last() else { return };
+    /// The bytes of `samples` (taken from the front), handed over rather than copied: the
+    /// buffer goes out, the waiting sample's bytes move to the front of a recycled one.
+    fn take_bytes(&mut self, samples: &[Sample]) -> Vec<u8> {
+        let (Some(f), Some(l)) = (samples.first(), samples.last()) else {
+            return Vec::new();
+        };
         let end = l.at + l.len;
-        self.bytes.drain(..end);
+        let mut next = crate::bufpool::take(self.bytes.capacity());
+        next.extend_from_slice(&self.bytes[end..]);
+        let mut out = std::mem::replace(&mut self.bytes, next);
+        out.truncate(end);
+        if f.at > 0 {
+            out.drain(..f.at);
+        }
         if let Some(w) = self.last.as_mut() {
             w.at -= end;
         }
+        out
     }
 }
 
@@ -666,15 +668,26 @@ impl Writer {
 
     /// A `moof` + `mdat` of the samples whose durations are known (`None` when there are none).
     pub fn fragment(&mut self) -> Option<Vec<u8>> {
-        self.emit(false)
+        self.emit(false).map(|p| p.concat())
     }
 
     /// The rest: every sample, the newest of each track with the duration before it.
     pub fn finish(&mut self) -> Option<Vec<u8>> {
+        self.emit(true).map(|p| p.concat())
+    }
+
+    /// [`Writer::fragment`] in pieces to write one after another: the boxes up to the `mdat`
+    /// header, then each track's sample bytes (handed over, not copied).
+    pub fn fragment_parts(&mut self) -> Option<Vec<Vec<u8>>> {
+        self.emit(false)
+    }
+
+    /// [`Writer::finish`] in pieces, as [`Writer::fragment_parts`].
+    pub fn finish_parts(&mut self) -> Option<Vec<Vec<u8>>> {
         self.emit(true)
     }
 
-    fn emit(&mut self, all: bool) -> Option<Vec<u8>> {
+    fn emit(&mut self, all: bool) -> Option<Vec<Vec<u8>>> {
         let ad = self.audio_default_duration();
         let tracks: Vec<(u32, bool, Vec<Sample>)> = [
             (VIDEO_TRACK, true, self.v.take(all, DEFAULT_VIDEO_DURATION)),
@@ -687,13 +700,12 @@ impl Writer {
             return None;
         }
         self.sequence += 1;
-        // One allocation for the whole fragment: the payload plus its boxes (at most 16 bytes a
-        // sample and a few hundred for the rest).
+        // The boxes: at most 16 bytes a sample and a few hundred for the rest.
         let (payload, count) = tracks
             .iter()
             .flat_map(|t| &t.2)
             .fold((0, 0), |(p, c), s| (p + s.len, c + 1));
-        let mut w = Boxes(crate::bufpool::take(payload + 16 * count + 256));
+        let mut w = Boxes(Vec::with_capacity(16 * count + 256));
         let moof = w.begin(b"moof");
         let mfhd = w.full(b"mfhd", 0, 0);
         w.u32(self.sequence);
@@ -730,21 +742,19 @@ impl Writer {
             w.0[at..at + 4].copy_from_slice(&(data_at as u32).to_be_bytes());
             data_at += samples.iter().map(|s| s.len).sum::<usize>();
         }
-        let mdat = w.begin(b"mdat");
-        for (id, _, samples) in &tracks {
-            let t = if *id == VIDEO_TRACK { &self.v } else { &self.a };
-            w.raw(t.bytes_of(samples));
-        }
-        w.end(mdat);
+        // The `mdat` header; its payload is the tracks' buffers, one after another.
+        w.u32((8 + payload) as u32);
+        w.raw(b"mdat");
+        let mut parts = vec![w.0];
         for (id, _, samples) in &tracks {
             let t = if *id == VIDEO_TRACK {
                 &mut self.v
             } else {
                 &mut self.a
             };
-            t.release(samples);
+            parts.push(t.take_bytes(samples));
         }
-        Some(w.0)
+        Some(parts)
     }
 }
 

@@ -2,7 +2,9 @@
 //!
 //! Frames from the stream hub go in; [`Output`]s come out: a segment [`Output::Begin`]s, its
 //! bytes follow as [`Output::Data`] (the init section, then a fragment at each keyframe or at
-//! least every two seconds, so a crash loses little), and it [`Output::End`]s with its span.
+//! least every two seconds, so a crash loses little; a fragment comes in pieces — its boxes, then
+//! each track's sample bytes, handed over rather than copied), and it [`Output::End`]s with its
+//! span.
 //! A segment is cut at the first keyframe once it is `target` long, or at once when the
 //! stream's parameter sets change (a new resolution needs a new init section). Video that
 //! cannot start a segment (no keyframe with parameter sets yet) is dropped and counted.
@@ -141,10 +143,19 @@ impl Segmenter {
         }
     }
 
+    /// A fragment in pieces ([`Writer::fragment_parts`]): one [`Output::Data`] each.
+    fn emit_parts(&mut self, out: &mut Vec<Output>, parts: Option<Vec<Vec<u8>>>) {
+        for d in parts.into_iter().flatten() {
+            if !d.is_empty() {
+                self.emit(out, Some(d));
+            }
+        }
+    }
+
     fn close(&mut self, out: &mut Vec<Output>) {
         if let Some(mut w) = self.writer.take() {
-            let rest = w.finish();
-            self.emit(out, rest);
+            let rest = w.finish_parts();
+            self.emit_parts(out, rest);
             if let (Some(start), Some(end)) = (w.start_90k(), w.end_90k()) {
                 out.push(Output::End(SegmentInfo {
                     index: self.index,
@@ -231,17 +242,17 @@ impl Segmenter {
             if self.writer.is_none() {
                 self.open(out, dts);
             } else {
-                let frag = self.writer.as_mut().and_then(Writer::fragment);
+                let frag = self.writer.as_mut().and_then(Writer::fragment_parts);
                 self.last_fragment_90k = dts;
-                self.emit(out, frag);
+                self.emit_parts(out, frag);
             }
         } else if self.writer.is_none() {
             self.stats.dropped_video += 1;
             return;
         } else if dts >= self.last_fragment_90k + FRAGMENT_MAX_90K {
-            let frag = self.writer.as_mut().and_then(Writer::fragment);
+            let frag = self.writer.as_mut().and_then(Writer::fragment_parts);
             self.last_fragment_90k = dts;
-            self.emit(out, frag);
+            self.emit_parts(out, frag);
         }
         let Some(w) = self.writer.as_mut() else {
             return;
