@@ -118,6 +118,22 @@ async fn s3_store_contract_and_server_uploads() {
         .exists("recordings/2027/01/seg-000001.mp4")
         .await
         .unwrap());
+    // Parts of it (a `Range` request): inside, across the end, past the end, empty.
+    let key = "recordings/2027/01/seg-000001.mp4";
+    assert_eq!(
+        store.get_range(key, 1000, 5000).await.unwrap(),
+        &data[1000..6000]
+    );
+    assert_eq!(
+        store.get_range(key, 199_990, 100).await.unwrap(),
+        &data[199_990..]
+    );
+    assert!(store.get_range(key, 300_000, 10).await.unwrap().is_empty());
+    assert!(store.get_range(key, 5, 0).await.unwrap().is_empty());
+    assert!(matches!(
+        store.get_range("recordings/none.mp4", 0, 10).await,
+        Err(StorageError::NotFound(_))
+    ));
     // Overwrite, then delete (twice: deleting a missing blob is not an error).
     store
         .put("recordings/2027/01/seg-000001.mp4", b"second")
