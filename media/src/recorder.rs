@@ -872,10 +872,13 @@ async fn download_task(
                     Output::Begin { .. } => cur.clear(),
                     Output::Data(b) => cur.extend_from_slice(&b),
                     Output::End(info) if info.end_90k > info.start_90k => {
-                        if finished && stored > 0 && info.end_90k + 2 * 90_000 < wanted_90k {
+                        let retry = attempts < DOWNLOAD_ATTEMPTS;
+                        if finished && retry && stored > 0 && info.end_90k + 2 * 90_000 < wanted_90k
+                        {
                             // Cut short: the last segment does not end at a keyframe, so the
                             // next attempt fetches it again from its start (no gap in the
-                            // evidence). An attempt that stored nothing else keeps it.
+                            // evidence). An attempt that stored nothing else, or the last
+                            // attempt, keeps it.
                             tracing::info!(recording.id = %id, start_90k = info.start_90k, end_90k = info.end_90k, "recording.download_partial_refetched");
                             continue;
                         }
