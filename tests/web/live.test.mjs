@@ -109,7 +109,8 @@ describe('live video', { skip: skipReason }, () => {
       }, null, { timeout: 60_000 });
       ({ id: unitId, device } = await handle.jsonValue());
       const row = page.locator(`[data-testid=unit-list] [data-unit-id="${unitId}"]`);
-      await row.scrollIntoViewIfNeeded();
+      // click() scrolls the row into view and finds it again if the list re-renders meanwhile
+      // (the list is rebuilt as positions arrive; a separate scroll call can hit a detached row).
       await row.click();
     });
     await step('open-player', async () => {
@@ -364,7 +365,8 @@ describe('live video', { skip: skipReason }, () => {
       await page.goto(`${BASE}/#/dispatch`);
       await page.waitForFunction((id) => window.__dispatch?.units?.get(id)?.device, officer.id, { timeout: 60_000 });
       const row = page.locator(`[data-testid=unit-list] [data-unit-id="${officer.id}"]`);
-      await row.scrollIntoViewIfNeeded();
+      // click() scrolls the row into view and finds it again if the list re-renders meanwhile
+      // (the list is rebuilt as positions arrive; a separate scroll call can hit a detached row).
       await row.click();
       await page.getByTestId('unit-call').click();
       const panel = page.locator(`[data-test=call-panel][data-unit-id="${officer.id}"]`);
