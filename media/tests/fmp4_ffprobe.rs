@@ -49,6 +49,17 @@ fn access_units(codec: Codec, data: &[u8]) -> Vec<(Vec<u8>, bool)> {
     out
 }
 
+/// The video stream of an ffprobe answer.
+fn video_stream(p: &serde_json::Value) -> serde_json::Value {
+    p["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["codec_type"] == "video")
+        .unwrap()
+        .clone()
+}
+
 fn probe(file: &Path) -> serde_json::Value {
     let out = Command::new("ffprobe")
         .args([
@@ -347,13 +358,7 @@ fn segments_are_cut_at_keyframes_and_each_plays_alone() {
         let f = dir.path().join(format!("seg{k}.mp4"));
         std::fs::write(&f, bytes).unwrap();
         let p = probe(&f);
-        let video = p["streams"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["codec_type"] == "video")
-            .unwrap()
-            .clone();
+        let video = video_stream(&p);
         let n: u64 = video["nb_read_frames"].as_str().unwrap().parse().unwrap();
         total += n;
         // ffprobe gives a fragmented file's stream start and its end time (from 0) as duration.
@@ -628,13 +633,7 @@ fn a_resumed_stream_starts_at_the_first_keyframe_after_what_is_stored() {
     let f = dir.path().join("resumed.mp4");
     std::fs::write(&f, &file).unwrap();
     let p = probe(&f);
-    let video = p["streams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["codec_type"] == "video")
-        .unwrap()
-        .clone();
+    let video = video_stream(&p);
     let n: u64 = video["nb_read_frames"].as_str().unwrap().parse().unwrap();
     assert_eq!(
         n,

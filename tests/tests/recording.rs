@@ -84,6 +84,26 @@ impl Demo {
         (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
     }
 
+    /// Download the demo camera's record `start`..`end` at 4× speed; the recording's id and its
+    /// state once closed.
+    async fn download_closed(&self, start: i64, end: i64) -> (String, Value) {
+        let (s, v) = self
+            .req(
+                reqwest::Method::POST,
+                "/recordings/download",
+                Some(json!({"device_id": DEVICE, "start": start, "end": end, "speed": 4})),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+        let id = v["recording_id"].as_str().unwrap().to_string();
+        let r = self
+            .wait_for(&format!("/recordings/{id}"), "the download closed", |v| {
+                v["status"] == "closed"
+            })
+            .await;
+        (id, r)
+    }
+
     async fn wait_for(&self, path: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(40);
         loop {
@@ -604,20 +624,7 @@ async fn footage_stored_on_a_camera_is_listed_and_downloaded() {
         rec["end_ms"].as_i64().unwrap(),
     );
     assert_eq!(end - start, 20_000);
-    let (s, v) = d
-        .req(
-            reqwest::Method::POST,
-            "/recordings/download",
-            Some(json!({"device_id": DEVICE, "start": start, "end": end, "speed": 4})),
-        )
-        .await;
-    assert_eq!(s, 200, "{v}");
-    let id = v["recording_id"].as_str().unwrap().to_string();
-    let r = d
-        .wait_for(&format!("/recordings/{id}"), "the download closed", |v| {
-            v["status"] == "closed"
-        })
-        .await;
+    let (id, r) = d.download_closed(start, end).await;
     assert_eq!(r["source"], "device");
     assert_eq!(r["started_at_ms"], start);
     assert!(r["head_signature"].as_str().is_some());
@@ -682,20 +689,7 @@ async fn an_interrupted_download_resumes_from_the_end_of_what_was_stored() {
         rec["start_ms"].as_i64().unwrap(),
         rec["end_ms"].as_i64().unwrap(),
     );
-    let (s, v) = d
-        .req(
-            reqwest::Method::POST,
-            "/recordings/download",
-            Some(json!({"device_id": DEVICE, "start": start, "end": end, "speed": 4})),
-        )
-        .await;
-    assert_eq!(s, 200, "{v}");
-    let id = v["recording_id"].as_str().unwrap().to_string();
-    let r = d
-        .wait_for(&format!("/recordings/{id}"), "the download closed", |v| {
-            v["status"] == "closed"
-        })
-        .await;
+    let (id, r) = d.download_closed(start, end).await;
     assert!(r["head_signature"].as_str().is_some());
     let segs = r["segments"].as_array().unwrap().clone();
     for w in segs.windows(2) {
