@@ -49,6 +49,7 @@ pub mod recorders;
 pub mod recordings;
 pub mod search;
 pub mod sessions;
+pub mod sip_nonces;
 pub mod sos;
 pub mod uscc;
 pub mod vehicles;
