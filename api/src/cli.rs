@@ -150,7 +150,10 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let cfg = Config::load(cli.config.as_deref())?;
+    let cfg = match cli.command {
+        Command::Demo(_) => Config::load_demo(cli.config.as_deref())?,
+        _ => Config::load(cli.config.as_deref())?,
+    };
     match cli.command {
         Command::Serve => serve(cfg).await,
         Command::Demo(args) => crate::demo::run(cfg, args).await,

@@ -152,7 +152,8 @@ pub struct MediaConfig {
     /// The address put in SDP offers, where devices send RTP. Empty (default): the host of the
     /// SIP server's advertised address.
     pub advertise_ip: String,
-    /// Local address of RTP sockets. Default `0.0.0.0`.
+    /// Local address of RTP sockets and, when it is not a wildcard, the only address WebRTC
+    /// (ICE) offers to browsers. Default `0.0.0.0` (`127.0.0.1` for `shouhu demo`).
     pub bind_ip: String,
     /// First RTP port. Default 30000.
     pub rtp_port_min: u16,
@@ -201,7 +202,7 @@ impl Default for MediaConfig {
 pub struct SipConfig {
     /// Run the SIP server. Default true.
     pub enabled: bool,
-    /// UDP and TCP listen address. Default `0.0.0.0:5060`.
+    /// UDP and TCP listen address. Default `0.0.0.0:5060` (`127.0.0.1:5060` for `shouhu demo`).
     pub listen: SocketAddr,
     /// The `host:port` put in `Via` and `Contact` of requests to devices. Empty (default): the
     /// listen address, or, when that is a wildcard, the address of the interface with the
@@ -260,7 +261,7 @@ impl Default for SipConfig {
 pub struct Jt808Config {
     /// Run the listener. Default true.
     pub enabled: bool,
-    /// TCP listen address. Default `0.0.0.0:7611`.
+    /// TCP listen address. Default `0.0.0.0:7611` (`127.0.0.1:7611` for `shouhu demo`).
     pub listen: SocketAddr,
     /// Let unknown terminals register (a vehicle is created for each). Default false: only
     /// terminals entered in the vehicle registry may register.
@@ -484,8 +485,43 @@ impl Config {
         Self::load_with_env(file, Env::prefixed("SHOUHU__").split("__"))
     }
 
+    /// Load for `shouhu demo`: like [`Config::load`], but every device-facing listener defaults to
+    /// the loopback address (JT/T 808 `127.0.0.1:7611`, SIP `127.0.0.1:5060`, RTP and WebRTC on
+    /// `127.0.0.1`), so a demo never answers devices on the network and advertises no interface
+    /// address. A value set in the file or the environment still wins.
+    pub fn load_demo(file: Option<&Path>) -> anyhow::Result<Self> {
+        Self::load_layers(
+            file,
+            Env::prefixed("SHOUHU__").split("__"),
+            Some(Self::demo_defaults()),
+        )
+    }
+
+    /// The demo's own defaults, layered over the product's.
+    fn demo_defaults() -> Figment {
+        let lo = std::net::Ipv4Addr::LOCALHOST;
+        let d = Config::default();
+        Figment::new()
+            .merge(Serialized::default(
+                "jt808.listen",
+                SocketAddr::new(lo.into(), d.jt808.listen.port()),
+            ))
+            .merge(Serialized::default(
+                "sip.listen",
+                SocketAddr::new(lo.into(), d.sip.listen.port()),
+            ))
+            .merge(Serialized::default("media.bind_ip", lo.to_string()))
+    }
+
     fn load_with_env(file: Option<&Path>, env: Env) -> anyhow::Result<Self> {
+        Self::load_layers(file, env, None)
+    }
+
+    fn load_layers(file: Option<&Path>, env: Env, over: Option<Figment>) -> anyhow::Result<Self> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(o) = over {
+            fig = fig.merge(o);
+        }
         if let Some(f) = file {
             if !f.exists() {
                 anyhow::bail!("config file {} does not exist", f.display());
@@ -622,6 +658,27 @@ mod tests {
             let cfg = Config::load(None).expect("loads");
             assert_eq!(cfg.http.listen.port(), 0);
             assert_eq!(cfg.auth.lockout_minutes, 30);
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns its own error type
+    fn the_demo_listens_on_loopback_unless_told_otherwise() {
+        figment::Jail::expect_with(|jail| {
+            let cfg = Config::load_demo(None).expect("loads");
+            assert_eq!(cfg.jt808.listen, "127.0.0.1:7611".parse().unwrap());
+            assert_eq!(cfg.sip.listen, "127.0.0.1:5060".parse().unwrap());
+            assert_eq!(cfg.media.bind_ip, "127.0.0.1");
+            assert_eq!(cfg.http.listen.ip(), std::net::Ipv4Addr::LOCALHOST);
+            // `serve` keeps the product's defaults.
+            assert!(Config::load(None).unwrap().sip.listen.ip().is_unspecified());
+            jail.set_env("SHOUHU__SIP__LISTEN", "0.0.0.0:5062");
+            jail.create_file("demo.toml", "[jt808]\nlisten = \"0.0.0.0:7612\"\n")?;
+            let cfg = Config::load_demo(Some(Path::new("demo.toml"))).expect("loads");
+            assert_eq!(cfg.sip.listen, "0.0.0.0:5062".parse().unwrap());
+            assert_eq!(cfg.jt808.listen, "0.0.0.0:7612".parse().unwrap());
+            assert_eq!(cfg.media.bind_ip, "127.0.0.1");
             Ok(())
         });
     }

@@ -90,6 +90,12 @@ pub async fn build_state_with_db(
         udp_ports: (cfg.media.webrtc_udp_port_min, cfg.media.webrtc_udp_port_max),
         nat_ips: cfg.media.webrtc_nat_ips.clone(),
         include_loopback: true,
+        only_ip: cfg
+            .media
+            .bind_ip
+            .parse::<std::net::IpAddr>()
+            .ok()
+            .filter(|ip| !ip.is_unspecified()),
         gather_timeout: Duration::from_secs(3),
     };
     let whep = Arc::new(

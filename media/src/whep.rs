@@ -57,6 +57,9 @@ pub struct WhepConfig {
     pub nat_ips: Vec<String>,
     /// Offer loopback candidates too (a browser on the same machine).
     pub include_loopback: bool,
+    /// Gather ICE host candidates on this address only (`media.bind_ip` when it is not a
+    /// wildcard; the demo's loopback); `None` = every interface.
+    pub only_ip: Option<std::net::IpAddr>,
     /// How long ICE gathering may take before the answer goes out anyway.
     pub gather_timeout: Duration,
 }
@@ -67,6 +70,7 @@ impl Default for WhepConfig {
             udp_ports: (31_000, 31_999),
             nat_ips: Vec::new(),
             include_loopback: true,
+            only_ip: None,
             gather_timeout: Duration::from_secs(3),
         }
     }
@@ -168,6 +172,9 @@ pub(crate) fn build_api(
         s.set_nat_1to1_ips(cfg.nat_ips.clone(), RTCIceCandidateType::Host);
     }
     s.set_include_loopback_candidate(cfg.include_loopback);
+    if let Some(ip) = cfg.only_ip {
+        s.set_ip_filter(Box::new(move |a| a == ip));
+    }
     if cm_first {
         // We answer as the DTLS client, so our order is offered first. webrtc-srtp's AES-CM +
         // HMAC-SHA1 writes packets in place, its AES-GCM assembles each one byte by byte.
