@@ -7,10 +7,20 @@
 //! `grace`, then `BYE`. No media within `no_media_timeout` ends the stream with a log line that
 //! names the likely cause (nothing on the port: the SDP address or NAT; packets from another
 //! SSRC; packets that are not RTP).
+//!
+//! Media origin: an ingest latches to the IP address the device registered from
+//! ([`SipServer::access`]). Datagrams from any other address are dropped, a TCP-passive
+//! connection from elsewhere is closed (the listener keeps waiting for the device), TCP-active
+//! connects to the registered address whatever the SDP answer's `c=` says; each refusal is
+//! counted ([`crate::stats::RtpDrops`], `shouhu_rtp_dropped_total{reason}`). SSRCs are random
+//! within the GB/T 28181 `y=` format, but with four free digits that is no defence: the address
+//! latch is. On the shared port a packet is routed by SSRC only when it comes from the claiming
+//! stream's device address; a device that ignores `y=` is routed by its address while only one
+//! of its streams waits.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,6 +32,12 @@ use crate::gb28181::server::SipServer;
 use crate::gb28181::StreamUpdate;
 use crate::ps::{Codec, Frame, PsDemuxer};
 use crate::rtp::{Ordered, Packet, Reorder};
+use crate::stats::{DropReason, RtpDrops};
+
+/// Whether two addresses are the same host (an IPv4-mapped IPv6 address equals its IPv4 one).
+fn same_host(a: IpAddr, b: IpAddr) -> bool {
+    a.to_canonical() == b.to_canonical()
+}
 
 /// Hub settings (`[media]`).
 #[derive(Debug, Clone)]
@@ -73,8 +89,9 @@ enum Source {
     Udp(UdpSocket),
     /// The shared port's packets with this stream's SSRC.
     Shared(mpsc::Receiver<(Vec<u8>, SocketAddr)>),
-    /// TCP passive, before the device connected.
-    Listen(tokio::net::TcpListener),
+    /// TCP passive, before the device connected: only a connection from the device's address
+    /// is taken; others are closed and counted.
+    Listen(tokio::net::TcpListener, IpAddr, Arc<RtpDrops>),
     /// TCP active, before we connected.
     Connect(SocketAddr),
     Tcp {
@@ -117,8 +134,14 @@ impl Source {
                     buf[..n].copy_from_slice(&p[..n]);
                     return Ok((n, from));
                 }
-                Source::Listen(l) => {
+                Source::Listen(l, device_ip, drops) => {
                     let (stream, from) = l.accept().await?;
+                    if !same_host(from.ip(), *device_ip) {
+                        drops.count(DropReason::ForeignSource);
+                        tracing::warn!(remote = %from, device.ip = %device_ip, "stream.foreign_tcp_refused");
+                        drop(stream);
+                        continue;
+                    }
                     let (rd, wr) = stream.into_split();
                     *self = Source::Tcp {
                         rd,
@@ -370,7 +393,10 @@ struct Inner {
     sip: SipServer,
     streams: Mutex<HashMap<Key, Arc<Stream>>>,
     calls: Mutex<HashMap<String, mpsc::UnboundedSender<StreamUpdate>>>,
-    ssrc_seq: AtomicU32,
+    /// RTP refused (foreign source, unknown SSRC).
+    drops: Arc<RtpDrops>,
+    /// Ingests started (INVITEs about to go out) since start.
+    ingests: AtomicU64,
     next_port: Mutex<u16>,
     shared: tokio::sync::OnceCell<Result<Arc<SharedPort>, String>>,
 }
@@ -379,8 +405,9 @@ struct Inner {
 #[derive(Debug)]
 struct Route {
     tx: mpsc::Sender<(Vec<u8>, SocketAddr)>,
-    /// The device's media address from its answer, for devices that ignore `y=`.
-    device_ip: Option<IpAddr>,
+    /// The address the device registered from: only its packets are routed here (and, for
+    /// devices that ignore `y=`, the one address routed by).
+    device_ip: IpAddr,
     /// Whether a packet reached it yet.
     started: std::sync::atomic::AtomicBool,
 }
@@ -392,10 +419,11 @@ struct SharedPort {
     routes: Mutex<HashMap<u32, Arc<Route>>>,
     /// Packets whose SSRC no stream claims.
     unknown: AtomicU64,
+    drops: Arc<RtpDrops>,
 }
 
 impl SharedPort {
-    async fn bind(addr: SocketAddr) -> Result<Arc<SharedPort>, String> {
+    async fn bind(addr: SocketAddr, drops: Arc<RtpDrops>) -> Result<Arc<SharedPort>, String> {
         let sock = bind_udp(addr)
             .await
             .map_err(|e| format!("the shared RTP port {addr} cannot be bound: {e}"))?;
@@ -403,6 +431,7 @@ impl SharedPort {
             port: addr.port(),
             routes: Mutex::new(HashMap::new()),
             unknown: AtomicU64::new(0),
+            drops,
         });
         let weak = Arc::downgrade(&me);
         tracing::info!(%addr, "RTP shared port listening");
@@ -429,10 +458,15 @@ impl SharedPort {
         let route = {
             let mut m = self.routes.lock().unwrap_or_else(|e| e.into_inner());
             match m.get(&p.ssrc) {
-                Some(r) => Some(r.clone()),
+                Some(r) if same_host(r.device_ip, from.ip()) => Some(r.clone()),
+                Some(_) => {
+                    drop(m);
+                    self.drops.count(DropReason::ForeignSource);
+                    return;
+                }
                 None => {
                     let mut waiting = m.values().filter(|r| {
-                        r.device_ip == Some(from.ip()) && !r.started.load(Ordering::Relaxed)
+                        same_host(r.device_ip, from.ip()) && !r.started.load(Ordering::Relaxed)
                     });
                     match (waiting.next().cloned(), waiting.next()) {
                         (Some(r), None) => {
@@ -452,6 +486,7 @@ impl SharedPort {
                 let _ = r.tx.try_send((d.to_vec(), from));
             }
             None => {
+                self.drops.count(DropReason::UnknownSsrc);
                 if self.unknown.fetch_add(1, Ordering::Relaxed) % 1000 == 0 {
                     tracing::warn!(remote = %from, ssrc = p.ssrc, port = self.port, "RTP on the shared port with an SSRC no stream asked for");
                 }
@@ -462,7 +497,7 @@ impl SharedPort {
     fn claim(
         &self,
         ssrc: u32,
-        device_ip: Option<IpAddr>,
+        device_ip: IpAddr,
     ) -> (Arc<Route>, mpsc::Receiver<(Vec<u8>, SocketAddr)>) {
         let (tx, rx) = mpsc::channel(2048);
         let r = Arc::new(Route {
@@ -562,7 +597,8 @@ impl StreamHub {
             sip: sip.clone(),
             streams: Mutex::new(HashMap::new()),
             calls: Mutex::new(HashMap::new()),
-            ssrc_seq: AtomicU32::new(1),
+            drops: Arc::new(RtpDrops::default()),
+            ingests: AtomicU64::new(0),
             next_port: Mutex::new(0),
             shared: tokio::sync::OnceCell::new(),
         });
@@ -589,6 +625,16 @@ impl StreamHub {
             });
         }
         StreamHub { inner }
+    }
+
+    /// RTP refused since start, by reason.
+    pub fn drops(&self) -> &RtpDrops {
+        &self.inner.drops
+    }
+
+    /// Ingests started since start (each one an `INVITE` to a device and an RTP port).
+    pub fn ingests_started(&self) -> u64 {
+        self.inner.ingests.load(Ordering::Relaxed)
     }
 
     /// Streams running now.
@@ -997,11 +1043,19 @@ async fn run_ingest(
         .map(|d| &d.channel_id)
         .unwrap_or(&stream.key.1);
     let transport = inner.cfg.transport;
+    // The address the device registered from: the only one its media is taken from.
+    let device_ip = inner
+        .sip
+        .access(device)
+        .map(|a| a.remote.ip())
+        .ok_or_else(|| HubError::Device("the device is not registered".into()))?;
+    inner.ingests.fetch_add(1, Ordering::Relaxed);
     let shared = if transport == MediaTransport::Udp && inner.cfg.shared_port != 0 {
         let addr = SocketAddr::new(inner.cfg.bind_ip, inner.cfg.shared_port);
+        let drops = inner.drops.clone();
         let s = inner
             .shared
-            .get_or_init(|| SharedPort::bind(addr))
+            .get_or_init(|| SharedPort::bind(addr, drops))
             .await
             .clone()
             .map_err(HubError::Device)?;
@@ -1023,7 +1077,7 @@ async fn run_ingest(
         MediaTransport::TcpPassive => {
             let l = inner.bind_tcp().await?;
             let port = l.local_addr().map_err(|_| HubError::NoPort)?.port();
-            (Source::Listen(l), port)
+            (Source::Listen(l, device_ip, inner.drops.clone()), port)
         }
         // The port in an active offer is a placeholder (RFC 4145): the device answers with its own.
         MediaTransport::TcpActive => (
@@ -1031,11 +1085,34 @@ async fn run_ingest(
             9,
         ),
     };
-    let seq = inner.ssrc_seq.fetch_add(1, Ordering::Relaxed);
-    let ssrc = if stream.download.is_some() {
-        sdp::history_ssrc(&inner.cfg.domain, seq)
-    } else {
-        sdp::live_ssrc(&inner.cfg.domain, seq)
+    let ssrc = {
+        let taken = |s: &str| {
+            shared.as_ref().is_some_and(|sp| {
+                s.parse::<u32>().is_ok_and(|v| {
+                    sp.routes
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .contains_key(&v)
+                })
+            })
+        };
+        let pick = || {
+            // Only the last four digits are free in the y= format (GB/T 28181 附录 F).
+            let seq = rand::random::<u32>() % 10_000;
+            if stream.download.is_some() {
+                sdp::history_ssrc(&inner.cfg.domain, seq)
+            } else {
+                sdp::live_ssrc(&inner.cfg.domain, seq)
+            }
+        };
+        let mut s = pick();
+        for _ in 0..16 {
+            if !taken(&s) {
+                break;
+            }
+            s = pick();
+        }
+        s
     };
     let advertise_ip = if inner.cfg.advertise_ip.is_unspecified() {
         inner
@@ -1078,12 +1155,12 @@ async fn run_ingest(
         _ = stop.changed() => return Ok(()),
     };
     if let Source::Connect(addr) = &mut source {
-        let Some(ip) = answer.ip else {
-            return Err(HubError::Device(
-                "the device's answer has no address to connect to".into(),
-            ));
-        };
-        *addr = SocketAddr::new(ip, answer.port);
+        // The registered address, whatever the answer's c= says (a device behind carrier NAT
+        // writes its private address there; a forged answer could name any host).
+        if answer.ip.is_some_and(|ip| !same_host(ip, device_ip)) {
+            tracing::info!(device.id = %device, answer.ip = ?answer.ip, device.ip = %device_ip, "stream.answer_address_ignored");
+        }
+        *addr = SocketAddr::new(device_ip, answer.port);
     }
     let expected_ssrc: Option<u32> = answer
         .ssrc
@@ -1092,7 +1169,7 @@ async fn run_ingest(
         .and_then(|s| s.parse().ok());
     let _claim = match &shared {
         Some(sp) => {
-            let (route, rx) = sp.claim(expected_ssrc.unwrap_or(0), answer.ip);
+            let (route, rx) = sp.claim(expected_ssrc.unwrap_or(0), device_ip);
             // Our own SSRC too, should the device answer with another and then use ours.
             if let Ok(own) = ssrc.parse::<u32>() {
                 if Some(own) != expected_ssrc {
@@ -1113,6 +1190,7 @@ async fn run_ingest(
     let mut buf = vec![0u8; 65_536];
     let mut other_ssrc: Option<u32> = None;
     let mut not_rtp = 0u64;
+    let mut foreign = 0u64;
     let mut last = Instant::now();
     let mut got_any = false;
     loop {
@@ -1132,6 +1210,8 @@ async fn run_ingest(
                 Err(_) => {
                     let cause = if let Some(o) = other_ssrc {
                         format!("RTP arrived with SSRC {o}, not the {} asked for in y= (SSRC mismatch)", expected_ssrc.unwrap_or(0))
+                    } else if foreign > 0 && !got_any {
+                        format!("{foreign} datagrams on port {port} came from addresses other than the device's registered {device_ip} and were dropped")
                     } else if not_rtp > 0 {
                         format!("{not_rtp} datagrams on port {port} were not RTP")
                     } else if got_any {
@@ -1158,6 +1238,14 @@ async fn run_ingest(
         let mut burst = 0;
         while let Some((n, from)) = next.take() {
             'packet: {
+                if !same_host(from.ip(), device_ip) {
+                    foreign += 1;
+                    inner.drops.count(DropReason::ForeignSource);
+                    if inner.drops.get(DropReason::ForeignSource) % 1000 == 1 {
+                        tracing::warn!(device.id = %device, remote = %from, device.ip = %device_ip, port, "stream.foreign_rtp_dropped");
+                    }
+                    break 'packet;
+                }
                 let Ok(p) = Packet::parse(&buf[..n]) else {
                     not_rtp += 1;
                     break 'packet;

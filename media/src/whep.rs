@@ -105,8 +105,21 @@ pub struct SessionInfo {
     pub reason: String,
 }
 
+/// Who started a session and what it carries: a session is stopped only by its owner or
+/// someone in charge of the recorder (the API decides; this only remembers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionOwner {
+    /// The account that started it.
+    pub account_id: String,
+    /// Recorder.
+    pub device_id: String,
+    /// Channel.
+    pub channel_id: String,
+}
+
 struct Session {
     stop: watch::Sender<bool>,
+    owner: SessionOwner,
 }
 
 /// The WHEP endpoint's state.
@@ -219,12 +232,13 @@ impl Whep {
             .len()
     }
 
-    /// Answer a browser's offer and start sending `viewer`'s video. Returns (session id,
-    /// answer SDP).
+    /// Answer a browser's offer and start sending `viewer`'s video, for the account
+    /// `owner_account`. Returns (session id, answer SDP).
     pub async fn start(
         self: &Arc<Self>,
         offer: String,
         viewer: Viewer,
+        owner_account: &str,
         on_end: Box<dyn FnOnce(SessionInfo) + Send>,
     ) -> Result<(String, String), WhepError> {
         let (video, audio) = viewer.stream().codecs();
@@ -325,10 +339,18 @@ impl Whep {
             .ok_or_else(|| internal("no local description"))?;
         let id = uuid_like();
         let (stop, stop_rx) = watch::channel(false);
+        let owner = {
+            let (d, c) = viewer.stream().key();
+            SessionOwner {
+                account_id: owner_account.to_string(),
+                device_id: d.to_string(),
+                channel_id: c.to_string(),
+            }
+        };
         self.sessions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(id.clone(), Session { stop });
+            .insert(id.clone(), Session { stop, owner });
         let (state_tx, state_rx) = watch::channel(RTCPeerConnectionState::New);
         pc.on_peer_connection_state_change(Box::new(move |s| {
             let _ = state_tx.send(s);
@@ -362,6 +384,15 @@ impl Whep {
             });
         });
         Ok((id, sdp))
+    }
+
+    /// Who owns a running session, and what it watches.
+    pub fn owner(&self, id: &str) -> Option<SessionOwner> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .map(|s| s.owner.clone())
     }
 
     /// End a session (`DELETE`); `false` when there is none by that id.

@@ -29,12 +29,12 @@ use webrtc::rtp_transceiver::RTCPFeedback;
 
 use crate::hub::Publisher;
 use crate::ps::{is_keyframe, Codec, Frame};
-use crate::whep::{build_api, internal, SessionInfo, WhepConfig, WhepError};
+use crate::whep::{build_api, internal, SessionInfo, SessionOwner, WhepConfig, WhepError};
 
 /// The WHIP endpoint's state.
 pub struct Whip {
     api: API,
-    sessions: Mutex<HashMap<String, watch::Sender<bool>>>,
+    sessions: Mutex<HashMap<String, (watch::Sender<bool>, SessionOwner)>>,
     cfg: WhepConfig,
 }
 
@@ -145,12 +145,14 @@ impl Whip {
             .len()
     }
 
-    /// Answer a publisher's offer; its media goes to `publisher`. Returns (session id, answer
-    /// SDP). `on_end` is called once when the session is over.
+    /// Answer a publisher's offer (of the account `owner_account`); its media goes to
+    /// `publisher`. Returns (session id, answer SDP). `on_end` is called once when the session
+    /// is over.
     pub async fn start(
         self: &Arc<Self>,
         offer: String,
         publisher: Publisher,
+        owner_account: &str,
         on_end: Box<dyn FnOnce(SessionInfo) + Send>,
     ) -> Result<(String, String), WhepError> {
         if !offer.contains("H264/90000") {
@@ -256,10 +258,18 @@ impl Whip {
             .ok_or_else(|| internal("no local description"))?;
         let id = format!("{:032x}", rand::random::<u128>());
         let (stop, mut stop_rx) = watch::channel(false);
+        let owner = {
+            let (d, c) = publisher.stream().key();
+            SessionOwner {
+                account_id: owner_account.to_string(),
+                device_id: d.to_string(),
+                channel_id: c.to_string(),
+            }
+        };
         self.sessions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(id.clone(), stop);
+            .insert(id.clone(), (stop, owner));
         let (state_tx, mut state) = watch::channel(RTCPeerConnectionState::New);
         pc.on_peer_connection_state_change(Box::new(move |s| {
             let _ = state_tx.send(s);
@@ -315,6 +325,15 @@ impl Whip {
         Ok((id, sdp))
     }
 
+    /// Who owns a running session, and what it publishes.
+    pub fn owner(&self, id: &str) -> Option<SessionOwner> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .map(|s| s.1.clone())
+    }
+
     /// End a session (`DELETE`); `false` when there is none by that id.
     pub fn stop(&self, id: &str) -> bool {
         match self
@@ -324,7 +343,7 @@ impl Whip {
             .get(id)
         {
             Some(s) => {
-                let _ = s.send(true);
+                let _ = s.0.send(true);
                 true
             }
             None => false,

@@ -1,9 +1,9 @@
 //! Dispatch calls (调度通话): place, list (with a long poll for the officer's app), answer,
 //! hang up, and the console's media (see [`crate::calls`]).
 //!
-//! Who may do what: operators (`dispatch.command`) place calls to units in their scope, publish
-//! the console's side and hang up; anyone who sees the dispatch map (`dispatch.view`) lists and
-//! watches the calls in scope; the called officer's own account (the app) lists its calls,
+//! Who may do what: operators (`dispatch.command`) place calls to units in their scope and hang
+//! up; the console's side is published only by the operator who placed the call; anyone who
+//! sees the dispatch map (`dispatch.view`) lists and watches the calls in scope; the called officer's own account (the app) lists its calls,
 //! answers, plays the console's side and hangs up (declines while it rings).
 
 use std::time::Duration;
@@ -297,8 +297,8 @@ async fn hang_up_call(
 
 /// The console's side of the call (the operator's microphone, with a camera or a placard
 /// picture) over WHIP: published as the call's `console` channel, which the app plays and the
-/// call records. `DELETE` the `Location` to stop; the call's end stops it too. Audited
-/// (`stream.publish`, `stream.publish_end`).
+/// call records. Only by the operator who placed the call. `DELETE` the `Location` to stop; the
+/// call's end stops it too. Audited (`stream.publish`, `stream.publish_end`).
 #[utoipa::path(post, path = "/calls/{id}/whip", tag = "dispatch", params(("id" = String, Path)),
     request_body(content = String, content_type = "application/sdp"),
     responses((status = 201, content_type = "application/sdp"), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
@@ -311,9 +311,11 @@ async fn console_whip(
 ) -> ApiResult<Response> {
     require_sdp(&offer)?;
     let call = visible_call(&state, &caller, &id).await?;
-    if !in_scope(&state, &caller, &call, Perm::DispatchCommand).await? {
+    if !in_scope(&state, &caller, &call, Perm::DispatchCommand).await?
+        || call.caller_account_id != caller.account.id
+    {
         return Err(ApiError::forbidden(
-            "only operators speak for the command centre",
+            "only the operator who placed the call speaks for the command centre",
         ));
     }
     if call.state == CallState::Ended {
@@ -324,7 +326,7 @@ async fn console_whip(
     let on_end = end_audit(&state, &caller, "stream.publish_end", device);
     let (session, answer) = state
         .whip
-        .start(offer, publisher, on_end)
+        .start(offer, publisher, &caller.account.id, on_end)
         .await
         .map_err(webrtc_error)?;
     if let Err(e) = state.calls.set_console_session(&id, &session) {
@@ -374,7 +376,7 @@ async fn console_whep(
     let on_end = end_audit(&state, &caller, "stream.view_end", device);
     let (session, answer) = state
         .whep
-        .start(offer, viewer, on_end)
+        .start(offer, viewer, &caller.account.id, on_end)
         .await
         .map_err(webrtc_error)?;
     let audit = caller

@@ -106,6 +106,26 @@ async fn officer_at(state: &AppState, device: &str, at_ms: i64) -> ApiResult<Opt
         .map(|b| b.officer_id))
 }
 
+/// The channel a device is asked for (`RecordInfo`, a download): given, it must parse as a
+/// channel code and be in the recorder's catalog (400/422 otherwise, before anything is sent);
+/// else the recorder's first catalog channel.
+async fn device_channel(state: &AppState, device: &str, c: Option<String>) -> ApiResult<String> {
+    use crate::routes::streams::{parse_channel, parse_device, require_in_catalog};
+    let device = parse_device(device)?;
+    if let Some(c) = &c {
+        let channel = parse_channel(c)?;
+        if channel.is_named() {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_channel",
+                format!("channel_id {channel} is published, not stored on the device"),
+            ));
+        }
+        require_in_catalog(state, &device, &channel).await?;
+    }
+    channel_or_first(state, device.as_str(), c, None).await
+}
+
 /// The channel given, else the recorder's first catalog channel, else `fallback`.
 async fn channel_or_first(
     state: &AppState,
@@ -144,6 +164,7 @@ async fn device_records(
     ApiQuery(q): ApiQuery<RecordsQuery>,
 ) -> ApiResult<Json<Vec<DeviceRecord>>> {
     caller.require(Perm::RecordingView)?;
+    crate::routes::streams::parse_device(&id)?;
     state.db.recorders().get(&caller.scope, &id).await?;
     if q.to <= q.from || q.to - q.from > 7 * 86_400_000 {
         return Err(crate::routes::auth::field_error(
@@ -158,7 +179,7 @@ async fn device_records(
             "the recorder is not registered",
         ));
     }
-    let channel = channel_or_first(&state, &id, q.channel_id, None).await?;
+    let channel = device_channel(&state, &id, q.channel_id).await?;
     let items = state
         .sip
         .record_info(
@@ -258,7 +279,7 @@ async fn download(
             "the recorder is not registered",
         ));
     }
-    let channel = channel_or_first(&state, &i.device_id, i.channel_id, None).await?;
+    let channel = device_channel(&state, &i.device_id, i.channel_id).await?;
     let officer = officer_at(&state, &i.device_id, i.start).await?;
     let id = state
         .recorder
@@ -542,23 +563,26 @@ pub struct Started {
     pub recording_id: String,
 }
 
-async fn check_channel(state: &AppState, caller: &Caller, c: &ChannelRef) -> ApiResult<()> {
+/// The caller may start or stop recording the channel; the ids parse (400 otherwise). Starting
+/// also needs the channel in the recorder's catalog (or a named channel).
+async fn check_channel(
+    state: &AppState,
+    caller: &Caller,
+    c: &ChannelRef,
+    starting: bool,
+) -> ApiResult<()> {
     if caller.require(Perm::RecordingReview).is_err() {
         caller.require(Perm::DispatchCommand)?;
     }
+    use crate::routes::streams::{parse_channel, parse_device, require_in_catalog};
+    let (device, channel) = (parse_device(&c.device_id)?, parse_channel(&c.channel_id)?);
     state
         .db
         .recorders()
-        .get(&caller.scope, &c.device_id)
+        .get(&caller.scope, device.as_str())
         .await?;
-    if c.channel_id.is_empty()
-        || c.channel_id.len() > 32
-        || !c.channel_id.bytes().all(|b| b.is_ascii_alphanumeric())
-    {
-        return Err(crate::routes::auth::field_error(
-            "channel_id",
-            "1 to 32 letters or digits",
-        ));
+    if starting {
+        require_in_catalog(state, &device, &channel).await?;
     }
     Ok(())
 }
@@ -572,7 +596,7 @@ async fn start_recording(
     caller: Caller,
     ApiJson(c): ApiJson<ChannelRef>,
 ) -> ApiResult<Json<Started>> {
-    check_channel(&state, &caller, &c).await?;
+    check_channel(&state, &caller, &c, true).await?;
     let audit = caller.audit("recording.start", state.now());
     let id = state
         .recorder
@@ -591,7 +615,7 @@ async fn stop_recording(
     caller: Caller,
     ApiJson(c): ApiJson<ChannelRef>,
 ) -> ApiResult<Json<Started>> {
-    check_channel(&state, &caller, &c).await?;
+    check_channel(&state, &caller, &c, false).await?;
     let id = state
         .recorder
         .stop(&c.device_id, &c.channel_id, Trigger::OnDemand)

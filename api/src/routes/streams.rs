@@ -2,6 +2,16 @@
 //!
 //! Who may look follows the data scope: the recorder must be visible to the caller. Every look
 //! is audited (`stream.view`, with the channel and the kind of view).
+//!
+//! Identifiers are parsed here, once ([`DeviceId`], [`ChannelId`]): an id that does not parse,
+//! or a channel code that is not in the recorder's catalog, is answered 400/422 and starts
+//! nothing (no `INVITE`, no RTP port). The named channels (`app`, `console`) are never asked of
+//! a device: they are watched only while someone publishes them.
+//!
+//! Publishing (WHIP) onto `/streams/…` is for the phone app's `app` channel of a recorder bound
+//! to the caller's own officer; the console channel is published only through
+//! `/calls/{id}/whip`. A WebRTC session is stopped by its owner, or by a dispatcher
+//! (`dispatch.command`) who sees the recorder.
 
 use std::time::Duration;
 
@@ -12,11 +22,12 @@ use axum::Json;
 use serde::Serialize;
 use shouhu_media::hub::{HubError, StreamState};
 use shouhu_media::ps::Codec;
+use shouhu_storage::model::{ChannelId, DeviceId};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::roles::Perm;
+use crate::auth::roles::{grants, Perm};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::state::AppState;
@@ -101,6 +112,13 @@ pub struct HubStats {
     /// (50 µs buckets; the last edge means "200 ms or more"), so that two readings can be
     /// differenced.
     pub latency_buckets: Vec<[u64; 2]>,
+    /// RTP datagrams (and TCP media connections) refused since start because they came from an
+    /// address other than the device's registered one (`shouhu_rtp_dropped_total{reason="foreign_source"}`).
+    pub rtp_dropped_foreign_source: u64,
+    /// Datagrams on the shared RTP port with an SSRC no stream claims.
+    pub rtp_dropped_unknown_ssrc: u64,
+    /// Ingests started since start (each an `INVITE` to a device and an RTP port).
+    pub ingests_started: u64,
 }
 
 /// Totals of the stream hub (administrators and the dispatch view): packets in and lost,
@@ -131,6 +149,15 @@ async fn stream_stats(State(state): State<AppState>, caller: Caller) -> ApiResul
             .filter(|(_, c)| **c > 0)
             .map(|(i, c)| [(i as u64 + 1) * shouhu_media::stats::BUCKET_US, *c])
             .collect(),
+        rtp_dropped_foreign_source: state
+            .streams
+            .drops()
+            .get(shouhu_media::stats::DropReason::ForeignSource),
+        rtp_dropped_unknown_ssrc: state
+            .streams
+            .drops()
+            .get(shouhu_media::stats::DropReason::UnknownSsrc),
+        ingests_started: state.streams.ingests_started(),
     }))
 }
 
@@ -209,8 +236,59 @@ pub(crate) fn require_sdp(offer: &str) -> ApiResult<()> {
     }
 }
 
-/// A channel can be watched when its recorder is registered over SIP or a publisher sends it.
-fn require_source(state: &AppState, device_id: &str, channel_id: &str) -> ApiResult<()> {
+/// A device id from a path or a body: 400 `invalid_id` naming the problem.
+pub(crate) fn parse_device(s: &str) -> ApiResult<DeviceId> {
+    s.parse().map_err(|e: shouhu_storage::model::IdError| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_id", e.to_string())
+    })
+}
+
+/// A channel id from a path or a body: 400 `invalid_id` naming the problem.
+pub(crate) fn parse_channel(s: &str) -> ApiResult<ChannelId> {
+    s.parse().map_err(|e: shouhu_storage::model::IdError| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_id", e.to_string())
+    })
+}
+
+/// A device's channel code must be one its catalog lists (422 `unknown_channel`); the named
+/// channels are nobody's catalog entry and pass.
+pub(crate) async fn require_in_catalog(
+    state: &AppState,
+    device: &DeviceId,
+    channel: &ChannelId,
+) -> ApiResult<()> {
+    if channel.is_named() {
+        return Ok(());
+    }
+    let known = state
+        .db
+        .recorders()
+        .channels(device.as_str())
+        .await?
+        .iter()
+        .any(|c| c.channel_id == channel.as_str());
+    if known {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_channel",
+            format!("channel_id {channel} is not in the catalog recorder {device} reported"),
+        ))
+    }
+}
+
+/// A channel can be watched when its recorder is registered over SIP or a publisher sends it;
+/// a named channel only while it is published (no device is ever asked for one).
+fn require_source(state: &AppState, device: &DeviceId, channel: &ChannelId) -> ApiResult<()> {
+    let (device_id, channel_id) = (device.as_str(), channel.as_str());
+    if channel.is_named() && state.streams.stream(device_id, channel_id).is_none() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_published",
+            format!("nobody publishes the {channel_id} channel of this recorder now"),
+        ));
+    }
     if state.sip.access(device_id).is_none()
         && state.streams.stream(device_id, channel_id).is_none()
     {
@@ -283,8 +361,14 @@ async fn snapshot(
     Path((device_id, channel_id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     caller.require(Perm::DispatchView)?;
-    state.db.recorders().get(&caller.scope, &device_id).await?;
-    require_source(&state, &device_id, &channel_id)?;
+    let (device, channel) = (parse_device(&device_id)?, parse_channel(&channel_id)?);
+    state
+        .db
+        .recorders()
+        .get(&caller.scope, device.as_str())
+        .await?;
+    require_in_catalog(&state, &device, &channel).await?;
+    require_source(&state, &device, &channel)?;
     let audit = caller
         .audit("stream.view", state.now())
         .target("recorder", &device_id)
@@ -323,9 +407,15 @@ async fn whep_start(
     offer: String,
 ) -> ApiResult<Response> {
     caller.require(Perm::DispatchView)?;
+    let (device, channel) = (parse_device(&device_id)?, parse_channel(&channel_id)?);
     require_sdp(&offer)?;
-    state.db.recorders().get(&caller.scope, &device_id).await?;
-    require_source(&state, &device_id, &channel_id)?;
+    state
+        .db
+        .recorders()
+        .get(&caller.scope, device.as_str())
+        .await?;
+    require_in_catalog(&state, &device, &channel).await?;
+    require_source(&state, &device, &channel)?;
     let accept_h265 = offer.contains("H265/90000");
     let viewer = state
         .streams
@@ -340,7 +430,7 @@ async fn whep_start(
     let on_end = end_audit(&state, &caller, "stream.view_end", &device_id);
     let (id, answer) = state
         .whep
-        .start(offer, viewer, on_end)
+        .start(offer, viewer, &caller.account.id, on_end)
         .await
         .map_err(webrtc_error)?;
     let audit = caller
@@ -351,15 +441,47 @@ async fn whep_start(
     Ok(sdp_created("whep", &id, answer))
 }
 
-/// Stop a WHEP session.
+/// Whether the caller may stop a session of `owner`: its owner, or a dispatcher
+/// (`dispatch.command`) who sees the recorder. 404 when the caller cannot see the recorder.
+async fn may_stop(
+    state: &AppState,
+    caller: &Caller,
+    owner: &shouhu_media::whep::SessionOwner,
+) -> ApiResult<()> {
+    if owner.account_id == caller.account.id {
+        return Ok(());
+    }
+    if !grants(&caller.account.role, Perm::DispatchView) {
+        return Err(ApiError::not_found("session"));
+    }
+    state
+        .db
+        .recorders()
+        .get(&caller.scope, &owner.device_id)
+        .await
+        .map_err(|_| ApiError::not_found("session"))?;
+    if grants(&caller.account.role, Perm::DispatchCommand) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            "only the session's owner or a dispatcher in charge of the recorder stops it",
+        ))
+    }
+}
+
+/// Stop a WHEP session: its owner, or a dispatcher (`dispatch.command`) who sees the recorder.
 #[utoipa::path(delete, path = "/streams/whep/{session_id}", tag = "dispatch", params(("session_id" = String, Path)),
-    responses((status = 200), (status = 404, body = ErrorBody)))]
+    responses((status = 200), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn whep_stop(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Perm::DispatchView)?;
+    let owner = state
+        .whep
+        .owner(&id)
+        .ok_or_else(|| ApiError::not_found("WHEP session"))?;
+    may_stop(&state, &caller, &owner).await?;
     if state.whep.stop(&id) {
         Ok(StatusCode::OK)
     } else {
@@ -370,8 +492,9 @@ async fn whep_stop(
 /// Publish a channel over WebRTC (WHIP), e.g. from the officer's phone app: the body is the
 /// publisher's SDP offer (H.264 video, optionally Opus audio); the answer comes back with `201`
 /// and the session's URL in `Location` (`DELETE` it to stop). Viewers then watch the channel
-/// through WHEP like a camera. Allowed to the account of the officer the recorder is bound to,
-/// and to device managers of its unit. Audited (`stream.publish`, `stream.publish_end`).
+/// through WHEP like a camera. Only the channel `app`, and only by the account of the officer
+/// the recorder is bound to (a camera's own channels come from the camera; the console channel
+/// only through `/calls/{id}/whip`). Audited (`stream.publish`, `stream.publish_end`).
 #[utoipa::path(post, path = "/streams/{device_id}/{channel_id}/whip", tag = "dispatch",
     params(("device_id" = String, Path), ("channel_id" = String, Path)), request_body(content = String, content_type = "application/sdp"),
     responses((status = 201, content_type = "application/sdp"), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
@@ -382,23 +505,26 @@ async fn whip_start(
     Path((device_id, channel_id)): Path<(String, String)>,
     offer: String,
 ) -> ApiResult<Response> {
+    let (device, channel) = (parse_device(&device_id)?, parse_channel(&channel_id)?);
     require_sdp(&offer)?;
-    if channel_id.is_empty()
-        || channel_id.len() > 32
-        || !channel_id.bytes().all(|b| b.is_ascii_alphanumeric())
-    {
-        return Err(ApiError::bad_request(
-            "channel_id: 1 to 32 letters or digits",
+    if !channel.is_app() {
+        return Err(ApiError::forbidden(
+            "only the app channel is published here (a camera's channels come from the camera, the console's through /calls/{id}/whip)",
         ));
     }
-    let recorder = state.db.recorders().get(&caller.scope, &device_id).await?;
+    let recorder = state
+        .db
+        .recorders()
+        .get(&caller.scope, device.as_str())
+        .await?;
     let own = recorder.officer_id.is_some()
         && state.hub.officer_of_account(&caller.account.id) == recorder.officer_id;
-    if !own && !crate::auth::roles::grants(&caller.account.role, Perm::DeviceManage) {
+    if !own {
         return Err(ApiError::forbidden(
-            "only the officer this recorder is bound to, or a device manager, may publish it",
+            "only the officer this recorder is bound to publishes its app channel",
         ));
     }
+    let (device_id, channel_id) = (device.to_string(), channel.to_string());
     let publisher = state
         .streams
         .publish(&device_id, &channel_id)
@@ -406,7 +532,7 @@ async fn whip_start(
     let on_end = end_audit(&state, &caller, "stream.publish_end", &device_id);
     let (id, answer) = state
         .whip
-        .start(offer, publisher, on_end)
+        .start(offer, publisher, &caller.account.id, on_end)
         .await
         .map_err(webrtc_error)?;
     let audit = caller
@@ -417,14 +543,20 @@ async fn whip_start(
     Ok(sdp_created("whip", &id, answer))
 }
 
-/// Stop a WHIP publication.
+/// Stop a WHIP publication: its owner, or a dispatcher (`dispatch.command`) who sees the
+/// recorder.
 #[utoipa::path(delete, path = "/streams/whip/{session_id}", tag = "dispatch", params(("session_id" = String, Path)),
-    responses((status = 200), (status = 404, body = ErrorBody)))]
+    responses((status = 200), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn whip_stop(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
+    let owner = state
+        .whip
+        .owner(&id)
+        .ok_or_else(|| ApiError::not_found("WHIP session"))?;
+    may_stop(&state, &caller, &owner).await?;
     if state.whip.stop(&id) {
         Ok(StatusCode::OK)
     } else {
