@@ -667,8 +667,14 @@ mod tests {
     fn the_demo_listens_on_loopback_unless_told_otherwise() {
         figment::Jail::expect_with(|jail| {
             let cfg = Config::load_demo(None).expect("loads");
-            assert_eq!(cfg.jt808.listen, "127.0.0.1:7611".parse().unwrap());
-            assert_eq!(cfg.sip.listen, "127.0.0.1:5060".parse().unwrap());
+            assert_eq!(
+                cfg.jt808.listen,
+                "127.0.0.1:7611".parse::<SocketAddr>().unwrap()
+            );
+            assert_eq!(
+                cfg.sip.listen,
+                "127.0.0.1:5060".parse::<SocketAddr>().unwrap()
+            );
             assert_eq!(cfg.media.bind_ip, "127.0.0.1");
             assert_eq!(cfg.http.listen.ip(), std::net::Ipv4Addr::LOCALHOST);
             // `serve` keeps the product's defaults.
@@ -676,8 +682,14 @@ mod tests {
             jail.set_env("SHOUHU__SIP__LISTEN", "0.0.0.0:5062");
             jail.create_file("demo.toml", "[jt808]\nlisten = \"0.0.0.0:7612\"\n")?;
             let cfg = Config::load_demo(Some(Path::new("demo.toml"))).expect("loads");
-            assert_eq!(cfg.sip.listen, "0.0.0.0:5062".parse().unwrap());
-            assert_eq!(cfg.jt808.listen, "0.0.0.0:7612".parse().unwrap());
+            assert_eq!(
+                cfg.sip.listen,
+                "0.0.0.0:5062".parse::<SocketAddr>().unwrap()
+            );
+            assert_eq!(
+                cfg.jt808.listen,
+                "0.0.0.0:7612".parse::<SocketAddr>().unwrap()
+            );
             assert_eq!(cfg.media.bind_ip, "127.0.0.1");
             Ok(())
         });

@@ -36,7 +36,12 @@ async fn udp_refused(to: SocketAddr) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_listens_on_loopback_only() {
     let (run, _dir) = demo(&[]);
-    let jt: SocketAddr = run.jt808.clone().expect("JT/T 808 address").parse().unwrap();
+    let jt: SocketAddr = run
+        .jt808
+        .clone()
+        .expect("JT/T 808 address")
+        .parse()
+        .unwrap();
     let sip: SocketAddr = run.sip.clone().expect("SIP address").parse().unwrap();
     assert_eq!(jt, "127.0.0.1:7611".parse().unwrap());
     assert_eq!(sip, "127.0.0.1:5060".parse().unwrap());
@@ -48,7 +53,9 @@ async fn the_demo_listens_on_loopback_only() {
     let other = |a: SocketAddr| SocketAddr::new("127.0.0.2".parse().unwrap(), a.port());
     let e = tokio::net::TcpStream::connect(other(jt)).await.unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
-    let e = tokio::net::TcpStream::connect(other(sip)).await.unwrap_err();
+    let e = tokio::net::TcpStream::connect(other(sip))
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
     assert!(
         udp_refused(other(sip)).await,
@@ -64,7 +71,12 @@ async fn a_configured_listen_address_wins() {
         ("SHOUHU__JT808__LISTEN", "0.0.0.0:0"),
         ("SHOUHU__SIP__LISTEN", "127.0.0.2:0"),
     ]);
-    let jt: SocketAddr = run.jt808.clone().expect("JT/T 808 address").parse().unwrap();
+    let jt: SocketAddr = run
+        .jt808
+        .clone()
+        .expect("JT/T 808 address")
+        .parse()
+        .unwrap();
     let sip: SocketAddr = run.sip.clone().expect("SIP address").parse().unwrap();
     assert!(jt.ip().is_unspecified(), "{jt}");
     assert_eq!(sip.ip().to_string(), "127.0.0.2");
