@@ -113,6 +113,8 @@ pub fn start(cfg: &Config, db: Db, hub: Arc<shouhu_dispatch::hub::Hub>) -> SipSe
     rand::rngs::OsRng.fill_bytes(&mut secret);
     let (tx, rx) = mpsc::unbounded_channel();
     let server = SipServer::new(server_config(cfg), secret, Arc::new(DeviceSink { hub }), tx);
+    // Nonces are single-use across restarts and signalling nodes: kept in the database.
+    server.use_nonce_store(db.clone());
     tokio::spawn(persist_updates(db, rx));
     server
 }

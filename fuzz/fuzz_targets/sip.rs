@@ -43,7 +43,7 @@ fn check(data: &[u8], platform: &mut Platform) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let mut p = Platform::new(PlatformConfig::default(), [3; 32]);
+    let mut p = Platform::new(PlatformConfig::default(), [3; 32], [4; 32]);
     p.set_device("34020000001320000001", Secret::Password("12345678".into()));
     check(data, &mut p);
     // The same bytes as a TCP stream, in two pieces.

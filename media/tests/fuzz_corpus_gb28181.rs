@@ -49,7 +49,7 @@ fn sip_corpus_replays() {
     assert!(inputs.len() >= 8, "the seed corpus is missing");
     let mut parsed = 0;
     for (name, data) in &inputs {
-        let mut p = Platform::new(PlatformConfig::default(), [3; 32]);
+        let mut p = Platform::new(PlatformConfig::default(), [3; 32], [4; 32]);
         p.set_device("34020000001320000001", Secret::Password("12345678".into()));
         check(name, data, &mut p);
         parsed += usize::from(parse_datagram(data).is_ok());

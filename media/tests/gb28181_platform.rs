@@ -41,7 +41,7 @@ fn platform() -> Platform {
         advertised: "10.0.0.1:5060".into(),
         ..Default::default()
     };
-    let mut p = Platform::new(cfg, [9; 32]);
+    let mut p = Platform::new(cfg, [9; 32], [8; 32]);
     for id in [HIK, "34020000001320000002", "34020000001320000003"] {
         p.set_device(id, Secret::from_password(id, REALM, PASSWORD));
     }
@@ -157,7 +157,7 @@ fn wrong_password_unknown_device_and_bad_requests() {
     assert_eq!(status_of(&out), [403]);
     assert!(p.device(HIK).is_none());
     // Unknown device id.
-    let mut p = Platform::new(PlatformConfig::default(), [9; 32]);
+    let mut p = Platform::new(PlatformConfig::default(), [9; 32], [8; 32]);
     p.on_message(peer("192.168.1.64:5060"), req.clone(), now(1));
     let r = sent(&p.take_outputs())[0].clone();
     assert_eq!(r.status(), Some(403));

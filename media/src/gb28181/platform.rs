@@ -20,14 +20,32 @@
 //! * each device id has a token bucket; a device over its rate is answered `503` (and logged once
 //!   per window) without touching other devices that may share its address.
 //!
+//! Identity (who may speak for a device):
+//! * tags, branches and Call-IDs are random, from the CSPRNG seeded at [`Platform::new`] (the
+//!   binary seeds it from the OS); they say nothing about the nonce secret or each other;
+//! * a digest nonce answers one `REGISTER` only. Issued nonces come out as
+//!   [`Output::NonceIssued`] before the `401` that carries them; the I/O layer may keep them in a
+//!   shared store and say, with [`Platform::on_message_with_nonce`], whether a `REGISTER`'s nonce
+//!   was still unused there. Without a store ([`Platform::on_message`]) the platform remembers
+//!   its own for their lifetime. A captured `REGISTER` replayed later gets `401 stale`;
+//! * requests inside a dialog (`BYE`) and responses to the platform's requests count only when
+//!   they come from the device's registered source address over its registered transport; the
+//!   rest is dropped and reported as [`Output::Dropped`];
+//! * with TCP media where the platform connects (`a=setup:active`), the answer's `c=` address is
+//!   replaced by the device's registered source address (devices behind carrier NAT announce a
+//!   private one, and an address anyone could write must not make the platform connect to it).
+//!
 //! Unit events name the device id as `unit_id`; the binary maps device ids to units.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
 
 use super::manscdp::{self, Body, CatalogItem};
 use super::register::{self, Admission, RegisterPolicy, Secret};
-use super::sdp::{self, Offer};
+use super::sdp::{self, MediaTransport, Offer};
 use super::Now;
 use crate::model::{Position, PositionSource, UnitEvent};
 use crate::sip::digest::{Algorithm, NonceIssuer};
@@ -168,9 +186,54 @@ pub enum DeviceUpdate {
     },
 }
 
+/// What a shared nonce store said about the nonce a `REGISTER` answers (see
+/// [`Platform::on_message_with_nonce`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonceUse {
+    /// No store was asked: the platform checks its own memory.
+    Local,
+    /// The store held it unused and has now spent it.
+    Fresh,
+    /// The store does not hold it (never issued, used before, or expired).
+    Spent,
+}
+
+/// Most nonces the platform remembers itself (oldest forgotten first).
+pub const MAX_LOCAL_NONCES: usize = 65_536;
+
+/// Why a message was dropped (the label of the drop counter).
+pub mod drop_reason {
+    /// A request inside a dialog (`BYE`) from another address or transport than the device's
+    /// registration.
+    pub const REQUEST_NOT_FROM_DEVICE: &str = "request_not_from_device";
+    /// A response to one of the platform's requests from another address or transport than the
+    /// one the request went to.
+    pub const RESPONSE_NOT_FROM_DEVICE: &str = "response_not_from_device";
+    /// A response on the right branch naming another dialog.
+    pub const RESPONSE_WRONG_DIALOG: &str = "response_wrong_dialog";
+    /// A MANSCDP message for a registered device from another address or transport (answered
+    /// `403`, its content ignored).
+    pub const MESSAGE_NOT_FROM_DEVICE: &str = "message_not_from_device";
+}
+
 /// What the I/O layer must do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
+    /// A nonce was issued (it travels in the next `401`): record it as unused until
+    /// `expires_at_ms` (UTC) in the shared store, before sending what follows.
+    NonceIssued {
+        /// The nonce.
+        nonce: String,
+        /// When it stops being good, UTC ms.
+        expires_at_ms: i64,
+    },
+    /// A message was dropped; count it.
+    Dropped {
+        /// Why (one of [`drop_reason`]).
+        reason: &'static str,
+        /// Who sent it.
+        peer: Peer,
+    },
     /// Send bytes.
     Send {
         /// To whom.
@@ -226,6 +289,8 @@ struct Dialog {
     answered: bool,
     /// A download (`s=Download`): `MediaStatus` 121 from the device ends it.
     download: bool,
+    /// The platform connects for the media (TCP `a=setup:active`).
+    tcp_active: bool,
 }
 
 /// One registered device's live state (see [`Platform::device`]).
@@ -241,7 +306,6 @@ pub struct DeviceState {
     pub last_seen_utc_ms: i64,
     /// Keepalives arriving.
     pub online: bool,
-    last_nonce: Option<(String, u32)>,
     catalog: Vec<CatalogItem>,
     catalog_sum: Option<u32>,
     /// `RecordInfo` answers being collected, by SN: (expected sum, records so far).
@@ -276,21 +340,39 @@ pub struct Platform {
     pending: HashMap<String, Pending>,
     dialogs: HashMap<String, Dialog>,
     out: Vec<Output>,
+    /// CSeq and MANSCDP SN counter (not secret).
     seq: u64,
-    tag: String,
+    /// Tags, branches and Call-IDs.
+    rng: StdRng,
+    /// Nonces issued and not yet used, with their expiry (UTC s), when no store is used.
+    local_nonces: HashMap<String, u64>,
+    local_nonce_order: VecDeque<(u64, String)>,
 }
 
-fn response_bytes(req: &Message, code: u16, reason: &str, tag: &str, ua: &str) -> Message {
-    let mut r = req.response(code, reason, Some(tag));
-    r.push("Server", ua);
-    r
+/// Whether a message from `from` comes from the device registered at `registered`: the same IP
+/// over the same transport (the same connection for TCP). UDP ports may move behind NAT.
+pub fn same_source(registered: Peer, from: Peer) -> bool {
+    registered.addr.ip() == from.addr.ip()
+        && match (registered.transport, from.transport) {
+            (Transport::Udp, Transport::Udp) => true,
+            (Transport::Tcp(a), Transport::Tcp(b)) => a == b,
+            _ => false,
+        }
+}
+
+/// The server-transaction source key of a peer.
+fn source_key(peer: Peer) -> String {
+    match peer.transport {
+        Transport::Udp => format!("u{}", peer.addr),
+        Transport::Tcp(c) => format!("t{c}/{}", peer.addr),
+    }
 }
 
 impl Platform {
     /// A platform with a nonce secret (random per process; share it across nodes if devices may
-    /// move between them).
-    pub fn new(cfg: PlatformConfig, nonce_secret: [u8; 32]) -> Self {
-        let tag = hex::encode(&nonce_secret[..4]);
+    /// move between them) and the seed of its random ids (tags, branches, Call-IDs): from the
+    /// OS's CSPRNG in production, fixed in tests.
+    pub fn new(cfg: PlatformConfig, nonce_secret: [u8; 32], seed: [u8; 32]) -> Self {
         Self {
             nonces: NonceIssuer::new(nonce_secret, cfg.nonce_lifetime_secs),
             cfg,
@@ -303,8 +385,67 @@ impl Platform {
             dialogs: HashMap::new(),
             out: Vec::new(),
             seq: 0,
-            tag,
+            rng: StdRng::from_seed(seed),
+            local_nonces: HashMap::new(),
+            local_nonce_order: VecDeque::new(),
         }
+    }
+
+    /// 128 random bits as 32 hex digits.
+    fn random_token(&mut self) -> String {
+        let mut b = [0u8; 16];
+        self.rng.fill_bytes(&mut b);
+        hex::encode(b)
+    }
+
+    /// A fresh tag.
+    pub fn new_tag(&mut self) -> String {
+        self.random_token()
+    }
+
+    /// A fresh RFC 3261 branch (`z9hG4bK` and 128 random bits).
+    pub fn new_branch(&mut self) -> String {
+        format!("z9hG4bK{}", self.random_token())
+    }
+
+    /// A fresh Call-ID.
+    pub fn new_call_id(&mut self) -> String {
+        format!("{}@{}", self.random_token(), self.cfg.platform_id)
+    }
+
+    fn response(&mut self, req: &Message, code: u16, reason: &str) -> Message {
+        let tag = self.new_tag();
+        let mut r = req.response(code, reason, Some(&tag));
+        r.push("Server", self.cfg.user_agent.clone());
+        r
+    }
+
+    fn drop_msg(&mut self, reason: &'static str, peer: Peer) {
+        self.out.push(Output::Dropped { reason, peer });
+    }
+
+    /// Spend a nonce from the platform's own memory: `true` when it was issued, unused and not
+    /// expired.
+    fn take_local_nonce(&mut self, nonce: &str, now_secs: u64) -> bool {
+        self.local_nonces
+            .remove(nonce)
+            .is_some_and(|until| until > now_secs)
+    }
+
+    fn remember_nonce(&mut self, nonce: &str, until_secs: u64) {
+        if self.local_nonces.len() >= MAX_LOCAL_NONCES {
+            if let Some((_, old)) = self.local_nonce_order.pop_front() {
+                self.local_nonces.remove(&old);
+            }
+        }
+        self.local_nonces.insert(nonce.to_string(), until_secs);
+        self.local_nonce_order
+            .push_back((until_secs, nonce.to_string()));
+    }
+
+    /// The registered peer of a device, if it is registered.
+    fn device_peer(&self, device_id: &str) -> Option<Peer> {
+        self.devices.get(device_id).map(|d| d.peer)
     }
 
     /// The settings.
@@ -367,14 +508,15 @@ impl Platform {
     }
 
     fn reply(&mut self, peer: Peer, req: &Message, code: u16, reason: &str, now: Now) {
-        let r = response_bytes(req, code, reason, &self.tag, &self.cfg.user_agent);
+        let r = self.response(req, code, reason);
         self.finish(peer, req, r, now);
     }
 
     fn finish(&mut self, peer: Peer, req: &Message, resp: Message, now: Now) {
         let bytes = resp.to_bytes();
         if peer.transport == Transport::Udp {
-            self.server_tx.answered(req, &bytes, now.mono_ms);
+            self.server_tx
+                .answered(req, &source_key(peer), &bytes, now.mono_ms);
         }
         self.send(peer, bytes);
     }
@@ -394,14 +536,22 @@ impl Platform {
         }
     }
 
-    /// A parsed message from `peer`.
+    /// A parsed message from `peer`; the nonce of a `REGISTER` is checked against the platform's
+    /// own memory.
     pub fn on_message(&mut self, peer: Peer, msg: Message, now: Now) {
+        self.on_message_with_nonce(peer, msg, now, NonceUse::Local);
+    }
+
+    /// A parsed message from `peer`, with what the shared nonce store said about the nonce its
+    /// `Authorization` answers (for a `REGISTER`; ignored otherwise). The store is asked (and the
+    /// nonce spent there) before this call; a retransmission is still answered from memory.
+    pub fn on_message_with_nonce(&mut self, peer: Peer, msg: Message, now: Now, nonce: NonceUse) {
         if !msg.is_request() {
             self.on_response(peer, msg, now);
             return;
         }
         if peer.transport == Transport::Udp {
-            if let Some(bytes) = self.server_tx.retransmission(&msg) {
+            if let Some(bytes) = self.server_tx.retransmission(&msg, &source_key(peer)) {
                 let bytes = bytes.to_vec();
                 self.send(peer, bytes);
                 return;
@@ -414,10 +564,10 @@ impl Platform {
         }
         let method = msg.method().unwrap_or("").to_string();
         match method.as_str() {
-            "REGISTER" => self.on_register(peer, msg, device_id, now),
+            "REGISTER" => self.on_register(peer, msg, device_id, now, nonce),
             "MESSAGE" | "NOTIFY" => self.on_manscdp(peer, msg, device_id, now),
             "OPTIONS" => {
-                let mut r = response_bytes(&msg, 200, "OK", &self.tag, &self.cfg.user_agent);
+                let mut r = self.response(&msg, 200, "OK");
                 r.push(
                     "Allow",
                     "REGISTER, MESSAGE, NOTIFY, SUBSCRIBE, INVITE, ACK, BYE, OPTIONS",
@@ -427,9 +577,19 @@ impl Platform {
             "ACK" => {}
             "BYE" => {
                 let call = msg.call_id().unwrap_or_default().to_string();
-                if self.dialogs.remove(&call).is_some() {
+                let owner = self.dialogs.get(&call).map(|d| {
+                    let registered = self.device_peer(&d.device_id).unwrap_or(d.peer);
+                    (d.device_id.clone(), registered)
+                });
+                if let Some((owner, registered)) = owner {
+                    if !same_source(registered, peer) {
+                        tracing::warn!(device.id = %owner, remote = %peer.addr, transport = peer.transport.token(), registered = %registered.addr, call_id = %call, "sip.bye_not_from_device");
+                        self.drop_msg(drop_reason::REQUEST_NOT_FROM_DEVICE, peer);
+                        return;
+                    }
+                    self.dialogs.remove(&call);
                     self.reply(peer, &msg, 200, "OK", now);
-                    tracing::info!(device.id = %device_id, call_id = %call, "sip.stream_bye_from_device");
+                    tracing::info!(device.id = %owner, call_id = %call, "sip.stream_bye_from_device");
                     self.out.push(Output::Stream(StreamUpdate::Ended {
                         call_id: call,
                         reason: "the device hung up",
@@ -466,30 +626,45 @@ impl Platform {
         false
     }
 
-    fn on_register(&mut self, peer: Peer, req: Message, device_id: String, now: Now) {
+    fn on_register(
+        &mut self,
+        peer: Peer,
+        req: Message,
+        device_id: String,
+        now: Now,
+        nonce: NonceUse,
+    ) {
+        let now_secs = (now.utc_ms.max(0) / 1000) as u64;
+        let unused = match nonce {
+            NonceUse::Fresh => true,
+            NonceUse::Spent => false,
+            NonceUse::Local => register::credentials_nonce(&req)
+                .is_some_and(|n| self.take_local_nonce(&n, now_secs)),
+        };
         let policy = RegisterPolicy {
             realm: &self.cfg.domain,
             algorithms: &self.cfg.algorithms,
             max_expires_secs: self.cfg.max_expires_secs,
         };
-        let last = self
-            .devices
-            .get(&device_id)
-            .and_then(|d| d.last_nonce.as_ref());
         let decision = register::admit(
             &req,
             self.registry.get(&device_id),
-            last,
+            unused,
             &policy,
             &self.nonces,
-            (now.utc_ms.max(0) / 1000) as u64,
+            now_secs,
         );
         match decision {
-            Admission::Challenge(values) => {
-                let mut r =
-                    response_bytes(&req, 401, "Unauthorized", &self.tag, &self.cfg.user_agent);
-                for v in values {
-                    r.push("WWW-Authenticate", v);
+            Admission::Challenge(challenges) => {
+                let mut r = self.response(&req, 401, "Unauthorized");
+                let lifetime = self.cfg.nonce_lifetime_secs;
+                for c in challenges {
+                    self.remember_nonce(&c.nonce, now_secs + lifetime);
+                    self.out.push(Output::NonceIssued {
+                        nonce: c.nonce,
+                        expires_at_ms: now.utc_ms.saturating_add((lifetime * 1000) as i64),
+                    });
+                    r.push("WWW-Authenticate", c.header);
                 }
                 self.finish(peer, &req, r, now);
             }
@@ -509,13 +684,7 @@ impl Platform {
                 );
             }
             Admission::TooBrief => {
-                let mut r = response_bytes(
-                    &req,
-                    423,
-                    "Interval Too Brief",
-                    &self.tag,
-                    &self.cfg.user_agent,
-                );
+                let mut r = self.response(&req, 423, "Interval Too Brief");
                 r.push("Min-Expires", register::MIN_EXPIRES_SECS.to_string());
                 self.finish(peer, &req, r, now);
             }
@@ -527,11 +696,7 @@ impl Platform {
                     self.went_away(&device_id, "unregistered");
                 }
             }
-            Admission::Register {
-                expires_secs,
-                nonce,
-                nc,
-            } => {
+            Admission::Register { expires_secs } => {
                 let r = self.register_ok(&req, expires_secs, now);
                 self.finish(peer, &req, r, now);
                 let until = now.mono_ms + expires_secs as u64 * 1000;
@@ -542,7 +707,6 @@ impl Platform {
                         d.registered_until_ms = until;
                         d.last_seen_ms = now.mono_ms;
                         d.last_seen_utc_ms = now.utc_ms;
-                        d.last_nonce = Some((nonce, nc));
                         if !d.online {
                             d.online = true;
                             push_link(&mut self.out, &device_id, true);
@@ -558,7 +722,6 @@ impl Platform {
                                 last_seen_ms: now.mono_ms,
                                 last_seen_utc_ms: now.utc_ms,
                                 online: true,
-                                last_nonce: Some((nonce, nc)),
                                 catalog: Vec::new(),
                                 catalog_sum: None,
                                 records: HashMap::new(),
@@ -588,8 +751,8 @@ impl Platform {
         }
     }
 
-    fn register_ok(&self, req: &Message, expires: u32, now: Now) -> Message {
-        let mut r = response_bytes(req, 200, "OK", &self.tag, &self.cfg.user_agent);
+    fn register_ok(&mut self, req: &Message, expires: u32, now: Now) -> Message {
+        let mut r = self.response(req, 200, "OK");
         if let Some(c) = req.header("Contact") {
             if let Some(na) = NameAddr::parse(c) {
                 r.push("Contact", format!("<{}>;expires={expires}", na.uri));
@@ -618,8 +781,9 @@ impl Platform {
             self.reply(peer, &req, 403, "Forbidden (not registered)", now);
             return;
         };
-        if dev.peer.addr.ip() != peer.addr.ip() {
-            tracing::warn!(device.id = %device_id, remote = %peer.addr, registered = %dev.peer.addr, "sip.address_mismatch");
+        if !same_source(dev.peer, peer) {
+            tracing::warn!(device.id = %device_id, remote = %peer.addr, transport = peer.transport.token(), registered = %dev.peer.addr, "sip.address_mismatch");
+            self.drop_msg(drop_reason::MESSAGE_NOT_FROM_DEVICE, peer);
             self.reply(
                 peer,
                 &req,
@@ -812,7 +976,25 @@ impl Platform {
 
     fn on_response(&mut self, peer: Peer, resp: Message, _now: Now) {
         let code = resp.status().unwrap_or(0);
-        match self.client_tx.on_response(&resp) {
+        // Responses to INVITE must also name the dialog the INVITE opened.
+        let call = resp.call_id().unwrap_or_default().to_string();
+        let branch = resp
+            .top_via()
+            .and_then(|v| v.branch().map(str::to_string))
+            .unwrap_or_default();
+        if let Some(p) = self.pending.get(&branch) {
+            if p.call_id.as_ref().is_some_and(|c| *c != call) {
+                tracing::warn!(device.id = %p.device_id, remote = %peer.addr, call_id = %call, "sip.response_wrong_dialog");
+                self.drop_msg(drop_reason::RESPONSE_WRONG_DIALOG, peer);
+                return;
+            }
+        }
+        let registered = |sent_to: &Peer| same_source(*sent_to, peer);
+        match self.client_tx.on_response(&resp, registered) {
+            ResponseMatch::Foreign(_) => {
+                tracing::warn!(remote = %peer.addr, transport = peer.transport.token(), code, call_id = %call, "sip.response_not_from_device");
+                self.drop_msg(drop_reason::RESPONSE_NOT_FROM_DEVICE, peer);
+            }
             ResponseMatch::Final(branch) => {
                 if let Some(p) = self.pending.remove(&branch) {
                     if p.what == "INVITE" {
@@ -827,12 +1009,18 @@ impl Platform {
             ResponseMatch::Provisional(_) => {}
             ResponseMatch::Unknown => {
                 // A retransmitted 200 to an INVITE: the ACK was lost; send it again.
-                let call = resp.call_id().unwrap_or_default().to_string();
                 let is_invite = resp.cseq().is_some_and(|(_, m)| m == "INVITE");
-                if is_invite
-                    && (200..300).contains(&code)
-                    && self.dialogs.get(&call).is_some_and(|d| d.answered)
-                {
+                let dialog_peer = self
+                    .dialogs
+                    .get(&call)
+                    .filter(|d| d.answered)
+                    .map(|d| d.peer);
+                if is_invite && (200..300).contains(&code) && dialog_peer.is_some() {
+                    if dialog_peer.is_some_and(|d| !same_source(d, peer)) {
+                        tracing::warn!(remote = %peer.addr, call_id = %call, "sip.response_not_from_device");
+                        self.drop_msg(drop_reason::RESPONSE_NOT_FROM_DEVICE, peer);
+                        return;
+                    }
                     self.send_ack(&call, &resp);
                 } else {
                     tracing::debug!(remote = %peer.addr, "sip.stray_response");
@@ -845,16 +1033,16 @@ impl Platform {
         let Some(d) = self.dialogs.get(call_id) else {
             return;
         };
-        let n = self.seq + 1;
+        let d = d.clone();
+        let branch = self.new_branch();
         let cseq = resp.cseq().map(|c| c.0).unwrap_or(d.cseq);
         let mut ack = Message::request("ACK", &d.request_uri);
         ack.push(
             "Via",
             format!(
-                "SIP/2.0/{} {};rport;branch=z9hG4bK{}ack{n:x}",
+                "SIP/2.0/{} {};rport;branch={branch}",
                 d.peer.transport.token(),
                 self.cfg.advertised,
-                self.tag
             ),
         )
         .push("From", d.from.clone())
@@ -862,9 +1050,7 @@ impl Platform {
         .push("Call-ID", call_id.to_string())
         .push("CSeq", format!("{cseq} ACK"))
         .push("Max-Forwards", "70");
-        let peer = d.peer;
-        self.seq = n;
-        self.send(peer, ack.to_bytes());
+        self.send(d.peer, ack.to_bytes());
     }
 
     fn invite_answered(&mut self, peer: Peer, resp: &Message, branch: &str, p: Pending) {
@@ -917,7 +1103,17 @@ impl Platform {
         }
         self.send_ack(&call, resp);
         match sdp::parse(&resp.body_text()) {
-            Ok(media) => {
+            Ok(mut media) => {
+                let tcp_active = self.dialogs.get(&call).is_some_and(|d| d.tcp_active);
+                if tcp_active {
+                    // Connect where the device registered from, on the port it answered: its
+                    // `c=` may be a private address behind carrier NAT, or anyone's choice.
+                    let ip = self.device_peer(&p.device_id).unwrap_or(peer).addr.ip();
+                    if media.ip.is_some_and(|c| c != ip) {
+                        tracing::info!(device.id = %p.device_id, call_id = %call, sdp.ip = ?media.ip, registered = %ip, "sip.answer_address_ignored");
+                    }
+                    media.ip = Some(ip);
+                }
                 tracing::info!(device.id = %p.device_id, call_id = %call, media.port = media.port, media.ssrc = ?media.ssrc, media.transport = ?media.transport, "sip.stream_answered");
                 self.out.push(Output::Stream(StreamUpdate::Answered {
                     call_id: call,
@@ -958,15 +1154,12 @@ impl Platform {
             return Err("the recorder is registered but not online");
         }
         let peer = dev.peer;
-        let n = self.next_id();
-        let branch = format!("z9hG4bK{}inv{n:x}", self.tag);
-        let call_id = format!("{}{n:x}inv@{}", self.tag, self.cfg.platform_id);
+        let branch = self.new_branch();
+        let call_id = self.new_call_id();
+        let tag = self.new_tag();
         let cfg = &self.cfg;
         let request_uri = format!("sip:{channel_id}@{}", peer.addr);
-        let from = format!(
-            "<sip:{}@{}>;tag={}{n:x}",
-            cfg.platform_id, cfg.domain, self.tag
-        );
+        let from = format!("<sip:{}@{}>;tag={tag}", cfg.platform_id, cfg.domain);
         let to = format!("<sip:{channel_id}@{}>", cfg.domain);
         let mut m = Message::request("INVITE", &request_uri);
         m.push(
@@ -1017,6 +1210,7 @@ impl Platform {
                 cseq: 1,
                 answered: false,
                 download: offer.download.is_some(),
+                tcp_active: offer.transport == MediaTransport::TcpActive,
             },
         );
         tracing::info!(device.id = device_id, channel.id = channel_id, call_id = %call_id, ssrc = %offer.ssrc, media.port = offer.port, download = offer.download.is_some(), "sip.invite");
@@ -1033,8 +1227,7 @@ impl Platform {
         if !d.answered {
             return;
         }
-        let n = self.next_id();
-        let branch = format!("z9hG4bK{}bye{n:x}", self.tag);
+        let branch = self.new_branch();
         let mut m = Message::request("BYE", &d.request_uri);
         m.push(
             "Via",
@@ -1116,7 +1309,9 @@ impl Platform {
         };
         let peer = dev.peer;
         let n = self.next_id();
-        let branch = format!("z9hG4bK{}{n:x}", self.tag);
+        let branch = self.new_branch();
+        let tag = self.new_tag();
+        let call_id = self.new_call_id();
         let cfg = &self.cfg;
         let mut m = Message::request(method, &format!("sip:{device_id}@{}", peer.addr));
         m.push(
@@ -1129,13 +1324,10 @@ impl Platform {
         )
         .push(
             "From",
-            format!(
-                "<sip:{}@{}>;tag={}{n:x}",
-                cfg.platform_id, cfg.domain, self.tag
-            ),
+            format!("<sip:{}@{}>;tag={tag}", cfg.platform_id, cfg.domain),
         )
         .push("To", format!("<sip:{device_id}@{}>", cfg.domain))
-        .push("Call-ID", format!("{}{n:x}@{}", self.tag, cfg.platform_id))
+        .push("Call-ID", call_id)
         .push("CSeq", format!("{} {method}", n % 100_000 + 1))
         .push("Max-Forwards", "70")
         .push("User-Agent", cfg.user_agent.clone())
@@ -1181,6 +1373,18 @@ impl Platform {
     /// Timers: retransmissions, transaction time-outs, keepalive and registration expiry.
     pub fn on_tick(&mut self, now: Now) {
         self.server_tx.expire(now.mono_ms);
+        let now_secs = (now.utc_ms.max(0) / 1000) as u64;
+        while let Some((until, _)) = self.local_nonce_order.front() {
+            if *until > now_secs {
+                break;
+            }
+            if let Some((_, n)) = self.local_nonce_order.pop_front() {
+                // Only if not re-issued since with a later expiry (nonces are unique anyway).
+                if self.local_nonces.get(&n).is_some_and(|u| *u <= now_secs) {
+                    self.local_nonces.remove(&n);
+                }
+            }
+        }
         let (resend, timed_out) = self.client_tx.poll(now.mono_ms);
         for (peer, bytes) in resend {
             self.send(peer, bytes);
@@ -1256,4 +1460,339 @@ fn sanitize_reason(s: &str) -> String {
         .map(|c| if c.is_control() { ' ' } else { c })
         .take(120)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    //! Identity: random ids, single-use nonces, dialogs and responses bound to the device's
+    //! registered source. The attacker is 10.66.0.2; the device 192.168.1.64.
+
+    use super::*;
+    use crate::sip::digest::{self, Credentials};
+    use crate::sip::parse_datagram;
+
+    const ID: &str = "34020000001320000001";
+    const CHANNEL: &str = "34020000001310000001";
+    const REALM: &str = "3402000000";
+    const PW: &str = "12345678";
+    const DEVICE: &str = "192.168.1.64:5060";
+    const ATTACKER: &str = "10.66.0.2:5060";
+
+    fn secret() -> [u8; 32] {
+        std::array::from_fn(|i| (i as u8).wrapping_mul(37).wrapping_add(11))
+    }
+
+    fn udp(addr: &str) -> Peer {
+        Peer {
+            transport: Transport::Udp,
+            addr: addr.parse().unwrap(),
+        }
+    }
+
+    fn now(s: u64) -> Now {
+        Now {
+            mono_ms: s * 1000,
+            utc_ms: 1_795_000_000_000 + s as i64 * 1000,
+        }
+    }
+
+    fn platform(seed: u8) -> Platform {
+        let cfg = PlatformConfig {
+            advertised: "10.0.0.1:5060".into(),
+            position_interval_secs: 0,
+            ..Default::default()
+        };
+        let mut p = Platform::new(cfg, secret(), [seed; 32]);
+        p.set_device(ID, Secret::from_password(ID, REALM, PW));
+        p
+    }
+
+    fn sent(out: &[Output]) -> Vec<(Peer, Message)> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Send { peer, bytes } => Some((*peer, parse_datagram(bytes).unwrap())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn dropped(out: &[Output]) -> Vec<&'static str> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Dropped { reason, .. } => Some(*reason),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn register_req(branch: &str, expires: u32, auth: Option<&str>) -> Message {
+        let mut s = format!(
+            "REGISTER sip:34020000002000000001@{REALM} SIP/2.0\r\nVia: SIP/2.0/UDP {DEVICE};rport;branch={branch}\r\n\
+             From: <sip:{ID}@{REALM}>;tag=d1\r\nTo: <sip:{ID}@{REALM}>\r\nCall-ID: reg1\r\nCSeq: 1 REGISTER\r\n\
+             Contact: <sip:{ID}@{DEVICE}>\r\nExpires: {expires}\r\n"
+        );
+        if let Some(a) = auth {
+            s.push_str(&format!("Authorization: {a}\r\n"));
+        }
+        s.push_str("Content-Length: 0\r\n\r\n");
+        parse_datagram(s.as_bytes()).unwrap()
+    }
+
+    fn answer(challenge: &str) -> String {
+        let params = digest::parse_params(challenge.strip_prefix("Digest ").unwrap()).unwrap();
+        let nonce = params.iter().find(|(k, _)| k == "nonce").unwrap().1.clone();
+        let mut c = Credentials {
+            username: ID.into(),
+            realm: REALM.into(),
+            nonce,
+            uri: format!("sip:34020000002000000001@{REALM}"),
+            qop: Some("auth".into()),
+            nc: Some("00000001".into()),
+            cnonce: Some("c0ffee".into()),
+            ..Default::default()
+        };
+        let alg = Algorithm::Md5;
+        c.response =
+            digest::expected_response(&c, alg, &digest::ha1(alg, ID, REALM, PW), "REGISTER");
+        format!(
+            "Digest username=\"{ID}\", realm=\"{REALM}\", nonce=\"{}\", uri=\"{}\", response=\"{}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c0ffee\"",
+            c.nonce, c.uri, c.response
+        )
+    }
+
+    /// Challenge then authenticate from `DEVICE`; returns the authenticated REGISTER and the
+    /// final status.
+    fn register(p: &mut Platform, n: u32, expires: u32, t: u64) -> (Message, u16) {
+        p.on_message(
+            udp(DEVICE),
+            register_req(&format!("z9hG4bKa{n}"), expires, None),
+            now(t),
+        );
+        let out = p.take_outputs();
+        // The nonce is announced before the 401 that carries it.
+        let issued = out
+            .iter()
+            .position(|o| matches!(o, Output::NonceIssued { .. }));
+        let send = out.iter().position(|o| matches!(o, Output::Send { .. }));
+        assert!(issued.unwrap() < send.unwrap());
+        let (_, ch) = sent(&out).remove(0);
+        assert_eq!(ch.status(), Some(401));
+        let auth = answer(ch.header("WWW-Authenticate").unwrap());
+        let req = register_req(&format!("z9hG4bKb{n}"), expires, Some(&auth));
+        p.on_message(udp(DEVICE), req.clone(), now(t));
+        let out = p.take_outputs();
+        (req, sent(&out)[0].1.status().unwrap())
+    }
+
+    fn offer(transport: MediaTransport) -> Offer {
+        Offer {
+            platform_id: "34020000002000000001".into(),
+            ip: "10.0.0.1".parse().unwrap(),
+            port: 9,
+            transport,
+            ssrc: "0100000001".into(),
+            download: None,
+        }
+    }
+
+    /// A device's 200 to an INVITE, its SDP saying `c=IN IP4 {c}` and port 40000.
+    fn ok_to(invite: &Message, c: &str, contact: &str) -> Message {
+        let mut r = invite.response(200, "OK", Some("devtag"));
+        r.push("Contact", format!("<sip:{CHANNEL}@{contact}>"))
+            .push("Content-Type", "APPLICATION/SDP");
+        r.body = format!(
+            "v=0\r\no={CHANNEL} 0 0 IN IP4 {c}\r\ns=Play\r\nc=IN IP4 {c}\r\nt=0 0\r\n\
+             m=video 40000 TCP/RTP/AVP 96\r\na=sendonly\r\na=rtpmap:96 PS/90000\r\na=setup:passive\r\n\
+             a=connection:new\r\ny=0100000001\r\n"
+        )
+        .into_bytes();
+        parse_datagram(&r.to_bytes()).unwrap()
+    }
+
+    #[test]
+    fn ids_are_random_unique_and_unrelated_to_the_nonce_secret() {
+        let mut p = platform(1);
+        let mut ids: Vec<String> = Vec::new();
+        for _ in 0..2000 {
+            ids.push(p.new_tag());
+            ids.push(p.new_branch().trim_start_matches("z9hG4bK").to_string());
+            ids.push(p.new_call_id().split('@').next().unwrap().to_string());
+        }
+        // The ids in real messages too: REGISTER answers, queries, an INVITE.
+        let (_, code) = register(&mut p, 1, 3600, 1);
+        assert_eq!(code, 200);
+        p.take_outputs();
+        p.query(ID, "DeviceStatus", now(2));
+        p.invite(ID, CHANNEL, &offer(MediaTransport::Udp), now(2))
+            .unwrap();
+        let mut texts = Vec::new();
+        for (_, m) in sent(&p.take_outputs()) {
+            let branch = m.top_via().unwrap().branch().unwrap().to_string();
+            let tag = m.from().unwrap().param("tag").unwrap().to_string();
+            let call = m.call_id().unwrap().to_string();
+            ids.push(branch.trim_start_matches("z9hG4bK").to_string());
+            ids.push(tag);
+            ids.push(call.split('@').next().unwrap().to_string());
+            texts.push(String::from_utf8_lossy(&m.to_bytes()).into_owned());
+        }
+        let unique: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len(), "no id repeats");
+        for id in &ids {
+            assert_eq!(id.len(), 32, "{id}: 128 random bits");
+            u128::from_str_radix(id, 16).unwrap();
+        }
+        // Not counters: consecutive ids are far apart (a counter moves by a few).
+        for w in ids.windows(2) {
+            let (a, b) = (
+                u128::from_str_radix(&w[0], 16).unwrap(),
+                u128::from_str_radix(&w[1], 16).unwrap(),
+            );
+            assert!(a.abs_diff(b) > 1 << 64, "{} then {}", w[0], w[1]);
+        }
+        // No 4-byte run of the nonce secret (the old tag was its first four) in any id or
+        // message, in hex of either case.
+        let s = secret();
+        for win in s.windows(4) {
+            let hexes = [hex::encode(win), hex::encode_upper(win)];
+            for id in ids.iter().chain(texts.iter()) {
+                for h in &hexes {
+                    assert!(!id.contains(h.as_str()), "{id} contains secret bytes {h}");
+                }
+            }
+        }
+        // The same nonce secret with another seed: other ids (they come from the seed alone).
+        let mut q = platform(2);
+        let mut p1 = platform(1);
+        assert_ne!(q.new_branch(), p1.new_branch());
+        assert_eq!(
+            platform(1).new_tag(),
+            platform(1).new_tag(),
+            "seeded: reproducible in tests"
+        );
+    }
+
+    #[test]
+    fn a_replayed_register_is_stale_after_unregister_and_moves_nothing() {
+        let mut p = platform(1);
+        let (captured, code) = register(&mut p, 1, 3600, 1);
+        assert_eq!(code, 200);
+        // Replayed from elsewhere while the device is registered: stale, the address stays.
+        p.on_message(udp(ATTACKER), captured.clone(), now(2));
+        let out = sent(&p.take_outputs());
+        assert_eq!(out[0].1.status(), Some(401));
+        assert!(out[0]
+            .1
+            .header("WWW-Authenticate")
+            .unwrap()
+            .contains("stale=TRUE"));
+        assert_eq!(p.device(ID).unwrap().peer, udp(DEVICE));
+        // The device unregisters (a fresh nonce), then the captured REGISTER comes back.
+        let (_, code) = register(&mut p, 2, 0, 3);
+        assert_eq!(code, 200);
+        assert!(p.device(ID).is_none());
+        p.on_message(udp(ATTACKER), captured.clone(), now(4));
+        let out = sent(&p.take_outputs());
+        assert_eq!(out[0].1.status(), Some(401));
+        assert!(out[0]
+            .1
+            .header("WWW-Authenticate")
+            .unwrap()
+            .contains("stale=TRUE"));
+        assert!(p.device(ID).is_none(), "the replay registered nothing");
+        // A shared store that says the nonce is spent (a restart, another node) wins too.
+        let mut fresh = platform(3);
+        fresh.on_message_with_nonce(udp(ATTACKER), captured, now(5), NonceUse::Spent);
+        let out = sent(&fresh.take_outputs());
+        assert_eq!(out[0].1.status(), Some(401));
+        assert!(fresh.device(ID).is_none());
+        // The device itself registers again as always.
+        let (_, code) = register(&mut p, 3, 3600, 6);
+        assert_eq!(code, 200);
+        assert_eq!(p.device(ID).unwrap().peer, udp(DEVICE));
+    }
+
+    #[test]
+    fn forged_responses_and_byes_from_elsewhere_are_dropped() {
+        let mut p = platform(1);
+        assert_eq!(register(&mut p, 1, 3600, 1).1, 200);
+        p.take_outputs();
+        let call = p
+            .invite(ID, CHANNEL, &offer(MediaTransport::TcpActive), now(2))
+            .unwrap();
+        let (to, invite) = sent(&p.take_outputs()).remove(0);
+        assert_eq!(to, udp(DEVICE));
+        // A forged 200 (right branch and Call-ID) from elsewhere pointing the media elsewhere.
+        p.on_message(udp(ATTACKER), ok_to(&invite, "10.66.0.3", ATTACKER), now(2));
+        let out = p.take_outputs();
+        assert_eq!(dropped(&out), [drop_reason::RESPONSE_NOT_FROM_DEVICE]);
+        assert!(sent(&out).is_empty(), "no ACK to the forger");
+        assert!(!out.iter().any(|o| matches!(o, Output::Stream(_))));
+        // A response on the right branch naming another dialog is dropped too.
+        let mut other = ok_to(&invite, "10.66.0.3", DEVICE);
+        other.set("Call-ID", "not-the-dialog");
+        p.on_message(udp(DEVICE), other, now(2));
+        assert_eq!(
+            dropped(&p.take_outputs()),
+            [drop_reason::RESPONSE_WRONG_DIALOG]
+        );
+        // The device's own answer: its private c= is ignored, the registered IP is used.
+        p.on_message(udp(DEVICE), ok_to(&invite, "10.9.9.9", DEVICE), now(2));
+        let out = p.take_outputs();
+        let media = out
+            .iter()
+            .find_map(|o| match o {
+                Output::Stream(StreamUpdate::Answered { call_id, media }) if *call_id == call => {
+                    Some(media.clone())
+                }
+                _ => None,
+            })
+            .expect("answered");
+        assert_eq!(media.ip, Some("192.168.1.64".parse().unwrap()));
+        assert_eq!(media.port, 40000);
+        let (ack_to, ack) = sent(&out).remove(0);
+        assert_eq!((ack_to, ack.method()), (udp(DEVICE), Some("ACK")));
+        let crate::sip::StartLine::Request { uri, .. } = &ack.start else {
+            panic!("not a request")
+        };
+        assert_eq!(*uri, format!("sip:{CHANNEL}@{DEVICE}"));
+        // A forged retransmission of the 200 from elsewhere gets no ACK.
+        p.on_message(udp(ATTACKER), ok_to(&invite, "10.66.0.3", ATTACKER), now(3));
+        let out = p.take_outputs();
+        assert!(sent(&out).is_empty());
+        assert_eq!(dropped(&out), [drop_reason::RESPONSE_NOT_FROM_DEVICE]);
+        // A forged BYE for the live Call-ID: dropped, unanswered, the stream stays.
+        let bye = |from: &str| {
+            parse_datagram(
+                format!(
+                    "BYE sip:34020000002000000001@10.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bKbye\r\n\
+                     From: <sip:{CHANNEL}@{REALM}>;tag=devtag\r\nTo: <sip:34020000002000000001@{REALM}>;tag=x\r\n\
+                     Call-ID: {call}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+            .unwrap()
+        };
+        p.on_message(udp(ATTACKER), bye(ATTACKER), now(4));
+        let out = p.take_outputs();
+        assert_eq!(dropped(&out), [drop_reason::REQUEST_NOT_FROM_DEVICE]);
+        assert!(sent(&out).is_empty());
+        assert!(!out.iter().any(|o| matches!(o, Output::Stream(_))));
+        // Over TCP from the device's own IP is another transport: dropped as well.
+        let tcp = Peer {
+            transport: Transport::Tcp(7),
+            addr: DEVICE.parse().unwrap(),
+        };
+        p.on_message(tcp, bye(DEVICE), now(4));
+        assert_eq!(
+            dropped(&p.take_outputs()),
+            [drop_reason::REQUEST_NOT_FROM_DEVICE]
+        );
+        // The device's own BYE ends it.
+        p.on_message(udp(DEVICE), bye(DEVICE), now(5));
+        let out = p.take_outputs();
+        assert_eq!(sent(&out)[0].1.status(), Some(200));
+        assert!(out.iter().any(
+            |o| matches!(o, Output::Stream(StreamUpdate::Ended { call_id, .. }) if *call_id == call)
+        ));
+    }
 }

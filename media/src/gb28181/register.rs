@@ -5,8 +5,9 @@
 //!
 //! * the device id (the `From` user) must be a 20-digit id and known to the registry, else `403`;
 //! * no `Authorization` → `401` with one challenge per enabled algorithm (in configured order);
-//! * a forged nonce or another realm → a fresh `401`; an old nonce or a replayed `nc` → `401`
-//!   with `stale=TRUE`;
+//! * a forged nonce or another realm → a fresh `401`; an old nonce, or a nonce already used (each
+//!   nonce answers one `REGISTER`: the caller knows whether this one is still unused) → `401`
+//!   with `stale=TRUE`, so a captured `REGISTER` replayed later registers nothing;
 //! * a wrong response → `403` (the password is wrong: asking again would not help);
 //! * `Expires: 0` unregisters; below [`MIN_EXPIRES_SECS`] → `423` with `Min-Expires`; above
 //!   `max_expires` the grant is shortened.
@@ -50,23 +51,34 @@ impl Secret {
     }
 }
 
+/// One `WWW-Authenticate` challenge and the nonce it issues (to be recorded as unused).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    /// The header value.
+    pub header: String,
+    /// The nonce in it.
+    pub nonce: String,
+}
+
+/// The nonce an `Authorization` header of a request answers, when it can be read.
+pub fn credentials_nonce(req: &Message) -> Option<String> {
+    let c = Credentials::parse(req.header("Authorization")?).ok()?;
+    Some(c.nonce)
+}
+
 /// The decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admission {
     /// Challenge: `401` with these `WWW-Authenticate` values.
-    Challenge(Vec<String>),
+    Challenge(Vec<Challenge>),
     /// Refuse with this status and reason (`400`, `403`).
     Refuse(u16, String),
     /// `423 Interval Too Brief`.
     TooBrief,
-    /// Registered for this many seconds (the nonce and nc used, for replay checks).
+    /// Registered for this many seconds.
     Register {
         /// Granted lifetime.
         expires_secs: u32,
-        /// Nonce the device used.
-        nonce: String,
-        /// Its nonce count.
-        nc: u32,
     },
     /// `Expires: 0`.
     Unregister,
@@ -84,11 +96,13 @@ pub struct RegisterPolicy<'a> {
 }
 
 /// Decide on a `REGISTER`. `secret` is `None` when the registry does not know the device;
-/// `last_nonce` is the `(nonce, nc)` of the device's last accepted registration.
+/// `nonce_unused` says whether the nonce the request answers was issued and is used for the
+/// first time now (the caller has just spent it: its own memory, or the shared table — which
+/// then vouches for nonces another node issued).
 pub fn admit(
     req: &Message,
     secret: Option<&Secret>,
-    last_nonce: Option<&(String, u32)>,
+    nonce_unused: bool,
     policy: &RegisterPolicy<'_>,
     nonces: &NonceIssuer,
     now_secs: u64,
@@ -107,7 +121,13 @@ pub fn admit(
             policy
                 .algorithms
                 .iter()
-                .map(|a| nonces.challenge(now_secs, policy.realm, *a, stale))
+                .map(|a| {
+                    let nonce = nonces.issue(now_secs, policy.realm);
+                    Challenge {
+                        header: digest::challenge_header(&nonce, policy.realm, *a, stale),
+                        nonce,
+                    }
+                })
                 .collect(),
         )
     };
@@ -131,16 +151,14 @@ pub fn admit(
     if creds.realm != policy.realm {
         return challenge(false);
     }
-    match nonces.check(&creds.nonce, now_secs, policy.realm) {
-        NonceCheck::Forged => return challenge(false),
-        NonceCheck::Stale => return challenge(true),
-        NonceCheck::Fresh => {}
-    }
-    let nc = creds.nc_value();
-    if let Some((last, last_nc)) = last_nonce {
-        if *last == creds.nonce && (creds.qop.is_none() || nc <= *last_nc) {
-            return challenge(true);
-        }
+    match (
+        nonces.check(&creds.nonce, now_secs, policy.realm),
+        nonce_unused,
+    ) {
+        (NonceCheck::Stale, _) => return challenge(true),
+        (NonceCheck::Forged, false) => return challenge(false),
+        (NonceCheck::Fresh, false) => return challenge(true),
+        (NonceCheck::Fresh | NonceCheck::Forged, true) => {}
     }
     let ha1 = secret.ha1(alg, &device_id, policy.realm);
     if !digest::verify(&creds, alg, &ha1, "REGISTER") {
@@ -151,8 +169,6 @@ pub fn admit(
         Some(e) if e < MIN_EXPIRES_SECS => Admission::TooBrief,
         e => Admission::Register {
             expires_secs: e.unwrap_or(3600).min(policy.max_expires_secs),
-            nonce: creds.nonce,
-            nc,
         },
     }
 }
@@ -208,87 +224,101 @@ mod tests {
             max_expires_secs: 7200,
         };
         let secret = Secret::from_password(ID, REALM, "12345678");
-        let Admission::Challenge(ch) =
-            admit(&register(None, 3600), Some(&secret), None, &policy, &n, 100)
-        else {
+        let Admission::Challenge(ch) = admit(
+            &register(None, 3600),
+            Some(&secret),
+            false,
+            &policy,
+            &n,
+            100,
+        ) else {
             panic!()
         };
         assert_eq!(ch.len(), 2);
-        assert!(ch[0].contains("SHA-256") && ch[1].contains("MD5"));
+        assert!(ch[0].header.contains("SHA-256") && ch[1].header.contains("MD5"));
+        assert_ne!(ch[0].nonce, ch[1].nonce);
+        assert!(ch[0].header.contains(&ch[0].nonce));
         for (i, alg) in [(0, Algorithm::Sha256), (1, Algorithm::Md5)] {
-            let auth = answer(&ch[i], "12345678", alg, "00000001");
+            let auth = answer(&ch[i].header, "12345678", alg, "00000001");
             let got = admit(
                 &register(Some(&auth), 86400),
                 Some(&secret),
-                None,
+                true,
                 &policy,
                 &n,
                 101,
             );
-            let Admission::Register {
-                expires_secs,
-                nonce,
-                nc,
-            } = got
-            else {
-                panic!("{got:?}")
-            };
-            assert_eq!((expires_secs, nc), (7200, 1));
-            // The same nonce and nc again is a replay.
-            let last = (nonce, nc);
-            assert!(matches!(
-                admit(&register(Some(&auth), 3600), Some(&secret), Some(&last), &policy, &n, 102),
-                Admission::Challenge(c) if c[0].contains("stale=TRUE")
-            ));
-            let next = answer(&ch[i], "12345678", alg, "00000002");
-            assert!(matches!(
+            assert_eq!(got, Admission::Register { expires_secs: 7200 });
+            // The same nonce again (a replay, or the next nc of a refresh) is stale: nonces are
+            // single-use.
+            for nc in ["00000001", "00000002"] {
+                let again = answer(&ch[i].header, "12345678", alg, nc);
+                assert!(matches!(
+                    admit(&register(Some(&again), 3600), Some(&secret), false, &policy, &n, 102),
+                    Admission::Challenge(c) if c[0].header.contains("stale=TRUE")
+                ));
+            }
+            let bye = answer(&ch[i].header, "12345678", alg, "00000002");
+            assert_eq!(
                 admit(
-                    &register(Some(&next), 0),
+                    &register(Some(&bye), 0),
                     Some(&secret),
-                    Some(&last),
+                    true,
                     &policy,
                     &n,
                     102
                 ),
                 Admission::Unregister
-            ));
+            );
         }
-        let wrong = answer(&ch[1], "nope", Algorithm::Md5, "00000001");
+        let wrong = answer(&ch[1].header, "nope", Algorithm::Md5, "00000001");
         assert_eq!(
             admit(
                 &register(Some(&wrong), 3600),
                 Some(&secret),
-                None,
+                true,
                 &policy,
                 &n,
                 101
             ),
             Admission::Refuse(403, "wrong password".into())
         );
-        // Too old a nonce is stale, not wrong.
-        let auth = answer(&ch[1], "12345678", Algorithm::Md5, "00000001");
+        // Too old a nonce is stale, not wrong, even when unused.
+        let auth = answer(&ch[1].header, "12345678", Algorithm::Md5, "00000001");
         assert!(matches!(
-            admit(&register(Some(&auth), 3600), Some(&secret), None, &policy, &n, 1000),
-            Admission::Challenge(c) if c[0].contains("stale=TRUE")
+            admit(&register(Some(&auth), 3600), Some(&secret), true, &policy, &n, 1000),
+            Admission::Challenge(c) if c[0].header.contains("stale=TRUE")
         ));
         assert_eq!(
             admit(
                 &register(Some(&auth), 30),
                 Some(&secret),
-                None,
+                true,
                 &policy,
                 &n,
                 101
             ),
             Admission::TooBrief
         );
+        // A nonce that is not ours and that the store does not vouch for: a fresh challenge.
+        let other = NonceIssuer::new([2; 32], 300);
+        let forged = answer(
+            &other.challenge(100, REALM, Algorithm::Md5, false),
+            "12345678",
+            Algorithm::Md5,
+            "00000001",
+        );
+        assert!(matches!(
+            admit(&register(Some(&forged), 3600), Some(&secret), false, &policy, &n, 101),
+            Admission::Challenge(c) if !c[0].header.contains("stale")
+        ));
         // The shared password works the same way.
         let shared = Secret::Password("12345678".into());
         assert!(matches!(
             admit(
                 &register(Some(&auth), 3600),
                 Some(&shared),
-                None,
+                true,
                 &policy,
                 &n,
                 101
@@ -306,7 +336,7 @@ mod tests {
             max_expires_secs: 7200,
         };
         assert!(matches!(
-            admit(&register(None, 3600), None, None, &policy, &n, 1),
+            admit(&register(None, 3600), None, false, &policy, &n, 1),
             Admission::Refuse(403, _)
         ));
         let m = parse_datagram(
@@ -321,11 +351,11 @@ mod tests {
         .unwrap();
         let secret = Secret::Password("x".into());
         assert!(
-            matches!(admit(&m, Some(&secret), None, &policy, &n, 1), Admission::Refuse(403, r) if r.contains("20-digit"))
+            matches!(admit(&m, Some(&secret), false, &policy, &n, 1), Admission::Refuse(403, r) if r.contains("20-digit"))
         );
         let m = register(Some("Digest username=\"x"), 3600);
         assert!(matches!(
-            admit(&m, Some(&secret), None, &policy, &n, 1),
+            admit(&m, Some(&secret), false, &policy, &n, 1),
             Admission::Refuse(400, _)
         ));
     }

@@ -5,6 +5,13 @@
 //! belong to, unit events to the [`UnitEventSink`], device updates to the channel the binary
 //! reads (it persists them). A tick task drives the platform's timers. Bad bytes from one peer
 //! close at most that peer's TCP connection; nothing here panics on input.
+//!
+//! With a nonce store ([`SipServer::use_nonce_store`], the database every signalling node
+//! shares), digest nonces are single-use across nodes and restarts: each nonce the platform
+//! issues is inserted before the `401` carrying it leaves, and a `REGISTER` answering one spends
+//! it (an atomic delete) before the platform sees the request. The platform's random ids are
+//! seeded from the OS's CSPRNG. Messages the platform drops (not from the device's registered
+//! address and transport) are counted in `shouhu_sip_dropped_total{reason}`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -17,13 +24,14 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, watch};
 
 use super::platform::{
-    DeviceUpdate, Output, Peer, Platform, PlatformConfig, StreamUpdate, Transport,
+    DeviceUpdate, NonceUse, Output, Peer, Platform, PlatformConfig, StreamUpdate, Transport,
 };
 use super::register::Secret;
 use super::sdp::Offer;
 use super::Now;
 use crate::model::UnitEventSink;
 use crate::sip::message::{parse_datagram, Framed, StreamFramer};
+use crate::sip::Message;
 
 /// Transport settings.
 #[derive(Debug, Clone)]
@@ -55,6 +63,8 @@ pub struct SipStats {
     pub malformed: AtomicU64,
     /// Messages sent.
     pub sent: AtomicU64,
+    /// Messages dropped as not coming from the device they concern.
+    pub dropped: AtomicU64,
 }
 
 /// A registered device's access state as the API shows it.
@@ -89,6 +99,8 @@ struct Inner {
     cfg: SipServerConfig,
     /// `RecordInfo` queries waiting for their answer, by (device, SN).
     records: Mutex<HashMap<(String, u32), RecordWaiter>>,
+    /// The shared single-use nonce store, when set.
+    nonce_db: OnceLock<shouhu_storage::Db>,
 }
 
 /// The SIP server: created with [`SipServer::new`], serving once [`SipServer::run`] hands it
@@ -121,9 +133,47 @@ impl Inner {
         p.take_outputs()
     }
 
+    /// Hand a parsed message to the platform: a `REGISTER` answering a nonce first spends it
+    /// in the nonce store, when there is one.
+    async fn deliver(&self, peer: Peer, msg: Message) {
+        let mut nonce = NonceUse::Local;
+        if let Some(db) = self.nonce_db.get() {
+            if msg.method() == Some("REGISTER") {
+                if let Some(n) = super::register::credentials_nonce(&msg) {
+                    let now_ms = chrono::Utc::now().timestamp_millis();
+                    nonce = match db.sip_nonces().consume(&n, now_ms).await {
+                        Ok(true) => NonceUse::Fresh,
+                        Ok(false) => NonceUse::Spent,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "sip.nonce_store_failed");
+                            NonceUse::Spent
+                        }
+                    };
+                }
+            }
+        }
+        let out = self.with_platform(|p, now| p.on_message_with_nonce(peer, msg, now, nonce));
+        self.carry_out(out).await;
+    }
+
     async fn carry_out(&self, outputs: Vec<Output>) {
         for o in outputs {
             match o {
+                Output::NonceIssued {
+                    nonce,
+                    expires_at_ms,
+                } => {
+                    if let Some(db) = self.nonce_db.get() {
+                        if let Err(e) = db.sip_nonces().issue(&nonce, expires_at_ms).await {
+                            tracing::warn!(error = %e, "sip.nonce_store_failed");
+                        }
+                    }
+                }
+                Output::Dropped { reason, peer } => {
+                    self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("shouhu_sip_dropped_total", "reason" => reason).increment(1);
+                    tracing::debug!(remote = %peer.addr, transport = peer.transport.token(), reason, "sip.dropped");
+                }
                 Output::Send { peer, bytes } => {
                     self.stats.sent.fetch_add(1, Ordering::Relaxed);
                     match peer.transport {
@@ -186,9 +236,12 @@ impl SipServer {
         sink: Arc<dyn UnitEventSink>,
         updates: mpsc::UnboundedSender<DeviceUpdate>,
     ) -> SipServer {
+        use rand::RngCore;
+        let mut seed = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut seed);
         SipServer {
             inner: Arc::new(Inner {
-                platform: Mutex::new(Platform::new(cfg.platform.clone(), nonce_secret)),
+                platform: Mutex::new(Platform::new(cfg.platform.clone(), nonce_secret, seed)),
                 udp: OnceLock::new(),
                 addrs: OnceLock::new(),
                 tcp: Mutex::new(HashMap::new()),
@@ -200,8 +253,15 @@ impl SipServer {
                 stats: SipStats::default(),
                 cfg,
                 records: Mutex::new(HashMap::new()),
+                nonce_db: OnceLock::new(),
             }),
         }
+    }
+
+    /// Keep digest nonces in `db` (single-use across nodes and restarts) instead of the
+    /// platform's memory. Call before [`SipServer::run`]; later calls do nothing.
+    pub fn use_nonce_store(&self, db: shouhu_storage::Db) {
+        let _ = self.inner.nonce_db.set(db);
     }
 
     /// Serve on bound sockets until `shutdown` turns true. Call once.
@@ -230,6 +290,9 @@ impl SipServer {
         let inner = self.inner.clone();
         tokio::spawn(udp_loop(inner.clone(), shutdown.clone()));
         tokio::spawn(tcp_loop(inner.clone(), tcp, shutdown.clone()));
+        if let Some(db) = self.inner.nonce_db.get().cloned() {
+            tokio::spawn(purge_nonces(db, shutdown.clone()));
+        }
         tokio::spawn(tick_loop(inner, shutdown));
         tracing::info!(udp = %udp_addr, tcp = %tcp_addr, "SIP listening");
         Ok(())
@@ -422,14 +485,14 @@ async fn udp_loop(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) {
             transport: Transport::Udp,
             addr: from,
         };
-        let out = match parse_datagram(bytes) {
-            Ok(msg) => inner.with_platform(|p, now| p.on_message(peer, msg, now)),
+        match parse_datagram(bytes) {
+            Ok(msg) => inner.deliver(peer, msg).await,
             Err(e) => {
                 inner.stats.malformed.fetch_add(1, Ordering::Relaxed);
-                inner.with_platform(|p, now| p.on_parse_error(peer, e, now))
+                let out = inner.with_platform(|p, now| p.on_parse_error(peer, e, now));
+                inner.carry_out(out).await;
             }
-        };
-        inner.carry_out(out).await;
+        }
     }
 }
 
@@ -507,8 +570,7 @@ async fn tcp_connection(
                 Ok(None) => break,
                 Ok(Some(Framed::Message(msg))) => {
                     inner.stats.received.fetch_add(1, Ordering::Relaxed);
-                    let out = inner.with_platform(|p, now| p.on_message(peer, msg, now));
-                    inner.carry_out(out).await;
+                    inner.deliver(peer, msg).await;
                 }
                 Ok(Some(Framed::Bad(e))) => {
                     inner.stats.received.fetch_add(1, Ordering::Relaxed);
@@ -536,6 +598,24 @@ async fn tcp_connection(
     writer.abort();
     let out = inner.with_platform(|p, _| p.on_connection_closed(conn));
     inner.carry_out(out).await;
+}
+
+/// Delete expired nonces from the store once a minute.
+async fn purge_nonces(db: shouhu_storage::Db, mut shutdown: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        match db.sip_nonces().purge_expired(now_ms).await {
+            Ok(n) if n > 0 => tracing::debug!(purged = n, "sip.nonces_purged"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "sip.nonce_store_failed"),
+        }
+    }
 }
 
 async fn tick_loop(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) {

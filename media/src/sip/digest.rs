@@ -5,7 +5,7 @@
 //! * [`NonceIssuer`] makes stateless nonces: the issue time in seconds and an HMAC-SHA-256 over it
 //!   and the realm, so any node with the secret can check a nonce's origin and age without a
 //!   table. Replay of a whole request inside the nonce lifetime is stopped by the caller, which
-//!   remembers the last `(nonce, nc)` per device.
+//!   lets each nonce be used once (the platform's memory, or the shared database table).
 //! * [`verify`] recomputes the response from the password (or a stored HA1). The `uri` hashed is
 //!   the one the header carries, not the Request-URI: SIPp and some devices put the remote target
 //!   there.
@@ -360,18 +360,22 @@ impl NonceIssuer {
         }
     }
 
-    /// A `WWW-Authenticate` value.
+    /// A `WWW-Authenticate` value with a fresh nonce.
     pub fn challenge(&self, now_secs: u64, realm: &str, alg: Algorithm, stale: bool) -> String {
-        let mut s = format!(
-            "Digest realm=\"{realm}\", nonce=\"{}\", algorithm={}, qop=\"auth\"",
-            self.issue(now_secs, realm),
-            alg.token()
-        );
-        if stale {
-            s.push_str(", stale=TRUE");
-        }
-        s
+        challenge_header(&self.issue(now_secs, realm), realm, alg, stale)
     }
+}
+
+/// The `WWW-Authenticate` value challenging with `nonce`.
+pub fn challenge_header(nonce: &str, realm: &str, alg: Algorithm, stale: bool) -> String {
+    let mut s = format!(
+        "Digest realm=\"{realm}\", nonce=\"{nonce}\", algorithm={}, qop=\"auth\"",
+        alg.token()
+    );
+    if stale {
+        s.push_str(", stale=TRUE");
+    }
+    s
 }
 
 #[cfg(test)]

@@ -1,12 +1,14 @@
 //! SIP transaction timers over UDP (RFC 3261 §17), sans-IO and clock-free.
 //!
 //! * [`ServerTransactions`]: a request retransmitted by the peer (same top-`Via` branch, sent-by
-//!   and method) is answered with the bytes of the response already sent, for Timer J
-//!   (64·T1 = 32 s), without running the request's logic twice.
+//!   and method, from the same source) is answered with the bytes of the response already sent,
+//!   for Timer J (64·T1 = 32 s), without running the request's logic twice.
 //! * [`ClientTransactions`]: requests the platform sends (queries, `SUBSCRIBE`, `INVITE`, `BYE`)
 //!   are retransmitted at T1, 2·T1 … capped at T2 until a response arrives, and time out after
 //!   Timer F/B (64·T1). A provisional response stops INVITE retransmission and slows a
-//!   non-INVITE to T2. Over TCP nothing is retransmitted; only the time-out runs.
+//!   non-INVITE to T2. Over TCP nothing is retransmitted; only the time-out runs. A response
+//!   counts only when it comes from where the request went (the caller says what that means):
+//!   knowing a branch is not enough to end someone else's transaction.
 //!
 //! Times are milliseconds on any monotonic clock the caller chooses.
 
@@ -23,9 +25,9 @@ pub const TIMEOUT_MS: u64 = 64 * T1_MS;
 /// Most server transactions remembered at once (oldest dropped first).
 pub const MAX_SERVER_TRANSACTIONS: usize = 65_536;
 
-type Key = (String, String, String);
+type Key = (String, String, String, String);
 
-fn server_key(req: &Message) -> Option<Key> {
+fn server_key(req: &Message, source: &str) -> Option<Key> {
     let via = req.top_via()?;
     let branch = via.branch()?.to_string();
     let mut method = req.method()?.to_string();
@@ -33,7 +35,7 @@ fn server_key(req: &Message) -> Option<Key> {
         method = "INVITE".into();
     }
     let sent_by = format!("{}:{}", via.host, via.port.unwrap_or(5060));
-    Some((branch, method, sent_by))
+    Some((branch, method, sent_by, source.to_string()))
 }
 
 /// Final responses remembered for retransmitted requests.
@@ -49,15 +51,18 @@ impl ServerTransactions {
         Self::default()
     }
 
-    /// The response already sent for this request, when it is a retransmission.
-    pub fn retransmission(&self, req: &Message) -> Option<&[u8]> {
-        let key = server_key(req)?;
+    /// The response already sent for this request, when it is a retransmission from the same
+    /// `source` (the transport's name for the peer).
+    pub fn retransmission(&self, req: &Message, source: &str) -> Option<&[u8]> {
+        let key = server_key(req, source)?;
         self.map.get(&key).map(Vec::as_slice)
     }
 
-    /// Remember the final response sent for a request.
-    pub fn answered(&mut self, req: &Message, response: &[u8], now_ms: u64) {
-        let Some(key) = server_key(req) else { return };
+    /// Remember the final response sent for a request that came from `source`.
+    pub fn answered(&mut self, req: &Message, source: &str, response: &[u8], now_ms: u64) {
+        let Some(key) = server_key(req, source) else {
+            return;
+        };
         if self.map.len() >= MAX_SERVER_TRANSACTIONS {
             if let Some((_, k)) = self.order.pop_front() {
                 self.map.remove(&k);
@@ -112,6 +117,8 @@ pub enum ResponseMatch {
     Provisional(String),
     /// The final response: the transaction is over.
     Final(String),
+    /// The branch is ours but the response came from elsewhere: ignored, the transaction goes on.
+    Foreign(String),
 }
 
 /// Requests the platform sent and is waiting on, keyed by branch.
@@ -159,8 +166,13 @@ impl<R: Clone> ClientTransactions<R> {
         );
     }
 
-    /// Match a response to its transaction by top-`Via` branch (and `CSeq` method).
-    pub fn on_response(&mut self, resp: &Message) -> ResponseMatch {
+    /// Match a response to its transaction by top-`Via` branch; `from_remote` says whether the
+    /// response came from the remote the request was sent to.
+    pub fn on_response(
+        &mut self,
+        resp: &Message,
+        from_remote: impl FnOnce(&R) -> bool,
+    ) -> ResponseMatch {
         let Some(branch) = resp.top_via().and_then(|v| v.branch().map(str::to_string)) else {
             return ResponseMatch::Unknown;
         };
@@ -170,6 +182,9 @@ impl<R: Clone> ClientTransactions<R> {
         let Some(tx) = self.map.get_mut(&branch) else {
             return ResponseMatch::Unknown;
         };
+        if !from_remote(&tx.remote) {
+            return ResponseMatch::Foreign(branch);
+        }
         if code < 200 {
             tx.provisional = true;
             if !tx.invite {
@@ -257,10 +272,12 @@ mod tests {
     fn server_remembers_until_timer_j() {
         let mut s = ServerTransactions::new();
         let r = req("z9hG4bK1");
-        assert!(s.retransmission(&r).is_none());
-        s.answered(&r, b"SIP/2.0 200 OK", 0);
-        assert_eq!(s.retransmission(&r), Some(&b"SIP/2.0 200 OK"[..]));
-        assert!(s.retransmission(&req("z9hG4bK2")).is_none());
+        assert!(s.retransmission(&r, "a").is_none());
+        s.answered(&r, "a", b"SIP/2.0 200 OK", 0);
+        assert_eq!(s.retransmission(&r, "a"), Some(&b"SIP/2.0 200 OK"[..]));
+        assert!(s.retransmission(&req("z9hG4bK2"), "a").is_none());
+        // The same bytes from another source are not a retransmission.
+        assert!(s.retransmission(&r, "b").is_none());
         s.expire(TIMEOUT_MS - 1);
         assert_eq!(s.len(), 1);
         s.expire(TIMEOUT_MS);
@@ -294,11 +311,16 @@ mod tests {
         c.start("z9hG4bK1", b"x".to_vec(), 1, false, false, 0);
         let resp = req("z9hG4bK1").response(200, "OK", None);
         let resp = parse_datagram(&resp.to_bytes()).unwrap();
+        // From elsewhere: ignored, the transaction goes on.
         assert_eq!(
-            c.on_response(&resp),
+            c.on_response(&resp, |r| *r == 2),
+            ResponseMatch::Foreign("z9hG4bK1".into())
+        );
+        assert_eq!(
+            c.on_response(&resp, |r| *r == 1),
             ResponseMatch::Final("z9hG4bK1".into())
         );
-        assert_eq!(c.on_response(&resp), ResponseMatch::Unknown);
+        assert_eq!(c.on_response(&resp, |_| true), ResponseMatch::Unknown);
         c.start("t", b"x".to_vec(), 1, true, false, 0);
         assert!(c.poll(10_000).0.is_empty());
         assert_eq!(c.next_deadline(), Some(TIMEOUT_MS));
