@@ -75,11 +75,13 @@ pub async fn build_state_with_db(
     let jt808 = shouhu_media::jt808::server::Jt808Server::new(
         db.clone(),
         hub.clone(),
+        Arc::new(LiveVehicles(hub.clone())),
         shouhu_media::jt808::server::Jt808Config {
             open_registration_org: open_org,
             auth_timeout: Duration::from_secs(cfg.jt808.auth_timeout_secs),
             idle_timeout: Duration::from_secs(cfg.jt808.idle_timeout_secs),
             max_connections: cfg.jt808.max_connections,
+            ..Default::default()
         },
         now,
     );
@@ -144,6 +146,22 @@ pub async fn build_state_with_db(
         hub,
         jt808,
     })
+}
+
+/// Vehicles a terminal's registration created or re-bound go live in the dispatch hub at once.
+struct LiveVehicles(Arc<shouhu_dispatch::hub::Hub>);
+
+impl shouhu_media::jt808::server::VehicleRegistry for LiveVehicles {
+    fn vehicle_changed<'a>(
+        &'a self,
+        vehicle_id: &'a str,
+    ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            if let Err(e) = self.0.refresh_vehicle(vehicle_id).await {
+                tracing::error!(vehicle = %vehicle_id, error = %e, "dispatch.registry_refresh_failed");
+            }
+        })
+    }
 }
 
 /// The dispatch hub's settings from the configuration.

@@ -222,6 +222,9 @@ pub struct Hub {
     urgent: broadcast::Sender<Arc<EventOut>>,
     history: Mutex<Option<mpsc::Sender<TrackPoint>>>,
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Serialises registry refreshes: each reads the database and applies what it read, so an
+    /// older read never undoes a newer one.
+    registry: tokio::sync::Mutex<()>,
     /// Counters.
     pub stats: HubStats,
 }
@@ -268,6 +271,7 @@ impl Hub {
             urgent: utx,
             history: Mutex::new(Some(htx)),
             writer: Mutex::new(None),
+            registry: tokio::sync::Mutex::new(()),
             stats: HubStats::default(),
         });
         hub.refresh_registry().await?;
@@ -310,6 +314,7 @@ impl Hub {
     /// Re-read vehicles, officers and recorders (after registry changes): new units appear,
     /// removed ones disappear, renamed or re-bound ones update.
     pub async fn refresh_registry(&self) -> Result<(), HubError> {
+        let _serial = self.registry.lock().await;
         let vehicles = self.db.vehicles().list(&Scope::All).await?;
         let officers = self.db.officers().all_active().await?;
         let mut infos = Vec::with_capacity(vehicles.len() + officers.len());
@@ -375,25 +380,7 @@ impl Hub {
             .filter(|id| !keep.contains(id))
             .collect();
         for id in gone {
-            if let Some(i) = st.core.index_of(&id) {
-                let org = st
-                    .core
-                    .unit(i)
-                    .map(|u| u.info.org_unit_id.clone())
-                    .unwrap_or_default();
-                let org = st.org_index(&org);
-                let f = st
-                    .core
-                    .unit(i)
-                    .map(|u| Arc::new(Frame::new(i, org, u, true)));
-                st.core.remove_unit(&id);
-                if let Some(f) = f {
-                    st.pending.insert(i, f);
-                    if let Some(slot) = st.latest.get_mut(i as usize) {
-                        *slot = None;
-                    }
-                }
-            }
+            Self::remove_locked(&mut st, &id);
         }
         for info in infos {
             let changed = st.core.unit_by_id(&info.id).is_none_or(|u| *u.info != info);
@@ -404,6 +391,59 @@ impl Hub {
         }
         st.officer_by_account = by_account;
         st.device_units = device_units;
+        Ok(())
+    }
+
+    fn remove_locked(st: &mut State, id: &str) {
+        if let Some(i) = st.core.index_of(id) {
+            let org = st
+                .core
+                .unit(i)
+                .map(|u| u.info.org_unit_id.clone())
+                .unwrap_or_default();
+            let org = st.org_index(&org);
+            let f = st
+                .core
+                .unit(i)
+                .map(|u| Arc::new(Frame::new(i, org, u, true)));
+            st.core.remove_unit(id);
+            if let Some(f) = f {
+                st.pending.insert(i, f);
+                if let Some(slot) = st.latest.get_mut(i as usize) {
+                    *slot = None;
+                }
+            }
+        }
+    }
+
+    /// Re-read one vehicle (a terminal registered by itself, a vehicle created, changed or
+    /// deleted): its unit appears, updates or disappears at once, without re-reading the whole
+    /// registry.
+    pub async fn refresh_vehicle(&self, id: &str) -> Result<(), HubError> {
+        let _serial = self.registry.lock().await;
+        let v = match self.db.vehicles().get(&Scope::All, id).await {
+            Ok(v) => Some(v),
+            Err(StorageError::NotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let mut st = self.lock();
+        match v.filter(|v| v.status == "active") {
+            Some(v) => {
+                let info = UnitInfo {
+                    id: v.id,
+                    kind: UnitKind::Vehicle,
+                    name: v.plate,
+                    org_unit_id: v.org_unit_id,
+                    terminal: v.terminal_phone,
+                    device: None,
+                };
+                if st.core.unit_by_id(&info.id).is_none_or(|u| *u.info != info) {
+                    let i = st.core.upsert_unit(info);
+                    self.changed(&mut st, i);
+                }
+            }
+            None => Self::remove_locked(&mut st, id),
+        }
         Ok(())
     }
 

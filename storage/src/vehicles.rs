@@ -3,6 +3,13 @@
 //! A terminal is known by the phone number in its message header. The number is stored without
 //! leading zeros ([`normalize_phone`]) so that the 12-digit BCD form of JT/T 808-2013 and the
 //! 20-digit form of 2019 name the same terminal.
+//!
+//! A terminal is bound to its vehicle by its first registration (0x0100), which issues the auth
+//! code. A registration for a vehicle whose terminal already holds a code is refused (JT/T 808
+//! 0x8100 result 3, "terminal already registered") and recorded on the vehicle, unless a device
+//! manager released the vehicle for re-binding ([`VehicleRepo::release_rebind`]): then the next
+//! registration gets a new code and the old one stops working. Refused attempts are listed for
+//! operators ([`VehicleRepo::pending_rebinds`]) and audited at most once a minute per terminal.
 
 use serde::{Deserialize, Serialize};
 
@@ -99,7 +106,8 @@ pub struct Vehicle {
     pub plate: String,
     /// Org unit.
     pub org_unit_id: String,
-    /// Terminal phone (normalised).
+    /// Terminal phone (normalised). Shown only to roles that manage devices; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub terminal_phone: Option<String>,
     /// Terminal id from its registration.
     pub terminal_id: Option<String>,
@@ -144,9 +152,59 @@ pub enum RegisterOutcome {
     },
     /// No vehicle has this terminal and registration is closed.
     UnknownTerminal,
+    /// The vehicle's terminal already holds an auth code and no operator released it for
+    /// re-binding (0x8100 result 3). The attempt is recorded on the vehicle.
+    AlreadyRegistered {
+        /// The vehicle.
+        vehicle_id: String,
+        /// Whether this attempt was written to the audit log (at most once a minute).
+        audited: bool,
+    },
     /// The vehicle is disabled.
     Inactive,
 }
+
+/// How long a refused registration attempt keeps the audit log quiet for its terminal.
+pub const REGISTER_AUDIT_INTERVAL_MS: i64 = 60_000;
+
+/// A vehicle whose terminal tried to register again, or that an operator released for
+/// re-binding: the operator's list of pending re-registrations.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct PendingRebind {
+    /// The vehicle.
+    pub vehicle_id: String,
+    /// Its plate.
+    pub plate: String,
+    /// Its org unit.
+    pub org_unit_id: String,
+    /// The terminal phone (normalised).
+    pub terminal_phone: Option<String>,
+    /// The bound terminal's id (from its registration).
+    pub terminal_id: Option<String>,
+    /// When the bound terminal registered, ms.
+    pub registered_at_ms: Option<i64>,
+    /// The last refused registration, ms.
+    pub attempt_at_ms: Option<i64>,
+    /// Its source address (`ip:port`).
+    pub attempt_addr: Option<String>,
+    /// The terminal id it gave.
+    pub attempt_terminal_id: Option<String>,
+    /// The model it gave.
+    pub attempt_model: Option<String>,
+    /// The manufacturer it gave.
+    pub attempt_manufacturer: Option<String>,
+    /// Refused attempts since the last successful registration.
+    pub attempts: i64,
+    /// Released for one re-registration until this time, ms (`None`: not released).
+    pub released_until_ms: Option<i64>,
+}
+
+const SELECT_PENDING: &str =
+    "SELECT v.id AS vehicle_id, v.plate, v.org_unit_id, v.terminal_phone, v.terminal_id, \
+    v.registered_at_ms, v.reregister_at_ms AS attempt_at_ms, v.reregister_addr AS attempt_addr, \
+    v.reregister_terminal_id AS attempt_terminal_id, v.reregister_model AS attempt_model, \
+    v.reregister_manufacturer AS attempt_manufacturer, v.reregister_count AS attempts, \
+    v.rebind_until_ms AS released_until_ms FROM vehicles v";
 
 /// The vehicle repository.
 #[derive(Debug, Clone, Copy)]
@@ -194,7 +252,8 @@ impl VehicleRepo<'_> {
         self.get(&Scope::All, &id).await
     }
 
-    /// Update a vehicle if still at `version`. Changing the terminal drops its auth code.
+    /// Update a vehicle if still at `version`. Changing the terminal drops its auth code (the new
+    /// terminal registers as a first registration) and its pending re-registration.
     pub async fn update(
         &self,
         scope: &Scope,
@@ -212,7 +271,11 @@ impl VehicleRepo<'_> {
         with_pool!(self.db, p => {
             let mut tx = p.begin().await?;
             let n = sqlx::query("UPDATE vehicles SET plate = $3, org_unit_id = $4, terminal_phone = $5, status = $6, \
-                                 auth_code = CASE WHEN $7 THEN auth_code ELSE NULL END, updated_at_ms = $8, version = version + 1 \
+                                 auth_code = CASE WHEN $7 THEN auth_code ELSE NULL END, \
+                                 rebind_until_ms = CASE WHEN $7 THEN rebind_until_ms ELSE NULL END, \
+                                 reregister_at_ms = CASE WHEN $7 THEN reregister_at_ms ELSE NULL END, \
+                                 reregister_count = CASE WHEN $7 THEN reregister_count ELSE 0 END, \
+                                 updated_at_ms = $8, version = version + 1 \
                                  WHERE id = $1 AND version = $2")
                 .bind(id).bind(version).bind(&i.plate).bind(&i.org_unit_id).bind(&i.terminal_phone).bind(&i.status)
                 .bind(keep_code).bind(audit.at_ms).execute(&mut *tx).await?.rows_affected();
@@ -264,43 +327,98 @@ impl VehicleRepo<'_> {
         with_pool!(self.db, p => Ok(sqlx::query_as::<_, Vehicle>(&sql).bind(phone).fetch_optional(p).await?))
     }
 
-    /// Register a terminal (0x0100). A known terminal gets an auth code (the one it already has,
-    /// or a new one); an unknown terminal is refused unless `open_org_unit` names the org unit new
-    /// vehicles go to (open registration), in which case a vehicle is created for it.
+    /// Register a terminal (0x0100) that connected from `from` (`ip:port`, for the record).
+    ///
+    /// A known terminal without an auth code (never registered, or its number changed) gets
+    /// `new_auth_code`; so does one an operator released for re-binding within the window (the
+    /// release is used up, the old code stops working). A known terminal that already holds a
+    /// code is refused with [`RegisterOutcome::AlreadyRegistered`] and the attempt is recorded
+    /// on the vehicle. An unknown terminal is refused unless `open_org_unit` names the org unit
+    /// new vehicles go to (open registration), in which case a vehicle is created for it.
     pub async fn register_terminal(
         &self,
         phone: &str,
         reg: &TerminalRegistration,
         open_org_unit: Option<&str>,
         new_auth_code: &str,
+        from: &str,
         at_ms: i64,
     ) -> StorageResult<RegisterOutcome> {
         let phone = normalize_phone(phone);
         let existing = self.by_terminal(&phone).await?;
         let actor = crate::audit::Actor {
             username: Some(format!("jt808:{phone}")),
+            ip: Some(from.to_string()),
             ..Default::default()
         };
         match existing {
             Some(v) if v.status != "active" => Ok(RegisterOutcome::Inactive),
             Some(v) => {
-                let code: Option<String> = with_pool!(self.db, p => sqlx::query_scalar("SELECT auth_code FROM vehicles WHERE id = $1")
+                let (code, released_until, audited_at): (Option<String>, Option<i64>, Option<i64>) = with_pool!(self.db, p => sqlx::query_as(
+                    "SELECT auth_code, rebind_until_ms, reregister_audited_at_ms FROM vehicles WHERE id = $1")
                     .bind(&v.id).fetch_one(p).await?);
-                let code = code.unwrap_or_else(|| new_auth_code.to_string());
-                let a = AuditEntry::new(&actor, "vehicle.terminal_register", at_ms)
+                let bound = code.is_some_and(|c| !c.is_empty());
+                let released = released_until.is_some_and(|u| u >= at_ms);
+                if bound && !released {
+                    let audit_due =
+                        audited_at.is_none_or(|t| t <= at_ms - REGISTER_AUDIT_INTERVAL_MS);
+                    let a = AuditEntry::new(&actor, "vehicle.terminal_register_refused", at_ms)
+                        .outcome(crate::audit::Outcome::Denied)
+                        .target("vehicle", &v.id)
+                        .details(serde_json::json!({"terminal_id": reg.terminal_id, "model": reg.model,
+                            "manufacturer": reg.manufacturer, "from": from, "reason": "terminal already registered"}));
+                    with_pool!(self.db, p => {
+                        let mut tx = p.begin().await?;
+                        sqlx::query("UPDATE vehicles SET reregister_at_ms = $2, reregister_addr = $3, reregister_terminal_id = $4, \
+                                     reregister_model = $5, reregister_manufacturer = $6, reregister_count = reregister_count + 1, \
+                                     reregister_audited_at_ms = CASE WHEN $7 THEN $2 ELSE reregister_audited_at_ms END WHERE id = $1")
+                            .bind(&v.id).bind(at_ms).bind(from).bind(&reg.terminal_id).bind(&reg.model).bind(&reg.manufacturer)
+                            .bind(audit_due).execute(&mut *tx).await?;
+                        if audit_due {
+                            insert_audit!(&mut *tx, &a)?;
+                        }
+                        tx.commit().await?;
+                    });
+                    return Ok(RegisterOutcome::AlreadyRegistered {
+                        vehicle_id: v.id,
+                        audited: audit_due,
+                    });
+                }
+                let action = if bound {
+                    "vehicle.terminal_rebind"
+                } else {
+                    "vehicle.terminal_register"
+                };
+                let a = AuditEntry::new(&actor, action, at_ms)
                     .target("vehicle", &v.id)
-                    .details(serde_json::json!({"terminal_id": reg.terminal_id, "model": reg.model, "manufacturer": reg.manufacturer}));
-                with_pool!(self.db, p => {
+                    .details(serde_json::json!({"terminal_id": reg.terminal_id, "model": reg.model,
+                        "manufacturer": reg.manufacturer, "from": from, "previous_terminal_id": v.terminal_id}));
+                // Guarded: only while still unbound or still released (two registrations racing
+                // for one release: the second is refused).
+                let n = with_pool!(self.db, p => {
                     let mut tx = p.begin().await?;
-                    sqlx::query("UPDATE vehicles SET auth_code = $2, terminal_id = $3, terminal_model = $4, manufacturer = $5, registered_at_ms = $6 WHERE id = $1")
-                        .bind(&v.id).bind(&code).bind(&reg.terminal_id).bind(&reg.model).bind(&reg.manufacturer).bind(at_ms)
-                        .execute(&mut *tx).await?;
-                    insert_audit!(&mut *tx, &a)?;
+                    let n = sqlx::query("UPDATE vehicles SET auth_code = $2, terminal_id = $3, terminal_model = $4, manufacturer = $5, \
+                                 registered_at_ms = $6, rebind_until_ms = NULL, reregister_at_ms = NULL, reregister_addr = NULL, \
+                                 reregister_terminal_id = NULL, reregister_model = NULL, reregister_manufacturer = NULL, \
+                                 reregister_count = 0 \
+                                 WHERE id = $1 AND (auth_code IS NULL OR auth_code = '' OR rebind_until_ms >= $6)")
+                        .bind(&v.id).bind(new_auth_code).bind(&reg.terminal_id).bind(&reg.model).bind(&reg.manufacturer).bind(at_ms)
+                        .execute(&mut *tx).await?.rows_affected();
+                    if n == 1 {
+                        insert_audit!(&mut *tx, &a)?;
+                    }
                     tx.commit().await?;
+                    n
                 });
+                if n == 0 {
+                    return Ok(RegisterOutcome::AlreadyRegistered {
+                        vehicle_id: v.id,
+                        audited: false,
+                    });
+                }
                 Ok(RegisterOutcome::Registered {
                     vehicle_id: v.id,
-                    auth_code: code,
+                    auth_code: new_auth_code.to_string(),
                 })
             }
             None => {
@@ -351,6 +469,45 @@ impl VehicleRepo<'_> {
             }
             _ => None,
         })
+    }
+
+    /// Release the vehicle's terminal for one re-registration until `until_ms`: the next 0x0100
+    /// for its number gets a new auth code and the old code stops working. Audited.
+    pub async fn release_rebind(
+        &self,
+        scope: &Scope,
+        id: &str,
+        until_ms: i64,
+        audit: &AuditEntry,
+    ) -> StorageResult<PendingRebind> {
+        let v = self.get(scope, id).await?;
+        let a = audit
+            .clone()
+            .target("vehicle", id)
+            .details(serde_json::json!({
+            "plate": v.plate, "terminal_phone": v.terminal_phone, "terminal_id": v.terminal_id,
+            "until_ms": until_ms}));
+        with_pool!(self.db, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query("UPDATE vehicles SET rebind_until_ms = $2 WHERE id = $1")
+                .bind(id).bind(until_ms).execute(&mut *tx).await?;
+            insert_audit!(&mut *tx, &a)?;
+            tx.commit().await?;
+        });
+        let sql = format!("{SELECT_PENDING} WHERE v.id = $1");
+        with_pool!(self.db, p => Ok(sqlx::query_as::<_, PendingRebind>(&sql).bind(id).fetch_one(p).await?))
+    }
+
+    /// Vehicles in `scope` whose terminal tried to register again, or that are released for
+    /// re-binding; the latest attempt first.
+    pub async fn pending_rebinds(&self, scope: &Scope) -> StorageResult<Vec<PendingRebind>> {
+        let mut b = SqlBuilder::default();
+        let cond = scope_cond(scope, &mut b);
+        let sql = format!(
+            "{SELECT_PENDING} WHERE (v.reregister_at_ms IS NOT NULL OR v.rebind_until_ms IS NOT NULL) AND {cond} \
+             ORDER BY v.reregister_at_ms IS NULL, v.reregister_at_ms DESC, v.plate, v.id"
+        );
+        with_pool!(self.db, p => Ok(bind_args!(sqlx::query_as::<_, PendingRebind>(&sql), b.args).fetch_all(p).await?))
     }
 }
 

@@ -85,7 +85,7 @@ both_engines!(terminals_register_and_authenticate, |db: Db| async move {
     // The 12-digit 2013 form of the number finds the vehicle.
     let r = db
         .vehicles()
-        .register_terminal("013800138000", &reg, None, "CODE1", T0)
+        .register_terminal("013800138000", &reg, None, "CODE1", "127.0.0.1:5000", T0)
         .await
         .unwrap();
     assert_eq!(
@@ -95,18 +95,22 @@ both_engines!(terminals_register_and_authenticate, |db: Db| async move {
             auth_code: "CODE1".into()
         }
     );
-    // Registering again keeps the issued code.
+    // Registering again is refused (the terminal holds a code; see terminal_identity.rs).
     let r = db
         .vehicles()
-        .register_terminal("00000000013800138000", &reg, None, "CODE2", T0)
+        .register_terminal(
+            "00000000013800138000",
+            &reg,
+            None,
+            "CODE2",
+            "127.0.0.1:5000",
+            T0,
+        )
         .await
         .unwrap();
-    assert_eq!(
-        r,
-        RegisterOutcome::Registered {
-            vehicle_id: v.id.clone(),
-            auth_code: "CODE1".into()
-        }
+    assert!(
+        matches!(r, RegisterOutcome::AlreadyRegistered { ref vehicle_id, .. } if *vehicle_id == v.id),
+        "{r:?}"
     );
     assert_eq!(
         db.vehicles()
@@ -125,13 +129,13 @@ both_engines!(terminals_register_and_authenticate, |db: Db| async move {
     // Unknown terminals: refused, or created under open registration.
     let r = db
         .vehicles()
-        .register_terminal("13900000000", &reg, None, "C3", T0)
+        .register_terminal("13900000000", &reg, None, "C3", "127.0.0.1:5000", T0)
         .await
         .unwrap();
     assert_eq!(r, RegisterOutcome::UnknownTerminal);
     let r = db
         .vehicles()
-        .register_terminal("13900000000", &reg, Some(&org), "C3", T0)
+        .register_terminal("13900000000", &reg, Some(&org), "C3", "127.0.0.1:5000", T0)
         .await
         .unwrap();
     assert!(matches!(r, RegisterOutcome::Registered { .. }));

@@ -21,7 +21,7 @@ use shouhu_storage::model::UnitKind;
 use shouhu_storage::org_units::Scope;
 use shouhu_storage::positions::flags;
 use shouhu_storage::sos::{SosAlarm, SosStep};
-use shouhu_storage::vehicles::{Vehicle, VehicleInput};
+use shouhu_storage::vehicles::{PendingRebind, Vehicle, VehicleInput};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -50,7 +50,9 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_geofences, create_geofence))
         .routes(routes!(delete_geofence))
         .routes(routes!(list_vehicles, create_vehicle))
+        .routes(routes!(list_rebinds))
         .routes(routes!(get_vehicle, update_vehicle, delete_vehicle))
+        .routes(routes!(rebind_vehicle))
 }
 
 pub(crate) fn hub_error(e: HubError) -> ApiError {
@@ -1137,16 +1139,75 @@ pub struct VehicleList {
     pub items: Vec<Vehicle>,
 }
 
-/// Vehicles in scope.
+/// A vehicle as `caller` may see it: the terminal phone only for roles that manage devices
+/// (it names the terminal on the device network).
+fn vehicle_for(caller: &Caller, mut v: Vehicle) -> Vehicle {
+    if caller.require(Perm::DeviceManage).is_err() {
+        v.terminal_phone = None;
+    }
+    v
+}
+
+/// Vehicles in scope (`terminal_phone` only for roles that manage devices).
 #[utoipa::path(get, path = "/vehicles", tag = "dispatch", responses((status = 200, body = VehicleList)))]
 async fn list_vehicles(
     State(state): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<VehicleList>> {
     caller.require(Perm::RegistryRead)?;
+    let items = state.db.vehicles().list(&caller.scope).await?;
     Ok(Json(VehicleList {
-        items: state.db.vehicles().list(&caller.scope).await?,
+        items: items.into_iter().map(|v| vehicle_for(&caller, v)).collect(),
     }))
+}
+
+/// Pending re-registrations.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RebindList {
+    /// The latest attempt first.
+    pub items: Vec<PendingRebind>,
+}
+
+/// Vehicles in scope whose terminal tried to register again (refused: the terminal already
+/// holds an auth code), or that are released for re-binding: which terminal tried, when and
+/// from which address.
+#[utoipa::path(get, path = "/vehicles/rebinds", tag = "dispatch", responses((status = 200, body = RebindList)))]
+async fn list_rebinds(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<RebindList>> {
+    caller.require(Perm::DeviceManage)?;
+    Ok(Json(RebindList {
+        items: state.db.vehicles().pending_rebinds(&caller.scope).await?,
+    }))
+}
+
+/// How long a release for re-binding lasts.
+pub const REBIND_WINDOW_MS: i64 = 30 * 60_000;
+
+/// Release a vehicle's terminal for one re-registration within 30 minutes (a replaced or
+/// reset terminal): its next 0x0100 gets a new auth code and the old code stops working.
+#[utoipa::path(post, path = "/vehicles/{id}/rebind", tag = "dispatch", params(("id" = String, Path)),
+    responses((status = 200, body = PendingRebind), (status = 404, body = ErrorBody)))]
+async fn rebind_vehicle(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<PendingRebind>> {
+    caller.require(Perm::DeviceManage)?;
+    let now = state.now();
+    let p = state
+        .db
+        .vehicles()
+        .release_rebind(
+            &caller.scope,
+            &id,
+            now + REBIND_WINDOW_MS,
+            &caller.audit("vehicle.rebind", now),
+        )
+        .await?;
+    state.hub.refresh_vehicle(&id).await.map_err(hub_error)?;
+    Ok(Json(p))
 }
 
 /// One vehicle.
@@ -1158,7 +1219,8 @@ async fn get_vehicle(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Vehicle>> {
     caller.require(Perm::RegistryRead)?;
-    Ok(Json(state.db.vehicles().get(&caller.scope, &id).await?))
+    let v = state.db.vehicles().get(&caller.scope, &id).await?;
+    Ok(Json(vehicle_for(&caller, v)))
 }
 
 /// Field rules, then the org unit: it must exist and lie in the caller's scope.
@@ -1210,7 +1272,7 @@ async fn create_vehicle(
         .vehicles()
         .insert(&i, &caller.audit("vehicle.create", state.now()))
         .await?;
-    state.hub.refresh_registry().await.map_err(hub_error)?;
+    state.hub.refresh_vehicle(&v.id).await.map_err(hub_error)?;
     Ok(Json(v))
 }
 
@@ -1246,7 +1308,7 @@ async fn update_vehicle(
             &caller.audit("vehicle.update", state.now()),
         )
         .await?;
-    state.hub.refresh_registry().await.map_err(hub_error)?;
+    state.hub.refresh_vehicle(&id).await.map_err(hub_error)?;
     Ok(Json(v))
 }
 
@@ -1268,6 +1330,6 @@ async fn delete_vehicle(
             &caller.audit("vehicle.delete", state.now()),
         )
         .await?;
-    state.hub.refresh_registry().await.map_err(hub_error)?;
+    state.hub.refresh_vehicle(&id).await.map_err(hub_error)?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,5 +1,9 @@
 //! 0x0200 location report: alarm and status words, WGS-84 position, altitude, speed, direction,
 //! BCD time in GMT+8, and the additional items (id, length, value).
+//!
+//! Lenient where devices are sloppy: an additional item that declares more bytes than the body
+//! holds is dropped (with anything after it) and counted in [`LocationReport::dropped_items`];
+//! the intact 28-byte location is kept.
 
 use super::{bcd_to_string, Jt808Error};
 use crate::model::{Position, PositionSource};
@@ -38,6 +42,9 @@ pub struct LocationReport {
     pub signal: Option<u8>,
     /// Satellites in view (item 0x31).
     pub satellites: Option<u8>,
+    /// Additional items dropped because they declared more bytes than the body holds (0 or 1:
+    /// nothing after a broken item can be read).
+    pub dropped_items: u8,
 }
 
 impl LocationReport {
@@ -71,15 +78,15 @@ impl LocationReport {
         }
         let time_ms = bcd_time_ms(&body[22..28])?;
         let (mut mileage_dkm, mut signal, mut satellites) = (None, None, None);
+        let mut dropped_items = 0;
         let mut i = Self::FIXED_LEN;
         while i + 2 <= body.len() {
             let (id, len) = (body[i], body[i + 1] as usize);
             let Some(v) = body.get(i + 2..i + 2 + len) else {
-                return Err(Jt808Error::Truncated {
-                    what: "additional item",
-                    need: i + 2 + len,
-                    have: body.len(),
-                });
+                // The item overruns the body (seen from real terminals): keep the fix, drop the
+                // item; nothing after it can be framed.
+                dropped_items = 1;
+                break;
             };
             match (id, len) {
                 (0x01, 4) => mileage_dkm = Some(u32::from_be_bytes([v[0], v[1], v[2], v[3]])),
@@ -101,6 +108,7 @@ impl LocationReport {
             mileage_dkm,
             signal,
             satellites,
+            dropped_items,
         })
     }
 
@@ -203,10 +211,8 @@ pub(crate) mod tests {
         ));
         let mut bad_item = b.clone();
         bad_item.extend_from_slice(&[0x02, 9, 1]);
-        assert!(matches!(
-            LocationReport::parse(&bad_item),
-            Err(Jt808Error::Truncated { .. })
-        ));
+        let r = LocationReport::parse(&bad_item).expect("an overrunning item drops the item only");
+        assert_eq!((r.dropped_items, r.satellites), (1, Some(9)));
         let mut south_west = b.clone();
         south_west[7] |= (STATUS_SOUTH | STATUS_WEST) as u8;
         let r = LocationReport::parse(&south_west).unwrap();

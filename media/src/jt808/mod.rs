@@ -13,12 +13,14 @@
 //!   response 0x0001, location 0x0200, position answer 0x0201, batch 0x0704) and platform
 //!   messages (0x8001, 0x8100, 0x8202; 0x8201 has an empty body).
 //! * [`reassembly`] — split messages joined by (id, first serial), bounded and timed out.
+//! * [`limits`] — the per-source-address budget of frames sent before authentication.
 //!
 //! Nothing here reads a clock or touches a socket. Times in location reports are GMT+8 and are
 //! converted to UTC milliseconds.
 
 pub mod frame;
 pub mod header;
+pub mod limits;
 pub mod location;
 pub mod message;
 pub mod reassembly;

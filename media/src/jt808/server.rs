@@ -1,7 +1,20 @@
 //! The JT/T 808 TCP listener: one task per terminal connection around a [`Session`].
+//!
+//! Identity rules (issue 19): a terminal that already holds an auth code cannot register again
+//! unless an operator released its vehicle for re-binding (answered 0x8100 result 3 and recorded
+//! on the vehicle); frames before authentication are limited per connection (in the
+//! [`Session`]) and charged to the source address ([`SourceBudget`]); refused registrations of
+//! unknown terminals are audited at most once a minute per phone. A terminal that
+//! authenticates with its current code while an older connection of it is still open (a 4G/NAT
+//! drop the server has not noticed) takes over: the old connection is told to close and
+//! commands go to the new one. A registration that creates or re-binds a vehicle tells the
+//! live registry ([`VehicleRegistry`]) before the terminal gets its code, so its first fix is
+//! live.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -9,11 +22,13 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 
-use shouhu_storage::vehicles::{RegisterOutcome, TerminalRegistration};
+use shouhu_storage::audit::{Actor, AuditEntry, Outcome};
+use shouhu_storage::vehicles::{normalize_phone, RegisterOutcome, TerminalRegistration};
 use shouhu_storage::Db;
 
+use super::limits::SourceBudget;
 use super::message;
 use super::session::{Action, Session};
 use crate::model::UnitEventSink;
@@ -30,6 +45,11 @@ pub struct Jt808Config {
     pub idle_timeout: Duration,
     /// Most simultaneous connections.
     pub max_connections: usize,
+    /// Frames before authentication one source address may send at once (see
+    /// [`SourceBudget`]).
+    pub source_burst: u32,
+    /// Frames before authentication a source address regains per second.
+    pub source_per_sec: u32,
 }
 
 impl Default for Jt808Config {
@@ -39,6 +59,8 @@ impl Default for Jt808Config {
             auth_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(300),
             max_connections: 20_000,
+            source_burst: 2_000,
+            source_per_sec: 100,
         }
     }
 }
@@ -60,17 +82,61 @@ pub struct Jt808Stats {
     pub malformed: AtomicU64,
     /// Connections closed for protocol errors.
     pub closed_for_errors: AtomicU64,
+    /// Registrations refused because the terminal already holds an auth code.
+    pub reregistrations_refused: AtomicU64,
+    /// Connections closed because their source address ran out of unauthenticated frames.
+    pub source_budget_refused: AtomicU64,
+    /// Older connections of a terminal closed because it authenticated on a new one.
+    pub taken_over: AtomicU64,
+    /// Additional items of location reports dropped because they overran the body.
+    pub extension_items_dropped: AtomicU64,
 }
 
 type Commands = mpsc::Sender<(u16, Vec<u8>)>;
+
+/// The connection that speaks for a unit: its command channel and how to close it.
+#[derive(Clone)]
+struct Link {
+    commands: Commands,
+    close: Arc<Notify>,
+}
+
+/// Told when a terminal's registration created or re-bound a vehicle, so the live dispatch
+/// registry has the unit before the terminal gets its auth code.
+pub trait VehicleRegistry: Send + Sync {
+    /// The vehicle `vehicle_id` was created or changed.
+    fn vehicle_changed<'a>(
+        &'a self,
+        vehicle_id: &'a str,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+}
+
+/// A registry that is told nothing (tools and tests without a live hub).
+#[derive(Debug, Default)]
+pub struct NoRegistry;
+
+impl VehicleRegistry for NoRegistry {
+    fn vehicle_changed<'a>(
+        &'a self,
+        _vehicle_id: &'a str,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(std::future::ready(()))
+    }
+}
+
+/// Most phones remembered for the once-a-minute audit of unknown terminals' registrations.
+const MAX_AUDIT_PHONES: usize = 10_000;
 
 /// The server.
 pub struct Jt808Server {
     db: Db,
     sink: Arc<dyn UnitEventSink>,
+    registry: Arc<dyn VehicleRegistry>,
     cfg: Jt808Config,
     now: Arc<dyn Fn() -> i64 + Send + Sync>,
-    connected: Mutex<HashMap<String, Commands>>,
+    connected: Mutex<HashMap<String, Link>>,
+    budget: Mutex<SourceBudget>,
+    unknown_audited: Mutex<HashMap<String, i64>>,
     active: AtomicUsize,
     /// Counters.
     pub stats: Jt808Stats,
@@ -91,16 +157,21 @@ fn new_auth_code() -> String {
 }
 
 impl Jt808Server {
-    /// A server publishing to `sink`.
+    /// A server publishing to `sink` and telling `registry` about vehicles registrations
+    /// create or re-bind.
     pub fn new(
         db: Db,
         sink: Arc<dyn UnitEventSink>,
+        registry: Arc<dyn VehicleRegistry>,
         cfg: Jt808Config,
         now: Arc<dyn Fn() -> i64 + Send + Sync>,
     ) -> Arc<Self> {
         Arc::new(Self {
             db,
             sink,
+            registry,
+            budget: Mutex::new(SourceBudget::new(cfg.source_burst, cfg.source_per_sec)),
+            unknown_audited: Mutex::new(HashMap::new()),
             cfg,
             now,
             connected: Mutex::new(HashMap::new()),
@@ -157,7 +228,7 @@ impl Jt808Server {
             .lock()
             .expect("connections lock")
             .get(unit_id)
-            .cloned()
+            .map(|l| l.commands.clone())
             .ok_or(CommandError::NotConnected)?;
         tx.send((msg_id, body))
             .await
@@ -193,6 +264,8 @@ impl Jt808Server {
     ) {
         let mut s = Session::new();
         let (ctx, mut crx) = mpsc::channel::<(u16, Vec<u8>)>(8);
+        let taken_over = Arc::new(Notify::new());
+        let mut charged = 0u64;
         let mut buf = vec![0u8; 2048];
         let started = tokio::time::Instant::now();
         let reason = loop {
@@ -216,10 +289,34 @@ impl Jt808Server {
                 _ = tokio::time::sleep_until(deadline) => {
                     break if s.unit_id().is_none() { "not authenticated in time".into() } else { "idle timeout".into() };
                 }
+                _ = taken_over.notified() => {
+                    self.stats.taken_over.fetch_add(1, Ordering::Relaxed);
+                    break "the terminal authenticated on a new connection".into();
+                }
                 _ = shutdown.changed() => break "server shutting down".into(),
             };
             let now = (self.now)();
             let actions = s.on_bytes(&buf[..n], now);
+            // Frames before authentication are charged to the source address before anything
+            // is looked up for them.
+            let unauth = s.unauthenticated_frames();
+            if unauth > charged {
+                let ok = self.budget.lock().expect("budget lock").charge(
+                    peer.ip(),
+                    unauth - charged,
+                    now,
+                );
+                charged = unauth;
+                if !ok {
+                    self.stats
+                        .source_budget_refused
+                        .fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("shouhu_jt808_source_budget_refused_total").increment(1);
+                    tracing::warn!(terminal = s.phone().unwrap_or("?"), %peer,
+                        "JT/T 808 connection closed: its address sent too many frames before authenticating");
+                    break "source address over its unauthenticated budget".into();
+                }
+            }
             let mut close = None;
             let mut queue: std::collections::VecDeque<Action> = actions.into();
             while let Some(a) = queue.pop_front() {
@@ -231,6 +328,15 @@ impl Jt808Server {
                         }
                     }
                     Action::Event(ev) => self.sink.publish(ev),
+                    Action::ItemsDropped { count, excerpt } => {
+                        self.stats
+                            .extension_items_dropped
+                            .fetch_add(u64::from(count), Ordering::Relaxed);
+                        metrics::counter!("shouhu_jt808_extension_items_dropped_total")
+                            .increment(u64::from(count));
+                        tracing::debug!(terminal = s.phone().unwrap_or("?"), %peer, dropped = count, frame = %excerpt,
+                            "JT/T 808 location kept, additional item overrunning the body dropped");
+                    }
                     Action::Malformed { error, excerpt } => {
                         self.stats.malformed.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(terminal = s.phone().unwrap_or("?"), %peer, %error, frame = %excerpt,
@@ -254,6 +360,7 @@ impl Jt808Server {
                             &reg,
                             self.cfg.open_registration_org.as_deref(),
                             &new_auth_code(),
+                            &peer.to_string(),
                             now,
                         ))
                         .await;
@@ -262,11 +369,46 @@ impl Jt808Server {
                                 auth_code,
                                 vehicle_id,
                             }) => {
-                                tracing::info!(terminal = %phone, vehicle = %vehicle_id, "JT/T 808 terminal registered");
+                                tracing::info!(terminal = %phone, vehicle = %vehicle_id, %peer, "JT/T 808 terminal registered");
+                                // The unit is live before the terminal has its code.
+                                Box::pin(self.registry.vehicle_changed(&vehicle_id)).await;
                                 Ok(auth_code)
                             }
+                            Ok(RegisterOutcome::AlreadyRegistered {
+                                vehicle_id,
+                                audited,
+                            }) => {
+                                self.stats
+                                    .reregistrations_refused
+                                    .fetch_add(1, Ordering::Relaxed);
+                                metrics::counter!("shouhu_jt808_reregistrations_refused_total")
+                                    .increment(1);
+                                if audited {
+                                    tracing::warn!(terminal = %phone, vehicle = %vehicle_id, %peer,
+                                        "JT/T 808 registration refused: terminal already registered and not released for re-binding");
+                                }
+                                Err(3)
+                            }
                             Ok(RegisterOutcome::UnknownTerminal) => {
-                                tracing::warn!(terminal = %phone, %peer, "JT/T 808 registration refused: unknown terminal");
+                                if self.audit_unknown_due(&phone, now) {
+                                    tracing::warn!(terminal = %phone, %peer, "JT/T 808 registration refused: unknown terminal");
+                                    let a = AuditEntry::new(
+                                        &Actor {
+                                            username: Some(format!("jt808:{}", normalize_phone(&phone))),
+                                            ip: Some(peer.to_string()),
+                                            ..Default::default()
+                                        },
+                                        "vehicle.terminal_register_refused",
+                                        now,
+                                    )
+                                    .outcome(Outcome::Denied)
+                                    .details(serde_json::json!({"terminal_phone": normalize_phone(&phone),
+                                        "terminal_id": register.terminal_id, "from": peer.to_string(),
+                                        "reason": "unknown terminal"}));
+                                    if let Err(e) = Box::pin(self.db.audit().record(&a)).await {
+                                        tracing::error!(error = %e, "JT/T 808: auditing a refused registration failed");
+                                    }
+                                }
                                 Err(4)
                             }
                             Ok(RegisterOutcome::Inactive) => Err(2),
@@ -297,10 +439,20 @@ impl Jt808Server {
                             tracing::warn!(terminal = %phone, %peer, "JT/T 808 authentication refused");
                         }
                         if let Some(u) = &unit {
-                            self.connected
-                                .lock()
-                                .expect("connections lock")
-                                .insert(u.clone(), ctx.clone());
+                            let old = self.connected.lock().expect("connections lock").insert(
+                                u.clone(),
+                                Link {
+                                    commands: ctx.clone(),
+                                    close: taken_over.clone(),
+                                },
+                            );
+                            if let Some(old) = old.filter(|o| !o.commands.same_channel(&ctx)) {
+                                // The terminal's older connection (a link that dropped without
+                                // a FIN) closes; commands go here now.
+                                tracing::info!(terminal = %phone, vehicle = %u, %peer,
+                                    "JT/T 808 terminal re-authenticated on a new connection; closing the old one");
+                                old.close.notify_one();
+                            }
                         }
                         for a in s.authenticated(serial, unit).into_iter().rev() {
                             queue.push_front(a);
@@ -319,16 +471,42 @@ impl Jt808Server {
             }
         };
         tracing::debug!(terminal = s.phone().unwrap_or("?"), %peer, %reason, "JT/T 808 connection ended");
+        // Only the connection that still speaks for the unit takes it offline: one that was
+        // taken over leaves the unit to its successor.
+        let mut current = false;
         if let Some(u) = s.unit_id() {
             let mut c = self.connected.lock().expect("connections lock");
-            if c.get(u).is_some_and(|tx| tx.same_channel(&ctx)) {
+            if c.get(u).is_some_and(|l| l.commands.same_channel(&ctx)) {
                 c.remove(u);
+                current = true;
             }
         }
-        if let Some(ev) = s.on_close() {
-            self.sink.publish(ev);
+        if current {
+            if let Some(ev) = s.on_close() {
+                self.sink.publish(ev);
+            }
         }
         let _ = stream.shutdown().await;
+    }
+}
+
+impl Jt808Server {
+    /// Whether a refused registration of the unknown terminal `phone` is due for the audit log
+    /// (at most once a minute per phone).
+    fn audit_unknown_due(&self, phone: &str, now_ms: i64) -> bool {
+        let mut m = self.unknown_audited.lock().expect("audit lock");
+        let key = normalize_phone(phone);
+        if m.get(&key).is_some_and(|&t| t > now_ms - 60_000) {
+            return false;
+        }
+        if m.len() >= MAX_AUDIT_PHONES {
+            m.retain(|_, t| *t > now_ms - 60_000);
+            if m.len() >= MAX_AUDIT_PHONES {
+                return false;
+            }
+        }
+        m.insert(key, now_ms);
+        true
     }
 }
 

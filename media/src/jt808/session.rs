@@ -7,6 +7,12 @@
 //!
 //! * A terminal must authenticate (0x0102) before its positions count; until then location,
 //!   batch and heartbeat messages are answered with "failed" (result 1) and dropped.
+//! * Every frame before authentication counts (registrations and authentications too): after
+//!   [`MAX_UNAUTHENTICATED`] of them, or [`MAX_IDENTITY_ATTEMPTS`] registrations and
+//!   authentications, the connection is closed. The I/O layer also charges them to the source
+//!   address ([`Session::unauthenticated_frames`]).
+//! * A location report whose additional item overruns the body keeps its fix and is answered
+//!   with success; the dropped item is reported ([`Action::ItemsDropped`]) for a metric.
 //! * One connection speaks for one terminal: a frame with another phone number closes it.
 //! * A frame whose header can be read but whose body (or checksum) is wrong is answered with a
 //!   general response, result 2 ("wrong message"); a frame whose header cannot be read closes the
@@ -24,6 +30,8 @@ use crate::model::{PositionSource, UnitEvent};
 pub const MAX_BAD_FRAMES: u32 = 8;
 /// Messages before authentication after which the connection is closed.
 pub const MAX_UNAUTHENTICATED: u32 = 32;
+/// Registrations and authentications one connection may try before it is authenticated.
+pub const MAX_IDENTITY_ATTEMPTS: u32 = 4;
 
 /// What the I/O layer must do.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +65,14 @@ pub enum Action {
         /// Up to 64 bytes of the frame, hex.
         excerpt: String,
     },
+    /// A location report kept its fix but lost additional items that overran its body: count
+    /// them.
+    ItemsDropped {
+        /// Items dropped.
+        count: u32,
+        /// Up to 64 bytes of the frame, hex.
+        excerpt: String,
+    },
     /// Close the connection (reason, for the log, with a hex excerpt when a frame caused it).
     Close(String),
 }
@@ -72,6 +88,8 @@ pub struct Session {
     serial: u16,
     bad_in_a_row: u32,
     unauthenticated: u32,
+    unauthenticated_total: u64,
+    identity_attempts: u32,
     closed: bool,
 }
 
@@ -102,6 +120,12 @@ impl Session {
     /// The unit, once authenticated.
     pub fn unit_id(&self) -> Option<&str> {
         self.unit_id.as_deref()
+    }
+
+    /// Frames received while not authenticated, over the connection's life (the I/O layer
+    /// charges the increase to the source address before acting on the frames).
+    pub fn unauthenticated_frames(&self) -> u64 {
+        self.unauthenticated_total
     }
 
     fn next_serial(&mut self) -> u16 {
@@ -188,6 +212,13 @@ impl Session {
             None => self.phone = Some(h.phone.clone()),
         }
         self.version = Some(h.version);
+        if self.unit_id.is_none() {
+            self.unauthenticated += 1;
+            self.unauthenticated_total += 1;
+            if self.unauthenticated > MAX_UNAUTHENTICATED {
+                return self.close("terminal keeps sending without authenticating".into(), out);
+            }
+        }
         let msg = if h.packet.is_some_and(|(total, _)| total > 1) {
             match self.reassembler.push(&h, body, now_ms) {
                 Some(whole) => Message::decode_body(&h, &whole),
@@ -213,11 +244,35 @@ impl Session {
                 return;
             }
         };
+        let dropped: u32 = match &msg {
+            Message::Location(r) | Message::QueryPositionResponse { report: r, .. } => {
+                u32::from(r.dropped_items)
+            }
+            Message::LocationBatch { reports, .. } => {
+                reports.iter().map(|r| u32::from(r.dropped_items)).sum()
+            }
+            _ => 0,
+        };
+        if dropped > 0 {
+            out.push(Action::ItemsDropped {
+                count: dropped,
+                excerpt: excerpt(f),
+            });
+        }
         self.on_message(&h, msg, out);
     }
 
     fn on_message(&mut self, h: &Header, msg: Message, out: &mut Vec<Action>) {
         let phone = h.phone.clone();
+        if matches!(msg, Message::Register(_) | Message::Auth { .. }) && self.unit_id.is_none() {
+            self.identity_attempts += 1;
+            if self.identity_attempts > MAX_IDENTITY_ATTEMPTS {
+                return self.close(
+                    format!("more than {MAX_IDENTITY_ATTEMPTS} registrations or authentications"),
+                    out,
+                );
+            }
+        }
         match msg {
             Message::Register(register) => out.push(Action::Register {
                 serial: h.serial,
@@ -239,12 +294,8 @@ impl Session {
             | Message::LocationBatch { .. }
             | Message::QueryPositionResponse { .. } => {
                 let Some(unit) = self.unit_id.clone() else {
-                    self.unauthenticated += 1;
                     let a = self.general(h, 1);
                     out.push(a);
-                    if self.unauthenticated >= MAX_UNAUTHENTICATED {
-                        self.close("terminal keeps sending without authenticating".into(), out);
-                    }
                     return;
                 };
                 let a = self.general(h, 0);
@@ -287,6 +338,7 @@ impl Session {
         if let Some(u) = unit {
             self.unit_id = Some(u.clone());
             self.unauthenticated = 0;
+            self.identity_attempts = 0;
             out.push(Action::Event(UnitEvent::Online {
                 unit_id: u,
                 source: PositionSource::Jt808,
@@ -463,6 +515,74 @@ mod tests {
         assert!(a
             .iter()
             .any(|x| matches!(x, Action::Event(UnitEvent::Online { .. }))));
+    }
+
+    /// The fixture's frame, from its hex file (`#` lines are comments).
+    fn fixture(text: &str) -> Vec<u8> {
+        let h: String = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<String>()
+            .split_whitespace()
+            .collect();
+        hex::decode(h).expect("hex fixture")
+    }
+
+    #[test]
+    fn an_item_overrunning_the_body_loses_the_item_not_the_fix() {
+        let bytes = fixture(include_str!("testdata/0200_item_overruns_body.hex"));
+        let phone = "013912345678";
+        let mut s = Session::new();
+        s.on_bytes(
+            &frame::encode(&Header::encode(0x0102, Version::V2013, phone, 1, b"C")),
+            0,
+        );
+        s.authenticated(1, Some("veh".into()));
+        let a = s.on_bytes(&bytes, 0);
+        // Answered with success (0x8001: serial 0x0021, id 0x0200, result 0).
+        let r = replies(&a);
+        assert_eq!(r.len(), 1, "{a:?}");
+        assert_eq!(
+            (r[0].0, &r[0].1[..]),
+            (message::PLATFORM_RESPONSE, &[0, 0x21, 2, 0, 0][..])
+        );
+        assert!(a
+            .iter()
+            .any(|x| matches!(x, Action::ItemsDropped { count: 1, .. })));
+        let p = a
+            .iter()
+            .find_map(|x| match x {
+                Action::Event(UnitEvent::Position { position, live }) => {
+                    Some((position.clone(), *live))
+                }
+                _ => None,
+            })
+            .expect("the fix is kept");
+        assert!(p.1);
+        assert!((p.0.lat - 31.230416).abs() < 1e-9 && (p.0.lon - 121.473701).abs() < 1e-9);
+        assert_eq!(p.0.time_ms, 1_795_311_000_000);
+    }
+
+    #[test]
+    fn identity_attempts_count_before_authentication() {
+        let mut s = Session::new();
+        for serial in 1..=MAX_IDENTITY_ATTEMPTS as u16 {
+            let a = s.on_bytes(&wire(0x0102, serial, b"WRONG"), 0);
+            assert!(matches!(&a[..], [Action::Authenticate { .. }]), "{a:?}");
+            s.authenticated(serial, None);
+        }
+        assert_eq!(s.unauthenticated_frames(), u64::from(MAX_IDENTITY_ATTEMPTS));
+        let a = s.on_bytes(&wire(0x0102, 99, b"GUESS"), 0);
+        assert!(matches!(&a[..], [Action::Close(_)]), "{a:?}");
+
+        // Any frame counts toward the unauthenticated limit.
+        let mut s = Session::new();
+        for serial in 0..MAX_UNAUTHENTICATED as u16 {
+            let a = s.on_bytes(&wire(0x0002, serial, &[]), 0);
+            assert_eq!(replies(&a)[0].1[4], 1);
+        }
+        let a = s.on_bytes(&wire(0x0002, 999, &[]), 0);
+        assert!(matches!(a.last(), Some(Action::Close(_))), "{a:?}");
     }
 
     #[test]

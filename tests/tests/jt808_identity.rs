@@ -1,0 +1,644 @@
+//! JT/T 808 identity end to end (issue 19, items 1, 6 and 7): the real binary (demo data, no
+//! simulation), terminals speaking raw frames over TCP. The legitimate terminal connects from
+//! 127.0.0.1, the attacker from 127.0.0.2.
+//!
+//! * Re-registration with a vehicle's number is refused (result 3) and recorded for the device
+//!   managers; the vehicle keeps its terminal, its position and its commands; an operator's
+//!   re-bind lets one new registration through, with a new code, and retires the old one.
+//! * A terminal that reconnects and authenticates takes over its half-open connection.
+//! * Frames before authentication are limited per connection and per source address.
+//! * Terminal phones only for roles that manage devices.
+//! * A terminal registering by itself (open registration) and a vehicle created through the API
+//!   are live at once.
+//! * A location whose additional item overruns the body keeps its fix.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::{json, Value};
+use shouhu_e2e::{shouhu, Running};
+use shouhu_media::jt808::frame::{self, Deframer};
+use shouhu_media::jt808::header::{Header, Version};
+use shouhu_media::jt808::message;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::tungstenite::Message as WsMsg;
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+const PW: &str = "Shouhu@2026";
+/// Demo terminals: three per district, Huangpu first.
+const HUANGPU_1: u64 = 13_900_000_000;
+const HUANGPU_2: u64 = 13_900_000_001;
+const HUANGPU_3: u64 = 13_900_000_002;
+const DEVICE_IP: &str = "127.0.0.1";
+const ATTACKER_IP: &str = "127.0.0.2";
+
+struct Demo {
+    run: Running,
+    http: String,
+    jt808: String,
+    _dir: tempfile::TempDir,
+}
+
+fn demo(env: &[(&str, &str)]) -> Demo {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = shouhu(dir.path());
+    c.args(["demo", "--enterprises", "30", "--no-simulation"]);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let run = Running::start(c, "http");
+    let http = run.base.clone();
+    let jt808 = run
+        .jt808
+        .clone()
+        .expect("JT/T 808 listener address in the log");
+    Demo {
+        run,
+        http,
+        jt808,
+        _dir: dir,
+    }
+}
+
+async fn login(http: &str, user: &str) -> String {
+    let r: Value = reqwest::Client::new()
+        .post(format!("{http}/api/v1/auth/login"))
+        .json(&json!({"username": user, "password": PW}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    r["token"].as_str().expect("token").to_string()
+}
+
+async fn get(http: &str, token: &str, path: &str) -> Value {
+    let r = reqwest::Client::new()
+        .get(format!("{http}/api/v1{path}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "GET {path}: {}", r.status());
+    r.json().await.unwrap()
+}
+
+async fn post(http: &str, token: &str, path: &str, body: Value) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{http}/api/v1{path}"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Wait until `f` holds, for at most 10 s.
+async fn wait_for<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("not within 10 s: {what}");
+}
+
+/// A JT/T 808 terminal speaking 2013 frames from a chosen source address.
+struct Term {
+    s: TcpStream,
+    d: Deframer,
+    phone: String,
+    serial: u16,
+}
+
+impl Term {
+    async fn connect_from(ip: &str, addr: &str, phone: u64) -> Term {
+        let sock = TcpSocket::new_v4().unwrap();
+        sock.bind(SocketAddr::new(ip.parse().unwrap(), 0)).unwrap();
+        let s = sock.connect(addr.parse().unwrap()).await.unwrap();
+        assert_eq!(s.local_addr().unwrap().ip().to_string(), ip);
+        Term {
+            s,
+            d: Deframer::new(),
+            phone: phone.to_string(),
+            serial: 0,
+        }
+    }
+
+    async fn device(addr: &str, phone: u64) -> Term {
+        Self::connect_from(DEVICE_IP, addr, phone).await
+    }
+
+    async fn attacker(addr: &str, phone: u64) -> Term {
+        Self::connect_from(ATTACKER_IP, addr, phone).await
+    }
+
+    fn frame(&mut self, id: u16, body: &[u8]) -> Vec<u8> {
+        self.serial += 1;
+        frame::encode(&Header::encode(
+            id,
+            Version::V2013,
+            &self.phone,
+            self.serial,
+            body,
+        ))
+    }
+
+    /// Send; false when the server has closed the connection.
+    async fn send(&mut self, id: u16, body: &[u8]) -> u16 {
+        let f = self.frame(id, body);
+        let _ = self.s.write_all(&f).await;
+        self.serial
+    }
+
+    /// The next platform message, or None when the server closed the connection.
+    async fn recv(&mut self) -> Option<(u16, Vec<u8>)> {
+        let mut buf = [0u8; 2048];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(Ok(f)) = self.d.next_frame() {
+                let (h, body) = Header::parse(&f).unwrap();
+                return Some((h.msg_id, body.to_vec()));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.s.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return None,
+                Ok(Ok(n)) => self.d.push(&buf[..n]),
+                Err(_) => panic!(
+                    "terminal {}: no message from the server in 10 s",
+                    self.phone
+                ),
+            }
+        }
+    }
+
+    /// The answer to `serial` (0x8001 result, or 0x8100 result and code), skipping others.
+    async fn answer(&mut self, serial: u16) -> Option<(u16, u8, Vec<u8>)> {
+        loop {
+            let (id, body) = self.recv().await?;
+            if body.len() >= 3 && u16::from_be_bytes([body[0], body[1]]) == serial {
+                return Some(match id {
+                    message::REGISTER_RESPONSE => (id, body[2], body[3..].to_vec()),
+                    _ => (id, body[4], Vec::new()),
+                });
+            }
+        }
+    }
+
+    /// Register: the 0x8100 result and the code.
+    async fn register(&mut self, terminal_id: &str) -> (u8, Vec<u8>) {
+        let serial = self
+            .send(message::REGISTER, &body::register(terminal_id))
+            .await;
+        let (id, result, code) = self.answer(serial).await.expect("register answer");
+        assert_eq!(id, message::REGISTER_RESPONSE);
+        (result, code)
+    }
+
+    /// Authenticate: the 0x8001 result.
+    async fn auth(&mut self, code: &[u8]) -> u8 {
+        let serial = self.send(message::AUTH, code).await;
+        let (id, result, _) = self.answer(serial).await.expect("auth answer");
+        assert_eq!(id, message::PLATFORM_RESPONSE);
+        result
+    }
+
+    /// Register and authenticate; the code.
+    async fn login(&mut self, terminal_id: &str) -> Vec<u8> {
+        let (r, code) = self.register(terminal_id).await;
+        assert_eq!(r, 0, "registration of {} refused", self.phone);
+        assert_eq!(self.auth(&code).await, 0);
+        code
+    }
+
+    /// Report a fix; the result of the general response.
+    async fn report(&mut self, lat: f64, lon: f64, alarm: u32) -> u8 {
+        self.report_body(body::location(lat, lon, alarm, now_ms()))
+            .await
+    }
+
+    async fn report_body(&mut self, b: Vec<u8>) -> u8 {
+        let serial = self.send(message::LOCATION, &b).await;
+        self.answer(serial).await.expect("location answer").1
+    }
+
+    /// Whether the server closed this connection (reading until EOF, 10 s at most).
+    async fn closed(&mut self) -> bool {
+        let mut buf = [0u8; 2048];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.s.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(_)) => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+/// Message bodies built by hand, as a terminal would.
+mod body {
+    pub fn register(terminal_id: &str) -> Vec<u8> {
+        let mut b = vec![0, 31, 0, 100];
+        b.extend_from_slice(b"TEST\0");
+        let mut model = b"E2E-808".to_vec();
+        model.resize(20, 0);
+        b.extend_from_slice(&model);
+        let mut tid = terminal_id.as_bytes().to_vec();
+        tid.resize(7, 0);
+        b.extend_from_slice(&tid);
+        b.push(1);
+        b.extend_from_slice(&shouhu_media::jt808::to_gbk("沪A·T0001"));
+        b
+    }
+
+    pub fn location(lat: f64, lon: f64, alarm: u32, t_ms: i64) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&alarm.to_be_bytes());
+        b.extend_from_slice(&2u32.to_be_bytes());
+        b.extend_from_slice(&((lat * 1e6).round() as u32).to_be_bytes());
+        b.extend_from_slice(&((lon * 1e6).round() as u32).to_be_bytes());
+        b.extend_from_slice(&[0, 4, 1, 44, 0, 90]);
+        b.extend_from_slice(&bcd_time(t_ms + 8 * 3_600_000));
+        b
+    }
+
+    /// YYMMDDhhmmss BCD of a UTC+8 millisecond time.
+    fn bcd_time(ms: i64) -> [u8; 6] {
+        let secs = ms.div_euclid(1000);
+        let days = secs.div_euclid(86_400);
+        let sod = secs.rem_euclid(86_400);
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = doy - (153 * mp + 2) / 5 + 1;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 };
+        let y = yoe + era * 400 + i64::from(m <= 2);
+        let v = [y % 100, m, d, sod / 3600, sod % 3600 / 60, sod % 60];
+        v.map(|x| (((x / 10) << 4) | (x % 10)) as u8)
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+async fn unit_of(http: &str, token: &str, phone: u64) -> Option<Value> {
+    let v = get(http, token, &format!("/units?terminal={phone}")).await;
+    v["items"].as_array().and_then(|a| a.first().cloned())
+}
+
+async fn unit_lat(http: &str, token: &str, id: &str) -> Option<f64> {
+    get(http, token, &format!("/units/{id}")).await["lat"].as_f64()
+}
+
+async fn audit_count(http: &str, admin: &str, action: &str) -> i64 {
+    get(http, admin, &format!("/audit?action={action}")).await["total"]
+        .as_i64()
+        .unwrap_or(0)
+}
+
+async fn ws(http: &str, token: &str) -> Ws {
+    let url = format!(
+        "{}/api/v1/dispatch/ws?token={token}",
+        http.replacen("http", "ws", 1)
+    );
+    tokio_tungstenite::connect_async(url).await.unwrap().0
+}
+
+/// Read WebSocket messages until a unit `id` shows at `lat`, for at most 10 s.
+async fn ws_sees(w: &mut Ws, id: &str, lat: f64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let m = tokio::time::timeout(left, w.next())
+            .await
+            .unwrap_or_else(|_| panic!("unit {id} at {lat} not on the WebSocket within 10 s"));
+        let Some(Ok(WsMsg::Text(t))) = m else {
+            assert!(matches!(m, Some(Ok(_))), "WebSocket ended: {m:?}");
+            continue;
+        };
+        let v: Value = serde_json::from_str(t.as_str()).unwrap();
+        if matches!(v["type"].as_str(), Some("snapshot" | "units"))
+            && v["units"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|u| u["id"] == id && u["lat"] == lat))
+        {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn re_registration_is_refused_until_an_operator_releases_the_vehicle() {
+    let d = demo(&[]);
+    let op = login(&d.http, "operator").await;
+    let manager = login(&d.http, "hp_head").await;
+    let admin = login(&d.http, "admin").await;
+    let unit = unit_of(&d.http, &op, HUANGPU_1).await.expect("demo unit");
+    let id = unit["id"].as_str().unwrap().to_string();
+
+    // The vehicle's terminal registers (first registration) and reports.
+    let mut dev = Term::device(&d.jt808, HUANGPU_1).await;
+    let code = dev.login("DEV0001").await;
+    assert_eq!(dev.report(31.2305, 121.4801, 0).await, 0);
+    wait_for("the device's fix", || async {
+        unit_lat(&d.http, &op, &id).await == Some(31.2305)
+    })
+    .await;
+
+    // The attack: another address registers with the vehicle's number.
+    let mut evil = Term::attacker(&d.jt808, HUANGPU_1).await;
+    let (result, evil_code) = evil.register("EVIL001").await;
+    assert_eq!(result, 3, "terminal already registered");
+    assert!(evil_code.is_empty(), "no auth code for the attacker");
+    // Guessing codes gets nowhere; neither do its positions.
+    assert_eq!(evil.auth(b"AAAAAAAAAAAAAAAA").await, 1);
+    assert_eq!(evil.report(31.0, 121.0, 1).await, 1);
+    // Still the device's vehicle: its terminal id, its fix, no SOS; commands go to the device.
+    let v = get(&d.http, &manager, &format!("/vehicles/{id}")).await;
+    assert_eq!(v["terminal_id"], "DEV0001");
+    assert_eq!(unit_lat(&d.http, &op, &id).await, Some(31.2305));
+    assert_eq!(
+        get(&d.http, &op, &format!("/units/{id}")).await["sos"],
+        false
+    );
+    let (s, _) = post(&d.http, &op, &format!("/units/{id}/locate"), json!({})).await;
+    assert_eq!(s, 202);
+    let (mid, _) = dev.recv().await.expect("the device gets the query");
+    assert_eq!(mid, message::QUERY_POSITION);
+    // The device goes on.
+    assert_eq!(dev.report(31.2311, 121.4811, 0).await, 0);
+    wait_for("the device's next fix", || async {
+        unit_lat(&d.http, &op, &id).await == Some(31.2311)
+    })
+    .await;
+    drop(evil);
+
+    // Device managers see who tried, when and from where; others see no terminal phones.
+    let pending = get(&d.http, &manager, "/vehicles/rebinds").await;
+    let p = pending["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["vehicle_id"] == id.as_str())
+        .cloned()
+        .expect("the refused attempt is listed");
+    assert!(
+        p["attempt_addr"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.2:"),
+        "{p}"
+    );
+    assert_eq!(p["attempts"], 1);
+    let r = reqwest::Client::new()
+        .get(format!("{}/api/v1/vehicles/rebinds", d.http))
+        .bearer_auth(&op)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let ops_view = get(&d.http, &op, "/vehicles").await;
+    assert!(ops_view["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|v| v.get("terminal_phone").is_none()));
+    assert!(get(&d.http, &op, &format!("/vehicles/{id}"))
+        .await
+        .get("terminal_phone")
+        .is_none());
+    assert_eq!(
+        get(&d.http, &manager, &format!("/vehicles/{id}")).await["terminal_phone"],
+        HUANGPU_1.to_string()
+    );
+    assert_eq!(
+        audit_count(&d.http, &admin, "vehicle.terminal_register_refused").await,
+        1
+    );
+
+    // The legitimate road: the terminal is replaced; a device manager releases the vehicle and
+    // the new terminal registers once, with a new code; the old code stops working.
+    let (s, r) = post(&d.http, &op, &format!("/vehicles/{id}/rebind"), json!({})).await;
+    assert_eq!(s, 403, "{r}");
+    let (s, r) = post(
+        &d.http,
+        &manager,
+        &format!("/vehicles/{id}/rebind"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    assert!(r["released_until_ms"].as_i64().unwrap() > now_ms());
+    let mut replaced = Term::device(&d.jt808, HUANGPU_1).await;
+    let (result, new_code) = replaced.register("DEV0002").await;
+    assert_eq!(result, 0);
+    assert_ne!(new_code, code);
+    assert_eq!(replaced.auth(&new_code).await, 0);
+    assert_eq!(replaced.report(31.2322, 121.4822, 0).await, 0);
+    wait_for("the replaced terminal's fix", || async {
+        unit_lat(&d.http, &op, &id).await == Some(31.2322)
+    })
+    .await;
+    let mut old = Term::device(&d.jt808, HUANGPU_1).await;
+    assert_eq!(old.auth(&code).await, 1, "the old code is retired");
+    // The release was used up.
+    let mut again = Term::attacker(&d.jt808, HUANGPU_1).await;
+    assert_eq!(again.register("EVIL001").await.0, 3);
+    assert_eq!(audit_count(&d.http, &admin, "vehicle.rebind").await, 1);
+    assert_eq!(
+        audit_count(&d.http, &admin, "vehicle.terminal_rebind").await,
+        1
+    );
+    drop(d.run);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_that_reconnects_takes_over_its_half_open_connection() {
+    let d = demo(&[]);
+    let op = login(&d.http, "operator").await;
+    let id = unit_of(&d.http, &op, HUANGPU_2).await.expect("demo unit")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut first = Term::device(&d.jt808, HUANGPU_2).await;
+    let code = first.login("DEV0002").await;
+    assert_eq!(first.report(31.2305, 121.4801, 0).await, 0);
+
+    // The attacker cannot take the connection over without the code.
+    let mut evil = Term::attacker(&d.jt808, HUANGPU_2).await;
+    assert_eq!(evil.auth(b"WRONGCODE").await, 1);
+    let (s, _) = post(&d.http, &op, &format!("/units/{id}/locate"), json!({})).await;
+    assert_eq!(s, 202);
+    assert_eq!(
+        first.recv().await.expect("still connected").0,
+        message::QUERY_POSITION
+    );
+
+    // The link drops without a FIN (the old socket stays open on the server); the terminal
+    // reconnects and authenticates with its code: the old connection is closed, commands and
+    // positions use the new one, and the unit stays online.
+    let mut second = Term::device(&d.jt808, HUANGPU_2).await;
+    assert_eq!(second.auth(&code).await, 0);
+    assert!(first.closed().await, "the old connection is closed");
+    let (s, _) = post(&d.http, &op, &format!("/units/{id}/locate"), json!({})).await;
+    assert_eq!(s, 202);
+    assert_eq!(
+        second.recv().await.expect("query").0,
+        message::QUERY_POSITION
+    );
+    assert_eq!(second.report(31.2333, 121.4833, 0).await, 0);
+    wait_for("the fix on the new connection", || async {
+        let u = get(&d.http, &op, &format!("/units/{id}")).await;
+        u["lat"] == 31.2333 && u["link"] == "online"
+    })
+    .await;
+    drop(d.run);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_before_authentication_are_limited_per_connection_and_address() {
+    let d = demo(&[]);
+    let op = login(&d.http, "operator").await;
+    let admin = login(&d.http, "admin").await;
+
+    // Per connection: a few registrations or authentications, then the connection is closed.
+    let mut evil = Term::attacker(&d.jt808, HUANGPU_3).await;
+    for i in 0..4 {
+        assert_eq!(evil.auth(format!("GUESS{i}").as_bytes()).await, 1);
+    }
+    let serial = evil.send(message::AUTH, b"GUESS4").await;
+    assert!(
+        evil.answer(serial).await.is_none(),
+        "closed after 4 attempts"
+    );
+
+    // Registration attempts of an unknown number: audited at most once a minute.
+    for _ in 0..3 {
+        let mut t = Term::attacker(&d.jt808, 13_700_000_077).await;
+        assert_eq!(t.register("EVIL077").await.0, 4);
+    }
+    assert_eq!(
+        audit_count(&d.http, &admin, "vehicle.terminal_register_refused").await,
+        1
+    );
+
+    // Per address: connection after connection of frames before authentication, until the
+    // address's budget is spent and its connections are closed unanswered.
+    let mut refused = false;
+    for _ in 0..400 {
+        let mut t = Term::attacker(&d.jt808, HUANGPU_3).await;
+        let mut burst = Vec::new();
+        for _ in 0..30 {
+            burst.extend(t.frame(message::HEARTBEAT, &[]));
+        }
+        let _ = t.s.write_all(&burst).await;
+        let mut answered = 0;
+        while answered < 30 {
+            match t.recv().await {
+                Some(_) => answered += 1,
+                None => break,
+            }
+        }
+        if answered == 0 {
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "the address's budget never ran out");
+    // The device, from its own address, is not affected.
+    let id = unit_of(&d.http, &op, HUANGPU_3).await.expect("demo unit")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut dev = Term::device(&d.jt808, HUANGPU_3).await;
+    dev.login("DEV0003").await;
+    assert_eq!(dev.report(31.2344, 121.4844, 0).await, 0);
+    wait_for("the device's fix", || async {
+        unit_lat(&d.http, &op, &id).await == Some(31.2344)
+    })
+    .await;
+    drop(d.run);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_registering_by_itself_is_live_at_once() {
+    let d = demo(&[("SHOUHU__JT808__OPEN_REGISTRATION", "true")]);
+    let op = login(&d.http, "operator").await;
+    let mut w = ws(&d.http, &op).await;
+    const NEW: u64 = 13_700_000_123;
+    assert!(unit_of(&d.http, &op, NEW).await.is_none());
+
+    // A terminal nobody entered registers on the running server: its next fix is on the map.
+    let mut t = Term::device(&d.jt808, NEW).await;
+    t.login("NEW0123").await;
+    let unit = unit_of(&d.http, &op, NEW)
+        .await
+        .expect("the new vehicle is a live unit without a restart");
+    let id = unit["id"].as_str().unwrap().to_string();
+    assert_eq!(t.report(31.2255, 121.4755, 0).await, 0);
+    ws_sees(&mut w, &id, 31.2255).await;
+
+    // A vehicle created through the API is live at once too, and its terminal's fixes show.
+    let manager = login(&d.http, "hp_head").await;
+    let huangpu_1 = unit_of(&d.http, &op, HUANGPU_1).await.expect("demo unit");
+    let org = huangpu_1["org_unit_id"].as_str().unwrap().to_string();
+    const API: u64 = 13_700_000_456;
+    let (s, v) = post(
+        &d.http,
+        &manager,
+        "/vehicles",
+        json!({"plate": "沪A·N0456", "org_unit_id": org, "terminal_phone": API.to_string()}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let vid = v["id"].as_str().unwrap().to_string();
+    let u = unit_of(&d.http, &op, API).await.expect("live at once");
+    assert_eq!(u["id"], vid.as_str());
+    let mut t = Term::device(&d.jt808, API).await;
+    t.login("API0456").await;
+    assert_eq!(t.report(31.2266, 121.4766, 0).await, 0);
+    ws_sees(&mut w, &vid, 31.2266).await;
+
+    // A location whose additional item says 158 bytes with a few left keeps its fix.
+    let mut b = body::location(31.2277, 121.4777, 0, now_ms());
+    b.extend_from_slice(&[0x01, 4, 0, 0, 0x30, 0x39, 0xeb, 158, 0x00, 0x0c, 0x00, 0xb2]);
+    assert_eq!(t.report_body(b).await, 0, "answered with success");
+    ws_sees(&mut w, &vid, 31.2277).await;
+    if let Some(m) = &d.run.metrics {
+        let text = reqwest::get(format!("http://{m}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            text.lines().any(
+                |l| l.starts_with("shouhu_jt808_extension_items_dropped_total")
+                    && !l.ends_with(" 0")
+            ),
+            "the dropped item is counted"
+        );
+    }
+    drop(d.run);
+}
