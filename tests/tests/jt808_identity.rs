@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde_json::{json, Value};
-use shouhu_e2e::{shouhu, Running};
+use shouhu_e2e::{run_ok, shouhu, Running};
 use shouhu_media::jt808::frame::{self, Deframer};
 use shouhu_media::jt808::header::{Header, Version};
 use shouhu_media::jt808::message;
@@ -60,6 +60,46 @@ fn demo(env: &[(&str, &str)]) -> Demo {
         http,
         jt808,
         _dir: dir,
+    }
+}
+
+/// The demo data seeded, then `shouhu serve` on it with open JT/T 808 registration (the open
+/// registration's org unit must exist when the server starts).
+fn served_with_open_registration() -> Demo {
+    let dir = tempfile::tempdir().unwrap();
+    let mut seed = shouhu(dir.path());
+    seed.args(["demo", "--enterprises", "30", "--seed-only"]);
+    run_ok(seed);
+    let mut c = shouhu(&dir.path().join("demo"));
+    c.arg("serve")
+        .env("SHOUHU__JT808__OPEN_REGISTRATION", "true");
+    let run = Running::start(c, "http");
+    let http = run.base.clone();
+    let jt808 = run
+        .jt808
+        .clone()
+        .expect("JT/T 808 listener address in the log");
+    Demo {
+        run,
+        http,
+        jt808,
+        _dir: dir,
+    }
+}
+
+/// Device time of the next fix: now, and always a second after the last one (fixes of one
+/// unit must move forward in time to count as live).
+fn next_fix_ms() -> i64 {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let now = now_ms();
+    let mut last = LAST.load(Ordering::Relaxed);
+    loop {
+        let t = now.max(last + 1000);
+        match LAST.compare_exchange(last, t, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return t,
+            Err(l) => last = l,
+        }
     }
 }
 
@@ -225,7 +265,7 @@ impl Term {
 
     /// Report a fix; the result of the general response.
     async fn report(&mut self, lat: f64, lon: f64, alarm: u32) -> u8 {
-        self.report_body(body::location(lat, lon, alarm, now_ms()))
+        self.report_body(body::location(lat, lon, alarm, next_fix_ms()))
             .await
     }
 
@@ -583,7 +623,7 @@ async fn frames_before_authentication_are_limited_per_connection_and_address() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_terminal_registering_by_itself_is_live_at_once() {
-    let d = demo(&[("SHOUHU__JT808__OPEN_REGISTRATION", "true")]);
+    let d = served_with_open_registration();
     let op = login(&d.http, "operator").await;
     let mut w = ws(&d.http, &op).await;
     const NEW: u64 = 13_700_000_123;
@@ -621,7 +661,7 @@ async fn a_terminal_registering_by_itself_is_live_at_once() {
     ws_sees(&mut w, &vid, 31.2266).await;
 
     // A location whose additional item says 158 bytes with a few left keeps its fix.
-    let mut b = body::location(31.2277, 121.4777, 0, now_ms());
+    let mut b = body::location(31.2277, 121.4777, 0, next_fix_ms());
     b.extend_from_slice(&[0x01, 4, 0, 0, 0x30, 0x39, 0xeb, 158, 0x00, 0x0c, 0x00, 0xb2]);
     assert_eq!(t.report_body(b).await, 0, "answered with success");
     ws_sees(&mut w, &vid, 31.2277).await;
