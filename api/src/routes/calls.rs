@@ -3,8 +3,9 @@
 //!
 //! Who may do what: operators (`dispatch.command`) place calls to units in their scope and hang
 //! up; the console's side is published only by the operator who placed the call; anyone who
-//! sees the dispatch map (`dispatch.view`) lists and watches the calls in scope; the called officer's own account (the app) lists its calls,
-//! answers, plays the console's side and hangs up (declines while it rings).
+//! sees the dispatch map (`dispatch.view`) lists and watches the calls in scope; the called
+//! officer's own account (the app) lists its calls, answers, plays the console's side and hangs
+//! up (declines while it rings).
 
 use std::time::Duration;
 
