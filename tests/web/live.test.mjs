@@ -253,23 +253,31 @@ describe('live video', { skip: skipReason }, () => {
   });
 
   it('a phone app publishes over WHIP and an operator watches it live', async () => {
-    // The phone is registered like a recorder; a device manager (admin) publishes for it.
-    const admin = await (await fetch(`${BASE}/api/v1/auth/login`, {
+    // The phone is registered like a recorder, bound to the officer of the app's account; only
+    // that account publishes its `app` channel (a device manager may not).
+    const login = async (username) => (await (await fetch(`${BASE}/api/v1/auth/login`, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ username: process.env.SHOUHU_ADMIN_USER ?? 'admin', password: process.env.SHOUHU_ADMIN_PASSWORD }),
-    })).json();
+      body: JSON.stringify({ username, password: process.env.SHOUHU_ADMIN_PASSWORD }),
+    })).json());
+    const admin = await login(process.env.SHOUHU_ADMIN_USER ?? 'admin');
     assert.ok(admin.token, 'admin login');
     const auth = { Authorization: `Bearer ${admin.token}` };
-    const me = await (await fetch(`${BASE}/api/v1/auth/me`, { headers: auth })).json();
+    const phoneApp = await login('app2');
+    assert.ok(phoneApp.token, 'app login');
+    const appAuth = { Authorization: `Bearer ${phoneApp.token}` };
+    const appMe = await (await fetch(`${BASE}/api/v1/auth/me`, { headers: appAuth })).json();
+    const officers = (await (await fetch(`${BASE}/api/v1/officers?page_size=500`, { headers: auth })).json()).items;
+    const officer = officers.find((o) => o.account_id === (appMe.id ?? appMe.account?.id));
+    assert.ok(officer, 'the app account is bound to an officer');
     const device = '31010000001320000099';
     const created = await fetch(`${BASE}/api/v1/recorders`, {
       method: 'POST',
       headers: { ...auth, 'Content-Type': 'application/json' },
-      body: JSON.stringify({ device_id: device, name: '手机执法终端 099', org_unit_id: me.org_unit_id }),
+      body: JSON.stringify({ device_id: device, name: '手机执法终端 099', org_unit_id: officer.org_unit_id, officer_id: officer.id }),
     });
     assert.ok([200, 201, 409].includes(created.status), `create the phone: ${created.status} ${await created.text()}`);
-    const channel = 'app1';
+    const channel = 'app';
     let location;
     await step('whip-publish', async () => {
       const r = await page.evaluate(async ([device, channel, token]) => {
@@ -294,7 +302,7 @@ describe('live video', { skip: skipReason }, () => {
         await pc.setRemoteDescription({ type: 'answer', sdp: body });
         window.__publisher = pc;
         return { location: res.headers.get('Location') };
-      }, [device, channel, admin.token]);
+      }, [device, channel, phoneApp.token]);
       assert.equal(r.error, undefined, r.error);
       location = r.location;
       assert.match(location, /^\/api\/v1\/streams\/whip\//);
@@ -308,7 +316,7 @@ describe('live video', { skip: skipReason }, () => {
       await stopView('phone');
     });
     await step('whip-stop', async () => {
-      const del = await fetch(`${BASE}${location}`, { method: 'DELETE', headers: auth });
+      const del = await fetch(`${BASE}${location}`, { method: 'DELETE', headers: appAuth });
       assert.equal(del.status, 200);
       await page.evaluate(() => window.__publisher.close());
       // The published stream is gone, and both ends are on record.
