@@ -338,7 +338,7 @@ async fn every_ssrc_on_the_shared_port_from_another_address_is_dropped() {
     // The attack: the y= format leaves four digits free — send every live SSRC of the domain
     // (0 + the domain's digits 4–8 + 0000..9999) from 127.0.0.2. One of them is the stream's.
     let sock = attacker_udp().await;
-    let domain: u32 = 2_000_000_00; // "0" + "20000" of the demo domain 3402000000, as a number
+    let domain: u32 = 200_000_000; // "0" + "20000" of the demo domain 3402000000, as a number
     for i in 0..10_000u32 {
         let ssrc = domain + i;
         sock.send_to(
