@@ -86,4 +86,13 @@ fn seed_frames_decode_as_their_names_say() {
     assert_eq!(r.plate, "沪A12345");
     let f = frames("escaped_bytes");
     assert!(f[0].is_ok());
+    // An additional item that declares 158 bytes with 10 left: the fix stays, the item goes.
+    let f = frames("location_truncated_item");
+    let Message::Location(r) = Message::decode(f[0].as_ref().unwrap()).unwrap().1 else {
+        panic!("not a location")
+    };
+    assert_eq!(
+        (r.lat_e6, r.lon_e6, r.mileage_dkm, r.dropped_items),
+        (31_230_416, 121_473_701, Some(12_345), 1)
+    );
 }
