@@ -536,6 +536,25 @@ impl Platform {
         }
     }
 
+    /// The nonce a shared store should be asked about (and spend) before
+    /// [`Platform::on_message_with_nonce`]: that of a `REGISTER` from a known device whose
+    /// `Authorization` answers a nonce this platform issued and that has not expired. Anything
+    /// else is decided without the store (a forged request costs no database round trip).
+    pub fn nonce_to_check(&self, msg: &Message, now: Now) -> Option<String> {
+        if msg.method() != Some("REGISTER") {
+            return None;
+        }
+        let device_id = msg.from().and_then(|f| f.uri.user)?;
+        if !self.registry.contains_key(&device_id) {
+            return None;
+        }
+        let nonce = register::credentials_nonce(msg)?;
+        let now_secs = (now.utc_ms.max(0) / 1000) as u64;
+        (self.nonces.check(&nonce, now_secs, &self.cfg.domain)
+            == crate::sip::digest::NonceCheck::Fresh)
+            .then_some(nonce)
+    }
+
     /// A parsed message from `peer`; the nonce of a `REGISTER` is checked against the platform's
     /// own memory.
     pub fn on_message(&mut self, peer: Peer, msg: Message, now: Now) {
@@ -1699,6 +1718,21 @@ mod tests {
             .unwrap()
             .contains("stale=TRUE"));
         assert!(p.device(ID).is_none(), "the replay registered nothing");
+        // The store is asked only about our own live nonces from known devices.
+        assert!(p.nonce_to_check(&captured, now(4)).is_some());
+        assert!(
+            p.nonce_to_check(&captured, now(4 + 3600)).is_none(),
+            "expired"
+        );
+        let forged = register_req("z9hG4bKf", 3600, Some(&answer("Digest nonce=\"00ff\"")));
+        assert!(p.nonce_to_check(&forged, now(4)).is_none());
+        p.remove_device(ID);
+        assert!(
+            p.nonce_to_check(&captured, now(4)).is_none(),
+            "unknown device"
+        );
+        p.set_device(ID, Secret::from_password(ID, REALM, PW));
+        p.take_outputs();
         // A shared store that says the nonce is spent (a restart, another node) wins too.
         let mut fresh = platform(3);
         fresh.on_message_with_nonce(udp(ATTACKER), captured, now(5), NonceUse::Spent);

@@ -138,19 +138,24 @@ impl Inner {
     async fn deliver(&self, peer: Peer, msg: Message) {
         let mut nonce = NonceUse::Local;
         if let Some(db) = self.nonce_db.get() {
-            if msg.method() == Some("REGISTER") {
-                if let Some(n) = super::register::credentials_nonce(&msg) {
-                    let now_ms = chrono::Utc::now().timestamp_millis();
-                    nonce = match db.sip_nonces().consume(&n, now_ms).await {
-                        Ok(true) => NonceUse::Fresh,
-                        Ok(false) => NonceUse::Spent,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "sip.nonce_store_failed");
-                            NonceUse::Spent
-                        }
-                    };
-                }
-            }
+            let now = self.now();
+            let ask = self
+                .platform
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .nonce_to_check(&msg, now);
+            nonce = match ask {
+                // Not a REGISTER answering one of our live nonces: nothing to spend.
+                None => NonceUse::Spent,
+                Some(n) => match db.sip_nonces().consume(&n, now.utc_ms).await {
+                    Ok(true) => NonceUse::Fresh,
+                    Ok(false) => NonceUse::Spent,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "sip.nonce_store_failed");
+                        NonceUse::Spent
+                    }
+                },
+            };
         }
         let out = self.with_platform(|p, now| p.on_message_with_nonce(peer, msg, now, nonce));
         self.carry_out(out).await;
