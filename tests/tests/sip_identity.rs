@@ -8,7 +8,8 @@
 //!   address) is dropped: no ACK to the forger, no connection to that address; the device's own
 //!   answer is used, its (private) `c=` ignored for the registered source IP;
 //! * a captured `REGISTER` replayed while the device is registered, after it unregistered, and
-//!   after a restart of the server is refused `401` and moves nothing.
+//!   after a restart of the server is refused `401` and moves nothing (on SQLite and on
+//!   PostgreSQL, where the nonces live).
 
 use std::net::SocketAddr;
 use std::process::Command;
@@ -502,7 +503,53 @@ async fn replay(attacker: &mut End, captured: &[u8], stale: bool) {
 async fn a_captured_register_replayed_moves_nothing_even_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let s = demo(dir.path(), &[]).await;
-    let id = "34020000001320000703";
+    // The restart serves the demo's database.
+    let mut restart = shouhu(&dir.path().join("demo"));
+    restart.arg("serve");
+    replay_attack(s, "34020000001320000703", restart).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_captured_register_replayed_moves_nothing_even_after_a_restart_postgres() {
+    let admin_url = std::env::var("SHOUHU_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let Some(db) = pg::create_database(&admin_url).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cmd = |args: &[&str]| {
+        let mut c = shouhu(dir.path());
+        c.env("SHOUHU__DATABASE__URL", &db.url).args(args);
+        c
+    };
+    shouhu_e2e::run_ok(cmd(&["migrate"]));
+    shouhu_e2e::run_ok(cmd(&[
+        "admin",
+        "create-user",
+        "--username",
+        "admin",
+        "--password",
+        PW,
+        "--role",
+        "admin",
+        "--no-force-change",
+    ]));
+    let s = start(cmd(&["serve"])).await;
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/v1/org-units", s.http))
+        .bearer_auth(&s.token)
+        .json(&json!({"parent_id": null, "kind": "corps", "name": "支队", "code": "SIPID"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    replay_attack(s, "34020000001320000704", cmd(&["serve"])).await;
+    db.drop_now().await;
+}
+
+/// Register the recorder `id`, then replay its captured REGISTER from 127.0.0.2 while it is
+/// registered, after it unregistered, and after the server restarts with `restart`.
+async fn replay_attack(s: Server, id: &str, restart: Command) {
     s.recorder(id).await;
     let mut dev = End::bind("127.0.0.1", id, s.sip).await;
     let mut attacker = End::bind("127.0.0.2", id, s.sip).await;
@@ -532,9 +579,7 @@ async fn a_captured_register_replayed_moves_nothing_even_after_a_restart() {
     // After a restart on the same database (`serve` on the demo's data).
     let (st, _) = s.run.stop();
     assert!(st.success());
-    let mut c = shouhu(&dir.path().join("demo"));
-    c.arg("serve");
-    let s = start(c).await;
+    let s = start(restart).await;
     dev.server = s.sip;
     attacker.server = s.sip;
     replay(&mut attacker, &captured, false).await;
@@ -548,4 +593,57 @@ async fn a_captured_register_replayed_moves_nothing_even_after_a_restart() {
         .await;
     assert_eq!(a["access"]["remote_addr"], here.as_str());
     s.run.stop();
+}
+
+/// A throw-away PostgreSQL database for one test.
+mod pg {
+    pub struct PgDb {
+        pub url: String,
+        admin: String,
+        name: String,
+    }
+
+    pub async fn create_database(admin_url: &str) -> Option<PgDb> {
+        let admin = match shouhu_storage::Db::connect(admin_url, 1).await {
+            Ok(a) => a,
+            Err(e) => {
+                if std::env::var("CI").is_ok_and(|v| v == "true")
+                    || std::env::var("SHOUHU_TEST_PG_URL").is_ok()
+                {
+                    panic!("PostgreSQL at {admin_url} is required here: {e}");
+                }
+                eprintln!("skipping PostgreSQL run: {e}");
+                return None;
+            }
+        };
+        let name = format!("t_sipid_{}", std::process::id());
+        let _ = admin
+            .execute_raw(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await;
+        admin
+            .execute_raw(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        admin.close().await;
+        let base = admin_url.split('?').next().unwrap();
+        let cut = base.rfind('/').unwrap();
+        Some(PgDb {
+            url: format!("{}/{name}", &base[..cut]),
+            admin: admin_url.to_string(),
+            name,
+        })
+    }
+
+    impl PgDb {
+        pub async fn drop_now(self) {
+            if let Ok(a) = shouhu_storage::Db::connect(&self.admin, 1).await {
+                let _ = a
+                    .execute_raw(&format!(
+                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                        self.name
+                    ))
+                    .await;
+            }
+        }
+    }
 }
