@@ -33,6 +33,7 @@ use crate::gb28181::StreamUpdate;
 use crate::ps::{Codec, Frame, PsDemuxer};
 use crate::rtp::{Ordered, Packet, Reorder};
 use crate::stats::{DropReason, RtpDrops};
+use shouhu_storage::model::{ChannelId, DeviceId};
 
 /// Whether two addresses are the same host (an IPv4-mapped IPv6 address equals its IPv4 one).
 fn same_host(a: IpAddr, b: IpAddr) -> bool {
@@ -1043,6 +1044,15 @@ async fn run_ingest(
         .map(|d| &d.channel_id)
         .unwrap_or(&stream.key.1);
     let transport = inner.cfg.transport;
+    // The API parses ids at its edge; this is the last door before an INVITE: only a 20-digit
+    // device and channel code go out (never a named channel, never a header's worth of text).
+    let device_ok = device.parse::<DeviceId>().is_ok();
+    let channel_ok = channel.parse::<ChannelId>().is_ok_and(|c| !c.is_named());
+    if !device_ok || !channel_ok {
+        return Err(HubError::Device(format!(
+            "{channel:?} of {device:?} is not a channel a device can be asked for"
+        )));
+    }
     // The address the device registered from: the only one its media is taken from.
     let device_ip = inner
         .sip
