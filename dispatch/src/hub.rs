@@ -107,7 +107,12 @@ impl Frame {
             kind_bit: kind_bit(u.info.kind),
             state_bit: state_bit(u.state()),
             info: u.info.clone(),
-            view: UnitView::of(u, Crs::Wgs84),
+            view: UnitView {
+                // The frame goes to every WebSocket client alike: no terminal phone, which only
+                // roles that manage devices may read (REST adds it for them).
+                terminal: None,
+                ..UnitView::of(u, Crs::Wgs84)
+            },
             wgs: u.live.as_ref().map(|p| (p.lat, p.lon)),
             target_wgs: u.target.as_ref().map(|t| (t.lat, t.lon)),
             removed,

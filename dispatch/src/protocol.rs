@@ -110,7 +110,8 @@ pub struct UnitView {
     pub name: String,
     /// Org unit.
     pub org_unit_id: String,
-    /// JT/T 808 terminal phone.
+    /// JT/T 808 terminal phone: REST answers of roles that manage devices only; never on the
+    /// WebSocket.
     pub terminal: Option<String>,
     /// GB/T 28181 device id.
     pub device: Option<String>,

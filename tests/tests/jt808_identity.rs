@@ -342,6 +342,8 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
+/// The unit of a terminal, looked up as a device manager (`token`): only roles that manage
+/// devices may filter by terminal phone.
 async fn unit_of(http: &str, token: &str, phone: u64) -> Option<Value> {
     let v = get(http, token, &format!("/units?terminal={phone}")).await;
     v["items"].as_array().and_then(|a| a.first().cloned())
@@ -378,11 +380,15 @@ async fn ws_sees(w: &mut Ws, id: &str, lat: f64) {
             continue;
         };
         let v: Value = serde_json::from_str(t.as_str()).unwrap();
-        if matches!(v["type"].as_str(), Some("snapshot" | "units"))
-            && v["units"]
-                .as_array()
-                .is_some_and(|a| a.iter().any(|u| u["id"] == id && u["lat"] == lat))
-        {
+        let seen = matches!(v["type"].as_str(), Some("snapshot" | "units"))
+            .then(|| v["units"].as_array())
+            .flatten()
+            .and_then(|a| a.iter().find(|u| u["id"] == id && u["lat"] == lat));
+        if let Some(u) = seen {
+            assert!(
+                u["terminal"].is_null(),
+                "terminal phone on the WebSocket: {u}"
+            );
             return;
         }
     }
@@ -394,7 +400,9 @@ async fn re_registration_is_refused_until_an_operator_releases_the_vehicle() {
     let op = login(&d.http, "operator").await;
     let manager = login(&d.http, "hp_head").await;
     let admin = login(&d.http, "admin").await;
-    let unit = unit_of(&d.http, &op, HUANGPU_1).await.expect("demo unit");
+    let unit = unit_of(&d.http, &admin, HUANGPU_1)
+        .await
+        .expect("demo unit");
     let id = unit["id"].as_str().unwrap().to_string();
 
     // The vehicle's terminal registers (first registration) and reports.
@@ -468,6 +476,20 @@ async fn re_registration_is_refused_until_an_operator_releases_the_vehicle() {
         .await
         .get("terminal_phone")
         .is_none());
+    // Nor in the live units: not in the operator's view, not as a filter (which would confirm a
+    // guessed number); a device manager sees and filters by it.
+    assert!(get(&d.http, &op, &format!("/units/{id}")).await["terminal"].is_null());
+    let r = reqwest::Client::new()
+        .get(format!("{}/api/v1/units?terminal={HUANGPU_1}", d.http))
+        .bearer_auth(&op)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        get(&d.http, &admin, &format!("/units/{id}")).await["terminal"],
+        HUANGPU_1.to_string()
+    );
     assert_eq!(
         get(&d.http, &manager, &format!("/vehicles/{id}")).await["terminal_phone"],
         HUANGPU_1.to_string()
@@ -517,7 +539,10 @@ async fn re_registration_is_refused_until_an_operator_releases_the_vehicle() {
 async fn a_terminal_that_reconnects_takes_over_its_half_open_connection() {
     let d = demo(&[]);
     let op = login(&d.http, "operator").await;
-    let id = unit_of(&d.http, &op, HUANGPU_2).await.expect("demo unit")["id"]
+    let admin = login(&d.http, "admin").await;
+    let id = unit_of(&d.http, &admin, HUANGPU_2)
+        .await
+        .expect("demo unit")["id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -607,7 +632,9 @@ async fn frames_before_authentication_are_limited_per_connection_and_address() {
     }
     assert!(refused, "the address's budget never ran out");
     // The device, from its own address, is not affected.
-    let id = unit_of(&d.http, &op, HUANGPU_3).await.expect("demo unit")["id"]
+    let id = unit_of(&d.http, &admin, HUANGPU_3)
+        .await
+        .expect("demo unit")["id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -625,14 +652,15 @@ async fn frames_before_authentication_are_limited_per_connection_and_address() {
 async fn a_terminal_registering_by_itself_is_live_at_once() {
     let d = served_with_open_registration();
     let op = login(&d.http, "operator").await;
+    let admin = login(&d.http, "admin").await;
     let mut w = ws(&d.http, &op).await;
     const NEW: u64 = 13_700_000_123;
-    assert!(unit_of(&d.http, &op, NEW).await.is_none());
+    assert!(unit_of(&d.http, &admin, NEW).await.is_none());
 
     // A terminal nobody entered registers on the running server: its next fix is on the map.
     let mut t = Term::device(&d.jt808, NEW).await;
     t.login("NEW0123").await;
-    let unit = unit_of(&d.http, &op, NEW)
+    let unit = unit_of(&d.http, &admin, NEW)
         .await
         .expect("the new vehicle is a live unit without a restart");
     let id = unit["id"].as_str().unwrap().to_string();
@@ -641,7 +669,9 @@ async fn a_terminal_registering_by_itself_is_live_at_once() {
 
     // A vehicle created through the API is live at once too, and its terminal's fixes show.
     let manager = login(&d.http, "hp_head").await;
-    let huangpu_1 = unit_of(&d.http, &op, HUANGPU_1).await.expect("demo unit");
+    let huangpu_1 = unit_of(&d.http, &admin, HUANGPU_1)
+        .await
+        .expect("demo unit");
     let org = huangpu_1["org_unit_id"].as_str().unwrap().to_string();
     const API: u64 = 13_700_000_456;
     let (s, v) = post(
@@ -653,7 +683,7 @@ async fn a_terminal_registering_by_itself_is_live_at_once() {
     .await;
     assert_eq!(s, 200, "{v}");
     let vid = v["id"].as_str().unwrap().to_string();
-    let u = unit_of(&d.http, &op, API).await.expect("live at once");
+    let u = unit_of(&d.http, &admin, API).await.expect("live at once");
     assert_eq!(u["id"], vid.as_str());
     let mut t = Term::device(&d.jt808, API).await;
     t.login("API0456").await;

@@ -278,9 +278,14 @@ fn events_of(v: &Value) -> Vec<Value> {
     }
 }
 
+/// The unit of a demo terminal, found by its plate (`沪A·E1001` is the first terminal's): the
+/// terminal phone itself is for roles that manage devices only.
 async fn unit_id(http: &str, token: &str, phone: u64) -> String {
-    let v = get(http, token, &format!("/units?terminal=0{phone}")).await;
-    v["items"][0]["id"]
+    let plate = format!("沪A·E{:04}", 1001 + phone - HUANGPU_1);
+    let v = get(http, token, &format!("/units?kind=vehicle&q={plate}")).await;
+    let items = v["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "one vehicle {plate}: {v}");
+    items[0]["id"]
         .as_str()
         .expect("unit of the terminal")
         .to_string()

@@ -63,6 +63,15 @@ pub(crate) fn hub_error(e: HubError) -> ApiError {
     }
 }
 
+/// A unit as `caller` may see it: the JT/T 808 terminal phone only for roles that manage devices
+/// (it names the terminal on the device network; the WebSocket never carries it).
+pub(crate) fn unit_for(caller: &Caller, mut v: UnitView) -> UnitView {
+    if caller.require(Perm::DeviceManage).is_err() {
+        v.terminal = None;
+    }
+    v
+}
+
 /// The org units the caller may see (`None` = all).
 pub(crate) async fn visible(
     state: &AppState,
@@ -106,7 +115,8 @@ pub struct UnitQuery {
     pub state: Option<String>,
     /// `online`, `unknown`, `offline`.
     pub link: Option<String>,
-    /// JT/T 808 terminal phone number (any number of leading zeros).
+    /// JT/T 808 terminal phone number (any number of leading zeros); roles that manage devices
+    /// only (403 for the others: the filter would tell them which numbers are terminals).
     pub terminal: Option<String>,
     /// GB/T 28181 device id.
     pub device: Option<String>,
@@ -151,6 +161,9 @@ async fn list_units(
         .as_deref()
         .map(|k| parse_enum("link", k))
         .transpose()?;
+    if q.terminal.is_some() {
+        caller.require(Perm::DeviceManage)?;
+    }
     let terminal = q
         .terminal
         .as_deref()
@@ -170,6 +183,7 @@ async fn list_units(
                 .is_none_or(|d| u.info.device.as_ref() == Some(d))
             && needle.is_none_or(|n| u.info.name.contains(n))
     });
+    let items = items.into_iter().map(|v| unit_for(&caller, v)).collect();
     Ok(Json(UnitList { items }))
 }
 
@@ -188,7 +202,7 @@ pub(crate) async fn visible_unit(
             return Err(ApiError::not_found("unit"));
         }
     }
-    Ok(v)
+    Ok(unit_for(caller, v))
 }
 
 /// Crs query.
@@ -311,7 +325,7 @@ async fn nearest(
         )
         .into_iter()
         .map(|(unit, d)| NearUnit {
-            unit,
+            unit: unit_for(&caller, unit),
             distance_m: (d * 10.0).round() / 10.0,
         })
         .collect();
