@@ -156,6 +156,10 @@ async fn start_server(dir: &Path, url: &str) -> anyhow::Result<Server> {
         .env("SHOUHU__JT808__LISTEN", format!("127.0.0.1:{j}"))
         .env("SHOUHU__SIP__ENABLED", "false")
         .env("SHOUHU__JT808__MAX_CONNECTIONS", "30000")
+        // Every simulated terminal connects from 127.0.0.1: one address for 10,000 vehicles,
+        // where a city's vehicles come from thousands.
+        .env("SHOUHU__JT808__SOURCE_BURST", "100000")
+        .env("SHOUHU__JT808__SOURCE_PER_SEC", "10000")
         .env("SHOUHU_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

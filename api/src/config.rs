@@ -274,6 +274,12 @@ pub struct Jt808Config {
     pub idle_timeout_secs: u64,
     /// Most simultaneous terminal connections. Default 20000.
     pub max_connections: usize,
+    /// Frames one source address may send before its connections authenticate, at once
+    /// (registrations and authentications count). Default 2000: generous, since many 4G
+    /// terminals share a carrier NAT address and all re-authenticate after a restart.
+    pub source_burst: u32,
+    /// Unauthenticated frames a source address regains per second. Default 100.
+    pub source_per_sec: u32,
 }
 
 impl Default for Jt808Config {
@@ -286,6 +292,8 @@ impl Default for Jt808Config {
             auth_timeout_secs: 60,
             idle_timeout_secs: 300,
             max_connections: 20_000,
+            source_burst: 2_000,
+            source_per_sec: 100,
         }
     }
 }

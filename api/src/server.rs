@@ -81,7 +81,8 @@ pub async fn build_state_with_db(
             auth_timeout: Duration::from_secs(cfg.jt808.auth_timeout_secs),
             idle_timeout: Duration::from_secs(cfg.jt808.idle_timeout_secs),
             max_connections: cfg.jt808.max_connections,
-            ..Default::default()
+            source_burst: cfg.jt808.source_burst,
+            source_per_sec: cfg.jt808.source_per_sec,
         },
         now,
     );
