@@ -1340,3 +1340,69 @@ fn publish(stream: &Stream, mut f: Frame) {
         let _ = stream.state.send_replace(StreamState::Live);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rtp(seq: u16, ssrc: u32) -> Vec<u8> {
+        let mut p = vec![0x80, 0x60];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&0u32.to_be_bytes());
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend_from_slice(&[0, 0, 1, 0xBA]);
+        p
+    }
+
+    fn port() -> SharedPort {
+        SharedPort {
+            port: 0,
+            routes: Mutex::new(HashMap::new()),
+            unknown: AtomicU64::new(0),
+            drops: Arc::new(RtpDrops::default()),
+        }
+    }
+
+    const DEVICE: [u8; 4] = [127, 0, 0, 1];
+    const ATTACKER: [u8; 4] = [127, 0, 0, 2];
+
+    #[test]
+    fn the_shared_port_routes_a_known_ssrc_only_from_the_devices_address() {
+        let sp = port();
+        let (_route, mut rx) = sp.claim(200_001_234, IpAddr::from(DEVICE));
+        // The attacker guessed the SSRC: dropped as foreign, nothing reaches the stream.
+        sp.route(&rtp(1, 200_001_234), SocketAddr::from((ATTACKER, 4000)));
+        assert!(rx.try_recv().is_err());
+        assert_eq!(sp.drops.get(DropReason::ForeignSource), 1);
+        // An IPv4-mapped address of the attacker is the attacker.
+        let mapped = SocketAddr::new(
+            std::net::Ipv4Addr::from(ATTACKER).to_ipv6_mapped().into(),
+            4000,
+        );
+        sp.route(&rtp(2, 200_001_234), mapped);
+        assert!(rx.try_recv().is_err());
+        assert_eq!(sp.drops.get(DropReason::ForeignSource), 2);
+        // The device's own packet goes through.
+        sp.route(&rtp(3, 200_001_234), SocketAddr::from((DEVICE, 4000)));
+        let (p, from) = rx.try_recv().expect("routed");
+        assert_eq!(from.ip(), IpAddr::from(DEVICE));
+        assert_eq!(Packet::parse(&p).unwrap().seq, 3);
+    }
+
+    #[test]
+    fn a_device_that_ignores_y_is_routed_by_its_address_and_nobody_else_is() {
+        let sp = port();
+        let (_route, mut rx) = sp.claim(200_001_234, IpAddr::from(DEVICE));
+        // Another SSRC from elsewhere: nobody's.
+        sp.route(&rtp(1, 77), SocketAddr::from((ATTACKER, 4000)));
+        assert!(rx.try_recv().is_err());
+        assert_eq!(sp.drops.get(DropReason::UnknownSsrc), 1);
+        // Its own SSRC from the device's address, while it is the only stream waiting there.
+        sp.route(&rtp(2, 99), SocketAddr::from((DEVICE, 4000)));
+        assert!(rx.try_recv().is_ok());
+        // That SSRC is now the stream's, and still only from the device's address.
+        sp.route(&rtp(3, 99), SocketAddr::from((ATTACKER, 4000)));
+        assert!(rx.try_recv().is_err());
+        assert_eq!(sp.drops.get(DropReason::ForeignSource), 1);
+    }
+}
