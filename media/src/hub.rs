@@ -1095,35 +1095,14 @@ async fn run_ingest(
             9,
         ),
     };
-    let ssrc = {
-        let taken = |s: &str| {
-            shared.as_ref().is_some_and(|sp| {
-                s.parse::<u32>().is_ok_and(|v| {
-                    sp.routes
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .contains_key(&v)
-                })
-            })
-        };
-        let pick = || {
-            // Only the last four digits are free in the y= format (GB/T 28181 附录 F).
-            let seq = rand::random::<u32>() % 10_000;
-            if stream.download.is_some() {
-                sdp::history_ssrc(&inner.cfg.domain, seq)
-            } else {
-                sdp::live_ssrc(&inner.cfg.domain, seq)
-            }
-        };
-        let mut s = pick();
-        for _ in 0..16 {
-            if !taken(&s) {
-                break;
-            }
-            s = pick();
-        }
-        s
-    };
+    let ssrc = pick_ssrc(&inner.cfg.domain, stream.download.is_some(), |v| {
+        shared.as_ref().is_some_and(|sp| {
+            sp.routes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(&v)
+        })
+    });
     let advertise_ip = if inner.cfg.advertise_ip.is_unspecified() {
         inner
             .sip
@@ -1309,6 +1288,29 @@ async fn run_ingest(
     }
 }
 
+/// A random SSRC in the GB/T 28181 `y=` format (附录 F: `0` live / `1` history, the domain's
+/// digits 4–8, four free digits), avoiding those `taken` (the shared port's claims) when it can.
+/// Four digits are no secret: the address latch is the defence, this only avoids collisions and
+/// makes the next stream's SSRC unknowable from the last one.
+fn pick_ssrc(domain: &str, history: bool, taken: impl Fn(u32) -> bool) -> String {
+    let pick = || {
+        let seq = rand::random::<u32>() % 10_000;
+        if history {
+            sdp::history_ssrc(domain, seq)
+        } else {
+            sdp::live_ssrc(domain, seq)
+        }
+    };
+    let mut s = pick();
+    for _ in 0..16 {
+        if !s.parse::<u32>().is_ok_and(&taken) {
+            break;
+        }
+        s = pick();
+    }
+    s
+}
+
 /// Packets taken from a socket at one wake-up at most.
 const MAX_BURST: usize = 64;
 
@@ -1361,6 +1363,25 @@ mod tests {
             unknown: AtomicU64::new(0),
             drops: Arc::new(RtpDrops::default()),
         }
+    }
+
+    #[test]
+    fn ssrcs_are_random_within_the_y_format_and_avoid_claimed_ones() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..200 {
+            let s = pick_ssrc("3402000000", false, |v| v == 200_000_000);
+            assert_eq!(s.len(), 10, "{s}");
+            assert!(s.starts_with("020000"), "{s}");
+            assert_ne!(s, "0200000000");
+            seen.insert(s);
+        }
+        assert!(
+            seen.len() > 150,
+            "random, not a counter: {} distinct",
+            seen.len()
+        );
+        let h = pick_ssrc("3402000000", true, |_| false);
+        assert!(h.starts_with("120000") && h.len() == 10, "{h}");
     }
 
     const DEVICE: [u8; 4] = [127, 0, 0, 1];
