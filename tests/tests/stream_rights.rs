@@ -202,8 +202,15 @@ impl Demo {
     async fn recorder_of(&self, user: &str) {
         let token = login(&self.http, user).await;
         let (_, me) = self.req(&token, Method::GET, "/auth/me", None).await;
-        let acc = if me["account"].is_object() { &me["account"] } else { &me };
-        let account = acc["id"].as_str().unwrap_or_else(|| panic!("{me}")).to_string();
+        let acc = if me["account"].is_object() {
+            &me["account"]
+        } else {
+            &me
+        };
+        let account = acc["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{me}"))
+            .to_string();
         let org = acc["org_unit_id"].as_str().unwrap().to_string();
         let mut officer = None;
         for page in 1..=20 {
@@ -542,4 +549,168 @@ async fn bad_channel_ids_are_refused_before_anything_starts() {
     );
     let (st, _) = d.run.stop();
     assert!(st.success());
+}
+
+/// The same refusals on PostgreSQL (the catalog is read from there): a server on its own
+/// database with one recorder that never connected — every bad or unknown channel is refused
+/// before anything starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_channel_ids_are_refused_on_postgresql_too() {
+    let admin_url = std::env::var("SHOUHU_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let Some(db) = pg::create_database(&admin_url).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cmd = |args: &[&str]| {
+        let mut c = shouhu(dir.path());
+        c.env("SHOUHU__DATABASE__URL", &db.url).args(args);
+        c
+    };
+    shouhu_e2e::run_ok(cmd(&["migrate"]));
+    shouhu_e2e::run_ok(cmd(&[
+        "admin",
+        "create-user",
+        "--username",
+        "admin",
+        "--password",
+        PW,
+        "--role",
+        "admin",
+        "--no-force-change",
+    ]));
+    let run = Running::start(cmd(&["serve"]), "http");
+    let http = run.base.clone();
+    let admin = login(&http, "admin").await;
+    let d = Demo {
+        run,
+        http,
+        admin,
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    let (s, org) = d
+        .req(
+            &d.admin,
+            Method::POST,
+            "/org-units",
+            Some(json!({"parent_id": null, "kind": "corps", "name": "支队", "code": "RIGHTS"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{org}");
+    let (s, v) = d
+        .req(
+            &d.admin,
+            Method::POST,
+            "/recorders",
+            Some(json!({"device_id": DEVICE, "name": "记录仪", "org_unit_id": org["id"]})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let before = d.get("/streams/stats").await;
+    for (c, want) in [
+        ("3101000000%0d%0aVia:%20x".to_string(), 400),
+        ("abc".to_string(), 400),
+        (DEVICE[..19].to_string(), 400),
+        (format!("{DEVICE}1"), 400),
+        ("31010000001310000001".to_string(), 422),
+    ] {
+        let r = reqwest::Client::new()
+            .get(format!(
+                "{}/api/v1/streams/{DEVICE}/{c}/snapshot.jpg",
+                d.http
+            ))
+            .bearer_auth(&d.admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), want, "snapshot {c}");
+        let v: Value = r.json().await.unwrap();
+        assert!(
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("channel_id")),
+            "{v}"
+        );
+        let (s, v) = d
+            .req(
+                &d.admin,
+                Method::GET,
+                &format!("/recorders/{DEVICE}/records?channel_id={c}&from=0&to=3600000"),
+                None,
+            )
+            .await;
+        assert_eq!(s, want, "records {c}: {v}");
+        let decoded = c.replace("%0d%0a", "\r\n").replace("%20", " ");
+        let (s, v) = d
+            .req(
+                &d.admin,
+                Method::POST,
+                "/recordings/start",
+                Some(json!({"device_id": DEVICE, "channel_id": decoded})),
+            )
+            .await;
+        assert_eq!(s, want, "recording start {c}: {v}");
+    }
+    let after = d.get("/streams/stats").await;
+    assert_eq!(
+        after["ingests_started"], before["ingests_started"],
+        "{after}"
+    );
+    assert_eq!(after["ingests_started"], json!(0));
+    let (st, _) = d.run.stop();
+    assert!(st.success());
+    db.drop_now().await;
+}
+
+/// A throw-away PostgreSQL database for one test.
+mod pg {
+    pub struct PgDb {
+        pub url: String,
+        admin: String,
+        name: String,
+    }
+
+    pub async fn create_database(admin_url: &str) -> Option<PgDb> {
+        let admin = match shouhu_storage::Db::connect(admin_url, 1).await {
+            Ok(a) => a,
+            Err(e) => {
+                if std::env::var("CI").is_ok_and(|v| v == "true")
+                    || std::env::var("SHOUHU_TEST_PG_URL").is_ok()
+                {
+                    panic!("PostgreSQL at {admin_url} is required here: {e}");
+                }
+                eprintln!("skipping PostgreSQL run: {e}");
+                return None;
+            }
+        };
+        let name = format!("t_rights_{}", std::process::id());
+        let _ = admin
+            .execute_raw(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await;
+        admin
+            .execute_raw(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        admin.close().await;
+        let base = admin_url.split('?').next().unwrap();
+        let cut = base.rfind('/').unwrap();
+        Some(PgDb {
+            url: format!("{}/{name}", &base[..cut]),
+            admin: admin_url.to_string(),
+            name,
+        })
+    }
+
+    impl PgDb {
+        pub async fn drop_now(self) {
+            if let Ok(a) = shouhu_storage::Db::connect(&self.admin, 1).await {
+                let _ = a
+                    .execute_raw(&format!(
+                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                        self.name
+                    ))
+                    .await;
+            }
+        }
+    }
 }

@@ -172,6 +172,7 @@ async fn device_records(
             "must be after from, by at most 7 days",
         ));
     }
+    let channel = device_channel(&state, &id, q.channel_id).await?;
     if state.sip.access(&id).is_none() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -179,7 +180,6 @@ async fn device_records(
             "the recorder is not registered",
         ));
     }
-    let channel = device_channel(&state, &id, q.channel_id).await?;
     let items = state
         .sip
         .record_info(
@@ -272,6 +272,7 @@ async fn download(
     if i.speed.is_some_and(|s| !(1..=16).contains(&s)) {
         return Err(crate::routes::auth::field_error("speed", "1 to 16"));
     }
+    let channel = device_channel(&state, &i.device_id, i.channel_id).await?;
     if state.sip.access(&i.device_id).is_none() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -279,7 +280,6 @@ async fn download(
             "the recorder is not registered",
         ));
     }
-    let channel = device_channel(&state, &i.device_id, i.channel_id).await?;
     let officer = officer_at(&state, &i.device_id, i.start).await?;
     let id = state
         .recorder
