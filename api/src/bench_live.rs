@@ -583,6 +583,26 @@ async fn hub_phase(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let token = login(&http, USER).await?;
+    // WHEP takes only a channel the recorder's catalog lists: wait until every catalog is stored.
+    for id in &ids {
+        loop {
+            let v: serde_json::Value = reqwest::Client::new()
+                .get(format!("{http}/api/v1/recorders/{id}"))
+                .bearer_auth(&token)
+                .send()
+                .await?
+                .json()
+                .await?;
+            if v["channel_list"].as_array().is_some_and(|c| !c.is_empty()) {
+                break;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the recorders did not report their catalog"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     let api = Arc::new(load_api()?);
     let mut rxs = Vec::new();
     let mut pcs = Vec::new();
