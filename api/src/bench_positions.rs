@@ -160,6 +160,7 @@ async fn start_server(dir: &Path, url: &str) -> anyhow::Result<Server> {
         // where a city's vehicles come from thousands.
         .env("SHOUHU__JT808__SOURCE_BURST", "100000")
         .env("SHOUHU__JT808__SOURCE_PER_SEC", "10000")
+        .env("SHOUHU__JT808__MAX_UNAUTHENTICATED_PER_SOURCE", "30000")
         .env("SHOUHU_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

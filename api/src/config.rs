@@ -280,6 +280,11 @@ pub struct Jt808Config {
     pub source_burst: u32,
     /// Unauthenticated frames a source address regains per second. Default 100.
     pub source_per_sec: u32,
+    /// Connections one source address (an IPv6 source: its /64) may hold before they
+    /// authenticate. Default 256: many 4G terminals share a carrier NAT address and all
+    /// reconnect after a restart. The last 10 % of `max_connections` are kept for
+    /// authenticated links whatever this says.
+    pub max_unauthenticated_per_source: u32,
 }
 
 impl Default for Jt808Config {
@@ -294,6 +299,7 @@ impl Default for Jt808Config {
             max_connections: 20_000,
             source_burst: 2_000,
             source_per_sec: 100,
+            max_unauthenticated_per_source: 256,
         }
     }
 }

@@ -83,6 +83,7 @@ pub async fn build_state_with_db(
             max_connections: cfg.jt808.max_connections,
             source_burst: cfg.jt808.source_burst,
             source_per_sec: cfg.jt808.source_per_sec,
+            max_unauthenticated_per_source: cfg.jt808.max_unauthenticated_per_source,
         },
         now,
     );

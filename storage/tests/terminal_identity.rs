@@ -7,7 +7,10 @@ mod common;
 
 use shouhu_storage::audit::{Actor, AuditEntry, AuditFilter};
 use shouhu_storage::org_units::{NewOrgUnit, OrgKind, Scope};
-use shouhu_storage::vehicles::{RegisterOutcome, TerminalRegistration, VehicleInput};
+use shouhu_storage::vehicles::{
+    ApprovedTerminal, RebindTarget, RegisterOutcome, TerminalRegistration, VehicleInput,
+    MAX_ATTEMPTS_PER_VEHICLE,
+};
 use shouhu_storage::{Db, PageRequest};
 
 const T0: i64 = 1_790_000_000_000;
@@ -194,6 +197,20 @@ both_engines!(re_registration_needs_a_release, |db: Db| async move {
         ),
         (Some(T0 + 61_001), Some(ATTACKER), Some("EVIL"), 3, None)
     );
+    assert_eq!(
+        p.recent_attempts.len(),
+        1,
+        "one row per terminal id and address"
+    );
+    assert_eq!(
+        (
+            p.recent_attempts[0].source_ip.as_str(),
+            p.recent_attempts[0].count,
+            p.recent_attempts[0].first_at_ms,
+            p.recent_attempts[0].last_at_ms
+        ),
+        ("127.0.0.2", 3, T0 + 1000, T0 + 61_001)
+    );
     assert_eq!(p.terminal_id.as_deref(), Some("DEV-1"));
 
     // A release that has run out lets nothing through.
@@ -201,6 +218,10 @@ both_engines!(re_registration_needs_a_release, |db: Db| async move {
         .release_rebind(
             &Scope::All,
             &v.id,
+            &RebindTarget::Terminal(ApprovedTerminal {
+                terminal_id: "DEV-2".into(),
+                source_ip: "127.0.0.1".into(),
+            }),
             T0 + 70_000,
             &audit("vehicle.rebind", T0 + 65_000),
         )
@@ -224,6 +245,10 @@ both_engines!(re_registration_needs_a_release, |db: Db| async move {
         .release_rebind(
             &Scope::All,
             &v.id,
+            &RebindTarget::Terminal(ApprovedTerminal {
+                terminal_id: "DEV-2".into(),
+                source_ip: "127.0.0.1".into(),
+            }),
             T0 + 200_000,
             &audit("vehicle.rebind", T0 + 100_000),
         )
@@ -288,3 +313,204 @@ both_engines!(re_registration_needs_a_release, |db: Db| async move {
     assert_eq!(audit_count(&db, "vehicle.terminal_rebind").await, 1);
     assert_eq!(audit_count(&db, "vehicle.terminal_register").await, 1);
 });
+
+both_engines!(
+    a_release_lets_only_the_approved_attempt_through,
+    |db: Db| async move {
+        let org = db
+            .org_units()
+            .create(
+                &NewOrgUnit {
+                    parent_id: None,
+                    kind: OrgKind::Corps,
+                    name: "总队".into(),
+                    code: "310000".into(),
+                },
+                &audit("org.create", T0),
+            )
+            .await
+            .unwrap()
+            .id;
+        let v = db
+            .vehicles()
+            .insert(
+                &VehicleInput {
+                    plate: "沪A·E0002".into(),
+                    org_unit_id: org,
+                    terminal_phone: Some("13800138002".into()),
+                    status: "active".into(),
+                },
+                &audit("vehicle.create", T0),
+            )
+            .await
+            .unwrap();
+        let vehicles = db.vehicles();
+        let reg = |tid: &'static str, code: &'static str, from: &'static str, at: i64| {
+            let vehicles = db.vehicles();
+            async move {
+                vehicles
+                    .register_terminal("13800138002", &terminal(tid), None, code, from, at)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert!(matches!(
+            reg("DEV-1", "CODE1", DEVICE, T0).await,
+            RegisterOutcome::Registered { .. }
+        ));
+
+        // The attacker keeps registering; the replaced device tries once, from its own address.
+        for i in 0..5 {
+            assert!(matches!(
+                reg("EVIL", "X", ATTACKER, T0 + 1000 + i).await,
+                RegisterOutcome::AlreadyRegistered { .. }
+            ));
+        }
+        assert!(matches!(
+            reg("DEV-2", "X", "127.0.0.1:40100", T0 + 2000).await,
+            RegisterOutcome::AlreadyRegistered { .. }
+        ));
+        assert!(matches!(
+            reg("EVIL", "X", ATTACKER, T0 + 3000).await,
+            RegisterOutcome::AlreadyRegistered { .. }
+        ));
+        // Both attempts are listed, each with its own count: the attacker's retries do not hide
+        // the device's.
+        let p = vehicles.pending_rebinds(&Scope::All).await.unwrap();
+        assert_eq!(p.len(), 1);
+        let attempts = &p[0].recent_attempts;
+        assert_eq!(attempts.len(), 2);
+        assert_eq!(
+            (attempts[0].terminal_id.as_str(), attempts[0].count),
+            ("EVIL", 6)
+        );
+        let dev = attempts
+            .iter()
+            .find(|a| a.terminal_id == "DEV-2")
+            .expect("the device's attempt is kept")
+            .clone();
+        assert_eq!(
+            (dev.source_ip.as_str(), dev.addr.as_str(), dev.count),
+            ("127.0.0.1", "127.0.0.1:40100", 1)
+        );
+
+        // An attempt of another vehicle cannot be named.
+        let err = vehicles
+            .release_rebind(
+                &Scope::All,
+                &v.id,
+                &RebindTarget::Attempt("no-such-attempt".into()),
+                T0 + 100_000,
+                &audit("vehicle.rebind", T0 + 4000),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            shouhu_storage::StorageError::NotFound("attempt")
+        ));
+
+        // The operator approves the device's attempt.
+        let p = vehicles
+            .release_rebind(
+                &Scope::All,
+                &v.id,
+                &RebindTarget::Attempt(dev.id.clone()),
+                T0 + 100_000,
+                &audit("vehicle.rebind", T0 + 5000),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            p.released_for,
+            Some(ApprovedTerminal {
+                terminal_id: "DEV-2".into(),
+                source_ip: "127.0.0.1".into()
+            })
+        );
+        // During the window: the attacker (its own terminal id, or the device's id from its own
+        // address) is refused and recorded; so is another terminal id from the device's address.
+        for (tid, from) in [
+            ("EVIL", ATTACKER),
+            ("DEV-2", ATTACKER),
+            ("OTHER", "127.0.0.1:40200"),
+        ] {
+            assert!(
+                matches!(
+                    reg(tid, "STOLEN", from, T0 + 6000).await,
+                    RegisterOutcome::AlreadyRegistered { .. }
+                ),
+                "{tid} from {from}"
+            );
+        }
+        assert_eq!(
+            vehicles
+                .authenticate_terminal("13800138002", "STOLEN")
+                .await
+                .unwrap(),
+            None
+        );
+        let p = vehicles.pending_rebinds(&Scope::All).await.unwrap();
+        assert_eq!(p[0].recent_attempts.len(), 4);
+        assert!(p[0].released_for.is_some(), "still released for the device");
+        // The device, from the approved address (another port), gets the new code.
+        assert_eq!(
+            reg("DEV-2", "CODE2", "127.0.0.1:40300", T0 + 7000).await,
+            RegisterOutcome::Registered {
+                vehicle_id: v.id.clone(),
+                auth_code: "CODE2".into()
+            }
+        );
+        assert_eq!(
+            vehicles
+                .authenticate_terminal("13800138002", "CODE2")
+                .await
+                .unwrap(),
+            Some(v.id.clone())
+        );
+        assert!(vehicles
+            .pending_rebinds(&Scope::All)
+            .await
+            .unwrap()
+            .is_empty());
+        // The release audit names the approved attempt.
+        let rows = db
+            .audit()
+            .query(
+                &AuditFilter {
+                    action: Some("vehicle.rebind".into()),
+                    ..Default::default()
+                },
+                PageRequest {
+                    page: 1,
+                    page_size: 10,
+                },
+            )
+            .await
+            .unwrap();
+        let d = serde_json::to_string(&rows.items[0]).unwrap();
+        assert!(d.contains("DEV-2") && d.contains("127.0.0.1:40100"), "{d}");
+
+        // Attempts are bounded per vehicle: the latest kept.
+        for i in 0..(MAX_ATTEMPTS_PER_VEHICLE + 5) {
+            let tid: &'static str = Box::leak(format!("E{i}").into_boxed_str());
+            reg(tid, "X", ATTACKER, T0 + 10_000 + i).await;
+        }
+        let p = vehicles.pending_rebinds(&Scope::All).await.unwrap();
+        assert_eq!(p[0].recent_attempts.len() as i64, MAX_ATTEMPTS_PER_VEHICLE);
+        assert_eq!(
+            p[0].recent_attempts[0].terminal_id,
+            format!("E{}", MAX_ATTEMPTS_PER_VEHICLE + 4)
+        );
+        // Deleting the vehicle removes its attempts.
+        vehicles
+            .delete(&Scope::All, &v.id, &audit("vehicle.delete", T0 + 20_000))
+            .await
+            .unwrap();
+        assert!(vehicles
+            .pending_rebinds(&Scope::All)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+);

@@ -21,7 +21,9 @@ use shouhu_storage::model::UnitKind;
 use shouhu_storage::org_units::Scope;
 use shouhu_storage::positions::flags;
 use shouhu_storage::sos::{SosAlarm, SosStep};
-use shouhu_storage::vehicles::{PendingRebind, Vehicle, VehicleInput};
+use shouhu_storage::vehicles::{
+    ApprovedTerminal, PendingRebind, RebindTarget, Vehicle, VehicleInput,
+};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -1199,16 +1201,68 @@ async fn list_rebinds(
 /// How long a release for re-binding lasts.
 pub const REBIND_WINDOW_MS: i64 = 30 * 60_000;
 
+/// Which refused registration attempt a release approves: `attempt_id` (from `GET
+/// /vehicles/rebinds`), or `terminal_id` and `source_ip` together.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RebindRequest {
+    /// A recorded attempt of this vehicle (`recent_attempts[].id`).
+    #[serde(default)]
+    pub attempt_id: Option<String>,
+    /// The new terminal's id (as it gives it in 0x0100).
+    #[serde(default)]
+    pub terminal_id: Option<String>,
+    /// The IP address it registers from (no port).
+    #[serde(default)]
+    pub source_ip: Option<String>,
+}
+
+impl RebindRequest {
+    fn target(self) -> ApiResult<RebindTarget> {
+        use crate::routes::auth::field_error;
+        let trim = |o: Option<String>| o.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        match (
+            trim(self.attempt_id),
+            trim(self.terminal_id),
+            trim(self.source_ip),
+        ) {
+            (Some(a), None, None) => Ok(RebindTarget::Attempt(a)),
+            (None, Some(t), Some(ip)) => {
+                let ip: std::net::IpAddr = ip
+                    .parse()
+                    .map_err(|_| field_error("source_ip", "an IP address (no port)"))?;
+                if t.chars().count() > 30 {
+                    return Err(field_error("terminal_id", "up to 30 characters"));
+                }
+                Ok(RebindTarget::Terminal(ApprovedTerminal {
+                    terminal_id: t,
+                    source_ip: ip.to_canonical().to_string(),
+                }))
+            }
+            _ => Err(field_error(
+                "attempt_id",
+                "name the approved attempt: attempt_id, or terminal_id and source_ip",
+            )),
+        }
+    }
+}
+
 /// Release a vehicle's terminal for one re-registration within 30 minutes (a replaced or
-/// reset terminal): its next 0x0100 gets a new auth code and the old code stops working.
+/// reset terminal), for ONE attempt the device manager approved: only the next 0x0100 for its
+/// number with that terminal id from that source IP gets a new auth code (the old code stops
+/// working and the old terminal's link is closed); any other registration is refused and
+/// recorded. Audited with the approved attempt.
 #[utoipa::path(post, path = "/vehicles/{id}/rebind", tag = "dispatch", params(("id" = String, Path)),
-    responses((status = 200, body = PendingRebind), (status = 404, body = ErrorBody)))]
+    request_body = RebindRequest,
+    responses((status = 200, body = PendingRebind), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn rebind_vehicle(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    ApiJson(req): ApiJson<RebindRequest>,
 ) -> ApiResult<Json<PendingRebind>> {
     caller.require(Perm::DeviceManage)?;
+    let target = req.target()?;
     let now = state.now();
     let p = state
         .db
@@ -1216,10 +1270,17 @@ async fn rebind_vehicle(
         .release_rebind(
             &caller.scope,
             &id,
+            &target,
             now + REBIND_WINDOW_MS,
             &caller.audit("vehicle.rebind", now),
         )
-        .await?;
+        .await
+        .map_err(|e| match e {
+            shouhu_storage::StorageError::NotFound("attempt") => {
+                crate::routes::auth::field_error("attempt_id", "no such attempt of this vehicle")
+            }
+            e => e.into(),
+        })?;
     state.hub.refresh_vehicle(&id).await.map_err(hub_error)?;
     Ok(Json(p))
 }
@@ -1311,6 +1372,7 @@ async fn update_vehicle(
 ) -> ApiResult<Json<Vehicle>> {
     caller.require(Perm::DeviceManage)?;
     check_vehicle(&state, &caller, &mut u.input).await?;
+    let old = state.db.vehicles().get(&caller.scope, &id).await?;
     let v = state
         .db
         .vehicles()
@@ -1322,6 +1384,10 @@ async fn update_vehicle(
             &caller.audit("vehicle.update", state.now()),
         )
         .await?;
+    // A changed terminal or a disabled vehicle: the old terminal's live link goes too.
+    if old.terminal_phone != v.terminal_phone || v.status != "active" {
+        state.jt808.revoke(&id);
+    }
     state.hub.refresh_vehicle(&id).await.map_err(hub_error)?;
     Ok(Json(v))
 }
@@ -1344,6 +1410,7 @@ async fn delete_vehicle(
             &caller.audit("vehicle.delete", state.now()),
         )
         .await?;
+    state.jt808.revoke(&id);
     state.hub.refresh_vehicle(&id).await.map_err(hub_error)?;
     Ok(StatusCode::NO_CONTENT)
 }

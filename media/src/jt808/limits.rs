@@ -6,9 +6,26 @@
 //! is looked up. The budget is generous because many 4G terminals share one carrier NAT address
 //! and all re-authenticate after a restart; it bounds what one address can make the server do,
 //! not who may connect. Time is passed in (`now_ms`); nothing here reads a clock.
+//!
+//! Addresses are keyed by [`source_key`]: an IPv4 address (IPv4-mapped IPv6 included) as it
+//! is, an IPv6 address by its /64 (one subscriber's prefix; its 2^64 addresses are one source).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+
+/// The key a source address is budgeted and counted under: IPv4 (or IPv4-mapped IPv6) as it
+/// is, IPv6 by its /64 prefix.
+pub fn source_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => {
+            let o = v6.octets();
+            let mut k = [0u8; 16];
+            k[..8].copy_from_slice(&o[..8]);
+            IpAddr::V6(std::net::Ipv6Addr::from(k))
+        }
+    }
+}
 
 /// Most addresses tracked; beyond it, addresses whose bucket has refilled are forgotten.
 pub const MAX_SOURCES: usize = 100_000;
@@ -48,6 +65,7 @@ impl SourceBudget {
         if frames == 0 {
             return true;
         }
+        let ip = source_key(ip);
         if self.buckets.len() >= MAX_SOURCES && !self.buckets.contains_key(&ip) {
             self.forget_full(now_ms);
         }
@@ -112,6 +130,30 @@ mod tests {
         assert!(!s.charge(a, 1, 500));
         assert!(s.charge(a, 10, 60_000), "refilled, capped at the burst");
         assert!(!s.charge(a, 1, 60_000));
+    }
+
+    #[test]
+    fn ipv6_sources_share_their_64_and_mapped_ipv4_is_ipv4() {
+        let mut s = SourceBudget::new(2, 0);
+        assert!(s.charge("2001:db8:1:2::1".parse().unwrap(), 1, 0));
+        assert!(s.charge("2001:db8:1:2:ffff::9".parse().unwrap(), 1, 0));
+        assert!(
+            !s.charge("2001:db8:1:2::3".parse().unwrap(), 1, 0),
+            "same /64"
+        );
+        assert!(
+            s.charge("2001:db8:1:3::1".parse().unwrap(), 1, 0),
+            "another /64"
+        );
+        assert!(s.charge("::ffff:10.0.0.1".parse().unwrap(), 2, 0));
+        assert!(
+            !s.charge("10.0.0.1".parse().unwrap(), 1, 0),
+            "the same IPv4 source"
+        );
+        assert_eq!(
+            source_key("2001:db8:1:2:3:4:5:6".parse().unwrap()),
+            "2001:db8:1:2::".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]

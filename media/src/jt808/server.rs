@@ -10,6 +10,13 @@
 //! commands go to the new one. A registration that creates or re-binds a vehicle tells the
 //! live registry ([`VehicleRegistry`]) before the terminal gets its code, so its first fix is
 //! live.
+//!
+//! Connection slots (issue 19 review): each source address (an IPv6 source by its /64) may hold
+//! at most `max_unauthenticated_per_source` connections that have not authenticated yet, each
+//! accept costs one token of the address's [`SourceBudget`], and the last
+//! [`AUTHENTICATED_RESERVE_PERCENT`] % of `max_connections` are kept for authenticated links
+//! (an unauthenticated connection beyond the rest is refused). A vehicle's live link is closed
+//! by [`Jt808Server::revoke`] when its terminal is re-bound, changed, disabled or deleted.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -28,7 +35,7 @@ use shouhu_storage::audit::{Actor, AuditEntry, Outcome};
 use shouhu_storage::vehicles::{normalize_phone, RegisterOutcome, TerminalRegistration};
 use shouhu_storage::Db;
 
-use super::limits::SourceBudget;
+use super::limits::{source_key, SourceBudget};
 use super::message;
 use super::session::{Action, Session};
 use crate::model::UnitEventSink;
@@ -50,6 +57,9 @@ pub struct Jt808Config {
     pub source_burst: u32,
     /// Frames before authentication a source address regains per second.
     pub source_per_sec: u32,
+    /// Connections one source address (an IPv6 source: its /64) may hold before they
+    /// authenticate.
+    pub max_unauthenticated_per_source: u32,
 }
 
 impl Default for Jt808Config {
@@ -61,6 +71,7 @@ impl Default for Jt808Config {
             max_connections: 20_000,
             source_burst: 2_000,
             source_per_sec: 100,
+            max_unauthenticated_per_source: 256,
         }
     }
 }
@@ -90,6 +101,50 @@ pub struct Jt808Stats {
     pub taken_over: AtomicU64,
     /// Additional items of location reports dropped because they overran the body.
     pub extension_items_dropped: AtomicU64,
+    /// Connections refused at accept (limits: global, reserve, per source, budget).
+    pub connections_refused: AtomicU64,
+    /// Authenticated links closed by [`Jt808Server::revoke`].
+    pub revoked: AtomicU64,
+}
+
+/// Share of `max_connections`, in percent, that only authenticated links may hold.
+pub const AUTHENTICATED_RESERVE_PERCENT: usize = 10;
+
+/// Connections not yet authenticated, by source key.
+#[derive(Debug, Default)]
+struct Unauthenticated {
+    by_source: Mutex<HashMap<std::net::IpAddr, u32>>,
+    total: AtomicUsize,
+}
+
+/// One unauthenticated connection's hold on its source's slots; given back when the
+/// connection authenticates or ends.
+struct UnauthSlot {
+    table: Arc<Unauthenticated>,
+    key: std::net::IpAddr,
+    held: bool,
+}
+
+impl UnauthSlot {
+    fn release(&mut self) {
+        if !std::mem::take(&mut self.held) {
+            return;
+        }
+        self.table.total.fetch_sub(1, Ordering::Relaxed);
+        let mut m = self.table.by_source.lock().expect("unauthenticated lock");
+        if let Some(n) = m.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.key);
+            }
+        }
+    }
+}
+
+impl Drop for UnauthSlot {
+    fn drop(&mut self) {
+        self.release();
+    }
 }
 
 type Commands = mpsc::Sender<(u16, Vec<u8>)>;
@@ -99,6 +154,14 @@ type Commands = mpsc::Sender<(u16, Vec<u8>)>;
 struct Link {
     commands: Commands,
     close: Arc<Notify>,
+    revoked: Arc<Revoked>,
+}
+
+/// Set when the link's vehicle is re-bound, changed, disabled or deleted.
+#[derive(Default)]
+struct Revoked {
+    flag: std::sync::atomic::AtomicBool,
+    wake: Notify,
 }
 
 /// Told when a terminal's registration created or re-bound a vehicle, so the live dispatch
@@ -136,6 +199,7 @@ pub struct Jt808Server {
     now: Arc<dyn Fn() -> i64 + Send + Sync>,
     connected: Mutex<HashMap<String, Link>>,
     budget: Mutex<SourceBudget>,
+    unauthenticated: Arc<Unauthenticated>,
     unknown_audited: Mutex<HashMap<String, i64>>,
     active: AtomicUsize,
     /// Counters.
@@ -172,6 +236,7 @@ impl Jt808Server {
             registry,
             budget: Mutex::new(SourceBudget::new(cfg.source_burst, cfg.source_per_sec)),
             unknown_audited: Mutex::new(HashMap::new()),
+            unauthenticated: Arc::new(Unauthenticated::default()),
             cfg,
             now,
             connected: Mutex::new(HashMap::new()),
@@ -186,17 +251,24 @@ impl Jt808Server {
             tokio::select! {
                 r = listener.accept() => match r {
                     Ok((stream, peer)) => {
-                        if self.active.load(Ordering::Relaxed) >= self.cfg.max_connections {
-                            tracing::warn!(%peer, "JT/T 808 connection refused: connection limit reached");
-                            continue;
-                        }
+                        let slot = match self.admit(peer) {
+                            Ok(slot) => slot,
+                            Err(reason) => {
+                                self.stats.connections_refused.fetch_add(1, Ordering::Relaxed);
+                                metrics::counter!("shouhu_jt808_connections_refused_total", "reason" => reason)
+                                    .increment(1);
+                                tracing::debug!(%peer, reason, "JT/T 808 connection refused");
+                                drop(stream);
+                                continue;
+                            }
+                        };
                         let _ = stream.set_nodelay(true);
                         self.active.fetch_add(1, Ordering::Relaxed);
                         self.stats.connections.fetch_add(1, Ordering::Relaxed);
                         let me = self.clone();
                         let sd = shutdown.clone();
                         tokio::spawn(async move {
-                            me.connection(stream, peer, sd).await;
+                            me.connection(stream, peer, slot, sd).await;
                             me.active.fetch_sub(1, Ordering::Relaxed);
                         });
                     }
@@ -213,6 +285,73 @@ impl Jt808Server {
     /// Connections open now.
     pub fn active_connections(&self) -> usize {
         self.active.load(Ordering::Relaxed)
+    }
+
+    /// Connections open now that have not authenticated.
+    pub fn unauthenticated_connections(&self) -> usize {
+        self.unauthenticated.total.load(Ordering::Relaxed)
+    }
+
+    /// Whether a new connection from `peer` may be served, and its slot: refused when the
+    /// server is full, when only the reserve for authenticated links is left, when the source
+    /// holds its share of unauthenticated connections, or when its budget is spent (each accept
+    /// costs a token). The error is the reason, a metric label.
+    fn admit(&self, peer: SocketAddr) -> Result<UnauthSlot, &'static str> {
+        let max = self.cfg.max_connections;
+        if self.active.load(Ordering::Relaxed) >= max {
+            tracing::warn!(%peer, "JT/T 808 connection refused: connection limit reached");
+            return Err("full");
+        }
+        let unauth_max = max - max * AUTHENTICATED_RESERVE_PERCENT / 100;
+        if self.unauthenticated.total.load(Ordering::Relaxed) >= unauth_max {
+            return Err("reserved");
+        }
+        let key = source_key(peer.ip());
+        let mut m = self
+            .unauthenticated
+            .by_source
+            .lock()
+            .expect("unauthenticated lock");
+        let n = m.get(&key).copied().unwrap_or(0);
+        if n >= self.cfg.max_unauthenticated_per_source {
+            return Err("source");
+        }
+        let now = (self.now)();
+        if !self
+            .budget
+            .lock()
+            .expect("budget lock")
+            .charge(peer.ip(), 1, now)
+        {
+            return Err("budget");
+        }
+        m.insert(key, n + 1);
+        self.unauthenticated.total.fetch_add(1, Ordering::Relaxed);
+        Ok(UnauthSlot {
+            table: self.unauthenticated.clone(),
+            key,
+            held: true,
+        })
+    }
+
+    /// Close the authenticated link of `vehicle_id`, if any (its terminal was re-bound, its
+    /// terminal phone changed, or the vehicle was disabled or deleted): frames it sent after
+    /// this are not acted on, and the unit goes offline as when a terminal hangs up. Whether a
+    /// link was open.
+    pub fn revoke(&self, vehicle_id: &str) -> bool {
+        let link = self
+            .connected
+            .lock()
+            .expect("connections lock")
+            .get(vehicle_id)
+            .cloned();
+        let Some(link) = link else { return false };
+        link.revoked.flag.store(true, Ordering::SeqCst);
+        link.revoked.wake.notify_one();
+        self.stats.revoked.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("shouhu_jt808_links_revoked_total").increment(1);
+        tracing::info!(vehicle = %vehicle_id, "JT/T 808 link revoked");
+        true
     }
 
     /// Send a platform message to the terminal of `unit_id` (0x8201 query position, 0x8202
@@ -260,11 +399,13 @@ impl Jt808Server {
         &self,
         mut stream: TcpStream,
         peer: SocketAddr,
+        mut slot: UnauthSlot,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut s = Session::new();
         let (ctx, mut crx) = mpsc::channel::<(u16, Vec<u8>)>(8);
         let taken_over = Arc::new(Notify::new());
+        let revoked = Arc::new(Revoked::default());
         let mut charged = 0u64;
         let mut buf = vec![0u8; 2048];
         let started = tokio::time::Instant::now();
@@ -293,8 +434,13 @@ impl Jt808Server {
                     self.stats.taken_over.fetch_add(1, Ordering::Relaxed);
                     break "the terminal authenticated on a new connection".into();
                 }
+                _ = revoked.wake.notified() => break "revoked".into(),
                 _ = shutdown.changed() => break "server shutting down".into(),
             };
+            if revoked.flag.load(Ordering::SeqCst) {
+                // Revoked while these bytes were on their way: not acted on.
+                break "revoked".into();
+            }
             let now = (self.now)();
             let actions = s.on_bytes(&buf[..n], now);
             // Frames before authentication are charged to the source address before anything
@@ -327,7 +473,13 @@ impl Jt808Server {
                             break;
                         }
                     }
-                    Action::Event(ev) => self.sink.publish(ev),
+                    Action::Event(ev) => {
+                        if revoked.flag.load(Ordering::SeqCst) {
+                            close = Some("revoked".into());
+                            break;
+                        }
+                        self.sink.publish(ev)
+                    }
                     Action::ItemsDropped { count, excerpt } => {
                         self.stats
                             .extension_items_dropped
@@ -370,6 +522,8 @@ impl Jt808Server {
                                 vehicle_id,
                             }) => {
                                 tracing::info!(terminal = %phone, vehicle = %vehicle_id, %peer, "JT/T 808 terminal registered");
+                                // A new code retires the old one: so goes the link that used it.
+                                self.revoke(&vehicle_id);
                                 // The unit is live before the terminal has its code.
                                 Box::pin(self.registry.vehicle_changed(&vehicle_id)).await;
                                 Ok(auth_code)
@@ -444,6 +598,7 @@ impl Jt808Server {
                                 Link {
                                     commands: ctx.clone(),
                                     close: taken_over.clone(),
+                                    revoked: revoked.clone(),
                                 },
                             );
                             if let Some(old) = old.filter(|o| !o.commands.same_channel(&ctx)) {
@@ -453,6 +608,7 @@ impl Jt808Server {
                                     "JT/T 808 terminal re-authenticated on a new connection; closing the old one");
                                 old.close.notify_one();
                             }
+                            slot.release();
                         }
                         for a in s.authenticated(serial, unit).into_iter().rev() {
                             queue.push_front(a);
