@@ -1,12 +1,14 @@
-//! GB/T 28181 digest nonces, single-use and shared by every signalling node: a nonce is
-//! [issued](SipNonceRepo::issue) when a `REGISTER` is challenged and [consumed](SipNonceRepo::consume)
-//! by the first `REGISTER` that answers it (an atomic `DELETE … RETURNING`, so of two nodes or
-//! two copies of one request exactly one wins). Expired rows are [purged](SipNonceRepo::purge_expired).
+//! GB/T 28181 digest nonces used, shared by every signalling node: nonces are stateless (an HMAC
+//! and an issue time, checked without the database), and only a `REGISTER` whose digest is
+//! right [spends](SipNonceRepo::spend) its nonce here — an `INSERT … ON CONFLICT DO NOTHING`,
+//! so of two nodes or two copies of one request exactly one records it and the other finds it
+//! used. Challenging and forged requests store nothing. Rows past the nonce's expiry (when it
+//! is stale anyway) are [purged](SipNonceRepo::purge_expired).
 
 use crate::db::with_pool;
 use crate::{Db, StorageResult};
 
-/// The nonce table.
+/// The table of used nonces.
 pub struct SipNonceRepo<'a> {
     db: &'a Db,
 }
@@ -19,37 +21,26 @@ impl Db {
 }
 
 impl SipNonceRepo<'_> {
-    /// Record a nonce just issued, good until `expires_at_ms`. Issuing the same nonce twice keeps
-    /// the first row.
-    pub async fn issue(&self, nonce: &str, expires_at_ms: i64) -> StorageResult<()> {
-        with_pool!(self.db, p => {
+    /// Record a nonce as used, kept until `expires_at_ms`: `true` when this call recorded it
+    /// (its first use), `false` when it was used before.
+    pub async fn spend(&self, nonce: &str, expires_at_ms: i64) -> StorageResult<bool> {
+        let n = with_pool!(self.db, p => {
             sqlx::query(
-                "INSERT INTO sip_nonces (nonce, expires_at_ms) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING",
+                "INSERT INTO sip_used_nonces (nonce, expires_at_ms) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING",
             )
             .bind(nonce)
             .bind(expires_at_ms)
             .execute(p)
-            .await?;
+            .await?
+            .rows_affected()
         });
-        Ok(())
+        Ok(n == 1)
     }
 
-    /// Use a nonce: `true` exactly once for a nonce issued and not expired at `now_ms`; `false`
-    /// for a nonce never issued, already used, or expired (the row goes either way).
-    pub async fn consume(&self, nonce: &str, now_ms: i64) -> StorageResult<bool> {
-        let expires: Option<i64> = with_pool!(self.db, p => {
-            sqlx::query_scalar("DELETE FROM sip_nonces WHERE nonce = $1 RETURNING expires_at_ms")
-                .bind(nonce)
-                .fetch_optional(p)
-                .await?
-        });
-        Ok(expires.is_some_and(|e| e > now_ms))
-    }
-
-    /// Delete the nonces expired at `now_ms`; how many went.
+    /// Delete the used nonces expired at `now_ms` (stale by then); how many went.
     pub async fn purge_expired(&self, now_ms: i64) -> StorageResult<u64> {
         let n = with_pool!(self.db, p => {
-            sqlx::query("DELETE FROM sip_nonces WHERE expires_at_ms <= $1")
+            sqlx::query("DELETE FROM sip_used_nonces WHERE expires_at_ms <= $1")
                 .bind(now_ms)
                 .execute(p)
                 .await?

@@ -1,5 +1,6 @@
-//! Single-use SIP nonces on both engines: issued, used once, refused the second time, refused
-//! when expired, purged.
+//! Single-use SIP nonces on both engines: the first use of a nonce records it, a second use
+//! (a replay, another node) finds it used, two racing uses have exactly one winner, and expired
+//! rows are purged.
 
 mod common;
 
@@ -7,27 +8,22 @@ use shouhu_storage::Db;
 
 async fn single_use(db: &Db) {
     let n = db.sip_nonces();
-    n.issue("a", 10_000).await.unwrap();
-    n.issue("b", 10_000).await.unwrap();
-    n.issue("old", 1_000).await.unwrap();
-    // Issuing again keeps the first row.
-    n.issue("a", 20_000).await.unwrap();
-    assert!(!n.consume("never-issued", 5_000).await.unwrap());
-    assert!(n.consume("a", 5_000).await.unwrap());
+    assert!(n.spend("a", 10_000).await.unwrap(), "first use");
+    assert!(!n.spend("a", 10_000).await.unwrap(), "a nonce is used once");
     assert!(
-        !n.consume("a", 5_000).await.unwrap(),
-        "a nonce is used once"
+        !n.spend("a", 20_000).await.unwrap(),
+        "another expiry changes nothing"
     );
-    assert!(
-        !n.consume("old", 5_000).await.unwrap(),
-        "an expired nonce is refused"
-    );
-    n.issue("c", 2_000).await.unwrap();
-    assert_eq!(n.purge_expired(5_000).await.unwrap(), 1);
-    assert!(n.consume("b", 5_000).await.unwrap());
+    assert!(n.spend("b", 10_000).await.unwrap());
+    assert!(n.spend("old", 1_000).await.unwrap());
+    assert!(n.spend("c", 2_000).await.unwrap());
+    assert_eq!(n.purge_expired(5_000).await.unwrap(), 2);
+    assert_eq!(n.purge_expired(5_000).await.unwrap(), 0);
+    // Unexpired rows stay used after a purge.
+    assert!(!n.spend("a", 10_000).await.unwrap());
+    assert!(!n.spend("b", 10_000).await.unwrap());
     // Two racing uses of one nonce: exactly one wins.
-    n.issue("race", 10_000).await.unwrap();
-    let (x, y) = tokio::join!(n.consume("race", 5_000), n.consume("race", 5_000));
+    let (x, y) = tokio::join!(n.spend("race", 10_000), n.spend("race", 10_000));
     assert_eq!([x.unwrap(), y.unwrap()].iter().filter(|w| **w).count(), 1);
 }
 

@@ -9,7 +9,11 @@
 //!   answer is used, its (private) `c=` ignored for the registered source IP;
 //! * a captured `REGISTER` replayed while the device is registered, after it unregistered, and
 //!   after a restart of the server is refused `401` and moves nothing (on SQLite and on
-//!   PostgreSQL, where the nonces live).
+//!   PostgreSQL, where the used nonces live);
+//! * a flood of keepalives and `REGISTER`s naming the camera from 127.0.0.2, far beyond the
+//!   device's rate, spends nothing of the camera's own budget: its keepalives keep getting `200`,
+//!   it stays registered and online, and the flood is refused (`403`, `401`) or dropped over the
+//!   attacker's address budget, and counted.
 
 use std::net::SocketAddr;
 use std::process::Command;
@@ -270,6 +274,24 @@ impl End {
         s
     }
 
+    /// A `Keepalive` MESSAGE naming this end's device id; its Call-ID.
+    fn keepalive_msg(&mut self) -> (String, String) {
+        let n = self.next();
+        let body = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<Notify>\r\n<CmdType>Keepalive</CmdType>\r\n\
+             <SN>{n}</SN>\r\n<DeviceID>{}</DeviceID>\r\n<Status>OK</Status>\r\n</Notify>\r\n",
+            self.id
+        );
+        let call = format!("ka{n}@{}", self.local);
+        let msg = format!(
+            "MESSAGE sip:{PLATFORM}@{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP {};rport;branch=z9hG4bKka{n}x{}\r\n\
+             From: <sip:{}@{DOMAIN}>;tag=k{n}\r\nTo: <sip:{PLATFORM}@{DOMAIN}>\r\nCall-ID: {call}\r\n\
+             CSeq: {n} MESSAGE\r\nMax-Forwards: 70\r\nContent-Type: Application/MANSCDP+xml\r\nContent-Length: {}\r\n\r\n{body}",
+            self.local, self.local.port(), self.id, body.len()
+        );
+        (msg, call)
+    }
+
     /// REGISTER (challenge, then digest): the authenticated request's bytes and the final status.
     async fn register(&mut self, expires: u32) -> (Vec<u8>, u16) {
         let first = self.register_msg(expires, None);
@@ -483,6 +505,113 @@ async fn a_forged_answer_neither_rewrites_the_dialog_nor_redirects_tcp_media() {
     s.run.stop();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_naming_the_camera_from_elsewhere_does_not_knock_it_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    // A small per-device budget (20, then 5 a second) makes the flood far beyond it; the
+    // attacker's address gets ten times that (200, then 50 a second).
+    let s = demo(
+        dir.path(),
+        &[
+            ("SHOUHU__SIP__RATE_BURST", "20"),
+            ("SHOUHU__SIP__RATE_PER_SEC", "5"),
+        ],
+    )
+    .await;
+    let id = "34020000001320000705";
+    s.recorder(id).await;
+    let mut dev = End::bind("127.0.0.1", id, s.sip).await;
+    let mut attacker = End::bind("127.0.0.2", id, s.sip).await;
+    assert_eq!(dev.register(3600).await.1, 200);
+    let here = dev.local.to_string();
+    s.wait_for(&format!("/recorders/{id}"), "registered and online", |v| {
+        v["access"]["registered"] == true && v["access"]["online"] == true
+    })
+    .await;
+
+    // The flood: 500 keepalives and REGISTERs with the camera's id from 127.0.0.2 in about
+    // 2.5 s (200 a second, 40 times the device's rate).
+    const FLOOD: usize = 500;
+    let mut flood = Vec::with_capacity(FLOOD);
+    for i in 0..FLOOD {
+        flood.push(if i % 2 == 0 {
+            attacker.keepalive_msg().0
+        } else {
+            attacker.register_msg(3600, None)
+        });
+    }
+    let sock = attacker.sock;
+    let server = s.sip;
+    let attack = tokio::spawn(async move {
+        let send = async {
+            for m in &flood {
+                sock.send_to(m.as_bytes(), server).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        let mut answers: std::collections::BTreeMap<u16, usize> = Default::default();
+        let recv = async {
+            let mut buf = vec![0u8; 65_536];
+            // Until 1.5 s of silence after the last answer.
+            while let Ok(Ok((n, _))) =
+                tokio::time::timeout(Duration::from_millis(1500), sock.recv_from(&mut buf)).await
+            {
+                if let Ok(m) = parse_datagram(&buf[..n]) {
+                    *answers.entry(m.status().unwrap_or(0)).or_default() += 1;
+                }
+            }
+        };
+        tokio::join!(send, recv);
+        answers
+    });
+
+    // Meanwhile the camera's own keepalive every 200 ms: each answered 200, none 503.
+    let deadline = Instant::now() + Duration::from_millis(3500);
+    let mut kept = 0;
+    while Instant::now() < deadline {
+        let (ka, call) = dev.keepalive_msg();
+        dev.send(ka.as_bytes()).await;
+        let r = dev
+            .recv(5, |m| !m.is_request() && m.call_id() == Some(call.as_str()))
+            .await;
+        assert_eq!(
+            r.status(),
+            Some(200),
+            "the camera's keepalive {kept} during the flood"
+        );
+        kept += 1;
+        let _ = tokio::time::timeout(Duration::from_millis(200), dev.recv(1, |_| false)).await;
+    }
+    assert!(kept >= 10, "only {kept} keepalives");
+    let answers = attack.await.unwrap();
+
+    // The camera stays registered and online at its own address.
+    let a = s.access(id).await;
+    assert_eq!(a["registered"], true, "{a}");
+    assert_eq!(a["online"], true, "{a}");
+    assert_eq!(a["remote_addr"], here.as_str());
+    // The flood was refused (403 to the keepalives, 401 challenges to the REGISTERs, never a
+    // 200 nor a 503), and what went over the attacker's address budget dropped unanswered.
+    assert!(
+        !answers.contains_key(&200) && !answers.contains_key(&503),
+        "{answers:?}"
+    );
+    assert!(answers.get(&403).copied().unwrap_or(0) > 0, "{answers:?}");
+    assert!(answers.get(&401).copied().unwrap_or(0) > 0, "{answers:?}");
+    let answered: usize = answers.values().sum();
+    assert!(answered < FLOOD, "nothing dropped: {answers:?}");
+    // Counted.
+    s.wait_dropped("message_not_from_device", 1.0).await;
+    s.wait_dropped("source_rate_limited", (FLOOD - answered) as f64 / 2.0)
+        .await;
+    // The camera refreshes its registration as always after the flood.
+    assert_eq!(dev.register(3600).await.1, 200);
+    let a = s.access(id).await;
+    assert_eq!(a["remote_addr"], here.as_str());
+    assert_eq!(a["online"], true);
+    s.run.stop();
+}
+
 /// Send the captured REGISTER from the attacker: refused `401` (`stale=TRUE` when asked).
 async fn replay(attacker: &mut End, captured: &[u8], stale: bool) {
     attacker.send(captured).await;
@@ -544,6 +673,15 @@ async fn a_captured_register_replayed_moves_nothing_even_after_a_restart_postgre
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     replay_attack(s, "34020000001320000704", cmd(&["serve"])).await;
+    // Only the three authenticated REGISTERs (register, unregister, register after the restart)
+    // wrote a row: the challenges, the unauthenticated flood and the refused replays none.
+    let check = shouhu_storage::Db::connect(&db.url, 1).await.unwrap();
+    assert_eq!(
+        check.sip_nonces().purge_expired(i64::MAX).await.unwrap(),
+        3,
+        "rows in sip_used_nonces"
+    );
+    check.close().await;
     db.drop_now().await;
 }
 
@@ -563,6 +701,15 @@ async fn replay_attack(s: Server, id: &str, restart: Command) {
         .await;
     assert_eq!(a["access"]["remote_addr"], here.as_str());
 
+    // Unauthenticated REGISTERs naming the device from elsewhere: challenged, nothing stored.
+    for _ in 0..50 {
+        let m = attacker.register_msg(3600, None);
+        attacker.send(m.as_bytes()).await;
+        let r = attacker
+            .recv(10, |m| m.cseq().is_some_and(|(_, m)| m == "REGISTER"))
+            .await;
+        assert_eq!(r.status(), Some(401));
+    }
     // While the device is registered: refused, its address stays.
     replay(&mut attacker, &captured, true).await;
     assert_eq!(s.access(id).await["remote_addr"], here.as_str());

@@ -4,8 +4,10 @@
 //! * [`register`]: `REGISTER` admission with digest;
 //! * [`sdp`]: the live-stream offer and answer;
 //! * [`platform`]: the sans-IO state machine over every device;
+//! * [`limits`]: the per-source budget of traffic not from a device's registered source;
 //! * [`server`]: the thin UDP and TCP transports around it.
 
+pub mod limits;
 pub mod manscdp;
 pub mod platform;
 pub mod register;

@@ -17,17 +17,25 @@
 //!   `Catalog`, `DeviceInfo` and `DeviceStatus` responses;
 //! * UDP retransmissions are absorbed ([`ServerTransactions`]) and the platform's own requests
 //!   retransmitted ([`ClientTransactions`]);
-//! * each device id has a token bucket; a device over its rate is answered `503` (and logged once
-//!   per window) without touching other devices that may share its address.
+//! * each device id has a token bucket, charged only by messages from the device's registered
+//!   source (or while it is not registered); a device over its rate is answered `503` (and
+//!   logged once per window) without touching other devices that may share its address.
+//!   Everything else — a message naming a registered device from another address or transport,
+//!   a `REGISTER` moving a device, an unknown id — is charged to its source address
+//!   ([`super::limits::SourceBudget`], [`SOURCE_RATE_FACTOR`] times a device's budget) and
+//!   dropped silently over it ([`drop_reason::SOURCE_RATE_LIMITED`]): a flood naming a camera
+//!   from elsewhere cannot spend the camera's own budget.
 //!
 //! Identity (who may speak for a device):
 //! * tags, branches and Call-IDs are random, from the CSPRNG seeded at [`Platform::new`] (the
 //!   binary seeds it from the OS); they say nothing about the nonce secret or each other;
-//! * a digest nonce answers one `REGISTER` only. Issued nonces come out as
-//!   [`Output::NonceIssued`] before the `401` that carries them; the I/O layer may keep them in a
-//!   shared store and say, with [`Platform::on_message_with_nonce`], whether a `REGISTER`'s nonce
-//!   was still unused there. Without a store ([`Platform::on_message`]) the platform remembers
-//!   its own for their lifetime. A captured `REGISTER` replayed later gets `401 stale`;
+//! * a digest nonce answers one `REGISTER` only. Nonces are stateless (HMAC and issue time):
+//!   challenging stores nothing. Only a `REGISTER` whose digest is right spends its nonce: by
+//!   default in the platform's own memory ([`Platform::on_message`]); with a shared store
+//!   ([`Platform::use_shared_nonces`]), [`Platform::receive`] hands such a request back as a
+//!   [`NonceSpend`], the I/O layer records the nonce as used in the store (an insert that
+//!   conflicts when it was used before) and feeds the outcome to [`Platform::on_nonce_spent`].
+//!   A captured `REGISTER` replayed later gets `401 stale`; nothing else waits for the store;
 //! * requests inside a dialog (`BYE`) and responses to the platform's requests count only when
 //!   they come from the device's registered source address over its registered transport; the
 //!   rest is dropped and reported as [`Output::Dropped`];
@@ -37,14 +45,15 @@
 //!
 //! Unit events name the device id as `unit_id`; the binary maps device ids to units.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
+use super::limits::SourceBudget;
 use super::manscdp::{self, Body, CatalogItem};
-use super::register::{self, Admission, RegisterPolicy, Secret};
+use super::register::{self, Admission, NonceState, RegisterPolicy, Secret};
 use super::sdp::{self, MediaTransport, Offer};
 use super::Now;
 use crate::model::{Position, PositionSource, UnitEvent};
@@ -186,20 +195,36 @@ pub enum DeviceUpdate {
     },
 }
 
-/// What a shared nonce store said about the nonce a `REGISTER` answers (see
-/// [`Platform::on_message_with_nonce`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NonceUse {
-    /// No store was asked: the platform checks its own memory.
-    Local,
-    /// The store held it unused and has now spent it.
-    Fresh,
-    /// The store does not hold it (never issued, used before, or expired).
-    Spent,
+/// A `REGISTER` whose digest is right, waiting for its nonce to be spent in the shared store
+/// (see [`Platform::receive`]). Hand it back with [`Platform::on_nonce_spent`].
+#[derive(Debug, Clone)]
+pub struct NonceSpend {
+    nonce: String,
+    expires_at_ms: i64,
+    peer: Peer,
+    msg: Message,
 }
 
-/// Most nonces the platform remembers itself (oldest forgotten first).
+impl NonceSpend {
+    /// The nonce to record as used.
+    pub fn nonce(&self) -> &str {
+        &self.nonce
+    }
+
+    /// Until when to keep the record, UTC ms (the nonce is stale afterwards anyway).
+    pub fn expires_at_ms(&self) -> i64 {
+        self.expires_at_ms
+    }
+}
+
+/// Most used nonces the platform remembers itself (when full of unexpired ones, a further
+/// `REGISTER` is answered `401 stale` until some expire: refusing is the safe side).
 pub const MAX_LOCAL_NONCES: usize = 65_536;
+
+/// A source address's budget for traffic not from a registered device's own source, as a
+/// multiple of one device's budget (many devices may share a carrier NAT address and move
+/// together).
+pub const SOURCE_RATE_FACTOR: u32 = 10;
 
 /// Why a message was dropped (the label of the drop counter).
 pub mod drop_reason {
@@ -214,19 +239,14 @@ pub mod drop_reason {
     /// A MANSCDP message for a registered device from another address or transport (answered
     /// `403`, its content ignored).
     pub const MESSAGE_NOT_FROM_DEVICE: &str = "message_not_from_device";
+    /// A request not from a registered device's own source over its source address's budget
+    /// (not answered).
+    pub const SOURCE_RATE_LIMITED: &str = "source_rate_limited";
 }
 
 /// What the I/O layer must do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
-    /// A nonce was issued (it travels in the next `401`): record it as unused until
-    /// `expires_at_ms` (UTC) in the shared store, before sending what follows.
-    NonceIssued {
-        /// The nonce.
-        nonce: String,
-        /// When it stops being good, UTC ms.
-        expires_at_ms: i64,
-    },
     /// A message was dropped; count it.
     Dropped {
         /// Why (one of [`drop_reason`]).
@@ -335,6 +355,10 @@ pub struct Platform {
     registry: HashMap<String, Secret>,
     devices: HashMap<String, DeviceState>,
     buckets: HashMap<String, Bucket>,
+    /// Traffic not from a registered device's own source, by source address.
+    sources: SourceBudget,
+    source_refused: u64,
+    source_warned_at_ms: Option<u64>,
     server_tx: ServerTransactions,
     client_tx: ClientTransactions<Peer>,
     pending: HashMap<String, Pending>,
@@ -344,9 +368,13 @@ pub struct Platform {
     seq: u64,
     /// Tags, branches and Call-IDs.
     rng: StdRng,
-    /// Nonces issued and not yet used, with their expiry (UTC s), when no store is used.
+    /// Nonces used, with their expiry (UTC s), when no shared store is used.
     local_nonces: HashMap<String, u64>,
     local_nonce_order: VecDeque<(u64, String)>,
+    /// Spend nonces in a shared store (see [`Platform::receive`]).
+    shared_nonces: bool,
+    /// Nonces being spent in the shared store now (a copy of the request meanwhile is dropped).
+    spending: HashSet<String>,
 }
 
 /// Whether a message from `from` comes from the device registered at `registered`: the same IP
@@ -373,12 +401,20 @@ impl Platform {
     /// move between them) and the seed of its random ids (tags, branches, Call-IDs): from the
     /// OS's CSPRNG in production, fixed in tests.
     pub fn new(cfg: PlatformConfig, nonce_secret: [u8; 32], seed: [u8; 32]) -> Self {
+        let sources = SourceBudget::new(
+            cfg.rate_burst.saturating_mul(SOURCE_RATE_FACTOR),
+            cfg.rate_per_sec.saturating_mul(SOURCE_RATE_FACTOR),
+            super::limits::MAX_SOURCES,
+        );
         Self {
             nonces: NonceIssuer::new(nonce_secret, cfg.nonce_lifetime_secs),
             cfg,
             registry: HashMap::new(),
             devices: HashMap::new(),
             buckets: HashMap::new(),
+            sources,
+            source_refused: 0,
+            source_warned_at_ms: None,
             server_tx: ServerTransactions::new(),
             client_tx: ClientTransactions::new(),
             pending: HashMap::new(),
@@ -388,6 +424,8 @@ impl Platform {
             rng: StdRng::from_seed(seed),
             local_nonces: HashMap::new(),
             local_nonce_order: VecDeque::new(),
+            shared_nonces: false,
+            spending: HashSet::new(),
         }
     }
 
@@ -424,23 +462,49 @@ impl Platform {
         self.out.push(Output::Dropped { reason, peer });
     }
 
-    /// Spend a nonce from the platform's own memory: `true` when it was issued, unused and not
-    /// expired.
-    fn take_local_nonce(&mut self, nonce: &str, now_secs: u64) -> bool {
-        self.local_nonces
-            .remove(nonce)
-            .is_some_and(|until| until > now_secs)
-    }
-
-    fn remember_nonce(&mut self, nonce: &str, until_secs: u64) {
+    /// Spend a nonce in the platform's own memory: `true` the first time. A full memory (of
+    /// unexpired nonces) refuses: the device is challenged again.
+    fn spend_local_nonce(&mut self, nonce: &str, until_secs: u64, now_secs: u64) -> bool {
+        if self.local_nonces.contains_key(nonce) {
+            return false;
+        }
         if self.local_nonces.len() >= MAX_LOCAL_NONCES {
-            if let Some((_, old)) = self.local_nonce_order.pop_front() {
-                self.local_nonces.remove(&old);
+            self.purge_local_nonces(now_secs);
+            if self.local_nonces.len() >= MAX_LOCAL_NONCES {
+                tracing::warn!(used = self.local_nonces.len(), "sip.nonce_memory_full");
+                return false;
             }
         }
         self.local_nonces.insert(nonce.to_string(), until_secs);
         self.local_nonce_order
             .push_back((until_secs, nonce.to_string()));
+        true
+    }
+
+    /// Forget used nonces whose expiry passed (they are stale anyway).
+    fn purge_local_nonces(&mut self, now_secs: u64) {
+        if self.local_nonces.len() >= MAX_LOCAL_NONCES {
+            self.local_nonces.retain(|_, until| *until > now_secs);
+            self.local_nonce_order
+                .retain(|(until, _)| *until > now_secs);
+            return;
+        }
+        while let Some((until, _)) = self.local_nonce_order.front() {
+            if *until > now_secs {
+                break;
+            }
+            if let Some((_, n)) = self.local_nonce_order.pop_front() {
+                if self.local_nonces.get(&n).is_some_and(|u| *u <= now_secs) {
+                    self.local_nonces.remove(&n);
+                }
+            }
+        }
+    }
+
+    /// Spend digest nonces in a shared store: [`Platform::receive`] hands a `REGISTER` with a
+    /// right digest back for the I/O layer to spend its nonce, instead of the platform's memory.
+    pub fn use_shared_nonces(&mut self) {
+        self.shared_nonces = true;
     }
 
     /// The registered peer of a device, if it is registered.
@@ -536,54 +600,58 @@ impl Platform {
         }
     }
 
-    /// The nonce a shared store should be asked about (and spend) before
-    /// [`Platform::on_message_with_nonce`]: that of a `REGISTER` from a known device whose
-    /// `Authorization` answers a nonce this platform issued and that has not expired. Anything
-    /// else is decided without the store (a forged request costs no database round trip).
-    pub fn nonce_to_check(&self, msg: &Message, now: Now) -> Option<String> {
-        if msg.method() != Some("REGISTER") {
-            return None;
-        }
-        let device_id = msg.from().and_then(|f| f.uri.user)?;
-        if !self.registry.contains_key(&device_id) {
-            return None;
-        }
-        let nonce = register::credentials_nonce(msg)?;
-        let now_secs = (now.utc_ms.max(0) / 1000) as u64;
-        (self.nonces.check(&nonce, now_secs, &self.cfg.domain)
-            == crate::sip::digest::NonceCheck::Fresh)
-            .then_some(nonce)
-    }
-
-    /// A parsed message from `peer`; the nonce of a `REGISTER` is checked against the platform's
-    /// own memory.
+    /// A parsed message from `peer`; the nonce of a `REGISTER` is spent in the platform's own
+    /// memory (or, after [`Platform::use_shared_nonces`], a `REGISTER` needing the store is
+    /// dropped: use [`Platform::receive`] there).
     pub fn on_message(&mut self, peer: Peer, msg: Message, now: Now) {
-        self.on_message_with_nonce(peer, msg, now, NonceUse::Local);
+        let _ = self.receive(peer, msg, now);
     }
 
-    /// A parsed message from `peer`, with what the shared nonce store said about the nonce its
-    /// `Authorization` answers (for a `REGISTER`; ignored otherwise). The store is asked (and the
-    /// nonce spent there) before this call; a retransmission is still answered from memory.
-    pub fn on_message_with_nonce(&mut self, peer: Peer, msg: Message, now: Now, nonce: NonceUse) {
+    /// A parsed message from `peer`. Returns a [`NonceSpend`] only with a shared nonce store
+    /// ([`Platform::use_shared_nonces`]), for a `REGISTER` whose digest is right: record its
+    /// nonce as used in the store, then call [`Platform::on_nonce_spent`] (nothing is answered
+    /// meanwhile; a copy of the request arriving meanwhile is dropped). Everything else is
+    /// decided here and now.
+    pub fn receive(&mut self, peer: Peer, msg: Message, now: Now) -> Option<NonceSpend> {
         if !msg.is_request() {
             self.on_response(peer, msg, now);
-            return;
+            return None;
         }
         if peer.transport == Transport::Udp {
             if let Some(bytes) = self.server_tx.retransmission(&msg, &source_key(peer)) {
                 let bytes = bytes.to_vec();
                 self.send(peer, bytes);
-                return;
+                return None;
             }
         }
         let device_id = msg.from().and_then(|f| f.uri.user).unwrap_or_default();
-        if self.registry.contains_key(&device_id) && !self.take_token(&device_id, peer, now) {
-            self.reply(peer, &msg, 503, "Service Unavailable (rate limit)", now);
-            return;
+        // The device's own budget only for what comes from its registered source (or while it
+        // is not registered); the rest is charged to its source address.
+        let own = self.registry.contains_key(&device_id)
+            && self
+                .devices
+                .get(&device_id)
+                .is_none_or(|d| same_source(d.peer, peer));
+        if own {
+            if !self.take_token(&device_id, peer, now) {
+                self.reply(peer, &msg, 503, "Service Unavailable (rate limit)", now);
+                return None;
+            }
+        } else if !self.sources.charge(peer.addr.ip(), now.mono_ms) {
+            self.source_refused += 1;
+            if self
+                .source_warned_at_ms
+                .is_none_or(|w| now.mono_ms >= w + 60_000)
+            {
+                self.source_warned_at_ms = Some(now.mono_ms);
+                tracing::warn!(remote = %peer.addr, device.id = %device_id, refused = self.source_refused, "sip.source_rate_limited");
+            }
+            self.drop_msg(drop_reason::SOURCE_RATE_LIMITED, peer);
+            return None;
         }
         let method = msg.method().unwrap_or("").to_string();
         match method.as_str() {
-            "REGISTER" => self.on_register(peer, msg, device_id, now, nonce),
+            "REGISTER" => return self.on_register(peer, msg, device_id, now, NonceState::Unknown),
             "MESSAGE" | "NOTIFY" => self.on_manscdp(peer, msg, device_id, now),
             "OPTIONS" => {
                 let mut r = self.response(&msg, 200, "OK");
@@ -604,7 +672,7 @@ impl Platform {
                     if !same_source(registered, peer) {
                         tracing::warn!(device.id = %owner, remote = %peer.addr, transport = peer.transport.token(), registered = %registered.addr, call_id = %call, "sip.bye_not_from_device");
                         self.drop_msg(drop_reason::REQUEST_NOT_FROM_DEVICE, peer);
-                        return;
+                        return None;
                     }
                     self.dialogs.remove(&call);
                     self.reply(peer, &msg, 200, "OK", now);
@@ -619,6 +687,29 @@ impl Platform {
             }
             "CANCEL" => self.reply(peer, &msg, 481, "Call/Transaction Does Not Exist", now),
             _ => self.reply(peer, &msg, 501, "Not Implemented", now),
+        }
+        None
+    }
+
+    /// What the shared store said about a [`NonceSpend`]'s nonce: `first_use` when this request
+    /// recorded it (the `REGISTER` is then admitted), `false` when it was used before or the
+    /// store failed (`401 stale`: the device asks again).
+    pub fn on_nonce_spent(&mut self, spend: NonceSpend, first_use: bool, now: Now) {
+        self.spending.remove(&spend.nonce);
+        let device_id = spend
+            .msg
+            .from()
+            .and_then(|f| f.uri.user)
+            .unwrap_or_default();
+        let state = if first_use {
+            NonceState::Unused
+        } else {
+            NonceState::Used
+        };
+        if let Some(again) = self.on_register(spend.peer, spend.msg, device_id, now, state) {
+            // Cannot happen (a known state is decided), but never leave a request unanswered.
+            self.spending.remove(&again.nonce);
+            self.reply(again.peer, &again.msg, 500, "Server Internal Error", now);
         }
     }
 
@@ -651,38 +742,69 @@ impl Platform {
         req: Message,
         device_id: String,
         now: Now,
-        nonce: NonceUse,
-    ) {
+        nonce: NonceState,
+    ) -> Option<NonceSpend> {
         let now_secs = (now.utc_ms.max(0) / 1000) as u64;
-        let unused = match nonce {
-            NonceUse::Fresh => true,
-            NonceUse::Spent => false,
-            NonceUse::Local => register::credentials_nonce(&req)
-                .is_some_and(|n| self.take_local_nonce(&n, now_secs)),
-        };
         let policy = RegisterPolicy {
             realm: &self.cfg.domain,
             algorithms: &self.cfg.algorithms,
             max_expires_secs: self.cfg.max_expires_secs,
         };
-        let decision = register::admit(
+        let mut decision = register::admit(
             &req,
             self.registry.get(&device_id),
-            unused,
+            nonce,
             &policy,
             &self.nonces,
             now_secs,
         );
+        if let Admission::Spend {
+            nonce,
+            expires_at_secs,
+        } = decision
+        {
+            if self.shared_nonces {
+                if !self.spending.insert(nonce.clone()) {
+                    // The same nonce is being spent now (a retransmission or a copy): the first
+                    // one is answered.
+                    tracing::debug!(device.id = %device_id, remote = %peer.addr, "sip.register_nonce_in_flight");
+                    return None;
+                }
+                return Some(NonceSpend {
+                    nonce,
+                    expires_at_ms: (expires_at_secs.min(i64::MAX as u64 / 1000) as i64)
+                        .saturating_mul(1000),
+                    peer,
+                    msg: req,
+                });
+            }
+            let state = if self.spend_local_nonce(&nonce, expires_at_secs, now_secs) {
+                NonceState::Unused
+            } else {
+                NonceState::Used
+            };
+            let policy = RegisterPolicy {
+                realm: &self.cfg.domain,
+                algorithms: &self.cfg.algorithms,
+                max_expires_secs: self.cfg.max_expires_secs,
+            };
+            decision = register::admit(
+                &req,
+                self.registry.get(&device_id),
+                state,
+                &policy,
+                &self.nonces,
+                now_secs,
+            );
+        }
         match decision {
+            Admission::Spend { .. } => {
+                // Only after a known state, which admit never answers with Spend.
+                self.reply(peer, &req, 500, "Server Internal Error", now);
+            }
             Admission::Challenge(challenges) => {
                 let mut r = self.response(&req, 401, "Unauthorized");
-                let lifetime = self.cfg.nonce_lifetime_secs;
                 for c in challenges {
-                    self.remember_nonce(&c.nonce, now_secs + lifetime);
-                    self.out.push(Output::NonceIssued {
-                        nonce: c.nonce,
-                        expires_at_ms: now.utc_ms.saturating_add((lifetime * 1000) as i64),
-                    });
                     r.push("WWW-Authenticate", c.header);
                 }
                 self.finish(peer, &req, r, now);
@@ -768,6 +890,7 @@ impl Platform {
                 }
             }
         }
+        None
     }
 
     fn register_ok(&mut self, req: &Message, expires: u32, now: Now) -> Message {
@@ -1392,18 +1515,7 @@ impl Platform {
     /// Timers: retransmissions, transaction time-outs, keepalive and registration expiry.
     pub fn on_tick(&mut self, now: Now) {
         self.server_tx.expire(now.mono_ms);
-        let now_secs = (now.utc_ms.max(0) / 1000) as u64;
-        while let Some((until, _)) = self.local_nonce_order.front() {
-            if *until > now_secs {
-                break;
-            }
-            if let Some((_, n)) = self.local_nonce_order.pop_front() {
-                // Only if not re-issued since with a later expiry (nonces are unique anyway).
-                if self.local_nonces.get(&n).is_some_and(|u| *u <= now_secs) {
-                    self.local_nonces.remove(&n);
-                }
-            }
-        }
+        self.purge_local_nonces((now.utc_ms.max(0) / 1000) as u64);
         let (resend, timed_out) = self.client_tx.poll(now.mono_ms);
         for (peer, bytes) in resend {
             self.send(peer, bytes);
@@ -1588,12 +1700,6 @@ mod tests {
             now(t),
         );
         let out = p.take_outputs();
-        // The nonce is announced before the 401 that carries it.
-        let issued = out
-            .iter()
-            .position(|o| matches!(o, Output::NonceIssued { .. }));
-        let send = out.iter().position(|o| matches!(o, Output::Send { .. }));
-        assert!(issued.unwrap() < send.unwrap());
         let (_, ch) = sent(&out).remove(0);
         assert_eq!(ch.status(), Some(401));
         let auth = answer(ch.header("WWW-Authenticate").unwrap());
@@ -1718,24 +1824,13 @@ mod tests {
             .unwrap()
             .contains("stale=TRUE"));
         assert!(p.device(ID).is_none(), "the replay registered nothing");
-        // The store is asked only about our own live nonces from known devices.
-        assert!(p.nonce_to_check(&captured, now(4)).is_some());
-        assert!(
-            p.nonce_to_check(&captured, now(4 + 3600)).is_none(),
-            "expired"
-        );
-        let forged = register_req("z9hG4bKf", 3600, Some(&answer("Digest nonce=\"00ff\"")));
-        assert!(p.nonce_to_check(&forged, now(4)).is_none());
-        p.remove_device(ID);
-        assert!(
-            p.nonce_to_check(&captured, now(4)).is_none(),
-            "unknown device"
-        );
-        p.set_device(ID, Secret::from_password(ID, REALM, PW));
-        p.take_outputs();
-        // A shared store that says the nonce is spent (a restart, another node) wins too.
+        // A shared store that says the nonce was used (a restart, another node) wins too.
         let mut fresh = platform(3);
-        fresh.on_message_with_nonce(udp(ATTACKER), captured, now(5), NonceUse::Spent);
+        fresh.use_shared_nonces();
+        let spend = fresh
+            .receive(udp(ATTACKER), captured, now(5))
+            .expect("a right digest asks the store");
+        fresh.on_nonce_spent(spend, false, now(5));
         let out = sent(&fresh.take_outputs());
         assert_eq!(out[0].1.status(), Some(401));
         assert!(fresh.device(ID).is_none());
@@ -1828,5 +1923,189 @@ mod tests {
         assert!(out.iter().any(
             |o| matches!(o, Output::Stream(StreamUpdate::Ended { call_id, .. }) if *call_id == call)
         ));
+    }
+
+    fn keepalive(from: &str, n: u32) -> Message {
+        let body = format!(
+            "<?xml version=\"1.0\"?>\r\n<Notify>\r\n<CmdType>Keepalive</CmdType>\r\n<SN>{n}</SN>\r\n\
+             <DeviceID>{ID}</DeviceID>\r\n<Status>OK</Status>\r\n</Notify>\r\n"
+        );
+        parse_datagram(
+            format!(
+                "MESSAGE sip:34020000002000000001@{REALM} SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bKk{n}\r\n\
+                 From: <sip:{ID}@{REALM}>;tag=k{n}\r\nTo: <sip:34020000002000000001@{REALM}>\r\nCall-ID: ka{n}\r\n\
+                 CSeq: {n} MESSAGE\r\nContent-Type: Application/MANSCDP+xml\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_flood_naming_the_device_from_elsewhere_does_not_spend_its_budget() {
+        let mut p = platform(1);
+        assert_eq!(register(&mut p, 1, 3600, 1).1, 200);
+        p.take_outputs();
+        let (burst, rate) = (p.cfg.rate_burst, p.cfg.rate_per_sec);
+        let source_burst = (burst * SOURCE_RATE_FACTOR) as usize;
+        // 2,000 forged keepalives and REGISTERs naming the device from 10.66.0.2 within two
+        // seconds (far beyond the device's 100 + 20/s and the source's 1,000 + 200/s), the
+        // device's own keepalive every 100 ms among them.
+        let (mut refused, mut limited, mut challenged, mut device_ok) = (0, 0, 0, 0);
+        for i in 0..2000u32 {
+            let t = Now {
+                mono_ms: 2000 + u64::from(i),
+                utc_ms: now(2).utc_ms + i64::from(i),
+            };
+            let forged = if i % 2 == 0 {
+                keepalive(ATTACKER, 10_000 + i)
+            } else {
+                register_req(&format!("z9hG4bKx{i}"), 3600, None)
+            };
+            p.on_message(udp(ATTACKER), forged, t);
+            for o in p.take_outputs() {
+                match o {
+                    Output::Dropped { reason, peer } => {
+                        assert_eq!(peer, udp(ATTACKER));
+                        match reason {
+                            drop_reason::SOURCE_RATE_LIMITED => limited += 1,
+                            drop_reason::MESSAGE_NOT_FROM_DEVICE => {}
+                            r => panic!("{r}"),
+                        }
+                    }
+                    Output::Send { peer, bytes } => {
+                        assert_eq!(peer, udp(ATTACKER));
+                        match parse_datagram(&bytes).unwrap().status() {
+                            Some(403) => refused += 1,
+                            Some(401) => challenged += 1,
+                            s => panic!("the forger got {s:?}"),
+                        }
+                    }
+                    o => panic!("the forgery did something: {o:?}"),
+                }
+            }
+            if i % 100 == 0 {
+                p.on_message(udp(DEVICE), keepalive(DEVICE, i + 1), t);
+                let out = sent(&p.take_outputs());
+                assert_eq!(out.len(), 1);
+                assert_eq!(out[0].0, udp(DEVICE));
+                assert_eq!(out[0].1.status(), Some(200), "keepalive {i} refused");
+                device_ok += 1;
+            }
+        }
+        assert_eq!(device_ok, 20);
+        // The source's burst and two seconds of its refill were answered; the rest dropped
+        // silently (no 503 reflected to a forged source).
+        let answered = refused + challenged;
+        assert!(answered >= source_burst && answered <= source_burst + 2 * 10 * rate as usize + 1);
+        assert_eq!(answered + limited, 2000);
+        let d = p.device(ID).unwrap();
+        assert!(d.online);
+        assert_eq!(d.peer, udp(DEVICE));
+        // The device's own budget is whole but for its own keepalives: a burst of its own still
+        // passes.
+        for i in 0..(burst - 30) {
+            p.on_message(udp(DEVICE), keepalive(DEVICE, 50_000 + i), now(4));
+            assert_eq!(sent(&p.take_outputs())[0].1.status(), Some(200));
+        }
+        // And the device still refreshes its registration.
+        assert_eq!(register(&mut p, 9, 3600, 5).1, 200);
+        // Its own flood is still limited by its own bucket (503 to itself).
+        let mut own_503 = 0;
+        for i in 0..(burst + 10) {
+            p.on_message(udp(DEVICE), keepalive(DEVICE, 60_000 + i), now(6));
+            if sent(&p.take_outputs())[0].1.status() == Some(503) {
+                own_503 += 1;
+            }
+        }
+        assert!(own_503 > 0);
+    }
+
+    #[test]
+    fn a_shared_store_is_asked_only_after_a_right_digest() {
+        let mut p = platform(1);
+        p.use_shared_nonces();
+        // Unauthenticated: challenged, nothing to store.
+        assert!(p
+            .receive(udp(DEVICE), register_req("z9hG4bKs1", 3600, None), now(1))
+            .is_none());
+        let (_, ch) = sent(&p.take_outputs()).remove(0);
+        assert_eq!(ch.status(), Some(401));
+        let auth = answer(ch.header("WWW-Authenticate").unwrap());
+        // A wrong password: refused 403 without the store.
+        let wrong = auth.replace("response=\"", "response=\"0");
+        assert!(p
+            .receive(
+                udp(ATTACKER),
+                register_req("z9hG4bKs2", 3600, Some(&wrong)),
+                now(1)
+            )
+            .is_none());
+        assert_eq!(sent(&p.take_outputs())[0].1.status(), Some(403));
+        // A forged nonce: a fresh challenge without the store.
+        let forged = register_req("z9hG4bKs3", 3600, Some(&answer("Digest nonce=\"00ff\"")));
+        assert!(p.receive(udp(ATTACKER), forged, now(1)).is_none());
+        assert_eq!(sent(&p.take_outputs())[0].1.status(), Some(401));
+        // The right answer: handed back to spend the nonce, until its own expiry.
+        let authed = register_req("z9hG4bKs4", 3600, Some(&auth));
+        let spend = p.receive(udp(DEVICE), authed.clone(), now(1)).unwrap();
+        assert!(p.take_outputs().is_empty(), "nothing answered meanwhile");
+        let issued_at = u64::from_str_radix(&spend.nonce()[..16], 16).unwrap();
+        assert_eq!(
+            spend.expires_at_ms(),
+            ((issued_at + p.cfg.nonce_lifetime_secs + 1) * 1000) as i64
+        );
+        // Its retransmission meanwhile is dropped, not spent twice.
+        assert!(p.receive(udp(DEVICE), authed.clone(), now(1)).is_none());
+        assert!(p.take_outputs().is_empty());
+        p.on_nonce_spent(spend, true, now(1));
+        assert_eq!(sent(&p.take_outputs())[0].1.status(), Some(200));
+        assert_eq!(p.device(ID).unwrap().peer, udp(DEVICE));
+        // A retransmission after the answer: answered from memory, the store not asked.
+        assert!(p.receive(udp(DEVICE), authed.clone(), now(1)).is_none());
+        assert_eq!(sent(&p.take_outputs())[0].1.status(), Some(200));
+        // Replayed from elsewhere: the store says used → 401 stale, nothing moves.
+        let mut replay = authed;
+        replay.set("Via", format!("SIP/2.0/UDP {ATTACKER};branch=z9hG4bKr1"));
+        let spend = p.receive(udp(ATTACKER), replay, now(2)).unwrap();
+        p.on_nonce_spent(spend, false, now(2));
+        let out = sent(&p.take_outputs());
+        assert_eq!(out[0].1.status(), Some(401));
+        assert!(out[0]
+            .1
+            .header("WWW-Authenticate")
+            .unwrap()
+            .contains("stale=TRUE"));
+        assert_eq!(p.device(ID).unwrap().peer, udp(DEVICE));
+        // A keepalive never waits: decided at once.
+        assert!(p
+            .receive(udp(DEVICE), keepalive(DEVICE, 1), now(3))
+            .is_none());
+        assert_eq!(sent(&p.take_outputs())[0].1.status(), Some(200));
+    }
+
+    #[test]
+    fn local_used_nonces_expire_and_stay_bounded() {
+        let mut p = platform(1);
+        assert!(p.spend_local_nonce("n1", 100, 10));
+        assert!(!p.spend_local_nonce("n1", 100, 10), "single use");
+        p.on_tick(Now {
+            mono_ms: 0,
+            utc_ms: 101_000,
+        });
+        assert!(p.local_nonces.is_empty(), "expired ones purged");
+        for i in 0..MAX_LOCAL_NONCES {
+            assert!(p.spend_local_nonce(&format!("f{i}"), 200, 10));
+        }
+        assert!(
+            !p.spend_local_nonce("over", 200, 10),
+            "full of live ones: refused"
+        );
+        assert!(
+            p.spend_local_nonce("later", 300, 250),
+            "room once they expired"
+        );
+        assert!(p.local_nonces.len() <= MAX_LOCAL_NONCES);
     }
 }

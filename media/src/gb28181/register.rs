@@ -5,10 +5,15 @@
 //!
 //! * the device id (the `From` user) must be a 20-digit id and known to the registry, else `403`;
 //! * no `Authorization` → `401` with one challenge per enabled algorithm (in configured order);
-//! * a forged nonce or another realm → a fresh `401`; an old nonce, or a nonce already used (each
-//!   nonce answers one `REGISTER`: the caller knows whether this one is still unused) → `401`
-//!   with `stale=TRUE`, so a captured `REGISTER` replayed later registers nothing;
+//! * a forged nonce or another realm → a fresh `401`; an old nonce → `401` with `stale=TRUE`.
+//!   Nonces are stateless (an HMAC and an issue time, [`NonceIssuer`]): challenging stores
+//!   nothing;
 //! * a wrong response → `403` (the password is wrong: asking again would not help);
+//! * a right response on a nonce whose use is not known yet → [`Admission::Spend`]: the caller
+//!   records the nonce as used (its memory, or the shared table) and decides again with
+//!   [`NonceState::Unused`] when it was the first use, [`NonceState::Used`] when not. A used
+//!   nonce → `401 stale=TRUE`, so a captured `REGISTER` replayed later registers nothing. Only a
+//!   request that knows the password costs a record;
 //! * `Expires: 0` unregisters; below [`MIN_EXPIRES_SECS`] → `423` with `Min-Expires`; above
 //!   `max_expires` the grant is shortened.
 
@@ -51,7 +56,7 @@ impl Secret {
     }
 }
 
-/// One `WWW-Authenticate` challenge and the nonce it issues (to be recorded as unused).
+/// One `WWW-Authenticate` challenge and the nonce it issues.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Challenge {
     /// The header value.
@@ -66,9 +71,29 @@ pub fn credentials_nonce(req: &Message) -> Option<String> {
     Some(c.nonce)
 }
 
+/// What the caller knows about the use of the nonce a `REGISTER` answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonceState {
+    /// Not looked at yet: a right answer comes back as [`Admission::Spend`].
+    Unknown,
+    /// This request has just spent it: the first use.
+    Unused,
+    /// Spent before (a replay, a retransmission after the answer was forgotten, a refresh
+    /// reusing the nonce).
+    Used,
+}
+
 /// The decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admission {
+    /// The digest is right: record `nonce` as used until `expires_at_secs` (UTC s; later it is
+    /// stale anyway), then decide again with [`NonceState::Unused`] or [`NonceState::Used`].
+    Spend {
+        /// The nonce answered.
+        nonce: String,
+        /// When the nonce stops being good, UTC s.
+        expires_at_secs: u64,
+    },
     /// Challenge: `401` with these `WWW-Authenticate` values.
     Challenge(Vec<Challenge>),
     /// Refuse with this status and reason (`400`, `403`).
@@ -96,13 +121,12 @@ pub struct RegisterPolicy<'a> {
 }
 
 /// Decide on a `REGISTER`. `secret` is `None` when the registry does not know the device;
-/// `nonce_unused` says whether the nonce the request answers was issued and is used for the
-/// first time now (the caller has just spent it: its own memory, or the shared table — which
-/// then vouches for nonces another node issued).
+/// `nonce` says what the caller knows of the use of the nonce the request answers (see
+/// [`NonceState`]).
 pub fn admit(
     req: &Message,
     secret: Option<&Secret>,
-    nonce_unused: bool,
+    nonce: NonceState,
     policy: &RegisterPolicy<'_>,
     nonces: &NonceIssuer,
     now_secs: u64,
@@ -151,22 +175,35 @@ pub fn admit(
     if creds.realm != policy.realm {
         return challenge(false);
     }
-    match (
-        nonces.check(&creds.nonce, now_secs, policy.realm),
-        nonce_unused,
-    ) {
-        (NonceCheck::Stale, _) => return challenge(true),
-        (NonceCheck::Forged, false) => return challenge(false),
-        (NonceCheck::Fresh, false) => return challenge(true),
-        (NonceCheck::Fresh | NonceCheck::Forged, true) => {}
+    match nonces.check(&creds.nonce, now_secs, policy.realm) {
+        NonceCheck::Stale => return challenge(true),
+        NonceCheck::Forged => return challenge(false),
+        NonceCheck::Fresh => {}
     }
     let ha1 = secret.ha1(alg, &device_id, policy.realm);
     if !digest::verify(&creds, alg, &ha1, "REGISTER") {
         return Admission::Refuse(403, "wrong password".into());
     }
-    match req.expires() {
+    let expires = req.expires();
+    if expires.is_some_and(|e| e != 0 && e < MIN_EXPIRES_SECS) {
+        // Changes nothing: the nonce need not be spent.
+        return Admission::TooBrief;
+    }
+    match nonce {
+        NonceState::Unknown => {
+            return Admission::Spend {
+                expires_at_secs: nonces
+                    .expires_at_secs(&creds.nonce)
+                    .unwrap_or(now_secs + nonces.lifetime_secs)
+                    .saturating_add(1),
+                nonce: creds.nonce,
+            }
+        }
+        NonceState::Used => return challenge(true),
+        NonceState::Unused => {}
+    }
+    match expires {
         Some(0) => Admission::Unregister,
-        Some(e) if e < MIN_EXPIRES_SECS => Admission::TooBrief,
         e => Admission::Register {
             expires_secs: e.unwrap_or(3600).min(policy.max_expires_secs),
         },
@@ -227,7 +264,7 @@ mod tests {
         let Admission::Challenge(ch) = admit(
             &register(None, 3600),
             Some(&secret),
-            false,
+            NonceState::Used,
             &policy,
             &n,
             100,
@@ -243,18 +280,36 @@ mod tests {
             let got = admit(
                 &register(Some(&auth), 86400),
                 Some(&secret),
-                true,
+                NonceState::Unused,
                 &policy,
                 &n,
                 101,
             );
             assert_eq!(got, Admission::Register { expires_secs: 7200 });
+            // Not knowing the nonce's use yet: the right answer asks for it to be spent, good
+            // until the nonce's own expiry (issued at 100, 300 s).
+            let spend = admit(
+                &register(Some(&auth), 86400),
+                Some(&secret),
+                NonceState::Unknown,
+                &policy,
+                &n,
+                101,
+            );
+            let nonce = ch[i].nonce.clone();
+            assert_eq!(
+                spend,
+                Admission::Spend {
+                    nonce,
+                    expires_at_secs: 401
+                }
+            );
             // The same nonce again (a replay, or the next nc of a refresh) is stale: nonces are
             // single-use.
             for nc in ["00000001", "00000002"] {
                 let again = answer(&ch[i].header, "12345678", alg, nc);
                 assert!(matches!(
-                    admit(&register(Some(&again), 3600), Some(&secret), false, &policy, &n, 102),
+                    admit(&register(Some(&again), 3600), Some(&secret), NonceState::Used, &policy, &n, 102),
                     Admission::Challenge(c) if c[0].header.contains("stale=TRUE")
                 ));
             }
@@ -263,7 +318,7 @@ mod tests {
                 admit(
                     &register(Some(&bye), 0),
                     Some(&secret),
-                    true,
+                    NonceState::Unused,
                     &policy,
                     &n,
                     102
@@ -276,7 +331,19 @@ mod tests {
             admit(
                 &register(Some(&wrong), 3600),
                 Some(&secret),
-                true,
+                NonceState::Unused,
+                &policy,
+                &n,
+                101
+            ),
+            Admission::Refuse(403, "wrong password".into())
+        );
+        // A wrong password costs no record: refused before the nonce's use is asked.
+        assert_eq!(
+            admit(
+                &register(Some(&wrong), 3600),
+                Some(&secret),
+                NonceState::Unknown,
                 &policy,
                 &n,
                 101
@@ -286,14 +353,14 @@ mod tests {
         // Too old a nonce is stale, not wrong, even when unused.
         let auth = answer(&ch[1].header, "12345678", Algorithm::Md5, "00000001");
         assert!(matches!(
-            admit(&register(Some(&auth), 3600), Some(&secret), true, &policy, &n, 1000),
+            admit(&register(Some(&auth), 3600), Some(&secret), NonceState::Unused, &policy, &n, 1000),
             Admission::Challenge(c) if c[0].header.contains("stale=TRUE")
         ));
         assert_eq!(
             admit(
                 &register(Some(&auth), 30),
                 Some(&secret),
-                true,
+                NonceState::Unused,
                 &policy,
                 &n,
                 101
@@ -309,7 +376,7 @@ mod tests {
             "00000001",
         );
         assert!(matches!(
-            admit(&register(Some(&forged), 3600), Some(&secret), false, &policy, &n, 101),
+            admit(&register(Some(&forged), 3600), Some(&secret), NonceState::Used, &policy, &n, 101),
             Admission::Challenge(c) if !c[0].header.contains("stale")
         ));
         // The shared password works the same way.
@@ -318,7 +385,7 @@ mod tests {
             admit(
                 &register(Some(&auth), 3600),
                 Some(&shared),
-                true,
+                NonceState::Unused,
                 &policy,
                 &n,
                 101
@@ -336,7 +403,14 @@ mod tests {
             max_expires_secs: 7200,
         };
         assert!(matches!(
-            admit(&register(None, 3600), None, false, &policy, &n, 1),
+            admit(
+                &register(None, 3600),
+                None,
+                NonceState::Used,
+                &policy,
+                &n,
+                1
+            ),
             Admission::Refuse(403, _)
         ));
         let m = parse_datagram(
@@ -351,11 +425,11 @@ mod tests {
         .unwrap();
         let secret = Secret::Password("x".into());
         assert!(
-            matches!(admit(&m, Some(&secret), false, &policy, &n, 1), Admission::Refuse(403, r) if r.contains("20-digit"))
+            matches!(admit(&m, Some(&secret), NonceState::Used, &policy, &n, 1), Admission::Refuse(403, r) if r.contains("20-digit"))
         );
         let m = register(Some("Digest username=\"x"), 3600);
         assert!(matches!(
-            admit(&m, Some(&secret), false, &policy, &n, 1),
+            admit(&m, Some(&secret), NonceState::Used, &policy, &n, 1),
             Admission::Refuse(400, _)
         ));
     }

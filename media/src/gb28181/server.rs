@@ -7,9 +7,11 @@
 //! close at most that peer's TCP connection; nothing here panics on input.
 //!
 //! With a nonce store ([`SipServer::use_nonce_store`], the database every signalling node
-//! shares), digest nonces are single-use across nodes and restarts: each nonce the platform
-//! issues is inserted before the `401` carrying it leaves, and a `REGISTER` answering one spends
-//! it (an atomic delete) before the platform sees the request. The platform's random ids are
+//! shares), digest nonces are single-use across nodes and restarts: challenging stores nothing
+//! (nonces are stateless HMACs), and only a `REGISTER` whose digest the platform verified is
+//! recorded as used — an insert that conflicts when the nonce was used before (then `401
+//! stale`) — in a task of its own, so no keepalive waits for the database. Used nonces past
+//! their expiry are purged once a minute. The platform's random ids are
 //! seeded from the OS's CSPRNG. Messages the platform drops (not from the device's registered
 //! address and transport) are counted in `shouhu_sip_dropped_total{reason}`.
 
@@ -24,7 +26,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, watch};
 
 use super::platform::{
-    DeviceUpdate, NonceUse, Output, Peer, Platform, PlatformConfig, StreamUpdate, Transport,
+    DeviceUpdate, Output, Peer, Platform, PlatformConfig, StreamUpdate, Transport,
 };
 use super::register::Secret;
 use super::sdp::Offer;
@@ -133,47 +135,39 @@ impl Inner {
         p.take_outputs()
     }
 
-    /// Hand a parsed message to the platform: a `REGISTER` answering a nonce first spends it
-    /// in the nonce store, when there is one.
-    async fn deliver(&self, peer: Peer, msg: Message) {
-        let mut nonce = NonceUse::Local;
-        if let Some(db) = self.nonce_db.get() {
-            let now = self.now();
-            let ask = self
-                .platform
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .nonce_to_check(&msg, now);
-            nonce = match ask {
-                // Not a REGISTER answering one of our live nonces: nothing to spend.
-                None => NonceUse::Spent,
-                Some(n) => match db.sip_nonces().consume(&n, now.utc_ms).await {
-                    Ok(true) => NonceUse::Fresh,
-                    Ok(false) => NonceUse::Spent,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "sip.nonce_store_failed");
-                        NonceUse::Spent
-                    }
-                },
-            };
-        }
-        let out = self.with_platform(|p, now| p.on_message_with_nonce(peer, msg, now, nonce));
+    /// Hand a parsed message to the platform. With a nonce store, a `REGISTER` whose digest is
+    /// right comes back to have its nonce spent there: that happens in a task of its own, so
+    /// nothing else (a keepalive, another device) waits for the database.
+    async fn deliver(self: &Arc<Self>, peer: Peer, msg: Message) {
+        let mut spend = None;
+        let out = self.with_platform(|p, now| spend = p.receive(peer, msg, now));
         self.carry_out(out).await;
+        let Some(spend) = spend else { return };
+        let Some(db) = self.nonce_db.get().cloned() else {
+            // Not reached: the platform asks only when a store is set.
+            return;
+        };
+        let inner = self.clone();
+        tokio::spawn(async move {
+            let first_use = match db
+                .sip_nonces()
+                .spend(spend.nonce(), spend.expires_at_ms())
+                .await
+            {
+                Ok(first) => first,
+                Err(e) => {
+                    tracing::warn!(error = %e, "sip.nonce_store_failed");
+                    false
+                }
+            };
+            let out = inner.with_platform(|p, now| p.on_nonce_spent(spend, first_use, now));
+            inner.carry_out(out).await;
+        });
     }
 
     async fn carry_out(&self, outputs: Vec<Output>) {
         for o in outputs {
             match o {
-                Output::NonceIssued {
-                    nonce,
-                    expires_at_ms,
-                } => {
-                    if let Some(db) = self.nonce_db.get() {
-                        if let Err(e) = db.sip_nonces().issue(&nonce, expires_at_ms).await {
-                            tracing::warn!(error = %e, "sip.nonce_store_failed");
-                        }
-                    }
-                }
                 Output::Dropped { reason, peer } => {
                     self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                     metrics::counter!("shouhu_sip_dropped_total", "reason" => reason).increment(1);
@@ -266,7 +260,13 @@ impl SipServer {
     /// Keep digest nonces in `db` (single-use across nodes and restarts) instead of the
     /// platform's memory. Call before [`SipServer::run`]; later calls do nothing.
     pub fn use_nonce_store(&self, db: shouhu_storage::Db) {
-        let _ = self.inner.nonce_db.set(db);
+        if self.inner.nonce_db.set(db).is_ok() {
+            self.inner
+                .platform
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .use_shared_nonces();
+        }
     }
 
     /// Serve on bound sockets until `shutdown` turns true. Call once.

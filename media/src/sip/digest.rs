@@ -360,6 +360,13 @@ impl NonceIssuer {
         }
     }
 
+    /// When a nonce of this issuer stops being good (UTC s): its issue time plus the lifetime.
+    /// `None` when the nonce is not shaped like ours (check it with [`NonceIssuer::check`]).
+    pub fn expires_at_secs(&self, nonce: &str) -> Option<u64> {
+        let ts = u64::from_str_radix(nonce.get(..16)?, 16).ok()?;
+        ts.checked_add(self.lifetime_secs)
+    }
+
     /// A `WWW-Authenticate` value with a fresh nonce.
     pub fn challenge(&self, now_secs: u64, realm: &str, alg: Algorithm, stale: bool) -> String {
         challenge_header(&self.issue(now_secs, realm), realm, alg, stale)
