@@ -4,7 +4,11 @@
 //!
 //! * Re-registration with a vehicle's number is refused (result 3) and recorded for the device
 //!   managers; the vehicle keeps its terminal, its position and its commands; an operator's
-//!   re-bind lets one new registration through, with a new code, and retires the old one.
+//!   re-bind names the one attempt it approves (terminal id and source IP): only that terminal
+//!   gets the new code; the attacker's registrations during the window are refused.
+//! * One source address cannot hold every connection slot with idle connections.
+//! * Re-binding, changing the terminal phone, disabling or deleting a vehicle closes its old
+//!   terminal's authenticated link.
 //! * A terminal that reconnects and authenticates takes over its half-open connection.
 //! * Frames before authentication are limited per connection and per source address.
 //! * Terminal phones only for roles that manage devices.
@@ -353,6 +357,40 @@ async fn unit_lat(http: &str, token: &str, id: &str) -> Option<f64> {
     get(http, token, &format!("/units/{id}")).await["lat"].as_f64()
 }
 
+/// The id of the refused attempt of `terminal_id` from `ip` for vehicle `id`, as listed for a
+/// device manager.
+async fn attempt_of(http: &str, manager: &str, id: &str, terminal_id: &str, ip: &str) -> String {
+    let pending = get(http, manager, "/vehicles/rebinds").await;
+    let p = pending["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["vehicle_id"] == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("vehicle {id} not listed: {pending}"));
+    p["recent_attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["terminal_id"] == terminal_id && a["source_ip"] == ip)
+        .unwrap_or_else(|| panic!("no attempt of {terminal_id} from {ip}: {p}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn put(http: &str, token: &str, path: &str, body: Value) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .put(format!("{http}/api/v1{path}"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
+
 async fn audit_count(http: &str, admin: &str, action: &str) -> i64 {
     get(http, admin, &format!("/audit?action={action}")).await["total"]
         .as_i64()
@@ -499,20 +537,29 @@ async fn re_registration_is_refused_until_an_operator_releases_the_vehicle() {
         1
     );
 
-    // The legitimate road: the terminal is replaced; a device manager releases the vehicle and
-    // the new terminal registers once, with a new code; the old code stops working.
-    let (s, r) = post(&d.http, &op, &format!("/vehicles/{id}/rebind"), json!({})).await;
+    // The legitimate road: the terminal is replaced; its registration is refused and listed; a
+    // device manager approves that attempt and the new terminal registers once, with a new
+    // code; the old code stops working.
+    let mut replaced = Term::device(&d.jt808, HUANGPU_1).await;
+    assert_eq!(replaced.register("DEV0002").await.0, 3);
+    let attempt = attempt_of(&d.http, &manager, &id, "DEV0002", DEVICE_IP).await;
+    let (s, r) = post(
+        &d.http,
+        &op,
+        &format!("/vehicles/{id}/rebind"),
+        json!({"attempt_id": attempt}),
+    )
+    .await;
     assert_eq!(s, 403, "{r}");
     let (s, r) = post(
         &d.http,
         &manager,
         &format!("/vehicles/{id}/rebind"),
-        json!({}),
+        json!({"attempt_id": attempt}),
     )
     .await;
     assert_eq!(s, 200, "{r}");
     assert!(r["released_until_ms"].as_i64().unwrap() > now_ms());
-    let mut replaced = Term::device(&d.jt808, HUANGPU_1).await;
     let (result, new_code) = replaced.register("DEV0002").await;
     assert_eq!(result, 0);
     assert_ne!(new_code, code);
@@ -522,6 +569,7 @@ async fn re_registration_is_refused_until_an_operator_releases_the_vehicle() {
         unit_lat(&d.http, &op, &id).await == Some(31.2322)
     })
     .await;
+    assert!(dev.closed().await, "the old terminal's link is closed");
     let mut old = Term::device(&d.jt808, HUANGPU_1).await;
     assert_eq!(old.auth(&code).await, 1, "the old code is retired");
     // The release was used up.
@@ -695,5 +743,279 @@ async fn a_terminal_registering_by_itself_is_live_at_once() {
     b.extend_from_slice(&[0x01, 4, 0, 0, 0x30, 0x39, 0xeb, 158, 0x00, 0x0c, 0x00, 0xb2]);
     assert_eq!(t.report_body(b).await, 0, "answered with success");
     ws_sees(&mut w, &vid, 31.2277).await;
+    drop(d.run);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_lets_only_the_approved_attempt_through() {
+    let d = demo(&[]);
+    let op = login(&d.http, "operator").await;
+    let manager = login(&d.http, "hp_head").await;
+    let admin = login(&d.http, "admin").await;
+    let id = unit_of(&d.http, &admin, HUANGPU_1)
+        .await
+        .expect("demo unit")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut dev = Term::device(&d.jt808, HUANGPU_1).await;
+    dev.login("DEV0001").await;
+    assert_eq!(dev.report(31.2305, 121.4801, 0).await, 0);
+
+    // The attacker keeps registering with the vehicle's number; the replaced terminal tries
+    // once from its own address. Both attempts are listed, each on its own.
+    for _ in 0..3 {
+        let mut evil = Term::attacker(&d.jt808, HUANGPU_1).await;
+        assert_eq!(evil.register("EVIL001").await.0, 3);
+    }
+    let mut new_dev = Term::device(&d.jt808, HUANGPU_1).await;
+    assert_eq!(new_dev.register("DEV0002").await.0, 3);
+    let mut evil = Term::attacker(&d.jt808, HUANGPU_1).await;
+    assert_eq!(evil.register("EVIL001").await.0, 3);
+    let evil_attempt = attempt_of(&d.http, &manager, &id, "EVIL001", ATTACKER_IP).await;
+    let dev_attempt = attempt_of(&d.http, &manager, &id, "DEV0002", DEVICE_IP).await;
+    assert_ne!(evil_attempt, dev_attempt);
+
+    // A release must name the attempt.
+    let (s, r) = post(
+        &d.http,
+        &manager,
+        &format!("/vehicles/{id}/rebind"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(s, 422, "{r}");
+    // The operator approves the device's attempt.
+    let (s, r) = post(
+        &d.http,
+        &manager,
+        &format!("/vehicles/{id}/rebind"),
+        json!({"attempt_id": dev_attempt}),
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(
+        r["released_for"],
+        json!({"terminal_id": "DEV0002", "source_ip": DEVICE_IP})
+    );
+
+    // During the window the attacker's registrations are refused and get no code: with its
+    // own terminal id, and with the device's.
+    let (result, code) = evil.register("EVIL001").await;
+    assert_eq!((result, code.is_empty()), (3, true));
+    let mut evil = Term::attacker(&d.jt808, HUANGPU_1).await;
+    let (result, code) = evil.register("DEV0002").await;
+    assert_eq!((result, code.is_empty()), (3, true));
+    // Still listed, still released for the device.
+    let pending = get(&d.http, &manager, "/vehicles/rebinds").await;
+    let p = pending["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["vehicle_id"] == id.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(p["released_for"]["terminal_id"], "DEV0002");
+    assert_eq!(p["recent_attempts"].as_array().unwrap().len(), 3, "{p}");
+    // The old terminal still speaks for the vehicle until the new one registers.
+    assert_eq!(dev.report(31.2306, 121.4806, 0).await, 0);
+
+    // The device's registration gets the new code and works; the old terminal's link is
+    // closed and what it sends no longer moves the unit.
+    let (result, new_code) = new_dev.register("DEV0002").await;
+    assert_eq!(result, 0);
+    assert!(!new_code.is_empty());
+    assert!(dev.closed().await, "the old link is revoked");
+    assert_eq!(new_dev.auth(&new_code).await, 0);
+    assert_eq!(new_dev.report(31.2308, 121.4808, 0).await, 0);
+    wait_for("the new terminal's fix", || async {
+        unit_lat(&d.http, &op, &id).await == Some(31.2308)
+    })
+    .await;
+    let _ = dev
+        .send(
+            message::LOCATION,
+            &body::location(31.0, 121.0, 1, next_fix_ms()),
+        )
+        .await;
+    assert_eq!(new_dev.report(31.2309, 121.4809, 0).await, 0);
+    wait_for("the new terminal's next fix", || async {
+        unit_lat(&d.http, &op, &id).await == Some(31.2309)
+    })
+    .await;
+    assert_eq!(
+        get(&d.http, &op, &format!("/units/{id}")).await["sos"],
+        false
+    );
+    // The release audit names the approved attempt.
+    let a = get(&d.http, &admin, "/audit?action=vehicle.rebind").await;
+    let text = a.to_string();
+    assert!(
+        text.contains("DEV0002") && text.contains(DEVICE_IP),
+        "{text}"
+    );
+    drop(d.run);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_hold_every_connection_slot() {
+    let d = demo(&[("SHOUHU__JT808__MAX_UNAUTHENTICATED_PER_SOURCE", "8")]);
+    let op = login(&d.http, "operator").await;
+    let admin = login(&d.http, "admin").await;
+
+    // The attacker opens its share of idle connections (no frame at all) ...
+    let mut idle = Vec::new();
+    for _ in 0..8 {
+        idle.push(Term::attacker(&d.jt808, HUANGPU_1).await);
+    }
+    // ... and more: those are closed at once, unanswered.
+    for i in 0..4 {
+        let mut t = Term::attacker(&d.jt808, HUANGPU_1).await;
+        let _ = t.send(message::HEARTBEAT, &[]).await;
+        assert!(
+            t.closed().await,
+            "connection {} over the cap stays open",
+            9 + i
+        );
+    }
+    // A terminal on another address connects, registers and reports.
+    let id = unit_of(&d.http, &admin, HUANGPU_1)
+        .await
+        .expect("demo unit")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut dev = Term::device(&d.jt808, HUANGPU_1).await;
+    dev.login("DEV0001").await;
+    assert_eq!(dev.report(31.2355, 121.4855, 0).await, 0);
+    wait_for("the device's fix", || async {
+        unit_lat(&d.http, &op, &id).await == Some(31.2355)
+    })
+    .await;
+
+    // When the idle connections go, the address gets its slots back.
+    drop(idle);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut t = Term::attacker(&d.jt808, HUANGPU_2).await;
+        let serial = t.send(message::HEARTBEAT, &[]).await;
+        if let Some((_, result, _)) = t.answer(serial).await {
+            assert_eq!(result, 1, "a heartbeat before authentication fails");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the address never got its slots back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(d.run);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changing_disabling_or_deleting_a_vehicle_closes_its_terminals_link() {
+    let d = demo(&[]);
+    let op = login(&d.http, "operator").await;
+    let manager = login(&d.http, "hp_head").await;
+    let admin = login(&d.http, "admin").await;
+    let unit_id = |phone: u64| {
+        let (http, admin) = (d.http.clone(), admin.clone());
+        async move {
+            unit_of(&http, &admin, phone).await.expect("demo unit")["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let changed = unit_id(HUANGPU_1).await;
+    let disabled = unit_id(HUANGPU_2).await;
+    let deleted = unit_id(HUANGPU_3).await;
+    let mut a = Term::device(&d.jt808, HUANGPU_1).await;
+    let mut b = Term::device(&d.jt808, HUANGPU_2).await;
+    let mut c = Term::device(&d.jt808, HUANGPU_3).await;
+    for (t, id, tid, lat) in [
+        (&mut a, &changed, "DEV0001", 31.2301),
+        (&mut b, &disabled, "DEV0002", 31.2302),
+        (&mut c, &deleted, "DEV0003", 31.2303),
+    ] {
+        t.login(tid).await;
+        assert_eq!(t.report(lat, 121.48, 0).await, 0);
+        wait_for("the fix", || async {
+            unit_lat(&d.http, &op, id).await == Some(lat)
+        })
+        .await;
+    }
+
+    // The vehicle's terminal phone changes: the old terminal's link is closed, the unit goes
+    // offline, and what the old terminal still sends does not move it.
+    let mut v = get(&d.http, &manager, &format!("/vehicles/{changed}")).await;
+    let update = |v: &Value, phone: &str, status: &str| {
+        json!({"version": v["version"], "plate": v["plate"], "org_unit_id": v["org_unit_id"],
+            "terminal_phone": phone, "status": status})
+    };
+    let (s, r) = put(
+        &d.http,
+        &manager,
+        &format!("/vehicles/{changed}"),
+        update(&v, "13700000999", "active"),
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    assert!(a.closed().await, "the changed vehicle's old link is closed");
+    let _ = a
+        .send(
+            message::LOCATION,
+            &body::location(31.0, 121.0, 1, next_fix_ms()),
+        )
+        .await;
+    wait_for("the changed vehicle offline", || async {
+        get(&d.http, &op, &format!("/units/{changed}")).await["link"] == "offline"
+    })
+    .await;
+    let u = get(&d.http, &op, &format!("/units/{changed}")).await;
+    assert_eq!(
+        (u["lat"].as_f64(), &u["sos"]),
+        (Some(31.2301), &json!(false))
+    );
+
+    // Disabled: the same.
+    v = get(&d.http, &manager, &format!("/vehicles/{disabled}")).await;
+    let (s, r) = put(
+        &d.http,
+        &manager,
+        &format!("/vehicles/{disabled}"),
+        update(&v, &HUANGPU_2.to_string(), "inactive"),
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    assert!(b.closed().await, "the disabled vehicle's link is closed");
+    let mut again = Term::device(&d.jt808, HUANGPU_2).await;
+    assert_eq!(again.auth(b"ANYTHING").await, 1);
+
+    // Deleted: the same; its unit is gone.
+    let r = reqwest::Client::new()
+        .delete(format!("{}/api/v1/vehicles/{deleted}", d.http))
+        .bearer_auth(&manager)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert!(c.closed().await, "the deleted vehicle's link is closed");
+    let r = reqwest::Client::new()
+        .get(format!("{}/api/v1/units/{deleted}", d.http))
+        .bearer_auth(&op)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    // The legitimate road: the changed vehicle's new terminal registers and reports.
+    let mut new_t = Term::device(&d.jt808, 13_700_000_999).await;
+    new_t.login("NEW0999").await;
+    assert_eq!(new_t.report(31.2304, 121.4801, 0).await, 0);
+    wait_for("the new terminal's fix", || async {
+        unit_lat(&d.http, &op, &changed).await == Some(31.2304)
+    })
+    .await;
     drop(d.run);
 }
