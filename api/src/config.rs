@@ -285,6 +285,9 @@ pub struct Jt808Config {
     /// reconnect after a restart. The last 10 % of `max_connections` are kept for
     /// authenticated links whatever this says.
     pub max_unauthenticated_per_source: u32,
+    /// With open registration: vehicles unknown terminals from one source address (IPv6: its
+    /// /64) may create a minute; beyond it they are answered "failed" (they retry). Default 10.
+    pub open_registrations_per_source_per_min: u32,
 }
 
 impl Default for Jt808Config {
@@ -300,6 +303,7 @@ impl Default for Jt808Config {
             source_burst: 2_000,
             source_per_sec: 100,
             max_unauthenticated_per_source: 256,
+            open_registrations_per_source_per_min: 10,
         }
     }
 }

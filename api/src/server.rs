@@ -84,6 +84,7 @@ pub async fn build_state_with_db(
             source_burst: cfg.jt808.source_burst,
             source_per_sec: cfg.jt808.source_per_sec,
             max_unauthenticated_per_source: cfg.jt808.max_unauthenticated_per_source,
+            open_registrations_per_source_per_min: cfg.jt808.open_registrations_per_source_per_min,
         },
         now,
     );

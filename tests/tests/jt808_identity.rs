@@ -69,7 +69,7 @@ fn demo(env: &[(&str, &str)]) -> Demo {
 
 /// The demo data seeded, then `shouhu serve` on it with open JT/T 808 registration (the open
 /// registration's org unit must exist when the server starts).
-fn served_with_open_registration() -> Demo {
+fn served_with_open_registration(env: &[(&str, &str)]) -> Demo {
     let dir = tempfile::tempdir().unwrap();
     let mut seed = shouhu(dir.path());
     seed.args(["demo", "--enterprises", "30", "--seed-only"]);
@@ -77,6 +77,9 @@ fn served_with_open_registration() -> Demo {
     let mut c = shouhu(&dir.path().join("demo"));
     c.arg("serve")
         .env("SHOUHU__JT808__OPEN_REGISTRATION", "true");
+    for (k, v) in env {
+        c.env(k, v);
+    }
     let run = Running::start(c, "http");
     let http = run.base.clone();
     let jt808 = run
@@ -698,7 +701,7 @@ async fn frames_before_authentication_are_limited_per_connection_and_address() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_terminal_registering_by_itself_is_live_at_once() {
-    let d = served_with_open_registration();
+    let d = served_with_open_registration(&[]);
     let op = login(&d.http, "operator").await;
     let admin = login(&d.http, "admin").await;
     let mut w = ws(&d.http, &op).await;
@@ -1017,5 +1020,35 @@ async fn changing_disabling_or_deleting_a_vehicle_closes_its_terminals_link() {
         unit_lat(&d.http, &op, &changed).await == Some(31.2304)
     })
     .await;
+    drop(d.run);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_registration_creates_few_vehicles_per_address() {
+    let d = served_with_open_registration(&[(
+        "SHOUHU__JT808__OPEN_REGISTRATIONS_PER_SOURCE_PER_MIN",
+        "3",
+    )]);
+    let admin = login(&d.http, "admin").await;
+    // The attacker registers made-up numbers: three vehicles, then "failed" (result 1).
+    for i in 0..3 {
+        let mut t = Term::attacker(&d.jt808, 13_700_001_000 + i).await;
+        assert_eq!(t.register("EVIL").await.0, 0);
+    }
+    for i in 3..6 {
+        let phone = 13_700_001_000 + i;
+        let mut t = Term::attacker(&d.jt808, phone).await;
+        let (result, code) = t.register("EVIL").await;
+        assert_eq!((result, code.is_empty()), (1, true));
+        assert!(unit_of(&d.http, &admin, phone).await.is_none());
+    }
+    // A known number from that address is not held back by the limit: it is no creation.
+    let mut t = Term::attacker(&d.jt808, 13_700_001_000).await;
+    assert_eq!(t.register("EVIL").await.0, 3, "already registered");
+    // A new terminal on another address registers and is live.
+    const NEW: u64 = 13_700_002_000;
+    let mut dev = Term::device(&d.jt808, NEW).await;
+    dev.login("NEW2000").await;
+    assert!(unit_of(&d.http, &admin, NEW).await.is_some());
     drop(d.run);
 }

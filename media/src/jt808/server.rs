@@ -60,6 +60,9 @@ pub struct Jt808Config {
     /// Connections one source address (an IPv6 source: its /64) may hold before they
     /// authenticate.
     pub max_unauthenticated_per_source: u32,
+    /// Vehicles open registration may create for one source address (an IPv6 source: its /64)
+    /// a minute; an unknown terminal beyond it is answered 0x8100 result 1 and logged.
+    pub open_registrations_per_source_per_min: u32,
 }
 
 impl Default for Jt808Config {
@@ -72,6 +75,7 @@ impl Default for Jt808Config {
             source_burst: 2_000,
             source_per_sec: 100,
             max_unauthenticated_per_source: 256,
+            open_registrations_per_source_per_min: 10,
         }
     }
 }
@@ -105,6 +109,8 @@ pub struct Jt808Stats {
     pub connections_refused: AtomicU64,
     /// Authenticated links closed by [`Jt808Server::revoke`].
     pub revoked: AtomicU64,
+    /// Unknown terminals refused because their address used up its open registrations.
+    pub open_registrations_limited: AtomicU64,
 }
 
 /// Share of `max_connections`, in percent, that only authenticated links may hold.
@@ -201,6 +207,8 @@ pub struct Jt808Server {
     budget: Mutex<SourceBudget>,
     unauthenticated: Arc<Unauthenticated>,
     unknown_audited: Mutex<HashMap<String, i64>>,
+    /// Open registrations by source key: (minute window start, vehicles created in it).
+    open_created: Mutex<HashMap<std::net::IpAddr, (i64, u32)>>,
     active: AtomicUsize,
     /// Counters.
     pub stats: Jt808Stats,
@@ -236,6 +244,7 @@ impl Jt808Server {
             registry,
             budget: Mutex::new(SourceBudget::new(cfg.source_burst, cfg.source_per_sec)),
             unknown_audited: Mutex::new(HashMap::new()),
+            open_created: Mutex::new(HashMap::new()),
             unauthenticated: Arc::new(Unauthenticated::default()),
             cfg,
             now,
@@ -505,6 +514,17 @@ impl Jt808Server {
                             terminal_id: register.terminal_id.clone(),
                             plate: register.plate.clone(),
                         };
+                        if !Box::pin(self.open_registration_allowed(&phone, peer, now)).await {
+                            self.stats
+                                .open_registrations_limited
+                                .fetch_add(1, Ordering::Relaxed);
+                            metrics::counter!("shouhu_jt808_open_registrations_limited_total")
+                                .increment(1);
+                            tracing::warn!(terminal = %phone, %peer,
+                                "JT/T 808 open registration refused: too many new vehicles from this address this minute");
+                            queue.push_front(Action::Send(s.registered(serial, Err(1))));
+                            continue;
+                        }
                         // Boxed: the storage future is large and would otherwise enlarge every idle
                         // connection's task for its whole life.
                         let r = Box::pin(self.db.vehicles().register_terminal(
@@ -647,6 +667,37 @@ impl Jt808Server {
 }
 
 impl Jt808Server {
+    /// Whether a registration of `phone` from `peer` may go ahead: always, unless registration
+    /// is open, the number is unknown (the registration would create a vehicle) and the
+    /// address has created its share of vehicles this minute. A creation is counted here.
+    async fn open_registration_allowed(&self, phone: &str, peer: SocketAddr, now_ms: i64) -> bool {
+        if self.cfg.open_registration_org.is_none() {
+            return true;
+        }
+        match self.db.vehicles().by_terminal(phone).await {
+            Ok(Some(_)) => return true,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(terminal = %phone, error = %e, "JT/T 808: looking up a terminal failed");
+                return true;
+            }
+        }
+        let key = source_key(peer.ip());
+        let mut m = self.open_created.lock().expect("open registration lock");
+        if m.len() >= MAX_AUDIT_PHONES && !m.contains_key(&key) {
+            m.retain(|_, (start, _)| *start > now_ms - 60_000);
+        }
+        let e = m.entry(key).or_insert((now_ms, 0));
+        if e.0 <= now_ms - 60_000 {
+            *e = (now_ms, 0);
+        }
+        if e.1 >= self.cfg.open_registrations_per_source_per_min {
+            return false;
+        }
+        e.1 += 1;
+        true
+    }
+
     /// Whether a refused registration of the unknown terminal `phone` is due for the audit log
     /// (at most once a minute per phone).
     fn audit_unknown_due(&self, phone: &str, now_ms: i64) -> bool {

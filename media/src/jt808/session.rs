@@ -93,8 +93,26 @@ pub struct Session {
     closed: bool,
 }
 
-/// Hex of up to 64 bytes.
+/// Bytes of a frame always shown: no message body starts before them (a 2013 header is 12
+/// bytes, a 2019 one 17).
+const HEADER_SHOWN: usize = 12;
+
+/// Hex of up to 64 bytes of a frame (its inner bytes, from the message id), for the log. The
+/// body of an authentication (0x0102) or registration answer (0x8100) carries an auth code and
+/// is redacted: only the first [`HEADER_SHOWN`] bytes are shown.
 pub fn excerpt(b: &[u8]) -> String {
+    let secret = b.len() >= 2
+        && matches!(
+            u16::from_be_bytes([b[0], b[1]]),
+            message::AUTH | message::REGISTER_RESPONSE
+        );
+    if secret && b.len() > HEADER_SHOWN {
+        return format!(
+            "{}…(body redacted, {} bytes)",
+            hex_string(&b[..HEADER_SHOWN]),
+            b.len() - HEADER_SHOWN
+        );
+    }
     let mut s = hex_string(&b[..b.len().min(64)]);
     if b.len() > 64 {
         s.push('…');
@@ -462,6 +480,31 @@ mod tests {
         let r = replies(&a);
         assert_eq!(r[0].0, message::PLATFORM_RESPONSE);
         assert_eq!(&r[0].1[..], &[0, 7, 0, 2, 2]);
+    }
+
+    #[test]
+    fn auth_codes_never_reach_the_log_excerpts() {
+        let code = b"SECRETCODE123456";
+        let code_hex: String = code.iter().map(|x| format!("{x:02x}")).collect();
+        // A 0x0102 whose checksum is wrong: answered as malformed, excerpt without the code.
+        let mut w = wire(message::AUTH, 1, code);
+        let n = w.len();
+        w[n - 2] ^= 0x55;
+        let mut s = Session::new();
+        let a = s.on_bytes(&w, 0);
+        let Some(Action::Malformed { excerpt: e, .. }) =
+            a.iter().find(|x| matches!(x, Action::Malformed { .. }))
+        else {
+            panic!("{a:?}")
+        };
+        assert!(e.contains("redacted") && !e.contains(&code_hex[..8]), "{e}");
+        // A 0x8100 sent to us: the same.
+        let body = message::register_response(1, 0, "SECRETCODE123456");
+        let f = Header::encode(message::REGISTER_RESPONSE, Version::V2013, PHONE, 2, &body);
+        let e = excerpt(&f);
+        assert!(e.starts_with("8100") && !e.contains(&code_hex[..8]), "{e}");
+        // Other frames are shown as they are.
+        assert!(excerpt(&[0x02, 0x00, 0xab]).contains("0200ab"));
     }
 
     #[test]
