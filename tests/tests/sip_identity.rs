@@ -11,7 +11,8 @@
 //!   after a restart of the server is refused `401` and moves nothing (on SQLite and on
 //!   PostgreSQL, where the used nonces live);
 //! * a flood of keepalives and `REGISTER`s naming the camera from 127.0.0.2, far beyond the
-//!   device's rate, spends nothing of the camera's own budget: its keepalives keep getting `200`,
+//!   device's rate, before it registers and while it is registered, spends nothing of the
+//!   camera's own budget: it registers at once, its keepalives keep getting `200`,
 //!   it stays registered and online, and the flood is refused (`403`, `401`) or dropped over the
 //!   attacker's address budget, and counted.
 
@@ -522,6 +523,26 @@ async fn a_flood_naming_the_camera_from_elsewhere_does_not_knock_it_offline() {
     s.recorder(id).await;
     let mut dev = End::bind("127.0.0.1", id, s.sip).await;
     let mut attacker = End::bind("127.0.0.2", id, s.sip).await;
+    // Before the camera registers: 100 REGISTERs naming it from 127.0.0.2 (five times its
+    // burst) are challenged, then refused 503 — on the attacker's own budget.
+    let mut pre = std::collections::BTreeMap::<u16, usize>::new();
+    for _ in 0..100 {
+        let m = attacker.register_msg(3600, None);
+        attacker.send(m.as_bytes()).await;
+        let r = attacker
+            .recv(10, |m| m.cseq().is_some_and(|(_, m)| m == "REGISTER"))
+            .await;
+        *pre.entry(r.status().unwrap_or(0)).or_default() += 1;
+    }
+    // The burst of 20, plus what 5 a second refilled meanwhile.
+    let challenged = pre.get(&401).copied().unwrap_or(0);
+    assert!((20..=35).contains(&challenged), "{pre:?}");
+    assert_eq!(
+        pre.get(&503).copied().unwrap_or(0),
+        100 - challenged,
+        "{pre:?}"
+    );
+    // The camera registers from its own address at once.
     assert_eq!(dev.register(3600).await.1, 200);
     let here = dev.local.to_string();
     s.wait_for(&format!("/recorders/{id}"), "registered and online", |v| {

@@ -7,12 +7,17 @@
 //! messages refilled at `per_sec` a second per IPv4 address or IPv6 /64 (one host owns a whole
 //! /64). A flood from elsewhere is throttled without touching any device's own budget.
 //!
-//! At most [`MAX_SOURCES`] addresses are tracked; when the map is full, addresses whose bucket
+//! A device that is not registered yet has no source to trust: its messages are charged to a
+//! bucket per (device id, source address) ([`Budget`] with the device's own burst and rate), so
+//! a flood naming it from elsewhere cannot keep it from registering from its own address.
+//!
+//! At most [`MAX_SOURCES`] addresses (or pairs) are tracked; when the map is full, addresses whose bucket
 //! has refilled are forgotten, and when none has, a new address is refused until some have (the
 //! memory stays bounded under spoofed sources; registered devices are not charged here). Time
 //! is passed in; nothing here reads a clock.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::{IpAddr, Ipv6Addr};
 
 /// Most source addresses tracked.
@@ -40,15 +45,26 @@ struct Bucket {
 }
 
 /// Token buckets by source address (see the module documentation).
+pub type SourceBudget = Budget<IpAddr>;
+
+/// Token buckets by key, bounded (see the module documentation).
 #[derive(Debug)]
-pub struct SourceBudget {
+pub struct Budget<K> {
     burst: f64,
     per_ms: f64,
     max: usize,
-    buckets: HashMap<IpAddr, Bucket>,
+    buckets: HashMap<K, Bucket>,
 }
 
 impl SourceBudget {
+    /// Charge one message from `ip` at `now_ms` (monotonic), under its [`source_key`]: `true`
+    /// when the budget had room.
+    pub fn charge(&mut self, ip: IpAddr, now_ms: u64) -> bool {
+        self.charge_key(source_key(ip), now_ms)
+    }
+}
+
+impl<K: Hash + Eq + Clone> Budget<K> {
     /// `burst` messages per source, refilled at `per_sec` a second; at most `max` sources.
     pub fn new(burst: u32, per_sec: u32, max: usize) -> Self {
         Self {
@@ -74,9 +90,13 @@ impl SourceBudget {
         (b.tokens + dt * self.per_ms).min(self.burst)
     }
 
-    /// Charge one message from `ip` at `now_ms` (monotonic): `true` when the budget had room.
-    pub fn charge(&mut self, ip: IpAddr, now_ms: u64) -> bool {
-        let key = source_key(ip);
+    /// Forget a key's bucket.
+    pub fn forget(&mut self, key: &K) {
+        self.buckets.remove(key);
+    }
+
+    /// Charge one message under `key` at `now_ms` (monotonic): `true` when the budget had room.
+    pub fn charge_key(&mut self, key: K, now_ms: u64) -> bool {
         if !self.buckets.contains_key(&key) && self.buckets.len() >= self.max {
             let (burst, per_ms) = (self.burst, self.per_ms);
             self.buckets.retain(|_, b| {

@@ -18,8 +18,10 @@
 //! * UDP retransmissions are absorbed ([`ServerTransactions`]) and the platform's own requests
 //!   retransmitted ([`ClientTransactions`]);
 //! * each device id has a token bucket, charged only by messages from the device's registered
-//!   source (or while it is not registered); a device over its rate is answered `503` (and
-//!   logged once per window) without touching other devices that may share its address.
+//!   source; a device over its rate is answered `503` (and logged once per window) without
+//!   touching other devices that may share its address. Before it registers, its messages are
+//!   charged per (device id, source address) with the same budget, so a flood naming it from
+//!   elsewhere cannot keep it from registering either.
 //!   Everything else — a message naming a registered device from another address or transport,
 //!   a `REGISTER` moving a device, an unknown id — is charged to its source address
 //!   ([`super::limits::SourceBudget`], [`SOURCE_RATE_FACTOR`] times a device's budget) and
@@ -46,12 +48,12 @@
 //! Unit events name the device id as `unit_id`; the binary maps device ids to units.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
-use super::limits::SourceBudget;
+use super::limits::{source_key as source_ip_key, Budget, SourceBudget};
 use super::manscdp::{self, Body, CatalogItem};
 use super::register::{self, Admission, NonceState, RegisterPolicy, Secret};
 use super::sdp::{self, MediaTransport, Offer};
@@ -357,6 +359,8 @@ pub struct Platform {
     buckets: HashMap<String, Bucket>,
     /// Traffic not from a registered device's own source, by source address.
     sources: SourceBudget,
+    /// A known device's traffic before it registers, by (device id, source address).
+    unregistered: Budget<(String, IpAddr)>,
     source_refused: u64,
     source_warned_at_ms: Option<u64>,
     server_tx: ServerTransactions,
@@ -406,7 +410,10 @@ impl Platform {
             cfg.rate_per_sec.saturating_mul(SOURCE_RATE_FACTOR),
             super::limits::MAX_SOURCES,
         );
+        let unregistered =
+            Budget::new(cfg.rate_burst, cfg.rate_per_sec, super::limits::MAX_SOURCES);
         Self {
+            unregistered,
             nonces: NonceIssuer::new(nonce_secret, cfg.nonce_lifetime_secs),
             cfg,
             registry: HashMap::new(),
@@ -625,15 +632,19 @@ impl Platform {
             }
         }
         let device_id = msg.from().and_then(|f| f.uri.user).unwrap_or_default();
-        // The device's own budget only for what comes from its registered source (or while it
-        // is not registered); the rest is charged to its source address.
-        let own = self.registry.contains_key(&device_id)
-            && self
-                .devices
-                .get(&device_id)
-                .is_none_or(|d| same_source(d.peer, peer));
-        if own {
+        // The device's own budget only for what comes from its registered source; before it
+        // registers, a budget per (device, source address); the rest is charged to its source
+        // address.
+        let known = self.registry.contains_key(&device_id);
+        let registered = self.devices.get(&device_id).map(|d| d.peer);
+        if known && registered.is_some_and(|r| same_source(r, peer)) {
             if !self.take_token(&device_id, peer, now) {
+                self.reply(peer, &msg, 503, "Service Unavailable (rate limit)", now);
+                return None;
+            }
+        } else if known && registered.is_none() {
+            let key = (device_id.clone(), source_ip_key(peer.addr.ip()));
+            if !self.unregistered.charge_key(key, now.mono_ms) {
                 self.reply(peer, &msg, 503, "Service Unavailable (rate limit)", now);
                 return None;
             }
@@ -2020,6 +2031,30 @@ mod tests {
             }
         }
         assert!(own_503 > 0);
+    }
+
+    #[test]
+    fn a_flood_naming_an_unregistered_device_does_not_keep_it_from_registering() {
+        let mut p = platform(1);
+        let mut limited = 0;
+        for i in 0..500u32 {
+            p.on_message(
+                udp(ATTACKER),
+                register_req(&format!("z9hG4bKu{i}"), 3600, None),
+                now(1),
+            );
+            let out = sent(&p.take_outputs());
+            assert_eq!(out[0].0, udp(ATTACKER));
+            match out[0].1.status() {
+                Some(401) => {}
+                Some(503) => limited += 1,
+                s => panic!("{s:?}"),
+            }
+        }
+        assert_eq!(limited, 500 - p.cfg.rate_burst);
+        // The device from its own address: its own budget, registered at once.
+        assert_eq!(register(&mut p, 1, 3600, 1).1, 200);
+        assert_eq!(p.device(ID).unwrap().peer, udp(DEVICE));
     }
 
     #[test]
