@@ -640,7 +640,22 @@ pub fn start_simulation(org: &DemoOrg, jt808: std::net::SocketAddr, http: String
         interval: std::time::Duration::from_secs(1),
         app_interval: std::time::Duration::from_secs(3),
     };
-    crate::simulate::start(terminals, apps, &target, None, rx);
+    // The last vehicle's terminal was replaced: the old one registered (and holds the auth code),
+    // the new one has none, so its registrations are refused (result 3) until a device manager
+    // releases the vehicle on 终端绑定; then it registers, authenticates and reports.
+    let replaced = terminals.pop();
+    let stats = crate::simulate::start(terminals, apps, &target, None, rx.clone());
+    if let Some(spec) = replaced {
+        tokio::spawn(async move {
+            let old = format!("R{:06}", spec.phone % 1_000_000);
+            match crate::simulate::register_once(jt808, spec.phone, &spec.plate, &old).await {
+                Ok(0) => {}
+                Ok(r) => tracing::warn!(result = r, "demo: the replaced terminal's first registration was refused"),
+                Err(e) => tracing::warn!(error = %e, "demo: the replaced terminal's first registration failed"),
+            }
+            crate::simulate::run_terminal(spec, jt808, target.interval, stats, None, rx).await;
+        });
+    }
 }
 
 /// `shouhu demo`: a fresh SQLite database under `<data_dir>/demo`, seeded, then served.

@@ -254,6 +254,31 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// Register terminal `phone` once (0x0100 with `terminal_id`) and hang up without
+/// authenticating: the registration result (0 = registered, 3 = the vehicle already has a
+/// terminal). The demo uses it for a terminal that was later replaced.
+pub async fn register_once(
+    addr: SocketAddr,
+    phone: u64,
+    plate: &str,
+    terminal_id: &str,
+) -> std::io::Result<u8> {
+    let stream = TcpStream::connect(addr).await?;
+    let mut c = Conn {
+        stream,
+        deframer: Deframer::new(),
+        phone: phone.to_string(),
+        serial: 0,
+        buf: vec![0; 2048],
+    };
+    c.send(message::REGISTER, &register_body(plate, terminal_id))
+        .await?;
+    let body = c.expect(message::REGISTER_RESPONSE).await?;
+    body.get(2)
+        .copied()
+        .ok_or_else(|| std::io::Error::other("short registration answer"))
+}
+
 /// Run one terminal until `stop`: connect, register, authenticate, report every `interval`.
 /// Reconnects after errors (with a pause), like a real terminal.
 pub async fn run_terminal(
