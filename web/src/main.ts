@@ -20,6 +20,7 @@ import { renderOrgUnits } from './pages/org-units';
 import { renderAccounts } from './pages/accounts';
 import { renderApplications } from './pages/applications';
 import { renderAudit } from './pages/audit';
+import { renderTerminalRebinds } from './pages/terminal-rebinds';
 import { renderDispatch } from './pages/dispatch';
 import { renderWorkbench } from './pages/workbench';
 import { renderInspectionDetail, renderInspectionList, renderInspectionNew } from './pages/inspections';
@@ -54,6 +55,7 @@ const routes: Route[] = [
   { pattern: '/accounts', render: renderAccounts },
   { pattern: '/applications', render: renderApplications },
   { pattern: '/audit', render: renderAudit },
+  { pattern: '/terminal-rebinds', render: renderTerminalRebinds },
   { pattern: '/workbench', render: needs('enforcement.read', (o) => renderWorkbench(o)) },
   { pattern: '/inspections', render: needs('enforcement.read', renderInspectionList) },
   { pattern: '/inspections/new', render: needs('inspection.write', (o) => renderInspectionNew(o)) },

@@ -66,6 +66,14 @@ export const NAV: NavItem[] = [
     roles: ['admin', 'corps_leader', 'brigade_head'],
     perms: ['application.file', 'application.decide'],
   },
+  {
+    id: 'terminal-rebinds',
+    path: '/terminal-rebinds',
+    label: '终端绑定',
+    icon: '终',
+    roles: ['admin', 'brigade_head'],
+    perms: ['device.manage'],
+  },
   { id: 'audit', path: '/audit', label: '审计日志', icon: '审', roles: ['admin'], perms: ['audit.read'] },
 ];
 

@@ -58,7 +58,25 @@ export type Permission =
   | 'plan.approve'
   | 'case.review'
   | 'recording.view'
-  | 'recording.review';
+  | 'recording.review'
+  | 'device.manage';
+
+/** `GET /vehicles/rebinds`: a bound terminal's refused re-registration, or a release. */
+export interface PendingRebind {
+  vehicle_id: string;
+  plate: string;
+  org_unit_id: string;
+  terminal_phone: string | null;
+  terminal_id: string | null;
+  registered_at_ms: number | null;
+  attempt_at_ms: number | null;
+  attempt_addr: string | null;
+  attempt_terminal_id: string | null;
+  attempt_model: string | null;
+  attempt_manufacturer: string | null;
+  attempts: number;
+  released_until_ms: number | null;
+}
 
 /** `GET /auth/me`: the account plus what its role may do. Older servers omit the extras. */
 export interface Me extends Account {
