@@ -99,7 +99,7 @@ const HEADER_SHOWN: usize = 12;
 
 /// Hex of up to 64 bytes of a frame (its inner bytes, from the message id), for the log. The
 /// body of an authentication (0x0102) or registration answer (0x8100) carries an auth code and
-/// is redacted: only the first [`HEADER_SHOWN`] bytes are shown.
+/// is redacted: only the first 12 bytes (the shortest header) are shown.
 pub fn excerpt(b: &[u8]) -> String {
     let secret = b.len() >= 2
         && matches!(
