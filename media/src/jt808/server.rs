@@ -724,3 +724,85 @@ async fn write(stream: &mut TcpStream, bytes: &[u8]) -> Result<(), String> {
         Err(_) => Err("write timed out".into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct NoSink;
+    impl UnitEventSink for NoSink {
+        fn publish(&self, _event: crate::model::UnitEvent) {}
+    }
+
+    async fn server(max_connections: usize, per_source: u32) -> Arc<Jt808Server> {
+        let db = Db::connect("sqlite::memory:", 1).await.unwrap();
+        Jt808Server::new(
+            db,
+            Arc::new(NoSink),
+            Arc::new(NoRegistry),
+            Jt808Config {
+                max_connections,
+                max_unauthenticated_per_source: per_source,
+                ..Default::default()
+            },
+            Arc::new(|| 0),
+        )
+    }
+
+    fn peer(ip: &str) -> SocketAddr {
+        SocketAddr::new(ip.parse().unwrap(), 40_000)
+    }
+
+    #[tokio::test]
+    async fn one_source_holds_its_share_of_unauthenticated_slots() {
+        let s = server(1000, 3).await;
+        let held: Vec<_> = (0..3)
+            .map(|_| s.admit(peer("127.0.0.2")).unwrap())
+            .collect();
+        assert_eq!(s.admit(peer("127.0.0.2")).err(), Some("source"));
+        assert!(s.admit(peer("127.0.0.1")).is_ok(), "another address");
+        // An IPv6 source is its /64; an IPv4-mapped address is the IPv4 one.
+        let v6: Vec<_> = (0..3)
+            .map(|i| s.admit(peer(&format!("2001:db8:1:2::{i}"))).unwrap())
+            .collect();
+        assert_eq!(s.admit(peer("2001:db8:1:2:ffff::1")).err(), Some("source"));
+        assert!(s.admit(peer("2001:db8:1:3::1")).is_ok());
+        assert_eq!(s.admit(peer("::ffff:127.0.0.2")).err(), Some("source"));
+        // A slot given back (authenticated, or closed) can be taken again.
+        drop(held);
+        assert!(s.admit(peer("127.0.0.2")).is_ok());
+        drop(v6);
+        assert_eq!(s.unauthenticated_connections(), 0, "every slot was dropped");
+    }
+
+    #[tokio::test]
+    async fn the_last_tenth_of_the_slots_is_for_authenticated_links() {
+        let s = server(20, 100).await;
+        let mut held: Vec<_> = (0..18)
+            .map(|i| s.admit(peer(&format!("10.0.0.{i}"))).unwrap())
+            .collect();
+        assert_eq!(s.admit(peer("10.0.1.1")).err(), Some("reserved"));
+        // A connection that authenticates gives its unauthenticated slot back.
+        held[0].release();
+        assert!(s.admit(peer("10.0.1.1")).is_ok());
+    }
+
+    #[tokio::test]
+    async fn each_accept_costs_a_budget_token() {
+        let db = Db::connect("sqlite::memory:", 1).await.unwrap();
+        let s = Jt808Server::new(
+            db,
+            Arc::new(NoSink),
+            Arc::new(NoRegistry),
+            Jt808Config {
+                source_burst: 2,
+                source_per_sec: 0,
+                ..Default::default()
+            },
+            Arc::new(|| 0),
+        );
+        drop(s.admit(peer("127.0.0.2")).unwrap());
+        drop(s.admit(peer("127.0.0.2")).unwrap());
+        assert_eq!(s.admit(peer("127.0.0.2")).err(), Some("budget"));
+    }
+}
