@@ -6,7 +6,9 @@
 //!   managers; the vehicle keeps its terminal, its position and its commands; an operator's
 //!   re-bind names the one attempt it approves (terminal id and source IP): only that terminal
 //!   gets the new code; the attacker's registrations during the window are refused.
+//!   (Also on PostgreSQL, with a vehicle entered through the API.)
 //! * One source address cannot hold every connection slot with idle connections.
+//! * Open registration creates few vehicles a minute per source address.
 //! * Re-binding, changing the terminal phone, disabling or deleting a vehicle closes its old
 //!   terminal's authenticated link.
 //! * A terminal that reconnects and authenticates takes over its half-open connection.
@@ -1051,4 +1053,142 @@ async fn open_registration_creates_few_vehicles_per_address() {
     dev.login("NEW2000").await;
     assert!(unit_of(&d.http, &admin, NEW).await.is_some());
     drop(d.run);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_lets_only_the_approved_attempt_through_postgres() {
+    let admin_url = std::env::var("SHOUHU_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let Some(db) = pg::create_database(&admin_url).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cmd = |args: &[&str]| {
+        let mut c = shouhu(dir.path());
+        c.env("SHOUHU__DATABASE__URL", &db.url).args(args);
+        c
+    };
+    run_ok(cmd(&["migrate"]));
+    run_ok(cmd(&[
+        "admin",
+        "create-user",
+        "--username",
+        "admin",
+        "--password",
+        PW,
+        "--role",
+        "admin",
+        "--no-force-change",
+    ]));
+    let run = Running::start(cmd(&["serve"]), "http");
+    let http = run.base.clone();
+    let jt808 = run.jt808.clone().expect("JT/T 808 listener address");
+    let admin = login(&http, "admin").await;
+    let (s, org) = post(
+        &http,
+        &admin,
+        "/org-units",
+        json!({"parent_id": null, "kind": "corps", "name": "总队", "code": "JT808PG"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{org}");
+    const PHONE: u64 = 13_600_000_001;
+    let (s, v) = post(
+        &http,
+        &admin,
+        "/vehicles",
+        json!({"plate": "沪A·P0001", "org_unit_id": org["id"], "terminal_phone": PHONE.to_string()}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let mut dev = Term::device(&jt808, PHONE).await;
+    dev.login("DEV0001").await;
+    assert_eq!(dev.report(31.2305, 121.4801, 0).await, 0);
+
+    // The attacker keeps registering; the replaced device tries once.
+    for _ in 0..2 {
+        let mut evil = Term::attacker(&jt808, PHONE).await;
+        assert_eq!(evil.register("EVIL001").await.0, 3);
+    }
+    let mut new_dev = Term::device(&jt808, PHONE).await;
+    assert_eq!(new_dev.register("DEV0002").await.0, 3);
+    let attempt = attempt_of(&http, &admin, &id, "DEV0002", DEVICE_IP).await;
+    let (s, r) = post(
+        &http,
+        &admin,
+        &format!("/vehicles/{id}/rebind"),
+        json!({"attempt_id": attempt}),
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    // The attacker during the window: refused, no code.
+    let mut evil = Term::attacker(&jt808, PHONE).await;
+    let (result, code) = evil.register("DEV0002").await;
+    assert_eq!((result, code.is_empty()), (3, true));
+    // The device: a new code that works; the old link is closed.
+    let (result, new_code) = new_dev.register("DEV0002").await;
+    assert_eq!(result, 0);
+    assert!(dev.closed().await, "the old link is revoked");
+    assert_eq!(new_dev.auth(&new_code).await, 0);
+    assert_eq!(new_dev.report(31.2307, 121.4803, 0).await, 0);
+    wait_for("the new terminal's fix", || async {
+        unit_lat(&http, &admin, &id).await == Some(31.2307)
+    })
+    .await;
+    run.stop();
+    db.drop_now().await;
+}
+
+/// A throw-away PostgreSQL database for one test.
+mod pg {
+    pub struct PgDb {
+        pub url: String,
+        admin: String,
+        name: String,
+    }
+
+    pub async fn create_database(admin_url: &str) -> Option<PgDb> {
+        let admin = match shouhu_storage::Db::connect(admin_url, 1).await {
+            Ok(a) => a,
+            Err(e) => {
+                if std::env::var("CI").is_ok_and(|v| v == "true")
+                    || std::env::var("SHOUHU_TEST_PG_URL").is_ok()
+                {
+                    panic!("PostgreSQL at {admin_url} is required here: {e}");
+                }
+                eprintln!("skipping PostgreSQL run: {e}");
+                return None;
+            }
+        };
+        let name = format!("t_jt808id_{}", std::process::id());
+        let _ = admin
+            .execute_raw(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await;
+        admin
+            .execute_raw(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        admin.close().await;
+        let base = admin_url.split('?').next().unwrap();
+        let cut = base.rfind('/').unwrap();
+        Some(PgDb {
+            url: format!("{}/{name}", &base[..cut]),
+            admin: admin_url.to_string(),
+            name,
+        })
+    }
+
+    impl PgDb {
+        pub async fn drop_now(self) {
+            if let Ok(a) = shouhu_storage::Db::connect(&self.admin, 1).await {
+                let _ = a
+                    .execute_raw(&format!(
+                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                        self.name
+                    ))
+                    .await;
+            }
+        }
+    }
 }
