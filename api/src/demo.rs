@@ -648,10 +648,25 @@ pub fn start_simulation(org: &DemoOrg, jt808: std::net::SocketAddr, http: String
     if let Some(spec) = replaced {
         tokio::spawn(async move {
             let old = format!("R{:06}", spec.phone % 1_000_000);
-            match crate::simulate::register_once(jt808, spec.phone, &spec.plate, &old).await {
-                Ok(0) => {}
-                Ok(r) => tracing::warn!(result = r, "demo: the replaced terminal's first registration was refused"),
-                Err(e) => tracing::warn!(error = %e, "demo: the replaced terminal's first registration failed"),
+            // The simulation starts before the server listens: try until it answers.
+            for _ in 0..60 {
+                match crate::simulate::register_once(jt808, spec.phone, &spec.plate, &old).await {
+                    Ok(0) => break,
+                    Ok(r) => {
+                        tracing::warn!(
+                            result = r,
+                            "demo: the replaced terminal's first registration was refused"
+                        );
+                        break;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "demo: the replaced terminal's first registration failed");
+                        break;
+                    }
+                }
             }
             crate::simulate::run_terminal(spec, jt808, target.interval, stats, None, rx).await;
         });

@@ -42,4 +42,4 @@ curl -sf "http://127.0.0.1:$port/healthz" >/dev/null || { cat "$log"; echo "shou
 cd "$here"
 mkdir -p artifacts
 SHOUHU_URL="http://127.0.0.1:$port" SHOUHU_ADMIN_USER=admin SHOUHU_ADMIN_PASSWORD='Shouhu@2026' \
-  SHOUHU_REQUIRE=1 node --test --test-concurrency=1 ${SHOUHU_E2E_FILES:-office.test.mjs dispatch.test.mjs live.test.mjs enforcement.test.mjs recordings.test.mjs}
+  SHOUHU_REQUIRE=1 node --test --test-concurrency=1 ${SHOUHU_E2E_FILES:-office.test.mjs dispatch.test.mjs live.test.mjs enforcement.test.mjs recordings.test.mjs terminals.test.mjs}

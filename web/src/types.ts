@@ -76,6 +76,23 @@ export interface PendingRebind {
   attempt_manufacturer: string | null;
   attempts: number;
   released_until_ms: number | null;
+  /** The attempt the release lets through (its terminal id and source IP). */
+  released_for: { terminal_id: string; source_ip: string } | null;
+  /** Refused registrations by terminal id and source IP, latest first. */
+  recent_attempts: RegisterAttempt[];
+}
+
+/** One (terminal id, source IP) that tried to register a bound vehicle's terminal. */
+export interface RegisterAttempt {
+  id: string;
+  terminal_id: string;
+  source_ip: string;
+  addr: string | null;
+  model: string | null;
+  manufacturer: string | null;
+  first_at_ms: number;
+  last_at_ms: number;
+  count: number;
 }
 
 /** `GET /auth/me`: the account plus what its role may do. Older servers omit the extras. */

@@ -1,17 +1,24 @@
 // 终端绑定 — JT/T 808 terminals that tried to register again while their vehicle is bound to a
-// terminal (refused, result 3), and the release that lets one re-registration through (a replaced
-// or reset terminal). Device managers only; every release is audited.
+// terminal (refused, result 3), one row per terminal id and source address, and the release that
+// lets exactly one of them through within 30 minutes (a replaced or reset terminal). Anyone else
+// registering with the vehicle's number meanwhile is still refused. Device managers only; every
+// release is audited.
 
 import { get, post } from '../api';
 import { h, mount } from '../dom';
 import { fmtMs } from '../format';
 import { pageHeader, setTitle } from '../layout';
 import { can, orgUnitsOrEmpty } from '../session';
-import type { PendingRebind } from '../types';
+import type { PendingRebind, RegisterAttempt } from '../types';
 import { confirmDialog } from '../ui/dialog';
 import { badge, dataTable, errorBox, loadingBox } from '../ui/table';
 import { toast } from '../ui/toast';
 import { errMsg, latest } from './list-util';
+
+interface Row {
+  v: PendingRebind;
+  a: RegisterAttempt | null;
+}
 
 export async function renderTerminalRebinds(outlet: HTMLElement): Promise<void> {
   setTitle('终端绑定');
@@ -25,22 +32,23 @@ export async function renderTerminalRebinds(outlet: HTMLElement): Promise<void> 
     h(
       'p',
       { class: 'page-desc' },
-      '已绑定终端的车辆若再次收到注册请求（0x0100），平台按标准拒绝（结果 3：车辆已被注册），并在此列出尝试的时间、来源地址和终端信息。' +
-        '确认是更换或重置的终端后，点击“允许重新绑定”：30 分钟内该号码的下一次注册获得新的鉴权码，旧鉴权码随即失效。操作记入审计日志。',
+      '已绑定终端的车辆再次收到注册请求（0x0100）时，平台按标准拒绝（结果 3：车辆已被注册），并按终端ID和来源地址在此列出。' +
+        '核实是更换或重置的终端后，对该条记录点击“允许重新绑定”：30 分钟内仅此终端从此地址的注册获得新的鉴权码，旧鉴权码和旧连接随即失效；' +
+        '其他来源的注册仍被拒绝。操作记入审计日志。',
     ),
     listBox,
   );
 
-  async function release(p: PendingRebind): Promise<void> {
+  async function release(v: PendingRebind, a: RegisterAttempt): Promise<void> {
     const ok = await confirmDialog(
-      `允许车辆 ${p.plate} 的终端在 30 分钟内重新注册？旧终端的鉴权码将失效，若来源不明请勿操作。`,
+      `允许车辆 ${v.plate} 的终端 ${a.terminal_id}（来源 ${a.source_ip}）在 30 分钟内重新注册？旧终端的鉴权码将失效，来源不明请勿操作。`,
       '允许重新绑定',
       true,
     );
     if (!ok) return;
     try {
-      await post<PendingRebind>(`/vehicles/${encodeURIComponent(p.vehicle_id)}/rebind`);
-      toast(`已允许 ${p.plate} 重新绑定（30 分钟内有效）`, 'ok');
+      await post<PendingRebind>(`/vehicles/${encodeURIComponent(v.vehicle_id)}/rebind`, { attempt_id: a.id });
+      toast(`已允许 ${v.plate} 的终端 ${a.terminal_id} 重新绑定（30 分钟内有效）`, 'ok');
     } catch (e) {
       toast(`操作失败：${errMsg(e)}`, 'error');
     }
@@ -59,42 +67,51 @@ export async function renderTerminalRebinds(outlet: HTMLElement): Promise<void> 
     }
     const now = Date.now();
     const canRelease = can('device.manage');
+    const rows: Row[] = r.value!.items.flatMap((v): Row[] =>
+      v.recent_attempts.length ? v.recent_attempts.map((a) => ({ v, a })) : [{ v, a: null }],
+    );
+    const released = (row: Row) =>
+      !!row.a &&
+      !!row.v.released_for &&
+      (row.v.released_until_ms ?? 0) > now &&
+      row.v.released_for.terminal_id === row.a.terminal_id &&
+      row.v.released_for.source_ip === row.a.source_ip;
     mount(
       listBox,
-      dataTable<PendingRebind>({
+      dataTable<Row>({
         testid: 'rebinds-table',
         rowTestid: 'rebind-row',
-        rowId: (p) => p.vehicle_id,
-        rows: r.value!.items,
+        rowId: (row) => `${row.v.vehicle_id}:${row.a?.id ?? ''}`,
+        rows,
         empty: '没有待处理的重新注册请求',
         columns: [
-          { title: '车牌', width: '110px', render: (p) => p.plate },
-          { title: '所属单位', width: '130px', className: 'ellipsis', render: (p) => orgName(p.org_unit_id) },
-          { title: '终端号', width: '120px', className: 'mono', render: (p) => p.terminal_phone ?? '—' },
-          { title: '已绑定终端', width: '150px', className: 'ellipsis mono', render: (p) => `${p.terminal_id ?? '—'}（${fmtMs(p.registered_at_ms)}）` },
-          { title: '最近尝试', width: '140px', className: 'nowrap', render: (p) => fmtMs(p.attempt_at_ms) },
-          { title: '来源地址', width: '140px', className: 'mono', render: (p) => p.attempt_addr ?? '—' },
+          { title: '车牌', width: '100px', render: (row) => row.v.plate },
+          { title: '所属单位', className: 'ellipsis', tooltip: (row) => orgName(row.v.org_unit_id), render: (row) => orgName(row.v.org_unit_id) },
+          { title: '终端号', width: '110px', className: 'mono', render: (row) => row.v.terminal_phone ?? '—' },
+          { title: '已绑定终端', width: '120px', className: 'ellipsis mono', tooltip: (row) => `注册于 ${fmtMs(row.v.registered_at_ms)}`, render: (row) => row.v.terminal_id ?? '—' },
+          { title: '尝试终端ID', width: '110px', className: 'mono', render: (row) => row.a?.terminal_id ?? '—' },
+          { title: '来源地址', width: '140px', className: 'mono', render: (row) => row.a?.addr ?? row.a?.source_ip ?? '—' },
           {
-            title: '尝试终端',
+            title: '型号 / 厂商',
+            width: '120px',
             className: 'ellipsis',
-            render: (p) =>
-              [p.attempt_terminal_id, p.attempt_model, p.attempt_manufacturer].filter((x) => x).join(' / ') || '—',
+            tooltip: (row) => [row.a?.model, row.a?.manufacturer].filter((x) => x).join(' / '),
+            render: (row) => [row.a?.model, row.a?.manufacturer].filter((x) => x).join(' / ') || '—',
           },
-          { title: '次数', width: '56px', render: (p) => String(p.attempts) },
+          { title: '最近尝试', width: '140px', className: 'nowrap', render: (row) => fmtMs(row.a?.last_at_ms ?? row.v.attempt_at_ms) },
+          { title: '次数', width: '52px', render: (row) => String(row.a?.count ?? row.v.attempts) },
           {
             title: '状态',
-            width: '150px',
-            render: (p) =>
-              p.released_until_ms && p.released_until_ms > now
-                ? badge(`已允许，至 ${fmtMs(p.released_until_ms).slice(11, 16)}`, 'ok')
-                : badge('已拒绝', 'bad'),
+            width: '130px',
+            render: (row) =>
+              released(row) ? badge(`已允许，至 ${fmtMs(row.v.released_until_ms).slice(11, 16)}`, 'ok') : badge('已拒绝', 'bad'),
           },
           {
             title: '操作',
-            width: '120px',
-            render: (p) =>
-              canRelease && !(p.released_until_ms && p.released_until_ms > now)
-                ? h('button', { type: 'button', class: 'btn small', testid: 'rebind-release', onclick: () => void release(p) }, '允许重新绑定')
+            width: '116px',
+            render: (row) =>
+              canRelease && row.a && !released(row)
+                ? h('button', { type: 'button', class: 'btn small', testid: 'rebind-release', onclick: () => void release(row.v, row.a!) }, '允许重新绑定')
                 : '—',
           },
         ],
