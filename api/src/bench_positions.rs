@@ -318,11 +318,16 @@ async fn ws_reader(
         out.bytes.fetch_add(t.len() as u64, Ordering::Relaxed);
         let mut rest = t;
         let mut n = 0;
-        while let Some(i) = rest.find(r#""terminal":""#) {
-            rest = &rest[i + 12..];
+        // A vehicle is known by its plate (`沪B00042` is terminal 42): the WebSocket carries no
+        // terminal phone.
+        const NAME: &str = r#""name":"沪B"#;
+        while let Some(i) = rest.find(NAME) {
+            rest = &rest[i + NAME.len()..];
             n += 1;
             let end = rest.find('"').unwrap_or(0);
-            let phone: u64 = rest[..end].parse().unwrap_or(0);
+            let Ok(index) = rest[..end].parse::<usize>() else {
+                continue;
+            };
             let Some(ti) = rest.find(r#""time":""#) else {
                 continue;
             };
@@ -331,11 +336,8 @@ async fn ws_reader(
             let Ok(dt) = chrono::DateTime::parse_from_rfc3339(&ts[..te]) else {
                 continue;
             };
-            if phone >= PHONE_BASE {
-                if let Some(us) = log.latency_us((phone - PHONE_BASE) as usize, dt.timestamp(), now)
-                {
-                    hist.add(us);
-                }
+            if let Some(us) = log.latency_us(index, dt.timestamp(), now) {
+                hist.add(us);
             }
         }
         out.positions.fetch_add(n, Ordering::Relaxed);
@@ -846,7 +848,7 @@ async fn mqtt_publish(
                 let (lat, lon, v, hd) = route.step(1.0);
                 let body = serde_json::json!({
                     "id": format!("unit-{i:05}"), "kind": "vehicle", "name": format!("沪B{i:05}"), "org_unit_id": "district",
-                    "terminal": (PHONE_BASE + i).to_string(), "device": null, "lat": lat, "lon": lon,
+                    "terminal": null, "device": null, "lat": lat, "lon": lon,
                     "time": crate::clock::rfc3339(SystemClock.now_ms()), "speed_kmh": v, "heading_deg": hd, "altitude_m": 5.0,
                     "accuracy_m": null, "source": "jt808", "link": "online", "state": "idle", "target": null, "sos": false, "flags": []
                 })
