@@ -607,6 +607,45 @@ mod tests {
     }
 
     #[test]
+    fn a_real_devices_overrunning_item_loses_the_item_not_the_fix() {
+        let bytes = fixture(include_str!(
+            "testdata/0200_real_device_empty_items_overrun.hex"
+        ));
+        let mut s = Session::new();
+        s.on_bytes(
+            &frame::encode(&Header::encode(
+                0x0102,
+                Version::V2013,
+                "202000129707",
+                1,
+                b"C",
+            )),
+            0,
+        );
+        s.authenticated(1, Some("veh".into()));
+        let a = s.on_bytes(&bytes, 0);
+        let r = replies(&a);
+        assert_eq!(r.len(), 1, "{a:?}");
+        assert_eq!(
+            (r[0].0, &r[0].1[..]),
+            (message::PLATFORM_RESPONSE, &[0, 0x1c, 2, 0, 0][..]),
+            "answered with success"
+        );
+        assert!(a
+            .iter()
+            .any(|x| matches!(x, Action::ItemsDropped { count: 1, .. })));
+        let p = a
+            .iter()
+            .find_map(|x| match x {
+                Action::Event(UnitEvent::Position { position, .. }) => Some(position.clone()),
+                _ => None,
+            })
+            .expect("the fix is kept");
+        assert!((p.lat + 27.455656).abs() < 1e-9 && (p.lon - 153.029616).abs() < 1e-9);
+        assert_eq!(p.time_ms, 1_604_344_653_000);
+    }
+
+    #[test]
     fn identity_attempts_count_before_authentication() {
         let mut s = Session::new();
         for serial in 1..=MAX_IDENTITY_ATTEMPTS as u16 {
