@@ -273,7 +273,7 @@ async fn metrics_listener_and_https() {
 async fn migrate_and_serve_on_postgres() {
     let admin_url = std::env::var("SHOUHU_TEST_PG_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let db = match shouhu_storage_free::create_database(&admin_url).await {
+    let db = match shouhu_e2e::pg::create_database(&admin_url, "t_e2e").await {
         Some(d) => d,
         None => return,
     };
@@ -309,59 +309,6 @@ async fn migrate_and_serve_on_postgres() {
     let (status, _) = server.stop();
     assert!(status.success());
     db.drop_now().await;
-}
-
-/// A throw-away PostgreSQL database for one test, made through the storage crate.
-mod shouhu_storage_free {
-    pub struct PgDb {
-        pub url: String,
-        admin: String,
-        name: String,
-    }
-
-    pub async fn create_database(admin_url: &str) -> Option<PgDb> {
-        let admin = match shouhu_storage::Db::connect(admin_url, 1).await {
-            Ok(a) => a,
-            Err(e) => {
-                if std::env::var("CI").is_ok_and(|v| v == "true")
-                    || std::env::var("SHOUHU_TEST_PG_URL").is_ok()
-                {
-                    panic!("PostgreSQL at {admin_url} is required here: {e}");
-                }
-                eprintln!("skipping PostgreSQL run: {e}");
-                return None;
-            }
-        };
-        let name = format!("t_e2e_{}", std::process::id());
-        let _ = admin
-            .execute_raw(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .await;
-        admin
-            .execute_raw(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-        admin.close().await;
-        let base = admin_url.split('?').next().unwrap();
-        let cut = base.rfind('/').unwrap();
-        Some(PgDb {
-            url: format!("{}/{name}", &base[..cut]),
-            admin: admin_url.to_string(),
-            name,
-        })
-    }
-
-    impl PgDb {
-        pub async fn drop_now(self) {
-            if let Ok(a) = shouhu_storage::Db::connect(&self.admin, 1).await {
-                let _ = a
-                    .execute_raw(&format!(
-                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                        self.name
-                    ))
-                    .await;
-            }
-        }
-    }
 }
 
 /// `shouhu verify FILE MANIFEST`: an intact export passes; a changed file, a changed manifest,

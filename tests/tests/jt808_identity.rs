@@ -1059,7 +1059,7 @@ async fn open_registration_creates_few_vehicles_per_address() {
 async fn a_release_lets_only_the_approved_attempt_through_postgres() {
     let admin_url = std::env::var("SHOUHU_TEST_PG_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let Some(db) = pg::create_database(&admin_url).await else {
+    let Some(db) = shouhu_e2e::pg::create_database(&admin_url, "t_jt808id").await else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -1138,57 +1138,4 @@ async fn a_release_lets_only_the_approved_attempt_through_postgres() {
     .await;
     run.stop();
     db.drop_now().await;
-}
-
-/// A throw-away PostgreSQL database for one test.
-mod pg {
-    pub struct PgDb {
-        pub url: String,
-        admin: String,
-        name: String,
-    }
-
-    pub async fn create_database(admin_url: &str) -> Option<PgDb> {
-        let admin = match shouhu_storage::Db::connect(admin_url, 1).await {
-            Ok(a) => a,
-            Err(e) => {
-                if std::env::var("CI").is_ok_and(|v| v == "true")
-                    || std::env::var("SHOUHU_TEST_PG_URL").is_ok()
-                {
-                    panic!("PostgreSQL at {admin_url} is required here: {e}");
-                }
-                eprintln!("skipping PostgreSQL run: {e}");
-                return None;
-            }
-        };
-        let name = format!("t_jt808id_{}", std::process::id());
-        let _ = admin
-            .execute_raw(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .await;
-        admin
-            .execute_raw(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-        admin.close().await;
-        let base = admin_url.split('?').next().unwrap();
-        let cut = base.rfind('/').unwrap();
-        Some(PgDb {
-            url: format!("{}/{name}", &base[..cut]),
-            admin: admin_url.to_string(),
-            name,
-        })
-    }
-
-    impl PgDb {
-        pub async fn drop_now(self) {
-            if let Ok(a) = shouhu_storage::Db::connect(&self.admin, 1).await {
-                let _ = a
-                    .execute_raw(&format!(
-                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                        self.name
-                    ))
-                    .await;
-            }
-        }
-    }
 }
