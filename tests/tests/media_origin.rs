@@ -238,9 +238,18 @@ async fn rtp_from_another_address_never_reaches_a_udp_stream() {
     }
     assert_eq!(d.dropped().await, before + N, "only the attacker's packets");
     assert!(d.dropped_metric().await >= before + N);
-    // Nothing of it reached the stream: no loss, no reordering gap; the camera still plays.
-    let (packets_after, lost_after) = d.stream().await;
-    assert!(packets_after > packets_before, "the camera keeps sending");
+    // Nothing of it reached the stream: no loss, no reordering gap; the camera still plays (its
+    // next packets arrive: the counters are read, not pushed, so wait for them).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (packets_after, lost_after) = loop {
+        let (p, l) = d.stream().await;
+        if p > packets_before {
+            break (p, l);
+        }
+        assert!(Instant::now() < deadline, "the camera keeps sending");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(packets_after > packets_before);
     assert_eq!(lost_after, lost_before, "no gap from a foreign sequence");
     assert_eq!(d.snapshot(&channel).await, (200, true));
     let (st, _) = d.run.stop();
