@@ -21,6 +21,21 @@ pub struct ApiError {
     pub errors: Vec<RowError>,
     /// Extra JSON members of the body.
     pub extra: serde_json::Map<String, serde_json::Value>,
+    /// For a 404 the handler knows to be a scope refusal: the kind and id of the hidden row
+    /// (see [`ApiError::out_of_scope`]).
+    pub hidden: Option<(String, String)>,
+}
+
+/// Response extension of every `not_found` answer: what was not found, and, when the handler
+/// knows the row exists but lies outside the caller's scope, its id. The out-of-scope audit
+/// middleware ([`crate::server`]) reads it and writes the `denied` row; the client sees only the
+/// ordinary 404 body.
+#[derive(Debug, Clone)]
+pub struct NotFoundMark {
+    /// The kind named in the message (`enterprise`, `case`, …).
+    pub kind: String,
+    /// The id of a row known to exist outside the caller's scope.
+    pub hidden_id: Option<String>,
 }
 
 /// A problem with one field, optionally of one row of an import.
@@ -68,6 +83,7 @@ impl ApiError {
             message: message.into(),
             errors: Vec::new(),
             extra: Default::default(),
+            hidden: None,
         }
     }
 
@@ -93,6 +109,15 @@ impl ApiError {
             "not_found",
             format!("{what} not found"),
         )
+    }
+
+    /// 404 for a row that exists but lies outside the caller's scope: the same body as
+    /// [`ApiError::not_found`] (nothing reveals the row exists); the response carries a
+    /// [`NotFoundMark`] so the row is audited as `denied`.
+    pub fn out_of_scope(what: &str, id: impl Into<String>) -> Self {
+        let mut e = Self::not_found(what);
+        e.hidden = Some((what.to_string(), id.into()));
+        e
     }
 
     /// 422 with field problems.
@@ -211,6 +236,20 @@ impl IntoResponse for ApiError {
         } else {
             tracing::debug!(code = self.code, status = self.status.as_u16(), message = %self.message, "request rejected");
         }
+        let mark = (self.code == "not_found").then(|| match self.hidden {
+            Some((kind, id)) => NotFoundMark {
+                kind,
+                hidden_id: Some(id),
+            },
+            None => NotFoundMark {
+                kind: self
+                    .message
+                    .strip_suffix(" not found")
+                    .unwrap_or_default()
+                    .to_string(),
+                hidden_id: None,
+            },
+        });
         let mut body = serde_json::Map::new();
         body.insert("code".into(), self.code.into());
         body.insert("message".into(), self.message.into());
@@ -221,6 +260,10 @@ impl IntoResponse for ApiError {
             );
         }
         body.extend(self.extra);
-        (self.status, axum::Json(serde_json::Value::Object(body))).into_response()
+        let mut resp = (self.status, axum::Json(serde_json::Value::Object(body))).into_response();
+        if let Some(m) = mark {
+            resp.extensions_mut().insert(m);
+        }
+        resp
     }
 }

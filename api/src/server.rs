@@ -354,6 +354,10 @@ pub fn router(state: AppState) -> Router {
             header::X_FRAME_OPTIONS,
             HeaderValue::from_static("DENY"),
         ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            audit_out_of_scope,
+        ))
         .layer(middleware::from_fn(no_store_api))
         .layer(middleware::from_fn(http_metrics))
         .with_state(state);
@@ -406,6 +410,119 @@ async fn no_store_api(req: Request, next: Next) -> Response {
             )
             .into_response();
         }
+    }
+    resp
+}
+
+/// The table holding rows of a kind named by a `not_found` answer, for the kinds whose reads and
+/// writes are bounded by the caller's org scope.
+fn scoped_table(kind: &str) -> Option<&'static str> {
+    Some(match kind {
+        "account" => "accounts",
+        "account application" => "account_applications",
+        "case" => "cases",
+        "document" => "case_documents",
+        "rendered document" => "rendered_documents",
+        "enterprise" => "enterprises",
+        "geofence" => "geofences",
+        "hazard" => "hazards",
+        "inspection" => "inspections",
+        "over-cap filing" => "over_cap_filings",
+        "officer" => "officers",
+        "org unit" => "org_units",
+        "plan" => "plans",
+        "plan visit" => "plan_visits",
+        "recorder" => "recorders",
+        "recording" => "recordings",
+        "review" => "case_reviews",
+        "sos alarm" => "sos_alarms",
+        "unit" | "vehicle" => "vehicles",
+        "work order" => "work_orders",
+        _ => return None,
+    })
+}
+
+/// The central out-of-scope audit: a `not_found` answer of an API route about a row that does
+/// exist (a scoped read or write hid it from the caller, or the handler said so with
+/// [`crate::error::ApiError::out_of_scope`]) writes one `denied` audit row naming the caller,
+/// the row, the method and the matched route. The client's answer is the ordinary 404.
+async fn audit_out_of_scope(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    use axum::extract::{ConnectInfo, FromRequestParts, RawPathParams};
+    let Some(route) = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .filter(|r| r.starts_with("/api/v1/"))
+    else {
+        return next.run(req).await;
+    };
+    let (mut parts, body) = req.into_parts();
+    let params: Vec<String> = RawPathParams::from_request_parts(&mut parts, &())
+        .await
+        .map(|p| p.iter().map(|(_, v)| v.to_string()).collect())
+        .unwrap_or_default();
+    // What the caller's identity is read from, kept for after the answer.
+    let mut probe = axum::http::Request::<()>::builder()
+        .method(parts.method.clone())
+        .uri(parts.uri.clone())
+        .body(())
+        .expect("request parts are valid");
+    *probe.headers_mut() = parts.headers.clone();
+    if let Some(ci) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
+        probe.extensions_mut().insert(ci.clone());
+    }
+    let resp = next.run(Request::from_parts(parts, body)).await;
+    if resp.status() != StatusCode::NOT_FOUND {
+        return resp;
+    }
+    let Some(mark) = resp
+        .extensions()
+        .get::<crate::error::NotFoundMark>()
+        .cloned()
+    else {
+        return resp;
+    };
+    let hidden = match (mark.hidden_id, scoped_table(&mark.kind)) {
+        (Some(id), _) => Some(id),
+        (None, Some(table)) => {
+            let mut found = None;
+            for id in params {
+                match state.db.row_exists(table, &id).await {
+                    Ok(true) => {
+                        found = Some(id);
+                        break;
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::error!(error = %e, "out-of-scope check failed"),
+                }
+            }
+            found
+        }
+        (None, None) => None,
+    };
+    let Some(id) = hidden else {
+        return resp;
+    };
+    let (mut probe, _) = probe.into_parts();
+    let Ok(crate::auth::AnyCaller(caller)) =
+        crate::auth::AnyCaller::from_request_parts(&mut probe, &state).await
+    else {
+        return resp;
+    };
+    let verb =
+        if probe.method == axum::http::Method::GET || probe.method == axum::http::Method::HEAD {
+            "read"
+        } else {
+            "write"
+        };
+    let action = format!("{}.{verb}", mark.kind.replace([' ', '-'], "_"));
+    let entry = caller
+        .audit(&action, state.clock.now_ms())
+        .target(&mark.kind.replace([' ', '-'], "_"), id)
+        .outcome(shouhu_storage::audit::Outcome::Denied)
+        .details(serde_json::json!({"method": probe.method.as_str(), "route": route}));
+    if let Err(e) = state.db.audit().record(&entry).await {
+        tracing::error!(error = %e, "could not write the denied audit row");
     }
     resp
 }
@@ -532,6 +649,7 @@ pub async fn serve(
             .map_err(|e| anyhow::anyhow!("SIP server: {e}"))?;
     }
     crate::recording_jobs::start(&state, stop_rx.clone()).await?;
+    let audit_seal = crate::audit_seal::start(&state, stop_rx.clone());
     let recorder = state.recorder.clone();
     let calls = state.calls.clone();
     let hub = state.hub.clone();
@@ -564,6 +682,7 @@ pub async fn serve(
     calls.shutdown().await;
     recorder.shutdown().await;
     hub.close().await;
+    audit_seal.finish().await;
     tracing::info!("server stopped");
     Ok(())
 }

@@ -34,7 +34,8 @@ on_both!(
             )
             .await;
         assert_eq!(b["total"], 0);
-        // Writes: update and delete answer 404, create in the other district 403.
+        // Writes: update, delete and create in the other district answer 404, as if the row or
+        // the district did not exist (each audited as denied).
         let (st, _) = s
             .send(
                 Method::DELETE,
@@ -82,7 +83,16 @@ on_both!(
             shouhu_storage::uscc::check_char(first).unwrap()
         ));
         let (st, b) = s.send(Method::POST, &hp, "/api/v1/enterprises", new).await;
-        assert_eq!(st, StatusCode::FORBIDDEN, "{b}");
+        assert_eq!(st, StatusCode::NOT_FOUND, "{b}");
+        assert_eq!(b["code"], "not_found");
+        let writes = s.audit("enterprise.write").await;
+        assert_eq!(writes.len(), 2, "the refused delete and update");
+        assert!(writes.iter().all(|r| r.outcome == "denied"));
+        assert_eq!(
+            s.audit("org_unit.write").await.len(),
+            1,
+            "the refused create"
+        );
         // The corps sees both districts.
         let admin = s.login("admin").await;
         assert_eq!(s.get(&admin, "/api/v1/enterprises").await.1["total"], 3);

@@ -293,6 +293,15 @@ impl Db {
         Ok(Some(ids))
     }
 
+    /// Whether `table` holds a row with this `id` (whatever its scope). `table` is a name from
+    /// the caller's own fixed list, never user input.
+    pub async fn row_exists(&self, table: &'static str, id: &str) -> StorageResult<bool> {
+        Ok(!self
+            .existing_values(table, "id", &[id.to_string()])
+            .await?
+            .is_empty())
+    }
+
     /// The values among `values` that `table.column` already holds (for import checks).
     /// `table` and `column` are names from this crate, never user input.
     pub(crate) async fn existing_values(
@@ -331,6 +340,63 @@ impl Db {
                     .await?
             }
         })
+    }
+
+    /// A digest of every table's rows (name, row count, hash of the sorted rows), tables in
+    /// name order, skipping those named in `except`. Two equal answers mean no row was added,
+    /// changed or removed in between (tests prove a refused request wrote nothing).
+    pub async fn table_digests(&self, except: &[&str]) -> StorageResult<Vec<(String, usize, u64)>> {
+        use std::hash::{Hash, Hasher};
+        let mut out = Vec::new();
+        match &self.pool {
+            Pool::Sqlite(p) => {
+                let tables: Vec<String> = sqlx::query_scalar(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' \
+                     AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_sqlx%' ORDER BY name",
+                )
+                .fetch_all(p)
+                .await?;
+                for t in tables.into_iter().filter(|t| !except.contains(&t.as_str())) {
+                    let cols: Vec<String> =
+                        sqlx::query_scalar("SELECT name FROM pragma_table_info($1) ORDER BY cid")
+                            .bind(&t)
+                            .fetch_all(p)
+                            .await?;
+                    let expr = cols
+                        .iter()
+                        .map(|c| format!("quote(\"{c}\")"))
+                        .collect::<Vec<_>>()
+                        .join(" || ',' || ");
+                    let mut rows: Vec<String> =
+                        sqlx::query_scalar(&format!("SELECT {expr} FROM \"{t}\""))
+                            .fetch_all(p)
+                            .await?;
+                    rows.sort();
+                    let mut h = std::collections::hash_map::DefaultHasher::new();
+                    rows.hash(&mut h);
+                    out.push((t, rows.len(), h.finish()));
+                }
+            }
+            Pool::Postgres(p) => {
+                let tables: Vec<String> = sqlx::query_scalar(
+                    "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema() \
+                     AND tablename NOT LIKE '_sqlx%' ORDER BY tablename",
+                )
+                .fetch_all(p)
+                .await?;
+                for t in tables.into_iter().filter(|t| !except.contains(&t.as_str())) {
+                    let mut rows: Vec<String> =
+                        sqlx::query_scalar(&format!("SELECT x::text FROM \"{t}\" x"))
+                            .fetch_all(p)
+                            .await?;
+                    rows.sort();
+                    let mut h = std::collections::hash_map::DefaultHasher::new();
+                    rows.hash(&mut h);
+                    out.push((t, rows.len(), h.finish()));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Run one statement without parameters (administrative SQL such as `CREATE DATABASE`).

@@ -106,7 +106,7 @@ async fn create(
         .in_scope(&caller.scope, &req.org_unit_id)
         .await?
     {
-        return Err(ApiError::forbidden("the org unit is outside your scope"));
+        return Err(ApiError::out_of_scope("org unit", &req.org_unit_id));
     }
     let hash = password::hash(&state.cfg.auth, &req.password).await?;
     let new = NewAccount {

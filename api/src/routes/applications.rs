@@ -104,7 +104,7 @@ async fn file(
         .in_scope(&caller.scope, &req.org_unit_id)
         .await?
     {
-        return Err(ApiError::forbidden("the org unit is outside your scope"));
+        return Err(ApiError::out_of_scope("org unit", &req.org_unit_id));
     }
     let new = NewApplication {
         username: req.username.trim().to_string(),

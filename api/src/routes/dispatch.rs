@@ -1067,7 +1067,7 @@ async fn create_geofence(
         .in_scope(&caller.scope, &i.org_unit_id)
         .await?
     {
-        return Err(ApiError::forbidden("the org unit is outside your scope"));
+        return Err(ApiError::out_of_scope("org unit", &i.org_unit_id));
     }
     if i.kind == "enterprise" {
         let Some(e) = &i.enterprise_id else {
@@ -1322,7 +1322,7 @@ pub(crate) async fn check_fields_and_org(
         .in_scope(&caller.scope, org_unit_id)
         .await?
     {
-        return Err(ApiError::forbidden("the org unit is outside your scope"));
+        return Err(ApiError::out_of_scope("org unit", org_unit_id));
     }
     Ok(())
 }

@@ -107,18 +107,10 @@ async fn get_one(
     Path(id): Path<String>,
 ) -> ApiResult<Json<EnterpriseDto>> {
     caller.require(Perm::RegistryRead)?;
-    match state.db.enterprises().get(&caller.scope, &id).await {
-        Ok(e) => Ok(Json(e.into())),
-        Err(e) => {
-            if matches!(e, shouhu_storage::StorageError::NotFound(_))
-                && state.db.enterprises().exists(&id).await?
-            {
-                crate::auth::audit_denied(&state, &caller, "enterprise.read", "enterprise", &id)
-                    .await;
-            }
-            Err(e.into())
-        }
-    }
+    // Out of scope: the 404 is audited as `denied` by the central middleware.
+    Ok(Json(
+        state.db.enterprises().get(&caller.scope, &id).await?.into(),
+    ))
 }
 
 /// Check a normalised input: fields, references and the caller's scope.
@@ -130,9 +122,8 @@ async fn check_input(state: &AppState, caller: &Caller, input: &EnterpriseInput)
         ));
     }
     if !in_scope(state, &caller.scope, input).await? {
-        return Err(ApiError::forbidden(
-            "the district, town or SOE group is outside your scope",
-        ));
+        // Out of scope: the same 404 as a unit that does not exist, audited as denied.
+        return Err(ApiError::out_of_scope("org unit", &input.district_id));
     }
     Ok(())
 }

@@ -243,6 +243,10 @@ async fn create(
         Ok(e) if e.status == "closed" => p.add("enterprise_id", "the enterprise is closed"),
         Ok(_) => {}
         Err(shouhu_storage::StorageError::NotFound(_)) => {
+            // Another district's enterprise: the same 404 as a missing row, audited as denied.
+            if state.db.enterprises().exists(&input.enterprise_id).await? {
+                return Err(ApiError::out_of_scope("enterprise", &input.enterprise_id));
+            }
             p.add("enterprise_id", "no such enterprise in your scope")
         }
         Err(e) => return Err(e.into()),

@@ -103,7 +103,7 @@ async fn check(state: &AppState, caller: &Caller, i: &OfficerInput) -> ApiResult
         .in_scope(&caller.scope, &i.org_unit_id)
         .await?
     {
-        return Err(ApiError::forbidden("the org unit is outside your scope"));
+        return Err(ApiError::out_of_scope("org unit", &i.org_unit_id));
     }
     if let Some(a) = &i.account_id {
         if state.db.accounts().get(a).await.is_err() {

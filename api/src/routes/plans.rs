@@ -131,6 +131,10 @@ async fn planning_unit(
     match named.filter(|s| !s.is_empty()) {
         Some(u) => {
             if !state.db.org_units().in_scope(&caller.scope, u).await? {
+                // Another district's unit: the same 404 as a missing row, audited as denied.
+                if state.db.org_units().get(u).await.is_ok() {
+                    return Err(ApiError::out_of_scope("org unit", u));
+                }
                 p.add("org_unit_id", "no such org unit in your scope");
             }
             Ok(u.to_string())
