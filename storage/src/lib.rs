@@ -26,6 +26,7 @@
 pub mod accounts;
 pub mod assignments;
 pub mod audit;
+pub mod audit_chain;
 pub mod blob;
 pub mod bulk;
 pub mod case_files;
