@@ -69,6 +69,10 @@ pub struct RecordingConfig {
     pub segment_secs: u32,
     /// Days a recording is kept (org units can set their own). Default 365.
     pub retention_days: i64,
+    /// The shortest retention anyone may set for an org unit, days (`PUT
+    /// /recordings/retention/{org_unit_id}` answers 422 below it; `retention_days` must not be
+    /// below it either). Default 365: the mission keeps enforcement video a year.
+    pub min_retention_days: i64,
     /// How often the retention job runs, seconds. Default 3600.
     pub retention_interval_secs: u64,
     /// Raise the low-disk alert when the data directory's file system has less than this
@@ -86,6 +90,7 @@ impl Default for RecordingConfig {
         Self {
             segment_secs: 60,
             retention_days: 365,
+            min_retention_days: 365,
             retention_interval_secs: 3600,
             min_free_percent: 10.0,
             start_timeout_secs: 15,
@@ -564,6 +569,16 @@ impl Config {
         }
         if !(self.dispatch.push_rate_hz > 0.0 && self.dispatch.push_rate_hz <= 50.0) {
             anyhow::bail!("dispatch.push_rate_hz must be in (0, 50]");
+        }
+        if !(1..=36_500).contains(&self.recording.min_retention_days) {
+            anyhow::bail!("recording.min_retention_days must be 1–36500");
+        }
+        if self.recording.retention_days < self.recording.min_retention_days {
+            anyhow::bail!(
+                "recording.retention_days ({}) must not be below recording.min_retention_days ({})",
+                self.recording.retention_days,
+                self.recording.min_retention_days
+            );
         }
         if self.dispatch.track_retention_days < 1 {
             anyhow::bail!("dispatch.track_retention_days must be at least 1");

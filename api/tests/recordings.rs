@@ -99,7 +99,30 @@ async fn link(s: &Server, token: &str, rec: &str, inspection: &str) -> StatusCod
     .0
 }
 
-on_both!(
+/// Like `on_both!`, on a server whose retention floor (`recording.min_retention_days`, 365 in
+/// production) is lowered to one day, so a unit's short retention (30 days) can be exercised.
+macro_rules! on_both_short_retention {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            async fn start(engine: common::Engine) -> Option<Server> {
+                common::start_with(engine, |c| c.recording.min_retention_days = 1).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                ($body)(start(common::Engine::Sqlite).await.unwrap()).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(s) = start(common::Engine::Postgres).await {
+                    ($body)(s).await;
+                }
+            }
+        }
+    };
+}
+
+on_both_short_retention!(
     retention_deletes_exactly_the_expired_unheld_recordings,
     |s: Server| async move {
         let admin = s.login("admin").await;

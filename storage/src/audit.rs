@@ -162,6 +162,43 @@ pub struct AuditFilter {
     pub from_ms: Option<i64>,
     /// To (exclusive), ms.
     pub to_ms: Option<i64>,
+    /// Only rows about this org unit's subtree: the acting account belongs to it, or the
+    /// target is an org unit, account, account application, officer, enterprise (district,
+    /// town or SOE group), inspection, hazard, case, plan, recording, recorder, vehicle,
+    /// geofence or SOS alarm of it. Rows without an account (failed logins of unknown names,
+    /// jobs) and about corps-wide settings are left to the corps.
+    pub subtree: Option<String>,
+}
+
+/// The condition (` AND …`) of [`AuditFilter::subtree`], the subtree's root bound as `root`
+/// (e.g. `$10`).
+fn subtree_sql(root: &str) -> String {
+    let units = format!("(SELECT descendant_id FROM org_unit_closure WHERE ancestor_id = {root})");
+    let mut or = vec![
+        format!("account_id IN (SELECT id FROM accounts WHERE org_unit_id IN {units})"),
+        format!("(target_kind = 'org_unit' AND target_id IN {units})"),
+        format!("(target_kind = 'enterprise' AND target_id IN (SELECT id FROM enterprises \
+             WHERE district_id IN {units} OR town_id IN {units} OR soe_group_id IN {units}))"),
+        format!("(target_kind = 'recorder' AND target_id IN (SELECT device_id FROM recorders WHERE org_unit_id IN {units}))"),
+    ];
+    for (kind, table) in [
+        ("account", "accounts"),
+        ("account_application", "account_applications"),
+        ("officer", "officers"),
+        ("inspection", "inspections"),
+        ("hazard", "hazards"),
+        ("case", "cases"),
+        ("plan", "plans"),
+        ("recording", "recordings"),
+        ("vehicle", "vehicles"),
+        ("geofence", "geofences"),
+        ("sos", "sos_alarms"),
+    ] {
+        or.push(format!(
+            "(target_kind = '{kind}' AND target_id IN (SELECT id FROM {table} WHERE org_unit_id IN {units}))"
+        ));
+    }
+    format!(" AND ({})", or.join(" OR "))
 }
 
 /// The audit repository.
@@ -200,23 +237,31 @@ impl AuditRepo<'_> {
         let where_sql = "WHERE ($1 IS NULL OR username = $1) AND ($2 IS NULL OR account_id = $2) \
              AND ($3 IS NULL OR action LIKE $3) AND ($4 IS NULL OR target_id = $4) \
              AND ($5 IS NULL OR outcome = $5) AND ($6 IS NULL OR at_ms >= $6) AND ($7 IS NULL OR at_ms < $7)";
-        let count_sql = format!("SELECT COUNT(*) FROM audit_log {where_sql}");
+        let scoped = |root: &str| match f.subtree {
+            Some(_) => subtree_sql(root),
+            None => String::new(),
+        };
+        let count_sql = format!("SELECT COUNT(*) FROM audit_log {where_sql}{}", scoped("$8"));
         let list_sql = format!(
             "SELECT id, at_ms, account_id, username, action, target_kind, target_id, ip, outcome, details \
-             FROM audit_log {where_sql} ORDER BY seq DESC LIMIT $8 OFFSET $9"
+             FROM audit_log {where_sql}{} ORDER BY seq DESC LIMIT $8 OFFSET $9",
+            scoped("$10")
         );
         with_pool!(self.db, p => {
-            let total: i64 = sqlx::query_scalar(&count_sql)
+            let count = sqlx::query_scalar(&count_sql)
                 .bind(f.username.as_deref())
                 .bind(f.account_id.as_deref())
                 .bind(action_like.as_deref())
                 .bind(f.target_id.as_deref())
                 .bind(f.outcome.as_deref())
                 .bind(f.from_ms)
-                .bind(f.to_ms)
-                .fetch_one(p)
-                .await?;
-            let items: Vec<AuditRecord> = sqlx::query_as(&list_sql)
+                .bind(f.to_ms);
+            let count = match &f.subtree {
+                Some(root) => count.bind(root.as_str()),
+                None => count,
+            };
+            let total: i64 = count.fetch_one(p).await?;
+            let list = sqlx::query_as(&list_sql)
                 .bind(f.username.as_deref())
                 .bind(f.account_id.as_deref())
                 .bind(action_like.as_deref())
@@ -225,9 +270,12 @@ impl AuditRepo<'_> {
                 .bind(f.from_ms)
                 .bind(f.to_ms)
                 .bind(page.page_size)
-                .bind(page.offset())
-                .fetch_all(p)
-                .await?;
+                .bind(page.offset());
+            let list = match &f.subtree {
+                Some(root) => list.bind(root.as_str()),
+                None => list,
+            };
+            let items: Vec<AuditRecord> = list.fetch_all(p).await?;
             Ok(Page { items, total, page: page.page, page_size: page.page_size })
         })
     }

@@ -45,6 +45,7 @@ const ROLE_PERMISSIONS: Record<string, Permission[]> = (() => {
     'plan.approve': ['admin', 'corps_leader', 'brigade_head'],
     'recording.view': ['admin', 'corps_leader', 'operator', 'reviewer', 'brigade_head', 'squad_leader', 'officer'],
     'recording.review': ['admin', 'reviewer', 'brigade_head', 'squad_leader', 'officer'],
+    'recording.protection_remove': ['admin', 'reviewer', 'brigade_head', 'squad_leader'],
     'device.manage': ['admin', 'brigade_head'],
   };
   const out: Record<string, Permission[]> = {};

@@ -59,6 +59,7 @@ export type Permission =
   | 'case.review'
   | 'recording.view'
   | 'recording.review'
+  | 'recording.protection_remove'
   | 'device.manage';
 
 /** `GET /vehicles/rebinds`: a bound terminal's refused re-registration, or a release. */

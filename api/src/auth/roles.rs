@@ -3,6 +3,10 @@
 
 use serde::Serialize;
 
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::state::AppState;
+
 /// A permission checked by handlers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Perm {
@@ -55,13 +59,17 @@ pub enum Perm {
     /// Find, play and export recordings in scope.
     RecordingView,
     /// Link recordings to inspections, confirm suggestions, set legal holds, start and stop
-    /// recording, import camera footage.
+    /// recording, import camera footage (the ways of adding protection, open to officers).
     RecordingReview,
+    /// Remove a recording's protection: release a legal hold, unlink it from an inspection,
+    /// dismiss a suggested link. Reviewers and case handlers only (never officers), and never
+    /// the officer the recording films, whatever the role (checked by the handler).
+    RecordingProtectionRemove,
 }
 
 impl Perm {
     /// Every permission.
-    pub const ALL: [Perm; 25] = [
+    pub const ALL: [Perm; 26] = [
         Perm::RegistryRead,
         Perm::EnterpriseWrite,
         Perm::OfficerWrite,
@@ -87,6 +95,7 @@ impl Perm {
         Perm::PlanApprove,
         Perm::RecordingView,
         Perm::RecordingReview,
+        Perm::RecordingProtectionRemove,
     ];
 
     /// The code the API reports (`/auth/me` `permissions`).
@@ -117,6 +126,7 @@ impl Perm {
             Perm::PlanApprove => "plan.approve",
             Perm::RecordingView => "recording.view",
             Perm::RecordingReview => "recording.review",
+            Perm::RecordingProtectionRemove => "recording.protection_remove",
         }
     }
 }
@@ -214,11 +224,47 @@ pub fn grants(role: &str, perm: Perm) -> bool {
             role,
             "admin" | "reviewer" | "brigade_head" | "squad_leader" | "officer"
         ),
+        RecordingProtectionRemove => {
+            matches!(role, "admin" | "reviewer" | "brigade_head" | "squad_leader")
+        }
         WorkOrderWrite => matches!(
             role,
             "admin" | "corps_leader" | "brigade_head" | "squad_leader" | "clerk"
         ),
     }
+}
+
+/// The message of a corps-wide setting refused to a district account.
+pub const CORPS_ONLY: &str = "corps-wide settings are for corps accounts";
+
+/// Corps-wide settings (the inspection item list, the inspect-once caps, the deadline table,
+/// the case-review rules, a new root org unit) are for corps accounts, whatever the role: any
+/// other account gets 403 [`CORPS_ONLY`], and the attempt is audited as `denied` (`action`,
+/// on `target` = (kind, id) when there is one). Check the role first ([`Caller::require`]).
+pub async fn require_corps(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    target: Option<(&str, &str)>,
+) -> Result<(), ApiError> {
+    if caller.at_corps() {
+        return Ok(());
+    }
+    let mut entry = caller
+        .audit(action, state.clock.now_ms())
+        .outcome(shouhu_storage::audit::Outcome::Denied)
+        .details(serde_json::json!({"reason": CORPS_ONLY}));
+    if let Some((kind, id)) = target {
+        entry = entry.target(kind, id);
+    }
+    if let Err(e) = state.db.audit().record(&entry).await {
+        tracing::error!(error = %e, "could not write audit row");
+    }
+    Err(ApiError::new(
+        axum::http::StatusCode::FORBIDDEN,
+        "corps_only",
+        CORPS_ONLY,
+    ))
 }
 
 /// Roles a district may apply for (command-centre and corps roles are the corps's own).
@@ -241,5 +287,20 @@ mod tests {
         }
         assert!(!grants("nobody", Perm::RegistryRead));
         assert!(!grants("officer", Perm::EnterpriseWrite));
+    }
+
+    #[test]
+    fn officers_add_protection_but_never_remove_it() {
+        assert!(grants("officer", Perm::RecordingReview));
+        assert!(!grants("officer", Perm::RecordingProtectionRemove));
+        for r in ["admin", "reviewer", "brigade_head", "squad_leader"] {
+            assert!(grants(r, Perm::RecordingProtectionRemove), "{r}");
+        }
+        for (r, _) in ROLES {
+            // Whoever may remove protection may also see and add it.
+            if grants(r, Perm::RecordingProtectionRemove) {
+                assert!(grants(r, Perm::RecordingReview) && grants(r, Perm::RecordingView));
+            }
+        }
     }
 }

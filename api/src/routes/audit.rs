@@ -1,9 +1,15 @@
-//! `/api/v1/audit`: the audit log, for administrators.
+//! `/api/v1/audit`: the audit log, for administrators. A corps administrator reads every row;
+//! one of a district (or any unit below the corps) reads the rows about its subtree: those of
+//! its subtree's accounts, and those whose target (an org unit, account, enterprise,
+//! inspection, case, recording, recorder, vehicle…) belongs to its subtree — so it also sees
+//! another unit's refused attempt on its data, but nothing another unit did to its own.
+//! Rows of no account (failed logins of unknown names, jobs) stay with the corps.
 
 use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
 use shouhu_storage::audit::AuditFilter;
+use shouhu_storage::org_units::Scope;
 use shouhu_storage::PageRequest;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
@@ -44,7 +50,7 @@ pub struct AuditQuery {
     pub page_size: Option<i64>,
 }
 
-/// Query the audit log, newest first.
+/// Query the audit log, newest first (rows about the caller's subtree only, below the corps).
 #[utoipa::path(get, path = "/audit", tag = "audit", params(AuditQuery), responses((status = 200, body = Page<AuditDto>), (status = 403, body = ErrorBody)))]
 async fn list(
     State(state): State<AppState>,
@@ -69,6 +75,10 @@ async fn list(
         action: nz(q.action),
         target_id: nz(q.target_id),
         outcome: nz(q.outcome),
+        subtree: match &caller.scope {
+            Scope::All => None,
+            Scope::Subtree(root) => Some(root.clone()),
+        },
     };
     let page = state
         .db

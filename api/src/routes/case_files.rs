@@ -296,15 +296,16 @@ fn check_rule(r: &ReviewRuleInput) -> ApiResult<()> {
     p.finish()
 }
 
-/// Add a review rule.
+/// Add a review rule (a corps-wide setting: corps accounts only, 403 elsewhere).
 #[utoipa::path(post, path = "/case-review-rules", tag = "enforcement", request_body = ReviewRuleInput,
-    responses((status = 200, body = ReviewRule), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = ReviewRule), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn add_rule(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(r): ApiJson<ReviewRuleInput>,
 ) -> ApiResult<Json<ReviewRule>> {
     caller.require(Perm::RuleManage)?;
+    crate::auth::roles::require_corps(&state, &caller, "review_rule.create", None).await?;
     check_rule(&r)?;
     Ok(Json(
         state
@@ -315,9 +316,10 @@ async fn add_rule(
     ))
 }
 
-/// Change a review rule (earlier reviews keep their scores).
+/// Change a review rule (earlier reviews keep their scores; a corps-wide setting: corps
+/// accounts only, 403 elsewhere).
 #[utoipa::path(put, path = "/case-review-rules/{id}", tag = "enforcement", params(("id" = String, Path)), request_body = ReviewRuleInput,
-    responses((status = 200, body = ReviewRule), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = ReviewRule), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_rule(
     State(state): State<AppState>,
     caller: Caller,
@@ -325,6 +327,13 @@ async fn update_rule(
     ApiJson(r): ApiJson<ReviewRuleInput>,
 ) -> ApiResult<Json<ReviewRule>> {
     caller.require(Perm::RuleManage)?;
+    crate::auth::roles::require_corps(
+        &state,
+        &caller,
+        "review_rule.update",
+        Some(("review_rule", &id)),
+    )
+    .await?;
     check_rule(&r)?;
     Ok(Json(
         state

@@ -60,9 +60,10 @@ pub struct DaysBody {
     pub days: i64,
 }
 
-/// Change a deadline (when a regulation changes).
+/// Change a deadline (when a regulation changes; a corps-wide setting: corps accounts only, 403
+/// elsewhere).
 #[utoipa::path(put, path = "/enforcement/deadlines/{step}", tag = "enforcement", params(("step" = String, Path)), request_body = DaysBody,
-    responses((status = 200, body = [DeadlineRule]), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = [DeadlineRule]), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn set_deadline(
     State(state): State<AppState>,
     caller: Caller,
@@ -70,6 +71,13 @@ async fn set_deadline(
     ApiJson(b): ApiJson<DaysBody>,
 ) -> ApiResult<Json<Vec<DeadlineRule>>> {
     caller.require(Perm::RuleManage)?;
+    crate::auth::roles::require_corps(
+        &state,
+        &caller,
+        "deadline_rule.update",
+        Some(("deadline_rule", &step)),
+    )
+    .await?;
     if !(1..=3650).contains(&b.days) {
         return Err(crate::routes::auth::field_error("days", "must be 1–3650"));
     }
@@ -95,15 +103,17 @@ async fn caps(
     Ok(Json(state.db.rules().caps().await?))
 }
 
-/// Set caps (rows given are replaced; all or nothing).
+/// Set caps (rows given are replaced; all or nothing; a corps-wide setting: corps accounts
+/// only, 403 elsewhere).
 #[utoipa::path(put, path = "/inspection-caps", tag = "enforcement", request_body = [InspectionCap],
-    responses((status = 200, body = [InspectionCap]), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = [InspectionCap]), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn set_caps(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(rows): ApiJson<Vec<InspectionCap>>,
 ) -> ApiResult<Json<Vec<InspectionCap>>> {
     caller.require(Perm::RuleManage)?;
+    crate::auth::roles::require_corps(&state, &caller, "inspection_caps.update", None).await?;
     let mut p = Problems::default();
     if rows.is_empty() || rows.len() > 100 {
         p.add("caps", "1–100 rows");

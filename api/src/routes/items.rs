@@ -1,4 +1,6 @@
-//! `/api/v1/inspection-items`: the inspection item list, editable and versioned.
+//! `/api/v1/inspection-items`: the inspection item list, editable and versioned. The list is
+//! corps-wide: everyone reads it, only corps accounts edit it (403 elsewhere, audited as
+//! `denied`).
 
 use axum::extract::{Path, State};
 use axum::Json;
@@ -83,15 +85,16 @@ fn check(i: &ItemInput) -> ApiResult<()> {
     }
 }
 
-/// Add an item.
+/// Add an item (corps accounts).
 #[utoipa::path(post, path = "/inspection-items", tag = "inspection-items", request_body = ItemInput,
-    responses((status = 200, body = ItemDto), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = ItemDto), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(i): ApiJson<ItemInput>,
 ) -> ApiResult<Json<ItemDto>> {
     caller.require(Perm::ItemWrite)?;
+    crate::auth::roles::require_corps(&state, &caller, "inspection_item.create", None).await?;
     check(&i)?;
     Ok(Json(
         state
@@ -103,9 +106,10 @@ async fn create(
     ))
 }
 
-/// Edit an item (with the `version` read); the previous wording is kept in its history.
+/// Edit an item (with the `version` read; corps accounts); the previous wording is kept in its
+/// history.
 #[utoipa::path(put, path = "/inspection-items/{id}", tag = "inspection-items", params(("id" = String, Path)), request_body = ItemInput,
-    responses((status = 200, body = ItemDto), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = ItemDto), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -113,6 +117,13 @@ async fn update(
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> ApiResult<Json<ItemDto>> {
     caller.require(Perm::ItemWrite)?;
+    crate::auth::roles::require_corps(
+        &state,
+        &caller,
+        "inspection_item.update",
+        Some(("inspection_item", &id)),
+    )
+    .await?;
     let mut body = body;
     if let Some(o) = body.as_object_mut() {
         o.remove("builtin");

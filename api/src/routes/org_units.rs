@@ -1,9 +1,13 @@
 //! `/api/v1/org-units`: the org tree.
+//!
+//! Anyone reads the whole tree (names and codes are not confidential); administrators create
+//! and rename units in their own subtree only: a parent or unit outside it answers 404 (audited
+//! as `denied`, like any out-of-scope row), and a new root is for corps accounts (403).
 
 use axum::extract::{Path, State};
 use axum::Json;
 use serde::Deserialize;
-use shouhu_storage::org_units::{NewOrgUnit, OrgKind};
+use shouhu_storage::org_units::{NewOrgUnit, OrgKind, OrgUnit};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -11,7 +15,7 @@ use utoipa_axum::routes;
 use crate::auth::roles::Perm;
 use crate::auth::Caller;
 use crate::dto::OrgUnitDto;
-use crate::error::{ApiResult, ErrorBody};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::ApiJson;
 use crate::routes::auth::field_error;
 use crate::state::AppState;
@@ -37,6 +41,20 @@ async fn list(State(state): State<AppState>, _caller: Caller) -> ApiResult<Json<
     ))
 }
 
+/// Org unit `id`, when it lies in the caller's subtree; 404 when it does not exist or lies
+/// outside (then audited as `denied`).
+pub(crate) async fn unit_in_scope(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> ApiResult<OrgUnit> {
+    let unit = state.db.org_units().get(id).await?;
+    if !state.db.org_units().in_scope(&caller.scope, id).await? {
+        return Err(ApiError::out_of_scope("org unit", id));
+    }
+    Ok(unit)
+}
+
 /// New org unit.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -51,15 +69,23 @@ pub struct CreateOrgUnit {
     pub code: String,
 }
 
-/// Create an org unit (administrators).
+/// Create an org unit (administrators, under a unit of their subtree; a root only from the
+/// corps).
 #[utoipa::path(post, path = "/org-units", tag = "org", request_body = CreateOrgUnit,
-    responses((status = 200, body = OrgUnitDto), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = OrgUnitDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(req): ApiJson<CreateOrgUnit>,
 ) -> ApiResult<Json<OrgUnitDto>> {
     caller.require(Perm::OrgWrite)?;
+    match &req.parent_id {
+        Some(parent) => {
+            unit_in_scope(&state, &caller, parent).await?;
+        }
+        None => crate::auth::roles::require_corps(&state, &caller, "org_unit.create", None).await?,
+    }
     let kind = OrgKind::parse(&req.kind)
         .ok_or_else(|| field_error("kind", "must be corps, brigade, squad, town or soe_group"))?;
     let new = NewOrgUnit {
@@ -86,9 +112,9 @@ pub struct RenameOrgUnit {
     pub code: String,
 }
 
-/// Rename an org unit (administrators).
+/// Rename an org unit (administrators, a unit of their subtree).
 #[utoipa::path(patch, path = "/org-units/{id}", tag = "org", params(("id" = String, Path)), request_body = RenameOrgUnit,
-    responses((status = 200, body = OrgUnitDto)))]
+    responses((status = 200, body = OrgUnitDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn rename(
     State(state): State<AppState>,
     caller: Caller,
@@ -96,6 +122,7 @@ async fn rename(
     ApiJson(req): ApiJson<RenameOrgUnit>,
 ) -> ApiResult<Json<OrgUnitDto>> {
     caller.require(Perm::OrgWrite)?;
+    unit_in_scope(&state, &caller, &id).await?;
     let unit = state
         .db
         .org_units()

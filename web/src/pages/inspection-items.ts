@@ -6,7 +6,7 @@ import { fmtDate, fmtDateTime } from '../format';
 import { ITEM_FIELDS } from '../i18n';
 import { pageHeader, setTitle } from '../layout';
 import type { RouteContext } from '../router';
-import { can, loadSectors, sectorName } from '../session';
+import { can, corpsLevel, loadSectors, sectorName } from '../session';
 import type { CodeName, InspectionItem, ItemHistory, Page } from '../types';
 import { openDialog } from '../ui/dialog';
 import { Form, orNull, type FieldSpec } from '../ui/form';
@@ -19,7 +19,8 @@ const DEFAULTS = { q: '', sector: '', active: '' };
 
 export async function renderInspectionItems(outlet: HTMLElement, ctx: RouteContext): Promise<void> {
   setTitle('检查事项清单');
-  const canWrite = can('item.write');
+  // The item list is corps-wide: only corps accounts edit it.
+  const canWrite = can('item.write') && corpsLevel();
   const state = readState(ctx.query, DEFAULTS);
   const run = latest();
   const sectors = await loadSectors();

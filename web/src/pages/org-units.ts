@@ -6,7 +6,7 @@ import { ORG_KIND_NAMES, label } from '../format';
 import { pageHeader, setTitle } from '../layout';
 import type { RouteContext } from '../router';
 import { ORG_UNIT_FIELDS } from '../i18n';
-import { can, loadOrgUnits } from '../session';
+import { can, loadOrgUnits, session } from '../session';
 import type { OrgKind, OrgUnit } from '../types';
 import { Form } from '../ui/form';
 import { errorBox, loadingBox } from '../ui/table';
@@ -114,6 +114,15 @@ export async function renderOrgUnits(outlet: HTMLElement, _ctx: RouteContext): P
       return;
     }
     const parent = units.find((x) => x.id === u.parent_id);
+    // Administrators add units under their own subtree only (the server answers 404 elsewhere).
+    const mine = (() => {
+      const own = session.account?.org_unit_id;
+      for (let at: OrgUnit | undefined = u; at; at = units.find((x) => x.id === at?.parent_id)) {
+        if (at.id === own) return true;
+        if (!at.parent_id) break;
+      }
+      return false;
+    })();
     const info = h(
       'dl',
       { class: 'meta' },
@@ -130,7 +139,7 @@ export async function renderOrgUnits(outlet: HTMLElement, _ctx: RouteContext): P
     );
     const kinds = CHILD_KINDS[u.kind] ?? [];
     let addForm: HTMLElement | null = null;
-    if (can('org.write')) {
+    if (can('org.write') && mine) {
       if (kinds.length === 0) {
         addForm = h('p', { class: 'muted' }, `${label(ORG_KIND_NAMES, u.kind)}下不设下级单位。`);
       } else {

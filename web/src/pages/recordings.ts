@@ -424,6 +424,9 @@ export async function renderRecordingDetail(outlet: HTMLElement, ctx: RouteConte
     return stopPlayer;
   }
   const review = can('recording.review');
+  // Removing protection (unlink, dismiss, release a hold) is for reviewers and case handlers;
+  // the server also refuses the officer the recording films.
+  const unprotect = can('recording.protection_remove');
   const recording = x.status === 'recording';
   const segs = x.segments;
   const firstStart = segs[0]?.start_ms ?? x.started_at_ms;
@@ -584,24 +587,34 @@ export async function renderRecordingDetail(outlet: HTMLElement, ctx: RouteConte
         rows: shown,
         empty: '尚未关联检查',
         columns: [
-          { title: '检查码', className: 'mono', width: '190px', render: (l) => h('a', { href: `#/inspections/${encodeURIComponent(l.inspection_id)}`, testid: 'rec-link-code' }, l.inspection_code) },
-          { title: '企业', className: 'ellipsis wide', tooltip: (l) => l.enterprise_name, render: (l) => l.enterprise_name },
+          {
+            title: '检查码',
+            className: 'mono',
+            width: '190px',
+            render: (l) =>
+              l.inspection_id
+                ? h('a', { href: `#/inspections/${encodeURIComponent(l.inspection_id)}`, testid: 'rec-link-code' }, l.inspection_code)
+                : h('span', { class: 'muted', testid: 'rec-link-hidden' }, '管辖范围外的检查'),
+          },
+          { title: '企业', className: 'ellipsis wide', tooltip: (l) => l.enterprise_name, render: (l) => l.enterprise_name || '—' },
           { title: '状态', width: '90px', render: (l) => h('span', { testid: 'rec-link-state', 'data-state': l.state }, badge(label(LINK_STATE, l.state), l.state === 'linked' ? 'ok' : 'info')) },
           { title: '时间', width: '150px', className: 'nowrap', render: (l) => fmtMs(l.updated_at_ms) },
           {
             title: '操作',
             width: '150px',
             render: (l) =>
-              !review
+              !review || !l.inspection_id
                 ? null
                 : l.state === 'suggested'
                   ? h(
                       'span',
                       { class: 'row-actions' },
                       h('button', { type: 'button', class: 'btn small primary', testid: 'rec-link-confirm', onclick: () => void linkTo(l.inspection_id, `已确认关联 ${l.inspection_code}`) }, '确认关联'),
-                      h('button', { type: 'button', class: 'btn small', testid: 'rec-link-dismiss', onclick: () => void unlink(l, '已忽略该建议') }, '忽略'),
+                      unprotect ? h('button', { type: 'button', class: 'btn small', testid: 'rec-link-dismiss', onclick: () => void unlink(l, '已忽略该建议') }, '忽略') : null,
                     )
-                  : h(
+                  : !unprotect
+                    ? null
+                    : h(
                       'button',
                       {
                         type: 'button',
@@ -656,7 +669,7 @@ export async function renderRecordingDetail(outlet: HTMLElement, ctx: RouteConte
       ['保全原因', r.held ? r.hold_reason : null],
     ]);
     let control: Child = null;
-    if (review && r.held) {
+    if (unprotect && r.held) {
       control = h(
         'div',
         { class: 'form-actions' },
@@ -679,7 +692,7 @@ export async function renderRecordingDetail(outlet: HTMLElement, ctx: RouteConte
           '解除保全',
         ),
       );
-    } else if (review) {
+    } else if (review && !r.held) {
       const form = new Form([{ name: 'reason', label: '保全原因', type: 'textarea', required: true, span: 3, maxlength: 500, testid: 'rec-hold-reason', placeholder: '如：案件办理中，作为证据保存' }], {
         submitLabel: '设置法律保全',
         submitTestid: 'rec-hold-submit',

@@ -311,7 +311,7 @@ pub struct RecordingStatus {
     pub low_disk: bool,
 }
 
-/// What is recording, and the disk-space alert.
+/// What is recording in the caller's scope, and the disk-space alert (node-wide).
 #[utoipa::path(get, path = "/recordings/status", tag = "recordings", responses((status = 200, body = RecordingStatus)))]
 async fn recording_status(
     State(state): State<AppState>,
@@ -320,7 +320,7 @@ async fn recording_status(
     caller.require(Perm::RecordingView)?;
     let low_disk = crate::recording_jobs::disk_check(&state);
     Ok(Json(RecordingStatus {
-        active: state.recorder.active(),
+        active: active_in_scope(&state, &caller).await?,
         free_percent: crate::recording_jobs::free_percent(&state),
         low_disk,
     }))
@@ -442,7 +442,7 @@ async fn list_recordings(
     Ok(Json(Page::from(page, |r| r)))
 }
 
-/// Channels being recorded now.
+/// Channels being recorded now, in the caller's scope.
 #[utoipa::path(get, path = "/recordings/active", tag = "recordings",
     responses((status = 200, body = Vec<ActiveRecording>)))]
 async fn active_recordings(
@@ -450,7 +450,41 @@ async fn active_recordings(
     caller: Caller,
 ) -> ApiResult<Json<Vec<ActiveRecording>>> {
     caller.require(Perm::RecordingView)?;
-    Ok(Json(state.recorder.active()))
+    Ok(Json(active_in_scope(&state, &caller).await?))
+}
+
+/// The channels being recorded that the caller may know of: a recorder of the caller's
+/// subtree, or a recording (a phone app's, a call's) of it. The corps sees every one; a channel
+/// that is neither (still starting, of no registered recorder) only the corps.
+async fn active_in_scope(state: &AppState, caller: &Caller) -> ApiResult<Vec<ActiveRecording>> {
+    let all = state.recorder.active();
+    if caller.at_corps() {
+        return Ok(all);
+    }
+    let recorders: std::collections::HashSet<String> = state
+        .db
+        .recorders()
+        .list(&caller.scope)
+        .await?
+        .into_iter()
+        .map(|r| r.device_id)
+        .collect();
+    let mut out = Vec::new();
+    for a in all {
+        let visible = recorders.contains(&a.device_id)
+            || match &a.recording_id {
+                Some(id) => match state.db.recordings().get(&caller.scope, id).await {
+                    Ok(_) => true,
+                    Err(shouhu_storage::StorageError::NotFound(_)) => false,
+                    Err(e) => return Err(e.into()),
+                },
+                None => false,
+            };
+        if visible {
+            out.push(a);
+        }
+    }
+    Ok(out)
 }
 
 /// A channel to record.
@@ -543,7 +577,8 @@ pub struct RecordingDetail {
     pub recording: Recording,
     /// Its segments.
     pub segments: Vec<Segment>,
-    /// Its links to inspections (suggested ones included).
+    /// Its links to inspections (suggested ones included); a link to an inspection outside the
+    /// caller's scope has its inspection and enterprise blanked.
     pub links: Vec<RecordingLink>,
     /// Retention that applies, days.
     pub retention_days: i64,
@@ -562,7 +597,7 @@ async fn get_recording(
     caller.require(Perm::RecordingView)?;
     let recording = state.db.recordings().get(&caller.scope, &id).await?;
     let segments = state.db.recordings().segments(&id, None, None).await?;
-    let links = state.db.recordings().links(&id).await?;
+    let links = review::links_in_scope(&state, &caller, &id).await?;
     let retention_days = state
         .db
         .recordings()
