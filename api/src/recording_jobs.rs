@@ -1,12 +1,15 @@
 //! Background work around recordings: the start-up reconcile, link suggestions when a
 //! recording closes, always-on recorders, the retention job and the disk-space watermark.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde::Serialize;
 use shouhu_media::recorder::Trigger;
 use shouhu_storage::audit::{Actor, AuditEntry};
+use shouhu_storage::recordings::Recording;
 use tokio::sync::watch;
 
 use crate::state::AppState;
@@ -28,44 +31,106 @@ fn system(action: &str, at_ms: i64) -> AuditEntry {
 pub struct RetentionReport {
     /// Recordings deleted (files, then index rows).
     pub deleted: Vec<String>,
-    /// Recordings whose files could not all be deleted (kept in the index, retried next run).
+    /// Recordings whose files could not all be deleted (claimed, kept in the index and
+    /// resumed by the next run).
     pub failed: Vec<String>,
+    /// Recordings marked as expired that a hold, a link or a longer retention saved before
+    /// they were claimed: nothing of them was deleted.
+    pub kept: Vec<String>,
 }
 
+/// Recordings marked per retention period in one run (the next run takes the rest).
+pub const RETENTION_BATCH_PER_PERIOD: i64 = 1_000;
+
+/// Where a retention run stands, told to a [`RetentionHook`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetentionStep {
+    /// The mark transaction committed; these recordings are marked, none is claimed yet.
+    Marked(Vec<String>),
+    /// This recording is claimed; its files are about to be deleted.
+    Claimed(String),
+}
+
+/// Code a test runs between the steps of a retention run (see [`retention_run_with_hook`]).
+pub type RetentionHook =
+    dyn Fn(RetentionStep) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync;
+
 /// One run of the retention job at `now_ms`: every closed recording past its org unit's
-/// retention that no hold keeps loses its segment files, then its index rows (audited
-/// `recording.delete`, logged). A held recording is never touched.
+/// retention that no hold and no link to an open case keeps loses its segment files, then its
+/// index rows (audited `recording.delete`, logged). The steps and why a hold or a link that
+/// arrives during the run always wins are in [`shouhu_storage::retention`]:
+///
+/// 1. recordings claimed by an earlier, interrupted run are finished first;
+/// 2. the expired recordings are marked in one transaction, at most
+///    [`RETENTION_BATCH_PER_PERIOD`] per distinct retention period, each period with its own
+///    cutoff (a unit keeping recordings longer never holds up another's);
+/// 3. each marked recording is claimed under its row lock, re-checking the mark and the
+///    conditions; one that a hold, a link or a longer retention saved meanwhile is kept;
+/// 4. a claimed recording's files are deleted, then its rows.
 pub async fn retention_run(state: &AppState, now_ms: i64) -> anyhow::Result<RetentionReport> {
+    retention_run_with_hook(state, now_ms, None).await
+}
+
+/// [`retention_run`], calling `hook` after the mark transaction and after each claim, so a
+/// test can set a hold or a link exactly there. Production passes `None`.
+pub async fn retention_run_with_hook(
+    state: &AppState,
+    now_ms: i64,
+    hook: Option<&RetentionHook>,
+) -> anyhow::Result<RetentionReport> {
+    let repo = state.db.recordings();
+    let default_days = state.cfg.recording.retention_days;
     let mut report = RetentionReport::default();
-    let expired = state
-        .db
-        .recordings()
-        .expired(now_ms, state.cfg.recording.retention_days)
+    for r in repo.deleting().await? {
+        delete_claimed(state, &r, now_ms, &mut report).await?;
+    }
+    let marked = repo
+        .mark_expired(now_ms, default_days, RETENTION_BATCH_PER_PERIOD)
         .await?;
-    for r in expired {
-        let segs = state.db.recordings().segments(&r.id, None, None).await?;
-        let mut ok = true;
-        for s in &segs {
-            if let Err(e) = state.blobs.delete(&s.blob_key).await {
-                tracing::error!(recording.id = %r.id, key = %s.blob_key, error = %e, "recording.delete_failed");
-                ok = false;
-                break;
-            }
-        }
-        if !ok {
-            report.failed.push(r.id);
+    if let Some(hook) = hook {
+        hook(RetentionStep::Marked(
+            marked.iter().map(|r| r.id.clone()).collect(),
+        ))
+        .await;
+    }
+    for r in marked {
+        if !repo.claim_for_deletion(&r.id, now_ms, default_days).await? {
+            tracing::info!(recording.id = %r.id, "recording.retention_kept: held or linked since it was marked");
+            report.kept.push(r.id);
             continue;
         }
-        let audit = system("recording.delete", now_ms).details(serde_json::json!({
-            "reason": "retention", "device_id": r.device_id, "started_at_ms": r.started_at_ms,
-            "ended_at_ms": r.ended_at_ms, "segments": r.segment_count, "bytes": r.bytes,
-        }));
-        if state.db.recordings().delete(&r.id, &audit).await? {
-            tracing::info!(recording.id = %r.id, device.id = %r.device_id, started_at_ms = r.started_at_ms, segments = r.segment_count, bytes = r.bytes, "recording.deleted: retention expired");
-            report.deleted.push(r.id);
+        if let Some(hook) = hook {
+            hook(RetentionStep::Claimed(r.id.clone())).await;
         }
+        delete_claimed(state, &r, now_ms, &mut report).await?;
     }
     Ok(report)
+}
+
+/// Steps 3 and 4 for a claimed recording: its segment files, then its rows.
+async fn delete_claimed(
+    state: &AppState,
+    r: &Recording,
+    now_ms: i64,
+    report: &mut RetentionReport,
+) -> anyhow::Result<()> {
+    let segs = state.db.recordings().segments(&r.id, None, None).await?;
+    for s in &segs {
+        if let Err(e) = state.blobs.delete(&s.blob_key).await {
+            tracing::error!(recording.id = %r.id, key = %s.blob_key, error = %e, "recording.delete_failed");
+            report.failed.push(r.id.clone());
+            return Ok(());
+        }
+    }
+    let audit = system("recording.delete", now_ms).details(serde_json::json!({
+        "reason": "retention", "device_id": r.device_id, "started_at_ms": r.started_at_ms,
+        "ended_at_ms": r.ended_at_ms, "segments": r.segment_count, "bytes": r.bytes,
+    }));
+    if state.db.recordings().delete(&r.id, &audit).await? {
+        tracing::info!(recording.id = %r.id, device.id = %r.device_id, started_at_ms = r.started_at_ms, segments = r.segment_count, bytes = r.bytes, "recording.deleted: retention expired");
+        report.deleted.push(r.id.clone());
+    }
+    Ok(())
 }
 
 /// Free space of the data directory's file system, as a percentage.

@@ -48,6 +48,7 @@ pub mod plans;
 pub mod positions;
 pub mod recorders;
 pub mod recordings;
+pub mod retention;
 pub mod search;
 pub mod sessions;
 pub mod sip_nonces;
