@@ -14,9 +14,23 @@
 //! its last complete fragment and indexed when that is playable, else dropped with a log line;
 //! then the interrupted recordings are closed and signed, and every indexed segment is checked
 //! to be in the blob store.
+//!
+//! No silent gaps, no duplicates:
+//! - A segment is identified by its SHA-256: before storing, the index is asked whether the
+//!   recording holds that file already (a crash between the index commit and the spool file's
+//!   removal, or an index commit whose answer was lost); if so it is not stored again.
+//! - A store or index failure is retried with a bounded backoff ([`StoreRetry`]). When it
+//!   persists, the segment becomes a gap of its recording (`recording_gaps`): the recording is
+//!   `incomplete` and its head is signed over the incomplete head message naming every gap, never
+//!   as a whole; the error `recording.segment_gap` is logged, `shouhu_recording_segment_gaps_total`
+//!   counted, and the spool file kept as `<n>.lost` for an operator. While the store keeps
+//!   failing (a segment already given up, none stored since), each further segment is tried once.
+//! - The spool's files and sidecars are fsynced before a segment is handed on, and the local
+//!   blob store fsyncs a file and its directory before the index names it.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,6 +59,38 @@ pub struct RecorderConfig {
     pub start_timeout: Duration,
     /// How long to wait before restarting a recording whose stream dropped.
     pub retry: Duration,
+}
+
+/// How a segment's store is retried before it becomes a gap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreRetry {
+    /// Attempts in all (at least 1).
+    pub attempts: u32,
+    /// Wait before the second attempt; doubled after each, up to `max_backoff`.
+    pub first_backoff: Duration,
+    /// Longest wait between two attempts.
+    pub max_backoff: Duration,
+}
+
+impl Default for StoreRetry {
+    /// 6 attempts over about 15 s (0.5, 1, 2, 4, 8 s between them).
+    fn default() -> Self {
+        StoreRetry {
+            attempts: 6,
+            first_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(8),
+        }
+    }
+}
+
+/// A fault point for crash tests (`SHOUHU_FAULT_AFTER_INDEX`, read once when the recorder is
+/// made; nothing is checked when it is unset): right after a live segment's index commit and
+/// before its spool file is removed, `pause` stops that recording's storing for good (for a
+/// `kill -9` from outside), `abort` aborts the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    Pause,
+    Abort,
 }
 
 /// Why a channel records.
@@ -145,6 +191,12 @@ struct Inner {
     active: Mutex<HashMap<Key, Active>>,
     on_closed: Mutex<Option<ClosedHook>>,
     digester: Digester,
+    retry: Mutex<StoreRetry>,
+    /// A segment was given up and none stored since: further segments are tried once.
+    store_failing: AtomicBool,
+    /// Segments lost to store failures since start.
+    gaps: AtomicU64,
+    fault: Option<Fault>,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -238,6 +290,10 @@ pub struct ReconcileReport {
     pub dropped: u64,
     /// Indexed segments whose file is not in the blob store.
     pub missing: u64,
+    /// Spooled segments found indexed already (by their digest) and not stored again.
+    pub already_indexed: u64,
+    /// Spooled segments that could not be stored: gaps of their (incomplete) recordings.
+    pub gaps: u64,
 }
 
 impl Recorder {
@@ -261,8 +317,29 @@ impl Recorder {
                 active: Mutex::new(HashMap::new()),
                 on_closed: Mutex::new(None),
                 digester: Digester::new(),
+                retry: Mutex::new(StoreRetry::default()),
+                store_failing: AtomicBool::new(false),
+                gaps: AtomicU64::new(0),
+                fault: match std::env::var("SHOUHU_FAULT_AFTER_INDEX").as_deref() {
+                    Ok("pause") => Some(Fault::Pause),
+                    Ok("abort") => Some(Fault::Abort),
+                    _ => None,
+                },
             }),
         }
+    }
+
+    /// Set how a segment's store is retried before it becomes a gap.
+    pub fn set_store_retry(&self, r: StoreRetry) {
+        *self.inner.retry.lock().unwrap_or_else(|e| e.into_inner()) = StoreRetry {
+            attempts: r.attempts.max(1),
+            ..r
+        };
+    }
+
+    /// Segments lost to store failures since start (each a gap of an incomplete recording).
+    pub fn segment_gaps(&self) -> u64 {
+        self.inner.gaps.load(Ordering::Relaxed)
     }
 
     /// Set what runs when a recording closes.
@@ -460,6 +537,7 @@ impl Recorder {
                 }
             }
             spooled.sort();
+            let mut keep_open = false;
             for (i, p) in spooled {
                 let done = p.extension().is_some_and(|e| e == "done");
                 let data = tokio::fs::read(&p).await.unwrap_or_default();
@@ -491,17 +569,32 @@ impl Recorder {
                     },
                 };
                 match info {
-                    Some(info) => match store_segment(inner, &r.id, &data, &info).await {
-                        Ok(seq) => {
+                    Some(info) => match store_retrying(inner, &r.id, || {
+                        store_segment(inner, &r.id, &data, &info)
+                    })
+                    .await
+                    {
+                        Ok(s) if !s.new => {
+                            report.already_indexed += 1;
+                            tracing::info!(recording.id = %r.id, segment = s.seq, spool = i, "recording.segment_already_indexed: the spooled file is indexed already (by its digest); not stored again");
+                        }
+                        Ok(s) => {
                             if recovered {
                                 report.recovered += 1;
-                                tracing::warn!(recording.id = %r.id, segment = seq, bytes = data.len(), "recording.segment_recovered: a partial segment was cut to its last complete fragment and indexed");
+                                tracing::warn!(recording.id = %r.id, segment = s.seq, bytes = data.len(), "recording.segment_recovered: a partial segment was cut to its last complete fragment and indexed");
                             } else {
                                 report.indexed += 1;
                             }
                         }
                         Err(e) => {
-                            tracing::error!(recording.id = %r.id, spool = i, error = %e, "recording.segment_lost: a spooled segment could not be stored");
+                            if lose_segment(inner, &r.id, &p, &info, &e).await {
+                                report.gaps += 1;
+                            } else {
+                                // Neither stored nor recorded as a gap: the file stays and the
+                                // recording open, for the next start.
+                                keep_open = true;
+                            }
+                            continue;
                         }
                     },
                     None => {
@@ -512,6 +605,10 @@ impl Recorder {
                 remove_spooled(&p).await;
             }
             let _ = tokio::fs::remove_dir(&dir).await;
+            if keep_open {
+                tracing::error!(recording.id = %r.id, "recording.left_open: a spooled segment was neither stored nor recorded as a gap; the next start tries again");
+                continue;
+            }
             match close_recording(inner, &r.id).await {
                 Ok(_) => report.closed += 1,
                 Err(e) => {
@@ -681,7 +778,10 @@ impl Recorder {
                         Output::Begin { .. } => cur.clear(),
                         Output::Data(d) => cur.extend_from_slice(&d),
                         Output::End(info) if info.end_90k > info.start_90k => {
-                            store_segment(inner, &id, &cur, &SpoolInfo::from(&info))
+                            // The caller still has the file: a segment that cannot be stored
+                            // fails the import (nothing kept), no gap.
+                            let info = SpoolInfo::from(&info);
+                            store_retrying(inner, &id, || store_segment(inner, &id, &cur, &info))
                                 .await
                                 .map_err(|e| ImportError::Storage(e.to_string()))?;
                             stored += 1;
@@ -882,9 +982,18 @@ async fn download_task(
                             tracing::info!(recording.id = %id, start_90k = info.start_90k, end_90k = info.end_90k, "recording.download_partial_refetched");
                             continue;
                         }
-                        store_segment(inner, &id, &cur, &SpoolInfo::from(&info)).await?;
+                        let info = SpoolInfo::from(&info);
+                        match store_retrying(inner, &id, || store_segment(inner, &id, &cur, &info))
+                            .await
+                        {
+                            Ok(_) => stored += 1,
+                            Err(e) => {
+                                if !record_gap(inner, &id, None, &info, &e).await {
+                                    return Err(e);
+                                }
+                            }
+                        }
                         done_90k = done_90k.max(info.end_90k);
-                        stored += 1;
                     }
                     Output::End(_) => {}
                 }
@@ -931,14 +1040,151 @@ async fn remove_spooled(p: &Path) {
     let _ = tokio::fs::remove_file(p.with_extension("json")).await;
 }
 
-/// Store one complete segment and index it as the recording's next; returns its sequence number.
+/// A segment's place in the index.
+#[derive(Debug, Clone, Copy)]
+struct Stored {
+    seq: i64,
+    /// Indexed now (false: the recording held this file already).
+    new: bool,
+}
+
+/// The segment of the recording with this digest, if it is indexed already.
+async fn indexed_already(
+    inner: &Inner,
+    recording_id: &str,
+    sha256: &[u8; 32],
+) -> Result<Option<Stored>, RecordError> {
+    Ok(inner
+        .db
+        .recordings()
+        .segment_by_digest(recording_id, sha256)
+        .await
+        .map_err(|e| RecordError::Storage(e.to_string()))?
+        .map(|s| Stored {
+            seq: s.seq,
+            new: false,
+        }))
+}
+
+/// Run `attempt` until it succeeds, at most [`StoreRetry::attempts`] times with a doubling
+/// wait between (once while the store is failing: see the module docs).
+async fn store_retrying<F, Fut>(
+    inner: &Inner,
+    recording_id: &str,
+    mut attempt: F,
+) -> Result<Stored, RecordError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Stored, RecordError>>,
+{
+    let r = *inner.retry.lock().unwrap_or_else(|e| e.into_inner());
+    let attempts = if inner.store_failing.load(Ordering::Relaxed) {
+        1
+    } else {
+        r.attempts.max(1)
+    };
+    let mut wait = r.first_backoff;
+    let mut n = 1;
+    loop {
+        match attempt().await {
+            Ok(s) => {
+                if inner.store_failing.swap(false, Ordering::Relaxed) {
+                    metrics::gauge!("shouhu_recording_store_failing").set(0.0);
+                    tracing::info!(recording.id = %recording_id, "recording.store_recovered: segments are stored again");
+                }
+                return Ok(s);
+            }
+            Err(e) if n >= attempts => return Err(e),
+            Err(e) => {
+                metrics::counter!("shouhu_recording_store_retries_total").increment(1);
+                tracing::warn!(recording.id = %recording_id, attempt = n, of = attempts, wait_ms = wait.as_millis() as u64, error = %e, "recording.store_retry");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(r.max_backoff);
+                n += 1;
+            }
+        }
+    }
+}
+
+/// A segment that could not be stored becomes a gap of its recording (see [`record_gap`]); its
+/// spool file is kept as `<n>.lost`. Returns whether the gap was recorded (else the file stays
+/// as it is, for the start-up check).
+async fn lose_segment(
+    inner: &Inner,
+    recording_id: &str,
+    path: &Path,
+    info: &SpoolInfo,
+    error: &RecordError,
+) -> bool {
+    if !record_gap(inner, recording_id, Some(path), info, error).await {
+        return false;
+    }
+    let lost = path.with_extension("lost");
+    if let Err(e) = tokio::fs::rename(path, &lost).await {
+        tracing::warn!(recording.id = %recording_id, spool = %path.display(), error = %e, "recording.spool_rename_failed");
+    }
+    true
+}
+
+/// Record the gap a lost segment leaves (the recording becomes incomplete) and raise the
+/// alert: error `recording.segment_gap`, `shouhu_recording_segment_gaps_total`, the gauge
+/// `shouhu_recording_store_failing`. Returns whether the gap is in the index.
+async fn record_gap(
+    inner: &Inner,
+    recording_id: &str,
+    kept: Option<&Path>,
+    info: &SpoolInfo,
+    error: &RecordError,
+) -> bool {
+    inner.store_failing.store(true, Ordering::Relaxed);
+    metrics::gauge!("shouhu_recording_store_failing").set(1.0);
+    match inner
+        .db
+        .recordings()
+        .add_gap(
+            recording_id,
+            info.start_90k as i64,
+            info.end_90k as i64,
+            &error.to_string(),
+        )
+        .await
+    {
+        Ok(g) => {
+            inner.gaps.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("shouhu_recording_segment_gaps_total").increment(1);
+            tracing::error!(
+                recording.id = %recording_id,
+                after_segments = g.after_segments,
+                start_90k = info.start_90k,
+                end_90k = info.end_90k,
+                gap_start_ms = g.start_ms,
+                gap_end_ms = g.end_ms,
+                kept = %kept.map(|p| p.with_extension("lost").display().to_string()).unwrap_or_default(),
+                error = %error,
+                "recording.segment_gap: a segment could not be stored; the recording is incomplete"
+            );
+            true
+        }
+        Err(e) => {
+            tracing::error!(recording.id = %recording_id, error = %error, gap_error = %e, "recording.gap_not_recorded: a segment could not be stored, nor its gap recorded");
+            false
+        }
+    }
+}
+
+/// Store one complete segment and index it as the recording's next, unless the recording
+/// holds this file already (by its SHA-256).
 async fn store_segment(
     inner: &Inner,
     recording_id: &str,
     data: &[u8],
     info: &SpoolInfo,
-) -> Result<i64, RecordError> {
+) -> Result<Stored, RecordError> {
     let storage = |e: shouhu_storage::StorageError| RecordError::Storage(e.to_string());
+    let sha: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(data).into();
+    if let Some(s) = indexed_already(inner, recording_id, &sha).await? {
+        return Ok(s);
+    }
     let seq = next_seq(inner, recording_id).await?;
     let key = segment_key(recording_id, seq);
     let stored = inner.blobs.put(&key, data).await.map_err(storage)?;
@@ -947,19 +1193,23 @@ async fn store_segment(
 }
 
 /// Store a completed spool file (a local store links it in, no copy) with the digests taken while
-/// it was written, and index it as the recording's next segment. The spool file stays.
+/// it was written, and index it as the recording's next segment, unless the recording holds
+/// this file already. The spool file stays.
 async fn store_spooled(
     inner: &Inner,
     recording_id: &str,
     path: &Path,
     info: &SpoolInfo,
-) -> Result<i64, RecordError> {
+) -> Result<Stored, RecordError> {
     let Some(w) = &info.written else {
         let data = tokio::fs::read(path)
             .await
             .map_err(|e| RecordError::Storage(format!("spool {}: {e}", path.display())))?;
         return store_segment(inner, recording_id, &data, info).await;
     };
+    if let Some(s) = indexed_already(inner, recording_id, &w.sha256).await? {
+        return Ok(s);
+    }
     let storage = |e: shouhu_storage::StorageError| RecordError::Storage(e.to_string());
     let seq = next_seq(inner, recording_id).await?;
     let key = segment_key(recording_id, seq);
@@ -996,7 +1246,7 @@ async fn index_segment(
     stored: shouhu_storage::blob::BlobInfo,
     init_bytes: u64,
     info: &SpoolInfo,
-) -> Result<i64, RecordError> {
+) -> Result<Stored, RecordError> {
     let raw = |h: &str| -> Option<[u8; 32]> { hex::decode(h).ok()?.try_into().ok() };
     let (Some(sha256), Some(sm3)) = (raw(&stored.sha256), raw(&stored.sm3)) else {
         return Err(RecordError::Storage(format!(
@@ -1025,7 +1275,7 @@ async fn index_segment(
         )
         .await
         .map_err(|e| RecordError::Storage(e.to_string()))?;
-    Ok(seq)
+    Ok(Stored { seq, new: true })
 }
 
 async fn close_recording(inner: &Inner, id: &str) -> Result<Option<Recording>, RecordError> {
@@ -1131,6 +1381,9 @@ impl Channel {
         tokio::fs::create_dir_all(&dir)
             .await
             .map_err(|e| format!("spool {}: {e}", dir.display()))?;
+        shouhu_storage::blob::sync_dir(&inner.cfg.spool_dir)
+            .await
+            .map_err(|e| format!("spool {}: {e}", inner.cfg.spool_dir.display()))?;
         tracing::info!(recording.id = %id, device.id = %device, channel.id = %channel, trigger = self.trigger.as_str(), "recording.started");
         let _ = status.send(Status::Recording(id.clone()));
 
@@ -1141,10 +1394,26 @@ impl Channel {
             let id = id.clone();
             tokio::spawn(async move {
                 while let Some((path, info)) = jobs_rx.recv().await {
-                    match store_spooled(&inner, &id, &path, &info).await {
-                        Ok(_) => remove_spooled(&path).await,
+                    match store_retrying(&inner, &id, || store_spooled(&inner, &id, &path, &info))
+                        .await
+                    {
+                        Ok(s) => {
+                            if s.new {
+                                match inner.fault {
+                                    None => {}
+                                    Some(Fault::Abort) => std::process::abort(),
+                                    Some(Fault::Pause) => {
+                                        tracing::warn!(recording.id = %id, segment = s.seq, spool = %path.display(), "recording.fault_pause: SHOUHU_FAULT_AFTER_INDEX: indexed, the spool file not removed; storing stops here");
+                                        std::future::pending::<()>().await;
+                                    }
+                                }
+                            }
+                            remove_spooled(&path).await
+                        }
                         Err(e) => {
-                            tracing::error!(recording.id = %id, spool = %path.display(), error = %e, "recording.segment_not_stored: kept in the spool for the start-up check")
+                            if !lose_segment(&inner, &id, &path, &info, &e).await {
+                                tracing::error!(recording.id = %id, spool = %path.display(), error = %e, "recording.segment_not_stored: kept in the spool for the start-up check");
+                            }
                         }
                     }
                 }
@@ -1322,12 +1591,20 @@ impl SpoolFile {
                     let done = dir.join(format!("{index:06}.done"));
                     let mut spool = SpoolInfo::from(&info);
                     spool.written = Some(written);
-                    tokio::fs::write(
-                        done.with_extension("json"),
-                        serde_json::to_vec(&spool).unwrap_or_default(),
-                    )
-                    .await?;
+                    // The sidecar on disk before the file is named done, and both names on
+                    // disk before the segment is handed on.
+                    let sidecar = done.with_extension("json");
+                    let json = serde_json::to_vec(&spool).unwrap_or_default();
+                    tokio::task::spawn_blocking(move || {
+                        use std::io::Write;
+                        let mut f = std::fs::File::create(&sidecar)?;
+                        f.write_all(&json)?;
+                        f.sync_all()
+                    })
+                    .await
+                    .map_err(std::io::Error::other)??;
                     tokio::fs::rename(&path, &done).await?;
+                    shouhu_storage::blob::sync_dir(dir).await?;
                     let _ = jobs.send((done, spool));
                 }
             }

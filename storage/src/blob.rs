@@ -4,6 +4,14 @@
 //! default. Keys are relative paths of `[A-Za-z0-9._-]` segments separated by `/`; anything else
 //! (absolute paths, `..`) is rejected so a key can never escape the store's root. Writes go to a
 //! temporary file and are renamed into place, so a reader never sees half a blob.
+//!
+//! Durability (local store): when `put`/`put_file` returns, the file's content and its name
+//! are on disk — the file is fsynced, then its directory (and every directory the put
+//! created, in its parent), so an index row committed afterwards never names a blob a power
+//! cut could take back. (The S3 store answers after the object is stored.)
+//!
+//! [`FaultyBlobStore`] wraps a real store and fails chosen writes, for tests of what the
+//! recorder does when the store refuses a segment.
 
 use std::path::{Path, PathBuf};
 
@@ -93,6 +101,39 @@ impl LocalBlobStore {
         validate_key(key)?;
         Ok(self.root.join(key))
     }
+
+    /// Create `dir` (under the root) and make each directory it had to create durable in its
+    /// parent.
+    async fn create_dir_durable(&self, dir: &Path) -> StorageResult<()> {
+        if tokio::fs::try_exists(dir).await? {
+            return Ok(());
+        }
+        // The directories to create, deepest last.
+        let mut missing = Vec::new();
+        let mut d = dir;
+        while !tokio::fs::try_exists(d).await? {
+            missing.push(d.to_path_buf());
+            match d.parent() {
+                Some(p) => d = p,
+                None => break,
+            }
+        }
+        tokio::fs::create_dir_all(dir).await?;
+        for m in missing.iter().rev() {
+            if let Some(parent) = m.parent() {
+                sync_dir(parent).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// fsync a directory, so the names created, renamed or removed in it are on disk.
+pub async fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || std::fs::File::open(&dir)?.sync_all())
+        .await
+        .map_err(std::io::Error::other)?
 }
 
 /// Check a blob key: non-empty `/`-separated segments of `[A-Za-z0-9._-]`, no `.`/`..` segments.
@@ -122,16 +163,21 @@ impl BlobStore for LocalBlobStore {
     async fn put(&self, key: &str, data: &[u8]) -> StorageResult<BlobInfo> {
         let path = self.path_of(key)?;
         let dir = path.parent().expect("a key has a parent under root");
-        tokio::fs::create_dir_all(dir).await?;
+        self.create_dir_durable(dir).await?;
         let tmp = dir.join(format!(".{}.tmp", crate::new_id()));
-        let mut f = tokio::fs::File::create(&tmp).await?;
-        f.write_all(data).await?;
-        f.sync_all().await?;
-        drop(f);
-        if let Err(e) = tokio::fs::rename(&tmp, &path).await {
+        let written = async {
+            let mut f = tokio::fs::File::create(&tmp).await?;
+            f.write_all(data).await?;
+            f.sync_all().await?;
+            drop(f);
+            tokio::fs::rename(&tmp, &path).await
+        }
+        .await;
+        if let Err(e) = written {
             let _ = tokio::fs::remove_file(&tmp).await;
             return Err(e.into());
         }
+        sync_dir(dir).await?;
         let (sha256, sm3) = digests(data);
         Ok(BlobInfo {
             key: key.to_string(),
@@ -149,17 +195,23 @@ impl BlobStore for LocalBlobStore {
     ) -> StorageResult<BlobInfo> {
         let path = self.path_of(key)?;
         let dir = path.parent().expect("a key has a parent under root");
-        tokio::fs::create_dir_all(dir).await?;
+        self.create_dir_durable(dir).await?;
         let tmp = dir.join(format!(".{}.tmp", crate::new_id()));
-        // A second name for the same file (no copy); across file systems, a copy made durable.
-        if tokio::fs::hard_link(src, &tmp).await.is_err() {
-            tokio::fs::copy(src, &tmp).await?;
+        let linked = async {
+            // A second name for the same file (no copy); across file systems, a copy. Either
+            // way its content is made durable (a no-op for a spool file synced already).
+            if tokio::fs::hard_link(src, &tmp).await.is_err() {
+                tokio::fs::copy(src, &tmp).await?;
+            }
             tokio::fs::File::open(&tmp).await?.sync_all().await?;
+            tokio::fs::rename(&tmp, &path).await
         }
-        if let Err(e) = tokio::fs::rename(&tmp, &path).await {
+        .await;
+        if let Err(e) = linked {
             let _ = tokio::fs::remove_file(&tmp).await;
             return Err(e.into());
         }
+        sync_dir(dir).await?;
         let size = tokio::fs::metadata(&path).await?.len();
         let (sha256, sm3) = match digests {
             Some((a, b)) => (hex::encode(a), hex::encode(b)),
@@ -222,6 +274,98 @@ impl BlobStore for LocalBlobStore {
     }
 }
 
+/// A blob store that fails chosen writes of the store it wraps (for tests): the `n`th distinct
+/// content put (from 0, told apart by SHA-256, so a retry of the same segment is the same
+/// content) fails its first `times` attempts (`u32::MAX`: always). Reads, deletes and other
+/// writes go to the inner store.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct FaultyBlobStore {
+    inner: std::sync::Arc<dyn BlobStore>,
+    fail_nth: usize,
+    times: u32,
+    state: std::sync::Mutex<FaultState>,
+}
+
+#[derive(Debug, Default)]
+struct FaultState {
+    seen: Vec<[u8; 32]>,
+    failed: u32,
+}
+
+impl FaultyBlobStore {
+    /// Wrap `inner`; the `fail_nth` distinct content put fails `times` times.
+    pub fn new(inner: std::sync::Arc<dyn BlobStore>, fail_nth: usize, times: u32) -> Self {
+        Self {
+            inner,
+            fail_nth,
+            times,
+            state: Default::default(),
+        }
+    }
+
+    /// Puts refused so far.
+    pub fn failures(&self) -> u32 {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).failed
+    }
+
+    fn refuse(&self, sha256: [u8; 32], key: &str) -> StorageResult<()> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let n = match st.seen.iter().position(|s| *s == sha256) {
+            Some(n) => n,
+            None => {
+                st.seen.push(sha256);
+                st.seen.len() - 1
+            }
+        };
+        if n == self.fail_nth && st.failed < self.times {
+            st.failed += 1;
+            return Err(StorageError::Blob(std::io::Error::other(format!(
+                "injected fault: put {key} refused"
+            ))));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl BlobStore for FaultyBlobStore {
+    async fn put(&self, key: &str, data: &[u8]) -> StorageResult<BlobInfo> {
+        self.refuse(Sha256::digest(data).into(), key)?;
+        self.inner.put(key, data).await
+    }
+
+    async fn put_file(
+        &self,
+        key: &str,
+        path: &Path,
+        digests: Option<([u8; 32], [u8; 32])>,
+    ) -> StorageResult<BlobInfo> {
+        let sha = match digests {
+            Some((sha, _)) => sha,
+            None => Sha256::digest(tokio::fs::read(path).await?).into(),
+        };
+        self.refuse(sha, key)?;
+        self.inner.put_file(key, path, digests).await
+    }
+
+    async fn get(&self, key: &str) -> StorageResult<Vec<u8>> {
+        self.inner.get(key).await
+    }
+
+    async fn get_range(&self, key: &str, offset: u64, len: u64) -> StorageResult<Vec<u8>> {
+        self.inner.get_range(key, offset, len).await
+    }
+
+    async fn delete(&self, key: &str) -> StorageResult<()> {
+        self.inner.delete(key).await
+    }
+
+    async fn exists(&self, key: &str) -> StorageResult<bool> {
+        self.inner.exists(key).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,6 +403,28 @@ mod tests {
             .put_file("r/3.mp4", &dir.path().join("missing"), None)
             .await
             .is_err());
+    }
+
+    /// A put creates its directories durably and leaves no temporary file, also when it fails;
+    /// the faulty store refuses the chosen content the chosen number of times.
+    #[tokio::test]
+    async fn puts_leave_no_temporary_files_and_faults_are_injected() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = std::sync::Arc::new(LocalBlobStore::new(dir.path().join("blobs")));
+        local.put("a/b/c/1.bin", b"one").await.unwrap();
+        let faulty = FaultyBlobStore::new(local.clone(), 1, 2);
+        faulty.put("x/0", b"zero").await.unwrap();
+        assert!(faulty.put("x/1", b"first").await.is_err());
+        assert!(faulty.put("x/1", b"first").await.is_err());
+        faulty.put("x/1", b"first").await.unwrap();
+        assert_eq!(faulty.failures(), 2);
+        assert_eq!(faulty.get("x/1").await.unwrap(), b"first");
+        let names: Vec<String> = std::fs::read_dir(dir.path().join("blobs/x"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
     }
 
     #[tokio::test]

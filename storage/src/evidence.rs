@@ -8,6 +8,12 @@
 //! one breaks the sequence; either changes every later link and the head, which the server
 //! signed when the recording closed — whoever alters a file cannot recompute a signature
 //! without the server's key. Pure functions: no I/O, no clock.
+//!
+//! An incomplete recording (a segment the blob store would not take, after the recorder's
+//! retries) is never signed as a whole: its chain runs over the segments that were stored, and
+//! its head is signed over [`incomplete_head_message`], which names every [`Gap`] (where the
+//! footage is missing). A manifest of it carries `incomplete` and the gaps, so a verifier
+//! reports them; dropping them from a manifest breaks both signatures.
 
 use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
 use serde::{Deserialize, Serialize};
@@ -212,7 +218,55 @@ pub fn verify_signature(
         .map_err(|_| EvidenceError::Signature)
 }
 
-/// What the server signs when a recording closes: its id, segment count and chain head.
+/// A span of a recording without footage: a segment that could not be stored. The segments
+/// indexed around it still form one chain (the gap takes no sequence number).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Gap {
+    /// Segments indexed before the gap: it lies between segment `after_segments - 1` and
+    /// segment `after_segments` (before segment 0 when 0).
+    pub after_segments: u32,
+    /// Start of the missing span, ms since the epoch (UTC).
+    pub start_ms: i64,
+    /// End of the missing span, ms since the epoch (UTC).
+    pub end_ms: i64,
+}
+
+/// What the server signs when an incomplete recording closes: [`head_message`] followed by
+/// `/incomplete/`, the number of gaps and each gap (segments before it, start, end; big-endian).
+/// A signature over it never verifies as the signature of a complete recording.
+pub fn incomplete_head_message(
+    recording_id: &str,
+    segments: u32,
+    head: &[u8; 32],
+    gaps: &[Gap],
+) -> Vec<u8> {
+    let mut m = head_message(recording_id, segments, head);
+    m.extend_from_slice(b"/incomplete/");
+    m.extend_from_slice(&(gaps.len() as u32).to_be_bytes());
+    for g in gaps {
+        m.extend_from_slice(&g.after_segments.to_be_bytes());
+        m.extend_from_slice(&g.start_ms.to_be_bytes());
+        m.extend_from_slice(&g.end_ms.to_be_bytes());
+    }
+    m
+}
+
+/// The message a closed recording's head is signed over: [`head_message`] when it has no gaps,
+/// else [`incomplete_head_message`].
+pub fn signed_head_message(
+    recording_id: &str,
+    segments: u32,
+    head: &[u8; 32],
+    gaps: &[Gap],
+) -> Vec<u8> {
+    if gaps.is_empty() {
+        head_message(recording_id, segments, head)
+    } else {
+        incomplete_head_message(recording_id, segments, head, gaps)
+    }
+}
+
+/// What the server signs when a complete recording closes: its id, segment count and chain head.
 pub fn head_message(recording_id: &str, segments: u32, head: &[u8; 32]) -> Vec<u8> {
     let mut m = DOMAIN.to_vec();
     m.extend_from_slice(b"/head/");
@@ -246,8 +300,15 @@ pub struct Manifest {
     /// The segments the export was cut from, consecutive.
     pub segments: Vec<ChainedSegment>,
     /// The recording's chain head and segment count when it closed, and the server's
-    /// signature over them ([`head_message`]); absent while the recording is open.
+    /// signature over them ([`signed_head_message`]); absent while the recording is open.
     pub head: Option<SignedHead>,
+    /// The recording is incomplete: footage is missing where `gaps` say (absent when complete).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub incomplete: bool,
+    /// Every gap of the recording (not only the exported range's), in order; the head's
+    /// signature covers them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gaps: Vec<Gap>,
     /// The server's public key, hex (informative: verification uses the trusted key).
     pub public_key: String,
     /// Signature over [`Manifest::signed_bytes`], hex.
@@ -261,7 +322,7 @@ pub struct SignedHead {
     pub segments: u32,
     /// The last link, hex.
     pub head: String,
-    /// Signature over [`head_message`], hex.
+    /// Signature over [`signed_head_message`] (with the manifest's gaps), hex.
     pub signature: String,
 }
 
@@ -285,12 +346,16 @@ impl Manifest {
     /// Check the manifest and the exported file against it, trusting `public_key_hex`: the
     /// file's digests and size, the segments' chain, the head's signature when the recording
     /// was closed (and that the listed segments lead to it when they run to its end), and the
-    /// manifest's own signature.
+    /// manifest's own signature. An incomplete recording verifies (what is there is authentic):
+    /// the caller reports [`Manifest::gaps`].
     pub fn verify(&self, file: &[u8], public_key_hex: &str) -> Result<(), EvidenceError> {
         if self.format != "shouhu-manifest-v1" {
             return Err(EvidenceError::Malformed("format"));
         }
         verify_signature(public_key_hex, &self.signed_bytes(), &self.signature)?;
+        if self.incomplete == self.gaps.is_empty() {
+            return Err(EvidenceError::Malformed("incomplete"));
+        }
         let (sha, sm3) = digests(file);
         for (what, recorded, actual) in [
             ("export (SHA-256)", &self.export_sha256, hex::encode(sha)),
@@ -321,7 +386,7 @@ impl Manifest {
             let head = hex32(&h.head, "head")?;
             verify_signature(
                 public_key_hex,
-                &head_message(&self.recording_id, h.segments, &head),
+                &signed_head_message(&self.recording_id, h.segments, &head, &self.gaps),
                 &h.signature,
             )?;
             let runs_to_end = self.segments.last().map(|s| s.seq + 1) == Some(h.segments);
@@ -372,6 +437,8 @@ mod tests {
                 head: hex::encode(head),
                 signature: signer.sign(&head_message("rec-1", segs.len() as u32, &head)),
             }),
+            incomplete: false,
+            gaps: Vec::new(),
             public_key: String::new(),
             signature: String::new(),
         }
@@ -455,5 +522,61 @@ mod tests {
             Err(EvidenceError::Malformed("chain_start"))
         );
         assert!(m.verify(&export, "not hex").is_err());
+    }
+
+    /// An incomplete recording's manifest verifies with its gaps and says so; without them (or
+    /// with the head signed as if complete) it does not.
+    #[test]
+    fn an_incomplete_recording_is_never_signed_as_whole() {
+        let server = Signer::from_seed(&[7; 32]);
+        let pk = server.public_key_hex();
+        let export = b"the exported mp4".to_vec();
+        let segs = chain_of("rec-1", &[b"one", b"two", b"three"]);
+        let gaps = vec![Gap {
+            after_segments: 2,
+            start_ms: 120_000,
+            end_ms: 150_000,
+        }];
+        let head = segs.last().unwrap().link_bytes().unwrap();
+        let mut m = manifest(&server, &export, &segs);
+        m.incomplete = true;
+        m.gaps = gaps.clone();
+        m.head = Some(SignedHead {
+            segments: 3,
+            head: hex::encode(head),
+            signature: server.sign(&signed_head_message("rec-1", 3, &head, &gaps)),
+        });
+        let m = m.sign(&server);
+        assert_eq!(m.verify(&export, &pk), Ok(()));
+        assert!(m.incomplete);
+        // The gaps dropped and the manifest re-signed (as a server bug or a forger with the key
+        // of a manifest but not of the head would): the head's signature does not cover it.
+        let mut whole = m.clone();
+        whole.incomplete = false;
+        whole.gaps.clear();
+        let whole = whole.sign(&server);
+        assert_eq!(whole.verify(&export, &pk), Err(EvidenceError::Signature));
+        // Not re-signed: the manifest's own signature fails.
+        let mut stripped = m.clone();
+        stripped.gaps.clear();
+        stripped.incomplete = false;
+        assert_eq!(stripped.verify(&export, &pk), Err(EvidenceError::Signature));
+        // A flag without gaps is malformed.
+        let mut odd = m.clone();
+        odd.gaps.clear();
+        let odd = odd.sign(&server);
+        assert_eq!(
+            odd.verify(&export, &pk),
+            Err(EvidenceError::Malformed("incomplete"))
+        );
+        // The messages differ, so no signature serves both.
+        assert_ne!(
+            head_message("rec-1", 3, &head),
+            signed_head_message("rec-1", 3, &head, &gaps)
+        );
+        assert_eq!(
+            head_message("rec-1", 3, &head),
+            signed_head_message("rec-1", 3, &head, &[])
+        );
     }
 }

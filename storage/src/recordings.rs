@@ -5,6 +5,12 @@
 //! the recording's chain link, so the index never names a file that is not there and the chain
 //! in the index always runs without gaps. Times: each segment's span on the recording's 90 kHz
 //! timeline (0 = the first frame, at `started_at_ms`) and in UTC ms for search.
+//!
+//! A segment is indexed at most once: [`RecordingRepo::add_segment`] refuses a file whose
+//! digest the recording already holds (reconcile looks it up with
+//! [`RecordingRepo::segment_by_digest`] first). A segment the blob store would not take is
+//! recorded as a gap ([`RecordingRepo::add_gap`]): the recording is then `incomplete`, and its
+//! head is signed over [`evidence::incomplete_head_message`] naming every gap, never as a whole.
 
 use serde::Serialize;
 
@@ -77,6 +83,14 @@ pub struct Recording {
     pub head_signature: Option<String>,
     /// Under a reviewer's legal hold.
     pub held: bool,
+    /// Footage is missing: a segment could not be stored (see its gaps). Its head is signed
+    /// as incomplete, never as a whole chain.
+    pub incomplete: bool,
+    /// Where footage is missing, in order (filled by [`RecordingRepo::get`]; empty in search
+    /// results).
+    #[sqlx(skip)]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gaps: Vec<evidence::Gap>,
     /// Why.
     pub hold_reason: Option<String>,
     /// Created by (for on-demand recordings and uploads).
@@ -161,6 +175,34 @@ impl Segment {
     }
 }
 
+/// A gap of a recording: footage the blob store would not take.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct RecordingGap {
+    /// Segments indexed before it (the next indexed segment's seq).
+    pub after_segments: i64,
+    /// Start of the missing span on the recording's timeline, 90 kHz.
+    pub start_90k: i64,
+    /// End, 90 kHz.
+    pub end_90k: i64,
+    /// Start, UTC ms.
+    pub start_ms: i64,
+    /// End, UTC ms.
+    pub end_ms: i64,
+    /// Why it was not stored (the last error).
+    pub reason: String,
+}
+
+impl RecordingGap {
+    /// The gap as the signed head and the manifest name it.
+    pub fn gap(&self) -> evidence::Gap {
+        evidence::Gap {
+            after_segments: self.after_segments as u32,
+            start_ms: self.start_ms,
+            end_ms: self.end_ms,
+        }
+    }
+}
+
 /// A recording's link to an inspection.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct RecordingLink {
@@ -210,7 +252,7 @@ pub struct RecordingFilter {
 /// The recording repository.
 #[derive(Debug, Clone, Copy)]
 pub struct RecordingRepo<'a> {
-    db: &'a Db,
+    pub(crate) db: &'a Db,
 }
 
 impl Db {
@@ -220,9 +262,9 @@ impl Db {
     }
 }
 
-const SELECT: &str = "SELECT r.id, r.device_id, r.channel_id, r.officer_id, o.name AS officer_name, r.org_unit_id, r.source, \
+pub(crate) const SELECT: &str = "SELECT r.id, r.device_id, r.channel_id, r.officer_id, o.name AS officer_name, r.org_unit_id, r.source, \
     r.trigger_kind, r.status, r.started_at_ms, r.ended_at_ms, r.video_codec, r.audio_codec, r.segment_count, r.bytes, \
-    r.chain_link, r.head_signature, r.held, r.hold_reason, r.created_by, r.created_at_ms \
+    r.chain_link, r.head_signature, r.held, r.incomplete, r.hold_reason, r.created_by, r.created_at_ms \
     FROM recordings r LEFT JOIN officers o ON o.id = r.officer_id";
 
 const SEGMENT_COLUMNS: &str = "recording_id, seq, start_90k, end_90k, start_ms, end_ms, blob_key, bytes, init_bytes, payload_bytes, \
@@ -284,6 +326,11 @@ impl RecordingRepo<'_> {
             if s.seq != count {
                 return Err(StorageError::Conflict(format!("segment {} of a recording with {count} segments", s.seq)));
             }
+            let twice: Option<i64> = sqlx::query_scalar("SELECT seq FROM recording_segments WHERE recording_id = $1 AND sha256 = $2")
+                .bind(id).bind(hex::encode(s.sha256)).fetch_optional(&mut *tx).await?;
+            if let Some(seq) = twice {
+                return Err(StorageError::Conflict(format!("this file is segment {seq} of the recording already")));
+            }
             let prev: [u8; 32] = hex::decode(&prev).ok().and_then(|v| v.try_into().ok())
                 .ok_or_else(|| StorageError::Conflict("the recording's chain link is malformed".into()))?;
             let (start_ms, end_ms) = (started + ms_of_90k(s.start_90k), started + ms_of_90k(s.end_90k));
@@ -303,8 +350,10 @@ impl RecordingRepo<'_> {
     }
 
     /// Close a recording: its head (the last link) is signed with `sign` over
-    /// [`evidence::head_message`]. A recording without segments is deleted instead (nothing
-    /// was recorded); returns `None` then.
+    /// [`evidence::head_message`], or over [`evidence::incomplete_head_message`] with its gaps
+    /// when it is incomplete. A recording without segments (and without gaps) is deleted
+    /// instead (nothing was recorded); returns `None` then. One with gaps only stays, closed
+    /// unsigned: the record that footage was lost.
     pub async fn close(
         &self,
         id: &str,
@@ -313,6 +362,14 @@ impl RecordingRepo<'_> {
         let r = self.get(&Scope::All, id).await?;
         if r.status == "closed" {
             return Ok(Some(r));
+        }
+        let gaps: Vec<evidence::Gap> = self.gaps(id).await?.iter().map(RecordingGap::gap).collect();
+        if r.segment_count == 0 && !gaps.is_empty() {
+            with_pool!(self.db, p => {
+                sqlx::query("UPDATE recordings SET status = 'closed', incomplete = TRUE WHERE id = $1 AND status = 'recording' AND segment_count = 0")
+                    .bind(id).execute(p).await?;
+            });
+            return self.get(&Scope::All, id).await.map(Some);
         }
         if r.segment_count == 0 {
             with_pool!(self.db, p => {
@@ -329,10 +386,18 @@ impl RecordingRepo<'_> {
             .ok_or_else(|| {
                 StorageError::Conflict("the recording's chain link is malformed".into())
             })?;
-        let sig = sign(&evidence::head_message(id, r.segment_count as u32, &head));
+        let sig = sign(&evidence::signed_head_message(
+            id,
+            r.segment_count as u32,
+            &head,
+            &gaps,
+        ));
+        // Signed over the gaps read above: a gap added since (none should be: the recorder
+        // closes after its last segment) leaves the recording open for the next close.
         with_pool!(self.db, p => {
-            sqlx::query("UPDATE recordings SET status = 'closed', head_signature = $2 WHERE id = $1 AND status = 'recording' AND chain_link = $3")
-                .bind(id).bind(&sig).bind(&r.chain_link).execute(p).await?;
+            sqlx::query("UPDATE recordings SET status = 'closed', head_signature = $2 WHERE id = $1 AND status = 'recording' AND chain_link = $3 \
+                         AND (SELECT COUNT(*) FROM recording_gaps g WHERE g.recording_id = $1) = $4")
+                .bind(id).bind(&sig).bind(&r.chain_link).bind(gaps.len() as i64).execute(p).await?;
         });
         self.get(&Scope::All, id).await.map(Some)
     }
@@ -346,7 +411,85 @@ impl RecordingRepo<'_> {
             scope_cond(scope, &mut b)
         );
         let r: Option<Recording> = with_pool!(self.db, p => bind_args!(sqlx::query_as(&sql), b.args).fetch_optional(p).await?);
-        r.ok_or(StorageError::NotFound("recording"))
+        let mut r = r.ok_or(StorageError::NotFound("recording"))?;
+        if r.incomplete {
+            r.gaps = self.gaps(id).await?.iter().map(RecordingGap::gap).collect();
+        }
+        Ok(r)
+    }
+
+    /// Record a gap in an open recording: the span `[start_90k, end_90k)` of its timeline has
+    /// no footage (a segment the blob store would not take; `reason` says why). It lies after
+    /// the segments indexed so far; a gap that continues the previous one (no segment between)
+    /// extends it. The recording becomes `incomplete`.
+    pub async fn add_gap(
+        &self,
+        id: &str,
+        start_90k: i64,
+        end_90k: i64,
+        reason: &str,
+    ) -> StorageResult<RecordingGap> {
+        let start_90k_key = with_pool!(self.db, p => {
+            let mut tx = p.begin().await?;
+            // The write lock first (see `add_segment`).
+            sqlx::query("UPDATE recordings SET incomplete = TRUE WHERE id = $1 AND status = 'recording'")
+                .bind(id).execute(&mut *tx).await?;
+            let row: Option<(String, i64, i64)> = sqlx::query_as(
+                "SELECT status, started_at_ms, segment_count FROM recordings WHERE id = $1")
+                .bind(id).fetch_optional(&mut *tx).await?;
+            let Some((status, started, count)) = row else {
+                return Err(StorageError::NotFound("recording"));
+            };
+            if status != "recording" {
+                return Err(StorageError::WrongState { kind: "recording", state: status, message: "a closed recording takes no more gaps".into() });
+            }
+            let end_ms = started + ms_of_90k(end_90k);
+            let last: Option<(i64, i64)> = sqlx::query_as(
+                "SELECT start_90k, after_segments FROM recording_gaps WHERE recording_id = $1 AND end_90k = $2 ORDER BY start_90k DESC LIMIT 1")
+                .bind(id).bind(start_90k).fetch_optional(&mut *tx).await?;
+            let key = match last {
+                Some((prev_start, after)) if after == count => {
+                    sqlx::query("UPDATE recording_gaps SET end_90k = $3, end_ms = $4, reason = $5 WHERE recording_id = $1 AND start_90k = $2")
+                        .bind(id).bind(prev_start).bind(end_90k).bind(end_ms).bind(reason).execute(&mut *tx).await?;
+                    prev_start
+                }
+                _ => {
+                    sqlx::query("INSERT INTO recording_gaps (recording_id, after_segments, start_90k, end_90k, start_ms, end_ms, reason) \
+                                 VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                        .bind(id).bind(count).bind(start_90k).bind(end_90k).bind(started + ms_of_90k(start_90k)).bind(end_ms).bind(reason)
+                        .execute(&mut *tx).await?;
+                    start_90k
+                }
+            };
+            tx.commit().await?;
+            key
+        });
+        self.gaps(id)
+            .await?
+            .into_iter()
+            .find(|g| g.start_90k == start_90k_key)
+            .ok_or(StorageError::NotFound("gap"))
+    }
+
+    /// A recording's gaps, in order.
+    pub async fn gaps(&self, id: &str) -> StorageResult<Vec<RecordingGap>> {
+        Ok(with_pool!(self.db, p => sqlx::query_as(
+            "SELECT after_segments, start_90k, end_90k, start_ms, end_ms, reason FROM recording_gaps WHERE recording_id = $1 ORDER BY start_90k")
+            .bind(id).fetch_all(p).await?))
+    }
+
+    /// The segment of a recording whose file has this SHA-256 (raw), if one is indexed.
+    pub async fn segment_by_digest(
+        &self,
+        id: &str,
+        sha256: &[u8; 32],
+    ) -> StorageResult<Option<Segment>> {
+        let sql = format!(
+            "SELECT {SEGMENT_COLUMNS} FROM recording_segments WHERE recording_id = $1 AND sha256 = $2 ORDER BY seq LIMIT 1"
+        );
+        Ok(
+            with_pool!(self.db, p => sqlx::query_as(&sql).bind(id).bind(hex::encode(sha256)).fetch_optional(p).await?),
+        )
     }
 
     /// Recordings still marked `recording` (at start-up: interrupted by a crash).
@@ -473,8 +616,14 @@ impl RecordingRepo<'_> {
             .details(serde_json::json!({"inspection_id": inspection_id, "state": state}));
         with_pool!(self.db, p => {
             let mut tx = p.begin().await?;
-            // The write lock first (see `add_segment`).
-            sqlx::query("UPDATE recordings SET held = held WHERE id = $1").bind(id).execute(&mut *tx).await?;
+            // The write lock first (see `add_segment`), clearing a retention mark: a claimed
+            // recording takes no link (see `retention`).
+            sqlx::query("UPDATE recordings SET delete_marked_at_ms = NULL WHERE id = $1").bind(id).execute(&mut *tx).await?;
+            let deleting: Option<Option<i64>> = sqlx::query_scalar("SELECT deleting_since_ms FROM recordings WHERE id = $1")
+                .bind(id).fetch_optional(&mut *tx).await?;
+            if deleting.flatten().is_some() {
+                return Err(crate::retention::being_deleted());
+            }
             let prev: Option<String> = sqlx::query_scalar("SELECT state FROM recording_links WHERE recording_id = $1 AND inspection_id = $2")
                 .bind(id).bind(inspection_id).fetch_optional(&mut *tx).await?;
             match prev {
@@ -530,7 +679,9 @@ impl RecordingRepo<'_> {
             .bind(officer_id).bind(from_ms).bind(to_ms).fetch_all(p).await?))
     }
 
-    /// Mark or release a reviewer's legal hold. Audited.
+    /// Mark or release a reviewer's legal hold. Audited. Refused (`WrongState`, `deleting`) once
+    /// retention has claimed the recording; before that it clears the retention mark, so the
+    /// hold wins (see `retention`).
     pub async fn set_hold(
         &self,
         scope: &Scope,
@@ -546,6 +697,12 @@ impl RecordingRepo<'_> {
             .details(serde_json::json!({"held": held, "reason": reason}));
         with_pool!(self.db, p => {
             let mut tx = p.begin().await?;
+            sqlx::query("UPDATE recordings SET delete_marked_at_ms = NULL WHERE id = $1").bind(id).execute(&mut *tx).await?;
+            let deleting: Option<Option<i64>> = sqlx::query_scalar("SELECT deleting_since_ms FROM recordings WHERE id = $1")
+                .bind(id).fetch_optional(&mut *tx).await?;
+            if deleting.flatten().is_some() {
+                return Err(crate::retention::being_deleted());
+            }
             sqlx::query("UPDATE recordings SET held = $2, hold_reason = $3 WHERE id = $1")
                 .bind(id).bind(held).bind(if held { reason } else { None }).execute(&mut *tx).await?;
             insert_audit!(&mut *tx, &a)?;
@@ -592,45 +749,17 @@ impl RecordingRepo<'_> {
         Ok(d.unwrap_or(default_days))
     }
 
-    /// Closed recordings past their retention at `now_ms` that no hold keeps: not marked by a
-    /// reviewer, and not linked to an inspection of a case still open.
-    pub async fn expired(&self, now_ms: i64, default_days: i64) -> StorageResult<Vec<Recording>> {
-        let shortest: Option<i64> = with_pool!(self.db, p => sqlx::query_scalar("SELECT MIN(days) FROM recording_retention").fetch_one(p).await?);
-        let shortest = shortest.unwrap_or(default_days).min(default_days);
-        let sql = format!(
-            "{SELECT} WHERE r.status = 'closed' AND NOT r.held AND r.ended_at_ms < $1 AND NOT EXISTS ( \
-             SELECT 1 FROM recording_links l JOIN case_inspections ci ON ci.inspection_id = l.inspection_id \
-             JOIN cases c ON c.id = ci.case_id WHERE l.recording_id = r.id AND l.state = 'linked' \
-             AND c.status NOT IN ('closed', 'not_filed')) ORDER BY r.ended_at_ms LIMIT 1000"
-        );
-        let rows: Vec<Recording> = with_pool!(self.db, p => sqlx::query_as(&sql).bind(now_ms - shortest * DAY_MS).fetch_all(p).await?);
-        let mut out = Vec::new();
-        let mut days_of = std::collections::HashMap::new();
-        for r in rows {
-            let days = match days_of.get(&r.org_unit_id) {
-                Some(d) => *d,
-                None => {
-                    let d = self.retention_days(&r.org_unit_id, default_days).await?;
-                    days_of.insert(r.org_unit_id.clone(), d);
-                    d
-                }
-            };
-            if r.ended_at_ms.unwrap_or(r.started_at_ms) + days * DAY_MS < now_ms {
-                out.push(r);
-            }
-        }
-        Ok(out)
-    }
-
-    /// Remove a recording's index rows (its blobs are already deleted), with the audit entry,
-    /// unless it was held meanwhile. Returns whether it was removed.
+    /// Step 4 of retention (see `retention`): remove a claimed recording's index rows (its
+    /// blobs are already deleted), with the audit entry. A recording not claimed by
+    /// [`RecordingRepo::claim_for_deletion`] is left alone. Returns whether it was removed.
     pub async fn delete(&self, id: &str, audit: &AuditEntry) -> StorageResult<bool> {
         let a = audit.clone().target("recording", id);
         let done = with_pool!(self.db, p => {
             let mut tx = p.begin().await?;
-            sqlx::query("UPDATE recordings SET held = held WHERE id = $1").bind(id).execute(&mut *tx).await?;
-            let held: Option<bool> = sqlx::query_scalar("SELECT held FROM recordings WHERE id = $1").bind(id).fetch_optional(&mut *tx).await?;
-            if held != Some(false) {
+            sqlx::query("UPDATE recordings SET deleting_since_ms = deleting_since_ms WHERE id = $1").bind(id).execute(&mut *tx).await?;
+            let deleting: Option<Option<i64>> = sqlx::query_scalar("SELECT deleting_since_ms FROM recordings WHERE id = $1")
+                .bind(id).fetch_optional(&mut *tx).await?;
+            if deleting.flatten().is_none() {
                 false
             } else {
                 sqlx::query("DELETE FROM recording_links WHERE recording_id = $1").bind(id).execute(&mut *tx).await?;
