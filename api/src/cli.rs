@@ -47,9 +47,16 @@ pub enum Command {
     Bench(crate::bench::BenchArgs),
     /// Drive simulated JT/T 808 terminals and phone apps against a running server.
     Simulate(crate::simulate::SimulateArgs),
+    /// The audit log's hash chain: `seal` now, or `verify` it against the exported heads.
+    Audit {
+        /// The task.
+        #[command(subcommand)]
+        task: crate::audit_seal::AuditTask,
+    },
     /// Verify an exported recording against its signed manifest, offline: the file's digests,
     /// the segments' digest chain, and the signatures with the server's public key. Exit 0 when
-    /// intact, 1 with the reason otherwise.
+    /// intact, 1 with the reason otherwise, 2 when it is intact but its recording is incomplete
+    /// (each gap named: its time range and the segments around it).
     Verify {
         /// The exported file (MP4).
         file: std::path::PathBuf,
@@ -142,6 +149,10 @@ pub fn main() -> ExitCode {
     };
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<Incomplete>() => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -158,6 +169,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => serve(cfg).await,
         Command::Demo(args) => crate::demo::run(cfg, args).await,
         Command::Simulate(args) => crate::simulate::run(args).await,
+        Command::Audit { task } => crate::audit_seal::run(cfg, task).await,
         Command::Migrate => {
             let db = Db::connect(&cfg.database_url(), 2).await?;
             db.migrate().await?;
@@ -211,7 +223,62 @@ fn verify(
         m.export_sha256,
         key
     );
+    if m.incomplete {
+        println!("{}", gap_report(&m));
+        return Err(Incomplete {
+            recording_id: m.recording_id.clone(),
+            gaps: m.gaps.len(),
+        }
+        .into());
+    }
     Ok(())
+}
+
+/// `shouhu verify` of an intact export whose recording is incomplete (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("recording {recording_id} is INCOMPLETE: footage is missing in {gaps} gap(s) (listed above); what the export holds is authentic")]
+pub struct Incomplete {
+    /// The recording.
+    pub recording_id: String,
+    /// Its gaps.
+    pub gaps: usize,
+}
+
+/// The gaps of an incomplete recording's manifest, one line each: the missing time range
+/// (UTC), its length, the segments around it, and whether it falls in the exported range.
+pub fn gap_report(m: &shouhu_storage::evidence::Manifest) -> String {
+    let at = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            .unwrap_or_else(|| format!("{ms} ms"))
+    };
+    let total = m.head.as_ref().map(|h| h.segments);
+    let mut out = format!(
+        "INCOMPLETE: recording {} was signed as incomplete, never as a whole: footage is missing in {} gap(s)",
+        m.recording_id,
+        m.gaps.len()
+    );
+    for (i, g) in m.gaps.iter().enumerate() {
+        let place = match (g.after_segments, total) {
+            (0, _) => "before segment 0".to_string(),
+            (n, Some(t)) if n >= t => format!("after segment {} (the last)", n - 1),
+            (n, _) => format!("between segment {} and segment {n}", n - 1),
+        };
+        let within = g.end_ms > m.from_ms && g.start_ms < m.to_ms;
+        out.push_str(&format!(
+            "\n  gap {}: missing from {} to {} ({:.3} s), {place}{}",
+            i + 1,
+            at(g.start_ms),
+            at(g.end_ms),
+            (g.end_ms - g.start_ms) as f64 / 1000.0,
+            if within {
+                "; inside this export's range"
+            } else {
+                "; outside this export's range"
+            }
+        ));
+    }
+    out
 }
 
 /// Bind the configured listeners and serve until SIGINT/SIGTERM.

@@ -59,6 +59,34 @@ pub struct Config {
     pub blob: BlobConfig,
     /// Recording, retention and the disk-space watermark.
     pub recording: RecordingConfig,
+    /// The audit log's hash chain and its exported heads.
+    pub audit: AuditConfig,
+}
+
+/// `[audit]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// How often the sealing job chains new audit rows and exports a signed head, seconds
+    /// (also once at shutdown). Default 60.
+    pub seal_interval_secs: u64,
+    /// How long a transaction may stay open and still have its audit row sealed in the right
+    /// place: rows committed later than this after rows above them were sealed count as
+    /// inserted. Seconds, default 600.
+    pub settle_secs: u64,
+    /// File each seal appends its signed head to, one JSON line (ship it off the machine).
+    /// Empty: `<data_dir>/audit-heads.jsonl`.
+    pub heads_file: String,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            seal_interval_secs: 60,
+            settle_secs: 600,
+            heads_file: String::new(),
+        }
+    }
 }
 
 /// `[recording]`
@@ -634,6 +662,12 @@ impl Config {
         if m.rtp_port_min == 0 || m.rtp_port_min > m.rtp_port_max {
             anyhow::bail!("media.rtp_port_min must be at least 1 and not above media.rtp_port_max");
         }
+        if !(1..=86_400).contains(&self.audit.seal_interval_secs) {
+            anyhow::bail!("audit.seal_interval_secs must be between 1 and 86400");
+        }
+        if self.audit.settle_secs < 1 {
+            anyhow::bail!("audit.settle_secs must be at least 1");
+        }
         Ok(())
     }
 
@@ -643,6 +677,15 @@ impl Config {
             shouhu_storage::Db::sqlite_url_in(&self.server.data_dir)
         } else {
             self.database.url.0.clone()
+        }
+    }
+
+    /// The file sealed audit heads are appended to.
+    pub fn audit_heads_file(&self) -> PathBuf {
+        if self.audit.heads_file.is_empty() {
+            self.server.data_dir.join("audit-heads.jsonl")
+        } else {
+            PathBuf::from(&self.audit.heads_file)
         }
     }
 

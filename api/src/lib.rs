@@ -12,6 +12,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod audit_seal;
 pub mod auth;
 pub mod bench;
 pub mod bench_enforcement;
@@ -28,6 +29,7 @@ pub mod documents;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod recording_export;
 pub mod recording_jobs;
 pub mod routes;
 pub mod s3;

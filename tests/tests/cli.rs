@@ -354,6 +354,8 @@ fn verify_checks_an_export_against_its_manifest() {
             head: hex::encode(prev),
             signature: server.sign(&head_message("rec-cli", 3, &prev)),
         }),
+        incomplete: false,
+        gaps: Vec::new(),
         public_key: String::new(),
         signature: String::new(),
     }
