@@ -2,8 +2,13 @@
 //!
 //! A client authenticates with the bearer token from login (`Authorization: Bearer …`) or the
 //! HttpOnly cookie `shouhu_session` that login also sets (so WebSockets, images and video URLs
-//! work from a page). Media URLs may instead carry `?media_token=…`, a short-lived HMAC-signed
-//! token bound to one account and one path prefix.
+//! work from a page). Media URLs may instead carry `?media_token=…`, an HMAC-signed token that
+//! opens one thing, for a while, for reading: [`MediaGrant`] names one recording, one playlist's
+//! segments or one live channel; only `GET` and `HEAD` are accepted with it (anything else is
+//! `403 media_token_read_only`, whatever else the request carries, so a token never stands in
+//! for the CSRF check); it is bound to the session that minted it and to the account's password
+//! (a logout, a superseding login, an idle end, a password change or a disabled account kill it,
+//! checked against the session store on every use, through the node cache); and it expires.
 //!
 //! Sessions are stored by the SHA-256 of the token. Each node keeps a short-lived cache of the
 //! sessions it serves (`auth.session_cache_secs`) and writes `last_seen` back at most once a
@@ -19,7 +24,7 @@ use std::sync::Mutex;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
@@ -108,7 +113,8 @@ impl SessionCache {
 pub struct Caller {
     /// The account.
     pub account: Account,
-    /// Stored hash of the session token (none for media-token requests).
+    /// Stored hash of the session token (for a media-token request, of the session that minted
+    /// the token). Always set by the extractors.
     pub session_hash: Option<String>,
     /// Whether the session is a wall-screen one.
     pub wall_screen: bool,
@@ -209,17 +215,28 @@ fn has_bearer(parts: &Parts) -> bool {
 /// cannot send without a CORS preflight this server never grants. (The cookie is also
 /// `SameSite=Strict`; this is the second line.)
 fn csrf_safe(parts: &Parts) -> bool {
-    use axum::http::Method;
     matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS)
         || parts.headers.contains_key("x-requested-with")
 }
 
 /// Resolve the session of a request (without the forced-password-change gate).
+///
+/// A request whose query carries `media_token` is refused unless it is a `GET` or `HEAD`,
+/// before anything else; a read with a session token (header or cookie) uses the session, a
+/// read with only a media token uses the token.
 async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
     let ip = client_ip(parts);
+    let media = media_token_of(parts);
+    if media.is_some() && !matches!(parts.method, Method::GET | Method::HEAD) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "media_token_read_only",
+            "a media token opens media for reading (GET, HEAD) only; drop it from the URL and authenticate with the session",
+        ));
+    }
     let Some(token) = request_token(parts) else {
-        if let Some(caller) = media_token_caller(parts, state, ip.clone()).await? {
-            return Ok(caller);
+        if let Some(media) = media {
+            return media_token_caller(parts, state, &media, ip).await;
         }
         return Err(ApiError::unauthenticated("login required"));
     };
@@ -232,15 +249,42 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiErro
     }
     let hash = token_hash(&token);
     let now = state.clock.now_ms();
+    let mut entry = live_session(state, &hash, &ip, now, "invalid session token").await?;
+    entry.last_seen_ms = now;
+    if now - entry.persisted_seen_ms >= TOUCH_EVERY_MS {
+        entry.persisted_seen_ms = now;
+        state.db.sessions().touch(&hash, now).await?;
+    }
+    let caller = Caller {
+        account: entry.account.clone(),
+        session_hash: Some(hash.clone()),
+        wall_screen: entry.session.wall_screen,
+        ip,
+        scope: entry.scope.clone(),
+    };
+    state.sessions.put(hash, entry);
+    Ok(caller)
+}
+
+/// The session `hash` at `now` if it is live, from the node cache (for
+/// `auth.session_cache_secs`) or the store; `401` when it is unknown (`unknown` is the message),
+/// ended (`session_ended` with the reason: logout, superseded, idle, password_reset, disabled…)
+/// or its account is disabled. A session idle past its timeout is ended here, audited. It is
+/// not touched: the caller decides whether the request counts as activity.
+async fn live_session(
+    state: &AppState,
+    hash: &str,
+    ip: &Option<String>,
+    now: i64,
+    unknown: &'static str,
+) -> Result<Cached, ApiError> {
     let cache_ms = state.cfg.auth.session_cache_secs as i64 * 1000;
-    let mut entry = match state.sessions.get(&hash) {
+    let entry = match state.sessions.get(hash) {
         Some(c) if now - c.loaded_at_ms < cache_ms => c,
         prev => {
-            let session = match state.db.sessions().get(&hash).await {
+            let session = match state.db.sessions().get(hash).await {
                 Ok(s) => s,
-                Err(StorageError::NotFound(_)) => {
-                    return Err(ApiError::unauthenticated("invalid session token"))
-                }
+                Err(StorageError::NotFound(_)) => return Err(ApiError::unauthenticated(unknown)),
                 Err(e) => return Err(e.into()),
             };
             let account = state.db.accounts().get(&session.account_id).await?;
@@ -249,16 +293,19 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiErro
                 .map(|p| p.last_seen_ms)
                 .unwrap_or(0)
                 .max(session.last_seen_at_ms);
-            Cached {
+            let entry = Cached {
                 persisted_seen_ms: session.last_seen_at_ms,
                 last_seen_ms: last_seen,
                 session,
                 account,
                 scope,
                 loaded_at_ms: now,
-            }
+            };
+            state.sessions.put(hash.to_string(), entry.clone());
+            entry
         }
     };
+    let hash = hash.to_string();
     if let Some(reason) = &entry.session.end_reason {
         state.sessions.forget([&hash]);
         let msg = match reason.as_str() {
@@ -305,20 +352,7 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiErro
             .with("reason", "idle".into()));
         }
     }
-    entry.last_seen_ms = now;
-    if now - entry.persisted_seen_ms >= TOUCH_EVERY_MS {
-        entry.persisted_seen_ms = now;
-        state.db.sessions().touch(&hash, now).await?;
-    }
-    let caller = Caller {
-        account: entry.account.clone(),
-        session_hash: Some(hash.clone()),
-        wall_screen: entry.session.wall_screen,
-        ip,
-        scope: entry.scope.clone(),
-    };
-    state.sessions.put(hash, entry);
-    Ok(caller)
+    Ok(entry)
 }
 
 /// A caller that has no pending forced password change.
@@ -359,11 +393,215 @@ impl FromRequestParts<AppState> for AnyCaller {
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// Sign a media token for `account_id`, valid for URLs under `path_prefix` until `exp_ms`.
-pub fn sign_media_token(key: &[u8], account_id: &str, path_prefix: &str, exp_ms: i64) -> String {
-    let payload = serde_json::json!({"a": account_id, "p": path_prefix, "e": exp_ms}).to_string();
+/// Where the recordings' media live.
+const RECORDINGS: &str = "/api/v1/recordings/";
+/// Where the live channels' snapshots live.
+const STREAMS: &str = "/api/v1/streams/";
+
+/// What a media token opens, for `GET` and `HEAD` only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaGrant {
+    /// One recording's media under `/api/v1/recordings/{id}/`: `playlist.m3u8`, `export.mp4`,
+    /// `manifest` and `segments/{seq}/init.mp4|media.m4s` (never its JSON routes).
+    Recording {
+        /// The recording.
+        id: String,
+    },
+    /// One playlist's segments: `/api/v1/recordings/{id}/segments/{seq}/init.mp4|media.m4s`
+    /// with `first_seq ≤ seq ≤ last_seq` (what a playlist lists, nothing else).
+    Segments {
+        /// The recording.
+        recording_id: String,
+        /// The first segment listed.
+        first_seq: i64,
+        /// The last segment listed.
+        last_seq: i64,
+    },
+    /// One live channel's snapshot: `/api/v1/streams/{device_id}/{channel_id}/snapshot.jpg`.
+    Stream {
+        /// The recorder.
+        device_id: String,
+        /// The channel.
+        channel_id: String,
+    },
+}
+
+/// A recording id as a media token names it: a UUID today; letters, digits, `-` and `_`.
+fn is_recording_id(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A segment number as it appears in a URL: digits only (no sign, no escape).
+fn seq_of(s: &str) -> Option<i64> {
+    if s.is_empty() || s.len() > 18 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// Whether `rest` (after `…/segments/`) is a segment file; its number.
+fn segment_file_seq(rest: &str) -> Option<i64> {
+    let (seq, file) = rest.split_once('/')?;
+    matches!(file, "init.mp4" | "media.m4s")
+        .then(|| seq_of(seq))
+        .flatten()
+}
+
+impl MediaGrant {
+    /// The grant a client asks for by path prefix: exactly one recording
+    /// (`/api/v1/recordings/{id}/`) or one live channel (`/api/v1/streams/{device_id}/{channel_id}/`).
+    /// Anything else (a bare prefix, a sub-path, a malformed id) is refused with the reason.
+    /// Whether the resource exists and the caller sees it is the caller's check.
+    pub fn from_prefix(prefix: &str) -> Result<Self, String> {
+        let shape = format!(
+            "must name one recording ({RECORDINGS}{{id}}/) or one live channel ({STREAMS}{{device_id}}/{{channel_id}}/) exactly"
+        );
+        if let Some(rest) = prefix.strip_prefix(RECORDINGS) {
+            let id = rest.strip_suffix('/').ok_or_else(|| shape.clone())?;
+            if !is_recording_id(id) {
+                return Err(shape);
+            }
+            return Ok(MediaGrant::Recording { id: id.into() });
+        }
+        if let Some(rest) = prefix.strip_prefix(STREAMS) {
+            let (d, c) = rest
+                .strip_suffix('/')
+                .and_then(|r| r.split_once('/'))
+                .ok_or_else(|| shape.clone())?;
+            let device: shouhu_storage::model::DeviceId =
+                d.parse().map_err(|e| format!("{shape}: {e}"))?;
+            let channel: shouhu_storage::model::ChannelId =
+                c.parse().map_err(|e| format!("{shape}: {e}"))?;
+            return Ok(MediaGrant::Stream {
+                device_id: device.to_string(),
+                channel_id: channel.to_string(),
+            });
+        }
+        Err(shape)
+    }
+
+    /// The path prefix every URL it opens starts with.
+    pub fn prefix(&self) -> String {
+        match self {
+            MediaGrant::Recording { id } => format!("{RECORDINGS}{id}/"),
+            MediaGrant::Segments { recording_id, .. } => {
+                format!("{RECORDINGS}{recording_id}/segments/")
+            }
+            MediaGrant::Stream {
+                device_id,
+                channel_id,
+            } => format!("{STREAMS}{device_id}/{channel_id}/"),
+        }
+    }
+
+    /// Whether it opens `path`, the request path as sent (not percent-decoded: an escaped path
+    /// opens nothing).
+    pub fn opens(&self, path: &str) -> bool {
+        let Some(rest) = path.strip_prefix(&self.prefix()) else {
+            return false;
+        };
+        match self {
+            MediaGrant::Recording { .. } => {
+                matches!(rest, "playlist.m3u8" | "export.mp4" | "manifest")
+                    || rest
+                        .strip_prefix("segments/")
+                        .and_then(segment_file_seq)
+                        .is_some()
+            }
+            MediaGrant::Segments {
+                first_seq,
+                last_seq,
+                ..
+            } => segment_file_seq(rest).is_some_and(|s| (*first_seq..=*last_seq).contains(&s)),
+            MediaGrant::Stream { .. } => rest == "snapshot.jpg",
+        }
+    }
+
+    fn from_payload(p: &str, r: Option<[i64; 2]>) -> Option<Self> {
+        match r {
+            None => Self::from_prefix(p).ok(),
+            Some([first_seq, last_seq]) => {
+                let id = p.strip_prefix(RECORDINGS)?.strip_suffix("/segments/")?;
+                is_recording_id(id).then(|| MediaGrant::Segments {
+                    recording_id: id.into(),
+                    first_seq,
+                    last_seq,
+                })
+            }
+        }
+    }
+}
+
+/// What a media token says, signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaClaims {
+    /// The account that minted it.
+    pub account_id: String,
+    /// The stored hash of the session it was minted in: the token dies with the session.
+    pub session_hash: String,
+    /// [`password_stamp`] of the account's password then: the token dies with a password change.
+    pub password_stamp: String,
+    /// What it opens.
+    pub grant: MediaGrant,
+    /// Expiry, UTC ms (valid through this instant).
+    pub exp_ms: i64,
+}
+
+/// The signed payload (short keys: it rides in every media URL).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Payload {
+    a: String,
+    s: String,
+    g: String,
+    p: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    r: Option<[i64; 2]>,
+    e: i64,
+}
+
+/// Why a media token is refused before its session is looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaTokenError {
+    /// Malformed, forged or signed with another key.
+    Invalid,
+    /// Past its expiry.
+    Expired,
+    /// Valid, but it does not open this URL.
+    NotThisUrl,
+}
+
+/// A stamp of the account's password hash under the media key: it changes with every password
+/// change (a fresh salt each time) and reveals nothing of the hash.
+pub fn password_stamp(key: &[u8], password_hash: &str) -> String {
     let mut mac = HmacSha256::new_from_slice(key).expect("any key length");
-    mac.update(payload.as_bytes());
+    mac.update(b"password-stamp\0");
+    mac.update(password_hash.as_bytes());
+    hex::encode(&mac.finalize().into_bytes()[..12])
+}
+
+/// Sign a media token.
+pub fn sign_media_token(key: &[u8], claims: &MediaClaims) -> String {
+    let r = match &claims.grant {
+        MediaGrant::Segments {
+            first_seq,
+            last_seq,
+            ..
+        } => Some([*first_seq, *last_seq]),
+        _ => None,
+    };
+    let payload = serde_json::to_vec(&Payload {
+        a: claims.account_id.clone(),
+        s: claims.session_hash.clone(),
+        g: claims.password_stamp.clone(),
+        p: claims.grant.prefix(),
+        r,
+        e: claims.exp_ms,
+    })
+    .expect("a payload serializes");
+    let mut mac = HmacSha256::new_from_slice(key).expect("any key length");
+    mac.update(&payload);
     let sig = mac.finalize().into_bytes();
     format!(
         "{}.{}",
@@ -372,72 +610,148 @@ pub fn sign_media_token(key: &[u8], account_id: &str, path_prefix: &str, exp_ms:
     )
 }
 
-/// Check a media token for `path` at `now_ms`; returns the account id.
-pub fn verify_media_token(key: &[u8], token: &str, path: &str, now_ms: i64) -> Option<String> {
-    let (p, s) = token.split_once('.')?;
-    let payload = URL_SAFE_NO_PAD.decode(p).ok()?;
-    let sig = URL_SAFE_NO_PAD.decode(s).ok()?;
-    let mut mac = HmacSha256::new_from_slice(key).ok()?;
+/// Check a media token's signature, expiry and grant for `path` at `now_ms`; its claims.
+/// (Whether its session is alive is [`media_token_caller`]'s check.)
+pub fn verify_media_token(
+    key: &[u8],
+    token: &str,
+    path: &str,
+    now_ms: i64,
+) -> Result<MediaClaims, MediaTokenError> {
+    use MediaTokenError::*;
+    let (p, s) = token.split_once('.').ok_or(Invalid)?;
+    let payload = URL_SAFE_NO_PAD.decode(p).map_err(|_| Invalid)?;
+    let sig = URL_SAFE_NO_PAD.decode(s).map_err(|_| Invalid)?;
+    let mut mac = HmacSha256::new_from_slice(key).map_err(|_| Invalid)?;
     mac.update(&payload);
-    mac.verify_slice(&sig).ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&payload).ok()?;
-    let prefix = v.get("p")?.as_str()?;
-    let exp = v.get("e")?.as_i64()?;
-    if now_ms > exp || !path.starts_with(prefix) || prefix.is_empty() || path.contains("..") {
-        return None;
+    mac.verify_slice(&sig).map_err(|_| Invalid)?;
+    let v: Payload = serde_json::from_slice(&payload).map_err(|_| Invalid)?;
+    let grant = MediaGrant::from_payload(&v.p, v.r).ok_or(Invalid)?;
+    if now_ms > v.e {
+        return Err(Expired);
     }
-    Some(v.get("a")?.as_str()?.to_string())
+    if !grant.opens(path) {
+        return Err(NotThisUrl);
+    }
+    Ok(MediaClaims {
+        account_id: v.a,
+        session_hash: v.s,
+        password_stamp: v.g,
+        grant,
+        exp_ms: v.e,
+    })
 }
 
+/// A media token for `grant`, minted by `caller` in its session, valid through `exp_ms`.
+pub fn mint_media_token(
+    state: &AppState,
+    caller: &Caller,
+    grant: MediaGrant,
+    exp_ms: i64,
+) -> Result<String, ApiError> {
+    let session_hash = caller
+        .session_hash
+        .clone()
+        .ok_or_else(|| ApiError::internal("a media token needs the caller's session"))?;
+    Ok(sign_media_token(
+        &state.media_key[..],
+        &MediaClaims {
+            account_id: caller.account.id.clone(),
+            session_hash,
+            password_stamp: password_stamp(&state.media_key[..], &caller.account.password_hash),
+            grant,
+            exp_ms,
+        },
+    ))
+}
+
+/// The `media_token` query parameter of a request, decoded (present even when empty).
+fn media_token_of(parts: &Parts) -> Option<String> {
+    let q = parts.uri.query()?;
+    q.split('&').find_map(|kv| match kv.split_once('=') {
+        Some(("media_token", v)) => Some(percent_decode(v)),
+        None if kv == "media_token" => Some(String::new()),
+        _ => None,
+    })
+}
+
+/// The caller of a read authenticated by a media token: the token's signature, expiry and grant
+/// for this URL, then its session (live, not idle, account active, password unchanged) — the
+/// session is not touched: a player fetching segments is not the person at the console.
 async fn media_token_caller(
     parts: &Parts,
     state: &AppState,
+    token: &str,
     ip: Option<String>,
-) -> Result<Option<Caller>, ApiError> {
-    let Some(q) = parts.uri.query() else {
-        return Ok(None);
-    };
-    let Some(token) = q.split('&').find_map(|kv| kv.strip_prefix("media_token=")) else {
-        return Ok(None);
-    };
-    let token = percent_decode(token);
+) -> Result<Caller, ApiError> {
     // The full path: under a nested router `parts.uri` lacks the `/api/v1` prefix.
     let path = parts
         .extensions
         .get::<axum::extract::OriginalUri>()
         .map(|u| u.0.path().to_string())
         .unwrap_or_else(|| parts.uri.path().to_string());
-    let Some(account_id) =
-        verify_media_token(&state.media_key[..], &token, &path, state.clock.now_ms())
-    else {
-        return Err(ApiError::unauthenticated("invalid or expired media token"));
-    };
-    let account = state.db.accounts().get(&account_id).await?;
-    if account.status != "active" {
+    let now = state.clock.now_ms();
+    let claims =
+        verify_media_token(&state.media_key[..], token, &path, now).map_err(|e| match e {
+            MediaTokenError::Invalid => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "media_token_invalid",
+                "the media token is malformed or not ours",
+            ),
+            MediaTokenError::Expired => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "media_token_expired",
+                "the media token has expired; ask for a new one (or reload the playlist)",
+            ),
+            MediaTokenError::NotThisUrl => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "media_token_not_for_this_url",
+                "the media token opens another recording, stream or segment range",
+            ),
+        })?;
+    let entry = live_session(
+        state,
+        &claims.session_hash,
+        &ip,
+        now,
+        "the media token's session is unknown",
+    )
+    .await?;
+    if entry.account.id != claims.account_id {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "account_disabled",
-            "the account is disabled",
+            "media_token_invalid",
+            "the media token does not belong to its session's account",
         ));
     }
-    let scope = scope_of(state, &account).await?;
-    Ok(Some(Caller {
-        account,
-        session_hash: None,
-        wall_screen: false,
+    if password_stamp(&state.media_key[..], &entry.account.password_hash) != claims.password_stamp {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "session_ended",
+            "the password changed after this media token was issued",
+        )
+        .with("reason", "password_changed".into()));
+    }
+    Ok(Caller {
+        account: entry.account,
+        session_hash: Some(claims.session_hash),
+        wall_screen: entry.session.wall_screen,
         ip,
-        scope,
-    }))
+        scope: entry.scope,
+    })
 }
 
+/// Percent-decode a query value byte by byte (an escape is `%` and two hex digits; anything
+/// else, including a `%` before a non-ASCII byte, is kept as it is).
 fn percent_decode(s: &str) -> String {
+    let hex = |c: u8| (c as char).to_digit(16);
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
                 i += 3;
                 continue;
             }
@@ -469,32 +783,121 @@ pub async fn audit_denied(
 mod tests {
     use super::*;
 
+    fn claims(grant: MediaGrant, exp_ms: i64) -> MediaClaims {
+        MediaClaims {
+            account_id: "acc1".into(),
+            session_hash: "s1".into(),
+            password_stamp: password_stamp(&[7u8; 32], "$argon2id$one"),
+            grant,
+            exp_ms,
+        }
+    }
+
     #[test]
-    fn media_tokens_are_bound_to_path_and_time() {
+    fn media_tokens_are_bound_to_one_resource_and_time() {
         let key = [7u8; 32];
-        let t = sign_media_token(&key, "acc1", "/api/v1/streams/1/", 1_000);
+        let stream =
+            MediaGrant::from_prefix("/api/v1/streams/34020000001320000001/34020000001310000001/")
+                .unwrap();
+        let t = sign_media_token(&key, &claims(stream.clone(), 1_000));
+        let ok = "/api/v1/streams/34020000001320000001/34020000001310000001/snapshot.jpg";
         assert_eq!(
-            verify_media_token(&key, &t, "/api/v1/streams/1/snapshot.jpg", 999).as_deref(),
-            Some("acc1")
+            verify_media_token(&key, &t, ok, 1_000).map(|c| c.grant),
+            Ok(stream)
+        );
+        let other = "/api/v1/streams/34020000001320000002/34020000001310000001/snapshot.jpg";
+        assert_eq!(
+            verify_media_token(&key, &t, other, 999),
+            Err(MediaTokenError::NotThisUrl)
         );
         assert_eq!(
-            verify_media_token(&key, &t, "/api/v1/streams/2/snapshot.jpg", 999),
-            None
+            verify_media_token(&key, &t, &format!("{ok}/../whep"), 999),
+            Err(MediaTokenError::NotThisUrl)
         );
         assert_eq!(
-            verify_media_token(&key, &t, "/api/v1/streams/1/x", 1_001),
-            None
+            verify_media_token(&key, &t, ok, 1_001),
+            Err(MediaTokenError::Expired)
         );
         assert_eq!(
-            verify_media_token(&[8u8; 32], &t, "/api/v1/streams/1/x", 999),
-            None
+            verify_media_token(&[8u8; 32], &t, ok, 999),
+            Err(MediaTokenError::Invalid)
         );
         let mut forged = t.clone();
         forged.replace_range(0..2, "ab");
         assert_eq!(
-            verify_media_token(&key, &forged, "/api/v1/streams/1/x", 999),
-            None
+            verify_media_token(&key, &forged, ok, 999),
+            Err(MediaTokenError::Invalid)
         );
+    }
+
+    #[test]
+    fn a_recording_grant_opens_its_media_only() {
+        let g = MediaGrant::from_prefix("/api/v1/recordings/r-1/").unwrap();
+        for p in [
+            "playlist.m3u8",
+            "export.mp4",
+            "manifest",
+            "segments/0/init.mp4",
+            "segments/12/media.m4s",
+        ] {
+            assert!(g.opens(&format!("/api/v1/recordings/r-1/{p}")), "{p}");
+        }
+        for p in [
+            "/api/v1/recordings/r-1/links",
+            "/api/v1/recordings/r-1/hold",
+            "/api/v1/recordings/r-1",
+            "/api/v1/recordings/r-10/playlist.m3u8",
+            "/api/v1/recordings/r-1/segments/%31/init.mp4",
+            "/api/v1/recordings/r-1/segments/-1/init.mp4",
+            "/api/v1/recordings/r-1//playlist.m3u8",
+        ] {
+            assert!(!g.opens(p), "{p}");
+        }
+        let s = MediaGrant::Segments {
+            recording_id: "r-1".into(),
+            first_seq: 3,
+            last_seq: 5,
+        };
+        assert!(s.opens("/api/v1/recordings/r-1/segments/3/init.mp4"));
+        assert!(s.opens("/api/v1/recordings/r-1/segments/5/media.m4s"));
+        assert!(!s.opens("/api/v1/recordings/r-1/segments/6/media.m4s"));
+        assert!(!s.opens("/api/v1/recordings/r-1/segments/2/media.m4s"));
+        assert!(!s.opens("/api/v1/recordings/r-1/playlist.m3u8"));
+        let key = [1u8; 32];
+        let t = sign_media_token(&key, &claims(s.clone(), 10));
+        assert_eq!(
+            verify_media_token(&key, &t, "/api/v1/recordings/r-1/segments/4/init.mp4", 5)
+                .map(|c| c.grant),
+            Ok(s)
+        );
+    }
+
+    #[test]
+    fn only_one_named_resource_is_granted() {
+        for bad in [
+            "/api/v1/recordings/",
+            "/api/v1/recordings",
+            "/api/v1/streams/",
+            "/api/v1/streams/34020000001320000001/",
+            "/api/v1/recordings/r-1/segments/",
+            "/api/v1/recordings/r-1",
+            "/api/v1/recordings/../enterprises/",
+            "/api/v1/recordings/a%2Fb/",
+            "/api/v1/streams/3402/1/",
+            "/api/v1/blobs/x/",
+            "/api/v1/enterprises/",
+        ] {
+            assert!(MediaGrant::from_prefix(bad).is_err(), "{bad}");
+        }
+        assert!(MediaGrant::from_prefix("/api/v1/streams/34020000001320000001/app/").is_ok());
+    }
+
+    #[test]
+    fn a_password_change_changes_the_stamp() {
+        let key = [3u8; 32];
+        assert_eq!(password_stamp(&key, "a"), password_stamp(&key, "a"));
+        assert_ne!(password_stamp(&key, "a"), password_stamp(&key, "b"));
+        assert_ne!(password_stamp(&key, "a"), password_stamp(&[4u8; 32], "a"));
     }
 
     #[test]
@@ -502,5 +905,10 @@ mod tests {
         assert_eq!(percent_decode("a%2Eb"), "a.b");
         assert_eq!(percent_decode("a%"), "a%");
         assert_eq!(percent_decode("%zz"), "%zz");
+        assert_eq!(percent_decode("%2"), "%2");
+        // A `%` before a non-ASCII character: kept, no panic (it sliced inside `é` once).
+        assert_eq!(percent_decode("%a\u{e9}"), "%a\u{e9}");
+        assert_eq!(percent_decode("%\u{e9}x"), "%\u{e9}x");
+        assert_eq!(percent_decode("%C3%A9"), "\u{e9}");
     }
 }

@@ -1,4 +1,7 @@
 //! `/api/v1/auth`: login, logout, the current account, password change, media tokens.
+//!
+//! A password change keeps the session it is made in but kills the media tokens minted before
+//! it (they carry a stamp of the password; see [`crate::auth`]).
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -6,11 +9,13 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use shouhu_storage::audit::{Actor, AuditEntry, Outcome};
 use shouhu_storage::sessions::NewSession;
+use shouhu_storage::StorageError;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::{self, password, AnyCaller, Caller, COOKIE};
+use crate::auth::roles::Perm;
+use crate::auth::{self, password, AnyCaller, Caller, MediaGrant, COOKIE};
 use crate::clock::rfc3339;
 use crate::dto::AccountDto;
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -303,46 +308,77 @@ pub(crate) fn check_new_password(pw: &str, username: &str) -> ApiResult<()> {
     password::check_policy(pw, username).map_err(|m| field_error("new_password", &m))
 }
 
-/// Path prefixes a media token may open: media only, never the JSON API.
-pub const MEDIA_PREFIXES: &[&str] = &["/api/v1/streams/", "/api/v1/recordings/", "/api/v1/blobs/"];
-
 /// Media token request.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MediaTokenRequest {
-    /// URL path prefix the token opens: under `/api/v1/streams/`, `/api/v1/recordings/` or
-    /// `/api/v1/blobs/`.
+    /// The one thing the token opens, named by its URL path: `/api/v1/recordings/{id}/` (the
+    /// recording's playlist, segments, export and manifest) or
+    /// `/api/v1/streams/{device_id}/{channel_id}/` (the channel's snapshot). A bare prefix, a
+    /// sub-path, or a recording or channel the caller does not see is refused (422).
     pub path_prefix: String,
-    /// Lifetime in seconds (at most `auth.media_token_ttl_secs`).
+    /// Lifetime in seconds (at most `auth.media_token_ttl_secs`, the default).
     pub ttl_secs: Option<u64>,
 }
 
 /// A signed media token.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MediaToken {
-    /// Append as `?media_token=…` to a media URL under the prefix.
+    /// Append as `?media_token=…` to a media URL under the prefix (`GET`/`HEAD` only).
     pub token: String,
-    /// Expiry.
+    /// Expiry (it also ends with the session: logout, a login elsewhere, idling, a password
+    /// change, a disabled account).
     pub expires_at: String,
 }
 
-/// Issue a short-lived signed token for media URLs (video, snapshots) under a path prefix.
+/// Issue a short-lived token opening one recording's media or one live channel's snapshot for
+/// reading, bound to the caller's session (for players and `<img>` that cannot send the
+/// session). Refused (422, `path_prefix`) unless the prefix names exactly one recording or
+/// channel the caller may see.
 #[utoipa::path(post, path = "/media-token", tag = "auth", request_body = MediaTokenRequest,
-    responses((status = 200, body = MediaToken), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = MediaToken), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn media_token(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(req): ApiJson<MediaTokenRequest>,
 ) -> ApiResult<axum::Json<MediaToken>> {
-    if !MEDIA_PREFIXES
-        .iter()
-        .any(|p| req.path_prefix.starts_with(p))
-        || req.path_prefix.contains("..")
-    {
-        return Err(field_error(
-            "path_prefix",
-            &format!("must start with one of {}", MEDIA_PREFIXES.join(", ")),
-        ));
+    let grant =
+        MediaGrant::from_prefix(&req.path_prefix).map_err(|m| field_error("path_prefix", &m))?;
+    match &grant {
+        MediaGrant::Recording { id } => {
+            caller.require(Perm::RecordingView)?;
+            match state.db.recordings().get(&caller.scope, id).await {
+                Ok(_) => {}
+                Err(StorageError::NotFound(_)) => {
+                    return Err(field_error("path_prefix", "names no recording you may see"))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        MediaGrant::Stream {
+            device_id,
+            channel_id,
+        } => {
+            caller.require(Perm::DispatchView)?;
+            match state.db.recorders().get(&caller.scope, device_id).await {
+                Ok(_) => {}
+                Err(StorageError::NotFound(_)) => {
+                    return Err(field_error("path_prefix", "names no recorder you may see"))
+                }
+                Err(e) => return Err(e.into()),
+            }
+            let device = crate::routes::streams::parse_device(device_id)?;
+            let channel = crate::routes::streams::parse_channel(channel_id)?;
+            crate::routes::streams::require_in_catalog(&state, &device, &channel)
+                .await
+                .map_err(|e| field_error("path_prefix", &e.message))?;
+        }
+        MediaGrant::Segments { .. } => {
+            return Err(field_error(
+                "path_prefix",
+                "segment ranges are granted by a playlist",
+            ))
+        }
     }
     let ttl = req
         .ttl_secs
@@ -350,12 +386,7 @@ async fn media_token(
         .min(state.cfg.auth.media_token_ttl_secs)
         .max(1);
     let exp = state.now() + ttl as i64 * 1000;
-    let token = auth::sign_media_token(
-        &state.media_key[..],
-        &caller.account.id,
-        &req.path_prefix,
-        exp,
-    );
+    let token = auth::mint_media_token(&state, &caller, grant, exp)?;
     Ok(axum::Json(MediaToken {
         token,
         expires_at: rfc3339(exp),

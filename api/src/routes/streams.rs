@@ -121,11 +121,19 @@ pub struct HubStats {
     pub ingests_started: u64,
 }
 
-/// Totals of the stream hub (administrators and the dispatch view): packets in and lost,
-/// live-view sessions, server-added latency.
-#[utoipa::path(get, path = "/streams/stats", tag = "dispatch", responses((status = 200, body = HubStats)))]
+/// Totals of the stream hub: packets in and lost, live-view sessions, server-added latency,
+/// refused RTP. Corps accounts with the dispatch view only (`403` elsewhere, audited
+/// `stream.stats` denied): the figures are the whole hub's — every district's streams, and
+/// drops and latencies no unit owns — so they cannot be cut to a subtree.
+#[utoipa::path(get, path = "/streams/stats", tag = "dispatch", responses((status = 200, body = HubStats), (status = 403, body = ErrorBody)))]
 async fn stream_stats(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<HubStats>> {
     caller.require(Perm::DispatchView)?;
+    if !caller.at_corps() {
+        crate::auth::audit_denied(&state, &caller, "stream.stats", "hub", "streams").await;
+        return Err(ApiError::forbidden(
+            "the hub's totals are the whole city's: corps accounts only",
+        ));
+    }
     let streams = state.streams.streams();
     let counts = state.whep.latency().snapshot();
     let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0);

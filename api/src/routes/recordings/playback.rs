@@ -1,4 +1,8 @@
 //! HLS playback of recordings: the playlist, its segments, the AAC variant.
+//!
+//! The playlist's segment URLs carry a media token opening only the segments it lists (see
+//! [`crate::auth::MediaGrant::Segments`]), so a player needs no header; a browser sends its
+//! session cookie as well, which wins.
 
 use super::*;
 
@@ -24,13 +28,20 @@ async fn playlist(
     let r = state.db.recordings().get(&caller.scope, &id).await?;
     let (segs, from, _) = segments_of(&state, &r, &q).await?;
     let aac = aac_wanted(&r, &q)?;
-    let prefix = format!("/api/v1/recordings/{id}/");
-    let token = crate::auth::sign_media_token(
-        state.media_key.as_ref(),
-        &caller.account.id,
-        &prefix,
-        state.now() + 6 * 3_600_000,
-    );
+    // The segment URLs carry a token for exactly these segments of this recording, minted in
+    // the caller's session: it lives `auth.media_token_ttl_secs` plus the length of the footage
+    // listed, so a player that starts at once plays it through at normal speed (one more TTL
+    // of pauses); it dies earlier with the session. A player that waits longer reloads the
+    // playlist for fresh tokens.
+    let (first, last) = (&segs[0], &segs[segs.len() - 1]);
+    let listed_ms = (last.end_90k - first.start_90k).max(0) / 90;
+    let exp = state.now() + state.cfg.auth.media_token_ttl_secs as i64 * 1000 + listed_ms;
+    let grant = crate::auth::MediaGrant::Segments {
+        recording_id: id.clone(),
+        first_seq: segs.iter().map(|s| s.seq).min().unwrap_or(first.seq),
+        last_seq: segs.iter().map(|s| s.seq).max().unwrap_or(last.seq),
+    };
+    let token = crate::auth::mint_media_token(&state, &caller, grant, exp)?;
     let query = format!(
         "?media_token={token}{}",
         if aac { "&audio=aac" } else { "&audio=original" }
