@@ -19,7 +19,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use shouhu_media::mp4::recover::{layout, Layout};
+use shouhu_media::mp4::recover::layout;
 use shouhu_media::recorder::{ActiveRecording, Trigger};
 use shouhu_storage::evidence::{genesis, Manifest, SignedHead};
 use shouhu_storage::recordings::{Recording, RecordingFilter, RecordingLink, Segment};
@@ -309,6 +309,9 @@ pub struct RecordingStatus {
     /// Below the `recording.min_free_percent` watermark (the alert is raised; nothing is
     /// deleted).
     pub low_disk: bool,
+    /// Segments the blob store refused (after retries) since the server started: each is a gap
+    /// of an incomplete recording (the alert `recording.segment_gap`; the recordings show it).
+    pub segment_gaps: u64,
 }
 
 /// What is recording in the caller's scope, and the disk-space alert (node-wide).
@@ -323,6 +326,7 @@ async fn recording_status(
         active: active_in_scope(&state, &caller).await?,
         free_percent: crate::recording_jobs::free_percent(&state),
         low_disk,
+        segment_gaps: state.recorder.segment_gaps(),
     }))
 }
 
