@@ -23,7 +23,8 @@ pub struct ApiError {
     pub extra: serde_json::Map<String, serde_json::Value>,
     /// For a 404 the handler knows to be a scope refusal: the kind and id of the hidden row
     /// (see [`ApiError::out_of_scope`]).
-    pub hidden: Option<(String, String)>,
+    /// (Boxed: an `ApiError` travels in every handler's `Result`.)
+    pub hidden: Option<Box<(String, String)>>,
 }
 
 /// Response extension of every `not_found` answer: what was not found, and, when the handler
@@ -116,7 +117,7 @@ impl ApiError {
     /// [`NotFoundMark`] so the row is audited as `denied`.
     pub fn out_of_scope(what: &str, id: impl Into<String>) -> Self {
         let mut e = Self::not_found(what);
-        e.hidden = Some((what.to_string(), id.into()));
+        e.hidden = Some(Box::new((what.to_string(), id.into())));
         e
     }
 
@@ -236,7 +237,7 @@ impl IntoResponse for ApiError {
         } else {
             tracing::debug!(code = self.code, status = self.status.as_u16(), message = %self.message, "request rejected");
         }
-        let mark = (self.code == "not_found").then(|| match self.hidden {
+        let mark = (self.code == "not_found").then(|| match self.hidden.map(|h| *h) {
             Some((kind, id)) => NotFoundMark {
                 kind,
                 hidden_id: Some(id),

@@ -414,32 +414,38 @@ async fn no_store_api(req: Request, next: Next) -> Response {
     resp
 }
 
-/// The table holding rows of a kind named by a `not_found` answer, for the kinds whose reads and
-/// writes are bounded by the caller's org scope.
-fn scoped_table(kind: &str) -> Option<&'static str> {
-    Some(match kind {
-        "account" => "accounts",
-        "account application" => "account_applications",
-        "case" => "cases",
-        "document" => "case_documents",
-        "rendered document" => "rendered_documents",
-        "enterprise" => "enterprises",
-        "geofence" => "geofences",
-        "hazard" => "hazards",
-        "inspection" => "inspections",
-        "over-cap filing" => "over_cap_filings",
-        "officer" => "officers",
-        "org unit" => "org_units",
-        "plan" => "plans",
-        "plan visit" => "plan_visits",
-        "recorder" => "recorders",
-        "recording" => "recordings",
-        "review" => "case_reviews",
-        "sos alarm" => "sos_alarms",
-        "unit" | "vehicle" => "vehicles",
-        "work order" => "work_orders",
-        _ => return None,
-    })
+/// The table (and its key column) holding rows of a kind named by a `not_found` answer, for the
+/// kinds whose reads and writes are bounded by the caller's org scope.
+fn scoped_table(kind: &str) -> Option<(&'static str, &'static str)> {
+    if kind == "recorder" {
+        // Recorders are keyed by their GB/T 28181 device id.
+        return Some(("recorders", "device_id"));
+    }
+    Some((
+        match kind {
+            "account" => "accounts",
+            "account application" => "account_applications",
+            "case" => "cases",
+            "document" => "case_documents",
+            "rendered document" => "rendered_documents",
+            "enterprise" => "enterprises",
+            "geofence" => "geofences",
+            "hazard" => "hazards",
+            "inspection" => "inspections",
+            "over-cap filing" => "over_cap_filings",
+            "officer" => "officers",
+            "org unit" => "org_units",
+            "plan" => "plans",
+            "plan visit" => "plan_visits",
+            "recording" => "recordings",
+            "review" => "case_reviews",
+            "sos alarm" => "sos_alarms",
+            "unit" | "vehicle" => "vehicles",
+            "work order" => "work_orders",
+            _ => return None,
+        },
+        "id",
+    ))
 }
 
 /// The central out-of-scope audit: a `not_found` answer of an API route about a row that does
@@ -469,7 +475,7 @@ async fn audit_out_of_scope(State(state): State<AppState>, req: Request, next: N
         .expect("request parts are valid");
     *probe.headers_mut() = parts.headers.clone();
     if let Some(ci) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
-        probe.extensions_mut().insert(ci.clone());
+        probe.extensions_mut().insert(*ci);
     }
     let resp = next.run(Request::from_parts(parts, body)).await;
     if resp.status() != StatusCode::NOT_FOUND {
@@ -484,10 +490,10 @@ async fn audit_out_of_scope(State(state): State<AppState>, req: Request, next: N
     };
     let hidden = match (mark.hidden_id, scoped_table(&mark.kind)) {
         (Some(id), _) => Some(id),
-        (None, Some(table)) => {
+        (None, Some((table, key))) => {
             let mut found = None;
             for id in params {
-                match state.db.row_exists(table, &id).await {
+                match state.db.row_exists_by(table, key, &id).await {
                     Ok(true) => {
                         found = Some(id);
                         break;

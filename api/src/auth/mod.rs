@@ -611,7 +611,7 @@ pub fn sign_media_token(key: &[u8], claims: &MediaClaims) -> String {
 }
 
 /// Check a media token's signature, expiry and grant for `path` at `now_ms`; its claims.
-/// (Whether its session is alive is [`media_token_caller`]'s check.)
+/// (Whether its session is alive is the check of the extractor that accepts the token.)
 pub fn verify_media_token(
     key: &[u8],
     token: &str,
