@@ -280,8 +280,9 @@ on_both!(
         let (st, b) = s.send(Method::POST, &head, "/api/v1/account-applications", json!({"username": "hp_new", "display_name": "新执法员", "role": "officer", "org_unit_id": s.huangpu.id, "reason": "新入职"})).await;
         assert_eq!(st, StatusCode::OK, "{b}");
         let app = b["id"].as_str().unwrap().to_string();
-        // Not for another district, not for a corps role.
-        assert_eq!(s.send(Method::POST, &head, "/api/v1/account-applications", json!({"username": "x1", "display_name": "x", "role": "officer", "org_unit_id": s.xuhui.id, "reason": "r"})).await.0, StatusCode::FORBIDDEN);
+        // Not for another district (404, as reading it would be: another district's units are
+        // not the caller's to name), not for a corps role.
+        assert_eq!(s.send(Method::POST, &head, "/api/v1/account-applications", json!({"username": "x1", "display_name": "x", "role": "officer", "org_unit_id": s.xuhui.id, "reason": "r"})).await.0, StatusCode::NOT_FOUND);
         assert_eq!(s.send(Method::POST, &head, "/api/v1/account-applications", json!({"username": "x2", "display_name": "x", "role": "admin", "org_unit_id": s.huangpu.id, "reason": "r"})).await.0, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(
             s.send(

@@ -13,6 +13,14 @@
 
 mod common;
 
+// Fixtures by area (each an `impl Walk` block returning `None` for rows it does not know).
+#[path = "authz_walk/cases.rs"]
+mod cases;
+#[path = "authz_walk/media.rs"]
+mod media;
+#[path = "authz_walk/work.rs"]
+mod work;
+
 use std::collections::BTreeSet;
 
 use reqwest::{Method, StatusCode};
@@ -111,6 +119,26 @@ const RECORDING_REVIEW: &[&str] = &[
 /// Issue 20 item 3: removing a link, releasing a hold, dismissing a suggestion is for reviewers
 /// and case handlers, never the filmed officer.
 const PROTECTION_REMOVE: &[&str] = &["admin", "reviewer", "brigade_head", "squad_leader"];
+/// Accounts bound to an officer record (the officer app): in the walk, `hp_officer` alone.
+const BOUND_OFFICER: &[&str] = &["officer"];
+/// The dispatch view, or a bound officer's app.
+const DISPATCH_VIEW_OR_APP: &[&str] = &[
+    "admin",
+    "corps_leader",
+    "operator",
+    "brigade_head",
+    "squad_leader",
+    "officer",
+];
+/// Recording review, or dispatch command (an operator records the camera it watches).
+const RECORD_ON_DEMAND: &[&str] = &[
+    "admin",
+    "operator",
+    "reviewer",
+    "brigade_head",
+    "squad_leader",
+    "officer",
+];
 /// Anyone signed in (own session, code lists).
 const SIGNED_IN: &[&str] = ALL;
 
@@ -172,7 +200,6 @@ const fn live(
     }
 }
 
-const WS: &str = "WebSocket upgrade";
 const PEER: &str = "needs a WebRTC peer";
 const CAMERA: &str = "needs a live camera or a registered GB28181 device";
 const CALL: &str = "needs a placed call with a device on the line";
@@ -204,18 +231,17 @@ const TABLE: &[Row] = &[
     ),
     r("GET", "/roles", SIGNED_IN, false),
     r("GET", "/account-applications", APPLICATION_ANY, false),
+    // A district applies, the corps decides (DESIGN): deciding is for corps accounts only.
     r("POST", "/account-applications", APPLICATION_FILE, false),
-    r(
+    corps(
         "POST",
         "/account-applications/{id}/approve",
         APPLICATION_DECIDE,
-        true,
     ),
-    r(
+    corps(
         "POST",
         "/account-applications/{id}/reject",
         APPLICATION_DECIDE,
-        true,
     ),
     r("GET", "/audit", AUDIT_READ, false),
     // org units: reading the tree is for everyone; creating/renaming is admin within the
@@ -333,22 +359,27 @@ const TABLE: &[Row] = &[
     r("POST", "/cases/{id}/closing-decision", CASE_APPROVE, true),
     r("GET", "/cases/{id}/case-file", ENFORCEMENT_READ, true),
     r("POST", "/cases/{id}/case-file", CASE_WRITE, true),
+    // A case file is uploaded once the case is closed, and a closed case is readable by every
+    // unit (DESIGN: open cases only for their handling unit and the corps): not scoped.
     r(
         "GET",
         "/cases/{id}/case-file/{item_id}",
         ENFORCEMENT_READ,
-        true,
+        false,
     ),
     r("GET", "/cases/{id}/reviews", ENFORCEMENT_READ, true),
-    r("POST", "/cases/{id}/reviews", CASE_REVIEW, true),
+    // Case-file review (评查) is the corps grading the districts' files: corps accounts only.
+    corps("POST", "/cases/{id}/reviews", CASE_REVIEW),
     r("GET", "/exemplary-cases", ENFORCEMENT_READ, false),
     r("POST", "/document-batches", ENFORCEMENT_READ, false),
-    r("GET", "/document-batches/{id}", ENFORCEMENT_READ, true),
+    // A batch is its starter's (another account's batch is a 404 to anyone else, whatever the
+    // unit): the fixture starts it as the caller, so not scoped by org unit.
+    r("GET", "/document-batches/{id}", ENFORCEMENT_READ, false),
     r(
         "GET",
         "/document-batches/{id}/archive",
         ENFORCEMENT_READ,
-        true,
+        false,
     ),
     // work orders and plans
     r("GET", "/work-orders", ENFORCEMENT_READ, false),
@@ -382,7 +413,9 @@ const TABLE: &[Row] = &[
     r("POST", "/plans/{id}/submit", PLAN_WRITE, true),
     r("POST", "/plans/{id}/approve", PLAN_APPROVE, true),
     r("POST", "/plans/{id}/return", PLAN_APPROVE, true),
-    r("GET", "/imports/{id}", SIGNED_IN, true),
+    // An import's progress: for the registry writers, each its own (the fixture imports as the
+    // caller), so not scoped by org unit.
+    r("GET", "/imports/{id}", ENTERPRISE_WRITE, false),
     // dispatch
     r("GET", "/units", DISPATCH_VIEW, false),
     r("GET", "/units/nearest", DISPATCH_VIEW, false),
@@ -407,7 +440,8 @@ const TABLE: &[Row] = &[
     ),
     r("GET", "/sos", DISPATCH_VIEW, false),
     r("POST", "/sos/{id}/{step}", DISPATCH_COMMAND, true),
-    r("POST", "/positions", SIGNED_IN, false),
+    // The officer app's upload: accounts bound to an officer (the walk binds `hp_officer`).
+    r("POST", "/positions", BOUND_OFFICER, false),
     r("GET", "/geofences", DISPATCH_VIEW, false),
     r("POST", "/geofences", DEVICE_MANAGE, true),
     r("DELETE", "/geofences/{id}", DEVICE_MANAGE, true),
@@ -418,9 +452,12 @@ const TABLE: &[Row] = &[
     r("POST", "/vehicles", DEVICE_MANAGE, true),
     r("PUT", "/vehicles/{id}", DEVICE_MANAGE, true),
     r("DELETE", "/vehicles/{id}", DEVICE_MANAGE, true),
-    live("GET", "/dispatch/ws", DISPATCH_VIEW, false, WS),
+    // The dispatch view's feed, and the officer app's own (calls to it): bound officers too.
+    // (Allowed: 101 Switching Protocols.)
+    r("GET", "/dispatch/ws", DISPATCH_VIEW_OR_APP, false),
     // calls
-    r("GET", "/calls", DISPATCH_VIEW, false),
+    // The dispatch map's calls in scope, or the app's own calls.
+    r("GET", "/calls", DISPATCH_VIEW_OR_APP, false),
     live("POST", "/calls", DISPATCH_COMMAND, true, CALL),
     live("GET", "/calls/{id}", DISPATCH_VIEW, true, CALL),
     live("POST", "/calls/{id}/answer", DISPATCH_COMMAND, true, CALL),
@@ -448,7 +485,8 @@ const TABLE: &[Row] = &[
     ),
     r("PUT", "/recorders/{id}/recording", DEVICE_MANAGE, true),
     r("GET", "/streams", DISPATCH_VIEW, false),
-    r("GET", "/streams/stats", DISPATCH_VIEW, false),
+    // The hub's totals are the whole city's (every district's streams): corps accounts only.
+    corps("GET", "/streams/stats", DISPATCH_VIEW),
     live(
         "GET",
         "/streams/{device_id}/{channel_id}/snapshot.jpg",
@@ -488,8 +526,9 @@ const TABLE: &[Row] = &[
     r("GET", "/recordings", RECORDING_VIEW, false),
     r("GET", "/recordings/status", RECORDING_VIEW, false),
     r("GET", "/recordings/active", RECORDING_VIEW, false),
-    live("POST", "/recordings/start", RECORDING_REVIEW, true, CAMERA),
-    live("POST", "/recordings/stop", RECORDING_REVIEW, true, CAMERA),
+    // On-demand recording: reviewers, and the operators who watch the camera.
+    live("POST", "/recordings/start", RECORD_ON_DEMAND, true, CAMERA),
+    live("POST", "/recordings/stop", RECORD_ON_DEMAND, true, CAMERA),
     live(
         "POST",
         "/recordings/download",
@@ -566,6 +605,8 @@ enum Body {
     None,
     Json(Value),
     Bytes(&'static str, Vec<u8>),
+    /// No body; the headers of a WebSocket upgrade.
+    WsUpgrade,
 }
 
 fn req(path: String) -> Req {
@@ -584,7 +625,15 @@ fn jreq(path: String, body: Value) -> Req {
 
 struct Walk {
     s: common::Server,
+    /// The corps administrator: corps-wide fixtures (accounts, settings).
     admin: String,
+    /// An administrator of each district (Huangpu, Xuhui): a district's own work (inspections,
+    /// cases, plans, work orders…) is created by its own people, as in real use.
+    hp_admin: String,
+    xh_admin: String,
+    /// The account the walk is about to call as (token, role): for the few resources that
+    /// belong to an account rather than an org unit (document batches).
+    calling_as: std::sync::Mutex<Option<(String, &'static str)>>,
     seq: std::sync::atomic::AtomicU32,
     /// Fixture steps that failed (each makes the calls built on it fail too).
     broken: std::sync::Mutex<BTreeSet<String>>,
@@ -604,6 +653,11 @@ impl Walk {
             Body::None => b,
             Body::Json(v) => b.json(v),
             Body::Bytes(ct, bytes) => b.header("content-type", *ct).body(bytes.clone()),
+            Body::WsUpgrade => b
+                .header("connection", "upgrade")
+                .header("upgrade", "websocket")
+                .header("sec-websocket-version", "13")
+                .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
         };
         let r = b.send().await.unwrap();
         let st = r.status();
@@ -611,14 +665,82 @@ impl Walk {
         (st, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     }
 
-    /// As admin, expecting success; the body.
+    /// As the corps admin, expecting success; the body.
     async fn ok(&self, method: &str, path: &str, body: Value) -> Value {
+        let token = self.admin.clone();
+        self.ok_as(&token, method, path, body).await
+    }
+
+    /// The administrator of district `d` (the corps admin for any other unit).
+    fn district_admin(&self, d: &OrgUnit) -> &str {
+        if d.id == self.s.huangpu.id {
+            &self.hp_admin
+        } else if d.id == self.s.xuhui.id {
+            &self.xh_admin
+        } else {
+            &self.admin
+        }
+    }
+
+    /// As the administrator of district `d`, expecting success; the body.
+    async fn okd(&self, d: &OrgUnit, method: &str, path: &str, body: Value) -> Value {
+        let token = self.district_admin(d).to_string();
+        self.ok_as(&token, method, path, body).await
+    }
+
+    /// Who starts a document batch for the call the walk is about to make: the caller when its
+    /// role may (a batch is its starter's alone), else `d`'s administrator.
+    fn batch_starter(&self, d: &OrgUnit) -> String {
+        match self.calling_as.lock().unwrap().clone() {
+            Some((token, role)) if ENFORCEMENT_READ.contains(&role) => token,
+            _ => self.district_admin(d).to_string(),
+        }
+    }
+
+    /// Rows of the position history.
+    async fn position_count(&self) -> usize {
+        self.s
+            .state
+            .db
+            .table_digests(UNTRACKED)
+            .await
+            .unwrap()
+            .iter()
+            .find(|t| t.0 == "positions")
+            .map_or(0, |t| t.1)
+    }
+
+    /// Wait (at most 10 s) until the position history holds `want` rows.
+    async fn wait_positions(&self, want: usize) {
+        for _ in 0..400 {
+            if self.position_count().await >= want {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        self.broken
+            .lock()
+            .unwrap()
+            .insert(format!("positions never reached {want} rows"));
+    }
+
+    /// Who sends an import for the call the walk is about to make: the caller when its role
+    /// may (an import's progress is its sender's alone), else `d`'s administrator.
+    fn import_sender(&self, d: &OrgUnit) -> String {
+        match self.calling_as.lock().unwrap().clone() {
+            Some((token, role)) if ENTERPRISE_WRITE.contains(&role) => token,
+            _ => self.district_admin(d).to_string(),
+        }
+    }
+
+    /// As `token`, expecting success; the body (a failure is recorded in `broken`).
+    async fn ok_as(&self, token: &str, method: &str, path: &str, body: Value) -> Value {
         let q = if body.is_null() {
             req(path.to_string())
         } else {
             jreq(path.to_string(), body)
         };
-        let (st, b) = self.call(method, &self.admin, &q).await;
+        let (st, b) = self.call(method, token, &q).await;
         if !st.is_success() {
             self.broken
                 .lock()
@@ -627,6 +749,30 @@ impl Walk {
             return json!({"id": "fixture-failed", "version": 0});
         }
         b
+    }
+
+    /// The id of a town (street) under district `d`, created by the corps admin the first time.
+    async fn town_of(&self, d: &OrgUnit) -> String {
+        let (_, units) = self.s.get(&self.admin, "/api/v1/org-units").await;
+        let found = units
+            .as_array()
+            .or(units["items"].as_array())
+            .into_iter()
+            .flatten()
+            .find(|u| u["parent_id"] == json!(d.id) && u["kind"] == "town")
+            .and_then(|u| u["id"].as_str().map(str::to_string));
+        if let Some(id) = found {
+            return id;
+        }
+        let code = format!("{}900", d.code);
+        let t = self
+            .ok(
+                "POST",
+                "/org-units",
+                json!({"parent_id": d.id, "kind": "town", "name": format!("{}巡检街道", d.name), "code": code}),
+            )
+            .await;
+        t["id"].as_str().unwrap_or_default().to_string()
     }
 
     fn uscc(&self) -> String {
@@ -666,18 +812,19 @@ impl Walk {
     }
 
     async fn plan(&self, d: &OrgUnit) -> Value {
-        let n = self.next();
-        self.ok(
+        let period = self.work_period();
+        self.okd(
+            d,
             "POST",
             "/plans",
-            json!({"org_unit_id": d.id, "period": format!("{}-{:02}", 2030 + n / 12, n % 12 + 1)}),
+            json!({"org_unit_id": d.id, "period": period}),
         )
         .await
     }
 
     async fn inspection(&self, d: &OrgUnit) -> Value {
         let body = self.inspection_body(d).await;
-        self.ok("POST", "/inspections", body).await
+        self.okd(d, "POST", "/inspections", body).await
     }
 
     async fn inspection_body(&self, d: &OrgUnit) -> Value {
@@ -739,19 +886,17 @@ impl Walk {
                 o["name"] = json!("王刚");
                 jreq(p, o)
             }
-            ("POST", "/plans") => {
-                let n = self.next();
-                jreq(
-                    row.path.into(),
-                    json!({"org_unit_id": d.id, "period": format!("{}-{:02}", 2030 + n / 12, n % 12 + 1)}),
-                )
-            }
+            ("POST", "/plans") => jreq(
+                row.path.into(),
+                json!({"org_unit_id": d.id, "period": self.work_period()}),
+            ),
             ("GET", "/plans/{id}") | ("DELETE", "/plans/{id}") => {
                 req(format!("/plans/{}", id(&self.plan(d).await)))
             }
-            ("POST", "/plans/{id}/submit") => {
-                req(format!("/plans/{}/submit", id(&self.plan(d).await)))
-            }
+            ("POST", "/plans/{id}/submit") => req(format!(
+                "/plans/{}/submit",
+                id(&self.work_submittable_plan(d).await)
+            )),
             ("GET", "/inspection-items/{id}") | ("GET", "/inspection-items/{id}/history") => {
                 let items = common::item_ids(&self.s, &self.admin).await;
                 req(row.path.replace("{id}", &items[0]))
@@ -782,7 +927,6 @@ impl Walk {
                 | "/exemplary-cases"
                 | "/work-orders"
                 | "/plans"
-                | "/plans/rollup"
                 | "/units"
                 | "/sos"
                 | "/geofences"
@@ -798,11 +942,20 @@ impl Walk {
                 | "/enterprises/export.xlsx"
                 | "/officers/export.xlsx",
             ) => req(row.path.into()),
+            ("GET", "/dispatch/ws") => Req {
+                path: row.path.into(),
+                body: Body::WsUpgrade,
+            },
+            ("GET", "/plans/rollup") => req("/plans/rollup?period=2030".into()),
             ("GET", "/units/nearest") => req("/units/nearest?lat=31.23&lon=121.47".into()),
             ("POST", "/inspections") => jreq(row.path.into(), self.inspection_body(d).await),
-            ("GET", "/inspections/{id}") | ("POST", "/inspections/{id}/cancel") => {
+            ("GET", "/inspections/{id}") => {
                 req(row.path.replace("{id}", &id(&self.inspection(d).await)))
             }
+            ("POST", "/inspections/{id}/cancel") => jreq(
+                row.path.replace("{id}", &id(&self.inspection(d).await)),
+                json!({"reason": "企业停产，改期检查"}),
+            ),
             ("PUT", "/inspections/{id}/results") => {
                 let items = common::item_ids(&self.s, &self.admin).await;
                 jreq(
@@ -813,7 +966,8 @@ impl Walk {
             ("POST", "/inspections/{id}/complete") => {
                 let i = id(&self.inspection(d).await);
                 let items = common::item_ids(&self.s, &self.admin).await;
-                self.ok(
+                self.okd(
+                    d,
                     "PUT",
                     &format!("/inspections/{i}/results"),
                     json!({"results": [{"item_id": items[0], "result": "pass"}]}),
@@ -857,33 +1011,123 @@ impl Walk {
                     .await;
                 req(row.path.replace("{id}", &id(&o)))
             }
-            ("POST", "/work-orders") => jreq(
-                row.path.into(),
-                json!({"title": "巡检工单", "body": "请核查", "deadline": "2030-12-31",
-                       "recipient_unit_ids": [d.id]}),
-            ),
+            ("POST", "/work-orders") => {
+                // To a town of the district: every caller allowed (corps or the district
+                // itself) sends below itself, never to its own unit.
+                let town = self.town_of(d).await;
+                jreq(
+                    row.path.into(),
+                    json!({"title": "巡检工单", "body": "请核查", "deadline": "2030-12-31",
+                           "recipient_unit_ids": [town]}),
+                )
+            }
             ("POST", "/attachments") => Req {
                 path: row.path.into(),
-                body: Body::Bytes("application/octet-stream", b"photo".to_vec()),
+                body: Body::Bytes(
+                    "application/octet-stream",
+                    [&b"\x89PNG\r\n\x1a\n"[..], &[7u8; 64][..]].concat(),
+                ),
             },
-            _ => return None,
+            _ => {
+                return match self.fixture_cases(row, d).await {
+                    Some(q) => Some(q),
+                    None => match self.fixture_work(row, d).await {
+                        Some(q) => Some(q),
+                        None => self.fixture_media(row, d).await,
+                    },
+                }
+            }
         })
     }
 }
 
-/// A placeholder request for refusal checks of rows without a fixture: every path parameter a
-/// fresh id that names no row.
+/// A placeholder request for refusal checks of rows without a fixture (the live rows): every
+/// path parameter a fresh id that names no row (20 digits for GB/T 28181 ids), and a body or
+/// query of the right shape, so that the only thing wrong with it is the caller.
 fn placeholder(row: &Row) -> Req {
     let mut p = String::new();
     let mut rest = row.path;
     while let Some(i) = rest.find('{') {
         p.push_str(&rest[..i]);
         let j = rest[i..].find('}').unwrap() + i;
-        p.push_str("00000000000000000000000000000000");
+        p.push_str(match &rest[i + 1..j] {
+            "device_id" => "31010000001320000099",
+            "channel_id" => "31010000001310000099",
+            _ => "00000000000000000000000000000000",
+        });
         rest = &rest[j + 1..];
     }
     p.push_str(rest);
-    jreq(p, json!({}))
+    let sdp = || Body::Bytes("application/sdp", PLACEHOLDER_SDP.as_bytes().to_vec());
+    let channel =
+        json!({"device_id": "31010000001320000099", "channel_id": "31010000001310000099"});
+    let body = match (row.method, row.path) {
+        ("GET", "/dispatch/ws") => Body::WsUpgrade,
+        ("GET", "/recorders/{id}/records") => {
+            p.push_str("?from=1700000000000&to=1700000060000");
+            Body::None
+        }
+        ("GET" | "DELETE", _) => Body::None,
+        ("POST", "/calls") => Body::Json(json!({"unit_id": "00000000000000000000000000000000"})),
+        ("POST", "/units/{id}/track-request") => {
+            Body::Json(json!({"interval_s": 5, "duration_s": 60}))
+        }
+        ("POST", "/recordings/start" | "/recordings/stop") => Body::Json(channel),
+        ("POST", "/recordings/download") => {
+            let mut c = channel;
+            c["start"] = json!(1_700_000_000_000i64);
+            c["end"] = json!(1_700_000_060_000i64);
+            Body::Json(c)
+        }
+        ("POST", path) if path.ends_with("/whep") || path.ends_with("/whip") => sdp(),
+        _ => Body::Json(json!({})),
+    };
+    Req { path: p, body }
+}
+
+/// An SDP offer of the right shape for the refusal checks of WHEP/WHIP rows (never answered).
+const PLACEHOLDER_SDP: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:96 H264/90000\r\na=recvonly\r\n";
+
+/// Rows whose resource lives only in memory while a device or a peer is on the line (a call, a
+/// WHEP/WHIP session): with no such resource in-process, a wrong role's request names nothing,
+/// and "not found" is as true an answer as "forbidden".
+fn in_memory_resource(row: &Row) -> bool {
+    row.path.starts_with("/calls/{id}")
+        || row.path.starts_with("/streams/whep/")
+        || row.path.starts_with("/streams/whip/")
+}
+
+/// One more account (not walked): created in storage, signed in; its token.
+async fn extra_account(s: &common::Server, u: &str, role: &str, unit: &OrgUnit) -> String {
+    let hash = shouhu_api::auth::password::hash(&s.state.cfg.auth, common::PW)
+        .await
+        .unwrap();
+    let audit = AuditEntry::new(
+        &Actor {
+            account_id: None,
+            username: Some("setup".into()),
+            ip: None,
+        },
+        "setup",
+        1_700_000_000_000,
+    );
+    s.state
+        .db
+        .accounts()
+        .create(
+            &NewAccount {
+                username: u.into(),
+                display_name: u.into(),
+                password_hash: hash,
+                role: role.into(),
+                org_unit_id: unit.id.clone(),
+                must_change_password: false,
+            },
+            &audit,
+        )
+        .await
+        .unwrap();
+    s.login(u).await
 }
 
 async fn seed_accounts(s: &common::Server) -> Vec<Account> {
@@ -973,12 +1217,42 @@ async fn denied_count(s: &common::Server) -> i64 {
 async fn walk(s: common::Server) {
     let accounts = seed_accounts(&s).await;
     let admin = accounts[0].token.clone();
+    let hp_admin = accounts
+        .iter()
+        .find(|a| a.username == "w_hp_admin")
+        .unwrap()
+        .token
+        .clone();
+    let xh_admin = extra_account(&s, "w_xh_admin", "admin", &s.xuhui.clone()).await;
     let w = Walk {
         s,
         admin,
+        hp_admin,
+        xh_admin,
+        calling_as: Default::default(),
         seq: Default::default(),
         broken: Default::default(),
     };
+    // The officer role's account is a field officer's: bound to an officer record (its app
+    // uploads positions and takes calls). No other walked account is bound.
+    let hp_officer = accounts
+        .iter()
+        .find(|a| a.username == "hp_officer")
+        .unwrap();
+    let (_, me) = w.s.get(&hp_officer.token, "/api/v1/auth/me").await;
+    let account_id = me["id"]
+        .as_str()
+        .or(me["account"]["id"].as_str())
+        .expect("the account id in /auth/me")
+        .to_string();
+    let hp = w.s.huangpu.clone();
+    w.okd(
+        &hp,
+        "POST",
+        "/officers",
+        json!({"name": "李明", "certificate_no": "W-BOUND1", "org_unit_id": hp.id, "account_id": account_id}),
+    )
+    .await;
     // Every operation of the served document has a row.
     let (st, doc) = w.s.get(&w.admin, "/api/v1/openapi.json").await;
     assert_eq!(st, StatusCode::OK);
@@ -1009,7 +1283,6 @@ async fn walk(s: common::Server) {
     if !stale.is_empty() {
         failures.push(format!("rows for operations the document lacks: {stale:?}"));
     }
-    let hp = w.s.huangpu.clone();
     let xh = w.s.xuhui.clone();
     for row in TABLE {
         if !ops.contains(&(row.method.to_string(), row.path.to_string())) {
@@ -1017,7 +1290,8 @@ async fn walk(s: common::Server) {
         }
         let op = format!("{} {}", row.method, row.path);
         for a in &accounts {
-            let allowed = row.roles.contains(&a.role) && !(row.corps_only && !a.corps);
+            *w.calling_as.lock().unwrap() = Some((a.token.clone(), a.role));
+            let allowed = row.roles.contains(&a.role) && (a.corps || !row.corps_only);
             if row.path == "/auth/login" {
                 // Public: a wrong password is refused, the right one signs in; nothing to walk.
                 break;
@@ -1029,7 +1303,14 @@ async fn walk(s: common::Server) {
                 };
                 let before = w.s.state.db.table_digests(UNTRACKED).await.unwrap();
                 let (st, b) = w.call(row.method, &a.token, &q).await;
-                if st != StatusCode::FORBIDDEN {
+                let nothing_there = in_memory_resource(row) && st == StatusCode::NOT_FOUND;
+                if nothing_there {
+                    not_exercised.push(format!(
+                        "{op} as {}: refused (404) on a placeholder; {}",
+                        a.role,
+                        row.no_2xx.unwrap_or("no in-memory resource")
+                    ));
+                } else if st != StatusCode::FORBIDDEN {
                     failures.push(format!(
                         "{op} as {} ({}): expected 403, got {st} {b}",
                         a.username, a.role
@@ -1055,12 +1336,24 @@ async fn walk(s: common::Server) {
             } else {
                 match w.fixture(row, &hp).await {
                     Some(q) => {
+                        let stored = if row.path == "/positions" {
+                            w.position_count().await
+                        } else {
+                            0
+                        };
                         let (st, b) = w.call(row.method, &a.token, &q).await;
-                        if !st.is_success() {
+                        let upgraded = matches!(q.body, Body::WsUpgrade)
+                            && st == StatusCode::SWITCHING_PROTOCOLS;
+                        if !st.is_success() && !upgraded {
                             failures.push(format!(
                                 "{op} as {} ({}) inside: expected 2xx, got {st} {b}",
                                 a.username, a.role
                             ));
+                        } else if row.path == "/positions" {
+                            // Accepted fixes reach the history through the batch writer: wait
+                            // for them, so later refusal checks see no change of their own.
+                            let want = stored + b["accepted"].as_u64().unwrap_or(0) as usize;
+                            w.wait_positions(want).await;
                         }
                     }
                     None => not_exercised.push(format!("{op} as {}: no fixture yet", a.role)),

@@ -57,9 +57,9 @@ on_both!(inspection_and_hazard_loop, |s: Server| async move {
     let (st, b) = start(&s, &officer, &steel, &officers[..1], None).await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
     assert_eq!(b["errors"][0]["field"], "officer_ids");
+    // Another district's enterprise: 404 as reading it would be (and a denied audit row).
     let (st, b) = start(&s, &officer, &xh_firm, &officers, None).await;
-    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
-    assert_eq!(b["errors"][0]["field"], "enterprise_id");
+    assert_eq!(st, StatusCode::NOT_FOUND, "{b}");
     let (st, b) = s
         .send(
             Method::POST,

@@ -296,8 +296,19 @@ impl Db {
     /// Whether `table` holds a row with this `id` (whatever its scope). `table` is a name from
     /// the caller's own fixed list, never user input.
     pub async fn row_exists(&self, table: &'static str, id: &str) -> StorageResult<bool> {
+        self.row_exists_by(table, "id", id).await
+    }
+
+    /// Whether `table` holds a row whose key column `key` is `value` (whatever its scope).
+    /// `table` and `key` are names from the caller's own fixed list, never user input.
+    pub async fn row_exists_by(
+        &self,
+        table: &'static str,
+        key: &'static str,
+        value: &str,
+    ) -> StorageResult<bool> {
         Ok(!self
-            .existing_values(table, "id", &[id.to_string()])
+            .existing_values(table, key, &[value.to_string()])
             .await?
             .is_empty())
     }

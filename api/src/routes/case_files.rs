@@ -237,9 +237,11 @@ pub struct ReviewBody {
     pub comment: String,
 }
 
-/// Review a closed case's file against the rule set (corps reviewers).
+/// Review a closed case's file against the rule set: corps reviewers only (a closed case is
+/// readable everywhere, but a district does not grade another's, nor its own, files; `403
+/// corps_only` and a denied row otherwise).
 #[utoipa::path(post, path = "/cases/{id}/reviews", tag = "enforcement", params(("id" = String, Path)), request_body = ReviewBody,
-    responses((status = 200, body = CaseReview), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = CaseReview), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn review(
     State(state): State<AppState>,
     caller: Caller,
@@ -247,6 +249,8 @@ async fn review(
     ApiJson(b): ApiJson<ReviewBody>,
 ) -> ApiResult<Json<CaseReview>> {
     caller.require(Perm::CaseReview)?;
+    crate::auth::roles::require_corps(&state, &caller, "case_review.create", Some(("case", &id)))
+        .await?;
     let c = state
         .db
         .cases(&state.cipher)

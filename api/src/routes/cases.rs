@@ -162,14 +162,24 @@ async fn create(
     if input.inspection_ids.len() > 50 {
         p.add("inspection_ids", "at most 50 inspections");
     }
-    if state
+    match state
         .db
         .enterprises()
         .get(&caller.scope, &input.enterprise_id)
         .await
-        .is_err()
     {
-        p.add("enterprise_id", "no such enterprise in your scope");
+        Ok(_) => {}
+        Err(shouhu_storage::StorageError::NotFound(_)) => {
+            // Another district's enterprise: the same 404 as reading it, audited as denied.
+            if state.db.enterprises().exists(&input.enterprise_id).await? {
+                return Err(crate::error::ApiError::out_of_scope(
+                    "enterprise",
+                    &input.enterprise_id,
+                ));
+            }
+            p.add("enterprise_id", "no such enterprise in your scope");
+        }
+        Err(e) => return Err(e.into()),
     }
     let mut seen = std::collections::HashSet::new();
     for i in &input.inspection_ids {
@@ -187,10 +197,16 @@ async fn create(
                 format!("inspection {} is not completed", insp.code),
             ),
             Ok(_) => {}
-            Err(_) => p.add(
-                "inspection_ids",
-                format!("no such inspection in your scope: {i}"),
-            ),
+            Err(shouhu_storage::StorageError::NotFound(_)) => {
+                if state.db.row_exists("inspections", i).await? {
+                    return Err(crate::error::ApiError::out_of_scope("inspection", i));
+                }
+                p.add(
+                    "inspection_ids",
+                    format!("no such inspection in your scope: {i}"),
+                )
+            }
+            Err(e) => return Err(e.into()),
         }
     }
     p.finish()?;

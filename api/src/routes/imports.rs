@@ -221,14 +221,21 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(progress))
 }
 
-/// The progress of one of the caller's imports (named by its `X-Import-Id`).
+/// The progress of one of the caller's imports (named by its `X-Import-Id`): for the accounts
+/// that may import a registry (`403` for the others); another account's import is a `404`.
 #[utoipa::path(get, path = "/imports/{id}", tag = "enterprises", params(("id" = String, Path)),
-    responses((status = 200, body = ImportProgress), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ImportProgress), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn progress(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ImportProgress>> {
+    if caller
+        .require(crate::auth::roles::Perm::EnterpriseWrite)
+        .is_err()
+    {
+        caller.require(crate::auth::roles::Perm::OfficerWrite)?;
+    }
     state
         .imports
         .with(|m| {

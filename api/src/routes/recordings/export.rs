@@ -52,11 +52,20 @@ async fn import(
     body: Body,
 ) -> ApiResult<Json<Recording>> {
     caller.require(Perm::RecordingReview)?;
-    let recorder = state
-        .db
-        .recorders()
-        .get(&caller.scope, &q.device_id)
-        .await?;
+    let recorder = match state.db.recorders().get(&caller.scope, &q.device_id).await {
+        Ok(r) => r,
+        // Another unit's recorder (named in the query, which the central check cannot see):
+        // the same 404 as a missing one, audited as denied.
+        Err(shouhu_storage::StorageError::NotFound(_))
+            if state
+                .db
+                .row_exists_by("recorders", "device_id", &q.device_id)
+                .await? =>
+        {
+            return Err(ApiError::out_of_scope("recorder", &q.device_id));
+        }
+        Err(e) => return Err(e.into()),
+    };
     let max = state.cfg.recording.max_import_bytes as u64;
     let declared = headers
         .get(header::CONTENT_LENGTH)
