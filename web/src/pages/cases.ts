@@ -7,7 +7,7 @@ import { CASE_STATUS, DOC_STATUS, fmtDate, fmtDateTime, fmtYuan, label } from '.
 import { pageHeader, setTitle } from '../layout';
 import { batchPrint } from '../ui/batch';
 import { navigate, type RouteContext } from '../router';
-import { can } from '../session';
+import { can, corpsLevel } from '../session';
 import type { CaseDetail, CaseDocument, CaseSummary, DocType, InspectionDetail, Page } from '../types';
 
 interface CaseFileItem {
@@ -93,7 +93,8 @@ async function caseFilePanel(c: CaseDetail, reload: () => void): Promise<HTMLEle
         r.comment ? h('p', null, r.comment) : null),
     );
   }
-  if (can('case.review') && file.items.length && rules.length) {
+  // Case-file review is the corps grading the districts' files (the server refuses it below).
+  if (can('case.review') && corpsLevel() && file.items.length && rules.length) {
     const rows = rules.map((r) => ({
       r,
       score: h('input', { type: 'number', min: 0, max: r.points, value: r.points, testid: 'review-score', style: { width: '70px' } }),
