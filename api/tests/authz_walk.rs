@@ -16,6 +16,8 @@ mod common;
 // Fixtures by area (each an `impl Walk` block returning `None` for rows it does not know).
 #[path = "authz_walk/cases.rs"]
 mod cases;
+#[path = "authz_walk/live.rs"]
+mod live;
 #[path = "authz_walk/media.rs"]
 mod media;
 #[path = "authz_walk/work.rs"]
@@ -201,7 +203,6 @@ const fn live(
 }
 
 const PEER: &str = "needs a WebRTC peer";
-const CAMERA: &str = "needs a live camera or a registered GB28181 device";
 const CALL: &str = "needs a placed call with a device on the line";
 
 /// The table. Paths are relative to `/api/v1`, as the OpenAPI document lists them.
@@ -469,30 +470,17 @@ const TABLE: &[Row] = &[
     r("GET", "/recorders/{id}", REGISTRY_READ, true),
     r("POST", "/recorders", DEVICE_MANAGE, true),
     r("PUT", "/recorders/{id}", DEVICE_MANAGE, true),
-    live(
-        "POST",
-        "/recorders/{id}/catalog",
-        DEVICE_MANAGE,
-        true,
-        CAMERA,
-    ),
-    live(
-        "GET",
-        "/recorders/{id}/records",
-        RECORDING_VIEW,
-        true,
-        CAMERA,
-    ),
+    r("POST", "/recorders/{id}/catalog", DEVICE_MANAGE, true),
+    r("GET", "/recorders/{id}/records", RECORDING_VIEW, true),
     r("PUT", "/recorders/{id}/recording", DEVICE_MANAGE, true),
     r("GET", "/streams", DISPATCH_VIEW, false),
     // The hub's totals are the whole city's (every district's streams): corps accounts only.
     corps("GET", "/streams/stats", DISPATCH_VIEW),
-    live(
+    r(
         "GET",
         "/streams/{device_id}/{channel_id}/snapshot.jpg",
         DISPATCH_VIEW,
         true,
-        CAMERA,
     ),
     live(
         "POST",
@@ -527,15 +515,9 @@ const TABLE: &[Row] = &[
     r("GET", "/recordings/status", RECORDING_VIEW, false),
     r("GET", "/recordings/active", RECORDING_VIEW, false),
     // On-demand recording: reviewers, and the operators who watch the camera.
-    live("POST", "/recordings/start", RECORD_ON_DEMAND, true, CAMERA),
-    live("POST", "/recordings/stop", RECORD_ON_DEMAND, true, CAMERA),
-    live(
-        "POST",
-        "/recordings/download",
-        RECORDING_REVIEW,
-        true,
-        CAMERA,
-    ),
+    r("POST", "/recordings/start", RECORD_ON_DEMAND, true),
+    r("POST", "/recordings/stop", RECORD_ON_DEMAND, true),
+    r("POST", "/recordings/download", RECORDING_REVIEW, true),
     r("POST", "/recordings/import", RECORDING_REVIEW, true),
     r("GET", "/recordings/{id}", RECORDING_VIEW, true),
     r(
@@ -1033,7 +1015,10 @@ impl Walk {
                     Some(q) => Some(q),
                     None => match self.fixture_work(row, d).await {
                         Some(q) => Some(q),
-                        None => self.fixture_media(row, d).await,
+                        None => match self.fixture_media(row, d).await {
+                            Some(q) => Some(q),
+                            None => self.fixture_live(row, d).await,
+                        },
                     },
                 }
             }

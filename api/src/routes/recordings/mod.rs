@@ -257,11 +257,7 @@ async fn download(
     ApiJson(i): ApiJson<DownloadInput>,
 ) -> ApiResult<Json<Started>> {
     caller.require(Perm::RecordingReview)?;
-    let recorder = state
-        .db
-        .recorders()
-        .get(&caller.scope, &i.device_id)
-        .await?;
+    let recorder = recorder_in_scope(&state, &caller, &i.device_id).await?;
     if i.end <= i.start || i.end - i.start > 86_400_000 {
         return Err(crate::routes::auth::field_error(
             "end",
@@ -521,15 +517,32 @@ async fn check_channel(
     }
     use crate::routes::streams::{parse_channel, parse_device, require_in_catalog};
     let (device, channel) = (parse_device(&c.device_id)?, parse_channel(&c.channel_id)?);
-    state
-        .db
-        .recorders()
-        .get(&caller.scope, device.as_str())
-        .await?;
+    recorder_in_scope(state, caller, device.as_str()).await?;
     if starting {
         require_in_catalog(state, &device, &channel).await?;
     }
     Ok(())
+}
+
+/// A recorder named in a request body, in the caller's scope; another unit's answers the same
+/// 404 as a missing one, audited as denied (the central check sees only path parameters).
+pub(super) async fn recorder_in_scope(
+    state: &AppState,
+    caller: &Caller,
+    device_id: &str,
+) -> ApiResult<shouhu_storage::recorders::Recorder> {
+    match state.db.recorders().get(&caller.scope, device_id).await {
+        Ok(r) => Ok(r),
+        Err(shouhu_storage::StorageError::NotFound(_))
+            if state
+                .db
+                .row_exists_by("recorders", "device_id", device_id)
+                .await? =>
+        {
+            Err(ApiError::out_of_scope("recorder", device_id))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Record a channel on demand (until stopped). Waits for the first picture; `504` when the
