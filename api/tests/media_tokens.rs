@@ -11,7 +11,6 @@ mod common;
 use common::Server;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use shouhu_storage::recordings::{NewRecording, NewSegment};
 
 /// The configured token lifetime in these tests, seconds.
 const TTL_SECS: i64 = 120;
@@ -49,53 +48,8 @@ macro_rules! on_both_ttl {
 /// the recordings index, closing open ones, before it serves) with `segments` one-minute segments in the server's blob
 /// store (each file's bytes: `segment {seq} of {id}`); its id.
 async fn recording(s: &Server, segments: i64) -> String {
-    let id = shouhu_storage::new_id();
-    let repo = s.state.db.recordings();
-    repo.open(
-        &NewRecording {
-            id: id.clone(),
-            device_id: "31010000001320000001".into(),
-            channel_id: "31010000001310000001".into(),
-            officer_id: None,
-            org_unit_id: s.huangpu.id.clone(),
-            source: "live".into(),
-            trigger: "on_demand".into(),
-            started_at_ms: s.state.now() - 3_600_000,
-        },
-        None,
-    )
-    .await
-    .unwrap();
-    for seq in 0..segments {
-        let data = format!("segment {seq} of {id}").into_bytes();
-        let key = shouhu_media::recorder::segment_key(&id, seq);
-        s.state.blobs.put(&key, &data).await.unwrap();
-        let (sha256, sm3) = shouhu_storage::evidence::digests(&data);
-        repo.add_segment(
-            &id,
-            &NewSegment {
-                seq,
-                start_90k: seq * 60 * 90_000,
-                end_90k: (seq + 1) * 60 * 90_000,
-                blob_key: key,
-                bytes: data.len() as i64,
-                init_bytes: 0,
-                payload_bytes: data.len() as i64,
-                video_codec: Some("h264".into()),
-                audio_codec: None,
-                sha256,
-                sm3,
-            },
-        )
-        .await
-        .unwrap();
-    }
-    let signer = s.state.signer.clone();
-    repo.close(&id, &move |m: &[u8]| signer.sign(m))
-        .await
-        .unwrap()
-        .unwrap();
-    id
+    let start = s.state.now() - 3_600_000;
+    common::closed_recording(s, &s.huangpu.id, None, start, segments).await
 }
 
 /// Mint a token for `prefix`: (status, body).

@@ -12,10 +12,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 use shouhu_storage::model::{Position, PositionSource};
 use shouhu_storage::positions::TrackPoint;
-use shouhu_storage::recordings::{NewRecording, NewSegment, DAY_MS};
+use shouhu_storage::recordings::DAY_MS;
 
-/// A closed recording of `minutes` one-minute segments starting at `start_ms`, its segment
-/// files in the server's blob store; its id.
+/// A closed recording (see [`common::closed_recording`]).
 async fn recording(
     s: &Server,
     org: &str,
@@ -23,55 +22,7 @@ async fn recording(
     start_ms: i64,
     minutes: i64,
 ) -> String {
-    let id = shouhu_storage::new_id();
-    let repo = s.state.db.recordings();
-    repo.open(
-        &NewRecording {
-            id: id.clone(),
-            device_id: "31010000001320000001".into(),
-            channel_id: "31010000001310000001".into(),
-            officer_id: officer.map(str::to_string),
-            org_unit_id: org.into(),
-            source: "live".into(),
-            trigger: "on_demand".into(),
-            started_at_ms: start_ms,
-        },
-        None,
-    )
-    .await
-    .unwrap();
-    for seq in 0..minutes {
-        let data = format!("segment {seq} of {id}").into_bytes();
-        let key = shouhu_media::recorder::segment_key(&id, seq);
-        s.state.blobs.put(&key, &data).await.unwrap();
-        let (sha256, sm3) = shouhu_storage::evidence::digests(&data);
-        repo.add_segment(
-            &id,
-            &NewSegment {
-                seq,
-                start_90k: seq * 60 * 90_000,
-                end_90k: (seq + 1) * 60 * 90_000,
-                blob_key: key,
-                bytes: data.len() as i64,
-                init_bytes: 0,
-                payload_bytes: data.len() as i64,
-                video_codec: Some("h264".into()),
-                audio_codec: None,
-                sha256,
-                sm3,
-            },
-        )
-        .await
-        .unwrap();
-    }
-    let signer = s.state.signer.clone();
-    let r = repo
-        .close(&id, &move |m: &[u8]| signer.sign(m))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(r.status, "closed");
-    id
+    common::closed_recording(s, org, officer, start_ms, minutes).await
 }
 
 /// An inspection of `enterprise` by `officers`, left in progress; its id.

@@ -20,61 +20,14 @@ use shouhu_api::recording_jobs::{
     RETENTION_BATCH_PER_PERIOD,
 };
 use shouhu_storage::org_units::Scope;
-use shouhu_storage::recordings::{NewRecording, NewSegment, RecordingFilter, DAY_MS};
+use shouhu_storage::recordings::{RecordingFilter, DAY_MS};
 use shouhu_storage::PageRequest;
 
 /// A closed recording of `segments` one-minute segments of `org` that ended `days_ago` days
 /// ago, its segment files in the server's blob store; its id.
 async fn recording(s: &Server, org: &str, days_ago: i64, segments: i64) -> String {
-    let id = shouhu_storage::new_id();
-    let repo = s.state.db.recordings();
-    repo.open(
-        &NewRecording {
-            id: id.clone(),
-            device_id: "31010000001320000001".into(),
-            channel_id: "31010000001310000001".into(),
-            officer_id: None,
-            org_unit_id: org.into(),
-            source: "live".into(),
-            trigger: "on_demand".into(),
-            started_at_ms: s.state.now() - days_ago * DAY_MS - segments * 60_000,
-        },
-        None,
-    )
-    .await
-    .unwrap();
-    for seq in 0..segments {
-        let data = format!("segment {seq} of {id}").into_bytes();
-        let key = shouhu_media::recorder::segment_key(&id, seq);
-        s.state.blobs.put(&key, &data).await.unwrap();
-        let (sha256, sm3) = shouhu_storage::evidence::digests(&data);
-        repo.add_segment(
-            &id,
-            &NewSegment {
-                seq,
-                start_90k: seq * 60 * 90_000,
-                end_90k: (seq + 1) * 60 * 90_000,
-                blob_key: key,
-                bytes: data.len() as i64,
-                init_bytes: 0,
-                payload_bytes: data.len() as i64,
-                video_codec: Some("h264".into()),
-                audio_codec: None,
-                sha256,
-                sm3,
-            },
-        )
-        .await
-        .unwrap();
-    }
-    let signer = s.state.signer.clone();
-    let r = repo
-        .close(&id, &move |m: &[u8]| signer.sign(m))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(r.status, "closed");
-    id
+    let start = s.state.now() - days_ago * DAY_MS - segments * 60_000;
+    common::closed_recording(s, org, None, start, segments).await
 }
 
 /// Whether the recording's rows and every one of its segment files are there (`true`), or

@@ -425,3 +425,64 @@ macro_rules! on_both {
         }
     };
 }
+
+/// A closed recording of `org` (device `31010000001320000001`), `minutes` one-minute segments
+/// starting at `start_ms`, each file's bytes `segment {seq} of {id}` in the server's blob store;
+/// its id.
+pub async fn closed_recording(
+    s: &Server,
+    org: &str,
+    officer: Option<&str>,
+    start_ms: i64,
+    minutes: i64,
+) -> String {
+    let id = shouhu_storage::new_id();
+    let repo = s.state.db.recordings();
+    repo.open(
+        &shouhu_storage::recordings::NewRecording {
+            id: id.clone(),
+            device_id: "31010000001320000001".into(),
+            channel_id: "31010000001310000001".into(),
+            officer_id: officer.map(str::to_string),
+            org_unit_id: org.into(),
+            source: "live".into(),
+            trigger: "on_demand".into(),
+            started_at_ms: start_ms,
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    for seq in 0..minutes {
+        let data = format!("segment {seq} of {id}").into_bytes();
+        let key = shouhu_media::recorder::segment_key(&id, seq);
+        s.state.blobs.put(&key, &data).await.unwrap();
+        let (sha256, sm3) = shouhu_storage::evidence::digests(&data);
+        repo.add_segment(
+            &id,
+            &shouhu_storage::recordings::NewSegment {
+                seq,
+                start_90k: seq * 60 * 90_000,
+                end_90k: (seq + 1) * 60 * 90_000,
+                blob_key: key,
+                bytes: data.len() as i64,
+                init_bytes: 0,
+                payload_bytes: data.len() as i64,
+                video_codec: Some("h264".into()),
+                audio_codec: None,
+                sha256,
+                sm3,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let signer = s.state.signer.clone();
+    let r = repo
+        .close(&id, &move |m: &[u8]| signer.sign(m))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.status, "closed");
+    id
+}
