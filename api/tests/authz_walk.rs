@@ -20,6 +20,8 @@ mod cases;
 mod live;
 #[path = "authz_walk/media.rs"]
 mod media;
+#[path = "authz_walk/talk.rs"]
+mod talk;
 #[path = "authz_walk/work.rs"]
 mod work;
 
@@ -185,25 +187,15 @@ const fn corps(method: &'static str, path: &'static str, roles: &'static [&'stat
     }
 }
 
-const fn live(
-    method: &'static str,
-    path: &'static str,
-    roles: &'static [&'static str],
-    scoped: bool,
-    why: &'static str,
-) -> Row {
-    Row {
-        method,
-        path,
-        roles,
-        scoped,
-        corps_only: false,
-        no_2xx: Some(why),
-    }
-}
-
-const PEER: &str = "needs a WebRTC peer";
-const CALL: &str = "needs a placed call with a device on the line";
+/// Ending a call: the operators in charge, and the called officer's app (it declines or hangs
+/// up; in the walk, `hp_officer` on the calls to its own officer).
+const CALL_END: &[&str] = &[
+    "admin",
+    "operator",
+    "brigade_head",
+    "squad_leader",
+    "officer",
+];
 
 /// The table. Paths are relative to `/api/v1`, as the OpenAPI document lists them.
 const TABLE: &[Row] = &[
@@ -425,20 +417,9 @@ const TABLE: &[Row] = &[
     r("POST", "/units/{id}/assign", DISPATCH_COMMAND, true),
     r("POST", "/units/{id}/arrive", DISPATCH_COMMAND, true),
     r("POST", "/units/{id}/clear", DISPATCH_COMMAND, true),
-    live(
-        "POST",
-        "/units/{id}/locate",
-        DISPATCH_COMMAND,
-        true,
-        "needs an online terminal",
-    ),
-    live(
-        "POST",
-        "/units/{id}/track-request",
-        DISPATCH_COMMAND,
-        true,
-        "needs an online terminal",
-    ),
+    // A command to the vehicle's online JT/T 808 terminal (the walk runs one per district).
+    r("POST", "/units/{id}/locate", DISPATCH_COMMAND, true),
+    r("POST", "/units/{id}/track-request", DISPATCH_COMMAND, true),
     r("GET", "/sos", DISPATCH_VIEW, false),
     r("POST", "/sos/{id}/{step}", DISPATCH_COMMAND, true),
     // The officer app's upload: accounts bound to an officer (the walk binds `hp_officer`).
@@ -459,12 +440,16 @@ const TABLE: &[Row] = &[
     // calls
     // The dispatch map's calls in scope, or the app's own calls.
     r("GET", "/calls", DISPATCH_VIEW_OR_APP, false),
-    live("POST", "/calls", DISPATCH_COMMAND, true, CALL),
-    live("GET", "/calls/{id}", DISPATCH_VIEW, true, CALL),
-    live("POST", "/calls/{id}/answer", DISPATCH_COMMAND, true, CALL),
-    live("POST", "/calls/{id}/hangup", DISPATCH_COMMAND, true, CALL),
-    live("POST", "/calls/{id}/whip", DISPATCH_COMMAND, true, PEER),
-    live("POST", "/calls/{id}/whep", DISPATCH_COMMAND, true, PEER),
+    // Calls to an officer of the district (in Huangpu the walk's bound officer, whose app
+    // answers, declines and plays the console; see authz_walk/talk.rs).
+    r("POST", "/calls", DISPATCH_COMMAND, true),
+    r("GET", "/calls/{id}", DISPATCH_VIEW_OR_APP, true),
+    r("POST", "/calls/{id}/answer", BOUND_OFFICER, true),
+    r("POST", "/calls/{id}/hangup", CALL_END, true),
+    // The console's side: published by the operator who placed the call (the fixture places
+    // it as the caller), played by the called officer's app and listened to by dispatch staff.
+    r("POST", "/calls/{id}/whip", DISPATCH_COMMAND, true),
+    r("POST", "/calls/{id}/whep", DISPATCH_VIEW_OR_APP, true),
     // recorders and streams
     r("GET", "/recorders", REGISTRY_READ, false),
     r("GET", "/recorders/{id}", REGISTRY_READ, true),
@@ -482,33 +467,32 @@ const TABLE: &[Row] = &[
         DISPATCH_VIEW,
         true,
     ),
-    live(
+    r(
         "POST",
         "/streams/{device_id}/{channel_id}/whep",
         DISPATCH_VIEW,
         true,
-        PEER,
     ),
-    live(
+    // A session is stopped by its owner or a dispatcher in charge of the recorder (the
+    // fixture's sessions are the district administrator's).
+    r(
         "DELETE",
         "/streams/whep/{session_id}",
-        DISPATCH_VIEW,
-        false,
-        PEER,
-    ),
-    live(
-        "POST",
-        "/streams/{device_id}/{channel_id}/whip",
         DISPATCH_COMMAND,
         true,
-        PEER,
     ),
-    live(
+    // The app channel, by the officer the recorder is bound to.
+    r(
+        "POST",
+        "/streams/{device_id}/{channel_id}/whip",
+        BOUND_OFFICER,
+        true,
+    ),
+    r(
         "DELETE",
         "/streams/whip/{session_id}",
         DISPATCH_COMMAND,
-        false,
-        PEER,
+        true,
     ),
     // recordings
     r("GET", "/recordings", RECORDING_VIEW, false),
@@ -619,6 +603,8 @@ struct Walk {
     seq: std::sync::atomic::AtomicU32,
     /// Fixture steps that failed (each makes the calls built on it fail too).
     broken: std::sync::Mutex<BTreeSet<String>>,
+    /// The officer record `hp_officer` is bound to (its app takes the calls).
+    bound_officer: std::sync::OnceLock<String>,
 }
 
 impl Walk {
@@ -643,8 +629,18 @@ impl Walk {
         };
         let r = b.send().await.unwrap();
         let st = r.status();
+        let location = r
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .map(str::to_string);
         let bytes = r.bytes().await.unwrap_or_default();
-        (st, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        match (serde_json::from_slice(&bytes), location) {
+            (Ok(v), _) => (st, v),
+            // An SDP answer: what the walk needs of it is the session's URL.
+            (Err(_), Some(l)) => (st, json!({ "location": l })),
+            (Err(_), None) => (st, Value::Null),
+        }
     }
 
     /// As the corps admin, expecting success; the body.
@@ -1017,7 +1013,10 @@ impl Walk {
                         Some(q) => Some(q),
                         None => match self.fixture_media(row, d).await {
                             Some(q) => Some(q),
-                            None => self.fixture_live(row, d).await,
+                            None => match self.fixture_live(row, d).await {
+                                Some(q) => Some(q),
+                                None => self.fixture_talk(row, d).await,
+                            },
                         },
                     },
                 }
@@ -1217,6 +1216,7 @@ async fn walk(s: common::Server) {
         calling_as: Default::default(),
         seq: Default::default(),
         broken: Default::default(),
+        bound_officer: Default::default(),
     };
     // The officer role's account is a field officer's: bound to an officer record (its app
     // uploads positions and takes calls). No other walked account is bound.
@@ -1231,13 +1231,17 @@ async fn walk(s: common::Server) {
         .expect("the account id in /auth/me")
         .to_string();
     let hp = w.s.huangpu.clone();
-    w.okd(
-        &hp,
-        "POST",
-        "/officers",
-        json!({"name": "李明", "certificate_no": "W-BOUND1", "org_unit_id": hp.id, "account_id": account_id}),
-    )
-    .await;
+    let bound = w
+        .okd(
+            &hp,
+            "POST",
+            "/officers",
+            json!({"name": "李明", "certificate_no": "W-BOUND1", "org_unit_id": hp.id, "account_id": account_id}),
+        )
+        .await;
+    let _ = w
+        .bound_officer
+        .set(bound["id"].as_str().unwrap_or_default().to_string());
     // Every operation of the served document has a row.
     let (st, doc) = w.s.get(&w.admin, "/api/v1/openapi.json").await;
     assert_eq!(st, StatusCode::OK);
@@ -1282,13 +1286,14 @@ async fn walk(s: common::Server) {
                 break;
             }
             if !allowed {
-                let q = match w.fixture(row, &hp).await {
-                    Some(q) => q,
-                    None => placeholder(row),
+                let (q, placeholder_used) = match w.fixture(row, &hp).await {
+                    Some(q) => (q, false),
+                    None => (placeholder(row), true),
                 };
                 let before = w.s.state.db.table_digests(UNTRACKED).await.unwrap();
                 let (st, b) = w.call(row.method, &a.token, &q).await;
-                let nothing_there = in_memory_resource(row) && st == StatusCode::NOT_FOUND;
+                let nothing_there =
+                    placeholder_used && in_memory_resource(row) && st == StatusCode::NOT_FOUND;
                 if nothing_there {
                     not_exercised.push(format!(
                         "{op} as {}: refused (404) on a placeholder; {}",
@@ -1310,6 +1315,7 @@ async fn walk(s: common::Server) {
                         changed(&before, &after)
                     ));
                 }
+                w.settle(row, &b).await;
                 continue;
             }
             if let Some(why) = row.no_2xx {
@@ -1340,6 +1346,7 @@ async fn walk(s: common::Server) {
                             let want = stored + b["accepted"].as_u64().unwrap_or(0) as usize;
                             w.wait_positions(want).await;
                         }
+                        w.settle(row, &b).await;
                     }
                     None => not_exercised.push(format!("{op} as {}: no fixture yet", a.role)),
                 }
@@ -1372,6 +1379,7 @@ async fn walk(s: common::Server) {
                         changed(&before, &after)
                     ));
                 }
+                w.settle(row, &b).await;
             }
         }
     }

@@ -356,32 +356,53 @@ impl Db {
     /// A digest of every table's rows (name, row count, hash of the sorted rows), tables in
     /// name order, skipping those named in `except`. Two equal answers mean no row was added,
     /// changed or removed in between (tests prove a refused request wrote nothing).
+    ///
+    /// One statement per call: on SQLite every table's rows (each quoted column joined) in one
+    /// `UNION ALL`, hashed here; on PostgreSQL each table's count and the MD5 of its sorted
+    /// rows, computed by the server.
     pub async fn table_digests(&self, except: &[&str]) -> StorageResult<Vec<(String, usize, u64)>> {
         use std::hash::{Hash, Hasher};
+        let ident = |t: &str| format!("\"{}\"", t.replace('"', "\"\""));
+        let lit = |t: &str| format!("'{}'", t.replace('\'', "''"));
         let mut out = Vec::new();
         match &self.pool {
             Pool::Sqlite(p) => {
-                let tables: Vec<String> = sqlx::query_scalar(
-                    "SELECT name FROM sqlite_master WHERE type = 'table' \
-                     AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_sqlx%' ORDER BY name",
+                let cols: Vec<(String, String)> = sqlx::query_as(
+                    "SELECT m.name, c.name FROM sqlite_master m, pragma_table_info(m.name) c \
+                     WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' \
+                     AND m.name NOT LIKE '_sqlx%' ORDER BY m.name, c.cid",
                 )
                 .fetch_all(p)
                 .await?;
-                for t in tables.into_iter().filter(|t| !except.contains(&t.as_str())) {
-                    let cols: Vec<String> =
-                        sqlx::query_scalar("SELECT name FROM pragma_table_info($1) ORDER BY cid")
-                            .bind(&t)
-                            .fetch_all(p)
-                            .await?;
-                    let expr = cols
-                        .iter()
-                        .map(|c| format!("quote(\"{c}\")"))
-                        .collect::<Vec<_>>()
-                        .join(" || ',' || ");
-                    let mut rows: Vec<String> =
-                        sqlx::query_scalar(&format!("SELECT {expr} FROM \"{t}\""))
-                            .fetch_all(p)
-                            .await?;
+                let mut tables: std::collections::BTreeMap<String, Vec<String>> =
+                    Default::default();
+                for (t, c) in cols {
+                    if !except.contains(&t.as_str()) {
+                        tables.entry(t).or_default().push(c);
+                    }
+                }
+                if tables.is_empty() {
+                    return Ok(out);
+                }
+                let sql = tables
+                    .iter()
+                    .map(|(t, cols)| {
+                        let expr = cols
+                            .iter()
+                            .map(|c| format!("quote({})", ident(c)))
+                            .collect::<Vec<_>>()
+                            .join(" || ',' || ");
+                        format!("SELECT {} AS t, {expr} AS r FROM {}", lit(t), ident(t))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" UNION ALL ");
+                let rows: Vec<(String, String)> = sqlx::query_as(&sql).fetch_all(p).await?;
+                let mut by_table: std::collections::BTreeMap<String, Vec<String>> =
+                    tables.into_keys().map(|t| (t, Vec::new())).collect();
+                for (t, r) in rows {
+                    by_table.entry(t).or_default().push(r);
+                }
+                for (t, mut rows) in by_table {
                     rows.sort();
                     let mut h = std::collections::hash_map::DefaultHasher::new();
                     rows.hash(&mut h);
@@ -395,15 +416,33 @@ impl Db {
                 )
                 .fetch_all(p)
                 .await?;
-                for t in tables.into_iter().filter(|t| !except.contains(&t.as_str())) {
-                    let mut rows: Vec<String> =
-                        sqlx::query_scalar(&format!("SELECT x::text FROM \"{t}\" x"))
-                            .fetch_all(p)
-                            .await?;
-                    rows.sort();
+                let tables: Vec<String> = tables
+                    .into_iter()
+                    .filter(|t| !except.contains(&t.as_str()))
+                    .collect();
+                if tables.is_empty() {
+                    return Ok(out);
+                }
+                let sql = tables
+                    .iter()
+                    .map(|t| {
+                        format!(
+                            "SELECT {}::text AS t, count(*)::int8 AS n, \
+                             coalesce(md5(string_agg(x::text, E'\\n' ORDER BY x::text)), '') AS h \
+                             FROM {} x",
+                            lit(t),
+                            ident(t)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" UNION ALL ");
+                let mut rows: Vec<(String, i64, String)> =
+                    sqlx::query_as(&sql).fetch_all(p).await?;
+                rows.sort();
+                for (t, n, md5) in rows {
                     let mut h = std::collections::hash_map::DefaultHasher::new();
-                    rows.hash(&mut h);
-                    out.push((t, rows.len(), h.finish()));
+                    md5.hash(&mut h);
+                    out.push((t, n as usize, h.finish()));
                 }
             }
         }

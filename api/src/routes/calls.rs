@@ -65,8 +65,17 @@ async fn in_scope(state: &AppState, caller: &Caller, call: &Call, perm: Perm) ->
     })
 }
 
-/// The call, when the caller may see it (else 404).
+/// The call, when the caller may see it: 403 for an account that sees no calls at all (neither
+/// dispatch staff nor an officer with the app), 404 for a call that is not there, and 404 with
+/// a `denied` audit row for a call outside the caller's scope (or another officer's).
 async fn visible_call(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Call> {
+    if !grants(&caller.account.role, Perm::DispatchView)
+        && state.hub.officer_of_account(&caller.account.id).is_none()
+    {
+        return Err(ApiError::forbidden(
+            "only dispatch staff and officers with the app see calls",
+        ));
+    }
     let call = state
         .calls
         .get(id)
@@ -76,7 +85,7 @@ async fn visible_call(state: &AppState, caller: &Caller, id: &str) -> ApiResult<
     {
         Ok(call)
     } else {
-        Err(ApiError::not_found("call"))
+        Err(ApiError::out_of_scope("call", id))
     }
 }
 

@@ -201,7 +201,7 @@ pub(crate) async fn visible_unit(
         .ok_or_else(|| ApiError::not_found("unit"))?;
     if let Some(vis) = visible(state, caller).await? {
         if !vis.contains(&org) {
-            return Err(ApiError::not_found("unit"));
+            return Err(ApiError::out_of_scope("unit", id));
         }
     }
     Ok(unit_for(caller, v))

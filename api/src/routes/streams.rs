@@ -449,25 +449,29 @@ async fn whep_start(
     Ok(sdp_created("whep", &id, answer))
 }
 
-/// Whether the caller may stop a session of `owner`: its owner, or a dispatcher
-/// (`dispatch.command`) who sees the recorder. 404 when the caller cannot see the recorder.
+/// Whether the caller may stop session `id` of `owner`: its owner, or a dispatcher
+/// (`dispatch.command`) who sees the recorder. 403 for an account outside dispatch; 404 (with a
+/// `denied` audit row) when the caller cannot see the recorder.
 async fn may_stop(
     state: &AppState,
     caller: &Caller,
+    id: &str,
     owner: &shouhu_media::whep::SessionOwner,
 ) -> ApiResult<()> {
     if owner.account_id == caller.account.id {
         return Ok(());
     }
     if !grants(&caller.account.role, Perm::DispatchView) {
-        return Err(ApiError::not_found("session"));
+        return Err(ApiError::forbidden(
+            "only the session's owner or a dispatcher in charge of the recorder stops it",
+        ));
     }
     state
         .db
         .recorders()
         .get(&caller.scope, &owner.device_id)
         .await
-        .map_err(|_| ApiError::not_found("session"))?;
+        .map_err(|_| ApiError::out_of_scope("session", id))?;
     if grants(&caller.account.role, Perm::DispatchCommand) {
         Ok(())
     } else {
@@ -489,7 +493,7 @@ async fn whep_stop(
         .whep
         .owner(&id)
         .ok_or_else(|| ApiError::not_found("WHEP session"))?;
-    may_stop(&state, &caller, &owner).await?;
+    may_stop(&state, &caller, &id, &owner).await?;
     if state.whep.stop(&id) {
         Ok(StatusCode::OK)
     } else {
@@ -564,7 +568,7 @@ async fn whip_stop(
         .whip
         .owner(&id)
         .ok_or_else(|| ApiError::not_found("WHIP session"))?;
-    may_stop(&state, &caller, &owner).await?;
+    may_stop(&state, &caller, &id, &owner).await?;
     if state.whip.stop(&id) {
         Ok(StatusCode::OK)
     } else {

@@ -1,7 +1,7 @@
 //! Walk fixtures: see `fixture_live`.
 //!
 //! The rows that need a device on the line (catalog, the card's records, a snapshot, on-demand
-//! recording, a download from the card) are walked against a real GB/T 28181 recorder simulated
+//! recording, a download from the card, a live view over WHEP and its stop) are walked against a real GB/T 28181 recorder simulated
 //! in-process (`shouhu_api::simulate_gb`): one per district, registered in the recorder registry
 //! by the district's administrator with its own SIP password, then registering over SIP/UDP
 //! with digest authentication at the test server's bound SIP address. It answers Catalog,
@@ -41,6 +41,8 @@ enum LiveOp {
     Start,
     Stop,
     Download,
+    Whep,
+    WhepStop,
 }
 
 /// A registered simulated recorder.
@@ -66,7 +68,7 @@ static LIVE: tokio::sync::Mutex<Option<HashMap<String, LiveState>>> =
     tokio::sync::Mutex::const_new(None);
 
 /// What the simulated recorders stream: small, so that it costs little CPU.
-fn live_profile() -> MediaProfile {
+pub(super) fn live_profile() -> MediaProfile {
     MediaProfile {
         video: Codec::H264,
         bitrate_kbps: 200,
@@ -86,6 +88,8 @@ impl Walk {
             ("POST", "/recordings/start") => LiveOp::Start,
             ("POST", "/recordings/stop") => LiveOp::Stop,
             ("POST", "/recordings/download") => LiveOp::Download,
+            ("POST", "/streams/{device_id}/{channel_id}/whep") => LiveOp::Whep,
+            ("DELETE", "/streams/whep/{session_id}") => LiveOp::WhepStop,
             _ => return None,
         };
         let mut guard = LIVE.lock().await;
@@ -127,6 +131,27 @@ impl Walk {
                 // A recording of the channel started on demand by the district's own people.
                 self.okd(d, "POST", "/recordings/start", chan.clone()).await;
                 jreq(row.path.into(), chan)
+            }
+            LiveOp::Whep => Req {
+                path: row
+                    .path
+                    .replace("{device_id}", &device)
+                    .replace("{channel_id}", &channel),
+                body: super::talk::sdp_body(self.talk_offer(false).await),
+            },
+            LiveOp::WhepStop => {
+                // A live view opened by the district's administrator.
+                let view = Req {
+                    path: format!("/streams/{device}/{channel}/whep"),
+                    body: super::talk::sdp_body(self.talk_offer(false).await),
+                };
+                let admin = self.district_admin(d).to_string();
+                let (code, b) = self.call("POST", &admin, &view).await;
+                let session = super::talk::session_of(&b).unwrap_or_else(|| {
+                    self.live_broken(format!("the live view was answered {code} {b}"));
+                    "fixture-failed".into()
+                });
+                req(row.path.replace("{session_id}", &session))
             }
             LiveOp::Download => {
                 if succeeds {
@@ -323,7 +348,7 @@ impl Walk {
     }
 
     /// Wait until the tables the walk compares hold still for `window` (at most `max`).
-    async fn live_still(&self, window: Duration, max: Duration) {
+    pub(super) async fn live_still(&self, window: Duration, max: Duration) {
         let end = Instant::now() + max;
         let mut last = self.s.state.db.table_digests(UNTRACKED).await.unwrap();
         let mut since = Instant::now();

@@ -210,6 +210,8 @@ pub struct Jt808Server {
     /// Open registrations by source key: (minute window start, vehicles created in it).
     open_created: Mutex<HashMap<std::net::IpAddr, (i64, u32)>>,
     active: AtomicUsize,
+    /// The address served, once running.
+    addr: std::sync::OnceLock<SocketAddr>,
     /// Counters.
     pub stats: Jt808Stats,
 }
@@ -250,12 +252,16 @@ impl Jt808Server {
             now,
             connected: Mutex::new(HashMap::new()),
             active: AtomicUsize::new(0),
+            addr: std::sync::OnceLock::new(),
             stats: Jt808Stats::default(),
         })
     }
 
     /// Accept connections until `shutdown` turns true.
     pub async fn run(self: Arc<Self>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+        if let Ok(a) = listener.local_addr() {
+            let _ = self.addr.set(a);
+        }
         loop {
             tokio::select! {
                 r = listener.accept() => match r {
@@ -381,6 +387,11 @@ impl Jt808Server {
         tx.send((msg_id, body))
             .await
             .map_err(|_| CommandError::NotConnected)
+    }
+
+    /// The address served, once running (the bound port when configured as port 0).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.addr.get().copied()
     }
 
     /// Ask the terminal for its position now (0x8201); the answer arrives as a position.
