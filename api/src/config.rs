@@ -439,6 +439,8 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// Largest upload (imports, files), bytes. Default 32 MiB.
     pub max_upload_bytes: usize,
+    /// Longest URL (path and query, as sent), bytes: longer is `414`. Default 8192.
+    pub max_uri_bytes: usize,
     /// Mark the session cookie `Secure` even without TLS here (behind a TLS proxy). Default false.
     pub secure_cookies: bool,
 }
@@ -452,6 +454,7 @@ impl Default for HttpConfig {
             web_dir: PathBuf::from("web/dist"),
             max_body_bytes: 1 << 20,
             max_upload_bytes: 32 << 20,
+            max_uri_bytes: 8192,
             secure_cookies: false,
         }
     }

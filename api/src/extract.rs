@@ -66,3 +66,34 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 fn query_rejection(rej: QueryRejection) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", rej.body_text())
 }
+
+/// A text body (an SDP offer) with our error body: bytes that are not UTF-8 are `400
+/// bad_request` naming the problem, an oversized body `413 body_too_large`.
+#[derive(Debug, Clone, Default)]
+pub struct ApiText(pub String);
+
+impl<S: Send + Sync> FromRequest<S> for ApiText {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|rej| {
+                if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "body_too_large",
+                        "request body exceeds the size limit",
+                    )
+                } else {
+                    ApiError::new(rej.status(), "bad_request", rej.body_text())
+                }
+            })?;
+        String::from_utf8(bytes.to_vec()).map(ApiText).map_err(|e| {
+            ApiError::bad_request(format!(
+                "the body is not UTF-8 text (invalid byte at {})",
+                e.utf8_error().valid_up_to()
+            ))
+        })
+    }
+}

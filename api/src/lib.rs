@@ -31,6 +31,7 @@ pub mod error;
 pub mod extract;
 pub mod recording_export;
 pub mod recording_jobs;
+pub mod request_guard;
 pub mod routes;
 pub mod s3;
 pub mod server;

@@ -359,6 +359,10 @@ pub fn router(state: AppState) -> Router {
             audit_out_of_scope,
         ))
         .layer(middleware::from_fn(no_store_api))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::request_guard::reject_malformed_uri,
+        ))
         .layer(middleware::from_fn(http_metrics))
         .with_state(state);
     api.layer(PropagateRequestIdLayer::x_request_id())

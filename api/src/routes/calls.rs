@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
@@ -25,7 +25,7 @@ use crate::auth::roles::{grants, Perm};
 use crate::auth::Caller;
 use crate::calls::{Call, CallError, CallState, NewCall};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiQuery, ApiText};
 use crate::routes::dispatch::{visible, visible_unit};
 use crate::routes::streams::{end_audit, hub_error, require_sdp, sdp_created, webrtc_error};
 use crate::state::AppState;
@@ -117,7 +117,7 @@ pub struct CallQuery {
 async fn list_calls(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<CallQuery>,
+    ApiQuery(q): ApiQuery<CallQuery>,
 ) -> ApiResult<Json<CallList>> {
     let wanted: Option<&[CallState]> = match q.state.as_deref() {
         None | Some("") => None,
@@ -317,7 +317,7 @@ async fn console_whip(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    offer: String,
+    ApiText(offer): ApiText,
 ) -> ApiResult<Response> {
     require_sdp(&offer)?;
     let call = visible_call(&state, &caller, &id).await?;
@@ -362,7 +362,7 @@ async fn console_whep(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    offer: String,
+    ApiText(offer): ApiText,
 ) -> ApiResult<Response> {
     require_sdp(&offer)?;
     let call = visible_call(&state, &caller, &id).await?;

@@ -30,6 +30,7 @@ use utoipa_axum::routes;
 use crate::auth::roles::{grants, Perm};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::ApiText;
 use crate::state::AppState;
 
 /// The stream routes.
@@ -412,7 +413,7 @@ async fn whep_start(
     State(state): State<AppState>,
     caller: Caller,
     Path((device_id, channel_id)): Path<(String, String)>,
-    offer: String,
+    ApiText(offer): ApiText,
 ) -> ApiResult<Response> {
     caller.require(Perm::DispatchView)?;
     let (device, channel) = (parse_device(&device_id)?, parse_channel(&channel_id)?);
@@ -515,7 +516,7 @@ async fn whip_start(
     State(state): State<AppState>,
     caller: Caller,
     Path((device_id, channel_id)): Path<(String, String)>,
-    offer: String,
+    ApiText(offer): ApiText,
 ) -> ApiResult<Response> {
     let (device, channel) = (parse_device(&device_id)?, parse_channel(&channel_id)?);
     require_sdp(&offer)?;
