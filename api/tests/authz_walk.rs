@@ -1323,7 +1323,30 @@ async fn walk(s: common::Server) {
             } else if matches!(row.method, "POST")
                 && matches!(row.path, "/auth/logout" | "/auth/password")
             {
-                not_exercised.push(format!("{op}: own session; covered by tests/auth.rs"));
+                // Their own session: shown on a throwaway account of the same role and unit
+                // (the walked account keeps its session for the rows after this one).
+                let unit = if a.corps {
+                    w.s.corps.clone()
+                } else {
+                    hp.clone()
+                };
+                let name = format!("t{}_{}", w.next(), a.role);
+                let token = extra_account(&w.s, &name, a.role, &unit).await;
+                let q = if row.path == "/auth/password" {
+                    jreq(
+                        row.path.into(),
+                        json!({"old_password": common::PW, "new_password": "Walk@Changed2026"}),
+                    )
+                } else {
+                    req(row.path.into())
+                };
+                let (st, b) = w.call(row.method, &token, &q).await;
+                if !st.is_success() {
+                    failures.push(format!(
+                        "{op} as a throwaway {} account: expected 2xx, got {st} {b}",
+                        a.role
+                    ));
+                }
             } else {
                 match w.fixture(row, &hp).await {
                     Some(q) => {
