@@ -17,7 +17,8 @@ for t in table uscc search jt808 dispatch_ws sip manscdp ps rtp mp4 mp4_recover 
     echo "fuzz target $t does not build"
     exit 1
   fi
-  if ! cargo fuzz run "$t" "corpus/$t" -- -max_total_time="$secs" -rss_limit_mb=2048 >"$log" 2>&1; then
+  # -timeout: one input slower than 5 s is a failure (a parser's cost must follow its input).
+  if ! cargo fuzz run "$t" "corpus/$t" -- -max_total_time="$secs" -timeout=5 -rss_limit_mb=2048 >"$log" 2>&1; then
     cat "$log"
     echo "fuzz target $t failed; the crashing input is under fuzz/artifacts/$t/"
     exit 1

@@ -125,10 +125,12 @@ impl Sealer {
 /// Append one line and fsync it.
 fn append_line(path: &Path, json: &[u8]) -> anyhow::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
+        shouhu_storage::private_fs::create_dir_all(dir)?;
     }
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
+    // The server's alone (0600) like everything under the data directory; ship it off the
+    // machine with a reader of its own.
+    let mut f = shouhu_storage::private_fs::create_options()
+        .truncate(false)
         .append(true)
         .open(path)
         .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
@@ -212,7 +214,7 @@ async fn blob_store(cfg: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
 pub async fn run(cfg: Config, task: AuditTask) -> anyhow::Result<()> {
     match task {
         AuditTask::Seal => {
-            std::fs::create_dir_all(&cfg.server.data_dir)?;
+            shouhu_storage::private_fs::create_dir_all(&cfg.server.data_dir)?;
             let db = Db::connect(&cfg.database_url(), 2).await?;
             db.migrate().await?;
             let signer = Arc::new(crate::server::evidence_signer(&cfg)?);

@@ -363,7 +363,7 @@ async fn admin(cfg: Config, task: AdminTask) -> anyhow::Result<()> {
     }
     crate::auth::password::check_policy(&password, &username)
         .map_err(|m| anyhow::anyhow!("password {m}"))?;
-    std::fs::create_dir_all(&cfg.server.data_dir)?;
+    shouhu_storage::private_fs::create_dir_all(&cfg.server.data_dir)?;
     let db = Db::connect(&cfg.database_url(), 2).await?;
     db.migrate().await?;
     let unit = match org_unit {

@@ -16,6 +16,18 @@ use serde::{Deserialize, Serialize};
 /// The example configuration shipped in `deploy/`.
 pub const EXAMPLE_TOML: &str = include_str!("../../deploy/shouhu.example.toml");
 
+/// The secret settings. Each may also come from a file named by the environment variable of
+/// its key with `_FILE` appended (`SHOUHU__DATABASE__URL_FILE=/run/secrets/db_url`), as container
+/// secrets are mounted: the file's content, without a trailing newline, is the value.
+pub const SECRET_KEYS: [&str; 6] = [
+    "database.url",
+    "blob.s3_secret_key",
+    "sip.password",
+    "auth.media_token_key",
+    "auth.field_key",
+    "auth.evidence_key",
+];
+
 /// A secret string: never printed by `Debug`.
 #[derive(Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
@@ -167,6 +179,11 @@ pub struct DocumentsConfig {
     pub font_path: PathBuf,
     /// Face index within a font collection (`.ttc`). Default 0.
     pub font_index: u32,
+    /// Document batches rendered at once on this node (the others wait). Default 1.
+    pub batch_workers: usize,
+    /// Document batches one account may have queued or running (more is `429`), and finished
+    /// archives it keeps. Default 2.
+    pub max_open_batches: usize,
 }
 
 impl Default for DocumentsConfig {
@@ -174,6 +191,8 @@ impl Default for DocumentsConfig {
         Self {
             font_path: PathBuf::from("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"),
             font_index: 0,
+            batch_workers: 1,
+            max_open_batches: 2,
         }
     }
 }
@@ -209,6 +228,13 @@ pub struct MediaConfig {
     /// How recorders send media: `udp` (default), `tcp-passive` (the device connects to us) or
     /// `tcp-active` (we connect to the device), RTP over TCP framed per RFC 4571.
     pub transport: String,
+    /// Helper programs (ffmpeg for the AAC audio of HLS segments, gst-launch for snapshots) run
+    /// at once on this node. Default 4.
+    pub max_subprocesses: usize,
+    /// How long a request waits for a free helper slot, seconds (then `503 busy`). Default 10.
+    pub subprocess_queue_secs: u64,
+    /// A helper program running longer is stopped, seconds (`504 timed_out`). Default 30.
+    pub subprocess_timeout_secs: u64,
 }
 
 impl Default for MediaConfig {
@@ -225,6 +251,9 @@ impl Default for MediaConfig {
             webrtc_udp_port_max: 31_999,
             webrtc_nat_ips: Vec::new(),
             transport: "udp".into(),
+            max_subprocesses: 4,
+            subprocess_queue_secs: 10,
+            subprocess_timeout_secs: 30,
         }
     }
 }
@@ -265,6 +294,11 @@ pub struct SipConfig {
     pub rate_per_sec: u32,
     /// Most simultaneous TCP connections. Default 20000.
     pub max_tcp_connections: usize,
+    /// Most simultaneous TCP connections from one address (IPv6: its /64). Default 64.
+    pub max_tcp_per_address: usize,
+    /// A TCP connection that delivers no whole message for this long is closed, seconds
+    /// (stray bytes do not count). Default 300.
+    pub tcp_idle_timeout_secs: u64,
 }
 
 impl Default for SipConfig {
@@ -284,6 +318,8 @@ impl Default for SipConfig {
             rate_burst: 100,
             rate_per_sec: 20,
             max_tcp_connections: 20_000,
+            max_tcp_per_address: 64,
+            tcp_idle_timeout_secs: 300,
         }
     }
 }
@@ -441,6 +477,22 @@ pub struct HttpConfig {
     pub max_upload_bytes: usize,
     /// Longest URL (path and query, as sent), bytes: longer is `414`. Default 8192.
     pub max_uri_bytes: usize,
+    /// Connections at once. Default 10000.
+    pub max_connections: usize,
+    /// Connections at once from one address (IPv6: its /64; behind a proxy, the proxy's).
+    /// Default 256.
+    pub max_connections_per_address: usize,
+    /// The TLS handshake and each request's headers must arrive within this, seconds.
+    /// Default 10.
+    pub header_timeout_secs: u64,
+    /// A request body that sends nothing for this long ends the request, seconds. Default 30.
+    pub body_timeout_secs: u64,
+    /// A connection with no request in flight for this long is closed, seconds. Default 120.
+    pub idle_timeout_secs: u64,
+    /// Reverse proxies whose `X-Forwarded-For` is believed: the client address of a request
+    /// from one of them is the rightmost address in that header that is not a trusted proxy.
+    /// Default none (the TCP peer is the client).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Mark the session cookie `Secure` even without TLS here (behind a TLS proxy). Default false.
     pub secure_cookies: bool,
 }
@@ -455,6 +507,12 @@ impl Default for HttpConfig {
             max_body_bytes: 1 << 20,
             max_upload_bytes: 32 << 20,
             max_uri_bytes: 8192,
+            trusted_proxies: Vec::new(),
+            max_connections: 10_000,
+            max_connections_per_address: 256,
+            header_timeout_secs: 10,
+            body_timeout_secs: 30,
+            idle_timeout_secs: 120,
             secure_cookies: false,
         }
     }
@@ -511,6 +569,16 @@ pub struct AuthConfig {
     pub media_token_ttl_secs: u64,
     /// How long a node trusts its cached view of a session, seconds. Default 5.
     pub session_cache_secs: u64,
+    /// Failed logins one client address may make in a burst (successful ones cost nothing).
+    /// Default 10.
+    pub login_burst: u32,
+    /// Failed logins an address regains per minute. Default 10.
+    pub login_per_minute: u32,
+    /// Login attempts of one address checked at once (more are `429` at once). Default 32.
+    pub login_concurrent_per_address: u32,
+    /// Password hashes computed at once in the process (each takes `argon2_memory_kib`); 0 =
+    /// one per CPU. Default 0.
+    pub hash_concurrency: usize,
 }
 
 impl Default for AuthConfig {
@@ -528,6 +596,10 @@ impl Default for AuthConfig {
             field_key: Secret::default(),
             evidence_key: Secret::default(),
             media_token_ttl_secs: 300,
+            login_burst: 10,
+            login_per_minute: 10,
+            login_concurrent_per_address: 32,
+            hash_concurrency: 0,
             session_cache_secs: 5,
         }
     }
@@ -572,6 +644,8 @@ impl Config {
     }
 
     fn load_layers(file: Option<&Path>, env: Env, over: Option<Figment>) -> anyhow::Result<Self> {
+        // `…_FILE` variables name files of secrets (below), not keys of the tree.
+        let env = env.filter(|k| !k.as_str().to_ascii_lowercase().ends_with("_file"));
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         if let Some(o) = over {
             fig = fig.merge(o);
@@ -582,8 +656,24 @@ impl Config {
             }
             fig = fig.merge(Toml::file(f));
         }
+        fig = fig.merge(env);
+        for key in SECRET_KEYS {
+            let var = format!("SHOUHU__{}_FILE", key.replace('.', "__").to_uppercase());
+            let Some(path) = std::env::var_os(&var) else {
+                continue;
+            };
+            let value = std::fs::read_to_string(&path).map_err(|e| {
+                anyhow::anyhow!(
+                    "{var}: cannot read the file of {key} ({}): {e}",
+                    Path::new(&path).display()
+                )
+            })?;
+            fig = fig.merge(Serialized::default(
+                key,
+                value.trim_end_matches(['\n', '\r']).to_string(),
+            ));
+        }
         let cfg: Config = fig
-            .merge(env)
             .extract()
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         cfg.validate()?;
@@ -772,6 +862,55 @@ mod tests {
             assert_eq!(cfg.media.bind_ip, "127.0.0.1");
             Ok(())
         });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns its own error type
+    fn secrets_come_from_files_named_in_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("db_url", "postgres://shouhu:s3cret@db:5432/shouhu\n")?;
+            jail.create_file("sip_password", "Device@Pass1")?;
+            jail.set_env("SHOUHU__DATABASE__URL_FILE", "db_url");
+            jail.set_env("SHOUHU__SIP__PASSWORD_FILE", "sip_password");
+            let cfg = Config::load(None).expect("loads");
+            assert_eq!(
+                cfg.database.url.0,
+                "postgres://shouhu:s3cret@db:5432/shouhu"
+            );
+            assert_eq!(cfg.sip.password.0, "Device@Pass1");
+            jail.set_env("SHOUHU__AUTH__FIELD_KEY_FILE", "no-such-file");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(
+                err.contains("SHOUHU__AUTH__FIELD_KEY_FILE") && err.contains("auth.field_key"),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+
+    /// Issue 21 item 5: metrics on loopback unless configured, also in the container image; no
+    /// password in the shipped deployment files.
+    #[test]
+    fn shipped_defaults_are_safe() {
+        assert!(Config::default().metrics.listen.ip().is_loopback());
+        assert!(Config::default().http.listen.ip().is_loopback());
+        let image = include_str!("../../deploy/Containerfile");
+        assert!(
+            image
+                .lines()
+                .filter(|l| !l.trim_start().starts_with('#'))
+                .all(|l| !l.contains("SHOUHU__METRICS__LISTEN")),
+            "the image opens metrics"
+        );
+        let compose = include_str!("../../deploy/compose.yaml");
+        for line in compose.lines().filter(|l| !l.trim_start().starts_with('#')) {
+            assert!(
+                !line.contains("POSTGRES_PASSWORD:") && !line.contains("postgres://shouhu:"),
+                "a password in compose.yaml: {line}"
+            );
+        }
+        assert!(compose.contains("POSTGRES_PASSWORD_FILE"));
+        assert!(compose.contains("SHOUHU__DATABASE__URL_FILE"));
     }
 
     #[test]

@@ -31,7 +31,7 @@ use crate::state::AppState;
 
 /// Connect the database, apply migrations, open the blob store and load the media-token key.
 pub async fn build_state(cfg: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
-    std::fs::create_dir_all(&cfg.server.data_dir).map_err(|e| {
+    shouhu_storage::private_fs::create_dir_all(&cfg.server.data_dir).map_err(|e| {
         anyhow::anyhow!(
             "cannot create data directory {}: {e}",
             cfg.server.data_dir.display()
@@ -48,7 +48,8 @@ pub async fn build_state_with_db(
     clock: Arc<dyn Clock>,
     db: Db,
 ) -> anyhow::Result<AppState> {
-    std::fs::create_dir_all(&cfg.server.data_dir)?;
+    shouhu_storage::private_fs::create_dir_all(&cfg.server.data_dir)?;
+    crate::auth::password::set_concurrency(cfg.auth.hash_concurrency);
     let media_key = media_key(&cfg)?;
     let cipher = Arc::new(field_cipher(&cfg)?);
     let blobs: Arc<dyn shouhu_storage::blob::BlobStore> = match cfg.blob.backend.as_str() {
@@ -131,8 +132,21 @@ pub async fn build_state_with_db(
         recorder,
         signer,
         low_disk: Default::default(),
-        batches: Default::default(),
+        batches: Arc::new(crate::documents::batch::Batches::new(
+            cfg.documents.batch_workers,
+            cfg.documents.max_open_batches,
+        )),
         imports: Default::default(),
+        login_throttle: crate::auth::throttle::LoginThrottle::new(
+            cfg.auth.login_burst,
+            cfg.auth.login_per_minute,
+            cfg.auth.login_concurrent_per_address,
+        ),
+        subprocesses: Arc::new(crate::subprocess::Subprocesses::new(
+            cfg.media.max_subprocesses,
+            Duration::from_secs(cfg.media.subprocess_queue_secs),
+            Duration::from_secs(cfg.media.subprocess_timeout_secs),
+        )),
         calls: Default::default(),
         whep,
         whip,
@@ -316,6 +330,7 @@ fn write_private(path: &std::path::Path, content: &str) -> std::io::Result<()> {
 
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
+    let body_timeout = Duration::from_secs(state.cfg.http.body_timeout_secs.max(1));
     let (api, doc) = crate::routes::api(&state);
     let doc_json = Arc::new(doc.to_pretty_json().expect("OpenAPI serialises"));
     let web_dir = state.cfg.http.web_dir.clone();
@@ -371,6 +386,8 @@ pub fn router(state: AppState) -> Router {
             tracing::info_span!("http", http.method = %req.method(), http.path = %req.uri().path(), request.id = %rid)
         }))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        // A request body that stalls ends the request (`http.body_timeout_secs`).
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(body_timeout))
 }
 
 fn web_or_404(web: ServeDir<ServeFile>, built: bool) -> Router {
@@ -633,7 +650,8 @@ pub async fn serve(
             Some(
                 axum_server::tls_rustls::RustlsConfig::from_pem_file(c, k)
                     .await
-                    .map_err(|e| anyhow::anyhow!("TLS certificate or key: {e}"))?,
+                    .map_err(|e| anyhow::anyhow!("TLS certificate or key: {e}"))?
+                    .get_inner(),
             )
         }
         _ => None,
@@ -664,29 +682,18 @@ pub async fn serve(
     let calls = state.calls.clone();
     let hub = state.hub.clone();
     let addr = http.local_addr()?;
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    match tls {
-        None => {
-            tracing::info!(listen = %addr, "HTTP listening");
-            axum::serve(http, app)
-                .with_graceful_shutdown(wait(stop_rx))
-                .await?;
-        }
-        Some(cfg) => {
-            tracing::info!(listen = %addr, "HTTPS listening");
-            let handle = axum_server::Handle::new();
-            let h = handle.clone();
-            let rx = stop_rx.clone();
-            tokio::spawn(async move {
-                wait(rx).await;
-                h.graceful_shutdown(Some(Duration::from_secs(10)));
-            });
-            axum_server::from_tcp_rustls(http.into_std()?, cfg)
-                .handle(handle)
-                .serve(app)
-                .await?;
-        }
-    }
+    let limits = crate::http_server::HttpLimits::from_config(&state.cfg.http);
+    let app = router(state);
+    tracing::info!(listen = %addr, tls = tls.is_some(), "HTTP listening");
+    crate::http_server::serve(
+        http,
+        app,
+        tls,
+        limits,
+        stop_rx.clone(),
+        Duration::from_secs(10),
+    )
+    .await;
     // Calls end (their recordings with them), then every other recording, each with its last
     // segment stored and its chain head signed.
     calls.shutdown().await;

@@ -37,7 +37,8 @@ pub fn server_config(cfg: &Config) -> SipServerConfig {
             user_agent: concat!("Shouhu/", env!("CARGO_PKG_VERSION")).into(),
         },
         max_tcp_connections: s.max_tcp_connections,
-        ..Default::default()
+        max_tcp_per_address: s.max_tcp_per_address,
+        tcp_idle_timeout: std::time::Duration::from_secs(s.tcp_idle_timeout_secs.max(1)),
     }
 }
 

@@ -52,6 +52,10 @@ pub struct AppState {
     pub calls: Arc<crate::calls::Calls>,
     /// Registry imports in progress (and for ten minutes after), by their `X-Import-Id`.
     pub imports: Arc<crate::routes::imports::Imports>,
+    /// Login attempts per client address.
+    pub login_throttle: crate::auth::throttle::LoginThrottle,
+    /// Slots for helper programs on request paths.
+    pub subprocesses: Arc<crate::subprocess::Subprocesses>,
 }
 
 impl AppState {

@@ -373,3 +373,122 @@ on_both!(
         assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
     }
 );
+
+// Issue 21 item 3: a username that names no account is answered exactly as a known one — the
+// same codes, the same attempts left, locked after as many tries for as long, and free again
+// as late — so answers reveal nothing about which names exist.
+on_both!(
+    unknown_and_known_usernames_are_answered_alike,
+    configure = |c: &mut shouhu_api::config::Config| c.auth.login_burst = 100,
+    |s: common::Server| async move {
+        let c = s.client();
+        let shape = |st: StatusCode, b: &serde_json::Value| {
+            (
+                st,
+                b["code"].clone(),
+                b["attempts_left"].clone(),
+                b["locked_until"].is_string(),
+            )
+        };
+        let mut answers: Vec<Vec<_>> = Vec::new();
+        for user in ["hp_head", "no_such_user"] {
+            let mut seq = Vec::new();
+            for _ in 0..6 {
+                let (st, b) = s.login_raw(&c, user, "Wrong@12345").await;
+                seq.push(shape(st, &b));
+            }
+            answers.push(seq);
+        }
+        assert_eq!(answers[0], answers[1], "known and unknown differ");
+        assert_eq!(answers[0][0].2, json!(4));
+        assert_eq!(answers[0][4].0, StatusCode::LOCKED);
+        assert_eq!(answers[0][5].0, StatusCode::LOCKED);
+        // The lock's end is the same for both, and both count again from the start after it.
+        s.clock.advance(15 * 60_000 + 1);
+        let (st, b) = s.login_raw(&c, "hp_head", "Wrong@12345").await;
+        let (st2, b2) = s.login_raw(&c, "no_such_user", "Wrong@12345").await;
+        assert_eq!(shape(st, &b), shape(st2, &b2));
+        assert_eq!(b["attempts_left"], 4, "{b}");
+        // Case and spaces do not make a new name.
+        let (_, b3) = s.login_raw(&c, " NO_SUCH_USER ", "Wrong@12345").await;
+        assert_eq!(b3["attempts_left"], 3, "{b3}");
+        // Audited alike: one lockout each.
+        assert_eq!(s.audit("auth.lockout").await.len(), 2);
+    }
+);
+
+// Issue 21 item 3: 100 parallel wrong logins from one address are throttled (at most the
+// failure budget plus the attempts allowed at once are checked, the rest `429` with the wait,
+// before any hashing), while another address signs in; no more hashes ever run at once than
+// the slots allow.
+on_both!(
+    a_flood_from_one_address_is_throttled_while_another_signs_in,
+    |s: common::Server| async move {
+        let burst = s.state.cfg.auth.login_burst as usize;
+        let flood = reqwest::Client::builder()
+            .local_address(Some("127.0.0.1".parse().unwrap()))
+            .build()
+            .unwrap();
+        let url = s.url("/api/v1/auth/login");
+        let mut tasks = Vec::new();
+        for i in 0..100 {
+            let (c, url) = (flood.clone(), url.clone());
+            tasks.push(tokio::spawn(async move {
+                let r = c
+                    .post(url)
+                    .json(
+                        &json!({"username": format!("flood{}", i % 7), "password": "Wrong@12345"}),
+                    )
+                    .send()
+                    .await
+                    .unwrap();
+                let st = r.status();
+                let retry = r
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok());
+                (st, retry, r.json::<serde_json::Value>().await.unwrap())
+            }));
+        }
+        let mut throttled = 0;
+        let mut answered = 0;
+        for t in tasks {
+            let (st, retry, b) = t.await.unwrap();
+            if st == StatusCode::TOO_MANY_REQUESTS {
+                throttled += 1;
+                assert_eq!(b["code"], "too_many_attempts", "{b}");
+                assert!(retry.is_some_and(|r| r >= 1), "Retry-After");
+                assert_eq!(json!(retry.unwrap()), b["retry_after_secs"]);
+            } else {
+                answered += 1;
+                assert!(
+                    st == StatusCode::UNAUTHORIZED || st == StatusCode::LOCKED,
+                    "{st} {b}"
+                );
+            }
+        }
+        let concurrent = s.state.cfg.auth.login_concurrent_per_address as usize;
+        assert!(
+            answered >= burst && answered <= burst + concurrent,
+            "{answered} answered"
+        );
+        assert_eq!(throttled, 100 - answered);
+        // Its failures are spent: the next wrong login from that address waits.
+        let (st, b) = s.login_raw(&flood, "hp_head", "Wrong@12345").await;
+        assert_eq!(st, StatusCode::TOO_MANY_REQUESTS, "{b}");
+        // Another address is not held up.
+        let other = reqwest::Client::builder()
+            .local_address(Some("127.0.0.2".parse().unwrap()))
+            .build()
+            .unwrap();
+        let (st, b) = s.login_raw(&other, "hp_head", common::PW).await;
+        assert_eq!(st, StatusCode::OK, "{b}");
+        // Hashing stayed within its slots.
+        let peak = shouhu_api::auth::password::peak_concurrency();
+        assert!(
+            peak >= 1 && peak <= shouhu_api::auth::password::concurrency(),
+            "peak {peak}"
+        );
+    }
+);

@@ -355,3 +355,89 @@ async fn documents_open_in_independent_readers() {
     .await;
     assert_eq!(st, StatusCode::NOT_FOUND, "not listed on that inspection");
 }
+
+/// Document batches are bounded (issue 21 item 4): the node renders `documents.batch_workers`
+/// at once and the rest wait `queued`; an account has at most `documents.max_open_batches`
+/// queued or running (one more is `429 too_many_batches`, other accounts are not held up by
+/// it), and keeps that many finished archives (its oldest goes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn document_batches_are_queued_and_bounded_per_account() {
+    let s = common::start(common::Engine::Sqlite).await.unwrap();
+    let head = s.login("hp_head").await;
+    let other = s.login("xh_head").await;
+    let start = |token: String, n: u32| {
+        let s = &s;
+        async move {
+            s.send(
+                Method::POST,
+                &token,
+                "/api/v1/document-batches",
+                json!({"kind": "inspection_records", "ids": [format!("no-such-inspection-{n}")]}),
+            )
+            .await
+        }
+    };
+    // Every worker busy (the test holds the slots): batches wait.
+    let workers = s.state.cfg.documents.batch_workers as u32;
+    let hold = s
+        .state
+        .batches
+        .worker_slots()
+        .acquire_many(workers)
+        .await
+        .unwrap();
+    let mut mine = Vec::new();
+    for n in 0..s.state.cfg.documents.max_open_batches as u32 {
+        let (st, b) = start(head.clone(), n).await;
+        assert_eq!(st, StatusCode::ACCEPTED, "{b}");
+        assert_eq!(b["queued"], true, "{b}");
+        mine.push(b);
+    }
+    let (st, b) = start(head.clone(), 99).await;
+    assert_eq!(st, StatusCode::TOO_MANY_REQUESTS, "{b}");
+    assert_eq!(b["code"], "too_many_batches", "{b}");
+    assert!(b["message"].as_str().unwrap().contains("document batches"));
+    let (st, theirs) = start(other.clone(), 100).await;
+    assert_eq!(
+        st,
+        StatusCode::ACCEPTED,
+        "another account is not held up: {theirs}"
+    );
+    let id = mine[0]["id"].as_str().unwrap();
+    let (_, still) = s
+        .get(&head, &format!("/api/v1/document-batches/{id}"))
+        .await;
+    assert_eq!(
+        (still["queued"].clone(), still["done"].clone()),
+        (json!(true), json!(0))
+    );
+    // The workers free: every batch finishes.
+    drop(hold);
+    let mut finished = Vec::new();
+    for b in mine {
+        let st = s.wait_batch(&head, b).await;
+        assert_eq!(st["queued"], false, "{st}");
+        finished.push(st["id"].as_str().unwrap().to_string());
+    }
+    s.wait_batch(&other, theirs).await;
+    // One more: the account keeps its newest archives, the oldest is gone.
+    let (st, b) = start(head.clone(), 200).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{b}");
+    let newest = s.wait_batch(&head, b).await;
+    finished.push(newest["id"].as_str().unwrap().to_string());
+    let mut kept = 0;
+    for id in &finished {
+        let (st, _) = s
+            .get(&head, &format!("/api/v1/document-batches/{id}"))
+            .await;
+        kept += usize::from(st == StatusCode::OK);
+    }
+    assert_eq!(kept, s.state.cfg.documents.max_open_batches, "{finished:?}");
+    let (st, _) = s
+        .get(
+            &head,
+            &format!("/api/v1/document-batches/{}", finished.last().unwrap()),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "the newest archive is kept");
+}

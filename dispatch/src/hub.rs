@@ -283,7 +283,9 @@ impl Hub {
         hub.reload_fences().await?;
         hub.restore().await?;
         let writer = tokio::spawn(history_writer(Arc::downgrade(&hub), hub.db.clone(), hrx));
-        *hub.writer.lock().expect("writer lock") = Some(writer);
+        *hub.writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(writer);
         tokio::spawn(flusher(Arc::downgrade(&hub)));
         tokio::spawn(retention(Arc::downgrade(&hub)));
         Ok(hub)
@@ -291,8 +293,15 @@ impl Hub {
 
     /// Stop accepting history and wait until everything queued is written.
     pub async fn close(&self) {
-        self.history.lock().expect("history lock").take();
-        let w = self.writer.lock().expect("writer lock").take();
+        self.history
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let w = self
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
         if let Some(w) = w {
             let _ = w.await;
         }
@@ -313,7 +322,9 @@ impl Hub {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().expect("dispatch state lock")
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Re-read vehicles, officers and recorders (after registry changes): new units appear,
@@ -575,7 +586,11 @@ impl Hub {
                     st.events.push(ev);
                 }
                 Output::History(t) => {
-                    let tx = self.history.lock().expect("history lock").clone();
+                    let tx = self
+                        .history
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .clone();
                     let sent = tx.is_some_and(|tx| tx.try_send(t).is_ok());
                     if !sent {
                         self.stats.history_dropped.fetch_add(1, Ordering::Relaxed);
@@ -930,7 +945,7 @@ impl Hub {
     pub fn history_backlog(&self) -> usize {
         self.history
             .lock()
-            .expect("history lock")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .as_ref()
             .map_or(0, |tx| tx.max_capacity() - tx.capacity())
     }

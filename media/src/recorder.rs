@@ -1378,7 +1378,7 @@ impl Channel {
             .await
             .map_err(|e| format!("the index: {e}"))?;
         let dir = inner.cfg.spool_dir.join(&rec.id);
-        tokio::fs::create_dir_all(&dir)
+        shouhu_storage::private_fs::create_dir_all_async(&dir)
             .await
             .map_err(|e| format!("spool {}: {e}", dir.display()))?;
         shouhu_storage::blob::sync_dir(&inner.cfg.spool_dir)
@@ -1555,7 +1555,12 @@ impl SpoolFile {
             match o {
                 Output::Begin { index } => {
                     let path = dir.join(format!("{index:06}.part"));
-                    let file = Arc::new(tokio::fs::File::create(&path).await?.into_std().await);
+                    let file = Arc::new(
+                        shouhu_storage::private_fs::create_file_async(&path)
+                            .await?
+                            .into_std()
+                            .await,
+                    );
                     self.open = Some(Growing {
                         index,
                         path,
@@ -1597,7 +1602,7 @@ impl SpoolFile {
                     let json = serde_json::to_vec(&spool).unwrap_or_default();
                     tokio::task::spawn_blocking(move || {
                         use std::io::Write;
-                        let mut f = std::fs::File::create(&sidecar)?;
+                        let mut f = shouhu_storage::private_fs::create_file(&sidecar)?;
                         f.write_all(&json)?;
                         f.sync_all()
                     })

@@ -5,6 +5,7 @@
 //! past the limit. An account application is filed by a district and decided by the corps; the
 //! approval creates the account in the same transaction.
 
+use crate::db::BeginWrite;
 use serde::Serialize;
 
 use crate::audit::{insert_audit, AuditEntry};
@@ -190,7 +191,7 @@ impl AccountRepo<'_> {
             }));
         let now = audit.at_ms;
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query("INSERT INTO accounts (id, username, display_name, password_hash, role, org_unit_id, status, \
                          must_change_password, failed_attempts, password_changed_at_ms, created_at_ms, updated_at_ms) \
                          VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, 0, $8, $8, $8)")
@@ -259,7 +260,7 @@ impl AccountRepo<'_> {
         audit: &AuditEntry,
     ) -> StorageResult<FailureState> {
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let row: (i64, Option<i64>) = sqlx::query_as(
                 "UPDATE accounts SET \
                    locked_until_ms = CASE WHEN failed_attempts + 1 >= $2 THEN $3 ELSE locked_until_ms END, \
@@ -284,6 +285,62 @@ impl AccountRepo<'_> {
         })
     }
 
+    /// The lock on a username that names no account (`name_key`: a keyed hash of the
+    /// normalised name), if one holds at `now_ms`.
+    pub async fn unknown_lock(&self, name_key: &str, now_ms: i64) -> StorageResult<Option<i64>> {
+        let until: Option<Option<i64>> = with_pool!(self.db, p => {
+            sqlx::query_scalar("SELECT locked_until_ms FROM login_failures WHERE name_key = $1")
+                .bind(name_key)
+                .fetch_optional(p)
+                .await?
+        });
+        Ok(until.flatten().filter(|u| *u > now_ms))
+    }
+
+    /// Count a failed login naming no account, as [`Accounts::record_failure`] counts an
+    /// account's: the `max_failures`-th locks the name until `lock_until_ms` (and the counter
+    /// restarts). Writes `audit` (with `locked`), and `auth.lockout` when it locks. Rows not
+    /// touched for a day are purged.
+    pub async fn record_unknown_failure(
+        &self,
+        name_key: &str,
+        max_failures: i64,
+        lock_until_ms: i64,
+        audit: &AuditEntry,
+    ) -> StorageResult<FailureState> {
+        let now = audit.at_ms;
+        with_pool!(self.db, p => {
+            let mut tx = p.begin_write().await?;
+            sqlx::query("DELETE FROM login_failures WHERE updated_at_ms < $1")
+                .bind(now - 86_400_000)
+                .execute(&mut *tx)
+                .await?;
+            let row: (i64, Option<i64>) = sqlx::query_as(
+                "INSERT INTO login_failures (name_key, failed_attempts, locked_until_ms, updated_at_ms) \
+                 VALUES ($1, CASE WHEN 1 >= CAST($2 AS BIGINT) THEN 0 ELSE 1 END, CASE WHEN 1 >= CAST($2 AS BIGINT) THEN CAST($3 AS BIGINT) ELSE NULL END, $4) \
+                 ON CONFLICT (name_key) DO UPDATE SET \
+                   locked_until_ms = CASE WHEN login_failures.failed_attempts + 1 >= CAST($2 AS BIGINT) THEN CAST($3 AS BIGINT) ELSE login_failures.locked_until_ms END, \
+                   failed_attempts = CASE WHEN login_failures.failed_attempts + 1 >= CAST($2 AS BIGINT) THEN 0 ELSE login_failures.failed_attempts + 1 END, \
+                   updated_at_ms = $4 \
+                 RETURNING failed_attempts, locked_until_ms")
+                .bind(name_key).bind(max_failures).bind(lock_until_ms).bind(now)
+                .fetch_one(&mut *tx).await?;
+            let locked = row.1 == Some(lock_until_ms);
+            let mut audit = audit.clone();
+            if let serde_json::Value::Object(m) = &mut audit.details {
+                m.insert("locked".into(), serde_json::Value::Bool(locked));
+            }
+            insert_audit!(&mut *tx, &audit)?;
+            if locked {
+                let lock_audit = AuditEntry::new(&audit.actor, "auth.lockout", now)
+                    .details(serde_json::json!({"locked_until_ms": lock_until_ms, "max_failures": max_failures, "unknown_user": true}));
+                insert_audit!(&mut *tx, &lock_audit)?;
+            }
+            tx.commit().await?;
+            Ok(FailureState { failed_attempts: row.0, locked_until_ms: if locked { Some(lock_until_ms) } else { None } })
+        })
+    }
+
     /// Set a new password hash (clears the forced-change flag unless `must_change` is set).
     pub async fn set_password(
         &self,
@@ -295,7 +352,7 @@ impl AccountRepo<'_> {
         let audit = audit.clone().target("account", id);
         let now = audit.at_ms;
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let n = sqlx::query("UPDATE accounts SET password_hash = $2, must_change_password = $3, password_changed_at_ms = $4, updated_at_ms = $4 WHERE id = $1")
                 .bind(id).bind(hash).bind(must_change).bind(now).execute(&mut *tx).await?.rows_affected();
             if n == 0 { return Err(StorageError::NotFound("account")); }
@@ -333,7 +390,7 @@ impl AccountRepo<'_> {
     ) -> StorageResult<Account> {
         let audit = audit.clone().target("account", id);
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let n = sqlx::query(sql).bind(id).bind(audit.at_ms).execute(&mut *tx).await?.rows_affected();
             if n == 0 { return Err(StorageError::NotFound("account")); }
             insert_audit!(&mut *tx, &audit)?;
@@ -361,7 +418,7 @@ impl AccountRepo<'_> {
         let audit = audit.clone().target("account_application", &id)
             .details(serde_json::json!({"username": new.username, "role": new.role, "org_unit_id": new.org_unit_id}));
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query("INSERT INTO account_applications (id, username, display_name, role, org_unit_id, reason, status, applicant_id, created_at_ms) \
                          VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8)")
                 .bind(&id).bind(&new.username).bind(new.display_name.trim()).bind(&new.role).bind(&new.org_unit_id)
@@ -429,7 +486,7 @@ impl AccountRepo<'_> {
         let audit_acc = AuditEntry::new(&audit.actor, "account.create", now).target("account", &account_id)
             .details(serde_json::json!({"username": app.username, "role": app.role, "org_unit_id": app.org_unit_id, "application_id": app_id}));
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query("INSERT INTO accounts (id, username, display_name, password_hash, role, org_unit_id, status, \
                          must_change_password, failed_attempts, password_changed_at_ms, created_at_ms, updated_at_ms) \
                          VALUES ($1, $2, $3, $4, $5, $6, 'active', TRUE, 0, $7, $7, $7)")
@@ -468,7 +525,7 @@ impl AccountRepo<'_> {
             .target("account_application", app_id)
             .details(serde_json::json!({"reason": reason}));
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let n = sqlx::query("UPDATE account_applications SET status = 'rejected', decided_by_id = $2, decided_at_ms = $3, decision_reason = $4 \
                                  WHERE id = $1 AND status = 'pending'")
                 .bind(app_id).bind(decider_id).bind(audit.at_ms).bind(reason.trim()).execute(&mut *tx).await?.rows_affected();

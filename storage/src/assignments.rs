@@ -1,5 +1,6 @@
 //! Dispatch assignments: a unit sent to an enterprise or a point, its arrival, its release.
 
+use crate::db::BeginWrite;
 use serde::Serialize;
 
 use crate::audit::{insert_audit, AuditEntry};
@@ -64,7 +65,7 @@ impl AssignmentRepo<'_> {
             "assignment_id": a.id, "enterprise_id": a.enterprise_id, "target": a.target_name,
             "lat": a.target_lat, "lon": a.target_lon}));
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dispatch_assignments WHERE unit_id = $1 AND status <> 'cleared'")
                 .bind(&a.unit_id).fetch_one(&mut *tx).await?;
             if open > 0 {
@@ -97,7 +98,7 @@ impl AssignmentRepo<'_> {
     pub async fn arrive(&self, unit_id: &str, audit: &AuditEntry) -> StorageResult<bool> {
         let au = audit.clone().target("unit", unit_id);
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let n = sqlx::query("UPDATE dispatch_assignments SET status = 'on_scene', arrived_at_ms = $2 WHERE unit_id = $1 AND status = 'assigned'")
                 .bind(unit_id).bind(audit.at_ms).execute(&mut *tx).await?.rows_affected();
             if n == 0 { return Ok(false); }
@@ -111,7 +112,7 @@ impl AssignmentRepo<'_> {
     pub async fn clear(&self, unit_id: &str, by: &str, audit: &AuditEntry) -> StorageResult<bool> {
         let au = audit.clone().target("unit", unit_id);
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let n = sqlx::query("UPDATE dispatch_assignments SET status = 'cleared', cleared_by = $2, cleared_at_ms = $3 \
                                  WHERE unit_id = $1 AND status <> 'cleared'")
                 .bind(unit_id).bind(by).bind(audit.at_ms).execute(&mut *tx).await?.rows_affected();

@@ -33,6 +33,7 @@
 //! Only the exported heads are trusted: the `audit_chain` links in the database serve to name the
 //! exact row when only rows were changed, and to make the next seal and verification incremental.
 
+use crate::db::BeginWrite;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -450,7 +451,7 @@ impl AuditChainRepo<'_> {
              ORDER BY a.seq LIMIT $2"
         );
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             if pg {
                 // One sealer at a time across nodes; ordinary audit writes are not blocked.
                 sqlx::query("LOCK TABLE audit_seals IN EXCLUSIVE MODE").execute(&mut *tx).await?;

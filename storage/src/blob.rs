@@ -118,7 +118,7 @@ impl LocalBlobStore {
                 None => break,
             }
         }
-        tokio::fs::create_dir_all(dir).await?;
+        crate::private_fs::create_dir_all_async(dir).await?;
         for m in missing.iter().rev() {
             if let Some(parent) = m.parent() {
                 sync_dir(parent).await?;
@@ -166,7 +166,7 @@ impl BlobStore for LocalBlobStore {
         self.create_dir_durable(dir).await?;
         let tmp = dir.join(format!(".{}.tmp", crate::new_id()));
         let written = async {
-            let mut f = tokio::fs::File::create(&tmp).await?;
+            let mut f = crate::private_fs::create_file_async(&tmp).await?;
             f.write_all(data).await?;
             f.sync_all().await?;
             drop(f);

@@ -4,6 +4,7 @@
 //! have written — numbered documents, states at every stage, SM4-sealed case fields — and the
 //! document counters are advanced past the seeded numbers so live writes continue the series.
 
+use crate::db::BeginWrite;
 use std::collections::HashMap;
 
 use rand::rngs::StdRng;
@@ -418,7 +419,7 @@ async fn seed_rows(
         }
         let sqlite = db.engine() == crate::Engine::Sqlite;
         with_pool!(db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             if sqlite {
                 // Keep the loaded tables' pages in memory (1 GiB) while the load runs.
                 sqlx::query("PRAGMA cache_size = -1048576").execute(&mut *tx).await?;
@@ -442,7 +443,7 @@ async fn seed_rows(
         cnt.push(vec![s(prefix), i(n)]);
     }
     with_pool!(db, p => {
-        let mut tx = p.begin().await?;
+        let mut tx = p.begin_write().await?;
         sqlx::query("DELETE FROM doc_counters").execute(&mut *tx).await?;
         flush!(tx, cnt);
         tx.commit().await?;
@@ -542,7 +543,7 @@ pub async fn seed_recordings(db: &Db, plan: &RecordingPlan) -> StorageResult<()>
             ]);
         }
         with_pool!(db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             flush!(tx, recs);
             sqlx::query(&segs_sql)
                 .bind(&device)

@@ -7,6 +7,7 @@
 //! exemplary for city-wide reading. Closed cases without a case file after the grace period are
 //! what the reminder lists.
 
+use crate::db::BeginWrite;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{insert_audit, AuditEntry};
@@ -161,7 +162,7 @@ impl CaseFileRepo<'_> {
             "case_file_item": item.id, "filename": item.filename, "sha256": item.sha256, "sm3": item.sm3, "size": item.size,
         }));
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query("INSERT INTO case_file_items (id, case_id, filename, content_type, blob_key, size, sha256, sm3, uploaded_by, uploaded_at_ms) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
                 .bind(&item.id).bind(&item.case_id).bind(&item.filename).bind(&item.content_type).bind(&item.blob_key)
@@ -191,7 +192,7 @@ impl CaseFileRepo<'_> {
             .target("review_rule", &id)
             .details(serde_json::to_value(r).unwrap_or_default());
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query("INSERT INTO review_rules (id, code, title, points, active, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6)")
                 .bind(&id).bind(r.code.trim()).bind(r.title.trim()).bind(r.points).bind(r.active).bind(a.at_ms)
                 .execute(&mut *tx).await?;
@@ -217,7 +218,7 @@ impl CaseFileRepo<'_> {
             .target("review_rule", id)
             .details(serde_json::to_value(r).unwrap_or_default());
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let n = sqlx::query("UPDATE review_rules SET code = $2, title = $3, points = $4, active = $5, updated_at_ms = $6 WHERE id = $1")
                 .bind(id).bind(r.code.trim()).bind(r.title.trim()).bind(r.points).bind(r.active).bind(a.at_ms)
                 .execute(&mut *tx).await?.rows_affected();
@@ -298,7 +299,7 @@ impl CaseFileRepo<'_> {
                 "review": id, "total": total, "max_total": max, "grade": g, "exemplary": exemplary,
             }));
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query("INSERT INTO case_reviews (id, case_id, reviewer_id, total, max_total, grade, exemplary, comment, created_at_ms) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
                 .bind(&id).bind(case_id).bind(&a.actor.account_id).bind(total).bind(max).bind(g).bind(exemplary).bind(comment)

@@ -18,6 +18,7 @@
 //! * Party ID number, party phone and the proposed fine (the amount before the decision) are
 //!   sealed with SM4-GCM ([`crate::crypto::FieldCipher`]); the database never holds them in clear.
 
+use crate::db::BeginWrite;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{insert_audit, AuditEntry};
@@ -424,7 +425,7 @@ impl CaseRepo<'_> {
                 "title": input.title, "sealed_fields": ["party_id", "party_phone", "proposed_fine"],
             }));
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query("INSERT INTO cases (id, org_unit_id, enterprise_id, title, violation, status, responsible_person, party_id_sealed, \
                          party_phone_sealed, proposed_fine_sealed, filed_by, filed_at_ms, created_at_ms, updated_at_ms, version) \
                          VALUES ($1, $2, $3, $4, $5, 'filing_review', $6, $7, $8, $9, $10, $11, $11, $11, 1)")
@@ -495,7 +496,7 @@ impl CaseRepo<'_> {
         let account = audit.actor.account_id.clone();
         let a = audit.clone().target("case", id);
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let (status, number) = if approve {
                 let seq = next_seq!(&mut *tx, &prefix);
                 ("open", Some(format!("{prefix}{seq}号")))
@@ -553,7 +554,7 @@ impl CaseRepo<'_> {
             .target("case", id)
             .details(serde_json::json!({"document": doc_id, "doc_type": doc_code}));
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let seq = next_seq!(&mut *tx, &prefix);
             sqlx::query(&format!("INSERT INTO case_documents ({DOC_COLS}, created_by) VALUES ($1, $2, $3, $4, $5, $6, 'draft', $7, NULL, $8)"))
                 .bind(&doc_id).bind(id).bind(doc_code).bind(format!("{prefix}{seq}号")).bind(dt.name).bind(content)
@@ -594,7 +595,7 @@ impl CaseRepo<'_> {
             .target("case", id)
             .details(serde_json::json!({"document": doc_id, "approved": true}));
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query("UPDATE case_documents SET status = 'approved', approved_by = $3, approved_at_ms = $4 WHERE case_id = $1 AND id = $2 AND status = 'draft'")
                 .bind(id).bind(doc_id).bind(&account).bind(a.at_ms).execute(&mut *tx).await?;
             insert_audit!(&mut *tx, &a)?;
@@ -637,7 +638,7 @@ impl CaseRepo<'_> {
         let account = audit.actor.account_id.clone();
         let a = audit.clone().target("case", id);
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let seq = next_seq!(&mut *tx, &prefix);
             let number = format!("{prefix}{seq}号");
             let n = sqlx::query("UPDATE cases SET company_fine_cents = $3, person_fine_cents = $4, decision_number = $5, decided_at_ms = $6, \
@@ -680,7 +681,7 @@ impl CaseRepo<'_> {
             .target("case", id)
             .details(serde_json::json!({"paid_cents": paid_cents, "paid_at_ms": paid_at_ms}));
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let n = sqlx::query("UPDATE cases SET paid_cents = $3, paid_at_ms = $4, updated_at_ms = $5, version = version + 1 WHERE id = $1 AND version = $2")
                 .bind(id).bind(c.summary.version).bind(paid_cents).bind(paid_at_ms).bind(a.at_ms).execute(&mut *tx).await?.rows_affected();
             if n == 0 { return Err(StorageError::VersionConflict); }
@@ -712,7 +713,7 @@ impl CaseRepo<'_> {
             .target("case", id)
             .details(serde_json::json!({"criminal_referral": true, "note": note}));
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let n = sqlx::query("UPDATE cases SET criminal_referral = TRUE, referral_note = $3, updated_at_ms = $4, version = version + 1 WHERE id = $1 AND version = $2")
                 .bind(id).bind(c.summary.version).bind(note).bind(a.at_ms).execute(&mut *tx).await?.rows_affected();
             if n == 0 { return Err(StorageError::VersionConflict); }
@@ -761,7 +762,7 @@ impl CaseRepo<'_> {
         let account = audit.actor.account_id.clone();
         let a = audit.clone().target("case", id);
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let n = sqlx::query("UPDATE cases SET status = 'closing_review', closing_requested_at_ms = $3, updated_at_ms = $3, version = version + 1 \
                                  WHERE id = $1 AND version = $2")
                 .bind(id).bind(c.summary.version).bind(now).execute(&mut *tx).await?.rows_affected();
@@ -800,7 +801,7 @@ impl CaseRepo<'_> {
             .target("case", id)
             .details(serde_json::json!({"approve": approve, "reason": reason}));
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let n = sqlx::query("UPDATE cases SET status = $3, closed_by = $4, closed_at_ms = $5, decision_reason = $6, updated_at_ms = $7, \
                                  version = version + 1 WHERE id = $1 AND version = $2")
                 .bind(id).bind(c.summary.version).bind(if approve { "closed" } else { "open" })

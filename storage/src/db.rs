@@ -55,7 +55,10 @@ pub(crate) struct OrgNameCache {
 
 impl OrgNameCache {
     pub(crate) fn clear(&self) {
-        *self.map.lock().expect("org name cache lock") = None;
+        *self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
     }
 }
 
@@ -71,7 +74,10 @@ type CachedSubtree = (Arc<Vec<String>>, std::time::Instant);
 
 impl SubtreeCache {
     pub(crate) fn clear(&self) {
-        self.map.lock().expect("subtree cache lock").clear();
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
     }
 }
 
@@ -94,6 +100,31 @@ macro_rules! with_pool {
 }
 pub(crate) use with_pool;
 
+/// Transactions that write. On SQLite they begin `IMMEDIATE`: a deferred transaction that reads
+/// and then writes fails at once with "database is locked" (`SQLITE_BUSY_SNAPSHOT`, which the
+/// busy timeout does not wait out) when another connection committed in between; taking the
+/// write lock first makes it wait its turn instead. PostgreSQL begins as usual.
+pub(crate) trait BeginWrite {
+    /// The database.
+    type Db: sqlx::Database;
+    /// Begin a transaction that will write.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>;
+}
+
+impl BeginWrite for SqlitePool {
+    type Db = sqlx::Sqlite;
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+impl BeginWrite for sqlx::PgPool {
+    type Db = sqlx::Postgres;
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+        self.begin().await
+    }
+}
+
 impl Db {
     /// Connect to `url` (`sqlite://PATH`, `sqlite::memory:` or `postgres://…`) with at most
     /// `max_connections` connections. SQLite files are created if missing and run in WAL mode.
@@ -113,7 +144,19 @@ impl Db {
                 subtrees: Default::default(),
             })
         } else {
-            let opts = SqliteConnectOptions::from_str(url)?
+            let opts = SqliteConnectOptions::from_str(url)?;
+            // A new database file is the server's alone (0600, in a 0700 directory); SQLite
+            // gives its WAL and shared-memory files the database file's mode.
+            let file = opts.get_filename();
+            if file.as_os_str() != ":memory:" && !file.as_os_str().is_empty() && !file.exists() {
+                if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    crate::private_fs::create_dir_all(dir)?;
+                }
+                crate::private_fs::create_options()
+                    .truncate(false)
+                    .open(file)?;
+            }
+            let opts = opts
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
@@ -241,7 +284,7 @@ impl Db {
             .org_names
             .map
             .lock()
-            .expect("org name cache lock")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .as_ref()
         {
             if at.elapsed() < crate::search::COUNT_TTL {
@@ -253,7 +296,11 @@ impl Db {
             rows.into_iter()
                 .collect::<std::collections::HashMap<_, _>>(),
         );
-        *self.org_names.map.lock().expect("org name cache lock") =
+        *self
+            .org_names
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
             Some((m.clone(), std::time::Instant::now()));
         Ok(m)
     }
@@ -274,7 +321,7 @@ impl Db {
             .subtrees
             .map
             .lock()
-            .expect("subtree cache lock")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(root)
         {
             if at.elapsed() < crate::search::COUNT_TTL {
@@ -288,7 +335,7 @@ impl Db {
         self.subtrees
             .map
             .lock()
-            .expect("subtree cache lock")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(root.clone(), (ids.clone(), std::time::Instant::now()));
         Ok(Some(ids))
     }

@@ -2,6 +2,7 @@
 //! caps, document numbering, the enforcement-document list, calendar years in Asia/Shanghai, and
 //! the SQL bounding rows by the handling unit.
 
+use crate::db::BeginWrite;
 use chrono::{Datelike, NaiveDate, TimeZone};
 use serde::{Deserialize, Serialize};
 
@@ -272,7 +273,7 @@ impl RulesRepo<'_> {
             .target("deadline_rule", step)
             .details(serde_json::json!({ "days": days }));
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let n = sqlx::query("UPDATE deadline_rules SET days = $2 WHERE step = $1")
                 .bind(step).bind(days).execute(&mut *tx).await?.rows_affected();
             if n == 0 { return Err(StorageError::NotFound("deadline rule")); }
@@ -295,7 +296,7 @@ impl RulesRepo<'_> {
             .target("inspection_caps", "table")
             .details(serde_json::to_value(caps).unwrap_or_default());
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             for c in caps {
                 sqlx::query("INSERT INTO inspection_caps (sector, grade, yearly_cap, updated_at_ms) VALUES ($1, $2, $3, $4) \
                              ON CONFLICT (sector, grade) DO UPDATE SET yearly_cap = excluded.yearly_cap, updated_at_ms = excluded.updated_at_ms")
@@ -324,7 +325,7 @@ impl RulesRepo<'_> {
             .target("enterprise", enterprise_id)
             .details(serde_json::json!({ "supervision_grade": grade }));
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query("UPDATE enterprises SET supervision_grade = $2, updated_at_ms = $3, version = version + 1 WHERE id = $1")
                 .bind(&e.id).bind(grade).bind(audit.at_ms).execute(&mut *tx).await?;
             insert_audit!(&mut *tx, &audit)?;
@@ -386,7 +387,7 @@ impl RulesRepo<'_> {
                 "format": d.format, "sha256": d.sha256, "sm3": d.sm3, "size": d.size,
             }));
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let n = sqlx::query("INSERT INTO rendered_documents (number, format, blob_key, size, sha256, sm3, rendered_at_ms) \
                                  VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (number, format) DO NOTHING")
                 .bind(&d.number).bind(&d.format).bind(&d.blob_key).bind(d.size).bind(&d.sha256).bind(&d.sm3).bind(d.rendered_at_ms)

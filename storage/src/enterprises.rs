@@ -4,6 +4,7 @@
 //! dossier in the same transaction. Updates use optimistic locking on `version`. Bulk import is
 //! all-or-nothing: one transaction, after every row has passed validation.
 
+use crate::db::BeginWrite;
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
@@ -526,7 +527,7 @@ impl EnterpriseRepo<'_> {
         let mut ids = Vec::with_capacity(inputs.len());
         let mut grams: Vec<(String, String, String)> = Vec::new();
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             for input in inputs {
                 let id = crate::new_id();
                 sqlx::query("INSERT INTO enterprises (id, name, uscc, district_id, town_id, soe_group_id, address, lon, lat, \
@@ -581,7 +582,7 @@ impl EnterpriseRepo<'_> {
             .target("enterprise", id)
             .details(diff(&before, input));
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let n = sqlx::query("UPDATE enterprises SET name = $3, uscc = $4, district_id = $5, town_id = $6, soe_group_id = $7, \
                                  address = $8, lon = $9, lat = $10, legal_representative = $11, principal_name = $12, principal_phone = $13, \
                                  ownership_type = $14, industry_code = $15, sector = $16, status = $17, tags = $18, search_text = $19, \
@@ -621,7 +622,7 @@ impl EnterpriseRepo<'_> {
             .target("enterprise", id)
             .details(serde_json::json!({"name": before.name, "uscc": before.uscc}));
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query("DELETE FROM enterprise_grams WHERE enterprise_id = $1").bind(id).execute(&mut *tx).await?;
             sqlx::query("DELETE FROM enterprise_key_units WHERE enterprise_id = $1").bind(id).execute(&mut *tx).await?;
             sqlx::query("DELETE FROM enterprises WHERE id = $1").bind(id).execute(&mut *tx).await?;

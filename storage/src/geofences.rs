@@ -1,5 +1,6 @@
 //! Geofences: district polygons, enterprise boundaries or radii, and custom areas.
 
+use crate::db::BeginWrite;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{insert_audit, AuditEntry};
@@ -78,7 +79,7 @@ impl GeofenceRepo<'_> {
             .target("geofence", &id)
             .details(serde_json::json!({"name": g.name, "kind": g.kind}));
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query("INSERT INTO geofences (id, name, kind, org_unit_id, enterprise_id, geometry, center_lat, center_lon, radius_m, \
                          created_at_ms, updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)")
                 .bind(&id).bind(&g.name).bind(&g.kind).bind(&g.org_unit_id).bind(&g.enterprise_id).bind(&g.geometry)
@@ -97,7 +98,7 @@ impl GeofenceRepo<'_> {
             .target("geofence", id)
             .details(serde_json::json!({"name": g.name, "kind": g.kind}));
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query("DELETE FROM geofences WHERE id = $1").bind(id).execute(&mut *tx).await?;
             insert_audit!(&mut *tx, &a)?;
             tx.commit().await?;

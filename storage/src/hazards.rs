@@ -14,6 +14,7 @@
 //! the rectification deadline or after the rectification report, whichever comes first; the due
 //! time is stored so "due this week" and "overdue" are one indexed range.
 
+use crate::db::BeginWrite;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
@@ -350,7 +351,7 @@ impl HazardRepo<'_> {
             .target("hazard", &id)
             .details(serde_json::to_value(input).unwrap_or_default());
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let seq = next_seq!(&mut *tx, &prefix);
             let number = format!("{prefix}{seq}号");
             sqlx::query("INSERT INTO hazards (id, inspection_id, enterprise_id, org_unit_id, item_id, level, description, status, order_number, \
@@ -392,7 +393,7 @@ impl HazardRepo<'_> {
             .target("hazard", id)
             .details(serde_json::json!({"note": note, "evidence": evidence_keys}));
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let n = sqlx::query("UPDATE hazards SET status = 'rectified', rectification_note = $3, rectification_evidence = $4, rectified_at_ms = $5, \
                                  reinspection_due_ms = $6, updated_at_ms = $5, version = version + 1 WHERE id = $1 AND version = $2")
                 .bind(id).bind(h.version).bind(note).bind(&keys).bind(now).bind(due).execute(&mut *tx).await?.rows_affected();
@@ -457,7 +458,7 @@ impl HazardRepo<'_> {
         let account = audit.actor.account_id.clone();
         let a = audit.clone().target("hazard", id);
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let seq = next_seq!(&mut *tx, &prefix);
             let number = format!("{prefix}{seq}号");
             let n = sqlx::query("UPDATE hazards SET status = $3, reinspection_result = $4, reinspection_note = $5, reinspection_number = $6, \

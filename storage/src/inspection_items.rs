@@ -4,6 +4,7 @@
 //! Every edit bumps `version` and writes the previous state to `inspection_item_history`, so what
 //! an inspection checked can always be shown in the wording of its time.
 
+use crate::db::BeginWrite;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{insert_audit, AuditEntry};
@@ -152,7 +153,7 @@ pub(crate) async fn seed_builtin(db: &Db) -> StorageResult<()> {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0);
     with_pool!(db, p => {
-        let mut tx = p.begin().await?;
+        let mut tx = p.begin_write().await?;
         for i in &items {
             sqlx::query("INSERT INTO inspection_items (id, code, sector, category, title, legal_basis, source, effective_date, active, builtin, version, updated_at_ms) \
                          SELECT $1, $2, $3, $4, $5, $6, $7, $8, TRUE, TRUE, 1, $9 WHERE NOT EXISTS (SELECT 1 FROM inspection_items WHERE code = $2)")
@@ -173,7 +174,7 @@ impl ItemRepo<'_> {
             .target("inspection_item", &id)
             .details(serde_json::to_value(i).unwrap_or_default());
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query("INSERT INTO inspection_items (id, code, sector, category, title, legal_basis, source, effective_date, active, builtin, version, updated_at_ms) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, FALSE, 1, $10)")
                 .bind(&id).bind(i.code.trim()).bind(&i.sector).bind(i.category.trim()).bind(i.title.trim()).bind(i.legal_basis.trim())
@@ -199,7 +200,7 @@ impl ItemRepo<'_> {
             .target("inspection_item", id)
             .details(serde_json::json!({"from_version": before.version}));
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let n = sqlx::query("UPDATE inspection_items SET code = $3, sector = $4, category = $5, title = $6, legal_basis = $7, source = $8, \
                                  effective_date = $9, active = $10, version = version + 1, updated_at_ms = $11 WHERE id = $1 AND version = $2")
                 .bind(id).bind(version).bind(i.code.trim()).bind(&i.sector).bind(i.category.trim()).bind(i.title.trim())

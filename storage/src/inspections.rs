@@ -9,6 +9,7 @@
 //! States: `in_progress` → `completed` (the on-site inspection record gets its number) or
 //! `cancelled` (with a reason, only while no hazard was recorded).
 
+use crate::db::BeginWrite;
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
@@ -451,7 +452,7 @@ impl InspectionRepo<'_> {
             }
         );
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             // Write first: on SQLite this takes the write lock before the cap is counted, so the
             // count and the insert are serialized (a read-then-write transaction could fail with
             // SQLITE_BUSY_SNAPSHOT when another writer commits in between).
@@ -542,7 +543,7 @@ impl InspectionRepo<'_> {
             .target("inspection", id)
             .details(serde_json::json!({ "results": results }));
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             for r in results {
                 let keys = serde_json::to_string(&r.photo_keys).unwrap_or_else(|_| "[]".into());
                 sqlx::query("INSERT INTO inspection_results (inspection_id, item_id, result, note, photo_keys) VALUES ($1, $2, $3, $4, $5) \
@@ -622,7 +623,7 @@ impl InspectionRepo<'_> {
         );
         let a = audit.clone().target("inspection", id);
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let seq = next_seq!(&mut *tx, &prefix);
             let number = format!("{prefix}{seq}号");
             let n = sqlx::query("UPDATE inspections SET status = 'completed', completed_at_ms = $2, record_number = $3, summary = $4, \
@@ -658,7 +659,7 @@ impl InspectionRepo<'_> {
             .target("inspection", id)
             .details(serde_json::json!({ "reason": reason }));
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let n = sqlx::query("UPDATE inspections SET status = 'cancelled', cancel_reason = $2, updated_at_ms = $3, version = version + 1 \
                                  WHERE id = $1 AND status = 'in_progress'")
                 .bind(id).bind(reason).bind(a.at_ms).execute(&mut *tx).await?.rows_affected();
@@ -749,7 +750,7 @@ impl InspectionRepo<'_> {
         let a = audit.clone().target("over_cap_filing", filing_id);
         let account = a.actor.account_id.clone();
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let n = sqlx::query("UPDATE over_cap_filings SET status = 'acknowledged', acknowledged_by = $2, acknowledged_at_ms = $3 \
                                  WHERE id = $1 AND status = 'pending'")
                 .bind(filing_id).bind(&account).bind(a.at_ms).execute(&mut *tx).await?.rows_affected();

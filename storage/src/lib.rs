@@ -46,6 +46,7 @@ pub mod officers;
 pub mod org_units;
 pub mod plans;
 pub mod positions;
+pub mod private_fs;
 pub mod recorders;
 pub mod recordings;
 pub mod retention;

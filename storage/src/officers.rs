@@ -1,6 +1,7 @@
 //! The officer registry: enforcement officers with their certificate, org unit, phone and the
 //! account they log in with.
 
+use crate::db::BeginWrite;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{insert_audit, AuditEntry};
@@ -188,7 +189,7 @@ impl OfficerRepo<'_> {
     ) -> StorageResult<Vec<String>> {
         let mut ids = Vec::new();
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             for i in inputs {
                 let id = crate::new_id();
                 sqlx::query("INSERT INTO officers (id, name, certificate_no, org_unit_id, phone, account_id, status, created_at_ms, updated_at_ms, version) \
@@ -224,7 +225,7 @@ impl OfficerRepo<'_> {
             .target("officer", id)
             .details(serde_json::to_value(i).unwrap_or_default());
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let n = sqlx::query("UPDATE officers SET name = $3, certificate_no = $4, org_unit_id = $5, phone = $6, account_id = $7, status = $8, \
                                  updated_at_ms = $9, version = version + 1 WHERE id = $1 AND version = $2")
                 .bind(id).bind(version).bind(&i.name).bind(&i.certificate_no).bind(&i.org_unit_id).bind(&i.phone)
@@ -244,7 +245,7 @@ impl OfficerRepo<'_> {
             .target("officer", id)
             .details(serde_json::json!({"name": o.name, "certificate_no": o.certificate_no}));
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query("DELETE FROM officers WHERE id = $1").bind(id).execute(&mut *tx).await?;
             insert_audit!(&mut *tx, &audit)?;
             tx.commit().await?;

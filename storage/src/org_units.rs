@@ -4,6 +4,7 @@
 //! unit's subtree" is one indexed sub-select. [`Scope`] is how the API bounds queries by the
 //! caller's org unit.
 
+use crate::db::BeginWrite;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{insert_audit, AuditEntry};
@@ -165,7 +166,7 @@ impl OrgUnitRepo<'_> {
             "name": unit.name, "kind": unit.kind, "code": unit.code, "parent_id": unit.parent_id,
         }));
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query("INSERT INTO org_units (id, parent_id, kind, name, code, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6)")
                 .bind(&unit.id).bind(&unit.parent_id).bind(&unit.kind).bind(&unit.name).bind(&unit.code).bind(unit.created_at_ms)
                 .execute(&mut *tx).await?;
@@ -200,7 +201,7 @@ impl OrgUnitRepo<'_> {
             .target("org_unit", id)
             .details(serde_json::json!({"name": name, "code": code}));
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let n = sqlx::query("UPDATE org_units SET name = $1, code = $2 WHERE id = $3")
                 .bind(name.trim()).bind(code.trim()).bind(id).execute(&mut *tx).await?.rows_affected();
             if n == 0 {

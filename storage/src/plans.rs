@@ -15,6 +15,7 @@
 //! inspection started for a visit carries that code and links the visit (execution tracking).
 //! Roll-up: published plans of a period (a month, a quarter, a year) summed per brigade.
 
+use crate::db::BeginWrite;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{Datelike, NaiveDate};
@@ -703,7 +704,7 @@ impl PlanRepo<'_> {
             "generated": generated, "visits": visits.len(),
         }));
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let exists: Option<String> = sqlx::query_scalar("SELECT status FROM plans WHERE org_unit_id = $1 AND period = $2")
                 .bind(unit_id).bind(&period.label).fetch_optional(&mut *tx).await?;
             if exists.is_some() {
@@ -752,7 +753,7 @@ impl PlanRepo<'_> {
             .target("plan", &plan.id)
             .details(serde_json::to_value(u).unwrap_or_default());
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let n = sqlx::query("UPDATE plans SET title = $2, notes = $3, target_visits = $4, updated_at_ms = $5, version = version + 1 \
                                  WHERE id = $1 AND version = $6 AND status = 'draft'")
                 .bind(&plan.id).bind(u.title.trim()).bind(u.notes.trim()).bind(u.target_visits).bind(a.at_ms).bind(u.version)
@@ -788,7 +789,7 @@ impl PlanRepo<'_> {
             serde_json::json!({"visit_id": id, "enterprise_id": enterprise_id, "note": note}),
         );
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let dup: Option<String> = sqlx::query_scalar("SELECT id FROM plan_visits WHERE plan_id = $1 AND enterprise_id = $2")
                 .bind(&plan.id).bind(enterprise_id).fetch_optional(&mut *tx).await?;
             if dup.is_some() {
@@ -831,7 +832,7 @@ impl PlanRepo<'_> {
             "visit_id": visit.id, "enterprise_id": visit.enterprise_id, "inspection_code": visit.inspection_code,
         }));
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let n = sqlx::query("DELETE FROM plan_visits WHERE id = $1 AND plan_id = $2 AND inspection_id IS NULL")
                 .bind(&visit.id).bind(&plan.id).execute(&mut *tx).await?.rows_affected();
             if n == 0 { return Err(StorageError::wrong_state("plan visit", "changed", "the visit changed meanwhile")); }
@@ -863,7 +864,7 @@ impl PlanRepo<'_> {
             "UPDATE plans SET status = '{to}', updated_at_ms = $2, version = version + 1{set_sql} WHERE id = $1 AND status = '{from}'"
         );
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let mut q = sqlx::query(&sql).bind(&plan.id).bind(a.at_ms);
             for v in &extra { q = q.bind(v); }
             let n = q.execute(&mut *tx).await?.rows_affected();
@@ -926,7 +927,7 @@ impl PlanRepo<'_> {
             .target("plan", &plan.id)
             .details(serde_json::json!({"from": "review", "to": "published", "number": number}));
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let n = sqlx::query("UPDATE plans SET status = 'published', number = $2, reviewed_by = $3, published_at_ms = $4, \
                                  updated_at_ms = $4, version = version + 1 WHERE id = $1 AND status = 'review'")
                 .bind(&plan.id).bind(&number).bind(&account).bind(a.at_ms).execute(&mut *tx).await?.rows_affected();
@@ -955,7 +956,7 @@ impl PlanRepo<'_> {
             .target("plan", &plan.id)
             .details(serde_json::json!({"period": plan.period, "org_unit_id": plan.org_unit_id}));
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query("DELETE FROM plan_visits WHERE plan_id = $1").bind(&plan.id).execute(&mut *tx).await?;
             let n = sqlx::query("DELETE FROM plans WHERE id = $1 AND status = 'draft'")
                 .bind(&plan.id).execute(&mut *tx).await?.rows_affected();

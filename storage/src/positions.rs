@@ -1,5 +1,6 @@
 //! Position history: every fix of every unit, written in batches, read per unit and time range.
 
+use crate::db::BeginWrite;
 use serde::Serialize;
 
 use crate::db::{with_pool, Pool};
@@ -117,7 +118,7 @@ impl PositionRepo<'_> {
         let mut inserted = 0;
         match &self.db.pool {
             Pool::Sqlite(p) => {
-                let mut tx = p.begin().await?;
+                let mut tx = p.begin_write().await?;
                 // Fixed statement sizes (64, 16, 4, 1 rows), so each connection prepares and
                 // caches four small statements instead of one per batch length.
                 let mut rest = points;
@@ -160,7 +161,7 @@ impl PositionRepo<'_> {
                 tx.commit().await?;
             }
             Pool::Postgres(p) => {
-                let mut tx = p.begin().await?;
+                let mut tx = p.begin_write().await?;
                 for chunk in points.chunks(ROWS_PER_STATEMENT) {
                     let col = |f: &dyn Fn(&TrackPoint) -> Option<f64>| {
                         chunk.iter().map(f).collect::<Vec<Option<f64>>>()

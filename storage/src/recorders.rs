@@ -1,5 +1,6 @@
 //! Body-worn recorders (GB/T 28181 devices, 20-digit ids) and the officer each is bound to.
 
+use crate::db::BeginWrite;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{insert_audit, AuditEntry};
@@ -277,7 +278,7 @@ impl RecorderRepo<'_> {
             .details(audit_details(i, secret));
         let (realm, md5, sha) = secret_columns(secret);
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query("INSERT INTO recorders (device_id, name, org_unit_id, officer_id, status, created_at_ms, updated_at_ms, version, \
                          model, channels, sip_realm, sip_ha1_md5, sip_ha1_sha256) \
                          VALUES ($1, $2, $3, $4, $5, $6, $6, 1, $7, $8, $9, $10, $11)")
@@ -313,7 +314,7 @@ impl RecorderRepo<'_> {
         let (realm, md5, sha) = secret_columns(secret);
         let rebind = before.officer_id != i.officer_id;
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let n = sqlx::query("UPDATE recorders SET name = $3, org_unit_id = $4, officer_id = $5, status = $6, updated_at_ms = $7, \
                                  version = version + 1, model = $8, channels = $9, \
                                  sip_realm = CASE WHEN $10 THEN sip_realm ELSE $11 END, \
@@ -433,7 +434,7 @@ impl RecorderRepo<'_> {
         at_ms: i64,
     ) -> StorageResult<()> {
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query("DELETE FROM recorder_channels WHERE device_id = $1").bind(device_id).execute(&mut *tx).await?;
             for c in channels {
                 sqlx::query("INSERT INTO recorder_channels (device_id, channel_id, name, manufacturer, model, status, updated_at_ms) \

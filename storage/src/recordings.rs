@@ -12,6 +12,7 @@
 //! recorded as a gap ([`RecordingRepo::add_gap`]): the recording is then `incomplete`, and its
 //! head is signed over [`evidence::incomplete_head_message`] naming every gap, never as a whole.
 
+use crate::db::BeginWrite;
 use serde::Serialize;
 
 use crate::audit::{insert_audit, AuditEntry};
@@ -290,7 +291,7 @@ impl RecordingRepo<'_> {
         });
         let by = audit.and_then(|a| a.actor.account_id.clone());
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query("INSERT INTO recordings (id, device_id, channel_id, officer_id, org_unit_id, source, trigger_kind, status, \
                          started_at_ms, chain_link, created_by, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, 'recording', $8, $9, $10, $8)")
                 .bind(&n.id).bind(&n.device_id).bind(&n.channel_id).bind(&n.officer_id).bind(&n.org_unit_id)
@@ -308,7 +309,7 @@ impl RecordingRepo<'_> {
     /// chain link from the recording's current one, and advances the recording, atomically.
     pub async fn add_segment(&self, id: &str, s: &NewSegment) -> StorageResult<Segment> {
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             // Take the write lock first (SQLite: a read transaction that later writes fails with
             // SQLITE_BUSY when another writer went first; PostgreSQL: the recording's row lock
             // orders concurrent appends).
@@ -373,7 +374,7 @@ impl RecordingRepo<'_> {
         }
         if r.segment_count == 0 {
             with_pool!(self.db, p => {
-                let mut tx = p.begin().await?;
+                let mut tx = p.begin_write().await?;
                 sqlx::query("DELETE FROM recording_links WHERE recording_id = $1").bind(id).execute(&mut *tx).await?;
                 sqlx::query("DELETE FROM recordings WHERE id = $1 AND segment_count = 0").bind(id).execute(&mut *tx).await?;
                 tx.commit().await?;
@@ -430,7 +431,7 @@ impl RecordingRepo<'_> {
         reason: &str,
     ) -> StorageResult<RecordingGap> {
         let start_90k_key = with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             // The write lock first (see `add_segment`).
             sqlx::query("UPDATE recordings SET incomplete = TRUE WHERE id = $1 AND status = 'recording'")
                 .bind(id).execute(&mut *tx).await?;
@@ -615,7 +616,7 @@ impl RecordingRepo<'_> {
             .target("recording", id)
             .details(serde_json::json!({"inspection_id": inspection_id, "state": state}));
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             // The write lock first (see `add_segment`), clearing a retention mark: a claimed
             // recording takes no link (see `retention`).
             sqlx::query("UPDATE recordings SET delete_marked_at_ms = NULL WHERE id = $1").bind(id).execute(&mut *tx).await?;
@@ -696,7 +697,7 @@ impl RecordingRepo<'_> {
             .target("recording", id)
             .details(serde_json::json!({"held": held, "reason": reason}));
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query("UPDATE recordings SET delete_marked_at_ms = NULL WHERE id = $1").bind(id).execute(&mut *tx).await?;
             let deleting: Option<Option<i64>> = sqlx::query_scalar("SELECT deleting_since_ms FROM recordings WHERE id = $1")
                 .bind(id).fetch_optional(&mut *tx).await?;
@@ -730,7 +731,7 @@ impl RecordingRepo<'_> {
             .target("org_unit", org_unit_id)
             .details(serde_json::json!({"recording_retention_days": days}));
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query("INSERT INTO recording_retention (org_unit_id, days, updated_at_ms) VALUES ($1, $2, $3) \
                          ON CONFLICT (org_unit_id) DO UPDATE SET days = excluded.days, updated_at_ms = excluded.updated_at_ms")
                 .bind(org_unit_id).bind(days).bind(audit.at_ms).execute(&mut *tx).await?;
@@ -755,7 +756,7 @@ impl RecordingRepo<'_> {
     pub async fn delete(&self, id: &str, audit: &AuditEntry) -> StorageResult<bool> {
         let a = audit.clone().target("recording", id);
         let done = with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query("UPDATE recordings SET deleting_since_ms = deleting_since_ms WHERE id = $1").bind(id).execute(&mut *tx).await?;
             let deleting: Option<Option<i64>> = sqlx::query_scalar("SELECT deleting_since_ms FROM recordings WHERE id = $1")
                 .bind(id).fetch_optional(&mut *tx).await?;
@@ -798,7 +799,7 @@ impl RecordingRepo<'_> {
             .target("recorder", device_id)
             .details(serde_json::json!({"record_always": always}));
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query("UPDATE recorders SET record_always = $2 WHERE device_id = $1")
                 .bind(device_id).bind(always).execute(&mut *tx).await?;
             insert_audit!(&mut *tx, &a)?;
@@ -832,7 +833,7 @@ impl RecordingRepo<'_> {
     /// Remove a recording that failed to import (its blobs are deleted by the caller).
     pub async fn discard(&self, id: &str) -> StorageResult<()> {
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query("DELETE FROM recording_links WHERE recording_id = $1").bind(id).execute(&mut *tx).await?;
             sqlx::query("DELETE FROM recording_segments WHERE recording_id = $1").bind(id).execute(&mut *tx).await?;
             sqlx::query("DELETE FROM recordings WHERE id = $1").bind(id).execute(&mut *tx).await?;

@@ -48,6 +48,7 @@
 //! its retention and unprotected when it was claimed.
 
 use crate::db::with_pool;
+use crate::db::BeginWrite;
 use crate::recordings::{Recording, RecordingRepo, DAY_MS, SELECT};
 use crate::{StorageError, StorageResult};
 
@@ -100,7 +101,7 @@ impl RecordingRepo<'_> {
             days_in_force("ou.id", "$2")
         );
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             // A write first: it takes SQLite's write lock before the reads below (a read
             // transaction that later writes fails when another writer went first).
             sqlx::query("UPDATE recordings SET delete_marked_at_ms = NULL \
@@ -143,7 +144,7 @@ impl RecordingRepo<'_> {
             days_in_force("r.org_unit_id", "$3")
         );
         let claimed = with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             // The lock first, in its own statement: the claim below is a later statement, so it
             // sees every hold and link committed before the lock was granted (PostgreSQL reads
             // each statement at its own snapshot), and none can commit until this one does.

@@ -89,7 +89,10 @@ impl CountCache {
 
     /// A fresh cached count for `key`.
     pub fn get(&self, key: &str) -> Option<i64> {
-        let m = self.entries.lock().expect("count cache lock");
+        let m = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         m.get(key)
             .filter(|(_, at)| at.elapsed() < COUNT_TTL)
             .map(|(n, _)| *n)
@@ -97,7 +100,10 @@ impl CountCache {
 
     /// Remember a count.
     pub fn put(&self, key: String, n: i64) {
-        let mut m = self.entries.lock().expect("count cache lock");
+        let mut m = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if m.len() >= Self::MAX_ENTRIES {
             m.retain(|_, (_, at)| at.elapsed() < COUNT_TTL);
             if m.len() >= Self::MAX_ENTRIES {
@@ -109,7 +115,10 @@ impl CountCache {
 
     /// Forget everything (after a write).
     pub fn clear(&self) {
-        self.entries.lock().expect("count cache lock").clear();
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
     }
 }
 

@@ -4,6 +4,7 @@
 //! account in the same transaction that creates the new one, and writes the login audit row and
 //! the account's login bookkeeping with it.
 
+use crate::db::BeginWrite;
 use serde::Serialize;
 
 use crate::audit::{insert_audit, AuditEntry};
@@ -70,7 +71,7 @@ impl SessionRepo<'_> {
     pub async fn start(&self, new: &NewSession, audit: &AuditEntry) -> StorageResult<Vec<String>> {
         let now = audit.at_ms;
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let ended: Vec<String> = sqlx::query_scalar(
                 "UPDATE sessions SET ended_at_ms = $2, end_reason = 'superseded' WHERE account_id = $1 AND ended_at_ms IS NULL RETURNING token_hash")
                 .bind(&new.account_id).bind(now).fetch_all(&mut *tx).await?;
@@ -114,7 +115,7 @@ impl SessionRepo<'_> {
         audit: &AuditEntry,
     ) -> StorageResult<bool> {
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let n = sqlx::query("UPDATE sessions SET ended_at_ms = $2, end_reason = $3 WHERE token_hash = $1 AND ended_at_ms IS NULL")
                 .bind(token_hash).bind(audit.at_ms).bind(reason).execute(&mut *tx).await?.rows_affected();
             if n > 0 {

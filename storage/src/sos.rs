@@ -1,6 +1,7 @@
 //! SOS alarms: raised by a device or the phone app, then acknowledged, handled and closed by
 //! operators. Every step records who and when, here and in the audit log.
 
+use crate::db::BeginWrite;
 use serde::Serialize;
 
 use crate::audit::{insert_audit, AuditEntry};
@@ -102,7 +103,7 @@ impl SosRepo<'_> {
             .target("sos", &a.id)
             .details(serde_json::json!({"unit_id": a.unit_id, "unit_name": a.unit_name, "lat": a.lat, "lon": a.lon}));
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query("INSERT INTO sos_alarms (id, unit_id, unit_kind, unit_name, org_unit_id, source, raised_at_ms, lat, lon, status) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'raised')")
                 .bind(&a.id).bind(&a.unit_id).bind(&a.unit_kind).bind(&a.unit_name).bind(&a.org_unit_id).bind(&a.source)
@@ -179,7 +180,7 @@ impl SosRepo<'_> {
             .target("sos", id)
             .details(serde_json::json!({"from": cur.status, "to": step.target(), "note": note, "unit_id": cur.unit_id}));
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let mut q = sqlx::query(&sql).bind(id).bind(step.target()).bind(by).bind(audit.at_ms).bind(&cur.status);
             if note_col.is_some() { q = q.bind(note); }
             let n = q.execute(&mut *tx).await?.rows_affected();

@@ -15,6 +15,7 @@
 //! [`MAX_ATTEMPTS_PER_VEHICLE`] per vehicle, with first and last seen and a count — listed for
 //! operators ([`VehicleRepo::pending_rebinds`]) and audited at most once a minute per vehicle.
 
+use crate::db::BeginWrite;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{insert_audit, AuditEntry};
@@ -326,7 +327,7 @@ impl VehicleRepo<'_> {
             .target("vehicle", &id)
             .details(serde_json::json!({"plate": i.plate, "terminal_phone": i.terminal_phone}));
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query("INSERT INTO vehicles (id, plate, org_unit_id, terminal_phone, status, created_at_ms, updated_at_ms, version) \
                          VALUES ($1, $2, $3, $4, $5, $6, $6, 1)")
                 .bind(&id).bind(&i.plate).bind(&i.org_unit_id).bind(&i.terminal_phone).bind(&i.status).bind(audit.at_ms)
@@ -354,7 +355,7 @@ impl VehicleRepo<'_> {
             .details(serde_json::to_value(i).unwrap_or_default());
         let keep_code = old.terminal_phone == i.terminal_phone;
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let n = sqlx::query("UPDATE vehicles SET plate = $3, org_unit_id = $4, terminal_phone = $5, status = $6, \
                                  auth_code = CASE WHEN $7 THEN auth_code ELSE NULL END, \
                                  rebind_until_ms = CASE WHEN $7 THEN rebind_until_ms ELSE NULL END, \
@@ -384,7 +385,7 @@ impl VehicleRepo<'_> {
             .target("vehicle", id)
             .details(serde_json::json!({"plate": v.plate}));
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query("DELETE FROM terminal_register_attempts WHERE vehicle_id = $1").bind(id).execute(&mut *tx).await?;
             sqlx::query("DELETE FROM vehicles WHERE id = $1").bind(id).execute(&mut *tx).await?;
             insert_audit!(&mut *tx, &a)?;
@@ -486,7 +487,7 @@ impl VehicleRepo<'_> {
                 // id from this IP (two registrations racing for one release: the second is
                 // refused).
                 let n = with_pool!(self.db, p => {
-                    let mut tx = p.begin().await?;
+                    let mut tx = p.begin_write().await?;
                     let n = sqlx::query("UPDATE vehicles SET auth_code = $2, terminal_id = $3, terminal_model = $4, manufacturer = $5, \
                                  registered_at_ms = $6, rebind_until_ms = NULL, rebind_terminal_id = NULL, rebind_source_ip = NULL, \
                                  reregister_at_ms = NULL, reregister_addr = NULL, \
@@ -530,7 +531,7 @@ impl VehicleRepo<'_> {
                     .target("vehicle", &id)
                     .details(serde_json::json!({"plate": plate, "terminal_id": reg.terminal_id, "open_registration": true}));
                 with_pool!(self.db, p => {
-                    let mut tx = p.begin().await?;
+                    let mut tx = p.begin_write().await?;
                     sqlx::query("INSERT INTO vehicles (id, plate, org_unit_id, terminal_phone, auth_code, terminal_id, terminal_model, manufacturer, \
                                  registered_at_ms, status, created_at_ms, updated_at_ms, version) \
                                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'active', $9, $9, 1)")
@@ -591,7 +592,7 @@ impl VehicleRepo<'_> {
             );
         let id = crate::new_id();
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query("INSERT INTO terminal_register_attempts (id, vehicle_id, terminal_id, source_ip, last_addr, model, \
                          manufacturer, first_at_ms, last_at_ms, attempts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, 1) \
                          ON CONFLICT (vehicle_id, terminal_id, source_ip) DO UPDATE SET last_addr = excluded.last_addr, \
@@ -665,7 +666,7 @@ impl VehicleRepo<'_> {
             "until_ms": until_ms, "approved_terminal_id": approved.terminal_id,
             "approved_source_ip": approved.source_ip, "attempt": attempt}));
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             sqlx::query("UPDATE vehicles SET rebind_until_ms = $2, rebind_terminal_id = $3, rebind_source_ip = $4 WHERE id = $1")
                 .bind(id).bind(until_ms).bind(&approved.terminal_id).bind(&approved.source_ip).execute(&mut *tx).await?;
             insert_audit!(&mut *tx, &a)?;

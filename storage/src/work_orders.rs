@@ -13,6 +13,7 @@
 //! order once every recipient is accepted (or earlier, with a note). Visible to the sender's
 //! subtree and to each recipient's subtree.
 
+use crate::db::BeginWrite;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{insert_audit, AuditEntry};
@@ -276,7 +277,7 @@ impl WorkOrderRepo<'_> {
         let account = audit.actor.account_id.clone();
         let keys = serde_json::to_string(&input.attachment_keys).unwrap_or_else(|_| "[]".into());
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let seq = next_seq!(&mut *tx, &prefix);
             sqlx::query("INSERT INTO work_orders (id, number, title, body, from_unit_id, created_by, deadline_ms, attachments, status, created_at_ms, updated_at_ms) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'open', $9, $9)")
@@ -351,7 +352,7 @@ impl WorkOrderRepo<'_> {
             .target("work_order", &order.id)
             .details(serde_json::json!({"unit_id": unit_id, "status": to, "set": details}));
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let n = bind_args!(sqlx::query(&sql), b.args).execute(&mut *tx).await?.rows_affected();
             if n == 0 { return Err(StorageError::wrong_state("recipient", "changed", "the recipient's state changed meanwhile")); }
             sqlx::query("UPDATE work_orders SET updated_at_ms = $2 WHERE id = $1").bind(&order.id).bind(a.at_ms).execute(&mut *tx).await?;
@@ -439,7 +440,7 @@ impl WorkOrderRepo<'_> {
         }
         let a = audit.clone().target("work_order", &order.id);
         let n = with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let n = sqlx::query("UPDATE work_order_recipients SET reminded_at_ms = $2, reminders = reminders + 1 \
                                  WHERE order_id = $1 AND status IN ('dispatched','received','returned')")
                 .bind(&order.id).bind(a.at_ms).execute(&mut *tx).await?.rows_affected();
@@ -471,7 +472,7 @@ impl WorkOrderRepo<'_> {
         );
         let mut total = 0;
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let orders: Vec<String> = sqlx::query_scalar(&sql_orders)
                 .bind(now + ahead_ms).bind(now - every_ms).fetch_all(&mut *tx).await?;
             for o in orders {
@@ -519,7 +520,7 @@ impl WorkOrderRepo<'_> {
             .target("work_order", &order.id)
             .details(serde_json::json!({"note": note, "forced": force && !pending.is_empty()}));
         with_pool!(self.db, p => {
-            let mut tx = p.begin().await?;
+            let mut tx = p.begin_write().await?;
             let n = sqlx::query("UPDATE work_orders SET status = 'closed', close_note = $2, closed_at_ms = $3, updated_at_ms = $3 WHERE id = $1 AND status = 'open'")
                 .bind(&order.id).bind(note).bind(a.at_ms).execute(&mut *tx).await?.rows_affected();
             if n == 0 { return Err(StorageError::wrong_state("work order", "closed", "the work order is already closed")); }

@@ -33,16 +33,19 @@ fn unknown_configuration_is_an_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifecycle_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    // A data directory the server creates (its mode is the server's doing).
+    let data = tmp.path().join("data");
+    let dir = &data;
     // Migrations apply on an empty database and again on the existing one.
-    let mut c = shouhu(dir.path());
+    let mut c = shouhu(dir);
     c.arg("migrate");
     assert!(run_ok(c).contains("Sqlite"));
-    let mut c = shouhu(dir.path());
+    let mut c = shouhu(dir);
     c.arg("migrate");
     run_ok(c);
     // A user created while the server is stopped.
-    let mut c = shouhu(dir.path());
+    let mut c = shouhu(dir);
     c.args([
         "admin",
         "create-user",
@@ -56,7 +59,7 @@ async fn lifecycle_on_sqlite() {
     ]);
     assert!(run_ok(c).contains("root_admin"));
     // Bad CLI input is refused with a reason.
-    let mut c = shouhu(dir.path());
+    let mut c = shouhu(dir);
     c.args([
         "admin",
         "create-user",
@@ -73,7 +76,7 @@ async fn lifecycle_on_sqlite() {
 
     let server = Running::start(
         {
-            let mut c = shouhu(dir.path());
+            let mut c = shouhu(dir);
             c.arg("serve");
             c
         },
@@ -87,7 +90,7 @@ async fn lifecycle_on_sqlite() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     // A user created while it runs can log in at once.
-    let mut c = shouhu(dir.path());
+    let mut c = shouhu(dir);
     c.args([
         "admin",
         "create-user",
@@ -115,12 +118,51 @@ async fn lifecycle_on_sqlite() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+    let token = r.json::<serde_json::Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A blob on disk too.
+    let r = http
+        .post(format!("{}/api/v1/attachments", server.base))
+        .bearer_auth(&token)
+        .header("content-type", "application/octet-stream")
+        .body([&b"\x89PNG\r\n\x1a\n"[..], &[7u8; 64][..]].concat())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
     let (status, lines) = server.stop();
     assert!(status.success(), "exit status {status}; log: {lines:?}");
     assert!(
         lines.iter().any(|l| l.contains("server stopped")),
         "{lines:?}"
     );
+    // Everything under the data directory is the server's alone (issue 21 item 5): the
+    // database and its WAL, keys, blobs; directories 0700, files 0600.
+    use std::os::unix::fs::PermissionsExt;
+    let mut seen = 0;
+    let mut open = Vec::new();
+    let mut stack = vec![data.clone()];
+    while let Some(p) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&p).unwrap();
+        let mode = meta.permissions().mode() & 0o777;
+        seen += 1;
+        if meta.is_dir() {
+            if mode != 0o700 {
+                open.push(format!("{} {mode:o}", p.display()));
+            }
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else if mode != 0o600 {
+            open.push(format!("{} {mode:o}", p.display()));
+        }
+    }
+    assert!(seen > 4, "{seen} entries");
+    assert!(
+        data.join("shouhu.db").exists() && data.join("blobs").exists(),
+        "the database and a blob are there"
+    );
+    assert!(open.is_empty(), "readable by others: {open:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

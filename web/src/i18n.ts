@@ -372,8 +372,9 @@ const MESSAGE_RULES: Rule[] = [
   [/^not a readable \.xlsx file: (.+)$/i, (m) => `不是可读取的 Excel（.xlsx）文件${detail(m[1])}`],
   [/^the workbook has no sheet$/i, () => 'Excel 文件中没有工作表'],
   [/^the account is disabled$/i, () => '账号已停用，请联系管理员'],
-  [/^the account is locked until (.+)$/i, (m) => `账号已锁定，请于 ${fmtDateTime(m[1].trim())} 后重试`],
-  [/^wrong username or password$/i, () => '用户名或密码错误'],
+  [/^(?:too many wrong passwords: )?the account is locked until (\S+)/i, (m) => `密码错误次数过多，账号已锁定，请于 ${fmtDateTime(m[1].trim())} 后重试，或联系管理员解锁`],
+  [/^wrong username or password(?:; (\d+) more wrong attempts lock the account)?$/i, (m) => (m[1] && m[1] !== '0' ? `用户名或密码错误，再错 ${m[1]} 次账号将被锁定` : '用户名或密码错误')],
+  [/^too many login attempts from this address; try again in (\d+) s$/i, (m) => `登录尝试过于频繁，请 ${m[1]} 秒后再试`],
   [/^login required$/i, () => '尚未登录或登录已失效，请重新登录'],
   [/^invalid session token$/i, () => '登录已失效，请重新登录'],
   [/^invalid or expired media token$/i, () => '媒体访问令牌无效或已过期'],
@@ -536,12 +537,12 @@ export function describeError(status: number, code: string, body: Record<string,
   switch (code) {
     case 'invalid_credentials': {
       const left = body.attempts_left;
-      return typeof left === 'number' && left > 0 ? `用户名或密码错误，还可尝试 ${left} 次` : '用户名或密码错误';
+      return typeof left === 'number' && left > 0 ? `用户名或密码错误，再错 ${left} 次账号将被锁定` : '用户名或密码错误';
     }
     case 'account_locked': {
       let until = typeof body.locked_until === 'string' ? body.locked_until : '';
       if (!until) until = /locked until (\S+)/i.exec(message)?.[1] ?? '';
-      return until ? `账号已锁定，请于 ${fmtDateTime(until)} 后重试` : '账号已锁定，请稍后重试';
+      return until ? `密码错误次数过多，账号已锁定，请于 ${fmtDateTime(until)} 后重试，或联系管理员解锁` : '密码错误次数过多，账号已锁定，请稍后重试或联系管理员解锁';
     }
     case 'session_ended': {
       const reason = typeof body.reason === 'string' ? body.reason : '';
@@ -603,6 +604,20 @@ export function describeError(status: number, code: string, body: Record<string,
     case 'too_many_requests':
     case 'rate_limited':
       return '请求过于频繁，请稍后再试';
+    case 'too_many_attempts': {
+      const secs = typeof body.retry_after_secs === 'number' ? body.retry_after_secs : null;
+      return secs ? `登录尝试过于频繁，请 ${secs} 秒后再试` : '登录尝试过于频繁，请稍后再试';
+    }
+    case 'too_many_batches':
+      return '您已有批量打印正在进行，请等其完成（或下载后）再开始新的批量打印';
+    case 'busy':
+      return '服务器正忙（转码或截图任务已满），请稍后重试';
+    case 'timed_out':
+      return '服务器处理超时，请稍后重试';
+    case 'malformed_uri':
+      return '请求地址含有无法解析的字符';
+    case 'uri_too_long':
+      return '请求地址过长';
     default: {
       const t = translateMessage(message);
       if (t) return t;

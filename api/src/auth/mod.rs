@@ -17,6 +17,7 @@
 
 pub mod password;
 pub mod roles;
+pub mod throttle;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -77,7 +78,10 @@ pub struct SessionCache {
 impl SessionCache {
     /// Forget sessions (after logout, supersede, password change).
     pub fn forget<'a>(&self, hashes: impl IntoIterator<Item = &'a String>) {
-        let mut m = self.map.lock().expect("session cache lock");
+        let mut m = self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for h in hashes {
             m.remove(h);
         }
@@ -87,20 +91,23 @@ impl SessionCache {
     pub fn forget_account(&self, account_id: &str) {
         self.map
             .lock()
-            .expect("session cache lock")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .retain(|_, c| c.account.id != account_id);
     }
 
     fn get(&self, hash: &str) -> Option<Cached> {
         self.map
             .lock()
-            .expect("session cache lock")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(hash)
             .cloned()
     }
 
     fn put(&self, hash: String, c: Cached) {
-        let mut m = self.map.lock().expect("session cache lock");
+        let mut m = self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if m.len() > 100_000 {
             m.clear();
         }
@@ -168,11 +175,47 @@ pub async fn scope_of(state: &AppState, account: &Account) -> Result<Scope, ApiE
 }
 
 /// The client address of a request.
-pub fn client_ip(parts: &Parts) -> Option<String> {
-    parts
+pub fn client_ip(parts: &Parts, trusted: &[std::net::IpAddr]) -> Option<String> {
+    let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ci| ci.0.ip().to_string())
+        .map(|ci| ci.0.ip())?;
+    let forwarded: Vec<&str> = parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    Some(client_of(peer, &forwarded, trusted).to_string())
+}
+
+/// The client behind `peer`: `peer` itself unless it is a trusted proxy; then, walking the
+/// `X-Forwarded-For` values from the right, the first address that is not a trusted proxy (an
+/// unparseable entry stops the walk at the last trusted hop: nothing left of it is believed).
+pub fn client_of(
+    peer: std::net::IpAddr,
+    forwarded: &[&str],
+    trusted: &[std::net::IpAddr],
+) -> std::net::IpAddr {
+    let mut client = peer;
+    if !trusted.contains(&peer) {
+        return client;
+    }
+    let hops = forwarded
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .rev();
+    for hop in hops {
+        let Ok(ip) = hop.parse::<std::net::IpAddr>() else {
+            return client;
+        };
+        client = ip;
+        if !trusted.contains(&ip) {
+            return ip;
+        }
+    }
+    client
 }
 
 /// The session token of a request: bearer header first, then the cookie.
@@ -225,7 +268,7 @@ fn csrf_safe(parts: &Parts) -> bool {
 /// before anything else; a read with a session token (header or cookie) uses the session, a
 /// read with only a media token uses the token.
 async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
-    let ip = client_ip(parts);
+    let ip = client_ip(parts, &state.cfg.http.trusted_proxies);
     let media = media_token_of(parts);
     if media.is_some() && !matches!(parts.method, Method::GET | Method::HEAD) {
         return Err(ApiError::new(
@@ -910,5 +953,31 @@ mod tests {
         assert_eq!(percent_decode("%a\u{e9}"), "%a\u{e9}");
         assert_eq!(percent_decode("%\u{e9}x"), "%\u{e9}x");
         assert_eq!(percent_decode("%C3%A9"), "\u{e9}");
+    }
+
+    #[test]
+    fn the_client_behind_trusted_proxies_only() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let proxy = ip("10.0.0.5");
+        let trusted = [proxy, ip("10.0.0.6")];
+        // A direct client: its header is not believed.
+        assert_eq!(
+            client_of(ip("203.0.113.9"), &["1.2.3.4"], &trusted),
+            ip("203.0.113.9")
+        );
+        // Through the proxy: the rightmost untrusted hop.
+        assert_eq!(
+            client_of(proxy, &["1.2.3.4, 198.51.100.7"], &trusted),
+            ip("198.51.100.7")
+        );
+        // Through two trusted proxies (and two header lines).
+        assert_eq!(
+            client_of(proxy, &["6.6.6.6, 198.51.100.7", "10.0.0.6"], &trusted),
+            ip("198.51.100.7")
+        );
+        // Garbage ends the walk at the last trusted hop.
+        assert_eq!(client_of(proxy, &["198.51.100.7, junk"], &trusted), proxy);
+        // No proxies configured: the peer.
+        assert_eq!(client_of(proxy, &["198.51.100.7"], &[]), proxy);
     }
 }

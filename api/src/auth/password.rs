@@ -1,12 +1,62 @@
 //! Password hashing (argon2id, PHC strings) and the password rules.
 //!
-//! Hashing and verification are CPU-heavy by design; they run on the blocking pool so they never
-//! stall the async workers.
+//! Hashing and verification are CPU-heavy by design (and take `auth.argon2_memory_kib` each):
+//! they run on the blocking pool so they never stall the async workers, at most
+//! `auth.hash_concurrency` at once in the process (the others wait their turn), so a flood of
+//! logins costs a bounded amount of memory and CPU.
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 
 use crate::config::AuthConfig;
+
+/// Slots for password hashing, sized once per process ([`set_concurrency`], or the CPUs).
+static SLOTS: std::sync::OnceLock<(usize, tokio::sync::Semaphore)> = std::sync::OnceLock::new();
+/// Hashes running now, and the most ever at once (for tests and metrics).
+static RUNNING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static PEAK: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Size the process's hashing slots (`0`: one per CPU). The first call wins.
+pub fn set_concurrency(n: usize) {
+    let n = slots_for(n);
+    let _ = SLOTS.set((n, tokio::sync::Semaphore::new(n)));
+}
+
+fn slots() -> &'static (usize, tokio::sync::Semaphore) {
+    SLOTS.get_or_init(|| {
+        let n = slots_for(0);
+        (n, tokio::sync::Semaphore::new(n))
+    })
+}
+
+fn slots_for(n: usize) -> usize {
+    if n == 0 {
+        std::thread::available_parallelism().map_or(2, |p| p.get())
+    } else {
+        n
+    }
+}
+
+/// The slots (one per CPU unless [`set_concurrency`] said otherwise first).
+pub fn concurrency() -> usize {
+    slots().0
+}
+
+/// The most hashes that ever ran at once in this process.
+pub fn peak_concurrency() -> usize {
+    PEAK.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Run `f` on the blocking pool in a hashing slot.
+async fn in_slot<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    use std::sync::atomic::Ordering;
+    let _slot = slots().1.acquire().await.ok()?;
+    let now = RUNNING.fetch_add(1, Ordering::SeqCst) + 1;
+    PEAK.fetch_max(now, Ordering::SeqCst);
+    let r = tokio::task::spawn_blocking(f).await.ok();
+    RUNNING.fetch_sub(1, Ordering::SeqCst);
+    r
+}
 
 /// The argon2id instance for the configured cost.
 fn hasher(cfg: &AuthConfig) -> anyhow::Result<Argon2<'static>> {
@@ -24,13 +74,14 @@ fn hasher(cfg: &AuthConfig) -> anyhow::Result<Argon2<'static>> {
 pub async fn hash(cfg: &AuthConfig, password: &str) -> anyhow::Result<String> {
     let a = hasher(cfg)?;
     let pw = password.to_string();
-    tokio::task::spawn_blocking(move || {
+    in_slot(move || {
         let salt = SaltString::generate(&mut rand::rngs::OsRng);
         a.hash_password(pw.as_bytes(), &salt)
             .map(|h| h.to_string())
             .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))
     })
-    .await?
+    .await
+    .ok_or_else(|| anyhow::anyhow!("hashing was interrupted"))?
 }
 
 /// Verify a password against a PHC string (on the blocking pool). The parameters stored in the
@@ -38,7 +89,7 @@ pub async fn hash(cfg: &AuthConfig, password: &str) -> anyhow::Result<String> {
 pub async fn verify(phc: &str, password: &str) -> bool {
     let phc = phc.to_string();
     let pw = password.to_string();
-    tokio::task::spawn_blocking(move || match PasswordHash::new(&phc) {
+    in_slot(move || match PasswordHash::new(&phc) {
         Ok(h) => Argon2::default().verify_password(pw.as_bytes(), &h).is_ok(),
         Err(_) => false,
     })

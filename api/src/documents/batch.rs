@@ -4,6 +4,10 @@
 //! printing, with progress the page polls. Each document goes through the same path as a single
 //! download (stored once with its digests, audited); the ZIP adds a `SHA256SUMS` listing.
 //! A batch belongs to the account that started it and is kept for an hour after it finishes.
+//!
+//! Bounded: the node renders `documents.batch_workers` batches at once (the others wait,
+//! `queued`), an account has at most `documents.max_open_batches` queued or running (more is
+//! `429 too_many_batches`), and keeps at most that many finished archives too (the oldest goes).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -64,6 +68,8 @@ pub struct BatchStatus {
     pub finished: bool,
     /// Archive size, bytes, once finished.
     pub size: Option<usize>,
+    /// Waiting for a free worker (the node renders `documents.batch_workers` at once).
+    pub queued: bool,
 }
 
 struct Batch {
@@ -71,12 +77,19 @@ struct Batch {
     status: BatchStatus,
     archive: Option<Arc<Vec<u8>>>,
     finished_at_ms: Option<i64>,
+    /// Order of finishing.
+    finished_seq: u64,
 }
 
 /// The batches of this node.
-#[derive(Default)]
 pub struct Batches {
     inner: Mutex<HashMap<String, Batch>>,
+    /// Batches rendered at once.
+    workers: tokio::sync::Semaphore,
+    /// Batches an account may have queued or running, and finished archives it keeps.
+    per_account: usize,
+    /// When each batch finished (for dropping an account's oldest archives).
+    seq: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Batches {
@@ -86,6 +99,21 @@ impl std::fmt::Debug for Batches {
 }
 
 impl Batches {
+    /// `workers` rendered at once; `per_account` open (and kept) per account.
+    pub fn new(workers: usize, per_account: usize) -> Self {
+        Batches {
+            inner: Mutex::new(HashMap::new()),
+            workers: tokio::sync::Semaphore::new(workers.max(1)),
+            per_account: per_account.max(1),
+            seq: Default::default(),
+        }
+    }
+
+    /// The workers' slots (a test holds them to keep batches queued).
+    pub fn worker_slots(&self) -> &tokio::sync::Semaphore {
+        &self.workers
+    }
+
     fn with<R>(&self, f: impl FnOnce(&mut HashMap<String, Batch>) -> R) -> R {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut g)
@@ -120,7 +148,7 @@ pub struct BatchRequest {
 
 /// Start rendering a batch of documents into one ZIP; poll `GET /document-batches/{id}`.
 #[utoipa::path(post, path = "/document-batches", tag = "enforcement", request_body = BatchRequest,
-    responses((status = 202, body = BatchStatus), (status = 422, body = ErrorBody)))]
+    responses((status = 202, body = BatchStatus), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn start(
     State(state): State<AppState>,
     caller: Caller,
@@ -146,6 +174,20 @@ async fn start(
     p.finish()?;
     let format = req.format.unwrap_or(Format::Pdf);
     state.batches.expire(state.now());
+    let open = state.batches.with(|m| {
+        m.values()
+            .filter(|b| b.owner == caller.account.id && !b.status.finished)
+            .count()
+    });
+    if open >= state.batches.per_account {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_batches",
+            format!(
+                "you already have {open} document batches being prepared; download or wait for one before starting another"
+            ),
+        ));
+    }
     let id = shouhu_storage::new_id();
     let st = BatchStatus {
         id: id.clone(),
@@ -156,6 +198,7 @@ async fn start(
         failed: Vec::new(),
         finished: false,
         size: None,
+        queued: true,
     };
     state.batches.with(|m| {
         m.insert(
@@ -165,6 +208,7 @@ async fn start(
                 status: st.clone(),
                 archive: None,
                 finished_at_ms: None,
+                finished_seq: 0,
             },
         )
     });
@@ -195,6 +239,14 @@ async fn run(
     ids: Vec<String>,
     format: Format,
 ) {
+    let Ok(_worker) = state.batches.workers.acquire().await else {
+        return;
+    };
+    state.batches.with(|m| {
+        if let Some(b) = m.get_mut(&id) {
+            b.status.queued = false;
+        }
+    });
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let opts =
         zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
@@ -262,6 +314,22 @@ async fn run(
             }
             b.status.finished = true;
             b.finished_at_ms = Some(now);
+            b.finished_seq = state
+                .batches
+                .seq
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        // The account keeps its newest `per_account` archives.
+        let owner = caller.account.id.clone();
+        let mut done: Vec<(u64, String)> = m
+            .iter()
+            .filter(|(_, b)| b.owner == owner && b.status.finished)
+            .map(|(k, b)| (b.finished_seq, k.clone()))
+            .collect();
+        done.sort();
+        let extra = done.len().saturating_sub(state.batches.per_account);
+        for (_, k) in done.into_iter().take(extra) {
+            m.remove(&k);
         }
     });
 }

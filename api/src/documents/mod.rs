@@ -86,7 +86,9 @@ pub(crate) fn font(state: &AppState) -> ApiResult<Arc<pdf::Font>> {
         state.cfg.documents.font_path.clone(),
         state.cfg.documents.font_index,
     );
-    let mut g = FONTS.lock().expect("font cache lock");
+    let mut g = FONTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some(f) = g.get_or_insert_with(HashMap::new).get(&key) {
         return Ok(f.clone());
     }

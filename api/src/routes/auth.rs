@@ -94,15 +94,50 @@ async fn login(
             .outcome(Outcome::Failure)
             .details(serde_json::json!({"reason": reason}))
     };
+    // The address's budget first: over it, nothing is hashed or looked up.
+    let addr = ip.0.clone().unwrap_or_default();
+    let attempt = match state.login_throttle.begin(&addr, now) {
+        Ok(a) => a,
+        Err(wait_ms) => {
+            let secs = wait_ms.div_ceil(1000).max(1);
+            metrics::counter!("shouhu_login_throttled_total").increment(1);
+            let mut resp = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                format!("too many login attempts from this address; try again in {secs} s"),
+            )
+            .with("retry_after_secs", secs.into())
+            .into_response();
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            return Ok(resp);
+        }
+    };
+    let max = i64::from(state.cfg.auth.max_failures);
+    let lock_until = now + state.cfg.auth.lockout_minutes as i64 * 60_000;
     let Some(account) = state.db.accounts().by_username(&req.username).await? else {
-        // Spend the same time as a real check so usernames cannot be probed by timing.
+        // Answered exactly as a known name is: attempts left, then locked for the same time
+        // (counted under a keyed hash of the name), with the same time spent hashing.
+        let key = name_key(&state, &req.username);
+        if let Some(until) = state.db.accounts().unknown_lock(&key, now).await? {
+            state
+                .db
+                .audit()
+                .record(&fail("locked").outcome(Outcome::Denied))
+                .await?;
+            return Err(locked(until));
+        }
         password::verify(password::DUMMY_HASH, &req.password).await;
-        state.db.audit().record(&fail("unknown_user")).await?;
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_credentials",
-            "wrong username or password",
-        ));
+        attempt.failed();
+        let st = state
+            .db
+            .accounts()
+            .record_unknown_failure(&key, max, lock_until, &fail("unknown_user"))
+            .await?;
+        if let Some(until) = st.locked_until_ms {
+            return Err(locked(until));
+        }
+        return Err(wrong_credentials(max - st.failed_attempts));
     };
     let actor = Actor {
         account_id: Some(account.id.clone()),
@@ -123,27 +158,16 @@ async fn login(
         return Err(locked(until));
     }
     if !password::verify(&account.password_hash, &req.password).await {
-        let lock_until = now + state.cfg.auth.lockout_minutes as i64 * 60_000;
+        attempt.failed();
         let st = state
             .db
             .accounts()
-            .record_failure(
-                &account.id,
-                state.cfg.auth.max_failures as i64,
-                lock_until,
-                &fail("wrong_password"),
-            )
+            .record_failure(&account.id, max, lock_until, &fail("wrong_password"))
             .await?;
         if let Some(until) = st.locked_until_ms {
             return Err(locked(until));
         }
-        let left = state.cfg.auth.max_failures as i64 - st.failed_attempts;
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_credentials",
-            "wrong username or password",
-        )
-        .with("attempts_left", left.into()));
+        return Err(wrong_credentials(max - st.failed_attempts));
     }
     if account.status != "active" {
         state
@@ -157,6 +181,8 @@ async fn login(
             "the account is disabled",
         ));
     }
+    // A successful sign-in costs the address nothing.
+    drop(attempt);
     let token = auth::new_token();
     let hash = auth::token_hash(&token);
     let user_agent = headers
@@ -191,11 +217,39 @@ async fn login(
     Ok(resp)
 }
 
+/// A wrong username or password, with the attempts left before the name locks.
+fn wrong_credentials(left: i64) -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+        format!(
+            "wrong username or password; {} more wrong attempts lock the account",
+            left.max(0)
+        ),
+    )
+    .with("attempts_left", left.max(0).into())
+}
+
+/// A keyed hash of a username as typed (trimmed, lower-cased): what counts failures of names
+/// that name no account. The server's media-token key keys it, so the table reveals nothing
+/// typed (people type passwords into the username field).
+fn name_key(state: &AppState, username: &str) -> String {
+    use hmac::Mac;
+    let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&state.media_key[..])
+        .expect("HMAC takes any key length");
+    mac.update(b"login-name\0");
+    mac.update(username.trim().to_lowercase().as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
 fn locked(until_ms: i64) -> ApiError {
     ApiError::new(
         StatusCode::LOCKED,
         "account_locked",
-        format!("the account is locked until {}", rfc3339(until_ms)),
+        format!(
+            "too many wrong passwords: the account is locked until {} (ask an administrator to unlock it sooner)",
+            rfc3339(until_ms)
+        ),
     )
     .with("locked_until", rfc3339(until_ms).into())
 }
@@ -397,13 +451,16 @@ async fn media_token(
 #[derive(Debug, Clone)]
 pub struct ClientIp(pub Option<String>);
 
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientIp {
+impl axum::extract::FromRequestParts<AppState> for ClientIp {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
-        _: &S,
+        state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        Ok(ClientIp(auth::client_ip(parts)))
+        Ok(ClientIp(auth::client_ip(
+            parts,
+            &state.cfg.http.trusted_proxies,
+        )))
     }
 }

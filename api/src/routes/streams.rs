@@ -310,9 +310,9 @@ fn require_source(state: &AppState, device: &DeviceId, channel: &ChannelId) -> A
     Ok(())
 }
 
-/// Decode one keyframe to JPEG with GStreamer.
-async fn jpeg_of(codec: Codec, keyframe: &[u8]) -> Result<Vec<u8>, ApiError> {
-    use tokio::io::AsyncWriteExt;
+/// Decode one keyframe to JPEG with GStreamer (in one of the node's helper slots, stopped at
+/// its timeout).
+async fn jpeg_of(state: &AppState, codec: Codec, keyframe: &[u8]) -> Result<Vec<u8>, ApiError> {
     let (parse, dec) = match codec {
         Codec::H264 => ("h264parse", "avdec_h264"),
         Codec::H265 => ("h265parse", "avdec_h265"),
@@ -326,26 +326,12 @@ async fn jpeg_of(codec: Codec, keyframe: &[u8]) -> Result<Vec<u8>, ApiError> {
     };
     let pipeline =
         format!("fdsrc fd=0 ! {parse} ! {dec} ! videoconvert ! jpegenc quality=85 ! fdsink fd=1");
-    let mut child = tokio::process::Command::new("gst-launch-1.0")
-        .arg("-q")
-        .args(pipeline.split_whitespace())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| ApiError::internal(format!("gst-launch-1.0: {e}")))?;
-    let mut stdin = child.stdin.take().expect("piped");
-    let data = keyframe.to_vec();
-    let writer = tokio::spawn(async move {
-        let _ = stdin.write_all(&data).await;
-        drop(stdin);
-    });
-    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
-        .await
-        .map_err(|_| ApiError::internal("snapshot decoder timed out"))?
-        .map_err(ApiError::internal)?;
-    let _ = writer.await;
+    let mut cmd = tokio::process::Command::new("gst-launch-1.0");
+    cmd.arg("-q").args(pipeline.split_whitespace());
+    let out = state
+        .subprocesses
+        .run("snapshot decoding (gst-launch)", cmd, keyframe.to_vec())
+        .await?;
     if !out.status.success() || !out.stdout.starts_with(&[0xFF, 0xD8]) {
         return Err(ApiError::internal(format!(
             "snapshot decoder failed: {}",
@@ -388,7 +374,7 @@ async fn snapshot(
         .keyframe(Duration::from_secs(15))
         .await
         .map_err(hub_error)?;
-    let jpeg = jpeg_of(key.codec, &key.data).await?;
+    let jpeg = jpeg_of(&state, key.codec, &key.data).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "image/jpeg"),

@@ -408,6 +408,24 @@ pub fn urlencode(s: &str) -> String {
 /// Run an async test body against a server on each engine.
 #[macro_export]
 macro_rules! on_both {
+    ($name:ident, configure = $cfg:expr, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let s = common::start_with(common::Engine::Sqlite, $cfg)
+                    .await
+                    .unwrap();
+                ($body)(s).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(s) = common::start_with(common::Engine::Postgres, $cfg).await {
+                    ($body)(s).await;
+                }
+            }
+        }
+    };
     ($name:ident, $body:expr) => {
         mod $name {
             use super::*;

@@ -42,7 +42,10 @@ pub struct SipServerConfig {
     pub platform: PlatformConfig,
     /// Most TCP connections at once.
     pub max_tcp_connections: usize,
-    /// A TCP connection silent this long is closed.
+    /// Most TCP connections at once from one address (IPv6: its /64).
+    pub max_tcp_per_address: usize,
+    /// A TCP connection that delivers no whole message for this long is closed (stray bytes
+    /// do not restart the timer).
     pub tcp_idle_timeout: Duration,
 }
 
@@ -51,6 +54,7 @@ impl Default for SipServerConfig {
         Self {
             platform: PlatformConfig::default(),
             max_tcp_connections: 20_000,
+            max_tcp_per_address: 64,
             tcp_idle_timeout: Duration::from_secs(300),
         }
     }
@@ -92,6 +96,8 @@ struct Inner {
     udp: OnceLock<Arc<UdpSocket>>,
     addrs: OnceLock<(SocketAddr, SocketAddr)>,
     tcp: Mutex<HashMap<u64, mpsc::Sender<Vec<u8>>>>,
+    /// Open TCP connections per source key (the address; IPv6 its /64).
+    tcp_per_source: Mutex<HashMap<std::net::IpAddr, usize>>,
     sink: Arc<dyn UnitEventSink>,
     updates: mpsc::UnboundedSender<DeviceUpdate>,
     streams: OnceLock<mpsc::UnboundedSender<StreamUpdate>>,
@@ -244,6 +250,7 @@ impl SipServer {
                 udp: OnceLock::new(),
                 addrs: OnceLock::new(),
                 tcp: Mutex::new(HashMap::new()),
+                tcp_per_source: Mutex::new(HashMap::new()),
                 sink,
                 updates,
                 streams: OnceLock::new(),
@@ -517,7 +524,23 @@ async fn tcp_loop(inner: Arc<Inner>, listener: TcpListener, mut shutdown: watch:
         let open = inner.tcp.lock().unwrap_or_else(|e| e.into_inner()).len();
         if open >= inner.cfg.max_tcp_connections {
             tracing::warn!(remote = %from, open, "sip.tcp_connection_refused");
+            metrics::counter!("shouhu_sip_tcp_refused_total", "reason" => "global").increment(1);
             continue;
+        }
+        let source = source_key(from.ip());
+        {
+            let mut per = inner
+                .tcp_per_source
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let n = per.entry(source).or_insert(0);
+            if *n >= inner.cfg.max_tcp_per_address {
+                tracing::debug!(remote = %from, open = *n, "sip.tcp_connection_refused_per_address");
+                metrics::counter!("shouhu_sip_tcp_refused_total", "reason" => "per_address")
+                    .increment(1);
+                continue;
+            }
+            *n += 1;
         }
         let _ = stream.set_nodelay(true);
         let conn = inner.next_conn.fetch_add(1, Ordering::Relaxed);
@@ -557,15 +580,20 @@ async fn tcp_connection(
         addr: from,
     };
     let mut framer = StreamFramer::new();
-    let mut buf = vec![0u8; 16 * 1024];
+    let mut buf = vec![0u8; 4 * 1024];
+    // The idle timer restarts on whole messages only: a byte now and then (a slow-loris)
+    // does not keep the connection.
+    let mut last_message = tokio::time::Instant::now();
     let reason = loop {
         let n = tokio::select! {
-            r = tokio::time::timeout(inner.cfg.tcp_idle_timeout, rd.read(&mut buf)) => match r {
-                Err(_) => break "idle".to_string(),
-                Ok(Ok(0)) => break "closed by peer".to_string(),
-                Ok(Ok(n)) => n,
-                Ok(Err(e)) => break e.to_string(),
+            r = rd.read(&mut buf) => match r {
+                Ok(0) => break "closed by peer".to_string(),
+                Ok(n) => n,
+                Err(e) => break e.to_string(),
             },
+            _ = tokio::time::sleep_until(last_message + inner.cfg.tcp_idle_timeout) => {
+                break "idle (no whole message)".to_string()
+            }
             _ = shutdown.changed() => break "shutdown".to_string(),
         };
         framer.push(&buf[..n]);
@@ -574,6 +602,7 @@ async fn tcp_connection(
             match framer.next() {
                 Ok(None) => break,
                 Ok(Some(Framed::Message(msg))) => {
+                    last_message = tokio::time::Instant::now();
                     inner.stats.received.fetch_add(1, Ordering::Relaxed);
                     inner.deliver(peer, msg).await;
                 }
@@ -600,9 +629,34 @@ async fn tcp_connection(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .remove(&conn);
+    {
+        let mut per = inner
+            .tcp_per_source
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let source = source_key(from.ip());
+        if let Some(n) = per.get_mut(&source) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                per.remove(&source);
+            }
+        }
+    }
     writer.abort();
     let out = inner.with_platform(|p, _| p.on_connection_closed(conn));
     inner.carry_out(out).await;
+}
+
+/// The key connections are counted under: the address, or for IPv6 its /64 (one subscriber's
+/// prefix).
+fn source_key(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V4(_) => ip,
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            std::net::IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+    }
 }
 
 /// Delete expired nonces from the store once a minute.

@@ -137,7 +137,11 @@ impl UnauthSlot {
             return;
         }
         self.table.total.fetch_sub(1, Ordering::Relaxed);
-        let mut m = self.table.by_source.lock().expect("unauthenticated lock");
+        let mut m = self
+            .table
+            .by_source
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(n) = m.get_mut(&self.key) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -326,7 +330,7 @@ impl Jt808Server {
             .unauthenticated
             .by_source
             .lock()
-            .expect("unauthenticated lock");
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let n = m.get(&key).copied().unwrap_or(0);
         if n >= self.cfg.max_unauthenticated_per_source {
             return Err("source");
@@ -335,7 +339,7 @@ impl Jt808Server {
         if !self
             .budget
             .lock()
-            .expect("budget lock")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .charge(peer.ip(), 1, now)
         {
             return Err("budget");
@@ -357,7 +361,7 @@ impl Jt808Server {
         let link = self
             .connected
             .lock()
-            .expect("connections lock")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(vehicle_id)
             .cloned();
         let Some(link) = link else { return false };
@@ -380,7 +384,7 @@ impl Jt808Server {
         let tx = self
             .connected
             .lock()
-            .expect("connections lock")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(unit_id)
             .map(|l| l.commands.clone())
             .ok_or(CommandError::NotConnected)?;
@@ -429,12 +433,15 @@ impl Jt808Server {
         let mut charged = 0u64;
         let mut buf = vec![0u8; 2048];
         let started = tokio::time::Instant::now();
+        // The idle timer restarts on whole frames only: a byte now and then (a slow-loris)
+        // does not keep the connection.
+        let mut last_frame = started;
+        let mut frames_seen = 0u64;
         let reason = loop {
             let deadline = if s.unit_id().is_none() {
-                (started + self.cfg.auth_timeout)
-                    .min(tokio::time::Instant::now() + self.cfg.idle_timeout)
+                (started + self.cfg.auth_timeout).min(last_frame + self.cfg.idle_timeout)
             } else {
-                tokio::time::Instant::now() + self.cfg.idle_timeout
+                last_frame + self.cfg.idle_timeout
             };
             let n = tokio::select! {
                 r = stream.read(&mut buf) => match r {
@@ -463,15 +470,19 @@ impl Jt808Server {
             }
             let now = (self.now)();
             let actions = s.on_bytes(&buf[..n], now);
+            if s.frames() > frames_seen {
+                frames_seen = s.frames();
+                last_frame = tokio::time::Instant::now();
+            }
             // Frames before authentication are charged to the source address before anything
             // is looked up for them.
             let unauth = s.unauthenticated_frames();
             if unauth > charged {
-                let ok = self.budget.lock().expect("budget lock").charge(
-                    peer.ip(),
-                    unauth - charged,
-                    now,
-                );
+                let ok = self
+                    .budget
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .charge(peer.ip(), unauth - charged, now);
                 charged = unauth;
                 if !ok {
                     self.stats
@@ -624,14 +635,18 @@ impl Jt808Server {
                             tracing::warn!(terminal = %phone, %peer, "JT/T 808 authentication refused");
                         }
                         if let Some(u) = &unit {
-                            let old = self.connected.lock().expect("connections lock").insert(
-                                u.clone(),
-                                Link {
-                                    commands: ctx.clone(),
-                                    close: taken_over.clone(),
-                                    revoked: revoked.clone(),
-                                },
-                            );
+                            let old = self
+                                .connected
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .insert(
+                                    u.clone(),
+                                    Link {
+                                        commands: ctx.clone(),
+                                        close: taken_over.clone(),
+                                        revoked: revoked.clone(),
+                                    },
+                                );
                             if let Some(old) = old.filter(|o| !o.commands.same_channel(&ctx)) {
                                 // The terminal's older connection (a link that dropped without
                                 // a FIN) closes; commands go here now.
@@ -662,7 +677,10 @@ impl Jt808Server {
         // taken over leaves the unit to its successor.
         let mut current = false;
         if let Some(u) = s.unit_id() {
-            let mut c = self.connected.lock().expect("connections lock");
+            let mut c = self
+                .connected
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if c.get(u).is_some_and(|l| l.commands.same_channel(&ctx)) {
                 c.remove(u);
                 current = true;
@@ -694,7 +712,10 @@ impl Jt808Server {
             }
         }
         let key = source_key(peer.ip());
-        let mut m = self.open_created.lock().expect("open registration lock");
+        let mut m = self
+            .open_created
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if m.len() >= MAX_AUDIT_PHONES && !m.contains_key(&key) {
             m.retain(|_, (start, _)| *start > now_ms - 60_000);
         }
@@ -712,7 +733,10 @@ impl Jt808Server {
     /// Whether a refused registration of the unknown terminal `phone` is due for the audit log
     /// (at most once a minute per phone).
     fn audit_unknown_due(&self, phone: &str, now_ms: i64) -> bool {
-        let mut m = self.unknown_audited.lock().expect("audit lock");
+        let mut m = self
+            .unknown_audited
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let key = normalize_phone(phone);
         if m.get(&key).is_some_and(|&t| t > now_ms - 60_000) {
             return false;

@@ -89,6 +89,7 @@ pub struct Session {
     bad_in_a_row: u32,
     unauthenticated: u32,
     unauthenticated_total: u64,
+    frames_total: u64,
     identity_attempts: u32,
     closed: bool,
 }
@@ -146,6 +147,12 @@ impl Session {
         self.unauthenticated_total
     }
 
+    /// Whole frames received (good or bad) over the connection's life: the I/O layer's idle
+    /// timer restarts only when this grows, never on stray bytes.
+    pub fn frames(&self) -> u64 {
+        self.frames_total
+    }
+
     fn next_serial(&mut self) -> u16 {
         self.serial = self.serial.wrapping_add(1);
         self.serial
@@ -172,6 +179,7 @@ impl Session {
         }
         self.deframer.push(bytes);
         while let Some(r) = self.deframer.next_frame() {
+            self.frames_total += 1;
             match r {
                 Ok(f) => {
                     self.bad_in_a_row = 0;

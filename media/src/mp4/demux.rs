@@ -230,14 +230,20 @@ fn avcc(r: &[u8]) -> Option<(Vec<Vec<u8>>, u8)> {
     at += 1;
     for _ in 0..n_sps {
         let l = usize::from(u16::from_be_bytes(r.get(at..at + 2)?.try_into().ok()?));
-        sets.push(r.get(at + 2..at + 2 + l)?.to_vec());
+        let set = r.get(at + 2..at + 2 + l)?;
+        if !set.is_empty() {
+            sets.push(set.to_vec());
+        }
         at += 2 + l;
     }
     let n_pps = usize::from(*r.get(at)?);
     at += 1;
     for _ in 0..n_pps {
         let l = usize::from(u16::from_be_bytes(r.get(at..at + 2)?.try_into().ok()?));
-        sets.push(r.get(at + 2..at + 2 + l)?.to_vec());
+        let set = r.get(at + 2..at + 2 + l)?;
+        if !set.is_empty() {
+            sets.push(set.to_vec());
+        }
         at += 2 + l;
     }
     Some((sets, len))
@@ -254,7 +260,10 @@ fn hvcc(r: &[u8]) -> Option<(Vec<Vec<u8>>, u8)> {
         at += 3;
         for _ in 0..n {
             let l = usize::from(u16::from_be_bytes(r.get(at..at + 2)?.try_into().ok()?));
-            sets.push(r.get(at + 2..at + 2 + l)?.to_vec());
+            let set = r.get(at + 2..at + 2 + l)?;
+            if !set.is_empty() {
+                sets.push(set.to_vec());
+            }
             at += 2 + l;
         }
     }
@@ -342,6 +351,12 @@ fn samples(stbl: &[u8], track: u32, file_len: u64) -> Result<Vec<SampleRef>, Dem
     let runs: Vec<(u32, u32)> = (0..nc)
         .filter_map(|i| Some((u32_at(sc, 12 * i)?, u32_at(sc, 12 * i + 4)?)))
         .collect();
+    // Runs start at chunk 1 and ascend (ISO/IEC 14496-12 8.7.4): the chunk walk below then
+    // finds each chunk's run by moving forward only.
+    let unordered = runs.windows(2).any(|w| w[0].0 >= w[1].0);
+    if unordered || (!offsets.is_empty() && runs.first().is_none_or(|r| r.0 != 1)) {
+        return Err(m("stsc"));
+    }
     // Decode times.
     let stts = child_of(stbl, b"stts").ok_or(m("stts"))?;
     let (nt, tt) = table(stts, 0, 8, "stts")?;
@@ -354,14 +369,16 @@ fn samples(stbl: &[u8], track: u32, file_len: u64) -> Result<Vec<SampleRef>, Dem
     let mut out: Vec<SampleRef> = Vec::with_capacity(n.min(1 << 20));
     // Offsets: walk the chunks.
     let mut sample = 0usize;
+    let mut run = 0usize;
     for (ci, off) in offsets.iter().enumerate() {
-        let chunk = ci as u32 + 1;
-        let per = runs
-            .iter()
-            .rev()
-            .find(|(first, _)| *first <= chunk)
-            .map(|r| r.1)
-            .ok_or(m("stsc"))?;
+        if sample >= n {
+            break;
+        }
+        let chunk = u32::try_from(ci + 1).map_err(|_| m("stco"))?;
+        while runs.get(run + 1).is_some_and(|r| r.0 <= chunk) {
+            run += 1;
+        }
+        let per = runs.get(run).map(|r| r.1).ok_or(m("stsc"))?;
         let mut at = *off;
         for _ in 0..per {
             if sample >= n {
@@ -382,19 +399,22 @@ fn samples(stbl: &[u8], track: u32, file_len: u64) -> Result<Vec<SampleRef>, Dem
     if out.len() != n {
         return Err(DemuxError::Malformed("stsc"));
     }
-    // Times.
+    // Times. A run's count is the file's word, not the samples': each run touches at most the
+    // samples still without a time, so the cost follows the samples, not a count of 2^32.
     let mut dts = 0u64;
     let mut i = 0usize;
     for e in 0..nt {
+        if i >= n {
+            break;
+        }
         let count = u32_at(tt, 8 * e).unwrap_or(0) as usize;
         let delta = u64::from(u32_at(tt, 8 * e + 4).unwrap_or(0));
-        for _ in 0..count {
-            if let Some(s) = out.get_mut(i) {
-                s.dts = dts;
-            }
+        let take = count.min(n - i);
+        for s in &mut out[i..i + take] {
+            s.dts = dts;
             dts = dts.saturating_add(delta);
-            i += 1;
         }
+        i += take;
     }
     if i < n {
         return Err(DemuxError::Malformed("stts"));
@@ -402,6 +422,9 @@ fn samples(stbl: &[u8], track: u32, file_len: u64) -> Result<Vec<SampleRef>, Dem
     if let Some((nc, cb, signed)) = ctts {
         let mut i = 0usize;
         for e in 0..nc {
+            if i >= n {
+                break;
+            }
             let count = u32_at(cb, 8 * e).unwrap_or(0) as usize;
             let raw = u32_at(cb, 8 * e + 4).unwrap_or(0);
             let off = if signed {
@@ -409,12 +432,11 @@ fn samples(stbl: &[u8], track: u32, file_len: u64) -> Result<Vec<SampleRef>, Dem
             } else {
                 i64::from(raw)
             };
-            for _ in 0..count {
-                if let Some(s) = out.get_mut(i) {
-                    s.cts = off;
-                }
-                i += 1;
+            let take = count.min(n - i);
+            for s in &mut out[i..i + take] {
+                s.cts = off;
             }
+            i += take;
         }
     }
     if let Some((ns, sb)) = stss {
@@ -463,6 +485,18 @@ impl Movie {
             .chain(self.audio.as_ref())
             .collect();
         let mut next = vec![0usize; tracks.len()];
+        // The parameter sets in Annex B, once per track: each sync sample starts with them.
+        let prefixes: Vec<Vec<u8>> = tracks
+            .iter()
+            .map(|t| {
+                t.config
+                    .iter()
+                    .flat_map(|p| [&[0u8, 0, 0, 1][..], p.as_slice()])
+                    .flatten()
+                    .copied()
+                    .collect()
+            })
+            .collect();
         std::iter::from_fn(move || {
             // The track whose next sample decodes first.
             let (ti, s) = tracks
@@ -486,10 +520,7 @@ impl Movie {
                 Codec::H264 | Codec::H265 => {
                     let mut au = Vec::with_capacity(bytes.len() + 64);
                     if s.sync {
-                        for p in &t.config {
-                            au.extend_from_slice(&[0, 0, 0, 1]);
-                            au.extend_from_slice(p);
-                        }
+                        au.extend_from_slice(&prefixes[ti]);
                     }
                     let mut at = 0usize;
                     let w = usize::from(t.nal_len);
@@ -561,6 +592,39 @@ mod tests {
         file[at + 8..at + 12].copy_from_slice(&1u32.to_be_bytes());
         file[at + 12..at + 16].copy_from_slice(&20_000_000u32.to_be_bytes());
         assert_eq!(read(&file).err(), Some(DemuxError::Malformed("stsz")));
+    }
+
+    /// The fuzzer's slow input (issue 21 item 8): camera.mp4 with every `stts` and `ctts` run
+    /// claiming 2^32 - 1 samples. The runs' cost follows the samples: the first run times them
+    /// all, the rest are not walked.
+    #[test]
+    fn run_counts_of_2_pow_32_cost_what_the_samples_cost() {
+        let good = read(include_bytes!(
+            "../../../fuzz/corpus-seed/mp4_demux/camera.mp4"
+        ))
+        .unwrap();
+        let file = include_bytes!("../../../fuzz/corpus-seed/mp4_demux/stts-count-2e32.mp4");
+        let m = read(file).unwrap();
+        let v = &m.video.samples;
+        assert_eq!(v.len(), good.video.samples.len());
+        let delta = v[1].dts - v[0].dts;
+        assert!(delta > 0);
+        assert!(v.iter().enumerate().all(|(i, s)| s.dts == delta * i as u64));
+        assert!(v.iter().all(|s| s.cts == v[0].cts));
+        assert_eq!(
+            m.frames(file).filter(Result::is_ok).count(),
+            good.frames(file).count()
+        );
+    }
+
+    /// Sample-to-chunk runs must start at chunk 1 and ascend; any other order is refused.
+    #[test]
+    fn sample_to_chunk_runs_out_of_order_are_refused() {
+        let mut file = include_bytes!("../../../fuzz/corpus-seed/mp4_demux/camera.mp4").to_vec();
+        let at = file.windows(4).position(|w| w == b"stsc").expect("stsc");
+        // The first run's first chunk (after version/flags and the count).
+        file[at + 12..at + 16].copy_from_slice(&2u32.to_be_bytes());
+        assert_eq!(read(&file).err(), Some(DemuxError::Malformed("stsc")));
     }
 
     #[test]

@@ -88,7 +88,7 @@ export function renderLogin(root: HTMLElement, o: { notice?: string; onLoggedIn:
       o.onLoggedIn(me);
     } catch (e) {
       password.value = '';
-      // Chinese by code: 用户名或密码错误，还可尝试 N 次 / 账号已锁定，请于 … 后重试 / 账号已停用 …
+      // Chinese by code: 用户名或密码错误，再错 N 次账号将被锁定 / 密码错误次数过多，账号已锁定，请于 … 后重试 / 登录尝试过于频繁 / 账号已停用 …
       showError(errorText(e));
       password.focus();
     } finally {

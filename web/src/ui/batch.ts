@@ -12,6 +12,8 @@ interface BatchStatus {
   failed: { id: string; message: string }[];
   finished: boolean;
   size: number | null;
+  /** Waiting for a free worker (the server renders a few batches at once). */
+  queued: boolean;
 }
 
 export type BatchKind = 'inspection_records' | 'rectification_orders' | 'case_documents';
@@ -43,7 +45,7 @@ export async function batchPrint(kind: BatchKind, ids: string[], format: 'pdf' |
   while (d.el.isConnected) {
     const pct = st.total ? Math.round((st.done * 100) / st.total) : 100;
     fill.style.width = `${pct}%`;
-    text.textContent = `${st.done} / ${st.total}（${pct}%）`;
+    text.textContent = st.queued ? '排队等待中，前面的批量打印完成后开始…' : `${st.done} / ${st.total}（${pct}%）`;
     errors.replaceChildren(...st.failed.map((f) => h('li', null, `${f.id || '压缩包'}：${f.message}`)));
     if (st.finished) break;
     await new Promise((r) => setTimeout(r, 400));

@@ -147,7 +147,7 @@ struct Spool {
 
 impl Spool {
     async fn new(dir: &std::path::Path) -> ApiResult<Self> {
-        tokio::fs::create_dir_all(dir)
+        shouhu_storage::private_fs::create_dir_all_async(dir)
             .await
             .map_err(ApiError::internal)?;
         Ok(Self {
@@ -161,7 +161,7 @@ impl Spool {
         use futures::StreamExt;
         use sha2::Digest;
         use tokio::io::AsyncWriteExt;
-        let mut f = tokio::fs::File::create(&self.path)
+        let mut f = shouhu_storage::private_fs::create_file_async(&self.path)
             .await
             .map_err(ApiError::internal)?;
         let mut sha = sha2::Sha256::new();

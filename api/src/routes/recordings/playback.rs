@@ -127,7 +127,7 @@ async fn segment_aac(
         return Ok(hit.clone());
     }
     let data = state.blobs.get(&s.blob_key).await?;
-    let out = to_aac(&data).await?;
+    let out = to_aac(state, &data).await?;
     let init = layout(&out)
         .map(|l| l.init_len)
         .ok_or_else(|| ApiError::internal("the transcoded segment has no init section"))?;
@@ -148,51 +148,39 @@ fn transcoded() -> &'static Transcoded {
     CACHE.get_or_init(Default::default)
 }
 
-/// A segment with its G.711 or Opus audio as AAC (video copied), by ffmpeg.
-async fn to_aac(data: &[u8]) -> ApiResult<Vec<u8>> {
-    use tokio::io::AsyncWriteExt;
-    let mut child = tokio::process::Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-f",
-            "mp4",
-            "-i",
-            "pipe:0",
-            "-map",
-            "0:v?",
-            "-map",
-            "0:a?",
-            "-c:v",
-            "copy",
-            "-c:a",
-            "aac",
-            "-b:a",
-            "48k",
-            "-ar",
-            "16000",
-            "-f",
-            "mp4",
-            "-movflags",
-            "+frag_keyframe+empty_moov+default_base_moof",
-            "pipe:1",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| ApiError::internal(format!("ffmpeg: {e}")))?;
-    let mut stdin = child.stdin.take().expect("piped");
-    let input = data.to_vec();
-    let feed = tokio::spawn(async move {
-        let _ = stdin.write_all(&input).await;
-    });
-    let out = child
-        .wait_with_output()
-        .await
-        .map_err(|e| ApiError::internal(format!("ffmpeg: {e}")))?;
-    let _ = feed.await;
+/// A segment with its G.711 or Opus audio as AAC (video copied), by ffmpeg (in one of the
+/// node's helper slots, stopped at its timeout).
+async fn to_aac(state: &AppState, data: &[u8]) -> ApiResult<Vec<u8>> {
+    let mut cmd = tokio::process::Command::new("ffmpeg");
+    cmd.args([
+        "-v",
+        "error",
+        "-f",
+        "mp4",
+        "-i",
+        "pipe:0",
+        "-map",
+        "0:v?",
+        "-map",
+        "0:a?",
+        "-c:v",
+        "copy",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "48k",
+        "-ar",
+        "16000",
+        "-f",
+        "mp4",
+        "-movflags",
+        "+frag_keyframe+empty_moov+default_base_moof",
+        "pipe:1",
+    ]);
+    let out = state
+        .subprocesses
+        .run("audio transcoding (ffmpeg)", cmd, data.to_vec())
+        .await?;
     if !out.status.success() || out.stdout.is_empty() {
         return Err(ApiError::internal(format!(
             "transcoding the audio failed: {}",
