@@ -297,7 +297,7 @@ impl AccountRepo<'_> {
         Ok(until.flatten().filter(|u| *u > now_ms))
     }
 
-    /// Count a failed login naming no account, as [`Accounts::record_failure`] counts an
+    /// Count a failed login naming no account, as [`Self::record_failure`] counts an
     /// account's: the `max_failures`-th locks the name until `lock_until_ms` (and the counter
     /// restarts). Writes `audit` (with `locked`), and `auth.lockout` when it locks. Rows not
     /// touched for a day are purged.
