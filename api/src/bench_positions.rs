@@ -111,13 +111,28 @@ fn postgres_cpu_s() -> f64 {
 }
 
 pub(crate) fn proc_rss_mb(pid: u32) -> f64 {
+    proc_status_mb(pid, "VmRSS:")
+}
+
+/// A `/proc/PID/status` figure in kB, as MB.
+fn proc_status_mb(pid: u32, key: &str) -> f64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     s.lines()
-        .find(|l| l.starts_with("VmRSS:"))
+        .find(|l| l.starts_with(key))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse::<f64>().ok())
         .unwrap_or(0.0)
         / 1024.0
+}
+
+/// The resident set and its parts: (total, anonymous — heaps, caches —, file-backed — the
+/// database read through its memory map —), MB.
+fn proc_rss_parts_mb(pid: u32) -> (f64, f64, f64) {
+    (
+        proc_status_mb(pid, "VmRSS:"),
+        proc_status_mb(pid, "RssAnon:"),
+        proc_status_mb(pid, "RssFile:"),
+    )
 }
 
 struct Server {
@@ -161,6 +176,8 @@ async fn start_server(dir: &Path, url: &str) -> anyhow::Result<Server> {
         .env("SHOUHU__JT808__SOURCE_BURST", "100000")
         .env("SHOUHU__JT808__SOURCE_PER_SEC", "10000")
         .env("SHOUHU__JT808__MAX_UNAUTHENTICATED_PER_SOURCE", "30000")
+        // And every WebSocket client from 127.0.0.1 too.
+        .env("SHOUHU__HTTP__MAX_CONNECTIONS_PER_ADDRESS", "10000")
         .env("SHOUHU_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -573,9 +590,14 @@ async fn full_load(
     let me0 = proc_cpu_s(std::process::id());
     let pg0 = postgres_cpu_s();
     let mut rss_max: f64 = 0.0;
+    let mut rss_parts = (0.0, 0.0);
     let end = Instant::now() + Duration::from_secs(args.duration);
     while Instant::now() < end {
-        rss_max = rss_max.max(proc_rss_mb(pid));
+        let (rss, anon, file) = proc_rss_parts_mb(pid);
+        if rss > rss_max {
+            rss_max = rss;
+            rss_parts = (anon, file);
+        }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let secs = wall0.elapsed().as_secs_f64();
@@ -593,10 +615,10 @@ async fn full_load(
     let recv_window = recv_total - recv0;
     let lost = sent_total as f64 - recv_total;
     println!(
-        "| full load | {} terminals × 1 report/s over TCP; {} city-wide + {} district WebSocket clients; {} s | reports sent {} ({:.0}/s), received by the server {:.0}, lost {:.0} (whole run: sent {sent_total}, received {recv_total:.0}); positions delivered {} ({:.0}/s); latency p50 {:.1} ms, p99 {:.1} ms (batch interval 250 ms); server CPU {:.1} % of one core, peak RSS {:.0} MB; {}load generator and clients {:.1} % |",
+        "| full load | {} terminals × 1 report/s over TCP; {} city-wide + {} district WebSocket clients; {} s | reports sent {} ({:.0}/s), received by the server {:.0}, lost {:.0} (whole run: sent {sent_total}, received {recv_total:.0}); positions delivered {} ({:.0}/s); latency p50 {:.1} ms, p99 {:.1} ms (batch interval 250 ms); server CPU {:.1} % of one core, peak RSS {:.0} MB (anonymous {:.0}, file-backed {:.0}); {}load generator and clients {:.1} % |",
         args.terminals, args.wall_clients, args.district_clients, args.duration,
         sent_window, sent_window as f64 / secs, recv_window, lost.max(0.0), del, del as f64 / secs, p50, p99,
-        cpu / secs * 100.0, rss_max,
+        cpu / secs * 100.0, rss_max, rss_parts.0, rss_parts.1,
         if args.database_url.is_some() { format!("PostgreSQL processes {:.1} %; ", pg / secs * 100.0) } else { String::new() },
         me / secs * 100.0,
     );

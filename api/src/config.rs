@@ -448,6 +448,21 @@ pub struct DatabaseConfig {
     pub url: Secret,
     /// Pool size. Default 16.
     pub max_connections: u32,
+    /// SQLite: page cache per connection, MiB (allocated as pages are used). Default 128.
+    pub sqlite_cache_mib: u64,
+    /// SQLite: memory map of the database file, MiB (pages read through it count as resident,
+    /// file-backed memory). Default 8192.
+    pub sqlite_mmap_mib: u64,
+}
+
+impl DatabaseConfig {
+    /// SQLite's memory settings.
+    pub fn sqlite_tuning(&self) -> shouhu_storage::SqliteTuning {
+        shouhu_storage::SqliteTuning {
+            cache_mib: self.sqlite_cache_mib,
+            mmap_mib: self.sqlite_mmap_mib,
+        }
+    }
 }
 
 impl Default for DatabaseConfig {
@@ -455,6 +470,8 @@ impl Default for DatabaseConfig {
         Self {
             url: Secret::default(),
             max_connections: 16,
+            sqlite_cache_mib: 128,
+            sqlite_mmap_mib: 8192,
         }
     }
 }

@@ -37,7 +37,12 @@ pub async fn build_state(cfg: Config, clock: Arc<dyn Clock>) -> anyhow::Result<A
             cfg.server.data_dir.display()
         )
     })?;
-    let db = Db::connect(&cfg.database_url(), cfg.database.max_connections).await?;
+    let db = Db::connect_tuned(
+        &cfg.database_url(),
+        cfg.database.max_connections,
+        cfg.database.sqlite_tuning(),
+    )
+    .await?;
     db.migrate().await?;
     build_state_with_db(cfg, clock, db).await
 }

@@ -100,6 +100,25 @@ macro_rules! with_pool {
 }
 pub(crate) use with_pool;
 
+/// SQLite's memory settings per connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SqliteTuning {
+    /// Page cache per connection, MiB (allocated as pages are used).
+    pub cache_mib: u64,
+    /// Memory map of the database file, MiB (address space; the pages read count as resident,
+    /// file-backed memory the OS may reclaim).
+    pub mmap_mib: u64,
+}
+
+impl Default for SqliteTuning {
+    fn default() -> Self {
+        SqliteTuning {
+            cache_mib: 128,
+            mmap_mib: 8192,
+        }
+    }
+}
+
 /// Transactions that write. On SQLite they begin `IMMEDIATE`: a deferred transaction that reads
 /// and then writes fails at once with "database is locked" (`SQLITE_BUSY_SNAPSHOT`, which the
 /// busy timeout does not wait out) when another connection committed in between; taking the
@@ -130,6 +149,15 @@ impl Db {
     /// `max_connections` connections. SQLite files are created if missing and run in WAL mode.
     /// Migrations are not applied; call [`Db::migrate`].
     pub async fn connect(url: &str, max_connections: u32) -> StorageResult<Self> {
+        Self::connect_tuned(url, max_connections, SqliteTuning::default()).await
+    }
+
+    /// [`Db::connect`] with SQLite's memory settings (ignored for PostgreSQL).
+    pub async fn connect_tuned(
+        url: &str,
+        max_connections: u32,
+        tuning: SqliteTuning,
+    ) -> StorageResult<Self> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let opts = PgConnectOptions::from_str(url)?;
             let pool = PgPoolOptions::new()
@@ -169,10 +197,16 @@ impl Db {
                 // A 128 MiB page cache per connection (allocated as pages are used; SQLite's
                 // default is 2 MiB): the indexes of a city's year of work stay in memory instead
                 // of being re-read and re-written through the OS on every random insert.
-                .pragma("cache_size", "-131072")
+                .pragma(
+                    "cache_size",
+                    format!("-{}", tuning.cache_mib.saturating_mul(1024)),
+                )
                 // Read pages through a memory map: a connection whose cache another connection's
                 // write invalidated re-reads from the map instead of copying through `pread`.
-                .pragma("mmap_size", "8589934592")
+                .pragma(
+                    "mmap_size",
+                    tuning.mmap_mib.saturating_mul(1 << 20).to_string(),
+                )
                 // Each embedded connection keeps its prepared statements (and page cache) in our
                 // process: a modest cache, and connections a burst opened are closed once idle.
                 .statement_cache_capacity(32);

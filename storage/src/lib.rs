@@ -58,7 +58,7 @@ pub mod uscc;
 pub mod vehicles;
 pub mod work_orders;
 
-pub use db::{Db, Engine};
+pub use db::{Db, Engine, SqliteTuning};
 pub use error::{StorageError, StorageResult};
 
 /// A page of results with the total count of matching rows.

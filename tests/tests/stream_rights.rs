@@ -198,45 +198,80 @@ impl Demo {
             .any(|s| s["device_id"] == device && s["channel_id"] == channel)
     }
 
-    /// A recorder bound to the officer of the account `user` (the phone app's).
-    async fn recorder_of(&self, user: &str) {
-        let token = login(&self.http, user).await;
-        let (_, me) = self.req(&token, Method::GET, "/auth/me", None).await;
-        let acc = if me["account"].is_object() {
-            &me["account"]
-        } else {
-            &me
-        };
-        let account = acc["id"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{me}"))
+    /// A phone app of its own: a fresh officer account (the demo's simulated apps sign in as
+    /// `app1`… and would supersede a test's session of theirs), its password changed, bound to
+    /// an officer of 黄浦 with the recorder `APP_DEVICE`; the app's session token.
+    async fn own_app(&self) -> String {
+        let (_, units) = self.req(&self.admin, Method::GET, "/org-units", None).await;
+        let list = units["items"]
+            .as_array()
+            .or(units.as_array())
+            .cloned()
+            .unwrap_or_default();
+        let org = list
+            .iter()
+            .find(|u| u["name"].as_str().is_some_and(|n| n.contains("黄浦")))
+            .and_then(|u| u["id"].as_str())
+            .unwrap_or_else(|| panic!("黄浦 in {units}"))
             .to_string();
-        let org = acc["org_unit_id"].as_str().unwrap().to_string();
-        let mut officer = None;
-        for page in 1..=20 {
-            let v = self
-                .get(&format!("/officers?page={page}&page_size=100"))
-                .await;
-            let items = v["items"].as_array().unwrap();
-            officer = items
-                .iter()
-                .find(|o| o["account_id"] == json!(account))
-                .map(|o| o["id"].as_str().unwrap().to_string());
-            if officer.is_some() || items.is_empty() {
-                break;
-            }
-        }
-        let officer = officer.unwrap_or_else(|| panic!("{user} is bound to an officer"));
+        let first = "First@2026abc";
+        let (s, acc) = self
+            .req(
+                &self.admin,
+                Method::POST,
+                "/accounts",
+                Some(
+                    json!({"username": "rights_app", "display_name": "测试终端", "password": first,
+                    "role": "officer", "org_unit_id": org}),
+                ),
+            )
+            .await;
+        assert_eq!(s, 200, "{acc}");
+        let r: Value = reqwest::Client::new()
+            .post(format!("{}/api/v1/auth/login", self.http))
+            .json(&json!({"username": "rights_app", "password": first}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = r["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{r}"))
+            .to_string();
+        let (s, v) = self
+            .req(
+                &token,
+                Method::POST,
+                "/auth/password",
+                Some(json!({"old_password": first, "new_password": PW})),
+            )
+            .await;
+        assert!(s < 300, "{v}");
+        let (s, officer) = self
+            .req(
+                &self.admin,
+                Method::POST,
+                "/officers",
+                Some(
+                    json!({"name": "测试警员", "certificate_no": "RIGHTS-0001", "org_unit_id": org,
+                    "account_id": acc["id"]}),
+                ),
+            )
+            .await;
+        assert_eq!(s, 200, "{officer}");
         let (s, v) = self
             .req(
                 &self.admin,
                 Method::POST,
                 "/recorders",
                 Some(json!({"device_id": APP_DEVICE, "name": "手机执法终端",
-                    "org_unit_id": org, "officer_id": officer})),
+                    "org_unit_id": org, "officer_id": officer["id"]})),
             )
             .await;
         assert_eq!(s, 200, "{v}");
+        login(&self.http, "rights_app").await
     }
 }
 
@@ -244,8 +279,7 @@ impl Demo {
 async fn only_the_own_officer_publishes_the_app_channel_and_only_owners_stop_sessions() {
     let d = demo().await;
     let camera = d.channel().await;
-    d.recorder_of("app1").await;
-    let app = login(&d.http, "app1").await;
+    let app = d.own_app().await;
     let head = login(&d.http, "hp_head").await; // device manager (and dispatcher) of 黄浦
     let leader = login(&d.http, "leader").await; // sees the map, commands nothing
     let stranger = login(&d.http, "hp_officer").await; // an officer with no recorder
