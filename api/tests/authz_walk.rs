@@ -27,6 +27,8 @@ mod work;
 
 use std::collections::BTreeSet;
 
+use common::UNTRACKED;
+
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use shouhu_storage::accounts::NewAccount;
@@ -1170,17 +1172,6 @@ async fn seed_accounts(s: &common::Server) -> Vec<Account> {
     }
     out
 }
-
-/// Tables a request may change without writing anything: the audit log (and its seals) and the
-/// sessions (last seen).
-const UNTRACKED: &[&str] = &[
-    "audit_log",
-    "audit_chain",
-    "audit_seals",
-    "sessions",
-    "sip_nonces",
-    "sip_used_nonces",
-];
 
 async fn denied_count(s: &common::Server) -> i64 {
     s.state

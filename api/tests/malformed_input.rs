@@ -11,15 +11,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// The tables the check compares (the audit log records the refusals it is asked to).
-const UNTRACKED: &[&str] = &[
-    "audit_log",
-    "audit_chain",
-    "audit_seals",
-    "sessions",
-    "sip_nonces",
-    "sip_used_nonces",
-];
+use common::UNTRACKED;
 
 /// One malformed request: what is wrong, method, URL, body, the expected error code (empty:
 /// any 4xx with a message).

@@ -136,6 +136,29 @@ pub struct FailureState {
     pub locked_until_ms: Option<i64>,
 }
 
+/// A counted failure's outcome from the counter's new `(failed_attempts, locked_until_ms)`, and
+/// its audit rows: the login row `audit` with `locked` added, and when this failure locked, an
+/// `auth.lockout` row shaped by `lockout`.
+fn failure_rows(
+    row: (i64, Option<i64>),
+    lock_until_ms: i64,
+    audit: &AuditEntry,
+    lockout: impl FnOnce(AuditEntry) -> AuditEntry,
+) -> (FailureState, AuditEntry, Option<AuditEntry>) {
+    let locked = row.1 == Some(lock_until_ms);
+    let mut login = audit.clone();
+    if let serde_json::Value::Object(m) = &mut login.details {
+        m.insert("locked".into(), serde_json::Value::Bool(locked));
+    }
+    let lock_row =
+        locked.then(|| lockout(AuditEntry::new(&audit.actor, "auth.lockout", audit.at_ms)));
+    let state = FailureState {
+        failed_attempts: row.0,
+        locked_until_ms: locked.then_some(lock_until_ms),
+    };
+    (state, login, lock_row)
+}
+
 /// The account repository.
 #[derive(Debug, Clone, Copy)]
 pub struct AccountRepo<'a> {
@@ -268,20 +291,17 @@ impl AccountRepo<'_> {
                  WHERE id = $1 RETURNING failed_attempts, locked_until_ms")
                 .bind(id).bind(max_failures).bind(lock_until_ms)
                 .fetch_one(&mut *tx).await?;
-            let locked = row.1 == Some(lock_until_ms);
-            let mut audit = audit.clone();
-            if let serde_json::Value::Object(m) = &mut audit.details {
-                m.insert("locked".into(), serde_json::Value::Bool(locked));
-            }
-            insert_audit!(&mut *tx, &audit)?;
-            if locked {
-                let lock_audit = AuditEntry::new(&audit.actor, "auth.lockout", audit.at_ms)
-                    .target("account", id)
-                    .details(serde_json::json!({"locked_until_ms": lock_until_ms, "max_failures": max_failures}));
-                insert_audit!(&mut *tx, &lock_audit)?;
+            let (state, login, lockout) = failure_rows(row, lock_until_ms, audit, |a| {
+                a.target("account", id).details(
+                    serde_json::json!({"locked_until_ms": lock_until_ms, "max_failures": max_failures}),
+                )
+            });
+            insert_audit!(&mut *tx, &login)?;
+            if let Some(l) = &lockout {
+                insert_audit!(&mut *tx, l)?;
             }
             tx.commit().await?;
-            Ok(FailureState { failed_attempts: row.0, locked_until_ms: if locked { Some(lock_until_ms) } else { None } })
+            Ok(state)
         })
     }
 
@@ -325,19 +345,15 @@ impl AccountRepo<'_> {
                  RETURNING failed_attempts, locked_until_ms")
                 .bind(name_key).bind(max_failures).bind(lock_until_ms).bind(now)
                 .fetch_one(&mut *tx).await?;
-            let locked = row.1 == Some(lock_until_ms);
-            let mut audit = audit.clone();
-            if let serde_json::Value::Object(m) = &mut audit.details {
-                m.insert("locked".into(), serde_json::Value::Bool(locked));
-            }
-            insert_audit!(&mut *tx, &audit)?;
-            if locked {
-                let lock_audit = AuditEntry::new(&audit.actor, "auth.lockout", now)
-                    .details(serde_json::json!({"locked_until_ms": lock_until_ms, "max_failures": max_failures, "unknown_user": true}));
-                insert_audit!(&mut *tx, &lock_audit)?;
+            let (state, login, lockout) = failure_rows(row, lock_until_ms, audit, |a| {
+                a.details(serde_json::json!({"locked_until_ms": lock_until_ms, "max_failures": max_failures, "unknown_user": true}))
+            });
+            insert_audit!(&mut *tx, &login)?;
+            if let Some(l) = &lockout {
+                insert_audit!(&mut *tx, l)?;
             }
             tx.commit().await?;
-            Ok(FailureState { failed_attempts: row.0, locked_until_ms: if locked { Some(lock_until_ms) } else { None } })
+            Ok(state)
         })
     }
 

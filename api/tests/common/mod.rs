@@ -504,3 +504,14 @@ pub async fn closed_recording(
     assert_eq!(r.status, "closed");
     id
 }
+
+/// Tables a refused request may still change (the audit log and its chain, sessions, SIP nonces):
+/// the rest are compared before and after to prove it wrote nothing.
+pub const UNTRACKED: &[&str] = &[
+    "audit_log",
+    "audit_chain",
+    "audit_seals",
+    "sessions",
+    "sip_nonces",
+    "sip_used_nonces",
+];
