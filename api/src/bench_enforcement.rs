@@ -283,7 +283,6 @@ pub async fn run(mut cfg: Config, args: EnforcementBenchArgs) -> anyhow::Result<
     } else {
         let samples = shouhu_storage::bulk::seed(
             &db,
-            &state.cipher,
             &districts,
             &items,
             Plan {

@@ -115,6 +115,10 @@ pub enum AdminTask {
         #[arg(long)]
         no_force_change: bool,
     },
+    /// Seal every stored personal-data value again under `auth.field_key`, opening it with the
+    /// key of `auth.previous_field_keys` that sealed it. Run after a key change (see
+    /// docs/operations.md); afterwards the previous keys open nothing still stored.
+    RotateFieldKey,
 }
 
 /// `config` tasks.
@@ -171,9 +175,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Simulate(args) => crate::simulate::run(args).await,
         Command::Audit { task } => crate::audit_seal::run(cfg, task).await,
         Command::Migrate => {
-            let db = Db::connect(&cfg.database_url(), 2).await?;
+            shouhu_storage::private_fs::create_dir_all(&cfg.server.data_dir)?;
+            let db = Db::connect(&cfg.database_url(), 2)
+                .await?
+                .with_field_cipher(std::sync::Arc::new(crate::server::field_cipher(&cfg)?));
             db.migrate().await?;
+            let sealed = db
+                .seal_personal_data(&shouhu_storage::audit::AuditEntry::new(
+                    &cli_actor(),
+                    "personal_data.seal",
+                    crate::clock::Clock::now_ms(&crate::clock::SystemClock),
+                ))
+                .await?;
             println!("migrations applied to {:?}", db.engine());
+            if sealed > 0 {
+                println!("sealed the phones of {sealed} rows stored in clear");
+            }
             Ok(())
         }
         Command::Admin { task } => admin(cfg, task).await,
@@ -342,15 +359,54 @@ fn cli_actor() -> shouhu_storage::audit::Actor {
     }
 }
 
+/// `admin rotate-field-key`.
+async fn rotate_field_key(cfg: Config) -> anyhow::Result<()> {
+    let cipher = crate::server::field_cipher(&cfg)?;
+    let key_id = cipher.key_id().to_string();
+    let db = Db::connect(&cfg.database_url(), 2)
+        .await?
+        .with_field_cipher(std::sync::Arc::new(cipher));
+    db.migrate().await?;
+    let audit = |action| {
+        shouhu_storage::audit::AuditEntry::new(
+            &cli_actor(),
+            action,
+            crate::clock::Clock::now_ms(&crate::clock::SystemClock),
+        )
+    };
+    db.seal_personal_data(&audit("personal_data.seal")).await?;
+    let report = db
+        .rotate_field_key(&audit("personal_data.rotate_key"))
+        .await?;
+    for (column, n) in &report.columns {
+        println!("{column}: {n} sealed again");
+    }
+    println!(
+        "{} values now sealed under field key {key_id}; the previous keys may be removed from auth.previous_field_keys",
+        report.total()
+    );
+    Ok(())
+}
+
 async fn admin(cfg: Config, task: AdminTask) -> anyhow::Result<()> {
-    let AdminTask::CreateUser {
-        username,
-        password,
-        role,
-        org_unit,
-        display_name,
-        no_force_change,
-    } = task;
+    let (username, password, role, org_unit, display_name, no_force_change) = match task {
+        AdminTask::CreateUser {
+            username,
+            password,
+            role,
+            org_unit,
+            display_name,
+            no_force_change,
+        } => (
+            username,
+            password,
+            role,
+            org_unit,
+            display_name,
+            no_force_change,
+        ),
+        AdminTask::RotateFieldKey => return rotate_field_key(cfg).await,
+    };
     if !crate::auth::roles::is_role(&role) {
         anyhow::bail!(
             "unknown role {role:?}; one of: {}",

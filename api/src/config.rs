@@ -19,12 +19,13 @@ pub const EXAMPLE_TOML: &str = include_str!("../../deploy/shouhu.example.toml");
 /// The secret settings. Each may also come from a file named by the environment variable of
 /// its key with `_FILE` appended (`SHOUHU__DATABASE__URL_FILE=/run/secrets/db_url`), as container
 /// secrets are mounted: the file's content, without a trailing newline, is the value.
-pub const SECRET_KEYS: [&str; 6] = [
+pub const SECRET_KEYS: [&str; 7] = [
     "database.url",
     "blob.s3_secret_key",
     "sip.password",
     "auth.media_token_key",
     "auth.field_key",
+    "auth.previous_field_keys",
     "auth.evidence_key",
 ];
 
@@ -576,9 +577,14 @@ pub struct AuthConfig {
     pub argon2_parallelism: u32,
     /// Key for signed media URLs (hex, 32 bytes); empty = generated once into the data directory.
     pub media_token_key: Secret,
-    /// SM4 key sealing sensitive case fields at rest (hex, 16 bytes); empty = generated once into
-    /// the data directory (`field.key`).
+    /// SM4 key sealing personal data at rest — officers' and enterprise principals' phones, a
+    /// case party's ID number and phone, a proposed fine (hex, 16 bytes); empty = generated once
+    /// into the data directory (`field.key`).
     pub field_key: Secret,
+    /// Keys that sealed personal data before `field_key` replaced them (hex, comma-separated):
+    /// values sealed under them stay readable until `shouhu admin rotate-field-key` seals them
+    /// again under `field_key`. Empty by default.
+    pub previous_field_keys: Secret,
     /// Ed25519 seed signing recordings' digest chains and export manifests (hex, 32 bytes);
     /// empty = generated once into the data directory (`evidence.key`).
     pub evidence_key: Secret,
@@ -611,6 +617,7 @@ impl Default for AuthConfig {
             argon2_parallelism: 1,
             media_token_key: Secret::default(),
             field_key: Secret::default(),
+            previous_field_keys: Secret::default(),
             evidence_key: Secret::default(),
             media_token_ttl_secs: 300,
             login_burst: 10,

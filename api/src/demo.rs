@@ -709,8 +709,7 @@ pub async fn run(mut cfg: Config, args: DemoArgs) -> anyhow::Result<()> {
     state.hub.refresh_registry().await?;
     state.hub.reload_fences().await?;
     crate::sip::load_registry(&state.db, &state.sip, &cfg).await?;
-    let work =
-        enforcement::seed(&state.db, &state.cipher, &org, SystemClock.now_ms(), 2026).await?;
+    let work = enforcement::seed(&state.db, &org, SystemClock.now_ms(), 2026).await?;
     let case_files = enforcement::seed_case_files(&state, SystemClock.now_ms()).await?;
     tracing::info!(
         enterprises = args.enterprises,

@@ -56,7 +56,22 @@ pub async fn build_state_with_db(
     shouhu_storage::private_fs::create_dir_all(&cfg.server.data_dir)?;
     crate::auth::password::set_concurrency(cfg.auth.hash_concurrency);
     let media_key = media_key(&cfg)?;
-    let cipher = Arc::new(field_cipher(&cfg)?);
+    let db = db.with_field_cipher(Arc::new(field_cipher(&cfg)?));
+    let system = shouhu_storage::audit::Actor {
+        account_id: None,
+        username: Some("system".into()),
+        ip: None,
+    };
+    let sealed = db
+        .seal_personal_data(&shouhu_storage::audit::AuditEntry::new(
+            &system,
+            "personal_data.seal",
+            clock.now_ms(),
+        ))
+        .await?;
+    if sealed > 0 {
+        tracing::info!(rows = sealed, "storage.personal_data_sealed");
+    }
     let blobs: Arc<dyn shouhu_storage::blob::BlobStore> = match cfg.blob.backend.as_str() {
         "local" => Arc::new(LocalBlobStore::new(cfg.server.data_dir.join("blobs"))),
         "s3" => {
@@ -163,7 +178,6 @@ pub async fn build_state_with_db(
         sessions: Arc::new(SessionCache::default()),
         blobs,
         media_key: Arc::new(media_key),
-        cipher,
         tls: false,
         hub,
         jt808,
@@ -262,10 +276,20 @@ fn media_key(cfg: &Config) -> anyhow::Result<[u8; 32]> {
     )
 }
 
-/// The SM4 key sealing sensitive case fields.
-fn field_cipher(cfg: &Config) -> anyhow::Result<FieldCipher> {
+/// The SM4 keys sealing personal data: `auth.field_key` seals, it and
+/// `auth.previous_field_keys` open.
+pub fn field_cipher(cfg: &Config) -> anyhow::Result<FieldCipher> {
     let key: [u8; 16] = key_from(cfg, &cfg.auth.field_key.0, "field.key", "auth.field_key")?;
-    Ok(FieldCipher::new(&key))
+    FieldCipher::new(&key)
+        .with_previous_hex(
+            cfg.auth
+                .previous_field_keys
+                .0
+                .split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty()),
+        )
+        .map_err(|e| anyhow::anyhow!("auth.previous_field_keys: {e}"))
 }
 
 /// The key signing recordings' chain heads and export manifests.

@@ -24,8 +24,6 @@ pub struct AppState {
     pub blobs: Arc<dyn BlobStore>,
     /// Key of signed media tokens.
     pub media_key: Arc<[u8; 32]>,
-    /// SM4-GCM cipher of sensitive case fields.
-    pub cipher: Arc<shouhu_storage::crypto::FieldCipher>,
     /// Whether the HTTP listener speaks TLS (cookies get `Secure`).
     pub tls: bool,
     /// Live dispatch: units, positions, geofences, SOS, WebSocket fan-out.

@@ -183,11 +183,11 @@ pub async fn sample(db: &Db, unit_id: &str) -> StorageResult<Samples> {
 /// Seed the plan across `districts`; returns samples per district (same order).
 pub async fn seed(
     db: &Db,
-    cipher: &FieldCipher,
     districts: &[DistrictInput],
     items: &[String],
     plan: Plan,
 ) -> StorageResult<Vec<Samples>> {
+    let cipher = db.field_cipher()?;
     let t = std::time::Instant::now();
     let indexes = drop_secondary_indexes(db).await?;
     let samples = seed_rows(db, cipher, districts, items, plan).await;

@@ -22,7 +22,6 @@ use crate::db::BeginWrite;
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{insert_audit, AuditEntry};
-use crate::crypto::FieldCipher;
 use crate::db::{bind_args, with_pool, SqlBuilder};
 use crate::enforcement::{doc_prefix, doc_type, next_seq, numbering_unit, shanghai_year, DAY_MS};
 use crate::org_units::Scope;
@@ -239,17 +238,17 @@ pub struct CaseFilter {
     pub inspection_id: Option<String>,
 }
 
-/// The case repository; it seals and opens sensitive fields with `cipher`.
+/// The case repository; it seals and opens sensitive fields with the database's field cipher
+/// ([`Db::with_field_cipher`]).
 #[derive(Debug, Clone, Copy)]
 pub struct CaseRepo<'a> {
     db: &'a Db,
-    cipher: &'a FieldCipher,
 }
 
 impl Db {
-    /// Cases, sealing sensitive fields with `cipher`.
-    pub fn cases<'a>(&'a self, cipher: &'a FieldCipher) -> CaseRepo<'a> {
-        CaseRepo { db: self, cipher }
+    /// Cases.
+    pub fn cases(&self) -> CaseRepo<'_> {
+        CaseRepo { db: self }
     }
 }
 
@@ -291,20 +290,15 @@ impl CaseRepo<'_> {
             "SELECT inspection_id FROM case_inspections WHERE case_id = $1 ORDER BY inspection_id").bind(id).fetch_all(p).await?);
         let documents = self.documents(id).await?;
         let names = self.db.org_unit_names().await?;
-        let fine = self
-            .cipher
-            .open_opt("proposed_fine", d.proposed_fine_sealed.as_deref())?;
+        let cipher = self.db.field_cipher()?;
+        let fine = cipher.open_opt("proposed_fine", d.proposed_fine_sealed.as_deref())?;
         Ok(Case {
             org_unit_name: names.get(&summary.org_unit_id).cloned().unwrap_or_default(),
             summary,
             violation: d.violation,
             responsible_person: d.responsible_person,
-            party_id_number: self
-                .cipher
-                .open_opt("party_id", d.party_id_sealed.as_deref())?,
-            party_phone: self
-                .cipher
-                .open_opt("party_phone", d.party_phone_sealed.as_deref())?,
+            party_id_number: cipher.open_opt("party_id", d.party_id_sealed.as_deref())?,
+            party_phone: cipher.open_opt("party_phone", d.party_phone_sealed.as_deref())?,
             proposed_fine_cents: if fine.is_empty() {
                 None
             } else {
@@ -411,11 +405,12 @@ impl CaseRepo<'_> {
         let prefix = doc_prefix(&short, "立", shanghai_year(now));
         let id = crate::new_id();
         let account = audit.actor.account_id.clone();
-        let party_id = self.cipher.seal_opt("party_id", &input.party_id_number);
-        let phone = self.cipher.seal_opt("party_phone", &input.party_phone);
+        let cipher = self.db.field_cipher()?;
+        let party_id = cipher.seal_opt("party_id", &input.party_id_number);
+        let phone = cipher.seal_opt("party_phone", &input.party_phone);
         let fine = input
             .proposed_fine_cents
-            .map(|c| self.cipher.seal("proposed_fine", &c.to_string()));
+            .map(|c| cipher.seal("proposed_fine", &c.to_string()));
         // The audit row never carries the sensitive values.
         let a = audit
             .clone()

@@ -16,7 +16,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use crate::error::StorageResult;
+use crate::error::{StorageError, StorageResult};
 
 /// The engine behind a [`Db`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +41,8 @@ pub struct Db {
     pub(crate) org_names: std::sync::Arc<OrgNameCache>,
     /// The org units of each subtree (see [`Db::scope_units`]).
     pub(crate) subtrees: std::sync::Arc<SubtreeCache>,
+    /// The keys sealing personal data (see [`Db::with_field_cipher`]).
+    pub(crate) fields: Option<std::sync::Arc<crate::crypto::FieldCipher>>,
 }
 
 /// Org unit names by id.
@@ -170,6 +172,7 @@ impl Db {
                 counts: Default::default(),
                 org_names: Default::default(),
                 subtrees: Default::default(),
+                fields: None,
             })
         } else {
             let opts = SqliteConnectOptions::from_str(url)?;
@@ -221,6 +224,7 @@ impl Db {
                 counts: Default::default(),
                 org_names: Default::default(),
                 subtrees: Default::default(),
+                fields: None,
             })
         }
     }
@@ -247,6 +251,64 @@ impl Db {
         }
         crate::inspection_items::seed_builtin(self).await?;
         Ok(())
+    }
+
+    /// The same database, sealing and opening personal data (phones, a case party's ID number,
+    /// a proposed fine) with `cipher`. Without one, writing or reading such a value is an
+    /// error; nothing is ever stored in clear.
+    pub fn with_field_cipher(mut self, cipher: std::sync::Arc<crate::crypto::FieldCipher>) -> Self {
+        self.fields = Some(cipher);
+        self
+    }
+
+    /// The field cipher, or an error saying none is configured.
+    pub fn field_cipher(&self) -> StorageResult<&crate::crypto::FieldCipher> {
+        self.fields.as_deref().ok_or_else(|| {
+            StorageError::Corrupt(
+                "personal data needs the field key (auth.field_key), and this database handle has none".into(),
+            )
+        })
+    }
+
+    /// `phone` sealed for column `name` with its blind indexes; an empty phone needs no key.
+    pub(crate) fn seal_phone(
+        &self,
+        name: &str,
+        phone: &str,
+    ) -> StorageResult<crate::crypto::SealedPhone> {
+        if phone.is_empty() {
+            return Ok(crate::crypto::SealedPhone::default());
+        }
+        Ok(self.field_cipher()?.seal_phone(name, phone))
+    }
+
+    /// A phone opened from column `name`; an empty one needs no key.
+    pub(crate) fn open_phone(&self, name: &str, sealed: &str) -> StorageResult<String> {
+        if sealed.is_empty() {
+            return Ok(String::new());
+        }
+        self.field_cipher()?.open_phone(name, sealed)
+    }
+
+    /// The SQL condition matching column `name`'s phones against `query` through the blind
+    /// index columns `index` / `last4` (`alias.column`), if the query is a phone search (a full
+    /// number or its last four digits); its values are bound into `b`. Without a field key no
+    /// phone can match.
+    pub(crate) fn phone_condition(
+        &self,
+        name: &str,
+        query: &str,
+        index: &str,
+        last4: &str,
+        b: &mut SqlBuilder,
+    ) -> Option<String> {
+        let cipher = self.fields.as_deref()?;
+        let (col, values) = match cipher.phone_search(name, query)? {
+            crate::crypto::PhoneSearch::Full(v) => (index, v),
+            crate::crypto::PhoneSearch::LastFour(v) => (last4, v),
+        };
+        let ph: Vec<String> = values.into_iter().map(|v| b.s(v)).collect();
+        Some(format!("{col} IN ({})", ph.join(", ")))
     }
 
     /// Check the database answers (for `/healthz`).

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::audit::{insert_audit, AuditEntry};
 use crate::db::{bind_args, with_pool, SqlBuilder};
 use crate::org_units::{OrgUnit, Scope};
+use crate::personal_data::PRINCIPAL_PHONE;
 use crate::{search, uscc, Db, Page, PageRequest, StorageError, StorageResult};
 
 /// Supervised sectors (监管行业): code and Chinese name.
@@ -432,6 +433,8 @@ pub struct EnterpriseFilter {
     pub key_unit_year: Option<i32>,
     /// Exact USCC.
     pub uscc: Option<String>,
+    /// The principal's phone: its full number or its last four digits.
+    pub phone: Option<String>,
     /// Sort key: `name`, `uscc`, `updated_at`, `district`, `industry_code`, `sector`, each with a
     /// leading `-` for descending.
     pub sort: Option<String>,
@@ -453,7 +456,7 @@ impl Db {
 /// The enterprise columns; org unit names and key-unit years are added by
 /// [`EnterpriseRepo::decorate`], so page queries stay single-table (cheap to plan).
 const SELECT: &str = "SELECT e.id, e.name, e.uscc, e.district_id, e.town_id, e.soe_group_id, e.address, e.lon, e.lat, \
-     e.legal_representative, e.principal_name, e.principal_phone, e.ownership_type, e.industry_code, e.sector, \
+     e.legal_representative, e.principal_name, e.principal_phone_sealed AS principal_phone, e.ownership_type, e.industry_code, e.sector, \
      e.status, e.tags, e.created_at_ms, e.updated_at_ms, e.version FROM enterprises e";
 
 /// The SQL condition bounding enterprises `e` to a scope.
@@ -526,17 +529,22 @@ impl EnterpriseRepo<'_> {
         let now = audit.at_ms;
         let mut ids = Vec::with_capacity(inputs.len());
         let mut grams: Vec<(String, String, String)> = Vec::new();
+        let phones = inputs
+            .iter()
+            .map(|i| self.db.seal_phone(PRINCIPAL_PHONE, &i.principal_phone))
+            .collect::<StorageResult<Vec<_>>>()?;
         with_pool!(self.db, p => {
             let mut tx = p.begin_write().await?;
-            for input in inputs {
+            for (input, phone) in inputs.iter().zip(&phones) {
                 let id = crate::new_id();
                 sqlx::query("INSERT INTO enterprises (id, name, uscc, district_id, town_id, soe_group_id, address, lon, lat, \
-                             legal_representative, principal_name, principal_phone, ownership_type, industry_code, sector, status, tags, \
-                             search_text, created_at_ms, updated_at_ms, version) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $19, 1)")
+                             legal_representative, principal_name, principal_phone_sealed, principal_phone_index, principal_phone_last4_index, \
+                             ownership_type, industry_code, sector, status, tags, search_text, created_at_ms, updated_at_ms, version) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $21, 1)")
                     .bind(&id).bind(&input.name).bind(&input.uscc).bind(&input.district_id).bind(&input.town_id)
                     .bind(&input.soe_group_id).bind(&input.address).bind(input.lon).bind(input.lat)
-                    .bind(&input.legal_representative).bind(&input.principal_name).bind(&input.principal_phone)
+                    .bind(&input.legal_representative).bind(&input.principal_name)
+                    .bind(&phone.sealed).bind(&phone.index).bind(&phone.last4_index)
                     .bind(&input.ownership_type).bind(&input.industry_code).bind(&input.sector).bind(&input.status)
                     .bind(serde_json::to_string(&input.tags).expect("tags serialise")).bind(input.search_text()).bind(now)
                     .execute(&mut *tx).await
@@ -581,15 +589,20 @@ impl EnterpriseRepo<'_> {
             .clone()
             .target("enterprise", id)
             .details(diff(&before, input));
+        let phone = self
+            .db
+            .seal_phone(PRINCIPAL_PHONE, &input.principal_phone)?;
         with_pool!(self.db, p => {
             let mut tx = p.begin_write().await?;
             let n = sqlx::query("UPDATE enterprises SET name = $3, uscc = $4, district_id = $5, town_id = $6, soe_group_id = $7, \
-                                 address = $8, lon = $9, lat = $10, legal_representative = $11, principal_name = $12, principal_phone = $13, \
-                                 ownership_type = $14, industry_code = $15, sector = $16, status = $17, tags = $18, search_text = $19, \
-                                 updated_at_ms = $20, version = version + 1 WHERE id = $1 AND version = $2")
+                                 address = $8, lon = $9, lat = $10, legal_representative = $11, principal_name = $12, \
+                                 principal_phone_sealed = $13, principal_phone_index = $14, principal_phone_last4_index = $15, \
+                                 ownership_type = $16, industry_code = $17, sector = $18, status = $19, tags = $20, search_text = $21, \
+                                 updated_at_ms = $22, version = version + 1 WHERE id = $1 AND version = $2")
                 .bind(id).bind(version).bind(&input.name).bind(&input.uscc).bind(&input.district_id).bind(&input.town_id)
                 .bind(&input.soe_group_id).bind(&input.address).bind(input.lon).bind(input.lat)
-                .bind(&input.legal_representative).bind(&input.principal_name).bind(&input.principal_phone)
+                .bind(&input.legal_representative).bind(&input.principal_name)
+                .bind(&phone.sealed).bind(&phone.index).bind(&phone.last4_index)
                 .bind(&input.ownership_type).bind(&input.industry_code).bind(&input.sector).bind(&input.status)
                 .bind(serde_json::to_string(&input.tags).expect("tags serialise")).bind(input.search_text()).bind(now)
                 .execute(&mut *tx).await?.rows_affected();
@@ -663,13 +676,24 @@ impl EnterpriseRepo<'_> {
         for (id, y) in years {
             by_id.entry(id).or_default().push(y as i32);
         }
-        Ok(rows
-            .into_iter()
-            .map(|r| {
+        rows.into_iter()
+            .map(|mut r| {
+                r.principal_phone = self.db.open_phone(PRINCIPAL_PHONE, &r.principal_phone)?;
                 let y = by_id.remove(&r.id).unwrap_or_default();
-                r.into_enterprise(&names, y)
+                Ok(r.into_enterprise(&names, y))
             })
-            .collect())
+            .collect()
+    }
+
+    /// The principal's phone of `id` as stored: sealed value, full-number index, last-four index
+    /// (for tests and audits of the sealing; never for display).
+    pub async fn stored_phone(
+        &self,
+        id: &str,
+    ) -> StorageResult<(String, Option<String>, Option<String>)> {
+        with_pool!(self.db, p => Ok(sqlx::query_as(
+            "SELECT principal_phone_sealed, principal_phone_index, principal_phone_last4_index FROM enterprises WHERE id = $1")
+            .bind(id).fetch_one(p).await?))
     }
 
     /// Whether an enterprise exists at all (regardless of scope).
@@ -725,6 +749,27 @@ impl EnterpriseRepo<'_> {
             if let Some(v) = v.as_ref().filter(|v| !v.is_empty()) {
                 conds.push(format!("{col} = {}", b.s(v.clone())));
             }
+        }
+        if let Some(q) = f.phone.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+            if self
+                .db
+                .field_cipher()?
+                .phone_search(PRINCIPAL_PHONE, q)
+                .is_none()
+            {
+                return Err(StorageError::invalid(
+                    "phone",
+                    "a full phone number (7–20 digits) or its last four digits",
+                ));
+            }
+            let c = self.db.phone_condition(
+                PRINCIPAL_PHONE,
+                q,
+                "e.principal_phone_index",
+                "e.principal_phone_last4_index",
+                &mut b,
+            );
+            conds.extend(c);
         }
         if let Some(y) = f.key_unit_year {
             conds.push(format!(
@@ -941,6 +986,8 @@ fn gram_insert(rows: &[(String, String, String)]) -> (String, SqlBuilder) {
 }
 
 /// The changed fields of an update, for the audit row.
+/// The changed fields, from → to; the principal's phone (personal data, sealed at rest) only as
+/// changed, never its value.
 fn diff(before: &Enterprise, after: &EnterpriseInput) -> serde_json::Value {
     let mut m = serde_json::Map::new();
     let b = serde_json::to_value(before).unwrap_or_default();
@@ -948,7 +995,12 @@ fn diff(before: &Enterprise, after: &EnterpriseInput) -> serde_json::Value {
     if let (Some(bo), Some(ao)) = (b.as_object(), a.as_object()) {
         for (k, av) in ao {
             if bo.get(k) != Some(av) {
-                m.insert(k.clone(), serde_json::json!({"from": bo.get(k), "to": av}));
+                let change = if k == "principal_phone" {
+                    serde_json::json!({"changed": true})
+                } else {
+                    serde_json::json!({"from": bo.get(k), "to": av})
+                };
+                m.insert(k.clone(), change);
             }
         }
     }

@@ -44,6 +44,7 @@ pub mod inspections;
 pub mod model;
 pub mod officers;
 pub mod org_units;
+pub mod personal_data;
 pub mod plans;
 pub mod positions;
 pub mod private_fs;

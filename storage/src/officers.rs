@@ -1,5 +1,7 @@
 //! The officer registry: enforcement officers with their certificate, org unit, phone and the
-//! account they log in with.
+//! account they log in with. The phone is personal data: sealed at rest with its blind indexes
+//! (see [`crate::crypto`]), found by its full number or its last four digits, never written to
+//! the audit log.
 
 use crate::db::BeginWrite;
 use serde::{Deserialize, Serialize};
@@ -8,6 +10,7 @@ use crate::audit::{insert_audit, AuditEntry};
 use crate::db::{bind_args, with_pool, SqlBuilder};
 use crate::enterprises::FieldError;
 use crate::org_units::Scope;
+use crate::personal_data::OFFICER_PHONE;
 use crate::{search, Db, Page, PageRequest, StorageError, StorageResult};
 
 /// Officer fields as entered.
@@ -115,7 +118,8 @@ pub struct Officer {
     pub org_unit_id: String,
     /// Org unit name.
     pub org_unit_name: String,
-    /// Phone.
+    /// Phone (opened from its sealed column).
+    #[sqlx(rename = "phone_sealed")]
     pub phone: String,
     /// Linked account.
     pub account_id: Option<String>,
@@ -132,7 +136,7 @@ pub struct Officer {
 /// Filter of an officer list.
 #[derive(Debug, Clone, Default)]
 pub struct OfficerFilter {
-    /// Substring of name, certificate or phone.
+    /// Substring of name or certificate, or a phone: its full number or its last four digits.
     pub q: Option<String>,
     /// Org unit subtree.
     pub org_unit_id: Option<String>,
@@ -153,7 +157,7 @@ impl Db {
     }
 }
 
-const SELECT: &str = "SELECT f.id, f.name, f.certificate_no, f.org_unit_id, o.name AS org_unit_name, f.phone, f.account_id, \
+const SELECT: &str = "SELECT f.id, f.name, f.certificate_no, f.org_unit_id, o.name AS org_unit_name, f.phone_sealed, f.account_id, \
     f.status, f.created_at_ms, f.updated_at_ms, f.version FROM officers f JOIN org_units o ON o.id = f.org_unit_id";
 
 fn scope_cond(scope: &Scope, b: &mut SqlBuilder) -> String {
@@ -166,7 +170,23 @@ fn scope_cond(scope: &Scope, b: &mut SqlBuilder) -> String {
     }
 }
 
+/// An officer's fields for the audit log: the phone only as "changed" or not.
+fn audit_details(i: &OfficerInput, phone_changed: bool) -> serde_json::Value {
+    let mut v = serde_json::to_value(i).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("phone");
+        o.insert("phone_changed".into(), phone_changed.into());
+    }
+    v
+}
+
 impl OfficerRepo<'_> {
+    /// The officer with its phone opened.
+    fn open(&self, mut o: Officer) -> StorageResult<Officer> {
+        o.phone = self.db.open_phone(OFFICER_PHONE, &o.phone)?;
+        Ok(o)
+    }
+
     /// Insert officers in one transaction (all or nothing).
     pub async fn insert_many(
         &self,
@@ -188,13 +208,19 @@ impl OfficerRepo<'_> {
         progress: &(dyn Fn(usize) + Sync),
     ) -> StorageResult<Vec<String>> {
         let mut ids = Vec::new();
+        let phones = inputs
+            .iter()
+            .map(|i| self.db.seal_phone(OFFICER_PHONE, &i.phone))
+            .collect::<StorageResult<Vec<_>>>()?;
         with_pool!(self.db, p => {
             let mut tx = p.begin_write().await?;
-            for i in inputs {
+            for (i, phone) in inputs.iter().zip(&phones) {
                 let id = crate::new_id();
-                sqlx::query("INSERT INTO officers (id, name, certificate_no, org_unit_id, phone, account_id, status, created_at_ms, updated_at_ms, version) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, 1)")
-                    .bind(&id).bind(&i.name).bind(&i.certificate_no).bind(&i.org_unit_id).bind(&i.phone).bind(&i.account_id)
+                sqlx::query("INSERT INTO officers (id, name, certificate_no, org_unit_id, phone_sealed, phone_index, phone_last4_index, \
+                             account_id, status, created_at_ms, updated_at_ms, version) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, 1)")
+                    .bind(&id).bind(&i.name).bind(&i.certificate_no).bind(&i.org_unit_id)
+                    .bind(&phone.sealed).bind(&phone.index).bind(&phone.last4_index).bind(&i.account_id)
                     .bind(&i.status).bind(audit.at_ms).execute(&mut *tx).await?;
                 let a = AuditEntry { action: action.to_string(), ..audit.clone() }.target("officer", &id)
                     .details(serde_json::json!({"name": i.name, "certificate_no": i.certificate_no}));
@@ -219,16 +245,19 @@ impl OfficerRepo<'_> {
         i: &OfficerInput,
         audit: &AuditEntry,
     ) -> StorageResult<Officer> {
-        self.get(scope, id).await?;
+        let before = self.get(scope, id).await?;
         let audit = audit
             .clone()
             .target("officer", id)
-            .details(serde_json::to_value(i).unwrap_or_default());
+            .details(audit_details(i, before.phone != i.phone));
+        let phone = self.db.seal_phone(OFFICER_PHONE, &i.phone)?;
         with_pool!(self.db, p => {
             let mut tx = p.begin_write().await?;
-            let n = sqlx::query("UPDATE officers SET name = $3, certificate_no = $4, org_unit_id = $5, phone = $6, account_id = $7, status = $8, \
-                                 updated_at_ms = $9, version = version + 1 WHERE id = $1 AND version = $2")
-                .bind(id).bind(version).bind(&i.name).bind(&i.certificate_no).bind(&i.org_unit_id).bind(&i.phone)
+            let n = sqlx::query("UPDATE officers SET name = $3, certificate_no = $4, org_unit_id = $5, phone_sealed = $6, phone_index = $7, \
+                                 phone_last4_index = $8, account_id = $9, status = $10, updated_at_ms = $11, version = version + 1 \
+                                 WHERE id = $1 AND version = $2")
+                .bind(id).bind(version).bind(&i.name).bind(&i.certificate_no).bind(&i.org_unit_id)
+                .bind(&phone.sealed).bind(&phone.index).bind(&phone.last4_index)
                 .bind(&i.account_id).bind(&i.status).bind(audit.at_ms).execute(&mut *tx).await?.rows_affected();
             if n == 0 { return Err(StorageError::VersionConflict); }
             insert_audit!(&mut *tx, &audit)?;
@@ -259,8 +288,20 @@ impl OfficerRepo<'_> {
         let idp = b.s(id);
         let cond = scope_cond(scope, &mut b);
         let sql = format!("{SELECT} WHERE f.id = {idp} AND {cond}");
-        with_pool!(self.db, p => bind_args!(sqlx::query_as::<_, Officer>(&sql), b.args).fetch_optional(p).await?
-            .ok_or(StorageError::NotFound("officer")))
+        let o = with_pool!(self.db, p => bind_args!(sqlx::query_as::<_, Officer>(&sql), b.args).fetch_optional(p).await?
+            .ok_or(StorageError::NotFound("officer")))?;
+        self.open(o)
+    }
+
+    /// The phone of `id` as stored: sealed value, full-number index, last-four index (for tests
+    /// and audits of the sealing; never for display).
+    pub async fn stored_phone(
+        &self,
+        id: &str,
+    ) -> StorageResult<(String, Option<String>, Option<String>)> {
+        with_pool!(self.db, p => Ok(sqlx::query_as(
+            "SELECT phone_sealed, phone_index, phone_last4_index FROM officers WHERE id = $1")
+            .bind(id).fetch_one(p).await?))
     }
 
     /// The certificate numbers among `codes` already registered.
@@ -285,7 +326,18 @@ impl OfficerRepo<'_> {
                 .filter(|q| !q.is_empty())
         {
             let pat = b.s(search::like_pattern(&q));
-            conds.push(format!("(lower(f.name) LIKE {pat} ESCAPE '\\' OR lower(f.certificate_no) LIKE {pat} ESCAPE '\\' OR f.phone LIKE {pat} ESCAPE '\\')"));
+            let phone = self
+                .db
+                .phone_condition(
+                    OFFICER_PHONE,
+                    &q,
+                    "f.phone_index",
+                    "f.phone_last4_index",
+                    &mut b,
+                )
+                .map(|c| format!(" OR {c}"))
+                .unwrap_or_default();
+            conds.push(format!("(lower(f.name) LIKE {pat} ESCAPE '\\' OR lower(f.certificate_no) LIKE {pat} ESCAPE '\\'{phone})"));
         }
         if let Some(o) = f.org_unit_id.as_ref().filter(|s| !s.is_empty()) {
             conds.push(format!("f.org_unit_id IN (SELECT descendant_id FROM org_unit_closure WHERE ancestor_id = {})", b.s(o.clone())));
@@ -304,6 +356,7 @@ impl OfficerRepo<'_> {
         with_pool!(self.db, p => {
             let total: i64 = bind_args!(sqlx::query_scalar(&count_sql), b.args).fetch_one(p).await?;
             let items = bind_args!(sqlx::query_as::<_, Officer>(&list_sql), lb.args).fetch_all(p).await?;
+            let items = items.into_iter().map(|o| self.open(o)).collect::<StorageResult<_>>()?;
             Ok(Page { items, total, page: page.page, page_size: page.page_size })
         })
     }

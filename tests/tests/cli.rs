@@ -452,3 +452,142 @@ fn verify_checks_an_export_against_its_manifest() {
     let (ok, out) = run(&[], Some(&key));
     assert!(!ok && out.contains("not a manifest"), "{out}");
 }
+
+/// Key rotation through the binary (issue 21 item 6): an officer's phone sealed under key A is
+/// read by a server configured with key B and A as a previous key, `admin rotate-field-key`
+/// seals it again under B, and afterwards a server with B alone reads and finds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn field_key_rotation_through_the_binary() {
+    const KEY_A: &str = "00112233445566778899aabbccddeeff";
+    const KEY_B: &str = "8899aabbccddeeff0011223344556677";
+    const PHONE: &str = "13912345678";
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let with_keys = |current: &str, previous: &str| {
+        let mut c = shouhu(dir);
+        c.env("SHOUHU__AUTH__FIELD_KEY", current)
+            .env("SHOUHU__AUTH__PREVIOUS_FIELD_KEYS", previous);
+        c
+    };
+    let mut c = with_keys(KEY_A, "");
+    c.args([
+        "admin",
+        "create-user",
+        "--username",
+        "key_admin",
+        "--password",
+        "Admin@2026x",
+        "--role",
+        "admin",
+        "--no-force-change",
+    ]);
+    run_ok(c);
+    let http = reqwest::Client::new();
+    let login = |base: String| {
+        let http = http.clone();
+        async move {
+            let r = http
+                .post(format!("{base}/api/v1/auth/login"))
+                .json(&json!({"username": "key_admin", "password": "Admin@2026x"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            let b: serde_json::Value = r.json().await.unwrap();
+            (
+                b["token"].as_str().unwrap().to_string(),
+                b["account"]["org_unit_id"].as_str().unwrap().to_string(),
+            )
+        }
+    };
+    // The officer is written under key A.
+    let server = Running::start(
+        {
+            let mut c = with_keys(KEY_A, "");
+            c.arg("serve");
+            c
+        },
+        "http",
+    );
+    let (token, unit) = login(server.base.clone()).await;
+    let r = http
+        .post(format!("{}/api/v1/officers", server.base))
+        .bearer_auth(&token)
+        .json(&json!({"name": "孙八", "certificate_no": "KEY-0001", "org_unit_id": unit, "phone": PHONE}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let id = r.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    server.stop();
+
+    // Reads the officer and finds it by the last four digits.
+    let check = |base: String, token: String| {
+        let http = http.clone();
+        let id = id.clone();
+        async move {
+            let o: serde_json::Value = http
+                .get(format!("{base}/api/v1/officers/{id}"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(o["phone"], PHONE, "{o}");
+            let l: serde_json::Value = http
+                .get(format!("{base}/api/v1/officers?q=5678"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(l["total"], 1, "{l}");
+        }
+    };
+    // Key B with A as the previous key: still readable before the rotation.
+    let server = Running::start(
+        {
+            let mut c = with_keys(KEY_B, KEY_A);
+            c.arg("serve");
+            c
+        },
+        "http",
+    );
+    let (token, _) = login(server.base.clone()).await;
+    check(server.base.clone(), token).await;
+    server.stop();
+
+    let mut c = with_keys(KEY_B, KEY_A);
+    c.args(["admin", "rotate-field-key"]);
+    let out = run_ok(c);
+    assert!(
+        out.contains("officers.phone_sealed: 1 sealed again"),
+        "{out}"
+    );
+    let mut c = with_keys(KEY_B, KEY_A);
+    c.args(["admin", "rotate-field-key"]);
+    assert!(
+        run_ok(c).contains("0 values now sealed"),
+        "a second run has nothing to do"
+    );
+
+    // Key B alone now reads and finds it.
+    let server = Running::start(
+        {
+            let mut c = with_keys(KEY_B, "");
+            c.arg("serve");
+            c
+        },
+        "http",
+    );
+    let (token, _) = login(server.base.clone()).await;
+    check(server.base.clone(), token).await;
+    server.stop();
+}

@@ -187,6 +187,41 @@ describe('office web shell', { skip }, () => {
     });
   });
 
+  it('finds an enterprise by its principal phone: the full number or its last four digits', async () => {
+    await step('phone-filter', async () => {
+      const first = (await settledRows()).first();
+      const id = await first.getAttribute('data-id');
+      const name = ((await first.getByTestId('enterprise-name').textContent()) ?? '').trim();
+      const phone = await page.evaluate(async (eid) => {
+        const r = await fetch(`/api/v1/enterprises/${encodeURIComponent(eid)}`);
+        return (await r.json()).principal_phone;
+      }, id);
+      assert.match(phone, /^\d{11}$/, `the demo enterprise ${name} has a mobile number`);
+      const digits = phone.replace(/\D/g, '');
+      // The number as people write it, then its last four digits.
+      for (const [q, exact] of [[`${digits.slice(0, 3)}-${digits.slice(3, 7)}-${digits.slice(7)}`, true], [digits.slice(-4), false]]) {
+        await page.getByTestId('filter-phone').fill(q);
+        await page.getByTestId('search-submit').click();
+        await page.waitForFunction((v) => window.location.hash.includes(`phone=${encodeURIComponent(v)}`), q);
+        const rows = await settledRows();
+        await rows.first().waitFor();
+        const ids = await rows.evaluateAll((els) => els.map((e) => e.getAttribute('data-id')));
+        assert.ok(ids.includes(id), `searching "${q}" lists ${name}`);
+        if (exact) assert.equal((await pagerInfo()).total, 1, `the full number ${q} is one enterprise's`);
+      }
+      // Any other part of a number cannot be searched (it is sealed): the page says what to type.
+      await page.getByTestId('filter-phone').fill(digits.slice(3, 6));
+      await page.getByTestId('search-submit').click();
+      await page.getByText('负责人电话请输入完整号码或后四位').first().waitFor();
+      await page.waitForFunction(() => !window.location.hash.includes('phone='));
+      await shot('03b-phone-filter');
+      await page.getByTestId('search-reset').click();
+      await page.waitForFunction(() => !window.location.hash.includes('phone='));
+      await settledRows();
+      assert.equal((await pagerInfo()).total, baseline.total);
+    });
+  });
+
   it('pages to page 2', async () => {
     await step('paging', async () => {
       let info = await pagerInfo();
@@ -263,13 +298,24 @@ describe('office web shell', { skip }, () => {
       const n = 300;
       const stamp = Date.now().toString(36).toUpperCase();
       let csv = '姓名,执法证号,所属单位,电话\n';
-      for (let i = 0; i < n; i++) csv += `导入测试${i},IMP-${stamp}-${i},310101,\n`;
+      // The first officer has a phone: sealed on import, found by its number and last four digits.
+      const phone = `13${String(Date.now() % 1e9).padStart(9, '0')}`;
+      for (let i = 0; i < n; i++) csv += `导入测试${i},IMP-${stamp}-${i},310101,${i === 0 ? phone : ''}\n`;
       await page.getByTestId('import-file').setInputFiles({ name: '执法人员.csv', mimeType: 'text/csv', buffer: Buffer.from(csv) });
       await page.getByTestId('import-report').filter({ hasText: `已导入 ${n} 条执法人员` }).waitFor();
       const texts = await page.evaluate(() => window.__importTexts);
       assert.ok(texts.some((t) => t.includes('正在导入')), `a progress state was shown: ${JSON.stringify(texts)}`);
       await page.waitForFunction((want) => document.querySelector('[data-testid=pager-info]')?.getAttribute('data-total') === String(want), before + n);
       await shot('08-officer-import');
+      for (const q of [phone, phone.slice(-4)]) {
+        await page.getByTestId('search-input').fill(q);
+        await page.getByTestId('search-submit').click();
+        await page.getByTestId('officer-row').filter({ hasText: `IMP-${stamp}-0` }).waitFor();
+        const texts = await page.getByTestId('officer-row').allTextContents();
+        assert.ok(texts.some((t) => t.includes(phone)), `searching "${q}" lists the imported officer with its phone`);
+      }
+      await page.getByTestId('search-input').fill('');
+      await page.getByTestId('search-submit').click();
     });
   });
 

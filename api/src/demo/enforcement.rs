@@ -15,7 +15,6 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use shouhu_storage::audit::{Actor, AuditEntry};
 use shouhu_storage::cases::CaseInput;
-use shouhu_storage::crypto::FieldCipher;
 use shouhu_storage::enforcement::{shanghai_date, DAY_MS};
 use shouhu_storage::enterprises::EnterpriseFilter;
 use shouhu_storage::hazards::HazardInput;
@@ -63,13 +62,7 @@ const SUMMARIES: &[&str] = &[
 ];
 
 /// Seed a year of work ending at `now_ms` (roughly 1.5 inspections per enterprise).
-pub async fn seed(
-    db: &Db,
-    cipher: &FieldCipher,
-    org: &DemoOrg,
-    now_ms: i64,
-    seed: u64,
-) -> anyhow::Result<Seeded> {
+pub async fn seed(db: &Db, org: &DemoOrg, now_ms: i64, seed: u64) -> anyhow::Result<Seeded> {
     let mut rng = StdRng::seed_from_u64(seed);
     // Item ids and their titles: a hazard found under an item is described by it (the titles
     // are the hazard-judgement wording, "…未…的").
@@ -319,7 +312,7 @@ pub async fn seed(
         }
     }
     // Cases from the escalated hazards, each as far along as its age allows.
-    let cases = db.cases(cipher);
+    let cases = db.cases();
     let mut filed: HashMap<String, ()> = HashMap::new();
     for (n, (unit, enterprise, inspection, re, what)) in escalated.into_iter().enumerate() {
         if filed.insert(inspection.clone(), ()).is_some() {
@@ -720,7 +713,7 @@ async fn seed_work_orders(
 pub async fn seed_case_files(state: &crate::state::AppState, now_ms: i64) -> anyhow::Result<usize> {
     use crate::documents::{chinese_date, Block, Document};
     use shouhu_storage::case_files::{CaseFileItem, Finding};
-    let cases = state.db.cases(&state.cipher);
+    let cases = state.db.cases();
     let closed = cases
         .list(
             &Scope::All,

@@ -349,7 +349,7 @@ async fn documents_of(
             super::rectification_order_doc(state, &caller.scope, id).await?,
         ]),
         _ => {
-            let c = state.db.cases(&state.cipher).get(&caller.scope, id).await?;
+            let c = state.db.cases().get(&caller.scope, id).await?;
             let mut out = Vec::new();
             for d in c.documents.iter().filter(|d| d.status == "approved") {
                 out.push(super::case_document_doc(state, &c, d).await?);

@@ -565,11 +565,7 @@ async fn case_document(
     ApiQuery(q): ApiQuery<FormatQuery>,
 ) -> ApiResult<Response> {
     caller.require(Perm::EnforcementRead)?;
-    let c = state
-        .db
-        .cases(&state.cipher)
-        .get(&caller.scope, &id)
-        .await?;
+    let c = state.db.cases().get(&caller.scope, &id).await?;
     let d = c
         .documents
         .iter()

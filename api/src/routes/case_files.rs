@@ -52,11 +52,7 @@ async fn case_file(
     Path(id): Path<String>,
 ) -> ApiResult<Json<CaseFile>> {
     caller.require(Perm::EnforcementRead)?;
-    state
-        .db
-        .cases(&state.cipher)
-        .get(&caller.scope, &id)
-        .await?;
+    state.db.cases().get(&caller.scope, &id).await?;
     let repo = state.db.case_files();
     Ok(Json(CaseFile {
         items: repo.items(&id).await?,
@@ -96,11 +92,7 @@ async fn upload(
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<CaseFileItem>)> {
     caller.require(Perm::CaseWrite)?;
-    let c = state
-        .db
-        .cases(&state.cipher)
-        .get(&caller.scope, &id)
-        .await?;
+    let c = state.db.cases().get(&caller.scope, &id).await?;
     if !state
         .db
         .org_units()
@@ -166,11 +158,7 @@ async fn download(
     Path((id, item_id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     caller.require(Perm::EnforcementRead)?;
-    state
-        .db
-        .cases(&state.cipher)
-        .get(&caller.scope, &id)
-        .await?;
+    state.db.cases().get(&caller.scope, &id).await?;
     let item = state
         .db
         .case_files()
@@ -215,11 +203,7 @@ async fn reviews(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Vec<CaseReview>>> {
     caller.require(Perm::EnforcementRead)?;
-    state
-        .db
-        .cases(&state.cipher)
-        .get(&caller.scope, &id)
-        .await?;
+    state.db.cases().get(&caller.scope, &id).await?;
     Ok(Json(state.db.case_files().reviews(&id).await?))
 }
 
@@ -251,11 +235,7 @@ async fn review(
     caller.require(Perm::CaseReview)?;
     crate::auth::roles::require_corps(&state, &caller, "case_review.create", Some(("case", &id)))
         .await?;
-    let c = state
-        .db
-        .cases(&state.cipher)
-        .get(&caller.scope, &id)
-        .await?;
+    let c = state.db.cases().get(&caller.scope, &id).await?;
     let repo = state.db.case_files();
     if c.summary.status != "closed" || repo.items(&id).await?.is_empty() {
         return Err(shouhu_storage::StorageError::wrong_state(
@@ -355,7 +335,7 @@ async fn exemplary(
     caller: Caller,
 ) -> ApiResult<Json<Vec<CaseSummary>>> {
     caller.require(Perm::EnforcementRead)?;
-    let cases = state.db.cases(&state.cipher);
+    let cases = state.db.cases();
     let mut out = Vec::new();
     for id in state.db.case_files().exemplary(100).await? {
         // Exemplary cases are closed, so every unit may read them.

@@ -76,7 +76,7 @@ async fn list(
     };
     let page = state
         .db
-        .cases(&state.cipher)
+        .cases()
         .list(&caller.scope, &f, PageRequest::new(q.page, q.page_size))
         .await?;
     Ok(Json(Page::from(page, |c| c)))
@@ -91,11 +91,7 @@ async fn get_one(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Case>> {
     caller.require(Perm::EnforcementRead)?;
-    let c = state
-        .db
-        .cases(&state.cipher)
-        .get(&caller.scope, &id)
-        .await?;
+    let c = state.db.cases().get(&caller.scope, &id).await?;
     state
         .db
         .audit()
@@ -210,7 +206,7 @@ async fn create(
         }
     }
     p.finish()?;
-    let cases = state.db.cases(&state.cipher);
+    let cases = state.db.cases();
     let id = cases
         .create(
             &caller.account.org_unit_id,
@@ -252,7 +248,7 @@ async fn filing_decision(
     Ok(Json(
         state
             .db
-            .cases(&state.cipher)
+            .cases()
             .decide_filing(
                 &caller.scope,
                 &id,
@@ -291,7 +287,7 @@ async fn add_document(
     Ok(Json(
         state
             .db
-            .cases(&state.cipher)
+            .cases()
             .add_document(
                 &caller.scope,
                 &id,
@@ -316,7 +312,7 @@ async fn approve_document(
     Ok(Json(
         state
             .db
-            .cases(&state.cipher)
+            .cases()
             .approve_document(
                 &caller.scope,
                 &id,
@@ -366,7 +362,7 @@ async fn penalty(
     Ok(Json(
         state
             .db
-            .cases(&state.cipher)
+            .cases()
             .decide_penalty(
                 &caller.scope,
                 &id,
@@ -418,7 +414,7 @@ async fn payment(
     Ok(Json(
         state
             .db
-            .cases(&state.cipher)
+            .cases()
             .record_payment(
                 &caller.scope,
                 &id,
@@ -454,7 +450,7 @@ async fn referral(
     Ok(Json(
         state
             .db
-            .cases(&state.cipher)
+            .cases()
             .refer(
                 &caller.scope,
                 &id,
@@ -477,7 +473,7 @@ async fn closing_request(
     Ok(Json(
         state
             .db
-            .cases(&state.cipher)
+            .cases()
             .request_closing(
                 &caller.scope,
                 &id,
@@ -501,7 +497,7 @@ async fn closing_decision(
     Ok(Json(
         state
             .db
-            .cases(&state.cipher)
+            .cases()
             .decide_closing(
                 &caller.scope,
                 &id,

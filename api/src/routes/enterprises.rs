@@ -56,6 +56,10 @@ pub struct ListQuery {
     pub key_unit_year: Option<i32>,
     /// Exact USCC.
     pub uscc: Option<String>,
+    /// The principal's phone: the full number (7–20 digits, separators ignored) or its last
+    /// four digits. Phones are sealed at rest and matched through their blind indexes, so parts
+    /// of a number other than the last four find nothing.
+    pub phone: Option<String>,
     /// `name`, `uscc`, `updated_at`, `district`, `industry_code`, `sector`; `-` prefix for descending.
     pub sort: Option<String>,
     /// Page.
@@ -77,6 +81,7 @@ impl ListQuery {
                 status: nz(self.status),
                 key_unit_year: self.key_unit_year,
                 uscc: nz(self.uscc).map(|s| s.trim().to_ascii_uppercase()),
+                phone: nz(self.phone),
                 sort: nz(self.sort),
             },
             PageRequest::new(self.page, self.page_size),

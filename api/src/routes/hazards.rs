@@ -299,7 +299,7 @@ async fn workbench(State(state): State<AppState>, caller: Caller) -> ApiResult<J
         )
         .await?
         .items;
-    let cases = state.db.cases(&state.cipher);
+    let cases = state.db.cases();
     let own = |status: &str| CaseFilter {
         status: Some(status.into()),
         ..Default::default()

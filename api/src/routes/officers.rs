@@ -38,7 +38,8 @@ pub(crate) fn upload_router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
-    /// Substring of name, certificate number or phone.
+    /// Substring of name or certificate number, or a phone: its full number or its last four
+    /// digits (phones are sealed at rest; other parts of a number find nothing).
     pub q: Option<String>,
     /// Org unit (its subtree).
     pub org_unit_id: Option<String>,

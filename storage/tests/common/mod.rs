@@ -10,8 +10,17 @@ use shouhu_storage::Db;
 
 pub struct TestDb {
     pub db: Db,
+    /// The connection URL.
+    pub url: String,
     _dir: Option<tempfile::TempDir>,
     pg_drop: Option<(String, String)>,
+}
+
+impl TestDb {
+    /// The SQLite file's directory (`None` for PostgreSQL).
+    pub fn dir(&self) -> Option<&std::path::Path> {
+        self._dir.as_ref().map(|d| d.path())
+    }
 }
 
 impl Drop for TestDb {
@@ -44,14 +53,30 @@ pub fn pg_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
 }
 
+/// The field key of the tests' databases.
+pub const TEST_FIELD_KEY: &str = "000102030405060708090a0b0c0d0e0f";
+
+pub fn test_cipher() -> std::sync::Arc<shouhu_storage::crypto::FieldCipher> {
+    std::sync::Arc::new(shouhu_storage::crypto::FieldCipher::from_hex(TEST_FIELD_KEY).unwrap())
+}
+
 pub async fn sqlite() -> TestDb {
+    let t = sqlite_unmigrated().await;
+    t.db.migrate().await.unwrap();
+    t
+}
+
+/// A fresh SQLite database with no schema.
+pub async fn sqlite_unmigrated() -> TestDb {
     let dir = tempfile::tempdir().unwrap();
-    let db = Db::connect(&Db::sqlite_url_in(dir.path()), 4)
+    let url = Db::sqlite_url_in(dir.path());
+    let db = Db::connect(&url, 4)
         .await
-        .unwrap();
-    db.migrate().await.unwrap();
+        .unwrap()
+        .with_field_cipher(test_cipher());
     TestDb {
         db,
+        url,
         _dir: Some(dir),
         pg_drop: None,
     }
@@ -59,6 +84,13 @@ pub async fn sqlite() -> TestDb {
 
 /// A fresh PostgreSQL database, or `None` when no server answers outside CI.
 pub async fn postgres() -> Option<TestDb> {
+    let t = postgres_unmigrated().await?;
+    t.db.migrate().await.unwrap();
+    Some(t)
+}
+
+/// A fresh PostgreSQL database with no schema, or `None` when no server answers outside CI.
+pub async fn postgres_unmigrated() -> Option<TestDb> {
     let admin_url = pg_admin_url();
     let admin = match Db::connect(&admin_url, 1).await {
         Ok(a) => a,
@@ -79,10 +111,13 @@ pub async fn postgres() -> Option<TestDb> {
         .unwrap();
     admin.close().await;
     let url = replace_db(&admin_url, &name);
-    let db = Db::connect(&url, 4).await.unwrap();
-    db.migrate().await.unwrap();
+    let db = Db::connect(&url, 4)
+        .await
+        .unwrap()
+        .with_field_cipher(test_cipher());
     Some(TestDb {
         db,
+        url,
         _dir: None,
         pg_drop: Some((admin_url, name)),
     })

@@ -14,7 +14,7 @@ import { badge, dataTable, errorBox, loadingBox } from '../ui/table';
 import { toast } from '../ui/toast';
 import { errMsg, filter, filterBar, latest, optionsOf, readState, writeState } from './list-util';
 
-const DEFAULTS = { q: '', district_id: '', town_id: '', sector: '', status: '', key_unit_year: '', sort: '-updated_at' };
+const DEFAULTS = { q: '', district_id: '', town_id: '', sector: '', status: '', key_unit_year: '', phone: '', sort: '-updated_at' };
 
 export async function renderEnterpriseList(outlet: HTMLElement, ctx: RouteContext): Promise<void> {
   setTitle('企业档案');
@@ -61,6 +61,18 @@ export async function renderEnterpriseList(outlet: HTMLElement, ctx: RouteContex
     class: 'year',
   });
 
+  // Phones are sealed at rest: the server finds a full number or its last four digits only.
+  const phone = h('input', {
+    type: 'search',
+    inputmode: 'tel',
+    placeholder: '完整号码或后四位',
+    value: state.phone,
+    testid: 'filter-phone',
+    class: 'phone',
+    maxlength: 24,
+    title: '负责人电话：输入完整号码，或号码的后四位',
+  });
+
   const bar = filterBar(
     h(
       'div',
@@ -74,6 +86,7 @@ export async function renderEnterpriseList(outlet: HTMLElement, ctx: RouteContex
     filter('监管行业', sector),
     filter('状态', status),
     filter('重点单位', keyYear),
+    filter('负责人电话', phone),
   );
 
   const readFilters = () => {
@@ -84,6 +97,10 @@ export async function renderEnterpriseList(outlet: HTMLElement, ctx: RouteContex
     state.status = status.value;
     const y = keyYear.value.trim();
     state.key_unit_year = /^\d{4}$/.test(y) ? y : '';
+    const p = phone.value.trim();
+    const digits = p.replace(/\D/g, '').length;
+    state.phone = /^[\d\-+ ()]+$/.test(p) && (digits === 4 || (digits >= 7 && digits <= 20)) ? p : '';
+    if (p && !state.phone) toast('负责人电话请输入完整号码或后四位', 'error', 4000);
   };
   const apply = () => {
     readFilters();
@@ -98,6 +115,7 @@ export async function renderEnterpriseList(outlet: HTMLElement, ctx: RouteContex
     sector.value = '';
     status.value = '';
     keyYear.value = '';
+    phone.value = '';
     state.sort = DEFAULTS.sort;
     apply();
   };
@@ -111,6 +129,7 @@ export async function renderEnterpriseList(outlet: HTMLElement, ctx: RouteContex
   });
   for (const el of [town, sector, status]) el.addEventListener('change', apply);
   keyYear.addEventListener('change', apply);
+  phone.addEventListener('change', apply);
 
   const listBox = h('div', { class: 'list-box' });
   const imp = importer({
@@ -183,7 +202,7 @@ export async function renderEnterpriseList(outlet: HTMLElement, ctx: RouteContex
           void load();
         },
         onRowClick: (e) => navigate(`/enterprises/${encodeURIComponent(e.id)}`),
-        empty: state.q || state.district_id || state.town_id || state.sector || state.status || state.key_unit_year ? '没有符合条件的企业' : canWrite ? '暂无企业档案，可点击“新增”或“导入”添加' : '暂无企业档案',
+        empty: state.q || state.district_id || state.town_id || state.sector || state.status || state.key_unit_year || state.phone ? '没有符合条件的企业' : canWrite ? '暂无企业档案，可点击“新增”或“导入”添加' : '暂无企业档案',
         columns: [
           {
             title: '名称 / 地址',

@@ -29,7 +29,8 @@ export async function renderOfficerList(outlet: HTMLElement, ctx: RouteContext):
 
   const search = h('input', {
     type: 'search',
-    placeholder: '姓名 / 执法证号 / 电话',
+    placeholder: '姓名 / 执法证号 / 电话(完整或后四位)',
+    title: '电话加密存储：请输入完整号码或号码后四位',
     value: state.q,
     testid: 'search-input',
     class: 'search',
