@@ -449,11 +449,15 @@ pub struct DatabaseConfig {
     pub url: Secret,
     /// Pool size. Default 16.
     pub max_connections: u32,
-    /// SQLite: page cache per connection, MiB (allocated as pages are used). Default 128.
+    /// SQLite: page cache per connection, MiB (allocated as pages are used; all connections
+    /// together are bounded by `sqlite_heap_limit_mib`). Default 128.
     pub sqlite_cache_mib: u64,
     /// SQLite: memory map of the database file, MiB (pages read through it count as resident,
-    /// file-backed memory). Default 8192.
+    /// file-backed memory). Default 0 (off).
     pub sqlite_mmap_mib: u64,
+    /// SQLite: all connections' heap together, MiB — page caches share it (a soft limit: near
+    /// it, connections reuse cache pages instead of allocating). 0 = no limit. Default 32.
+    pub sqlite_heap_limit_mib: u64,
 }
 
 impl DatabaseConfig {
@@ -462,6 +466,7 @@ impl DatabaseConfig {
         shouhu_storage::SqliteTuning {
             cache_mib: self.sqlite_cache_mib,
             mmap_mib: self.sqlite_mmap_mib,
+            heap_limit_mib: self.sqlite_heap_limit_mib,
         }
     }
 }
@@ -472,7 +477,8 @@ impl Default for DatabaseConfig {
             url: Secret::default(),
             max_connections: 16,
             sqlite_cache_mib: 128,
-            sqlite_mmap_mib: 8192,
+            sqlite_mmap_mib: 0,
+            sqlite_heap_limit_mib: 32,
         }
     }
 }

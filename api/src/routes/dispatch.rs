@@ -624,7 +624,7 @@ async fn locate(
         .jt808
         .query_position(&id)
         .await
-        .map_err(|e| ApiError::new(StatusCode::CONFLICT, "not_connected", e.to_string()))?;
+        .map_err(command_refused)?;
     state
         .db
         .audit()
@@ -635,6 +635,16 @@ async fn locate(
         )
         .await?;
     Ok(StatusCode::ACCEPTED)
+}
+
+/// A command the terminal cannot take now: not connected, or still holding earlier ones.
+fn command_refused(e: shouhu_media::jt808::server::CommandError) -> ApiError {
+    use shouhu_media::jt808::server::CommandError;
+    let code = match e {
+        CommandError::NotConnected => "not_connected",
+        CommandError::Busy => "terminal_busy",
+    };
+    ApiError::new(StatusCode::CONFLICT, code, e.to_string())
 }
 
 /// Temporary tracking request.
@@ -667,7 +677,7 @@ async fn track_request(
         .jt808
         .track(&id, i.interval_s, i.duration_s)
         .await
-        .map_err(|e| ApiError::new(StatusCode::CONFLICT, "not_connected", e.to_string()))?;
+        .map_err(command_refused)?;
     state
         .db
         .audit()

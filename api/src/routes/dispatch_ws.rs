@@ -117,6 +117,9 @@ async fn ws(
         .max_message_size(shouhu_dispatch::protocol::MAX_MESSAGE_BYTES)
         // tungstenite zero-fills its read buffer before each read; clients send little.
         .read_buffer_size(4096)
+        // Each message goes out as it is sent (every send is flushed anyway): no 128 KiB
+        // write buffer per client on top of the message.
+        .write_buffer_size(0)
         .on_upgrade(move |socket| async move {
             metrics::gauge!("shouhu_dispatch_ws_clients").increment(1.0);
             run(socket, state, caller, can_view, vis).await;
