@@ -486,7 +486,22 @@ pub async fn run(args: PositionsBenchArgs) -> anyhow::Result<()> {
         full_load(&args, &dir, &url, &centres).await?;
     }
     if !args.skip_compare {
-        compare(&args, &dir, &url, &centres).await?;
+        // The full load's terminals registered and hold auth codes its simulator took with it:
+        // the same numbers registering again are refused (as a real platform refuses a cloned
+        // terminal), so the comparison runs on a database seeded afresh.
+        let (cdir, curl) = if args.skip_full {
+            (dir.clone(), url.clone())
+        } else {
+            let cdir = dir.join("compare");
+            std::fs::create_dir_all(&cdir)?;
+            let curl = match &args.database_url {
+                Some(u) => crate::bench::fresh_pg(u).await?,
+                None => Db::sqlite_url_in(&cdir),
+            };
+            seed(&curl, args.compare_rate, wall, args.district_clients).await?;
+            (cdir, curl)
+        };
+        compare(&args, &cdir, &curl, &centres).await?;
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
