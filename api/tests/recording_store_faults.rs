@@ -95,9 +95,18 @@ async fn record(s: &common::Server, rec: &Recorder, seconds: usize) -> String {
         tokio::spawn(async move { rec.start(DEVICE, CHANNEL, Trigger::OnDemand, None).await })
     };
     let id = start.await.unwrap().expect("the recording starts");
+    // Each frame once the recorder has taken the one before: under a loaded CI machine a
+    // recorder paced by the clock fell behind the broadcast and lost whole seconds of frames.
     for i in 1..seconds * 25 + 1 {
         publisher.push(frame(i));
-        tokio::time::sleep(Duration::from_millis(4)).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while publisher.stream().queued() > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the recorder did not take frame {i} in 20 s"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
     assert_eq!(
         rec.stop(DEVICE, CHANNEL, Trigger::OnDemand)

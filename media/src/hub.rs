@@ -274,6 +274,12 @@ impl Stream {
         self.viewers.load(Ordering::Relaxed)
     }
 
+    /// Frames pushed that some viewer has not yet taken (what a test feeding frames waits on,
+    /// instead of pacing by the clock and hoping the viewers keep up).
+    pub fn queued(&self) -> usize {
+        self.tx.len()
+    }
+
     /// Whether a publisher (WHIP) feeds it.
     pub fn is_published(&self) -> bool {
         self.published
