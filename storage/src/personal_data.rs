@@ -74,40 +74,18 @@ impl Db {
     /// (`VACUUM`, checkpoint), PostgreSQL's dead row versions (`VACUUM FULL` of the two tables).
     /// Idempotent: a database with nothing in clear is not touched. Returns the rows sealed.
     pub async fn seal_personal_data(&self, audit: &AuditEntry) -> StorageResult<u64> {
-        let cipher = self.field_cipher()?;
+        self.field_cipher()?;
         let mut total = 0;
         let mut details = serde_json::Map::new();
         for c in &PHONES {
-            let select = format!(
-                "SELECT id, {s} FROM {t} WHERE {s} <> '' AND {s} NOT LIKE 'v1:%' AND {s} NOT LIKE 'v2:%' ORDER BY id LIMIT {BATCH}",
-                s = c.sealed,
-                t = c.table
-            );
-            let update = format!(
-                "UPDATE {t} SET {s} = $2, {i} = $3, {l} = $4 WHERE id = $1 AND {s} = $5",
-                t = c.table,
-                s = c.sealed,
-                i = c.index,
-                l = c.last4
-            );
-            let mut n = 0u64;
-            loop {
-                let rows: Vec<(String, String)> =
-                    with_pool!(self, p => sqlx::query_as(&select).fetch_all(p).await?);
-                if rows.is_empty() {
-                    break;
-                }
-                with_pool!(self, p => {
-                    let mut tx = p.begin_write().await?;
-                    for (id, clear) in &rows {
-                        let s = cipher.seal_phone(c.name, clear);
-                        sqlx::query(&update).bind(id).bind(&s.sealed).bind(&s.index).bind(&s.last4_index)
-                            .bind(clear).execute(&mut *tx).await?;
-                    }
-                    tx.commit().await?;
-                });
-                n += rows.len() as u64;
-            }
+            let n = self
+                .reseal_phones(
+                    c,
+                    "NOT LIKE 'v1:%' AND {s} NOT LIKE 'v2:%'",
+                    None,
+                    |clear| Ok(clear.to_string()),
+                )
+                .await?;
             if n > 0 {
                 details.insert(c.name.to_string(), n.into());
             }
@@ -137,42 +115,11 @@ impl Db {
         let current = format!("v2:{}:%", cipher.key_id());
         let mut report = RotationReport::default();
         for c in &PHONES {
-            let select = format!(
-                "SELECT id, {s} FROM {t} WHERE {s} <> '' AND {s} NOT LIKE $1 ORDER BY id LIMIT {BATCH}",
-                s = c.sealed,
-                t = c.table
-            );
-            let update = format!(
-                "UPDATE {t} SET {s} = $2, {i} = $3, {l} = $4 WHERE id = $1 AND {s} = $5",
-                t = c.table,
-                s = c.sealed,
-                i = c.index,
-                l = c.last4
-            );
-            let mut n = 0u64;
-            loop {
-                let rows: Vec<(String, String)> = with_pool!(self, p =>
-                    sqlx::query_as(&select).bind(&current).fetch_all(p).await?);
-                if rows.is_empty() {
-                    break;
-                }
-                let mut fresh = Vec::with_capacity(rows.len());
-                for (id, old) in &rows {
-                    let plain = cipher
-                        .open_phone(c.name, old)
-                        .map_err(|e| StorageError::Corrupt(format!("{} row {id}: {e}", c.table)))?;
-                    fresh.push(cipher.seal_phone(c.name, &plain));
-                }
-                with_pool!(self, p => {
-                    let mut tx = p.begin_write().await?;
-                    for ((id, old), s) in rows.iter().zip(&fresh) {
-                        sqlx::query(&update).bind(id).bind(&s.sealed).bind(&s.index).bind(&s.last4_index)
-                            .bind(old).execute(&mut *tx).await?;
-                    }
-                    tx.commit().await?;
-                });
-                n += rows.len() as u64;
-            }
+            let n = self
+                .reseal_phones(c, "NOT LIKE $1", Some(&current), |old| {
+                    cipher.open_phone(c.name, old)
+                })
+                .await?;
             report
                 .columns
                 .push((format!("{}.{}", c.table, c.sealed), n));
@@ -218,6 +165,58 @@ impl Db {
             tx.commit().await?;
         });
         Ok(report)
+    }
+
+    /// Seal again, with fresh indexes, every phone of `c` whose stored value matches `cond`
+    /// (`{s}` is the sealed column; `$1` is `param`), its clear number from `plain`; in batches,
+    /// each one transaction, updates guarded by the value read. Returns the rows rewritten.
+    async fn reseal_phones(
+        &self,
+        c: &PhoneColumn,
+        cond: &str,
+        param: Option<&str>,
+        plain: impl Fn(&str) -> StorageResult<String>,
+    ) -> StorageResult<u64> {
+        let cipher = self.field_cipher()?;
+        let cond = cond.replace("{s}", c.sealed);
+        let select = format!(
+            "SELECT id, {s} FROM {t} WHERE {s} <> '' AND {s} {cond} ORDER BY id LIMIT {BATCH}",
+            s = c.sealed,
+            t = c.table
+        );
+        let update = format!(
+            "UPDATE {t} SET {s} = $2, {i} = $3, {l} = $4 WHERE id = $1 AND {s} = $5",
+            t = c.table,
+            s = c.sealed,
+            i = c.index,
+            l = c.last4
+        );
+        let mut n = 0u64;
+        loop {
+            let rows: Vec<(String, String)> = with_pool!(self, p => {
+                let q = sqlx::query_as(&select);
+                let q = match param { Some(v) => q.bind(v.to_string()), None => q };
+                q.fetch_all(p).await?
+            });
+            if rows.is_empty() {
+                return Ok(n);
+            }
+            let mut fresh = Vec::with_capacity(rows.len());
+            for (id, old) in &rows {
+                let clear = plain(old)
+                    .map_err(|e| StorageError::Corrupt(format!("{} row {id}: {e}", c.table)))?;
+                fresh.push(cipher.seal_phone(c.name, &clear));
+            }
+            with_pool!(self, p => {
+                let mut tx = p.begin_write().await?;
+                for ((id, old), s) in rows.iter().zip(&fresh) {
+                    sqlx::query(&update).bind(id).bind(&s.sealed).bind(&s.index).bind(&s.last4_index)
+                        .bind(old).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+            });
+            n += rows.len() as u64;
+        }
     }
 
     /// Rewrite the database so that values overwritten by the sealing pass are gone from disk.
